@@ -1,0 +1,3 @@
+"""rta: self-hosted real-time product analytics."""
+
+__version__ = "0.1.0"

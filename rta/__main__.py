@@ -1,0 +1,3 @@
+from rta.cli.main import run
+
+run()

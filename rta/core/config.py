@@ -1,0 +1,23 @@
+"""Engine configuration: everything the core needs, with the product's defaults."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from rta.core.events import Limits
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    data_dir: str | None = None  # None: in-memory only (tests, throwaway use)
+    max_events: int = 100_000  # in-memory head bound (MAX_EVENTS); sealed data stays on disk
+    retention_days: float = 0  # 0 keeps data forever
+    dedup_window_ms: int = 24 * 3600 * 1000
+    fsync: bool = True
+    cache_ttl_ms: int = 30_000
+    alert_interval_ms: int = 1000
+    limits: Limits = field(default_factory=Limits)
+
+    @property
+    def retention_ms(self) -> int | None:
+        return int(self.retention_days * 86_400_000) if self.retention_days > 0 else None

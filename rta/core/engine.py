@@ -1,0 +1,230 @@
+"""Engine: the store plus validation, group commit and the background tasks around it.
+
+`open_engine(config)` owns a nursery (structured concurrency): the commit loop, segment
+sealing and retention run there, along with any task a feature registers with
+`add_background`. Closing it flushes, seals and releases the data directory.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import trio
+
+from rta import __version__
+from rta.core.config import EngineConfig
+from rta.core.errors import RtaError, StorageError
+from rta.core.events import EventBatch, EventValidator
+from rta.core.store import ColumnStore, IngestResult, Snapshot, StoreConfig
+from rta.core.store.store import SealJob
+
+IngestListener = Callable[[EventBatch], None]
+BackgroundTask = Callable[[], Awaitable[None]]
+
+
+@dataclass
+class _Pending:
+    batch: EventBatch
+    payload: bytes
+    done: trio.Event = field(default_factory=trio.Event)
+    error: RtaError | None = None
+
+
+class RateMeter:
+    """Events per second over a short sliding window."""
+
+    def __init__(self, window_s: int = 5) -> None:
+        self.window_s = window_s
+        self._buckets: deque[list[float]] = deque()
+
+    def add(self, count: int, now: float | None = None) -> None:
+        second = int(time.monotonic() if now is None else now)
+        if self._buckets and self._buckets[-1][0] == second:
+            self._buckets[-1][1] += count
+        else:
+            self._buckets.append([second, count])
+        self._trim(second)
+
+    def _trim(self, second: int) -> None:
+        while self._buckets and self._buckets[0][0] <= second - self.window_s:
+            self._buckets.popleft()
+
+    def rate(self, now: float | None = None) -> float:
+        second = int(time.monotonic() if now is None else now)
+        self._trim(second)
+        total = sum(c for s, c in self._buckets if s < second)
+        return total / max(1, self.window_s - 1)
+
+
+class Engine:
+    def __init__(self, config: EngineConfig | None = None) -> None:
+        self.config = config or EngineConfig()
+        limits = replace(self.config.limits, past_horizon_ms=self.config.retention_ms)
+        self.validator = EventValidator(limits)
+        self.store = ColumnStore(self.config.data_dir, StoreConfig(
+            max_head_events=self.config.max_events, retention_ms=self.config.retention_ms,
+            dedup_window_ms=self.config.dedup_window_ms, fsync=self.config.fsync))
+        self.version = __version__
+        self.started_at = time.time()
+        self.rate = RateMeter()
+        self.events_rejected = 0
+        self._listeners: list[IngestListener] = []
+        self._background: list[BackgroundTask] = []
+        self._pending: list[_Pending] = []
+        self._wake = trio.Event()
+        self._nursery: trio.Nursery | None = None
+        self.extensions: dict[str, Any] = {}  # feature services (alerts, live hub, metadata)
+
+    # -- wiring ----------------------------------------------------------------------------
+
+    def on_ingest(self, listener: IngestListener) -> None:
+        """Call `listener` with every batch once it is durable and visible to queries."""
+        self._listeners.append(listener)
+
+    def add_background(self, task: BackgroundTask) -> None:
+        """Run `task` in the engine's nursery (started now if the engine is running)."""
+        self._background.append(task)
+        if self._nursery is not None:
+            self._nursery.start_soon(task)
+
+    def snapshot(self) -> Snapshot:
+        return self.store.snapshot()
+
+    # -- ingest ----------------------------------------------------------------------------
+
+    async def ingest(self, batch: EventBatch) -> IngestResult:
+        """Durable before return: the batch shares one fsync with every batch waiting now."""
+        kept, duplicates = self.store.reserve(batch)
+        if not len(kept):
+            return IngestResult(0, duplicates, [])
+        if self._nursery is None:  # not running under open_engine: commit synchronously
+            self._commit([_Pending(kept, kept.to_json())], sync=True)
+            return IngestResult(len(kept), duplicates, kept.ids)
+        item = _Pending(kept, kept.to_json())
+        self._pending.append(item)
+        self._wake.set()
+        await item.done.wait()
+        if item.error is not None:
+            raise item.error
+        return IngestResult(len(kept), duplicates, kept.ids)
+
+    def _commit(self, group: list[_Pending], sync: bool = False) -> None:
+        try:
+            self.store.write_wal([p.payload for p in group])
+        except StorageError as exc:
+            for p in group:
+                self.store.release(p.batch)
+                p.error = exc
+            if sync:
+                raise
+            return
+        self._apply(group)
+        if sync:
+            self.store.seal_if_full()
+
+    def _apply(self, group: list[_Pending]) -> None:
+        for p in group:
+            self.store.apply(p.batch)
+            self.rate.add(len(p.batch))
+            for listener in self._listeners:
+                listener(p.batch)
+
+    async def _commit_loop(self) -> None:
+        while True:
+            if not self._pending:
+                await self._wake.wait()
+            self._wake = trio.Event()
+            group, self._pending = self._pending, []
+            if not group:
+                continue
+            try:
+                await trio.to_thread.run_sync(self.store.write_wal, [p.payload for p in group])
+            except StorageError as exc:
+                for p in group:
+                    self.store.release(p.batch)
+                    p.error = exc
+            else:
+                self._apply(group)
+            finally:
+                for p in group:
+                    p.done.set()
+            if self.store.needs_seal() and self._nursery is not None:
+                self._nursery.start_soon(self._seal, self.store.begin_seal())
+
+    async def _seal(self, job: SealJob) -> None:
+        await trio.to_thread.run_sync(self.store.run_seal, job)
+        self.store.finish_seal(job)
+
+    async def _retention_loop(self) -> None:
+        while True:
+            self.store.apply_retention()
+            await trio.sleep(60)
+
+    async def run(self, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            nursery.start_soon(self._commit_loop)
+            nursery.start_soon(self._retention_loop)
+            for task in self._background:
+                nursery.start_soon(task)
+            task_status.started()
+
+    def close(self) -> None:
+        self.store.close()
+
+    # -- introspection ---------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        store = self.store.stats()
+        return {
+            "aggregator": {
+                "eventsProcessed": self.store.events_ingested,
+                "eventsPerSecond": round(self.rate.rate(), 2),
+                "eventsInMemory": store["headEvents"],
+                "eventsStored": store["events"],
+                "uniqueEventTypes": len(self.store.dicts.types),
+                "totalUsers": len(self.store.dicts.users),
+                "eventsRejected": self.events_rejected,
+            },
+            "store": store,
+        }
+
+    def health(self) -> dict[str, Any]:
+        damaged = self.store.damaged
+        return {
+            "status": "degraded" if damaged else "ok",
+            "version": self.version,
+            "uptime": round(time.time() - self.started_at, 3),
+            "store": {
+                "dataDir": self.config.data_dir,
+                "events": self.store.stats()["events"],
+                "segments": len(self.store.segments),
+                "damagedSegments": damaged,
+                "persistent": self.config.data_dir is not None,
+            },
+        }
+
+
+@asynccontextmanager
+async def open_engine(config: EngineConfig | None = None) -> AsyncIterator[Engine]:
+    """Run an engine for the duration of the block; on exit flush, seal and unlock."""
+    engine = Engine(config)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(engine.run)
+            try:
+                yield engine
+            finally:
+                # Let queued commits finish so every acknowledged request stays durable.
+                with trio.move_on_after(10):
+                    while engine._pending:
+                        await trio.sleep(0.01)
+                nursery.cancel_scope.cancel()
+    finally:
+        engine._nursery = None
+        engine.close()

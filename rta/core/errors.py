@@ -1,0 +1,57 @@
+"""Errors the engine raises; every layer above maps them to the JSON error body."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class RtaError(Exception):
+    """Base error: carries a stable machine code, a message and structured details."""
+
+    status = 400
+    code = "error"
+
+    def __init__(self, message: str, details: list[dict[str, Any]] | None = None,
+                 code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+        if code is not None:
+            self.code = code
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
+
+
+class ValidationError(RtaError):
+    """Bad input: what was wrong and where (field path, batch index)."""
+
+    status = 400
+    code = "validation_error"
+
+
+class NotFoundError(RtaError):
+    status = 404
+    code = "not_found"
+
+
+class PayloadTooLarge(RtaError):
+    status = 413
+    code = "payload_too_large"
+
+
+class StorageError(RtaError):
+    """The store could not make data durable (disk full, read-only): nothing was acknowledged."""
+
+    status = 507
+    code = "storage_unavailable"
+
+
+class StoreLockedError(RtaError):
+    status = 409
+    code = "store_locked"
+
+
+def field_error(field: str, message: str, **extra: Any) -> ValidationError:
+    """A validation error about one field, with the field path in the details."""
+    return ValidationError(f"{field}: {message}", [{"field": field, "message": message, **extra}])

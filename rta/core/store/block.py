@@ -1,0 +1,214 @@
+"""Block: an immutable, time-sorted run of events held as typed numpy columns.
+
+Segments on disk and the in-memory head both present themselves as Blocks, so every query
+kernel sees one shape. Missing values use sentinels instead of validity bitmaps (NaN for
+floats, INT64_MIN for ints, -1 for codes and booleans) so columns stay plain numpy arrays that
+memory-map zero-copy from Arrow IPC.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import pyarrow as pa
+
+from rta.core.events import BOOL, FLOAT, INT, INT64_MIN, STR, EventBatch
+from rta.core.store.dictionary import Dictionaries
+
+NULL_DTYPES: dict[str, tuple[type, object]] = {
+    INT: (np.int64, INT64_MIN),
+    FLOAT: (np.float64, np.nan),
+    STR: (np.int32, -1),
+    BOOL: (np.int8, -1),
+}
+BASE_COLUMNS = ("ts", "recv", "type", "user", "session", "id_hi", "id_lo")
+
+
+def id_parts(text: str) -> tuple[int, int, bool]:
+    """(high 64 bits, low 64 bits, is_custom) of an event id.
+
+    Canonical UUIDs are stored as 16 bytes; any other id is hashed to 16 bytes and its text
+    kept beside it so it round-trips exactly.
+    """
+    try:
+        u = uuid.UUID(text)
+        if str(u) == text:
+            return u.int >> 64, u.int & 0xFFFFFFFFFFFFFFFF, False
+    except ValueError:
+        pass
+    h = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=16).digest(), "big")
+    return h >> 64, h & 0xFFFFFFFFFFFFFFFF, True
+
+
+def null_column(kind: str, n: int) -> np.ndarray:
+    dtype, sentinel = NULL_DTYPES[kind]
+    return np.full(n, sentinel, dtype=dtype)
+
+
+@dataclass(eq=False)
+class Block:
+    ts: np.ndarray
+    recv: np.ndarray
+    type: np.ndarray
+    user: np.ndarray
+    session: np.ndarray
+    id_hi: np.ndarray
+    id_lo: np.ndarray
+    id_text: pa.Array | None = None  # custom (non-UUID) ids; null where the id is a UUID
+    props: dict[str, np.ndarray] = field(default_factory=dict)
+    label: str = "head"
+
+    @property
+    def n(self) -> int:
+        return len(self.ts)
+
+    @cached_property
+    def min_ts(self) -> int:
+        return int(self.ts[0]) if self.n else 0
+
+    @cached_property
+    def max_ts(self) -> int:
+        return int(self.ts[-1]) if self.n else -1
+
+    @cached_property
+    def type_counts(self) -> np.ndarray:
+        return np.bincount(self.type, minlength=0) if self.n else np.zeros(0, np.int64)
+
+    @cached_property
+    def property_keys(self) -> dict[str, list[str]]:
+        """Property key -> the kinds it has in this block."""
+        out: dict[str, list[str]] = {}
+        for col in self.props:
+            out.setdefault(col[2:], []).append(col[0])
+        return out
+
+    def nbytes(self) -> int:
+        total = sum(getattr(self, c).nbytes for c in BASE_COLUMNS)
+        total += sum(a.nbytes for a in self.props.values())
+        if self.id_text is not None:
+            total += self.id_text.nbytes
+        return total
+
+    def time_slice(self, start: int | None, end: int | None) -> slice:
+        """Rows with start <= ts < end, by binary search on the sorted timestamps."""
+        lo = 0 if start is None else int(np.searchsorted(self.ts, start, "left"))
+        hi = self.n if end is None else int(np.searchsorted(self.ts, end, "left"))
+        return slice(lo, max(lo, hi))
+
+    def column(self, kind: str, key: str) -> np.ndarray | None:
+        return self.props.get(kind + ":" + key)
+
+    def numeric(self, key: str) -> np.ndarray:
+        """float64 values of `key` (ints and floats merged, booleans excluded), NaN if absent."""
+        f = self.props.get(FLOAT + ":" + key)
+        i = self.props.get(INT + ":" + key)
+        if i is None:
+            return f if f is not None else null_column(FLOAT, self.n)
+        as_float = np.where(i == INT64_MIN, np.nan, i.astype(np.float64))
+        if f is None:
+            return as_float
+        return np.where(np.isnan(as_float), f, as_float)
+
+    def present(self, key: str) -> np.ndarray:
+        """True where the event has property `key` in any type."""
+        mask = np.zeros(self.n, dtype=bool)
+        for kind in self.property_keys.get(key, ()):
+            col = self.props[kind + ":" + key]
+            if kind == FLOAT:
+                mask |= ~np.isnan(col)
+            else:
+                mask |= col != NULL_DTYPES[kind][1]
+        return mask
+
+    def ids(self, rows: np.ndarray | slice) -> list[str]:
+        """Event ids as text for the given rows."""
+        hi = self.id_hi[rows]
+        lo = self.id_lo[rows]
+        texts = self.id_text.take(pa.array(np.arange(self.n)[rows])).to_pylist() \
+            if self.id_text is not None else [None] * len(hi)
+        return [t if t is not None else str(uuid.UUID(int=(int(h) << 64) | int(low)))
+                for h, low, t in zip(hi.tolist(), lo.tolist(), texts, strict=True)]
+
+    def take(self, rows: np.ndarray) -> Block:
+        return Block(
+            *(getattr(self, c)[rows] for c in BASE_COLUMNS),
+            id_text=None if self.id_text is None else self.id_text.take(pa.array(rows)),
+            props={k: v[rows] for k, v in self.props.items()}, label=self.label)
+
+
+def block_from_batch(batch: EventBatch, dicts: Dictionaries) -> Block:
+    """Encode a validated batch into columns (unsorted; `sort_block` orders it)."""
+    n = len(batch)
+    his = np.empty(n, dtype=np.uint64)
+    los = np.empty(n, dtype=np.uint64)
+    custom: list[str | None] | None = None
+    for i, text in enumerate(batch.ids):
+        hi, lo, is_custom = id_parts(text)
+        his[i] = hi
+        los[i] = lo
+        if is_custom:
+            if custom is None:
+                custom = [None] * n
+            custom[i] = text
+    props: dict[str, np.ndarray] = {}
+    for col, (rows, values) in batch.props.items():
+        kind = col[0]
+        arr = null_column(kind, n)
+        idx = np.asarray(rows, dtype=np.int64)
+        if kind == STR:
+            arr[idx] = dicts.values.encode(values)
+        elif kind == BOOL:
+            arr[idx] = np.asarray(values, dtype=np.int8)
+        else:
+            arr[idx] = np.asarray(values, dtype=arr.dtype)
+        props[col] = arr
+    return Block(
+        ts=np.asarray(batch.timestamps, dtype=np.int64),
+        recv=np.full(n, batch.received_at, dtype=np.int64),
+        type=dicts.types.encode(batch.types),  # type: ignore[arg-type]
+        user=dicts.users.encode(batch.users),
+        session=dicts.sessions.encode(batch.sessions),
+        id_hi=his, id_lo=los,
+        id_text=None if custom is None else pa.array(custom, type=pa.string()),
+        props=props)
+
+
+def concat_blocks(blocks: list[Block], label: str = "head") -> Block:
+    """One block holding all rows of `blocks`, property columns unioned (nulls filled)."""
+    if len(blocks) == 1:
+        return blocks[0]
+    if not blocks:
+        return empty_block(label)
+    cols = {c: np.concatenate([getattr(b, c) for b in blocks]) for c in BASE_COLUMNS}
+    names: dict[str, None] = {}
+    for b in blocks:
+        names.update(dict.fromkeys(b.props))
+    props = {}
+    for name in names:
+        parts = [b.props[name] if name in b.props else null_column(name[0], b.n) for b in blocks]
+        props[name] = np.concatenate(parts)
+    id_text = None
+    if any(b.id_text is not None for b in blocks):
+        id_text = pa.concat_arrays([
+            b.id_text if b.id_text is not None else pa.nulls(b.n, pa.string())
+            for b in blocks])
+    return Block(**cols, id_text=id_text, props=props, label=label)
+
+
+def sort_block(block: Block) -> Block:
+    """The block ordered by timestamp (stable: arrival order breaks ties)."""
+    if block.n < 2 or bool(np.all(block.ts[1:] >= block.ts[:-1])):
+        return block
+    order = np.argsort(block.ts, kind="stable")
+    return block.take(order)
+
+
+def empty_block(label: str = "empty") -> Block:
+    z64 = np.zeros(0, np.int64)
+    z32 = np.zeros(0, np.int32)
+    zu = np.zeros(0, np.uint64)
+    return Block(z64, z64, z32, z32, z32, zu, zu, label=label)

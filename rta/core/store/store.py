@@ -1,0 +1,334 @@
+"""ColumnStore: the embedded event store (WAL + in-memory head + sealed segments).
+
+Ingest protocol, split so an async caller can group-commit (see rta.core.engine):
+  reserve(batch) -> drop duplicate ids and reserve the rest,
+  write_wal(payloads) -> durable (may run in a worker thread),
+  apply(batch) -> visible to queries; then seal when the head is full.
+`append()` runs the whole sequence synchronously for library use and bulk loads.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rta.core.errors import StorageError, StoreLockedError
+from rta.core.events import EventBatch
+from rta.core.store.block import (
+    Block,
+    block_from_batch,
+    concat_blocks,
+    empty_block,
+    id_parts,
+    sort_block,
+)
+from rta.core.store.dictionary import Dictionaries
+from rta.core.store.segment import Segment, list_segments, read_segment, write_segment
+from rta.core.store.snapshot import Snapshot
+from rta.core.store.wal import WriteAheadLog
+from rta.core.timeparse import DAY, now_ms
+
+log = logging.getLogger("rta.store")
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    max_head_events: int = 100_000  # MAX_EVENTS: bounds the in-memory head, not the data kept
+    retention_ms: int | None = None  # None keeps everything
+    dedup_window_ms: int = DAY
+    fsync: bool = True
+
+
+@dataclass
+class IngestResult:
+    accepted: int
+    duplicates: int
+    ids: list[str] = field(default_factory=list)
+
+
+@dataclass
+class SealJob:
+    block: Block
+    wal_seq: int
+    seq: int
+    segment: Segment | None = None
+
+
+class ColumnStore:
+    def __init__(self, data_dir: str | None, config: StoreConfig | None = None) -> None:
+        """`data_dir=None` gives a purely in-memory store (no WAL, no files), for tests."""
+        self.data_dir = data_dir
+        self.config = config or StoreConfig()
+        self.segments: list[Segment] = []
+        self.damaged: list[dict[str, str]] = []
+        self._head: list[Block] = []
+        self._head_rows = 0
+        self._sealing: list[SealJob] = []
+        self._recent_ids: set[int] = set()
+        self._lock_fd: int | None = None
+        self._next_segment = 1
+        self.version = 0
+        self._changes: deque[tuple[int, int, int]] = deque(maxlen=4096)
+        self.duplicates_dropped = 0
+        self.events_ingested = 0
+        self.wal: WriteAheadLog | None = None
+        if data_dir is None:
+            self.dicts = Dictionaries(None)
+            return
+        os.makedirs(data_dir, exist_ok=True)
+        self._acquire_lock()
+        try:
+            for sub in ("dicts", "segments", "wal"):
+                os.makedirs(os.path.join(data_dir, sub), exist_ok=True)
+            self.dicts = Dictionaries(os.path.join(data_dir, "dicts"))
+            self._load_segments()
+            self.wal = WriteAheadLog(os.path.join(data_dir, "wal"), fsync=self.config.fsync)
+            self._replay()
+            self.wal.open_new()
+        except BaseException:
+            self._release_lock()
+            raise
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def _acquire_lock(self) -> None:
+        assert self.data_dir is not None
+        path = os.path.join(self.data_dir, "LOCK")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            holder = ""
+            try:
+                with open(path) as f:
+                    holder = f.read().strip()
+            except OSError:
+                pass
+            raise StoreLockedError(
+                f"data directory {self.data_dir} is in use by another rta process"
+                + (f" (pid {holder})" if holder else ""),
+                [{"field": "dataDir", "message": "locked", "path": self.data_dir}]) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self._lock_fd = fd
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _segments_dir(self) -> str:
+        assert self.data_dir is not None
+        return os.path.join(self.data_dir, "segments")
+
+    def _load_segments(self) -> None:
+        directory = self._segments_dir()
+        for name in os.listdir(directory):
+            if name.endswith(".tmp"):
+                os.remove(os.path.join(directory, name))
+        for seq, path in list_segments(directory):
+            self._next_segment = max(self._next_segment, seq + 1)
+            try:
+                seg = read_segment(seq, path)
+                if seg.block.n and (int(seg.block.type.max()) >= len(self.dicts.types)
+                                    or int(seg.block.user.max()) >= len(self.dicts.users)):
+                    raise ValueError("refers to dictionary entries that do not exist")
+            except Exception as exc:  # a damaged file must not stop the server
+                log.error("segment %s is damaged and was skipped: %s", path, exc)
+                self.damaged.append({"segment": os.path.basename(path), "error": str(exc)})
+                continue
+            self.segments.append(seg)
+
+    def _replay(self) -> None:
+        assert self.wal is not None
+        covered = max((s.wal_seq for s in self.segments), default=0)
+        replayed = 0
+        for _seq, payload in self.wal.replay(covered):
+            batch = EventBatch.from_json(payload)
+            for text in batch.ids:
+                self._recent_ids.add(id_parts(text)[1])
+            self.apply(batch)
+            replayed += len(batch)
+        if replayed:
+            log.info("replayed %d events from the write-ahead log", replayed)
+
+    def close(self) -> None:
+        """Seal what the head holds so a restart needs no replay, then release the lock."""
+        try:
+            if self.wal is not None and self._head_rows:
+                job = self.begin_seal()
+                self.run_seal(job)
+                self.finish_seal(job)
+        finally:
+            if self.wal is not None:
+                self.wal.close()
+            self.dicts.close()
+            self._release_lock()
+
+    # -- ingest ----------------------------------------------------------------------------
+
+    def reserve(self, batch: EventBatch) -> tuple[EventBatch, int]:
+        """Drop events whose id was seen within the dedup window (or earlier in this batch)."""
+        keys = np.fromiter((id_parts(t)[1] for t in batch.ids), dtype=np.uint64,
+                           count=len(batch))
+        dup = np.zeros(len(batch), dtype=bool)
+        horizon = now_ms() - self.config.dedup_window_ms
+        for seg in self.segments:
+            ids = seg.sorted_ids
+            if seg.max_recv >= horizon and len(ids):
+                pos = np.minimum(np.searchsorted(ids, keys), len(ids) - 1)
+                dup |= ids[pos] == keys
+        recent = self._recent_ids
+        keep: list[int] = []
+        for i, key in enumerate(keys.tolist()):
+            if dup[i] or key in recent:
+                continue
+            recent.add(key)
+            keep.append(i)
+        duplicates = len(batch) - len(keep)
+        self.duplicates_dropped += duplicates
+        if duplicates == 0:
+            return batch, 0
+        return batch.select(keep), duplicates
+
+    def release(self, batch: EventBatch) -> None:
+        """Undo `reserve` for a batch that could not be made durable."""
+        for text in batch.ids:
+            self._recent_ids.discard(id_parts(text)[1])
+
+    def write_wal(self, payloads: list[bytes]) -> None:
+        if self.wal is None:
+            return
+        try:
+            self.wal.write(payloads)
+        except OSError as exc:
+            raise StorageError(f"could not write the write-ahead log: {exc.strerror or exc}",
+                               [{"errno": exc.errno, "path": self.wal.path(self.wal.seq)}]
+                               ) from exc
+
+    def apply(self, batch: EventBatch) -> None:
+        if not len(batch):
+            return
+        block = block_from_batch(batch, self.dicts)
+        self._head.append(block)
+        self._head_rows += block.n
+        self.events_ingested += block.n
+        self.version += 1
+        self._changes.append((self.version, int(block.ts.min()), int(block.ts.max())))
+
+    def needs_seal(self) -> bool:
+        return self._head_rows >= self.config.max_head_events
+
+    def begin_seal(self) -> SealJob:
+        """Detach the head for sealing; new appends go to a fresh head and WAL file."""
+        block = sort_block(concat_blocks(self._head))
+        wal_seq = self.wal.open_new() if self.wal is not None else 0
+        job = SealJob(block=block, wal_seq=wal_seq, seq=self._next_segment)
+        self._next_segment += 1
+        self._head = []
+        self._head_rows = 0
+        self._sealing.append(job)
+        return job
+
+    def run_seal(self, job: SealJob) -> None:
+        """Persist the job's block (thread-safe: touches only immutable data and fsyncs)."""
+        if self.data_dir is None:
+            return
+        self.dicts.sync()
+        job.segment = write_segment(self._segments_dir(), job.seq, job.block, job.wal_seq)
+
+    def finish_seal(self, job: SealJob) -> None:
+        if job.segment is not None:
+            self.segments.append(job.segment)
+            self.segments.sort(key=lambda s: s.seq)
+            if self.wal is not None:
+                self.wal.drop_through(job.wal_seq)
+        else:  # in-memory store: the block itself becomes the segment
+            self.segments.append(Segment(job.seq, "", job.block, 0, 0, now_ms(), 0))
+        self._sealing.remove(job)
+        self._recent_ids.difference_update(job.block.id_lo.tolist())
+
+    def append(self, batch: EventBatch) -> IngestResult:
+        """Synchronous ingest: dedup, WAL + fsync, apply, seal when full."""
+        kept, duplicates = self.reserve(batch)
+        if len(kept):
+            try:
+                self.write_wal([kept.to_json()])
+            except StorageError:
+                self.release(kept)
+                raise
+            self.apply(kept)
+            self.seal_if_full()
+        return IngestResult(len(kept), duplicates, kept.ids)
+
+    def seal_if_full(self) -> None:
+        if self.needs_seal():
+            job = self.begin_seal()
+            self.run_seal(job)
+            self.finish_seal(job)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def head_block(self) -> Block:
+        if len(self._head) > 1 or (self._head and self._head[0].label != "head-sorted"):
+            merged = sort_block(concat_blocks(self._head))
+            merged.label = "head-sorted"
+            self._head = [merged]
+        return self._head[0] if self._head else empty_block()
+
+    def snapshot(self) -> Snapshot:
+        """A consistent, immutable view for one query."""
+        blocks = [s.block for s in self.segments] + [j.block for j in self._sealing]
+        if self._head_rows:
+            blocks.append(self.head_block())
+        return Snapshot(blocks=blocks, dicts=self.dicts, version=self.version)
+
+    def changed_since(self, version: int, start: int | None, end: int | None) -> bool:
+        """Whether events with start <= ts < end have landed after `version`."""
+        if version == self.version:
+            return False
+        if not self._changes or self._changes[0][0] > version + 1:
+            return True  # the change log no longer reaches back that far
+        for v, lo, hi in reversed(self._changes):
+            if v <= version:
+                break
+            if (start is None or hi >= start) and (end is None or lo < end):
+                return True
+        return False
+
+    def apply_retention(self, now: int | None = None) -> int:
+        """Drop whole segments whose newest event is past the retention horizon."""
+        if self.config.retention_ms is None:
+            return 0
+        horizon = (now_ms() if now is None else now) - self.config.retention_ms
+        expired = [s for s in self.segments if s.block.max_ts < horizon]
+        for seg in expired:
+            self.segments.remove(seg)
+            if seg.path:
+                os.remove(seg.path)
+        if expired:
+            self.version += 1
+            self._changes.append((self.version, 0, horizon))
+        return sum(s.block.n for s in expired)
+
+    def stats(self) -> dict[str, int | list[dict[str, str]]]:
+        head_bytes = sum(b.nbytes() for b in self._head) + sum(
+            j.block.nbytes() for j in self._sealing)
+        return {
+            "events": sum(s.block.n for s in self.segments) + self._head_rows + sum(
+                j.block.n for j in self._sealing),
+            "segments": len(self.segments),
+            "headEvents": self._head_rows,
+            "bytesInMemory": head_bytes,
+            "bytesOnDisk": sum(s.size_bytes for s in self.segments),
+            "walBytes": self.wal.size_bytes() if self.wal is not None else 0,
+            "duplicatesDropped": self.duplicates_dropped,
+            "damagedSegments": self.damaged,
+        }

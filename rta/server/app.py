@@ -1,0 +1,93 @@
+"""create_app(engine) -> QuartTrio: a thin HTTP/WebSocket layer over the engine."""
+
+from __future__ import annotations
+
+import gzip
+import importlib
+import logging
+from typing import Any
+
+from quart import Response, request
+from quart.wrappers.response import DataBody
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from rta.core.engine import Engine
+from rta.core.errors import RtaError
+from rta.server.http import error_response, json_response
+
+log = logging.getLogger("rta.server")
+
+# Each module exposes `bp` (a Blueprint) and optionally `setup(app, engine)` for the
+# services it needs (hubs, evaluators). Order matters only for route precedence.
+FEATURE_MODULES = (
+    "rta.server.system_api",
+    "rta.server.events_api",
+    "rta.server.analytics_api",
+    "rta.server.queries_api",
+    "rta.server.alerts_api",
+    "rta.server.export_api",
+    "rta.server.dashboards_api",
+    "rta.server.ws_api",
+    "rta.server.web",
+)
+
+
+def create_app(engine: Engine, compression: bool = True, **options: Any) -> QuartTrio:
+    app = QuartTrio("rta")
+    app.config["RTA_ENGINE"] = engine
+    app.config["RTA_OPTIONS"] = options
+    app.config["MAX_CONTENT_LENGTH"] = engine.validator.limits.max_batch_bytes + 1024
+    app.config["BODY_TIMEOUT"] = 120
+    app.config["RESPONSE_TIMEOUT"] = None
+    for name in FEATURE_MODULES:
+        module = importlib.import_module(name)
+        app.register_blueprint(module.bp)
+        setup = getattr(module, "setup", None)
+        if setup is not None:
+            setup(app, engine)
+
+    @app.errorhandler(RtaError)
+    async def _rta_error(exc: RtaError) -> Response:
+        return error_response(exc)
+
+    @app.errorhandler(HTTPException)
+    async def _http_error(exc: HTTPException) -> Response:
+        code = (exc.name or "error").lower().replace(" ", "_")
+        message = exc.description or exc.name or "error"
+        if exc.code == 404:
+            message = f"no such endpoint: {request.method} {request.path}"
+        elif exc.code == 405:
+            message = f"{request.method} is not allowed on {request.path}"
+        return json_response({"error": {"code": code, "message": message, "details": []}},
+                             exc.code or 500)
+
+    @app.errorhandler(Exception)
+    async def _unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return json_response({"error": {"code": "internal_error",
+                                        "message": "internal server error; see the server log",
+                                        "details": [{"type": type(exc).__name__}]}}, 500)
+
+    if compression:
+        @app.after_request
+        async def _compress(response: Response) -> Response:
+            return await gzip_response(response)
+
+    return app
+
+
+async def gzip_response(response: Response) -> Response:
+    """gzip buffered bodies over 1 KiB when the client accepts it; streams pass through."""
+    if (not isinstance(response.response, DataBody)
+            or response.headers.get("Content-Encoding")
+            or "gzip" not in (request.headers.get("Accept-Encoding") or "")
+            or response.status_code < 200 or response.status_code == 204):
+        return response
+    data = await response.get_data(as_text=False)
+    if len(data) < 1024:
+        return response
+    response.set_data(gzip.compress(data, compresslevel=5))
+    response.headers["Content-Encoding"] = "gzip"
+    response.headers.add("Vary", "Accept-Encoding")
+    return response

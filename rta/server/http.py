@@ -1,0 +1,131 @@
+"""Request/response helpers shared by every blueprint: JSON bodies, errors, query params."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import zlib
+from typing import Any
+
+from quart import Response, current_app, request
+
+from rta.core.engine import Engine
+from rta.core.errors import PayloadTooLarge, RtaError, ValidationError, field_error
+
+JSON_TYPES = ("application/json", "text/json")
+NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl",
+                "application/x-jsonlines", "application/jsonlines")
+
+
+def engine() -> Engine:
+    eng: Engine = current_app.config["RTA_ENGINE"]
+    return eng
+
+
+def json_response(payload: Any, status: int = 200,
+                  headers: dict[str, str] | None = None) -> Response:
+    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=_default)
+    return Response(body, status=status, mimetype="application/json", headers=headers)
+
+
+def _default(value: Any) -> Any:
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def error_response(exc: RtaError) -> Response:
+    return json_response(exc.to_dict(), exc.status)
+
+
+async def read_body(max_bytes: int) -> bytes:
+    """The request body, gunzipped if needed, refusing anything over `max_bytes`."""
+    length = request.content_length
+    if length is not None and length > max_bytes:
+        raise PayloadTooLarge(f"request body is {length} bytes; the limit is {max_bytes}",
+                              [{"bytes": length, "limit": max_bytes}])
+    raw = await request.get_data(cache=False, as_text=False, parse_form_data=False)
+    assert isinstance(raw, bytes)
+    if len(raw) > max_bytes:
+        raise PayloadTooLarge(f"request body is over the limit of {max_bytes} bytes",
+                              [{"limit": max_bytes}])
+    encoding = (request.headers.get("Content-Encoding") or "").lower().strip()
+    if encoding in ("gzip", "x-gzip", "deflate"):
+        try:
+            d = zlib.decompressobj(47 if encoding != "deflate" else 15)
+            raw = d.decompress(raw, max_bytes + 1)
+            if len(raw) > max_bytes or d.unconsumed_tail:
+                raise PayloadTooLarge(f"decompressed body is over the limit of {max_bytes} "
+                                      "bytes", [{"limit": max_bytes}])
+        except (zlib.error, gzip.BadGzipFile) as exc:
+            raise ValidationError(f"body is not valid {encoding}: {exc}",
+                                  [{"field": "Content-Encoding"}], code="bad_encoding") from None
+    elif encoding not in ("", "identity"):
+        raise RtaError(f"unsupported Content-Encoding {encoding!r}; use gzip",
+                       [{"field": "Content-Encoding", "allowed": ["gzip", "identity"]}],
+                       code="unsupported_encoding")
+    return raw
+
+
+def media_type() -> str:
+    return (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+
+
+def parse_json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        details: dict[str, Any] = {"message": str(exc)}
+        if isinstance(exc, json.JSONDecodeError):
+            details.update(line=exc.lineno, column=exc.colno)
+        raise ValidationError(f"body is not valid JSON: {exc}", [details],
+                              code="invalid_json") from None
+
+
+async def json_body(max_bytes: int = 1024 * 1024) -> Any:
+    """A JSON request body (any JSON content type, or none given)."""
+    kind = media_type()
+    if kind and kind not in JSON_TYPES and not kind.endswith("+json"):
+        raise unsupported_media(kind, ["application/json"])
+    return parse_json(await read_body(max_bytes))
+
+
+async def json_object(max_bytes: int = 1024 * 1024) -> dict[str, Any]:
+    body = await json_body(max_bytes)
+    if not isinstance(body, dict):
+        raise ValidationError("body must be a JSON object",
+                              [{"field": "", "got": type(body).__name__}])
+    return body
+
+
+def unsupported_media(kind: str, allowed: list[str]) -> RtaError:
+    err = RtaError(f"unsupported Content-Type {kind!r}; send {' or '.join(allowed)}",
+                   [{"field": "Content-Type", "got": kind, "allowed": allowed}],
+                   code="unsupported_media_type")
+    err.status = 415
+    return err
+
+
+def int_arg(name: str, default: int | None = None, lo: int | None = None,
+            hi: int | None = None) -> int | None:
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise field_error(name, "must be an integer", value=raw) from None
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise field_error(name, f"must be between {lo} and {hi}", value=value)
+    return value
+
+
+def bool_arg(name: str, default: bool = False) -> bool:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    if raw.lower() in ("1", "true", "yes", "on", ""):
+        return True
+    if raw.lower() in ("0", "false", "no", "off"):
+        return False
+    raise field_error(name, "must be true or false", value=raw)
