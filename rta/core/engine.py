@@ -20,6 +20,7 @@ from rta import __version__
 from rta.core.config import EngineConfig
 from rta.core.errors import RtaError, StorageError
 from rta.core.events import EventBatch, EventValidator
+from rta.core.metadata import MetadataStore
 from rta.core.store import ColumnStore, IngestResult, Snapshot, StoreConfig
 from rta.core.store.store import SealJob
 
@@ -69,6 +70,7 @@ class Engine:
         self.store = ColumnStore(self.config.data_dir, StoreConfig(
             max_head_events=self.config.max_events, retention_ms=self.config.retention_ms,
             dedup_window_ms=self.config.dedup_window_ms, fsync=self.config.fsync))
+        self.metadata = MetadataStore(self.config.data_dir)
         self.version = __version__
         self.started_at = time.time()
         self.rate = RateMeter()
@@ -175,7 +177,10 @@ class Engine:
             task_status.started()
 
     def close(self) -> None:
-        self.store.close()
+        try:
+            self.store.close()
+        finally:
+            self.metadata.close()
 
     # -- introspection ---------------------------------------------------------------------
 

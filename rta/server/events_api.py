@@ -11,11 +11,11 @@ from rta.core.errors import PayloadTooLarge, ValidationError, field_error
 from rta.core.eventlist import Cursor, list_events
 from rta.core.filters import Group, Predicate, parse_filter, parse_where
 from rta.server.http import (
-    JSON_TYPES,
     NDJSON_TYPES,
     bool_arg,
     engine,
     int_arg,
+    is_json_type,
     json_response,
     media_type,
     parse_json,
@@ -42,7 +42,7 @@ def parse_events_body(raw: bytes, kind: str) -> list[Any]:
                                       [{"index": len(items), "line": lineno + 1,
                                         "message": str(exc)}], code="invalid_json") from None
         return items
-    if kind and kind not in JSON_TYPES and not kind.endswith("+json"):
+    if not is_json_type(kind):
         raise unsupported_media(kind, ["application/json", "application/x-ndjson"])
     body = parse_json(raw)
     if isinstance(body, dict) and isinstance(body.get("events"), list):
@@ -60,7 +60,7 @@ async def ingest_one() -> Response:
     kind = media_type()
     if kind in NDJSON_TYPES:
         return await _ingest_many(parse_events_body(raw, kind))
-    if kind and kind not in JSON_TYPES and not kind.endswith("+json"):
+    if not is_json_type(kind):
         raise unsupported_media(kind, ["application/json"])
     body = parse_json(raw)
     if isinstance(body, list):

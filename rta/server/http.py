@@ -12,7 +12,10 @@ from quart import Response, current_app, request
 from rta.core.engine import Engine
 from rta.core.errors import PayloadTooLarge, RtaError, ValidationError, field_error
 
-JSON_TYPES = ("application/json", "text/json")
+# curl's default (form-urlencoded) and text/plain are read as JSON: clients that forget the
+# header should not be punished; anything else that is not JSON gets a 415.
+JSON_TYPES = ("", "application/json", "text/json", "text/plain",
+              "application/x-www-form-urlencoded")
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl",
                 "application/x-jsonlines", "application/jsonlines")
 
@@ -85,9 +88,13 @@ def parse_json(raw: bytes) -> Any:
 async def json_body(max_bytes: int = 1024 * 1024) -> Any:
     """A JSON request body (any JSON content type, or none given)."""
     kind = media_type()
-    if kind and kind not in JSON_TYPES and not kind.endswith("+json"):
+    if not is_json_type(kind):
         raise unsupported_media(kind, ["application/json"])
     return parse_json(await read_body(max_bytes))
+
+
+def is_json_type(kind: str) -> bool:
+    return kind in JSON_TYPES or kind.endswith("+json")
 
 
 async def json_object(max_bytes: int = 1024 * 1024) -> dict[str, Any]:

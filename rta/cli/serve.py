@@ -1,0 +1,68 @@
+"""`rta serve`: run the daemon."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import typer
+
+from rta.cli.output import EXIT_ERROR, fail
+
+
+def serve(
+    host: str = typer.Option(None, "--host", help="Address to bind [default: 127.0.0.1]."),
+    port: int = typer.Option(None, "--port", "-p", help="Port to listen on [default: 8080]; "
+                             "0 picks a free one."),
+    data_dir: str = typer.Option(None, "--data-dir", "-d", envvar=None,
+                                 help="Data directory [default: the user data dir]."),
+    max_events: int = typer.Option(None, "--max-events", help="Events held in memory before "
+                                   "sealing to disk [default: 100000]."),
+    retention_days: float = typer.Option(None, "--retention-days",
+                                         help="Drop data older than this (0 keeps all)."),
+    demo: bool = typer.Option(False, "--demo", help="Load demo data (if the store is empty) "
+                              "and keep a live trickle of demo events going."),
+    log_format: str = typer.Option(None, "--log-format", help="text or json."),
+) -> None:
+    """Start the rta daemon: REST API, WebSocket streams and the dashboard at /."""
+    import trio
+
+    from rta.core.errors import StoreLockedError
+    from rta.daemon import configure_logging, run_daemon
+    from rta.settings import load_settings
+
+    try:
+        settings = load_settings({"host": host, "port": port, "data_dir": data_dir,
+                                  "max_events": max_events, "retention_days": retention_days,
+                                  "log_format": log_format})
+    except ValueError as exc:
+        fail(str(exc), 2)
+    configure_logging(settings.log_format)
+    config = settings.engine_config()
+    startup = []
+    if demo:
+        from rta.cli.demo import demo_startup_hooks
+
+        startup = demo_startup_hooks()
+
+    def ready(binds: list[str], engine: Any) -> None:
+        stats = engine.store.stats()
+        lines = [f"rta {engine.version} listening on {', '.join(binds)}",
+                 f"  dashboard: {binds[0]}/",
+                 f"  data dir:  {config.data_dir} ({stats['events']} events)",
+                 "  auth:      off (loopback)" if settings.host in ("127.0.0.1", "localhost", "::1")
+                 else "  auth:      off"]
+        sys.stderr.write("\n".join(lines) + "\n")
+        sys.stderr.flush()
+
+    try:
+        trio.run(lambda: run_daemon(config, settings.host, settings.port, settings.compression,
+                                    on_ready=ready, startup=startup))
+    except StoreLockedError as exc:
+        fail(exc.message, EXIT_ERROR)
+    except OSError as exc:
+        fail(f"cannot start: {exc}", EXIT_ERROR)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)

@@ -1,0 +1,94 @@
+"""The daemon: trio.run -> open_engine -> hypercorn's trio worker serving the Quart app.
+
+SIGINT/SIGTERM trigger a graceful shutdown: stop accepting, finish in-flight requests, then
+the engine flushes, seals and releases the data directory.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any
+
+import trio
+from hypercorn.config import Config as HyperConfig
+from hypercorn.trio import serve as hypercorn_serve
+
+from rta.core.config import EngineConfig
+from rta.core.engine import Engine, open_engine
+from rta.server.app import create_app
+
+log = logging.getLogger("rta.daemon")
+StartupHook = Callable[[Engine], Awaitable[None]]
+
+
+def hypercorn_config(host: str, port: int) -> HyperConfig:
+    cfg = HyperConfig()
+    bind_host = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    cfg.bind = [f"{bind_host}:{port}"]
+    cfg.accesslog = None
+    cfg.errorlog = logging.getLogger("hypercorn.error")
+    cfg.graceful_timeout = 5
+    cfg.keep_alive_timeout = 75
+    cfg.websocket_ping_interval = 20
+    return cfg
+
+
+async def serve_app(engine: Engine, host: str, port: int, compression: bool = True,
+                    shutdown_trigger: Callable[[], Awaitable[Any]] | None = None,
+                    task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
+                    **options: Any) -> None:
+    """Serve `engine` over HTTP until `shutdown_trigger` returns; reports the bound URLs."""
+    app = create_app(engine, compression=compression, **options)
+    await hypercorn_serve(app, hypercorn_config(host, port),  # type: ignore[arg-type]
+                          shutdown_trigger=shutdown_trigger, task_status=task_status)
+
+
+async def run_daemon(config: EngineConfig, host: str, port: int, compression: bool = True,
+                     on_ready: Callable[[list[str], Engine], None] | None = None,
+                     startup: list[StartupHook] | None = None, **options: Any) -> None:
+    shutdown = trio.Event()
+
+    async def watch_signals() -> None:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async for signum in signals:
+                log.info("received %s, shutting down", signal.Signals(signum).name)
+                shutdown.set()
+                return
+
+    async with open_engine(config) as engine:
+        for hook in startup or []:
+            await hook(engine)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(watch_signals)
+            binds = await nursery.start(partial(
+                serve_app, engine, host, port, compression, shutdown.wait, **options))
+            if on_ready is not None:
+                on_ready(binds, engine)
+            # hypercorn returns once shutdown is set and connections are drained.
+
+
+def configure_logging(fmt: str = "text", level: int = logging.INFO) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        import json
+        import time
+
+        class JsonFormatter(logging.Formatter):
+            def format(self, record: logging.LogRecord) -> str:
+                payload = {"ts": round(time.time(), 3), "level": record.levelname.lower(),
+                           "logger": record.name, "message": record.getMessage()}
+                extra = getattr(record, "fields", None)
+                if isinstance(extra, dict):
+                    payload.update(extra)
+                return json.dumps(payload, default=str)
+
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)

@@ -1,0 +1,149 @@
+"""Effective settings: flags > environment (RTA_*, and the seed's PORT, MAX_EVENTS,
+RETENTION_DAYS, ENABLE_COMPRESSION) > ~/.config/rta/config.toml > defaults.
+
+Every value remembers where it came from so `rta config show` can say so.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rta.core.config import EngineConfig
+from rta.core.events import Limits
+
+# key -> (type, default, help)
+SPEC: dict[str, tuple[type, Any, str]] = {
+    "server": (str, "http://127.0.0.1:8080", "URL the CLI talks to"),
+    "token": (str, "", "API token the CLI sends"),
+    "host": (str, "127.0.0.1", "address `rta serve` binds"),
+    "port": (int, 8080, "port `rta serve` listens on"),
+    "data_dir": (str, "", "where the daemon keeps its data (default: the user data dir)"),
+    "max_events": (int, 100_000, "events held in the in-memory head before sealing"),
+    "retention_days": (float, 0.0, "drop data older than this many days (0 keeps it all)"),
+    "compression": (bool, True, "gzip responses when the client accepts it"),
+    "fsync": (bool, True, "fsync the write-ahead log before acknowledging"),
+    "cache_ttl_ms": (int, 30_000, "how long query results are cached"),
+    "alert_interval_ms": (int, 1000, "how often alert rules are evaluated"),
+    "dedup_window_ms": (int, 86_400_000, "how long event ids are remembered for dedup"),
+    "max_event_bytes": (int, 32 * 1024, "largest event accepted"),
+    "max_batch_events": (int, 10_000, "most events in one batch"),
+    "max_batch_bytes": (int, 10 * 1024 * 1024, "largest batch body"),
+    "future_tolerance_ms": (int, 3_600_000, "how far ahead of the clock a timestamp may be"),
+    "log_format": (str, "text", "text or json"),
+}
+SEED_ENV = {"PORT": "port", "MAX_EVENTS": "max_events", "RETENTION_DAYS": "retention_days",
+            "ENABLE_COMPRESSION": "compression"}
+
+
+def config_path() -> Path:
+    if os.environ.get("RTA_CONFIG"):
+        return Path(os.environ["RTA_CONFIG"])
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(Path.home(), ".config")
+    return Path(base) / "rta" / "config.toml"
+
+
+def default_data_dir() -> str:
+    if sys.platform == "darwin":
+        return str(Path.home() / "Library" / "Application Support" / "rta")
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(Path.home(), ".local", "share")
+    return os.path.join(base, "rta")
+
+
+def convert(key: str, raw: Any) -> Any:
+    kind = SPEC[key][0]
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"{key} must be true or false, not {raw!r}")
+    try:
+        return kind(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"{key} must be {kind.__name__}, not {raw!r}") from None
+
+
+@dataclass
+class Settings:
+    values: dict[str, Any] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self.__dict__["values"][key]
+        except KeyError:
+            raise AttributeError(key) from None
+
+    def engine_config(self) -> EngineConfig:
+        return EngineConfig(
+            data_dir=self.values["data_dir"] or default_data_dir(),
+            max_events=self.max_events, retention_days=self.retention_days,
+            dedup_window_ms=self.dedup_window_ms, fsync=self.fsync,
+            cache_ttl_ms=self.cache_ttl_ms, alert_interval_ms=self.alert_interval_ms,
+            limits=Limits(max_event_bytes=self.max_event_bytes,
+                          max_batch_events=self.max_batch_events,
+                          max_batch_bytes=self.max_batch_bytes,
+                          future_tolerance_ms=self.future_tolerance_ms))
+
+
+def read_config_file(path: Path | None = None) -> dict[str, Any]:
+    p = path or config_path()
+    if not p.exists():
+        return {}
+    with open(p, "rb") as f:
+        data = tomllib.load(f)
+    return {k.replace("-", "_"): v for k, v in data.items()}
+
+
+def load_settings(flags: dict[str, Any] | None = None,
+                  env: dict[str, str] | None = None) -> Settings:
+    environ = os.environ if env is None else env
+    file_values = read_config_file()
+    settings = Settings()
+    for key, (_kind, default, _help) in SPEC.items():
+        value, source = default, "default"
+        if key in file_values:
+            value, source = convert(key, file_values[key]), f"file:{config_path()}"
+        for name, target in SEED_ENV.items():
+            if target == key and environ.get(name):
+                value, source = convert(key, environ[name]), f"env:{name}"
+        env_name = "RTA_" + key.upper()
+        if environ.get(env_name):
+            value, source = convert(key, environ[env_name]), f"env:{env_name}"
+        if flags and flags.get(key) is not None:
+            value, source = convert(key, flags[key]), "flag"
+        settings.values[key] = value
+        settings.sources[key] = source
+    if not settings.values["data_dir"]:
+        settings.values["data_dir"] = default_data_dir()
+    return settings
+
+
+def write_config_value(key: str, raw: str, path: Path | None = None) -> Path:
+    """Set one key in the config file (keeping the others)."""
+    if key not in SPEC:
+        raise KeyError(key)
+    value = convert(key, raw)
+    p = path or config_path()
+    data = read_config_file(p)
+    data[key] = value
+    p.parent.mkdir(parents=True, exist_ok=True)
+    lines = []
+    for k, v in sorted(data.items()):
+        if isinstance(v, bool):
+            lines.append(f"{k} = {'true' if v else 'false'}")
+        elif isinstance(v, int | float):
+            lines.append(f"{k} = {v}")
+        else:
+            escaped = str(v).replace("\\", "\\\\").replace('"', '\\"')
+            lines.append(f'{k} = "{escaped}"')
+    p.write_text("\n".join(lines) + "\n")
+    return p
