@@ -29,6 +29,7 @@ FEATURE_MODULES = (
     "rta.server.export_api",
     "rta.server.dashboards_api",
     "rta.server.ws_api",
+    "rta.server.sdk_api",
     "rta.server.web",
 )
 
