@@ -47,13 +47,17 @@ async def live_server(config: EngineConfig, **options: Any) -> AsyncIterator[Liv
 class ServeProcess:
     """`rta serve` as a separate OS process, for crash and restart tests."""
 
+    _count = 0
+
     def __init__(self, data_dir: str, *extra: str, env: dict[str, str] | None = None) -> None:
         self.data_dir = data_dir
         self.extra = extra
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
         self.url = ""
-        self.log_path = os.path.join(os.path.dirname(data_dir.rstrip("/")) or ".", "serve.log")
+        ServeProcess._count += 1
+        self.log_path = os.path.join(os.path.dirname(data_dir.rstrip("/")) or ".",
+                                     f"serve-{os.getpid()}-{ServeProcess._count}.log")
 
     def start(self, timeout: float = 20.0) -> str:
         self._log = open(self.log_path, "ab")  # noqa: SIM115
@@ -69,8 +73,12 @@ class ServeProcess:
                 self.url = found[-1]
                 return self.url
             if self.proc.poll() is not None:
+                self._log.close()
                 raise RuntimeError(f"rta serve exited early:\n{text}")
             time.sleep(0.05)
+        self.proc.kill()
+        self.proc.wait()
+        self._log.close()
         raise TimeoutError(f"rta serve did not start in {timeout}s")
 
     def kill(self) -> None:

@@ -46,7 +46,7 @@ def message(text: str) -> None:
 
 
 def fail(text: str, code: int = EXIT_ERROR) -> NoReturn:
-    console(stderr=True).print(f"[bold red]error:[/] {text}", markup=True)
+    console(stderr=True).print(f"[bold red]error:[/] {text}", markup=True, soft_wrap=True)
     raise typer.Exit(code)
 
 

@@ -38,7 +38,7 @@ def create_app(engine: Engine, compression: bool = True, **options: Any) -> Quar
     app = QuartTrio("rta")
     app.config["RTA_ENGINE"] = engine
     app.config["RTA_OPTIONS"] = options
-    app.config["MAX_CONTENT_LENGTH"] = engine.validator.limits.max_batch_bytes + 1024
+    app.config["MAX_CONTENT_LENGTH"] = None  # enforced per endpoint by read_body()
     app.config["BODY_TIMEOUT"] = 120
     app.config["RESPONSE_TIMEOUT"] = None
     for name in FEATURE_MODULES:

@@ -99,7 +99,9 @@ async def _ingest_many(items: list[Any]) -> Response:
             raise ValidationError(
                 f"{len(rejected)} of {len(items)} events are invalid; nothing was stored "
                 "(send ?partial=true to store the valid ones)",
-                [{"index": r["index"], **r["error"]} for r in rejected],
+                [{"index": r["index"], "field": r["error"]["details"][0].get("field", ""),
+                  "code": r["error"]["code"], "message": r["error"]["message"]}
+                 for r in rejected],
                 code="invalid_batch")
     result = await eng.ingest(batch)
     payload: dict[str, Any] = {"success": True, "accepted": result.accepted,

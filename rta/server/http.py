@@ -45,6 +45,7 @@ async def read_body(max_bytes: int) -> bytes:
     """The request body, gunzipped if needed, refusing anything over `max_bytes`."""
     length = request.content_length
     if length is not None and length > max_bytes:
+        await _drain(DRAIN_LIMIT)
         raise PayloadTooLarge(f"request body is {length} bytes; the limit is {max_bytes}",
                               [{"bytes": length, "limit": max_bytes}])
     raw = await request.get_data(cache=False, as_text=False, parse_form_data=False)
@@ -68,6 +69,19 @@ async def read_body(max_bytes: int) -> bytes:
                        [{"field": "Content-Encoding", "allowed": ["gzip", "identity"]}],
                        code="unsupported_encoding")
     return raw
+
+
+DRAIN_LIMIT = 64 * 1024 * 1024
+
+
+async def _drain(cap: int) -> None:
+    """Read and discard an oversized body so the client can read our 413 (a client still
+    sending would otherwise never see the answer); past `cap` the connection is closed."""
+    total = 0
+    async for chunk in request.body:
+        total += len(chunk)
+        if total > cap:
+            break
 
 
 def media_type() -> str:

@@ -1,0 +1,187 @@
+"""The columnar store: durability, recovery, dedup, sealing, retention, damage."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from rta.core.errors import StoreLockedError
+from rta.core.eventlist import list_events
+from rta.core.events import EventBatch, EventValidator
+from rta.core.filters import EventFilter
+from rta.core.store import ColumnStore, StoreConfig
+
+NOW = 1_800_000_000_000
+
+
+def batch_of(events: list[dict[str, Any]]) -> EventBatch:
+    batch, rejected = EventValidator().validate_batch(events, now=NOW)
+    assert not rejected
+    return batch
+
+
+def make_events(n: int, start: int = 0, prefix: str = "e") -> list[dict[str, Any]]:
+    return [{"id": f"{prefix}-{start + i}", "type": ["pageview", "click", "signup"][i % 3],
+             "userId": f"u{(start + i) % 7}", "sessionId": f"s{(start + i) % 3}",
+             "timestamp": NOW - 10_000 + start + i,
+             "properties": {"n": start + i, "page": f"/p{i % 4}", "even": i % 2 == 0,
+                            "ratio": (start + i) / 3}}
+            for i in range(n)]
+
+
+def all_events(store: ColumnStore) -> list[dict[str, Any]]:
+    out = list_events(store.snapshot(), EventFilter(), limit=10_000)["events"]
+    for e in out:
+        e.pop("receivedAt")
+    return sorted(out, key=lambda e: e["id"])
+
+
+def expected(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(({**e, "properties": e["properties"]} for e in events),
+                  key=lambda e: e["id"])
+
+
+def test_round_trip_across_restart_with_segments_and_wal(tmp_path: Path) -> None:
+    cfg = StoreConfig(max_head_events=40)
+    events = make_events(100)
+    store = ColumnStore(str(tmp_path), cfg)
+    for i in range(0, 100, 10):
+        store.append(batch_of(events[i:i + 10]))
+    assert len(store.segments) == 2  # 40 + 40 sealed, 20 in the head (only in the WAL)
+    before = all_events(store)
+    assert before == expected(events)
+    # simulate a crash: drop the object without close(); the lock dies with the fd
+    os.close(store._lock_fd)  # type: ignore[arg-type]
+    store._lock_fd = None
+    reopened = ColumnStore(str(tmp_path), cfg)
+    assert all_events(reopened) == before
+    reopened.close()
+    again = ColumnStore(str(tmp_path), cfg)  # after a clean close, no WAL replay needed
+    assert all_events(again) == before
+    assert again.stats()["walBytes"] == 0
+    again.close()
+
+
+def test_torn_wal_tail_is_truncated_not_fatal(tmp_path: Path) -> None:
+    store = ColumnStore(str(tmp_path))
+    events = make_events(6)
+    store.append(batch_of(events[:3]))
+    store.append(batch_of(events[3:]))
+    wal_path = store.wal.path(store.wal.seq)  # type: ignore[union-attr]
+    os.close(store._lock_fd)  # type: ignore[arg-type]
+    store._lock_fd = None
+    size = os.path.getsize(wal_path)
+    with open(wal_path, "r+b") as f:
+        f.truncate(size - 5)  # tear the second record
+    reopened = ColumnStore(str(tmp_path))
+    assert [e["id"] for e in all_events(reopened)] == sorted(e["id"] for e in events[:3])
+    reopened.close()
+
+
+def test_corrupted_wal_record_stops_replay_at_the_damage(tmp_path: Path) -> None:
+    store = ColumnStore(str(tmp_path))
+    events = make_events(4)
+    store.append(batch_of(events[:2]))
+    store.append(batch_of(events[2:]))
+    wal_path = store.wal.path(store.wal.seq)  # type: ignore[union-attr]
+    os.close(store._lock_fd)  # type: ignore[arg-type]
+    store._lock_fd = None
+    data = bytearray(Path(wal_path).read_bytes())
+    data[-3] ^= 0xFF  # flip a byte inside the last record: its checksum fails
+    Path(wal_path).write_bytes(bytes(data))
+    reopened = ColumnStore(str(tmp_path))
+    assert len(all_events(reopened)) == 2
+    reopened.close()
+
+
+def test_duplicates_dropped_within_batch_across_batches_and_segments(tmp_path: Path) -> None:
+    store = ColumnStore(str(tmp_path), StoreConfig(max_head_events=5))
+    events = make_events(5)
+    r1 = store.append(batch_of(events + events[:2]))
+    assert (r1.accepted, r1.duplicates) == (5, 2)
+    assert len(store.segments) == 1
+    r2 = store.append(batch_of(events[3:] + make_events(1, start=50)))
+    assert (r2.accepted, r2.duplicates) == (1, 2)
+    store.close()
+    reopened = ColumnStore(str(tmp_path), StoreConfig(max_head_events=5))
+    r3 = reopened.append(batch_of(events[:1]))
+    assert (r3.accepted, r3.duplicates) == (0, 1)
+    assert len(all_events(reopened)) == 6
+    reopened.close()
+
+
+def test_property_types_survive_sealing_and_restart(tmp_path: Path) -> None:
+    events = [
+        {"id": "a", "type": "t", "timestamp": NOW, "properties": {"v": 1}},
+        {"id": "b", "type": "t", "timestamp": NOW + 1, "properties": {"v": "one"}},
+        {"id": "c", "type": "t", "timestamp": NOW + 2, "properties": {"v": 1.5}},
+        {"id": "d", "type": "t", "timestamp": NOW + 3, "properties": {"v": False}},
+        {"id": "e", "type": "t", "timestamp": NOW + 4, "properties": {"v": 2**62, "ü": "ü€😀"}},
+    ]
+    store = ColumnStore(str(tmp_path), StoreConfig(max_head_events=2))
+    store.append(batch_of(events))
+    store.close()
+    reopened = ColumnStore(str(tmp_path))
+    got = {e["id"]: e["properties"] for e in all_events(reopened)}
+    assert got == {"a": {"v": 1}, "b": {"v": "one"}, "c": {"v": 1.5}, "d": {"v": False},
+                   "e": {"v": 2**62, "ü": "ü€😀"}}
+    assert type(got["a"]["v"]) is int and type(got["c"]["v"]) is float
+    reopened.close()
+
+
+def test_segments_are_sorted_and_memory_mapped(tmp_path: Path) -> None:
+    store = ColumnStore(str(tmp_path), StoreConfig(max_head_events=10))
+    events = make_events(10)
+    events.reverse()
+    store.append(batch_of(events))
+    seg = store.segments[0]
+    assert np.all(np.diff(seg.block.ts) >= 0)
+    assert not seg.block.ts.flags.owndata  # a view over the mapped file
+    store.close()
+
+
+def test_second_store_on_same_dir_is_refused(tmp_path: Path) -> None:
+    store = ColumnStore(str(tmp_path))
+    with pytest.raises(StoreLockedError):
+        ColumnStore(str(tmp_path))
+    store.close()
+    ColumnStore(str(tmp_path)).close()
+
+
+def test_retention_drops_whole_expired_segments(tmp_path: Path) -> None:
+    store = ColumnStore(str(tmp_path), StoreConfig(max_head_events=3, retention_ms=1000))
+    store.append(batch_of(make_events(3)))
+    assert len(store.segments) == 1
+    dropped = store.apply_retention(now=NOW + 10**6)
+    assert dropped == 3 and store.segments == []
+    assert os.listdir(tmp_path / "segments") == []
+    store.close()
+
+
+def test_damaged_segment_is_reported_and_the_rest_served(tmp_path: Path) -> None:
+    store = ColumnStore(str(tmp_path), StoreConfig(max_head_events=3))
+    store.append(batch_of(make_events(3)))
+    store.append(batch_of(make_events(3, start=10)))
+    path = store.segments[0].path
+    store.close()
+    Path(path).write_bytes(b"garbage" * 10)
+    reopened = ColumnStore(str(tmp_path), StoreConfig(max_head_events=3))
+    assert [d["segment"] for d in reopened.damaged] == [os.path.basename(path)]
+    assert len(all_events(reopened)) == 3
+    reopened.close()
+
+
+def test_changed_since_tracks_ranges() -> None:
+    store = ColumnStore(None)
+    v = store.version
+    store.append(batch_of(make_events(2)))
+    assert store.changed_since(v, NOW - 20_000, NOW)
+    v2 = store.version
+    assert not store.changed_since(v2, None, None)
+    store.append(batch_of(make_events(1, start=100)))
+    assert not store.changed_since(v2, 0, NOW - 20_000)
+    assert store.changed_since(v2, NOW - 10_000, NOW)

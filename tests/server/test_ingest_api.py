@@ -1,0 +1,196 @@
+"""Ingestion over HTTP: the seed's /events contract, batches, validation, listing."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import httpx
+import pytest
+
+from tests.support import LiveServer
+
+NOW_EVENT = {"type": "pageview", "userId": "user_123", "sessionId": "session_abc",
+             "timestamp": 1699564800000,
+             "properties": {"page": "/products", "duration": 3500, "referrer": "google.com"}}
+
+
+async def count(http: httpx.AsyncClient) -> int:
+    return (await http.get("/stats")).json()["store"]["events"]
+
+
+async def test_seed_single_event(http: httpx.AsyncClient) -> None:
+    r = await http.post("/events", json=NOW_EVENT)
+    assert r.status_code == 202
+    body = r.json()
+    assert body["success"] is True and body["accepted"] == 1
+    got = (await http.get("/events", params={"type": "pageview"})).json()["events"]
+    assert got[0]["id"] == body["id"]
+    assert got[0]["properties"] == NOW_EVENT["properties"]
+    assert got[0]["timestamp"] == 1699564800000 and got[0]["userId"] == "user_123"
+    assert got[0]["receivedAt"] > 0
+
+
+async def test_batch_json_array(http: httpx.AsyncClient) -> None:
+    events = [{"type": "click", "userId": f"u{i}", "timestamp": 1699564800000 + i}
+              for i in range(50)]
+    r = await http.post("/events/batch", json=events)
+    assert r.status_code == 202
+    assert r.json() == {"success": True, "accepted": 50, "duplicates": 0, "rejected": []}
+    assert await count(http) == 50
+
+
+async def test_batch_ndjson_gzip(http: httpx.AsyncClient) -> None:
+    lines = "\n".join(json.dumps({"type": "t", "id": f"id-{i}"}) for i in range(20))
+    r = await http.post("/events/batch", content=gzip.compress(lines.encode()),
+                        headers={"Content-Type": "application/x-ndjson",
+                                 "Content-Encoding": "gzip"})
+    assert r.status_code == 202, r.text
+    assert r.json()["accepted"] == 20
+
+
+async def test_invalid_batch_is_rejected_whole_listing_every_index(
+        http: httpx.AsyncClient) -> None:
+    events = [{"type": "ok"}, {"type": ""}, {"type": "ok2"}, {"userId": "x"}, "str"]
+    r = await http.post("/events/batch", json=events)
+    assert r.status_code == 400
+    err = r.json()["error"]
+    assert err["code"] == "invalid_batch"
+    assert [d["index"] for d in err["details"]] == [1, 3, 4]
+    assert all(d["field"] is not None and d["message"] for d in err["details"])
+    assert await count(http) == 0
+
+
+async def test_partial_batch_stores_the_valid_ones(http: httpx.AsyncClient) -> None:
+    events = [{"type": "ok"}, {"type": ""}, {"type": "ok2"}]
+    r = await http.post("/events/batch", params={"partial": "true"}, json=events)
+    assert r.status_code == 202
+    body = r.json()
+    assert body["accepted"] == 2
+    assert [x["index"] for x in body["rejected"]] == [1]
+    assert await count(http) == 2
+
+
+async def test_duplicate_ids_are_dropped_and_counted(http: httpx.AsyncClient) -> None:
+    events = [{"type": "t", "id": f"dup-{i}"} for i in range(5)]
+    assert (await http.post("/events/batch", json=events)).json()["accepted"] == 5
+    again = (await http.post("/events/batch", json=events + events)).json()
+    assert again["accepted"] == 0 and again["duplicates"] == 10
+    single = (await http.post("/events", json=events[0])).json()
+    assert single["duplicate"] is True
+    stats = (await http.get("/stats")).json()
+    assert stats["store"]["duplicatesDropped"] == 11
+    assert await count(http) == 5
+
+
+@pytest.mark.parametrize("body, headers, status, code", [
+    (b"{not json", {"Content-Type": "application/json"}, 400, "invalid_json"),
+    (b"[1,2", {"Content-Type": "application/json"}, 400, "invalid_json"),
+    (b'{"type": 5}', {"Content-Type": "application/json"}, 400, "validation_error"),
+    (b"a,b\n1,2", {"Content-Type": "text/csv"}, 415, "unsupported_media_type"),
+    (b"\x00\x01", {"Content-Type": "application/json", "Content-Encoding": "gzip"}, 400,
+     "bad_encoding"),
+    (b"{}", {"Content-Type": "application/json", "Content-Encoding": "br"}, 400,
+     "unsupported_encoding"),
+])
+async def test_bad_single_events(http: httpx.AsyncClient, body: bytes,
+                                 headers: dict[str, str], status: int, code: str) -> None:
+    r = await http.post("/events", content=body, headers=headers)
+    assert r.status_code == status, r.text
+    err = r.json()["error"]
+    assert err["code"] == code and err["message"] and isinstance(err["details"], list)
+    assert await count(http) == 0
+
+
+async def test_batch_must_be_an_array(http: httpx.AsyncClient) -> None:
+    r = await http.post("/events/batch", json={"type": "x"})
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "validation_error"
+
+
+async def test_too_many_events_and_too_large(server: LiveServer,
+                                             http: httpx.AsyncClient) -> None:
+    limits = server.engine.validator.limits
+    r = await http.post("/events/batch", json=[{"type": "t"}] * (limits.max_batch_events + 1))
+    assert r.status_code == 413
+    assert r.json()["error"]["code"] == "batch_too_large"
+    big = {"type": "t", "properties": {"x": "y" * (limits.max_event_bytes + 10)}}
+    r = await http.post("/events", json=big)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "event_too_large"
+    r = await http.post("/events/batch", content=b"[" + b" " * limits.max_batch_bytes + b"]",
+                        headers={"Content-Type": "application/json"})
+    assert r.status_code == 413
+    assert await count(http) == 0
+
+
+async def test_future_timestamp_rejected(http: httpx.AsyncClient) -> None:
+    r = await http.post("/events", json={"type": "t", "timestamp": 32503680000000})
+    assert r.status_code == 400
+    assert r.json()["error"]["code"] == "timestamp_in_future"
+
+
+async def test_list_filters_paging_newest_first(http: httpx.AsyncClient) -> None:
+    events = [{"type": "pageview" if i % 2 else "click", "userId": f"u{i % 3}",
+               "timestamp": 1_700_000_000_000 + i * 1000,
+               "properties": {"page": f"/p{i % 4}", "n": i}} for i in range(30)]
+    await http.post("/events/batch", json=events)
+    r = (await http.get("/events", params={"type": "pageview", "limit": 4})).json()
+    assert [e["properties"]["n"] for e in r["events"]] == [29, 27, 25, 23]
+    seen = []
+    cursor = None
+    while True:
+        params = {"limit": 7, **({"cursor": cursor} if cursor else {})}
+        page = (await http.get("/events", params=params)).json()
+        seen += [e["properties"]["n"] for e in page["events"]]
+        cursor = page["nextCursor"]
+        if not cursor:
+            break
+    assert seen == list(range(29, -1, -1))
+    r = (await http.get("/events", params={"page": "/p1", "userId": "u1"})).json()
+    assert sorted(e["properties"]["n"] for e in r["events"]) == sorted(
+        i for i in range(30) if i % 4 == 1 and i % 3 == 1)
+    r = (await http.get("/events", params={"n": "5"})).json()
+    assert [e["properties"]["n"] for e in r["events"]] == [5]
+    r = (await http.get("/events", params={
+        "startTime": 1_700_000_000_000 + 10_000, "endTime": 1_700_000_000_000 + 12_000})).json()
+    assert [e["properties"]["n"] for e in r["events"]] == [12, 11, 10]
+    where = json.dumps([{"property": "n", "operator": "gte", "value": 27}])
+    r = (await http.get("/events", params={"where": where})).json()
+    assert [e["properties"]["n"] for e in r["events"]] == [29, 28, 27]
+
+
+@pytest.mark.parametrize("params, field", [
+    ({"limit": "0"}, "limit"), ({"limit": "10001"}, "limit"), ({"limit": "abc"}, "limit"),
+    ({"startTime": "garbage"}, "startTime"), ({"cursor": "!!"}, "cursor"),
+    ({"startTime": "2000", "endTime": "1000"}, "startTime"),
+    ({"where": "[{\"property\": \"x\", \"operator\": \"like\"}]"}, "where[0].operator"),
+])
+async def test_list_bad_params(http: httpx.AsyncClient, params: dict[str, str],
+                               field: str) -> None:
+    r = await http.get("/events", params=params)
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["details"][0]["field"] == field
+
+
+async def test_health_stats_and_unknown_routes(http: httpx.AsyncClient) -> None:
+    health = (await http.get("/health")).json()
+    assert health["status"] == "ok" and health["version"]
+    stats = (await http.get("/stats")).json()
+    for section, keys in {"aggregator": ["eventsProcessed", "eventsPerSecond", "eventsInMemory",
+                                         "uniqueEventTypes", "totalUsers"],
+                          "alerts": ["alertsEvaluated", "alertsTriggered", "activeAlerts"],
+                          "websocket": ["activeConnections", "messagesSent", "channels"],
+                          "store": ["segments", "bytesInMemory", "bytesOnDisk", "walBytes",
+                                    "duplicatesDropped"]}.items():
+        assert set(keys) <= set(stats[section]), section
+    r = await http.get("/no/such/thing")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    r = await http.delete("/events")
+    assert r.status_code == 405 and "error" in r.json()
+
+
+async def test_gzip_responses_when_accepted(http: httpx.AsyncClient) -> None:
+    await http.post("/events/batch", json=[{"type": "t", "properties": {"x": "y" * 50}}] * 50)
+    r = await http.get("/events", headers={"Accept-Encoding": "gzip"})
+    assert r.headers.get("content-encoding") == "gzip"
+    assert r.json()["count"] == 50
