@@ -1,0 +1,335 @@
+"""Time series: epoch-aligned, zero-filled buckets of any aggregation, optionally grouped.
+
+Per-block partial aggregation: rows are time-sorted, so bucket boundaries are a binary search
+away (counts need no per-row work at all), and every other aggregation folds each block
+into small per-bucket accumulators (bincount with weights, ufunc.at, user bitmaps) that merge
+across blocks. Only exact percentiles gather values, and only the matching, present ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from rta.core.counts import DistinctCounter, GroupKeys, Part, rank, select
+from rta.core.errors import field_error
+from rta.core.filters import EventFilter
+from rta.core.hll import HyperLogLog
+from rta.core.store.snapshot import Snapshot
+from rta.core.timeparse import DAY, HOUR, MINUTE, SECOND, WEEK
+
+AGGREGATIONS = ("count", "sum", "avg", "min", "max", "p50", "p90", "p95", "p99",
+                "unique_users")
+METRIC_AGGREGATIONS = ("sum", "avg", "min", "max", "p50", "p90", "p95", "p99")
+QUANTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
+MAX_BUCKETS = 10_000
+AUTO_TARGET = 200  # buckets an automatic interval aims for at most
+NICE_INTERVALS = (SECOND, 5 * SECOND, 10 * SECOND, 30 * SECOND, MINUTE, 5 * MINUTE,
+                  10 * MINUTE, 15 * MINUTE, 30 * MINUTE, HOUR, 3 * HOUR, 6 * HOUR, 12 * HOUR,
+                  DAY, WEEK)
+
+
+@dataclass(frozen=True)
+class Buckets:
+    """`count` buckets of `interval` ms from `start` (a multiple of `interval`)."""
+
+    start: int
+    interval: int
+    count: int
+
+    @property
+    def end(self) -> int:
+        return self.start + self.interval * self.count
+
+    def edges(self) -> np.ndarray:
+        return self.start + np.arange(self.count + 1, dtype=np.int64) * self.interval
+
+    def timestamps(self) -> list[int]:
+        return self.edges()[:-1].tolist()
+
+    def index(self, ts: np.ndarray) -> np.ndarray:
+        return (ts - self.start) // self.interval
+
+
+def auto_interval(span: int) -> int:
+    """The smallest "nice" interval giving at most AUTO_TARGET buckets over `span` ms."""
+    for step in NICE_INTERVALS:
+        if span <= step * AUTO_TARGET:
+            return step
+    return -(-span // (AUTO_TARGET * WEEK)) * WEEK
+
+
+def make_buckets(start: int, end: int, interval: int | None,
+                 field_name: str = "interval") -> Buckets:
+    """Epoch-aligned buckets covering [start, end): start rounds down, end rounds up."""
+    step = interval if interval is not None else auto_interval(max(end - start, 1))
+    first = start - start % step
+    last = end + (-end) % step
+    count = max((last - first) // step, 1)
+    if count > MAX_BUCKETS:
+        raise field_error(field_name, f"would produce {count} buckets; the maximum is "
+                          f"{MAX_BUCKETS}: use a larger interval or a shorter time range",
+                          value=step, buckets=count, maxBuckets=MAX_BUCKETS)
+    return Buckets(first, step, count)
+
+
+class Accumulator:
+    """One aggregation over `size` keys, fed block by block, merged in place."""
+
+    def __init__(self, aggregation: str, size: int, n_users: int) -> None:
+        self.aggregation = aggregation
+        self.size = size
+        self.counts = np.zeros(size, dtype=np.int64)
+        self.sums: np.ndarray | None = None
+        self.extreme: np.ndarray | None = None
+        self.keys: list[np.ndarray] = []
+        self.values: list[np.ndarray] = []
+        self.distinct: DistinctCounter | None = None
+        if aggregation in ("sum", "avg"):
+            self.sums = np.zeros(size, dtype=np.float64)
+        elif aggregation == "min":
+            self.extreme = np.full(size, np.inf)
+        elif aggregation == "max":
+            self.extreme = np.full(size, -np.inf)
+        elif aggregation == "unique_users":
+            self.distinct = DistinctCounter(size, n_users)
+
+    def add(self, keys: np.ndarray, values: np.ndarray | None = None,
+            users: np.ndarray | None = None) -> None:
+        """Fold rows in: `keys` in [0, size); `values` (metric, no NaN) or `users` as needed."""
+        if not len(keys):
+            return
+        if self.distinct is not None:
+            assert users is not None
+            has_user = users >= 0
+            self.counts += np.bincount(keys[has_user], minlength=self.size)
+            self.distinct.add(keys, users)
+            return
+        self.counts += np.bincount(keys, minlength=self.size)
+        if self.aggregation == "count":
+            return
+        assert values is not None
+        if self.sums is not None:
+            self.sums += np.bincount(keys, weights=values, minlength=self.size)
+        elif self.extreme is not None:
+            ufunc = np.minimum if self.aggregation == "min" else np.maximum
+            ufunc.at(self.extreme, keys, values)
+        else:
+            self.keys.append(keys)
+            self.values.append(values)
+
+    def add_counts(self, counts: np.ndarray) -> None:
+        self.counts += counts
+
+    def result(self) -> tuple[np.ndarray, np.ndarray]:
+        """(value per key as float64 with NaN for "no value", contributing events per key)."""
+        agg = self.aggregation
+        empty = self.counts == 0
+        if agg == "count":
+            return self.counts.astype(np.float64), self.counts
+        if agg == "unique_users":
+            assert self.distinct is not None
+            return self.distinct.counts().astype(np.float64), self.counts
+        if agg == "sum":
+            assert self.sums is not None
+            return self.sums, self.counts
+        if agg == "avg":
+            assert self.sums is not None
+            with np.errstate(invalid="ignore", divide="ignore"):
+                return np.where(empty, np.nan, self.sums / np.maximum(self.counts, 1)), \
+                    self.counts
+        if self.extreme is not None:
+            return np.where(empty, np.nan, self.extreme), self.counts
+        return self._quantiles(QUANTILES[agg]), self.counts
+
+    def _quantiles(self, q: float) -> np.ndarray:
+        """Exact quantile per key with linear interpolation (SQL quantile_cont)."""
+        out = np.full(self.size, np.nan)
+        if not self.keys:
+            return out
+        keys = np.concatenate(self.keys)
+        values = np.concatenate(self.values)
+        order = np.lexsort((values, keys))
+        values = values[order]
+        counts = self.counts
+        offsets = np.concatenate(([0], np.cumsum(counts)[:-1]))
+        has = counts > 0
+        pos = q * (counts[has] - 1)
+        lo = np.floor(pos).astype(np.int64)
+        hi = np.minimum(lo + 1, counts[has] - 1)
+        frac = pos - lo
+        base = offsets[has]
+        v_lo = values[base + lo]
+        v_hi = values[base + hi]
+        out[has] = v_lo + (v_hi - v_lo) * frac
+        return out
+
+
+@dataclass
+class Series:
+    key: object
+    value: np.ndarray  # per bucket
+    count: np.ndarray
+    total_value: float
+    total_count: int
+
+
+@dataclass
+class SeriesResult:
+    buckets: Buckets
+    value: np.ndarray  # per bucket, NaN = no value
+    count: np.ndarray
+    total_value: float
+    total_count: int
+    series: list[Series] = field(default_factory=list)
+    groups: int = 0  # distinct groups seen (series are the top `limit` of them)
+
+
+def _metric_rows(part: Part, metric: str | None, aggregation: str
+                 ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray]:
+    """(ts, values, users, row filter) for a part: metric rows without a value drop out."""
+    block = part.block
+    ts = part.take(block.ts)
+    keep = np.ones(len(ts), dtype=bool)
+    values = users = None
+    if aggregation in METRIC_AGGREGATIONS or (aggregation == "count" and metric):
+        assert metric is not None
+        v = part.numeric(metric)
+        if v is None:
+            keep[:] = False
+            values = np.zeros(len(ts))
+        else:
+            keep = ~np.isnan(v)
+            values = v
+    elif aggregation == "unique_users":
+        users = part.take(block.user)
+    return ts, values, users, keep
+
+
+def _count_fast(parts: list[Part], buckets: Buckets, acc: Accumulator) -> None:
+    """Event counts per bucket with no per-row work: binary search on the sorted timestamps,
+    then on the selected row positions when a mask applies."""
+    edges = buckets.edges()
+    for part in parts:
+        ts = part.block.ts[part.sl]
+        pos = np.searchsorted(ts, edges, "left")
+        if part.mask is not None:
+            rows = np.flatnonzero(part.mask)
+            pos = np.searchsorted(rows, pos, "left")
+        acc.add_counts(np.diff(pos))
+
+
+def timeseries(flt: EventFilter, snap: Snapshot, buckets: Buckets, aggregation: str,
+               metric: str | None = None, group_by: str | None = None,
+               limit: int = 10) -> SeriesResult:
+    """`aggregation` of `metric` per bucket over the filter's rows (the filter's time range
+    should be the buckets' range), plus one series per top-`limit` value of `group_by`."""
+    n_users = len(snap.dicts.users)
+    parts = list(select(flt, snap))
+    nb = buckets.count
+    overall = Accumulator(aggregation, nb, n_users)
+    total = Accumulator(aggregation, 1, n_users) if aggregation in QUANTILES or \
+        aggregation == "unique_users" else None
+    if aggregation == "count" and not metric:
+        _count_fast(parts, buckets, overall)
+    else:
+        for part in parts:
+            ts, values, users, keep = _metric_rows(part, metric, aggregation)
+            if not keep.all():
+                ts = ts[keep]
+                values = values[keep] if values is not None else None
+            b = buckets.index(ts)
+            overall.add(b, values, users)
+            if total is not None:
+                total.add(np.zeros(len(b), dtype=np.int64), values, users)
+    value, count = overall.result()
+    if total is not None:
+        tv, tc = total.result()
+        total_value, total_count = float(tv[0]), int(tc[0])
+    else:
+        total_count = int(count.sum())
+        total_value = _combine(aggregation, value, count, overall)
+    result = SeriesResult(buckets, value, count, total_value, total_count)
+    if group_by is not None:
+        _grouped(result, parts, snap, buckets, aggregation, metric, group_by, limit, n_users)
+    return result
+
+
+def _combine(aggregation: str, value: np.ndarray, count: np.ndarray,
+             acc: Accumulator) -> float:
+    """The whole-range value from mergeable per-bucket partials."""
+    if aggregation == "count":
+        return float(count.sum())
+    if aggregation == "sum":
+        return float(value.sum())
+    if aggregation == "avg":
+        assert acc.sums is not None
+        return float(acc.sums.sum() / count.sum()) if count.sum() else float("nan")
+    present = value[count > 0]
+    if not len(present):
+        return float("nan")
+    return float(present.min() if aggregation == "min" else present.max())
+
+
+def _grouped(result: SeriesResult, parts: list[Part], snap: Snapshot, buckets: Buckets,
+             aggregation: str, metric: str | None, group_by: str, limit: int,
+             n_users: int) -> None:
+    """Two passes: totals per group pick the top `limit` series, then their buckets."""
+    keys = GroupKeys(group_by, snap, parts)
+    per_group = Accumulator(aggregation, keys.size, n_users)
+    cached: list[tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]] = []
+    for part in parts:
+        ts, values, users, keep = _metric_rows(part, metric, aggregation)
+        gid = keys.ids(part)
+        keep &= gid >= 0
+        if not keep.all():
+            ts, gid = ts[keep], gid[keep]
+            values = values[keep] if values is not None else None
+            users = users[keep] if users is not None else None
+        per_group.add(gid, values, users)
+        cached.append((ts, gid, values, users))
+    gvalue, gcount = per_group.result()
+    additive = aggregation in ("count", "sum", "unique_users")
+    score = np.nan_to_num(gvalue, nan=-np.inf) if additive else gcount.astype(np.float64)
+    chosen = rank(keys, score, gcount > 0, limit)
+    result.groups = int(np.count_nonzero(gcount > 0))
+    if not chosen:
+        return
+    lut = np.full(keys.size, -1, dtype=np.int64)
+    lut[np.asarray(chosen, dtype=np.int64)] = np.arange(len(chosen))
+    nb = buckets.count
+    acc = Accumulator(aggregation, len(chosen) * nb, n_users)
+    for ts, gid, values, users in cached:
+        sidx = lut[gid]
+        sel = sidx >= 0
+        acc.add(sidx[sel] * nb + buckets.index(ts[sel]),
+                values[sel] if values is not None else None,
+                users[sel] if users is not None else None)
+    svalue, scount = acc.result()
+    svalue = svalue.reshape(len(chosen), nb)
+    scount = scount.reshape(len(chosen), nb)
+    for i, group in enumerate(chosen):
+        result.series.append(Series(keys.label(group), svalue[i], scount[i],
+                                    float(gvalue[group]), int(gcount[group])))
+
+
+def unique_series_approx(flt: EventFilter, snap: Snapshot, buckets: Buckets | None,
+                         precision: int) -> tuple[np.ndarray, float, int]:
+    """HyperLogLog distinct users per bucket (or one total when `buckets` is None):
+    (estimates, whole-range estimate, events with a user)."""
+    nb = buckets.count if buckets is not None else 1
+    per_bucket = HyperLogLog(nb, precision)
+    whole = HyperLogLog(1, precision)
+    events = 0
+    for part in select(flt, snap):
+        users = part.take(part.block.user)
+        ok = users >= 0
+        users = users[ok]
+        events += len(users)
+        whole.add(users)
+        if buckets is not None:
+            per_bucket.add(users, buckets.index(part.take(part.block.ts)[ok]))
+    overall = float(whole.estimates()[0])
+    return (per_bucket.estimates() if buckets is not None else np.array([overall])), \
+        overall, events
