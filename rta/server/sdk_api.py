@@ -1,7 +1,145 @@
-"""Registration point for this API area; its routes land with the issue that builds it."""
+"""SDK-compatible ingestion: the PostHog capture API and the Segment tracking API.
+
+Apps keep their PostHog or Segment SDK and point its host at rta. Bodies are decoded here,
+mapped by `rta.core.sdk_mapping` into rta's raw events, validated as a whole and ingested
+exactly like `POST /events/batch`. Answers mimic each vendor (`{"status": 1}`,
+`{"success": true}`) so the SDKs' retry logic behaves; errors are rta's JSON error body plus
+the fields each SDK reads (`detail` for PostHog, `message` for Segment).
+"""
 
 from __future__ import annotations
 
-from quart import Blueprint
+import base64
+import binascii
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from quart import Blueprint, Response, request
+
+from rta.core.engine import Engine
+from rta.core.errors import PayloadTooLarge, RtaError
+from rta.core.sdk_mapping import (
+    Mapped,
+    decode_json,
+    decode_posthog_body,
+    posthog_batch,
+    segment_batch,
+    validate_mapped,
+)
+from rta.core.timeparse import now_ms
+from rta.server.http import engine, json_response, media_type, read_body
 
 bp = Blueprint("sdk_api", __name__)
+
+POSTHOG_PATHS = ("/batch", "/capture", "/e", "/i/v0/e")
+SEGMENT_KINDS = ("track", "page", "screen", "identify", "alias", "group")
+
+
+def authorize_sdk_key(eng: Engine, sdk: str, key: str | None) -> None:
+    """The one place an SDK's API key / write key is checked.
+
+    Every key is accepted for now. When auth lands, keys map onto rta tokens with write
+    scope here: raise an RtaError with status 401 for a missing or unknown key.
+    """
+    del eng, sdk, key
+
+
+async def _ingest(eng: Engine, mapped: Mapped, now: int) -> None:
+    limit = eng.validator.limits.max_batch_events
+    if mapped.total > limit:
+        raise PayloadTooLarge(f"batch has {mapped.total} events; the limit is {limit}",
+                              [{"field": "batch", "count": mapped.total, "limit": limit}],
+                              code="batch_too_large")
+    authorize_sdk_key(eng, mapped.sdk, mapped.key)
+    try:
+        batch = validate_mapped(eng.validator, mapped, now)
+    except RtaError:
+        eng.events_rejected += mapped.total
+        raise
+    if len(batch):
+        await eng.ingest(batch)
+
+
+def _sdk_error(exc: RtaError, extra: Callable[[RtaError], dict[str, Any]]) -> Response:
+    return json_response({**exc.to_dict(), **extra(exc)}, exc.status)
+
+
+def _posthog_extra(exc: RtaError) -> dict[str, Any]:
+    kind = "authentication_error" if exc.status == 401 else "validation_error"
+    return {"type": kind, "code": exc.code, "detail": exc.message, "attr": None}
+
+
+def _segment_extra(exc: RtaError) -> dict[str, Any]:
+    return {"success": False, "code": exc.code, "message": exc.message}
+
+
+# -- PostHog ---------------------------------------------------------------------------------
+
+
+def _bearer() -> str | None:
+    auth = request.headers.get("Authorization") or ""
+    scheme, _, value = auth.partition(" ")
+    return (value.strip() or None) if scheme.lower() == "bearer" else None
+
+
+async def posthog_capture() -> Response:
+    """POST /batch/, /capture/, /e/, /i/v0/e/ (with or without the trailing slash)."""
+    try:
+        eng = engine()
+        now = now_ms()
+        max_bytes = eng.validator.limits.max_batch_bytes
+        raw = await read_body(max_bytes)
+        body = decode_posthog_body(raw, media_type(), request.args.get("compression"),
+                                   max_bytes)
+        key = _bearer() or request.args.get("api_key") or request.args.get("token") or None
+        mapped = posthog_batch(body, now, eng.validator.limits.future_tolerance_ms, key)
+        await _ingest(eng, mapped, now)
+    except RtaError as exc:
+        return _sdk_error(exc, _posthog_extra)
+    return json_response({"status": 1})
+
+
+for _path in POSTHOG_PATHS:
+    for _variant in (_path, _path + "/"):
+        bp.add_url_rule(_variant, "posthog" + _variant.replace("/", "_"), posthog_capture,
+                        methods=["POST"], strict_slashes=True)
+
+
+# -- Segment ---------------------------------------------------------------------------------
+
+
+def _basic_user() -> str | None:
+    """The write key: the user name of HTTP basic auth (Segment sends 'key:')."""
+    auth = request.headers.get("Authorization") or ""
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        text = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return text.partition(":")[0] or None
+
+
+def _segment_route(kind: str | None) -> Callable[[], Awaitable[Response]]:
+    async def handler() -> Response:
+        try:
+            eng = engine()
+            now = now_ms()
+            max_bytes = eng.validator.limits.max_batch_bytes
+            body = decode_json(await read_body(max_bytes), max_bytes)
+            mapped = segment_batch(body, kind, now, eng.validator.limits.future_tolerance_ms,
+                                   _basic_user())
+            await _ingest(eng, mapped, now)
+        except RtaError as exc:
+            return _sdk_error(exc, _segment_extra)
+        return json_response({"success": True})
+    handler.__name__ = f"segment_{kind or 'batch'}"
+    handler.__doc__ = f"POST /v1/{kind or 'batch'} (Segment tracking API)."
+    return handler
+
+
+bp.add_url_rule("/v1/batch", "segment_batch", _segment_route(None), methods=["POST"])
+bp.add_url_rule("/v1/import", "segment_import", _segment_route(None), methods=["POST"])
+for _kind in SEGMENT_KINDS:
+    bp.add_url_rule(f"/v1/{_kind}", f"segment_{_kind}", _segment_route(_kind), methods=["POST"])
