@@ -1,7 +1,73 @@
-"""Registration point for this API area; its routes land with the issue that builds it."""
+"""Analytics endpoints: /analytics/aggregate, /count, /unique-users, /top.
+
+Thin by design: the request becomes a dict for `rta.core.analytics`, which parses, answers
+from the result cache when it may, and otherwise computes in a worker thread so the event
+loop keeps serving ingestion and WebSockets during a long query.
+"""
 
 from __future__ import annotations
 
-from quart import Blueprint
+from typing import Any
+
+from quart import Blueprint, Response, request
+from quart_trio import QuartTrio
+
+from rta.core import analytics
+from rta.core.engine import Engine
+from rta.server.http import engine, json_object, json_response
 
 bp = Blueprint("analytics_api", __name__)
+
+
+def setup(app: QuartTrio, eng: Engine) -> None:
+    """Expose the result cache's counters as the `queryCache` section of /stats."""
+    cache = analytics.query_cache(eng)
+    eng.extensions.setdefault("stats_providers", {})["queryCache"] = cache.statistics
+
+
+def args_dict() -> dict[str, Any]:
+    """Query arguments as a dict: one value as a string, repeated ones as a list."""
+    out: dict[str, Any] = {}
+    for key in request.args:
+        values = request.args.getlist(key)
+        out[key] = values[0] if len(values) == 1 else values
+    return out
+
+
+async def _run(kind: str, params: dict[str, Any]) -> Response:
+    eng = engine()
+    prepared = analytics.prepare(kind, eng, params)
+    return json_response(await analytics.execute_async(eng, prepared))
+
+
+@bp.post("/analytics/aggregate")
+async def aggregate() -> Response:
+    body = await json_object()
+    return await _run("aggregate", body)
+
+
+@bp.get("/analytics/aggregate")
+async def aggregate_get() -> Response:
+    """The same query from query arguments, for links and curl."""
+    return await _run("aggregate", args_dict())
+
+
+async def _params() -> dict[str, Any]:
+    """GET: the query arguments; POST: a JSON body of the same parameters (typed values,
+    `where` as a real list)."""
+    return args_dict() if request.method == "GET" else await json_object()
+
+
+@bp.route("/analytics/count", methods=["GET", "POST"])
+async def count() -> Response:
+    return await _run("count", await _params())
+
+
+@bp.route("/analytics/unique-users", methods=["GET", "POST"])
+async def unique_users() -> Response:
+    return await _run("unique-users", await _params())
+
+
+@bp.route("/analytics/top", methods=["GET", "POST"])
+async def top() -> Response:
+    return await _run("top", await _params())
