@@ -1,0 +1,330 @@
+"""Funnels: how many users (or sessions) go through a sequence of steps within a window.
+
+Semantics (docs/statistics.md has the long form):
+
+- An **attempt** starts at any step-1 event with startTime <= ts <= endTime. Later steps may
+  fall after endTime as long as they are inside the attempt's conversion window:
+  ts <= entry ts + timeLimit (inclusive; default 14 days).
+- Events of one user are ordered by (timestamp, arrival); two events in the same millisecond
+  are ordered by when the server received them. "After" means later in that order, so one
+  event never completes two steps, and a step in the same millisecond as the previous one
+  counts only if it arrived later.
+- `order`: `ordered` (default) — each step after the previous one, other events allowed in
+  between (the earliest match is taken, which is optimal); `strict` — each step is the very
+  next event of that user (any type) after the previous step; `any` — step 1 opens the
+  attempt, steps 2..N may happen in any order after it; reaching step k means steps 1..k all
+  happened in the window.
+- An attempt's depth is the number of steps completed. A user's result is their deepest
+  attempt (the earliest one among equals): "converts if any attempt completes". That attempt
+  also supplies the breakdown value (the property on its step-1 event) and the times to
+  convert (time from step k-1's completion to step k's).
+- **Exclusions** `{"eventType", "filters", "fromStep", "toStep"}` (step indexes, 0-based, or
+  step names): an attempt is void when a matching event occurs after its `fromStep` event and
+  before its `toStep` event (before the end of the window if it never reached `toStep`).
+  A user whose every attempt is void is dropped from the funnel.
+- `countBy`: `users` (default) or `sessions` (each session is its own funnel; events without
+  a session are ignored).
+- Step counts: entities whose best depth >= k. conversionRate = count / previous count,
+  dropoffRate = 100 - conversionRate (percentages 0-100, 2 decimals); step 1 shows 100 / 0.
+
+Vectorised: only events of the steps involved are gathered, sorted once by (entity, ts) with
+a stable `lexsort`, and every attempt advances one step per iteration with `searchsorted` over
+each step's sorted positions, so the Python loop runs once per step, never per event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rta.core.errors import field_error
+from rta.core.filters import EventFilter, Group, parse_where
+from rta.core.segments import (
+    Rows,
+    first_per_group,
+    gather,
+    member_lookup,
+    pct,
+    resolve_segment,
+    time_range,
+    value_labels,
+    where_of,
+)
+from rta.core.store.snapshot import Snapshot
+from rta.core.timeparse import DAY, iso, parse_duration
+
+if TYPE_CHECKING:
+    from rta.core.engine import Engine
+
+MIN_STEPS = 2
+MAX_STEPS = 20
+ORDERS = ("ordered", "strict", "any")
+UNITS = ("users", "sessions")
+DEFAULT_WINDOW = 14 * DAY
+DEFAULT_BREAKDOWN_LIMIT = 25
+
+
+@dataclass
+class Step:
+    name: str
+    event_type: str
+    flt: EventFilter
+
+
+@dataclass
+class Exclusion:
+    event_type: str
+    flt: EventFilter
+    from_step: int
+    to_step: int
+
+
+@dataclass
+class FunnelQuery:
+    steps: list[Step]
+    start: int | None
+    end: int | None  # exclusive
+    window: int
+    order: str = "ordered"
+    unit: str = "users"
+    exclusions: tuple[Exclusion, ...] = ()
+    breakdown: str | None = None
+    breakdown_limit: int = DEFAULT_BREAKDOWN_LIMIT
+    where: Group | None = None
+    segment_users: np.ndarray | None = None
+
+
+def parse(body: Any, now: int | None = None, engine: Engine | None = None) -> FunnelQuery:
+    """Validate the seed's funnel payload (plus options); errors name the field."""
+    if not isinstance(body, dict):
+        raise field_error("body", "must be a JSON object")
+    steps_spec = body.get("steps")
+    if not isinstance(steps_spec, list):
+        raise field_error("steps", "is required: a list of 2 to 20 steps")
+    if not MIN_STEPS <= len(steps_spec) <= MAX_STEPS:
+        raise field_error("steps", f"must have {MIN_STEPS} to {MAX_STEPS} steps, "
+                          f"got {len(steps_spec)}", count=len(steps_spec))
+    steps = [_parse_step(s, f"steps[{i}]") for i, s in enumerate(steps_spec)]
+    start, end = time_range(body, now)
+    window = parse_duration(body.get("timeLimit", DEFAULT_WINDOW), "timeLimit")
+    order = body.get("order", "ordered")
+    if order not in ORDERS:
+        raise field_error("order", f"must be one of {', '.join(ORDERS)}", value=order,
+                          allowed=list(ORDERS))
+    unit = body.get("countBy", body.get("unit", "users"))
+    if unit not in UNITS:
+        raise field_error("countBy", "must be users or sessions", value=unit,
+                          allowed=list(UNITS))
+    names = [s.name for s in steps]
+    excl_spec = body.get("exclusions", [])
+    if not isinstance(excl_spec, list):
+        raise field_error("exclusions", "must be a list")
+    exclusions = tuple(_parse_exclusion(x, f"exclusions[{i}]", names)
+                       for i, x in enumerate(excl_spec))
+    breakdown = body.get("breakdown")
+    if breakdown is not None:
+        if isinstance(breakdown, dict):
+            breakdown = breakdown.get("property")
+        if not isinstance(breakdown, str) or not breakdown:
+            raise field_error("breakdown", "must be a property name")
+        breakdown = breakdown.removeprefix("properties.")
+    limit = body.get("breakdownLimit", DEFAULT_BREAKDOWN_LIMIT)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+        raise field_error("breakdownLimit", "must be an integer from 1 to 1000", value=limit)
+    where = parse_where(body.get("where"), "where")
+    seg = resolve_segment(engine, body.get("segment")) if engine is not None else None
+    if body.get("segment") is not None and engine is None:
+        raise field_error("segment", "saved segments are not available here")
+    return FunnelQuery(steps, start, end, window, order, unit, exclusions, breakdown, limit,
+                       where, seg)
+
+
+def _event_type(spec: dict[str, Any], path: str) -> str:
+    etype = spec.get("eventType", spec.get("type", spec.get("event")))
+    if not isinstance(etype, str) or not etype.strip():
+        raise field_error(f"{path}.eventType", "is required and must be an event type")
+    return etype
+
+
+def _parse_step(spec: Any, path: str) -> Step:
+    if isinstance(spec, str):
+        spec = {"eventType": spec}
+    if not isinstance(spec, dict):
+        raise field_error(path, "must be an object with eventType")
+    etype = _event_type(spec, path)
+    name = spec.get("name", etype)
+    if not isinstance(name, str) or not name:
+        raise field_error(f"{path}.name", "must be a non-empty string")
+    return Step(name, etype, EventFilter(types=(etype,), where=where_of(spec, path)))
+
+
+def _step_ref(value: Any, names: list[str], path: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(names):
+        return value
+    if isinstance(value, str) and value in names:
+        return names.index(value)
+    raise field_error(path, f"must be a step index 0..{len(names) - 1} or a step name",
+                      value=value)
+
+
+def _parse_exclusion(spec: Any, path: str, names: list[str]) -> Exclusion:
+    if not isinstance(spec, dict):
+        raise field_error(path, "must be an object with eventType, fromStep, toStep")
+    etype = _event_type(spec, path)
+    lo = _step_ref(spec.get("fromStep", 0), names, f"{path}.fromStep")
+    hi = _step_ref(spec.get("toStep", len(names) - 1), names, f"{path}.toStep")
+    if hi <= lo:
+        raise field_error(f"{path}.toStep", "must come after fromStep", fromStep=lo, toStep=hi)
+    return Exclusion(etype, EventFilter(types=(etype,), where=where_of(spec, path)), lo, hi)
+
+
+# -- the kernel --------------------------------------------------------------------------------
+
+
+@dataclass
+class Attempts:
+    """One row per surviving attempt (the best one per entity): entity, depth, step times."""
+
+    entity: np.ndarray
+    depth: np.ndarray
+    times: np.ndarray  # (steps, n) completion timestamps; valid where depth > step
+    entry_row: np.ndarray  # sorted-row index of the step-1 event
+
+
+def compute(snap: Snapshot, q: FunnelQuery) -> tuple[Attempts, Rows, np.ndarray]:
+    """Best attempt per entity, plus the gathered rows and the sort order used."""
+    nsteps = len(q.steps)
+    hi = None if q.end is None else q.end + q.window  # steps may land up to end-1+window
+    member = member_lookup(q.segment_users, snap)
+    base = EventFilter(where=q.where) if q.where is not None else None
+    filters = [s.flt for s in q.steps] + [x.flt for x in q.exclusions]
+    rows = gather(snap, filters, q.start, hi, member=member, base=base,
+                  props=[q.breakdown] if q.breakdown else (),
+                  all_events=q.order == "strict")
+    entity = rows.session if q.unit == "sessions" else rows.user
+    keep = entity >= 0
+    order = np.lexsort((rows.ts, entity))
+    order = order[keep[order]]
+    ts = rows.ts[order]
+    ent = entity[order]
+    masks = [m[order] for m in rows.masks]
+    n = len(ts)
+    in_range = np.ones(n, dtype=bool)
+    if q.start is not None:
+        in_range &= ts >= q.start
+    if q.end is not None:
+        in_range &= ts < q.end
+    cand = np.flatnonzero(masks[0] & in_range)
+    t0 = ts[cand]
+    who = ent[cand]
+    deadline = t0 + q.window
+    depth = np.ones(len(cand), dtype=np.int64)
+    pos = np.zeros((nsteps, len(cand)), dtype=np.int64)
+    times = np.zeros((nsteps, len(cand)), dtype=np.int64)
+    pos[0] = cand
+    times[0] = t0
+    alive = np.ones(len(cand), dtype=bool)
+    cur = cand
+    for k in range(1, nsteps):
+        if q.order == "strict":
+            nxt = np.minimum(cur + 1, max(n - 1, 0))
+            ok = alive & (cur + 1 < n) & masks[k][nxt]
+        else:
+            pk = np.flatnonzero(masks[k])
+            if not len(pk):
+                alive = np.zeros(len(cand), dtype=bool)
+                continue
+            after = cur if q.order == "ordered" else cand
+            idx = np.searchsorted(pk, after, "right")
+            ok = alive & (idx < len(pk))
+            nxt = pk[np.minimum(idx, len(pk) - 1)]
+        ok &= (ent[nxt] == who) & (ts[nxt] <= deadline)
+        alive = ok
+        depth += ok
+        pos[k] = np.where(ok, nxt, -1)
+        if q.order == "any":
+            times[k] = np.where(ok, np.maximum(times[k - 1], ts[nxt]), 0)
+        else:
+            times[k] = np.where(ok, ts[nxt], 0)
+            cur = np.where(ok, nxt, cur)
+    void = np.zeros(len(cand), dtype=bool)
+    for j, x in enumerate(q.exclusions):
+        xp = np.flatnonzero(masks[nsteps + j])
+        if not len(xp):
+            continue
+        reached = depth > x.from_step
+        frm = pos[x.from_step]
+        idx = np.searchsorted(xp, frm, "right")
+        e = xp[np.minimum(idx, len(xp) - 1)]
+        hit = reached & (idx < len(xp)) & (ent[e] == who) & (ts[e] <= deadline)
+        to_pos = pos[x.to_step]
+        hit &= (depth <= x.to_step) | (e < to_pos)
+        void |= hit
+    sel = np.flatnonzero(~void)
+    # best attempt per entity: deepest, then earliest (candidates are sorted by entity, row)
+    best_order = np.lexsort((cand[sel], -depth[sel], who[sel]))
+    best = sel[best_order][first_per_group(who[sel][best_order])]
+    attempts = Attempts(who[best], depth[best], times[:, best], cand[best])
+    return attempts, rows, order
+
+
+def _summary(names: list[str], types: list[str], depth: np.ndarray,
+             times: np.ndarray) -> dict[str, Any]:
+    nsteps = len(names)
+    counts = [int((depth > k).sum()) for k in range(nsteps)]
+    steps = []
+    for k in range(nsteps):
+        prev = counts[k - 1] if k else counts[0]
+        conv = pct(counts[k], prev) if k else (100.0 if counts[0] else 0.0)
+        step: dict[str, Any] = {
+            "name": names[k], "eventType": types[k], "count": counts[k],
+            "conversionRate": conv, "dropoffRate": round(100.0 - conv, 2) if prev else 0.0,
+            "dropoff": prev - counts[k], "overallConversionRate": pct(counts[k], counts[0]),
+            "avgTimeToConvert": None, "medianTimeToConvert": None, "p90TimeToConvert": None,
+        }
+        if k:
+            reached = depth > k
+            if reached.any():
+                d = (times[k][reached] - times[k - 1][reached]).astype(np.float64)
+                step["avgTimeToConvert"] = round(float(d.mean()), 1)
+                step["medianTimeToConvert"] = round(float(np.median(d)), 1)
+                step["p90TimeToConvert"] = round(float(np.percentile(d, 90)), 1)
+        steps.append(step)
+    return {"steps": steps, "totalEntered": counts[0], "totalCompleted": counts[-1],
+            "overallConversionRate": pct(counts[-1], counts[0])}
+
+
+def run(engine: Engine, body: Any, now: int | None = None) -> dict[str, Any]:
+    """POST /queries/funnel: the seed's response shape plus times, breakdown, echo of options."""
+    q = parse(body, now, engine)
+    snap = engine.snapshot()
+    return answer(snap, q)
+
+
+def answer(snap: Snapshot, q: FunnelQuery) -> dict[str, Any]:
+    attempts, rows, order = compute(snap, q)
+    names = [s.name for s in q.steps]
+    types = [s.event_type for s in q.steps]
+    out = _summary(names, types, attempts.depth, attempts.times)
+    out.update({
+        "order": q.order, "countBy": q.unit, "timeLimit": q.window,
+        "startTime": q.start, "endTime": None if q.end is None else q.end - 1,
+    })
+    if q.start is not None:
+        out["startDate"] = iso(q.start)
+    if q.breakdown is not None:
+        values = {k: v[order][attempts.entry_row] for k, v in rows.props[q.breakdown].items()}
+        ids, labels = value_labels(values, snap)
+        groups = []
+        for gid in np.unique(ids).tolist():
+            sel = ids == gid
+            g = _summary(names, types, attempts.depth[sel], attempts.times[:, sel])
+            g = {"value": None if gid < 0 else labels[gid], **g}
+            groups.append(g)
+        groups.sort(key=lambda g: (-g["totalEntered"], str(g["value"])))
+        out["breakdownProperty"] = q.breakdown
+        out["breakdownTruncated"] = len(groups) > q.breakdown_limit
+        out["breakdown"] = groups[:q.breakdown_limit]
+    return out

@@ -1,0 +1,197 @@
+"""Cohort retention: of the users who entered in a period, how many came back N periods later.
+
+Semantics (docs/statistics.md has the long form):
+
+- Periods are a grid of `periodLength` ms starting at startTime (default: `periods` periods
+  before the start of the current period, aligned to multiples of periodLength since the
+  epoch, i.e. UTC days for daily periods). Cohort i covers [start + i*L, start + (i+1)*L);
+  cohorts run up to endTime (default now).
+- `retentionType`: `first_time` (default) — a user belongs to the cohort of their first-ever
+  entry event (events before startTime count as "ever"; users whose first entry is outside
+  [startTime, endTime] belong to no cohort); `recurring` — a user belongs to the cohort of
+  every period in which they performed the entry event.
+- The membership's entry time is its (first) entry event in that period. Return period N of a
+  membership in cohort i is grid period i + N; a retention event counts when it is at or after
+  the entry time (only matters in period 0).
+- `criterion`: `on` (default) — counted in period N if they returned during period N;
+  `on_or_after` — counted in period N if they returned in period N or any later period
+  (up to `periods`).
+- Output periods 0..periods. Periods that have not started yet (after `now`) are null; the
+  weighted average row for period N is sum(counts) / sum(sizes) over cohorts where period N
+  has started.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rta.core.errors import field_error
+from rta.core.filters import EventFilter
+from rta.core.segments import (
+    first_per_group,
+    gather,
+    last_per_group,
+    member_lookup,
+    pct,
+    resolve_segment,
+    where_of,
+)
+from rta.core.timeparse import DAY, iso, now_ms, parse_duration, parse_time_range
+
+if TYPE_CHECKING:
+    from rta.core.engine import Engine
+
+TYPES = ("first_time", "recurring")
+CRITERIA = ("on", "on_or_after")
+MAX_PERIODS = 1000
+MAX_COHORTS = 1000
+
+
+def run(engine: Engine, body: Any, now: int | None = None) -> dict[str, Any]:
+    """POST /queries/cohort."""
+    if not isinstance(body, dict):
+        raise field_error("body", "must be a JSON object")
+    current = now_ms() if now is None else now
+    entry = _event(body, "entryEvent")
+    ret = _event(body, "retentionEvent", entry)
+    periods = body.get("periods", 7)
+    if isinstance(periods, bool) or not isinstance(periods, int) or \
+            not 1 <= periods <= MAX_PERIODS:
+        raise field_error("periods", f"must be an integer from 1 to {MAX_PERIODS}",
+                          value=periods)
+    length = parse_duration(body.get("periodLength", DAY), "periodLength")
+    rtype = body.get("retentionType", "first_time")
+    if rtype not in TYPES:
+        raise field_error("retentionType", f"must be one of {', '.join(TYPES)}", value=rtype,
+                          allowed=list(TYPES))
+    criterion = body.get("criterion", "on")
+    if criterion not in CRITERIA:
+        raise field_error("criterion", f"must be one of {', '.join(CRITERIA)}",
+                          value=criterion, allowed=list(CRITERIA))
+    start, end = parse_time_range(body.get("startTime"), body.get("endTime"), current,
+                                  time_range=body.get("timeRange"))
+    if end is None:
+        end = current + 1
+    if start is None:
+        start = (current // length - periods) * length
+    if start >= end:
+        raise field_error("startTime", "must be before endTime")
+    ncoh = -(-(end - start) // length)
+    if ncoh > MAX_COHORTS:
+        raise field_error("periodLength", f"the range holds {ncoh} periods; at most "
+                          f"{MAX_COHORTS} cohorts", cohorts=ncoh)
+    entry_flt = EventFilter(types=(entry,), where=where_of(
+        {"filters": body.get("entryFilters")}, "") if body.get("entryFilters") else None)
+    ret_flt = EventFilter(types=(ret,), where=where_of(
+        {"filters": body.get("retentionFilters")}, "") if body.get("retentionFilters")
+        else None)
+    seg = resolve_segment(engine, body.get("segment"))
+    snap = engine.snapshot()
+    member = member_lookup(seg, snap)
+
+    # memberships: (user, cohort, entry ts), sorted by key = user * ncoh + cohort
+    if rtype == "first_time":
+        rows = gather(snap, [entry_flt], None, end, member=member)
+        order = np.lexsort((rows.ts, rows.user))
+        u, t = rows.user[order], rows.ts[order]
+        first = first_per_group(u)
+        u, t = u[first], t[first]
+        keep = (u >= 0) & (t >= start)
+        u, t = u[keep], t[keep]
+    else:
+        rows = gather(snap, [entry_flt], start, end, member=member)
+        keep = rows.user >= 0
+        u0, t0 = rows.user[keep], rows.ts[keep]
+        k0 = u0.astype(np.int64) * ncoh + (t0 - start) // length
+        order = np.lexsort((t0, k0))
+        first = first_per_group(k0[order])
+        u, t = u0[order][first], t0[order][first]
+    cohort = (t - start) // length
+    mkey = u.astype(np.int64) * ncoh + cohort
+    sizes = np.bincount(cohort, minlength=ncoh)[:ncoh] if len(cohort) else np.zeros(ncoh, int)
+
+    # retention events, one per (user, grid period): the latest, which best satisfies
+    # "at or after the entry time" in period 0
+    horizon = min(current + 1, start + (ncoh + periods) * length)
+    r = gather(snap, [ret_flt], start, max(horizon, start + 1), member=member)
+    keep = r.user >= 0
+    ru, rt = r.user[keep], r.ts[keep]
+    rp = (rt - start) // length
+    rkey = ru.astype(np.int64) * (ncoh + periods + 1) + rp
+    order = np.lexsort((rt, rkey))
+    last = order[last_per_group(rkey[order])]
+    ru, rt, rp = ru[last], rt[last], rp[last]
+
+    width = periods + 1
+    hit_m: list[np.ndarray] = []
+    hit_n: list[np.ndarray] = []
+    for n in range(width):
+        c = rp - n
+        ok = (c >= 0) & (c < ncoh)
+        if not ok.any():
+            continue
+        key = ru[ok].astype(np.int64) * ncoh + c[ok]
+        idx = np.searchsorted(mkey, key)
+        idx_c = np.minimum(idx, max(len(mkey) - 1, 0))
+        found = (idx < len(mkey)) & (mkey[idx_c] == key) if len(mkey) else np.zeros(
+            len(key), bool)
+        found &= rt[ok] >= t[idx_c] if len(mkey) else found
+        hit_m.append(idx_c[found])
+        hit_n.append(np.full(int(found.sum()), n, dtype=np.int64))
+    hm = np.concatenate(hit_m) if hit_m else np.zeros(0, np.int64)
+    hn = np.concatenate(hit_n) if hit_n else np.zeros(0, np.int64)
+    if criterion == "on":
+        pairs = np.unique(hm * width + hn)
+        flat = cohort[pairs // width] * width + pairs % width
+        grid = np.bincount(flat, minlength=ncoh * width).reshape(ncoh, width)
+    else:
+        best = np.full(len(mkey), -1, dtype=np.int64)
+        np.maximum.at(best, hm, hn)
+        grid = np.zeros((ncoh, width), dtype=np.int64)
+        has = best >= 0
+        np.add.at(grid, (cohort[has], best[has]), 1)
+        grid = np.cumsum(grid[:, ::-1], axis=1)[:, ::-1]
+
+    cohorts: list[dict[str, Any]] = []
+    for i in range(ncoh):
+        cstart = start + i * length
+        counts: list[int | None] = []
+        percentages: list[float | None] = []
+        for n in range(width):
+            if cstart + n * length > current:
+                counts.append(None)
+                percentages.append(None)
+            else:
+                counts.append(int(grid[i, n]))
+                percentages.append(pct(int(grid[i, n]), int(sizes[i])))
+        cohorts.append({"cohort": i, "startTime": cstart, "date": iso(cstart),
+                        "size": int(sizes[i]), "counts": counts, "percentages": percentages})
+    avg_counts: list[int | None] = []
+    avg_pct: list[float | None] = []
+    for n in range(width):
+        seen = [c for c in cohorts if c["counts"][n] is not None]
+        if not seen:
+            avg_counts.append(None)
+            avg_pct.append(None)
+            continue
+        num = sum(c["counts"][n] for c in seen)
+        den = sum(c["size"] for c in seen)
+        avg_counts.append(num)
+        avg_pct.append(pct(num, den))
+    return {
+        "name": body.get("name"), "entryEvent": entry, "retentionEvent": ret,
+        "retentionType": rtype, "criterion": criterion, "periods": periods,
+        "periodLength": length, "startTime": start, "endTime": end - 1,
+        "totalUsers": len(np.unique(u)) if len(u) else 0,
+        "cohorts": cohorts,
+        "average": {"size": int(sizes.sum()), "counts": avg_counts, "percentages": avg_pct},
+    }
+
+
+def _event(body: dict[str, Any], key: str, default: str | None = None) -> str:
+    value = body.get(key, default)
+    if not isinstance(value, str) or not value.strip():
+        raise field_error(key, "is required and must be an event type")
+    return value

@@ -1,0 +1,607 @@
+"""User segments, and the event gathering every behavioural query shares.
+
+A segment is a set of users. Its definition is a tree of conditions combined with AND/OR:
+
+- **user-property conditions** (`{"property": "plan", "operator": "eq", "value": "premium"}`,
+  the default) test each user's *latest* value of the property: the value on the user's most
+  recent event (by timestamp, ties broken by arrival) that carries the property at all, within
+  the segment's time range. Operators and missing-value rules are those of the filter language
+  (`neq`, `not_in`, `not_contains`, `not_exists` match users who never set the property).
+  `"eventType"` restricts which events supply the value.
+- **event conditions** test what a user did: `{"eventType": "purchase", "where": [...],
+  "count": {"operator": "gte", "value": 2}}` (default count `gte 1`), or a property condition
+  with `"scope": "event"`, meaning "has at least one event on which the predicate holds".
+- groups: `{"operator": "OR", "filters": [...]}` (also `{"and": [...]}` / `{"or": [...]}`).
+
+The universe is every user with at least one event in the time range (all time by default).
+Evaluation is columnar: each referenced property becomes one array of latest values indexed by
+user code, event conditions become per-user counts (`bincount`), and the whole tree is then
+evaluated by the ordinary filter language over a synthetic block whose rows are users.
+
+Saved segments live in the metadata store (kind "segment") and are resolved by name, so any
+query filter can say `"segment": "Premium Users"`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rta.core.errors import NotFoundError, RtaError, ValidationError, field_error
+from rta.core.events import BOOL, FLOAT, INT, INT64_MIN, STR
+from rta.core.filters import (
+    OPERATORS,
+    EventFilter,
+    Group,
+    Predicate,
+    parse_predicate,
+    parse_where,
+)
+from rta.core.store.block import Block, null_column
+from rta.core.store.snapshot import Snapshot
+from rta.core.timeparse import parse_time_range
+
+if TYPE_CHECKING:
+    from rta.core.engine import Engine
+
+KIND = "segment"
+DEFAULT_SAMPLE = 20
+MAX_SAMPLE = 1000
+_COND_PREFIX = "\x00cond"  # synthetic boolean columns for event conditions
+_COUNT_OPS = ("eq", "neq", "gt", "gte", "lt", "lte")
+
+
+# -- shared helpers for behavioural queries -----------------------------------------------
+
+
+@dataclass
+class Rows:
+    """Events gathered for one query, in snapshot order (time-sorted within each block,
+    blocks in arrival order), so a stable sort by (entity, ts) breaks timestamp ties by
+    arrival."""
+
+    ts: np.ndarray
+    user: np.ndarray
+    session: np.ndarray
+    masks: list[np.ndarray]
+    props: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+
+    @property
+    def n(self) -> int:
+        return len(self.ts)
+
+
+def type_codes(snap: Snapshot, flt: EventFilter) -> np.ndarray | None:
+    if flt.types is None:
+        return None
+    return np.array([snap.dicts.types.lookup(t) for t in flt.types], dtype=np.int32)
+
+
+def gather(snap: Snapshot, filters: list[EventFilter], start: int | None, end: int | None,
+           *, member: np.ndarray | None = None, props: Iterable[str] = (),
+           all_events: bool = False, base: EventFilter | None = None) -> Rows:
+    """Rows in [start, end) matching any of `filters` (every row when `all_events`).
+
+    `masks[i]` says which gathered rows match `filters[i]`; `base` is ANDed into every mask
+    (global filters); `member` is a boolean lookup by user code (+1 trailing False for -1)
+    restricting rows to a segment. `props` lists property keys whose values come along
+    (per kind: 's' codes, 'i', 'f', 'b').
+    """
+    codes = [type_codes(snap, f) for f in filters]
+    prune: np.ndarray | None = None
+    if not all_events and codes and all(c is not None for c in codes):
+        prune = np.unique(np.concatenate([c for c in codes if c is not None]))
+        prune = prune[prune >= 0]
+        if not len(prune):
+            return _empty_rows(len(filters), props)
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, list[np.ndarray],
+                      dict[str, dict[str, np.ndarray]]]] = []
+    for block, sl in snap.ranges(start, end):
+        if prune is not None:
+            counts = block.type_counts
+            known = prune[prune < len(counts)]
+            if not len(known) or not counts[known].any():
+                continue
+        n = sl.stop - sl.start
+        base_mask = base.mask(block, sl, snap, type_codes(snap, base)) if base else None
+        member_mask = member[block.user[sl]] if member is not None else None
+        if member_mask is not None:
+            base_mask = member_mask if base_mask is None else base_mask & member_mask
+        masks = []
+        for flt, c in zip(filters, codes, strict=True):
+            mk = flt.mask(block, sl, snap, c)
+            if mk is None:
+                mk = np.ones(n, dtype=bool)
+            if base_mask is not None:
+                mk = mk & base_mask
+            masks.append(mk)
+        if all_events:  # global filters narrow the steps, not the events seen between them
+            union = member_mask
+        else:
+            union = np.logical_or.reduce(masks) if masks else np.zeros(n, dtype=bool)
+        if union is None:
+            rows: np.ndarray | slice = slice(None)
+        else:
+            rows = np.flatnonzero(union)
+            if not len(rows):
+                continue
+        pv: dict[str, dict[str, np.ndarray]] = {}
+        for key in props:
+            pv[key] = {}
+            for kind in (STR, INT, FLOAT, BOOL):
+                col = block.column(kind, key)
+                if col is not None:
+                    pv[key][kind] = col[sl][rows]
+                else:
+                    pv[key][kind] = null_column(kind, n)[rows]
+        parts.append((block.ts[sl][rows], block.user[sl][rows], block.session[sl][rows],
+                      [mk[rows] for mk in masks], pv))
+    if not parts:
+        return _empty_rows(len(filters), props)
+    out = Rows(
+        ts=np.concatenate([p[0] for p in parts]),
+        user=np.concatenate([p[1] for p in parts]),
+        session=np.concatenate([p[2] for p in parts]),
+        masks=[np.concatenate([p[3][i] for p in parts]) for i in range(len(filters))])
+    for key in props:
+        out.props[key] = {k: np.concatenate([p[4][key][k] for p in parts])
+                          for k in (STR, INT, FLOAT, BOOL)}
+    return out
+
+
+def _empty_rows(nfilters: int, props: Iterable[str]) -> Rows:
+    z64 = np.zeros(0, np.int64)
+    z32 = np.zeros(0, np.int32)
+    rows = Rows(z64, z32, z32, [np.zeros(0, bool) for _ in range(nfilters)])
+    for key in props:
+        rows.props[key] = {k: null_column(k, 0) for k in (STR, INT, FLOAT, BOOL)}
+    return rows
+
+
+def value_labels(values: dict[str, np.ndarray], snap: Snapshot) -> tuple[np.ndarray, list[Any]]:
+    """Group ids per row (-1 where the property is missing) and the JSON value of each group.
+
+    Strings, numbers and booleans stay distinct groups ('1' is not 1); ints and floats that
+    are equal share one group.
+    """
+    n = len(values[STR])
+    kind = np.zeros(n, dtype=np.int8)
+    val = np.zeros(n, dtype=np.float64)
+    s = values[STR]
+    b = values[BOOL]
+    num = np.where(values[INT] == INT64_MIN, np.nan, values[INT].astype(np.float64))
+    num = np.where(np.isnan(num), values[FLOAT], num)
+    has_b = b >= 0
+    kind[has_b] = 3
+    val[has_b] = b[has_b]
+    has_n = ~np.isnan(num)
+    kind[has_n] = 2
+    val[has_n] = num[has_n]
+    has_s = s >= 0
+    kind[has_s] = 1
+    val[has_s] = s[has_s]
+    present = kind > 0
+    ids = np.full(n, -1, dtype=np.int64)
+    if not present.any():
+        return ids, []
+    pairs = np.stack([kind[present].astype(np.float64), val[present]], axis=1)
+    uniq, inv = np.unique(pairs, axis=0, return_inverse=True)
+    ids[present] = inv.reshape(-1)
+    labels: list[Any] = []
+    strings = snap.dicts.values.strings
+    for k, v in uniq.tolist():
+        if k == 1:
+            labels.append(strings[int(v)])
+        elif k == 2:
+            labels.append(int(v) if float(v).is_integer() and abs(v) < 2**53 else v)
+        else:
+            labels.append(bool(v))
+    return ids, labels
+
+
+def member_lookup(codes: np.ndarray | None, snap: Snapshot) -> np.ndarray | None:
+    """A boolean table indexed by user code (index -1, for 'no user', is False)."""
+    if codes is None:
+        return None
+    table = np.zeros(len(snap.dicts.users) + 1, dtype=bool)
+    codes = codes[(codes >= 0) & (codes < len(table) - 1)]
+    table[codes] = True
+    return table
+
+
+def resolve_segment(engine: Engine, spec: Any, path: str = "segment") -> np.ndarray | None:
+    """User codes of the saved segment named in `spec` (None when no segment was given)."""
+    if spec is None:
+        return None
+    if not isinstance(spec, str) or not spec:
+        raise field_error(path, "must be the name of a saved segment")
+    try:
+        return resolver(engine)(spec)
+    except KeyError:
+        raise field_error(path, f"no saved segment named {spec!r}", value=spec) from None
+
+
+def time_range(body: dict[str, Any], now: int | None) -> tuple[int | None, int | None]:
+    return parse_time_range(body.get("startTime"), body.get("endTime"), now,
+                            time_range=body.get("timeRange"))
+
+
+def first_per_group(keys: np.ndarray) -> np.ndarray:
+    """Indexes of the first row of each run of equal values in sorted `keys`."""
+    if not len(keys):
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
+
+
+def last_per_group(keys: np.ndarray) -> np.ndarray:
+    if not len(keys):
+        return np.zeros(0, dtype=np.int64)
+    return np.flatnonzero(np.concatenate((keys[1:] != keys[:-1], [True])))
+
+
+def pct(num: float, den: float) -> float:
+    """A percentage 0-100 rounded to 2 decimals; 0 when the denominator is 0."""
+    return round(100.0 * num / den, 2) if den else 0.0
+
+
+def where_of(spec: dict[str, Any], path: str) -> Group | None:
+    """A `filters`/`where` value: the seed's {key: value} object, a list, or a group."""
+    key = "filters" if "filters" in spec else "where"
+    value = spec.get(key)
+    if isinstance(value, dict) and not value:
+        return None
+    return parse_where(value, f"{path}.{key}" if path else key)
+
+
+# -- segment definitions --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EventCondition:
+    flt: EventFilter
+    op: str
+    value: int
+
+
+Node = Predicate | Group | EventCondition
+
+
+@dataclass
+class SegmentDef:
+    name: str | None
+    tree: Node | None
+    start: int | None
+    end: int | None
+
+
+def parse_segment(config: Any, path: str = "config", now: int | None = None) -> SegmentDef:
+    """Validate a segment definition (see the module docstring); errors name the field."""
+    if not isinstance(config, dict):
+        raise field_error(path or "config", "must be an object")
+    prefix = f"{path}." if path else ""
+    name = config.get("name")
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise field_error(prefix + "name", "must be a non-empty string")
+    op = str(config.get("operator", "AND")).lower()
+    if op not in ("and", "or"):
+        raise field_error(prefix + "operator", "must be AND or OR", value=config.get("operator"))
+    items = config.get("filters", config.get("conditions", []))
+    if isinstance(items, dict):
+        items = [items]
+    if not isinstance(items, list):
+        raise field_error(prefix + "filters", "must be a list of conditions")
+    tree = _parse_items(items, op, prefix + "filters") if items else None
+    start, end = parse_time_range(config.get("startTime"), config.get("endTime"), now,
+                                  prefix + "startTime", prefix + "endTime",
+                                  config.get("timeRange"))
+    return SegmentDef(name, tree, start, end)
+
+
+def _parse_items(items: list[Any], op: str, path: str) -> Group:
+    return Group(op, tuple(_parse_node(item, f"{path}[{i}]") for i, item in enumerate(items)))
+
+
+def _parse_node(spec: Any, path: str) -> Node:
+    if not isinstance(spec, dict):
+        raise field_error(path, "must be an object")
+    for key in ("and", "or"):
+        if isinstance(spec.get(key), list) and spec[key]:
+            return _parse_items(spec[key], key, f"{path}.{key}")
+    if isinstance(spec.get("filters"), list) and "property" not in spec and \
+            "eventType" not in spec:
+        op = str(spec.get("operator", "AND")).lower()
+        if op not in ("and", "or"):
+            raise field_error(f"{path}.operator", "must be AND or OR",
+                              value=spec.get("operator"))
+        if not spec["filters"]:
+            raise field_error(f"{path}.filters", "must be a non-empty list")
+        return _parse_items(spec["filters"], op, f"{path}.filters")
+    scope = spec.get("scope", "user")
+    if scope not in ("user", "event"):
+        raise field_error(f"{path}.scope", "must be 'user' (latest value) or 'event'",
+                          value=scope)
+    etype = spec.get("eventType", spec.get("event"))
+    if etype is not None and (not isinstance(etype, str) or not etype):
+        raise field_error(f"{path}.eventType", "must be an event type name")
+    if "property" in spec and scope == "user":
+        pred = parse_predicate({k: v for k, v in spec.items()
+                                if k in ("property", "operator", "op", "value")}, path)
+        if etype is None:
+            return pred
+        # the latest value among events of one type: an event-type-scoped property
+        assert isinstance(pred, Predicate)
+        return Predicate(f"{etype}\x00{pred.prop}", pred.op, pred.value)
+    where: Group | None
+    if "property" in spec:  # scope == "event": has an event where the predicate holds
+        node = parse_predicate({k: v for k, v in spec.items()
+                                if k in ("property", "operator", "op", "value")}, path)
+        where = node if isinstance(node, Group) else Group("and", (node,))
+    else:
+        if etype is None:
+            raise field_error(path, "a condition needs `property` (user property) or "
+                              "`eventType` (performed event)")
+        where = where_of(spec, path) if ("where" in spec or "filters" in spec) else None
+    count = spec.get("count", {"operator": "gte", "value": 1})
+    if isinstance(count, int) and not isinstance(count, bool):
+        count = {"operator": "gte", "value": count}
+    if not isinstance(count, dict):
+        raise field_error(f"{path}.count", "must be {operator, value}")
+    cop = count.get("operator", "gte")
+    cval = count.get("value", 1)
+    if cop not in _COUNT_OPS:
+        raise field_error(f"{path}.count.operator", f"must be one of {', '.join(_COUNT_OPS)}",
+                          value=cop)
+    if isinstance(cval, bool) or not isinstance(cval, int) or cval < 0:
+        raise field_error(f"{path}.count.value", "must be a non-negative integer", value=cval)
+    flt = EventFilter(types=(etype,) if etype else None, where=where)
+    return EventCondition(flt, cop, cval)
+
+
+def _walk(node: Node | None) -> Iterable[Node]:
+    if node is None:
+        return
+    yield node
+    if isinstance(node, Group):
+        for item in node.items:
+            yield from _walk(item)
+
+
+# -- evaluation -----------------------------------------------------------------------------
+
+
+def evaluate(snap: Snapshot, seg: SegmentDef) -> tuple[np.ndarray, np.ndarray]:
+    """(members, universe): boolean arrays indexed by user code."""
+    nusers = len(snap.dicts.users)
+    universe = np.zeros(nusers, dtype=bool)
+    for block, sl in snap.ranges(seg.start, seg.end):
+        u = block.user[sl]
+        universe |= np.bincount(u[u >= 0], minlength=nusers)[:nusers] > 0
+    if seg.tree is None:
+        return universe.copy(), universe
+    props: dict[str, np.ndarray] = {}
+    conds: dict[int, str] = {}
+    latest_keys: set[str] = set()
+    for node in _walk(seg.tree):
+        if isinstance(node, Predicate) and node.prop not in ("userId",):
+            latest_keys.add(node.prop)
+        elif isinstance(node, EventCondition):
+            name = f"{_COND_PREFIX}{len(conds)}"
+            conds[id(node)] = name
+            counts = _event_counts(snap, node.flt, seg.start, seg.end, nusers)
+            props[f"{BOOL}:{name}"] = _count_test(counts, node.op, node.value).astype(np.int8)
+    for key in sorted(latest_keys):
+        props.update(_latest_columns(snap, key, seg.start, seg.end, nusers))
+    tree = _rewrite(seg.tree, conds)
+    users = np.arange(nusers, dtype=np.int32)
+    z64 = np.zeros(nusers, np.int64)
+    m1 = np.full(nusers, -1, np.int32)
+    zu = np.zeros(nusers, np.uint64)
+    block = Block(z64, z64, m1, users, m1, zu, zu, props=props, label="users")
+    where = tree if isinstance(tree, Group) else Group("and", (tree,))
+    mask = EventFilter(where=where).mask(block, slice(0, nusers), snap)
+    members = universe if mask is None else (mask & universe)
+    return members, universe
+
+
+def _rewrite(node: Node, conds: dict[int, str]) -> Predicate | Group:
+    if isinstance(node, EventCondition):
+        return Predicate(conds[id(node)], "eq", True)
+    if isinstance(node, Group):
+        items = [_rewrite(i, conds) for i in node.items]  # type: ignore[arg-type]
+        return Group(node.op, tuple(items))
+    return node
+
+
+def _count_test(counts: np.ndarray, op: str, value: int) -> np.ndarray:
+    return {"eq": counts == value, "neq": counts != value, "gt": counts > value,
+            "gte": counts >= value, "lt": counts < value, "lte": counts <= value}[op]
+
+
+def _event_counts(snap: Snapshot, flt: EventFilter, start: int | None, end: int | None,
+                  nusers: int) -> np.ndarray:
+    counts = np.zeros(nusers, dtype=np.int64)
+    codes = type_codes(snap, flt)
+    for block, sl in snap.ranges(start, end):
+        mask = flt.mask(block, sl, snap, codes)
+        u = block.user[sl] if mask is None else block.user[sl][mask]
+        u = u[u >= 0]
+        if len(u):
+            counts += np.bincount(u, minlength=nusers)[:nusers]
+    return counts
+
+
+def _latest_columns(snap: Snapshot, key: str, start: int | None, end: int | None,
+                    nusers: int) -> dict[str, np.ndarray]:
+    """Each user's latest value of `key` as typed columns indexed by user code.
+
+    `key` may be 'eventType\\0prop' to take the value only from events of that type.
+    """
+    etype, _, prop = key.rpartition("\x00")
+    tcode = snap.dicts.types.lookup(etype) if etype else None
+    ts_parts, user_parts = [], []
+    col_parts: dict[str, list[np.ndarray]] = {k: [] for k in (STR, INT, FLOAT, BOOL)}
+    for block, sl in snap.ranges(start, end):
+        if prop not in block.property_keys:
+            continue
+        mask = block.present(prop)[sl] & (block.user[sl] >= 0)
+        if tcode is not None:
+            mask &= block.type[sl] == tcode
+        rows = np.flatnonzero(mask)
+        if not len(rows):
+            continue
+        ts_parts.append(block.ts[sl][rows])
+        user_parts.append(block.user[sl][rows])
+        for kind in col_parts:
+            col = block.column(kind, prop)
+            col_parts[kind].append(col[sl][rows] if col is not None
+                                   else null_column(kind, len(rows)))
+    out: dict[str, np.ndarray] = {}
+    if not ts_parts:
+        return out
+    ts = np.concatenate(ts_parts)
+    user = np.concatenate(user_parts)
+    order = np.lexsort((ts, user))  # stable: ties keep arrival order, the last one wins
+    last = order[last_per_group(user[order])]
+    for kind, parts in col_parts.items():
+        values = np.concatenate(parts)
+        if kind == STR and not (values >= 0).any():
+            continue
+        col = null_column(kind, nusers)
+        col[user[last]] = values[last]
+        out[f"{kind}:{key}"] = col
+    return out
+
+
+def run(engine: Engine, body: Any, now: int | None = None) -> dict[str, Any]:
+    """Evaluate a segment definition: matching user count and a sample of user ids."""
+    if not isinstance(body, dict):
+        raise field_error("config", "must be an object")
+    seg = parse_segment(body, "", now)
+    sample = _sample_size(body.get("sampleSize", body.get("limit")))
+    snap = engine.snapshot()
+    members, universe = evaluate(snap, seg)
+    return describe(snap, seg, members, universe, sample)
+
+
+def _sample_size(value: Any) -> int:
+    if value is None:
+        return DEFAULT_SAMPLE
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SAMPLE:
+        raise field_error("sampleSize", f"must be an integer from 0 to {MAX_SAMPLE}",
+                          value=value)
+    return value
+
+
+def describe(snap: Snapshot, seg: SegmentDef, members: np.ndarray, universe: np.ndarray,
+             sample: int) -> dict[str, Any]:
+    codes = np.flatnonzero(members)
+    total = int(universe.sum())
+    return {
+        "name": seg.name,
+        "type": "segment",
+        "userCount": len(codes),
+        "totalUsers": total,
+        "percentage": pct(len(codes), total),
+        "sampleUsers": snap.dicts.users.decode(codes[:sample].astype(np.int32)).tolist(),
+    }
+
+
+# -- saved segments --------------------------------------------------------------------------
+
+
+_ALLOWED_KEYS = {"name", "description", "filters", "conditions", "operator", "startTime",
+                 "endTime", "timeRange"}
+
+
+def create(engine: Engine, body: Any) -> dict[str, Any]:
+    """Validate and persist a segment; names are unique (409 on a clash)."""
+    doc = _validated(body)
+    if engine.metadata.find_by_name(KIND, doc["name"]) is not None:
+        err = RtaError(f"a segment named {doc['name']!r} already exists",
+                       [{"field": "name", "value": doc["name"]}], code="conflict")
+        err.status = 409
+        raise err
+    return engine.metadata.create(KIND, doc)
+
+
+def _validated(body: Any) -> dict[str, Any]:
+    if not isinstance(body, dict):
+        raise ValidationError("body must be a JSON object", [{"field": ""}])
+    if isinstance(body.get("config"), dict):  # the /queries/execute shape
+        body = {**body["config"], "name": body["config"].get("name", body.get("name"))}
+    name = body.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise field_error("name", "is required and must be a non-empty string")
+    unknown = sorted(set(body) - _ALLOWED_KEYS - {"id", "createdAt", "updatedAt", "type"})
+    if unknown:
+        raise field_error(unknown[0], "is not a segment field",
+                          allowed=sorted(_ALLOWED_KEYS))
+    parse_segment(body, "")
+    doc = {k: v for k, v in body.items() if k in _ALLOWED_KEYS}
+    doc["name"] = name.strip()
+    return doc
+
+
+def find(engine: Engine, ref: str) -> dict[str, Any]:
+    """A saved segment by id, or else by name (404 when neither matches)."""
+    try:
+        return engine.metadata.get(KIND, ref)
+    except NotFoundError:
+        doc = engine.metadata.find_by_name(KIND, ref)
+        if doc is None:
+            raise NotFoundError(f"no segment with id or name {ref!r}",
+                                [{"field": "id", "value": ref}]) from None
+        return doc
+
+
+def delete(engine: Engine, ref: str) -> dict[str, Any]:
+    doc = find(engine, ref)
+    engine.metadata.delete(KIND, doc["id"])
+    return doc
+
+
+def show(engine: Engine, ref: str, sample: int = DEFAULT_SAMPLE,
+         now: int | None = None) -> dict[str, Any]:
+    """The saved document plus its current evaluation."""
+    doc = find(engine, ref)
+    seg = parse_segment(doc, "", now)
+    snap = engine.snapshot()
+    members, universe = evaluate(snap, seg)
+    out = dict(doc)
+    out.update({k: v for k, v in describe(snap, seg, members, universe, sample).items()
+                if k not in ("name", "type")})
+    return out
+
+
+def resolver(engine: Engine) -> Callable[[str], np.ndarray]:
+    """name -> user codes (int32) of a saved segment; KeyError for an unknown name.
+
+    Results are cached per (segment id, its update time, store version), so one query that
+    names a segment in several places evaluates it once, and new events are always seen.
+    """
+    cache: dict[tuple[str, int, int], np.ndarray] = engine.extensions.setdefault(
+        "segment_cache", {})
+
+    def resolve(name: str) -> np.ndarray:
+        doc = engine.metadata.find_by_name(KIND, name)
+        if doc is None:
+            raise KeyError(name)
+        key = (doc["id"], int(doc.get("updatedAt", 0)), engine.store.version)
+        codes = cache.get(key)
+        if codes is None:
+            snap = engine.snapshot()
+            members, _ = evaluate(snap, parse_segment(doc, ""))
+            codes = np.flatnonzero(members).astype(np.int32)
+            if len(cache) > 64:
+                cache.clear()
+            cache[key] = codes
+        return codes
+
+    return resolve
+
+
+__all__ = ["OPERATORS", "Rows", "SegmentDef", "create", "delete", "evaluate", "find", "gather",
+           "parse_segment", "resolver", "run", "show"]
