@@ -103,6 +103,7 @@ async def test_sdk_batch_gzip_and_resend_is_deduplicated(
     await in_thread(lambda: send_batch(first))
     events = await all_events(http)
     assert sorted(e["id"] for e in events) == sorted(ids)
+    assert len({e["receivedAt"] for e in events}) == 1  # one request carried them all
     by_id = {e["id"]: e for e in events}
     for i, eid in enumerate(ids):
         assert by_id[eid]["userId"] == f"u{i % 4}"
