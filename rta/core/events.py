@@ -7,7 +7,7 @@ value once; the resulting `EventBatch` is what the write-ahead log stores and th
 from __future__ import annotations
 
 import json
-import uuid
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +49,8 @@ class EventBatch:
     users: list[str | None] = field(default_factory=list)
     sessions: list[str | None] = field(default_factory=list)
     props: dict[str, tuple[list[int], list[Any]]] = field(default_factory=dict)
+    # (id high, id low, custom) per event: derived, cached by the store, never serialised
+    id_keys: list[tuple[int, int, bool]] | None = field(default=None, compare=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -71,6 +73,8 @@ class EventBatch:
         out = EventBatch(self.received_at, [self.ids[i] for i in rows],
                          [self.timestamps[i] for i in rows], [self.types[i] for i in rows],
                          [self.users[i] for i in rows], [self.sessions[i] for i in rows])
+        if self.id_keys is not None:
+            out.id_keys = [self.id_keys[i] for i in rows]
         for col, (idx, vals) in self.props.items():
             new_idx, new_vals = [], []
             for i, v in zip(idx, vals, strict=True):
@@ -120,15 +124,20 @@ class EventValidator:
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
 
-    def validate_batch(self, items: list[Any], now: int | None = None,
-                       index_offset: int = 0) -> tuple[EventBatch, list[dict[str, Any]]]:
-        """Returns the batch of valid events and one `{index, error}` per invalid one."""
+    def validate_batch(self, items: list[Any], now: int | None = None, index_offset: int = 0,
+                       size_bound: int | None = None) -> tuple[EventBatch, list[dict[str, Any]]]:
+        """Returns the batch of valid events and one `{index, error}` per invalid one.
+
+        `size_bound` is an upper bound on any single event's encoded size (e.g. the request
+        body's length); when it is within the limit, per-event size accounting is skipped.
+        """
         current = now_ms() if now is None else now
         batch = EventBatch(received_at=current)
         rejected: list[dict[str, Any]] = []
+        check_size = size_bound is None or size_bound > self.limits.max_event_bytes
         for i, item in enumerate(items):
             try:
-                self.append(batch, item, current)
+                self.append(batch, item, current, check_size)
             except ValidationError as exc:
                 rejected.append({"index": i + index_offset, "error": exc.to_dict()["error"]})
         return batch, rejected
@@ -139,56 +148,71 @@ class EventValidator:
         self.append(batch, item, current)
         return batch
 
-    def append(self, batch: EventBatch, raw: Any, now: int) -> None:
+    def append(self, batch: EventBatch, raw: Any, now: int, check_size: bool = True) -> None:
         """Validate `raw` fully first, then append it: a rejected event leaves no trace."""
-        if not isinstance(raw, dict):
+        if type(raw) is not dict:
             raise _invalid("", "an event must be a JSON object", got=type(raw).__name__)
         etype = raw.get("type")
-        if not isinstance(etype, str) or not etype.strip():
+        if type(etype) is not str or not etype or ((etype[0] == " " or etype[-1] == " ") \
+                and not etype.strip()):
             raise _invalid("type", "is required and must be a non-empty string")
         if len(etype) > MAX_TYPE_LENGTH:
             raise _invalid("type", f"must be at most {MAX_TYPE_LENGTH} characters")
-        user = _optional_str(raw, "userId")
-        session = _optional_str(raw, "sessionId")
-        event_id = self._event_id(raw.get("id"))
-        ts = self._timestamp(raw.get("timestamp"), now)
-        flat: list[tuple[str, str, Any]] = []
-        size = 64 + len(etype) + len(user or "") + len(session or "") + len(event_id)
+        user = raw.get("userId")
+        if user is not None and (type(user) is not str or len(user) > MAX_ID_LENGTH):
+            user = _optional_str(raw, "userId")
+        session = raw.get("sessionId")
+        if session is not None and (type(session) is not str or len(session) > MAX_ID_LENGTH):
+            session = _optional_str(raw, "sessionId")
+        raw_id = raw.get("id")
+        event_id = new_event_id() if raw_id is None else self._event_id(raw_id)
+        ts = raw.get("timestamp")
+        if type(ts) is not int or ts > now + self.limits.future_tolerance_ms or ts < 0 or \
+                self.limits.past_horizon_ms is not None:
+            ts = self._timestamp(ts, now)
+        flat: list[tuple[str, Any]] = []
         props = raw.get("properties")
+        nested = False
         if props is not None:
-            if not isinstance(props, dict):
+            if type(props) is not dict:
                 raise _invalid("properties", "must be a JSON object",
                                got=type(props).__name__)
-            size += _flatten(props, "", flat, 0)
-        if size > self.limits.max_event_bytes // 2:
-            size = len(json.dumps(raw, ensure_ascii=False).encode())
-            if size > self.limits.max_event_bytes:
-                raise ValidationError(
-                    f"event is {size} bytes, more than the limit of "
-                    f"{self.limits.max_event_bytes}",
-                    [{"field": "", "message": "event too large", "bytes": size,
-                      "limit": self.limits.max_event_bytes}], code="event_too_large")
+            nested = _flatten(props, "", flat, 0)
+        if check_size:
+            size = 64 + len(etype) + len(user or "") + len(session or "") + len(event_id) + sum(
+                len(name) + (len(v) if type(v) is str else 8) for name, v in flat)
+            if size > self.limits.max_event_bytes // 2:
+                size = len(json.dumps(raw, ensure_ascii=False).encode())
+                if size > self.limits.max_event_bytes:
+                    raise ValidationError(
+                        f"event is {size} bytes, more than the limit of "
+                        f"{self.limits.max_event_bytes}",
+                        [{"field": "", "message": "event too large", "bytes": size,
+                          "limit": self.limits.max_event_bytes}], code="event_too_large")
         row = len(batch.ids)
         batch.ids.append(event_id)
         batch.timestamps.append(ts)
         batch.types.append(etype)
-        batch.users.append(user)
-        batch.sessions.append(session)
-        seen: set[str] = set()
-        for kind, key, value in flat:
-            if key in seen:
-                continue  # 'a.b' given both nested and dotted: the first one wins
-            seen.add(key)
-            col = batch.props.get(kind + ":" + key)
+        batch.users.append(user or None)
+        batch.sessions.append(session or None)
+        columns = batch.props
+        seen: set[str] | None = set() if nested else None
+        for name, value in flat:
+            if seen is not None:
+                key = name[2:]
+                if key in seen:
+                    continue  # 'a.b' given both nested and dotted: the first one wins
+                seen.add(key)
+            col = columns.get(name)
             if col is None:
-                batch.props[kind + ":" + key] = ([row], [value])
+                columns[name] = ([row], [value])
             else:
                 col[0].append(row)
                 col[1].append(value)
 
     def _event_id(self, value: Any) -> str:
         if value is None:
-            return str(uuid.uuid4())
+            return new_event_id()
         if isinstance(value, bool) or not isinstance(value, str | int):
             raise _invalid("id", "must be a string (a UUID is best)")
         text = str(value)
@@ -239,26 +263,49 @@ def _optional_str(raw: dict[str, Any], name: str) -> str | None:
     return value or None
 
 
-def _flatten(obj: dict[str, Any], prefix: str, out: list[tuple[str, str, Any]],
-             depth: int) -> int:
-    """Flatten nested objects to dotted keys; returns an estimate of the bytes seen."""
+def _flatten(obj: dict[str, Any], prefix: str, out: list[tuple[str, Any]],
+             depth: int) -> bool:
+    """Flatten nested objects to dotted 'kind:key' columns; True if anything was nested."""
     if depth > MAX_DEPTH:
         raise _invalid("properties." + prefix.rstrip("."), f"nests deeper than {MAX_DEPTH}")
-    size = 0
+    nested = False
     for key, value in obj.items():
         if not key or len(key) > MAX_KEY_LENGTH:
             raise _invalid("properties." + prefix + key,
                            f"property names must be 1 to {MAX_KEY_LENGTH} characters")
-        full = prefix + key
-        if isinstance(value, dict):
-            size += _flatten(value, full + ".", out, depth + 1)
-            continue
-        kv = property_kind(value)
-        if kv is None:
-            continue
-        out.append((kv[0], full, kv[1]))
-        size += len(full) + (len(kv[1]) if kv[0] == STR else 8) + 6
-    return size
+        t = type(value)
+        if t is str:
+            out.append(("s:" + prefix + key, value))
+        elif t is int:
+            if INT64_MIN <= value <= INT64_MAX:
+                out.append(("i:" + prefix + key, value))
+            else:
+                out.append(("f:" + prefix + key, float(value)))
+        elif t is float:
+            if value == value and value not in (_INF, _NINF):
+                out.append(("f:" + prefix + key, value))
+        elif t is bool:
+            out.append(("b:" + prefix + key, value))
+        elif t is dict:
+            _flatten(value, prefix + key + ".", out, depth + 1)
+            nested = True
+        elif value is not None:
+            kv = property_kind(value)
+            if kv is not None:
+                out.append((kv[0] + ":" + prefix + key, kv[1]))
+    return nested
+
+
+def new_event_id() -> str:
+    """A random (version 4) UUID, formatted without the uuid module's overhead."""
+    h = (int.from_bytes(os.urandom(16)) & _V4_MASK | _V4_BITS).to_bytes(16).hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+_INF = float("inf")
+_NINF = float("-inf")
+_V4_MASK = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
+_V4_BITS = (0x4000 << 64) | (0x8000 << 48)
 
 
 def _invalid(fieldname: str, message: str, code: str | None = None,

@@ -233,7 +233,7 @@ def parse_predicate(spec: Any, path: str) -> Predicate | Group:
             raise field_error(f"{path}.property", "must be a non-empty string")
         if prop.startswith("properties."):
             prop = prop[len("properties."):]
-        op = spec.get("operator", spec.get("op", "eq"))
+        op = str(spec.get("operator", spec.get("op", "eq")))
         if op not in OPERATORS:
             raise field_error(f"{path}.operator", f"must be one of {', '.join(OPERATORS)}",
                               value=op, allowed=list(OPERATORS))

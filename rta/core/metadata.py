@@ -6,6 +6,7 @@ commit immediately: these are user-authored objects that must survive a restart.
 
 from __future__ import annotations
 
+import builtins
 import json
 import os
 import sqlite3
@@ -111,7 +112,8 @@ class MetadataStore:
             self._db.execute("INSERT INTO history (kind, ref, at, body) VALUES (?, ?, ?, ?)",
                              (kind, ref, now, json.dumps(body)))
 
-    def history(self, kind: str, limit: int = 50, ref: str | None = None) -> list[dict[str, Any]]:
+    def history(self, kind: str, limit: int = 50,
+                ref: str | None = None) -> builtins.list[dict[str, Any]]:
         """Newest first."""
         sql = "SELECT body FROM history WHERE kind = ?"
         args: list[Any] = [kind]

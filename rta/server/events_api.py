@@ -28,11 +28,14 @@ RESERVED = {"type", "eventType", "userId", "sessionId", "startTime", "endTime", 
             "limit", "cursor", "where", "segment", "operator"}
 
 
-def parse_events_body(raw: bytes, kind: str) -> list[Any]:
-    """A JSON array (or {"events": [...]}) or NDJSON, by content type."""
+def parse_events_body(raw: bytes, kind: str) -> tuple[list[Any], int]:
+    """A JSON array (or {"events": [...]}) or NDJSON, by content type; with an upper bound
+    on any one event's encoded size (a line's length, or the whole body's)."""
     if kind in NDJSON_TYPES:
         items: list[Any] = []
+        longest = 0
         for lineno, line in enumerate(raw.splitlines()):
+            longest = max(longest, len(line))
             if not line.strip():
                 continue
             try:
@@ -41,7 +44,7 @@ def parse_events_body(raw: bytes, kind: str) -> list[Any]:
                 raise ValidationError(f"line {lineno + 1} is not valid JSON: {exc}",
                                       [{"index": len(items), "line": lineno + 1,
                                         "message": str(exc)}], code="invalid_json") from None
-        return items
+        return items, longest
     if not is_json_type(kind):
         raise unsupported_media(kind, ["application/json", "application/x-ndjson"])
     body = parse_json(raw)
@@ -50,7 +53,7 @@ def parse_events_body(raw: bytes, kind: str) -> list[Any]:
     if not isinstance(body, list):
         raise ValidationError("a batch must be a JSON array of events (or NDJSON)",
                               [{"field": "", "got": type(body).__name__}])
-    return body
+    return body, len(raw)
 
 
 @bp.post("/events")
@@ -59,12 +62,12 @@ async def ingest_one() -> Response:
     raw = await read_body(eng.validator.limits.max_batch_bytes)
     kind = media_type()
     if kind in NDJSON_TYPES:
-        return await _ingest_many(parse_events_body(raw, kind))
+        return await _ingest_many(*parse_events_body(raw, kind))
     if not is_json_type(kind):
         raise unsupported_media(kind, ["application/json"])
     body = parse_json(raw)
     if isinstance(body, list):
-        return await _ingest_many(body)
+        return await _ingest_many(body, len(raw))
     try:
         batch = eng.validator.validate_one(body)
     except ValidationError:
@@ -81,10 +84,10 @@ async def ingest_one() -> Response:
 async def ingest_batch() -> Response:
     eng = engine()
     raw = await read_body(eng.validator.limits.max_batch_bytes)
-    return await _ingest_many(parse_events_body(raw, media_type()))
+    return await _ingest_many(*parse_events_body(raw, media_type()))
 
 
-async def _ingest_many(items: list[Any]) -> Response:
+async def _ingest_many(items: list[Any], size_bound: int | None = None) -> Response:
     eng = engine()
     limit = eng.validator.limits.max_batch_events
     if len(items) > limit:
@@ -92,7 +95,7 @@ async def _ingest_many(items: list[Any]) -> Response:
                               [{"field": "", "count": len(items), "limit": limit}],
                               code="batch_too_large")
     partial = bool_arg("partial")
-    batch, rejected = eng.validator.validate_batch(items)
+    batch, rejected = eng.validator.validate_batch(items, size_bound=size_bound)
     if rejected:
         eng.events_rejected += len(rejected)
         if not partial:

@@ -9,6 +9,7 @@ memory-map zero-copy from Arrow IPC.
 from __future__ import annotations
 
 import hashlib
+import re
 import uuid
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -19,6 +20,7 @@ import pyarrow as pa
 from rta.core.events import BOOL, FLOAT, INT, INT64_MIN, STR, EventBatch
 from rta.core.store.dictionary import Dictionaries
 
+_HEX_LOWER = re.compile(r"[0-9a-f]{32}")
 NULL_DTYPES: dict[str, tuple[type, object]] = {
     INT: (np.int64, INT64_MIN),
     FLOAT: (np.float64, np.nan),
@@ -34,12 +36,11 @@ def id_parts(text: str) -> tuple[int, int, bool]:
     Canonical UUIDs are stored as 16 bytes; any other id is hashed to 16 bytes and its text
     kept beside it so it round-trips exactly.
     """
-    try:
-        u = uuid.UUID(text)
-        if str(u) == text:
-            return u.int >> 64, u.int & 0xFFFFFFFFFFFFFFFF, False
-    except ValueError:
-        pass
+    if len(text) == 36 and text[8] == text[13] == text[18] == text[23] == "-":
+        digits = text[:8] + text[9:13] + text[14:18] + text[19:23] + text[24:]
+        if _HEX_LOWER.fullmatch(digits):
+            value = int(digits, 16)
+            return value >> 64, value & 0xFFFFFFFFFFFFFFFF, False
     h = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=16).digest(), "big")
     return h >> 64, h & 0xFFFFFFFFFFFFFFFF, True
 
@@ -135,9 +136,16 @@ class Block:
 
     def take(self, rows: np.ndarray) -> Block:
         return Block(
-            *(getattr(self, c)[rows] for c in BASE_COLUMNS),
+            **{c: getattr(self, c)[rows] for c in BASE_COLUMNS},
             id_text=None if self.id_text is None else self.id_text.take(pa.array(rows)),
             props={k: v[rows] for k, v in self.props.items()}, label=self.label)
+
+
+def batch_id_keys(batch: EventBatch) -> list[tuple[int, int, bool]]:
+    """The id halves of every event in `batch`, computed once and kept on the batch."""
+    if batch.id_keys is None or len(batch.id_keys) != len(batch.ids):
+        batch.id_keys = [id_parts(t) for t in batch.ids]
+    return batch.id_keys
 
 
 def block_from_batch(batch: EventBatch, dicts: Dictionaries) -> Block:
@@ -146,8 +154,8 @@ def block_from_batch(batch: EventBatch, dicts: Dictionaries) -> Block:
     his = np.empty(n, dtype=np.uint64)
     los = np.empty(n, dtype=np.uint64)
     custom: list[str | None] | None = None
-    for i, text in enumerate(batch.ids):
-        hi, lo, is_custom = id_parts(text)
+    for i, (text, (hi, lo, is_custom)) in enumerate(zip(batch.ids, batch_id_keys(batch),
+                                                        strict=True)):
         his[i] = hi
         los[i] = lo
         if is_custom:

@@ -73,7 +73,7 @@ class Dictionary:
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
         """Strings for `codes`; -1 decodes to None."""
-        table = np.append(self.decoded(), None)
+        table = np.append(self.decoded(), np.array([None], dtype=object))
         return table[np.where(codes < 0, len(table) - 1, codes)]
 
     def sync(self) -> None:

@@ -100,7 +100,7 @@ def read_segment(seq: int, path: str) -> Segment:
     props = {name[2:]: col(name) for name in table.column_names if name.startswith("p:")}
     id_text = table.column("id_text").combine_chunks() if "id_text" in table.column_names \
         else None
-    block = Block(*(col(c) for c in BASE_COLUMNS), id_text=id_text, props=props,
+    block = Block(**{c: col(c) for c in BASE_COLUMNS}, id_text=id_text, props=props,
                   label=os.path.basename(path))
     return Segment(seq=seq, path=path, block=block, wal_seq=meta["wal_seq"],
                    min_recv=meta["min_recv"], max_recv=meta["max_recv"],

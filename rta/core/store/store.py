@@ -21,6 +21,7 @@ from rta.core.errors import StorageError, StoreLockedError
 from rta.core.events import EventBatch
 from rta.core.store.block import (
     Block,
+    batch_id_keys,
     block_from_batch,
     concat_blocks,
     empty_block,
@@ -176,7 +177,7 @@ class ColumnStore:
 
     def reserve(self, batch: EventBatch) -> tuple[EventBatch, int]:
         """Drop events whose id was seen within the dedup window (or earlier in this batch)."""
-        keys = np.fromiter((id_parts(t)[1] for t in batch.ids), dtype=np.uint64,
+        keys = np.fromiter((k[1] for k in batch_id_keys(batch)), dtype=np.uint64,
                            count=len(batch))
         dup = np.zeros(len(batch), dtype=bool)
         horizon = now_ms() - self.config.dedup_window_ms

@@ -1,0 +1,777 @@
+"""Bulk load: append whole Arrow tables or NDJSON files to a ColumnStore at columnar speed.
+
+The normal ingest path validates event by event in Python and goes through the WAL; for
+millions of events that is the bottleneck. Here every check of `EventValidator` that can be
+expressed over a column runs vectorised (pyarrow compute / numpy), and only rows a column check
+cannot clear (a bad or unusual value, an ISO timestamp, an array property, an oversized event)
+go through the Python validator itself, so they are accepted or rejected with exactly the same
+messages. Strings are dictionary-encoded per chunk and only the small per-chunk dictionary is
+mapped to the store's global codes.
+
+Rows are deduplicated by id like `ColumnStore.reserve` (against the head, recently reserved ids,
+the segments within the dedup window, and earlier in the load: the first occurrence wins),
+sorted by time and written directly as sealed segments of `max_head_events` rows, bypassing the
+head and the WAL.
+
+Durability: segment files are written as `.tmp`, fsynced together at the end of each flush
+(when `StoreConfig.fsync`), then renamed into place; a crash mid-load leaves only `.tmp` files,
+which the store deletes on open, so a load is all-or-nothing per flush (default: every
+`flush_rows` rows). Dictionaries are fsynced before any segment that refers to them appears.
+
+Caller contract: nothing else may append to or seal the store during a load (it runs
+synchronously; in the daemon, before serving or while no ingest is in flight).
+
+Known difference from the row path: pyarrow's JSON reader types a property that holds both
+integers and decimals in one block as float64, so those integers land in the `f:` column, not
+`i:`. `Block.numeric`, filters and aggregations see the same numbers.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.ipc as ipc
+import pyarrow.json as pajson
+
+from rta.core.errors import ValidationError
+from rta.core.events import (
+    BOOL,
+    FLOAT,
+    INT,
+    INT64_MAX,
+    MAX_DEPTH,
+    MAX_ID_LENGTH,
+    MAX_KEY_LENGTH,
+    MAX_TYPE_LENGTH,
+    STR,
+    EventBatch,
+    EventValidator,
+    Limits,
+)
+from rta.core.store.block import (
+    Block,
+    block_from_batch,
+    concat_blocks,
+    id_parts,
+    null_column,
+)
+from rta.core.store.dictionary import Dictionary
+from rta.core.store.records import frame, fsync_dir
+from rta.core.store.segment import FORMAT_VERSION, Segment, read_segment, segment_name
+from rta.core.store.store import ColumnStore
+from rta.core.timeparse import now_ms
+
+PROPS = "properties."
+CHUNK_ROWS = 1 << 20  # rows encoded at once from an Arrow table (bounds temporaries)
+NDJSON_CHUNK_BYTES = 16 << 20  # bytes parsed at once by pyarrow's JSON reader
+FLUSH_ROWS = 4_000_000  # rows accumulated before they are sorted and written as segments
+
+RawRows = Callable[[np.ndarray], list[Any]]
+
+
+@dataclass
+class BulkResult:
+    """Same counts as the HTTP batch response; `rejected` holds `{index, error}` per bad row."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    segments: int = 0
+    seconds: float = 0.0
+
+
+class BulkReadError(ValueError):
+    """The input file is not NDJSON (the message names the file and line)."""
+
+
+# -- public entry points -------------------------------------------------------------------
+
+
+def bulk_load(store: ColumnStore, table: pa.Table) -> int:
+    """Append every valid row of `table`; returns how many were accepted (not duplicates).
+
+    Columns: id, type, userId, sessionId, timestamp and `properties.<key>` (or a `properties`
+    struct); other columns are ignored, as the validator ignores unknown fields.
+    """
+    return load_table(store, table).accepted
+
+
+def load_table(store: ColumnStore, table: pa.Table, limits: Limits | None = None,
+               now: int | None = None, flush_rows: int = FLUSH_ROWS) -> BulkResult:
+    """`bulk_load` with the full result (duplicates, rejected rows with their errors)."""
+    started = time.perf_counter()
+    loader = _Loader(store, limits, now, flush_rows)
+    for offset in range(0, max(table.num_rows, 1), CHUNK_ROWS):
+        part = _flatten(table.slice(offset, CHUNK_ROWS))
+        loader.add(part, offset, _table_rows(part))
+    loader.finish()
+    loader.result.seconds = time.perf_counter() - started
+    return loader.result
+
+
+def bulk_load_ndjson(store: ColumnStore, path: str, limits: Limits | None = None,
+                     now: int | None = None, flush_rows: int = FLUSH_ROWS,
+                     chunk_bytes: int = NDJSON_CHUNK_BYTES,
+                     progress: Callable[[int], None] | None = None) -> BulkResult:
+    """Append the events of an NDJSON file (`.gz` accepted; blank lines skipped).
+
+    Indexes in `rejected` count events (non-blank lines) from 0, like `rta ingest` reports.
+    `progress(events_read_so_far)` is called after each chunk. Raises `BulkReadError` on a
+    line that is not JSON (rows of earlier flushes stay loaded), `FileNotFoundError`.
+    """
+    started = time.perf_counter()
+    loader = _Loader(store, limits, now, flush_rows)
+    read_options = pajson.ReadOptions(use_threads=True, block_size=1 << 20)
+    with ThreadPoolExecutor(1) as pool:  # parse the next chunk while this one is encoded
+        chunks = _ndjson_chunks(path, chunk_bytes)
+        pending: Future[tuple[_Chunk, pa.Table | None]] | None = None
+        nxt = next(chunks, None)
+        if nxt is not None:
+            pending = pool.submit(_parse_chunk, nxt, read_options)
+        events = 0
+        while pending is not None:
+            chunk, parsed = pending.result()
+            nxt = next(chunks, None)
+            pending = pool.submit(_parse_chunk, nxt, read_options) if nxt is not None else None
+            if parsed is None or parsed.num_rows != chunk.rows:
+                loader.add_raw(chunk.raw_rows(np.arange(chunk.rows)), events)
+            else:
+                loader.add(_flatten(parsed), events, chunk.raw_rows)
+            events += chunk.rows
+            if progress is not None:
+                progress(events)
+    loader.finish()
+    loader.result.seconds = time.perf_counter() - started
+    return loader.result
+
+
+# -- NDJSON input --------------------------------------------------------------------------
+
+
+@dataclass
+class _Chunk:
+    path: str
+    data: bytes
+    first_line: int  # 1-based line number of the chunk's first line
+    starts: np.ndarray  # byte offsets of the non-blank lines
+    ends: np.ndarray
+    lines: np.ndarray  # their 1-based line numbers
+
+    @property
+    def rows(self) -> int:
+        return len(self.starts)
+
+    def raw_rows(self, rows: np.ndarray) -> list[Any]:
+        """The JSON values of the given rows, parsed by Python's json like `rta ingest`."""
+        out = []
+        for r in rows.tolist():
+            text = self.data[self.starts[r]:self.ends[r]]
+            try:
+                out.append(json.loads(text))
+            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+                msg = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
+                raise BulkReadError(f"{self.path}:{int(self.lines[r])}: not valid JSON: {msg}"
+                                    ) from None
+        return out
+
+
+_WS = np.zeros(256, dtype=bool)
+_WS[[9, 10, 11, 12, 13, 32]] = True
+
+
+def _ndjson_chunks(path: str, chunk_bytes: int) -> Iterator[_Chunk]:
+    f: IO[bytes] = (gzip.open(path, "rb")  # type: ignore[assignment]  # noqa: SIM115
+                    if path.endswith(".gz") else open(path, "rb"))  # noqa: SIM115
+    line_no = 1
+    tail = b""
+    with f:
+        while True:
+            block = f.read(chunk_bytes)
+            data = tail + block
+            if not block:
+                tail = b""
+            else:
+                cut = data.rfind(b"\n") + 1
+                if cut == 0:
+                    tail = data
+                    continue
+                data, tail = data[:cut], data[cut:]
+            if data:
+                chunk = _split_lines(path, data, line_no)
+                line_no += data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+                if chunk.rows:
+                    yield chunk
+            if not block:
+                return
+
+
+def _split_lines(path: str, data: bytes, first_line: int) -> _Chunk:
+    buf = np.frombuffer(data, dtype=np.uint8)
+    nl = np.flatnonzero(buf == 10)
+    starts = np.r_[0, nl + 1]
+    ends = np.r_[nl, len(buf)]
+    if len(starts) and starts[-1] == len(buf):  # nothing after the final newline
+        starts, ends = starts[:-1], ends[:-1]
+    dense = np.r_[0, np.cumsum(~_WS[buf])]
+    keep = dense[ends] > dense[starts]
+    numbers = np.arange(first_line, first_line + len(starts))
+    return _Chunk(path, data, first_line, starts[keep], ends[keep], numbers[keep])
+
+
+def _parse_chunk(chunk: _Chunk, options: pajson.ReadOptions) -> tuple[_Chunk, pa.Table | None]:
+    """pyarrow's parse of the chunk, or None when it cannot type it (the rows go slow)."""
+    try:
+        return chunk, pajson.read_json(pa.BufferReader(chunk.data), read_options=options)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        return chunk, None
+
+
+# -- Arrow input ---------------------------------------------------------------------------
+
+
+def _flatten(table: pa.Table) -> pa.Table:
+    """Struct columns (a nested `properties` object) become dotted columns, recursively."""
+    while any(pa.types.is_struct(f.type) for f in table.schema):
+        table = table.flatten()
+    return table
+
+
+def _table_rows(table: pa.Table) -> RawRows:
+    """Raw event dicts for the given rows of a flattened table, for the Python validator."""
+
+    def rows(idx: np.ndarray) -> list[Any]:
+        out = []
+        for rec in table.take(pa.array(idx, pa.int64())).to_pylist():
+            event: dict[str, Any] = {}
+            props: dict[str, Any] = {}
+            for name, value in rec.items():
+                if name.startswith(PROPS):
+                    if value is not None:
+                        props[name[len(PROPS):]] = value
+                elif name == "properties":
+                    event["properties"] = value
+                else:
+                    event[name] = value
+            if props and not isinstance(event.get("properties"), dict | None):
+                props = {}  # the invalid `properties` value decides the error
+            if props:
+                event["properties"] = {**(event.get("properties") or {}), **props}
+            out.append(event)
+        return out
+
+    return rows
+
+
+# -- the loader ----------------------------------------------------------------------------
+
+
+class _Loader:
+    def __init__(self, store: ColumnStore, limits: Limits | None, now: int | None,
+                 flush_rows: int) -> None:
+        self.store = store
+        self.limits = limits or Limits()
+        self.now = now_ms() if now is None else now
+        self.validator = EventValidator(self.limits)
+        self.flush_rows = max(flush_rows, store.config.max_head_events)
+        self.result = BulkResult()
+        self.pieces: list[tuple[Block, np.ndarray]] = []  # (block, original row numbers)
+        self.rows = 0
+
+    def add(self, table: pa.Table, offset: int, raw_rows: RawRows) -> None:
+        n = table.num_rows
+        if n == 0:
+            return
+        slow = _slow_rows(table, self.now, self.limits)
+        fast = np.flatnonzero(~slow)
+        if len(fast):
+            part = table if len(fast) == n else table.take(pa.array(fast))
+            block = _encode(part, self.store, self.now)
+            self._push(block, fast + offset)
+        slow_idx = np.flatnonzero(slow)
+        if len(slow_idx):
+            self._validate(raw_rows(slow_idx), slow_idx + offset)
+
+    def add_raw(self, items: list[Any], offset: int) -> None:
+        self._validate(items, np.arange(offset, offset + len(items)))
+
+    def _validate(self, items: list[Any], rows: np.ndarray) -> None:
+        batch = EventBatch(received_at=self.now)
+        kept: list[int] = []
+        for item, row in zip(items, rows.tolist(), strict=True):
+            try:
+                self.validator.append(batch, item, self.now)
+            except ValidationError as exc:
+                self.result.rejected.append({"index": row, "error": exc.to_dict()["error"]})
+            else:
+                kept.append(row)
+        if kept:
+            self._push(block_from_batch(batch, self.store.dicts), np.asarray(kept, np.int64))
+
+    def _push(self, block: Block, order: np.ndarray) -> None:
+        self.pieces.append((block, order))
+        self.rows += block.n
+        if self.rows >= self.flush_rows:
+            self._flush(final=False)
+
+    def finish(self) -> None:
+        self._flush(final=True)
+        self.result.rejected.sort(key=lambda r: r["index"])
+
+    def _flush(self, final: bool) -> None:
+        if not self.pieces:
+            return
+        block = concat_blocks([b for b, _ in self.pieces], label="bulk")
+        order = np.concatenate([o for _, o in self.pieces])
+        self.pieces, self.rows = [], 0
+        keep = _dedup(self.store, block, order, self.now)
+        self.result.duplicates += block.n - len(keep)
+        self.store.duplicates_dropped += block.n - len(keep)
+        keep = keep[np.lexsort((order[keep], block.ts[keep]))]
+        size = self.store.config.max_head_events
+        cut = len(keep) if final else len(keep) - len(keep) % size
+        if cut < len(keep):  # carry the partial last segment into the next flush
+            rest = keep[cut:]
+            self.pieces.append((block.take(rest), order[rest]))
+            self.rows = len(rest)
+        parts = [block.take(keep[i:i + size]) for i in range(0, cut, size)]
+        _write_segments(self.store, parts, self.now)
+        self.result.accepted += cut
+        self.result.segments += len(parts)
+
+
+# -- vectorised validation -----------------------------------------------------------------
+
+
+def _is_str(t: pa.DataType) -> bool:
+    return pa.types.is_string(t) or pa.types.is_large_string(t) or (
+        pa.types.is_dictionary(t) and (pa.types.is_string(t.value_type)
+                                       or pa.types.is_large_string(t.value_type)))
+
+
+def _plain(arr: pa.ChunkedArray | pa.Array) -> pa.Array:
+    a = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    if pa.types.is_dictionary(a.type):
+        a = a.cast(a.type.value_type)
+    return a
+
+
+def _valid(a: pa.Array) -> np.ndarray:
+    if a.null_count == 0:
+        return np.ones(len(a), dtype=bool)
+    return np.asarray(a.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _lengths(a: pa.Array) -> np.ndarray:
+    """Code-point lengths (Python `len`), 0 for nulls."""
+    return np.asarray(pc.utf8_length(a).fill_null(0).to_numpy(zero_copy_only=False),
+                      dtype=np.int64)
+
+
+def _prop_kind(t: pa.DataType) -> str | None:
+    """Column kind of an Arrow property type; None: not vectorisable (rows go slow)."""
+    if pa.types.is_boolean(t):
+        return BOOL
+    if pa.types.is_integer(t):
+        return INT
+    if pa.types.is_floating(t):
+        return FLOAT
+    if _is_str(t):
+        return STR
+    return None
+
+
+def _slow_rows(table: pa.Table, now: int, limits: Limits) -> np.ndarray:
+    """Rows the column checks cannot clear: they go through the Python validator."""
+    n = table.num_rows
+    names = table.column_names
+    all_slow = np.ones(n, dtype=bool)
+    slow = np.zeros(n, dtype=bool)
+    size = np.full(n, 64, dtype=np.int64)
+
+    if "type" not in names or not _is_str(table.schema.field("type").type):
+        return all_slow
+    etype = _plain(table.column("type"))
+    tlen = _lengths(etype)
+    slow |= ~_valid(etype) | (tlen == 0) | (tlen > MAX_TYPE_LENGTH)
+    # Only a type starting or ending in something other than printable ASCII can be blank to
+    # Python's str.strip(); those few rows take the exact path.
+    edge = pc.match_substring_regex(etype, r"^[^\x21-\x7e]|[^\x21-\x7e]$")
+    slow |= np.asarray(edge.fill_null(True).to_numpy(zero_copy_only=False), dtype=bool)
+    size += tlen
+
+    for name in ("userId", "sessionId"):
+        if name not in names:
+            continue
+        t = table.schema.field(name).type
+        if pa.types.is_null(t):
+            continue
+        col = _plain(table.column(name))
+        if not _is_str(t):
+            slow |= _valid(col)
+            continue
+        length = _lengths(col)
+        slow |= length > MAX_ID_LENGTH
+        size += length
+
+    if "id" in names and not pa.types.is_null(table.schema.field("id").type):
+        t = table.schema.field("id").type
+        col = _plain(table.column("id"))
+        if _is_str(t):
+            length = _lengths(col)
+            valid = _valid(col)
+            slow |= valid & ((length == 0) | (length > MAX_ID_LENGTH))
+            size += np.where(valid, length, 36)
+        elif pa.types.is_integer(t):
+            size += np.where(_valid(col), _lengths(col.cast(pa.string())), 36)
+        else:
+            slow |= _valid(col)
+            size += 36
+    else:
+        size += 36
+
+    if "timestamp" in names:
+        t = table.schema.field("timestamp").type
+        col = _plain(table.column("timestamp"))
+        valid = _valid(col)
+        if pa.types.is_integer(t) or pa.types.is_floating(t):
+            raw = col.fill_null(0).to_numpy(zero_copy_only=False)
+            if pa.types.is_floating(t):
+                finite = np.isfinite(np.nan_to_num(raw, nan=np.inf)) & (np.abs(raw) < 1e16)
+                slow |= valid & ~finite
+                ts = np.where(finite, np.trunc(np.where(finite, raw, 0)), 0).astype(np.int64)
+            else:
+                if pa.types.is_unsigned_integer(t):
+                    slow |= valid & (raw > INT64_MAX)
+                ts = np.where(valid, raw, 0).astype(np.int64)
+            bad = (ts > now + limits.future_tolerance_ms) | (ts < 0)
+            if limits.past_horizon_ms is not None:
+                bad |= ts < now - limits.past_horizon_ms
+            slow |= valid & bad
+        elif not pa.types.is_null(t):
+            slow |= valid  # ISO strings and the like: the Python parser decides
+
+    keys: list[str] = []
+    for name in names:
+        if name == "properties":
+            t = table.schema.field(name).type
+            if not pa.types.is_null(t):
+                slow |= _valid(_plain(table.column(name)))  # not an object: an error
+            continue
+        if not name.startswith(PROPS):
+            continue
+        key = name[len(PROPS):]
+        parts = key.split(".")
+        if (key in keys or len(parts) > MAX_DEPTH + 1 or len(key) > MAX_KEY_LENGTH
+                or any(not p for p in parts)):
+            return all_slow  # ambiguous nesting or bad names: let the validator decide
+        keys.append(key)
+        t = table.schema.field(name).type
+        if pa.types.is_null(t):
+            continue
+        col = _plain(table.column(name))
+        kind = _prop_kind(t)
+        if kind is None:
+            slow |= _valid(col)
+            continue
+        if kind == STR:
+            present = _valid(col)
+            size += np.where(present, len(key) + 6 + _lengths(col), 0)
+            continue
+        raw = col.fill_null(0).to_numpy(zero_copy_only=False)
+        if kind == FLOAT:
+            raw = col.to_numpy(zero_copy_only=False)
+            present = ~np.isnan(raw) & ~np.isinf(raw)
+        else:
+            present = _valid(col)
+            if pa.types.is_unsigned_integer(t):
+                slow |= present & (np.nan_to_num(raw.astype(np.float64)) > INT64_MAX)
+        size += np.where(present, len(key) + 14, 0)
+    slow |= size > limits.max_event_bytes // 2
+    return slow
+
+
+# -- encoding ------------------------------------------------------------------------------
+
+
+def _global_codes(d: Dictionary, strings: list[str]) -> np.ndarray:
+    """Global codes for distinct strings, adding new ones with one write for all of them.
+
+    Uses the dictionary's internals (`_add_memory`, `_fd`): `Dictionary.code()` would issue
+    one write syscall per new string, which dominates a load with a million new sessions.
+    """
+    get = d.codes.get
+    out = np.empty(len(strings), dtype=np.int32)
+    new: list[bytes] = []
+    for i, s in enumerate(strings):
+        c = get(s)
+        if c is None:
+            c = d._add_memory(s)
+            if d._fd is not None:
+                new.append(frame(s.encode()))
+        out[i] = c
+    if new:
+        assert d._fd is not None
+        data = b"".join(new)
+        view = memoryview(data)
+        while view:
+            written = os.write(d._fd, view)
+            view = view[written:]
+    return out
+
+
+def _encode_strings(d: Dictionary, arr: pa.ChunkedArray | pa.Array,
+                    empty_is_null: bool = False) -> np.ndarray:
+    """int32 global codes of a string column (-1 for null)."""
+    a = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    enc = a if pa.types.is_dictionary(a.type) else pc.dictionary_encode(a)
+    strings = enc.dictionary.to_pylist()
+    lut = _global_codes(d, strings) if strings else np.zeros(0, np.int32)
+    if empty_is_null and strings:
+        lut[np.asarray([s == "" for s in strings])] = -1
+    idx = enc.indices
+    if len(lut) == 0:
+        return np.full(len(a), -1, dtype=np.int32)
+    codes = lut[np.asarray(idx.fill_null(0).to_numpy(zero_copy_only=False), dtype=np.int64)]
+    if idx.null_count:
+        codes[~_valid(idx)] = -1
+    return codes.astype(np.int32, copy=False)
+
+
+_HEXVAL = np.full(256, 255, dtype=np.uint8)
+_HEXVAL[np.frombuffer(b"0123456789", np.uint8)] = np.arange(10)
+_HEXVAL[np.frombuffer(b"abcdef", np.uint8)] = np.arange(10, 16)
+_DIGIT_POS = np.array([i for i in range(36) if i not in (8, 13, 18, 23)])
+
+
+def _parse_ids(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, pa.Array | None]:
+    """(id_hi, id_lo, id_text) like `id_parts`: canonical UUID text parses vectorised, any
+    other id is hashed (in Python) and its text kept; null ids get fresh random UUIDs."""
+    n = len(arr)
+    hi = np.zeros(n, dtype=np.uint64)
+    lo = np.zeros(n, dtype=np.uint64)
+    valid = _valid(arr)
+    if not pa.types.is_string(arr.type):
+        arr = arr.cast(pa.string())
+    lengths = _lengths(arr)
+    ok = valid & (lengths == 36)
+    rows = np.flatnonzero(ok)
+    if len(rows):
+        offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32,
+                                count=len(arr) + 1, offset=arr.offset * 4)
+        data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)
+        if len(rows) == n and offsets[-1] - offsets[0] == 36 * n:
+            chars = data[offsets[0]:offsets[-1]].reshape(n, 36)
+        else:
+            chars = data[offsets[rows][:, None] + np.arange(36)]
+        digits = _HEXVAL[chars[:, _DIGIT_POS]]
+        canon = (digits != 255).all(axis=1) & (chars[:, [8, 13, 18, 23]] == 45).all(axis=1)
+        packed = (digits[:, 0::2] << 4) | digits[:, 1::2]
+        words = np.ascontiguousarray(packed).view(">u8").astype(np.uint64)
+        good = rows[canon]
+        hi[good] = words[canon, 0]
+        lo[good] = words[canon, 1]
+        ok[rows[~canon]] = False
+    custom = np.flatnonzero(valid & ~ok)
+    id_text = None
+    if len(custom):
+        texts = arr.take(pa.array(custom)).to_pylist()
+        flags = np.zeros(len(custom), dtype=bool)
+        for j, text in enumerate(texts):
+            h, low, is_custom = id_parts(text)
+            hi[custom[j]] = h
+            lo[custom[j]] = low
+            flags[j] = is_custom
+        if flags.any():
+            full: list[str | None] = [None] * n
+            for j in np.flatnonzero(flags).tolist():
+                full[int(custom[j])] = texts[j]
+            id_text = pa.array(full, pa.string())
+    missing = np.flatnonzero(~valid)
+    if len(missing):
+        fresh = _random_uuids(len(missing))
+        hi[missing] = fresh[:, 0]
+        lo[missing] = fresh[:, 1]
+    return hi, lo, id_text
+
+
+def _random_uuids(k: int) -> np.ndarray:
+    """(k, 2) uint64 words of random version-4 UUIDs (what `uuid.uuid4()` gives)."""
+    words = np.frombuffer(os.urandom(16 * k), dtype=">u8").astype(np.uint64).reshape(k, 2)
+    words[:, 0] = (words[:, 0] & np.uint64(0xFFFFFFFFFFFF0FFF)) | np.uint64(0x4000)
+    words[:, 1] = (words[:, 1] & np.uint64(0x3FFFFFFFFFFFFFFF)) | np.uint64(1 << 63)
+    return words
+
+
+def _encode(table: pa.Table, store: ColumnStore, now: int) -> Block:
+    """A Block for rows that passed `_slow_rows` (unsorted, like `block_from_batch`)."""
+    n = table.num_rows
+    names = table.column_names
+    dicts = store.dicts
+    etype = _encode_strings(dicts.types, table.column("type"))
+
+    def codes(name: str, d: Dictionary) -> np.ndarray:
+        if name not in names or pa.types.is_null(table.schema.field(name).type):
+            return np.full(n, -1, dtype=np.int32)
+        return _encode_strings(d, table.column(name), empty_is_null=True)
+
+    user = codes("userId", dicts.users)
+    session = codes("sessionId", dicts.sessions)
+    if "id" in names and not pa.types.is_null(table.schema.field("id").type):
+        id_hi, id_lo, id_text = _parse_ids(_plain(table.column("id")))
+    else:
+        fresh = _random_uuids(n)
+        id_hi, id_lo, id_text = fresh[:, 0].copy(), fresh[:, 1].copy(), None
+    if "timestamp" in names and not pa.types.is_null(table.schema.field("timestamp").type):
+        col = _plain(table.column("timestamp"))
+        raw = col.fill_null(0).to_numpy(zero_copy_only=False)
+        if pa.types.is_floating(col.type):
+            raw = np.trunc(np.nan_to_num(raw, nan=0.0))
+        ts = np.where(_valid(col), raw, now).astype(np.int64)
+    else:
+        ts = np.full(n, now, dtype=np.int64)
+
+    props: dict[str, np.ndarray] = {}
+    for name in names:
+        if not name.startswith(PROPS):
+            continue
+        t = table.schema.field(name).type
+        kind = _prop_kind(t)
+        if kind is None:
+            continue  # null-typed (all absent)
+        key = name[len(PROPS):]
+        col = _plain(table.column(name))
+        if kind == STR:
+            arr = _encode_strings(dicts.values, col)
+            present = arr >= 0
+        elif kind == BOOL:
+            present = _valid(col)
+            arr = null_column(BOOL, n)
+            arr[present] = np.asarray(
+                col.fill_null(False).to_numpy(zero_copy_only=False)[present], np.int8)
+        elif kind == FLOAT:
+            raw = np.asarray(col.to_numpy(zero_copy_only=False), dtype=np.float64)
+            arr = np.where(np.isinf(raw), np.nan, raw)
+            present = ~np.isnan(arr)
+        else:
+            present = _valid(col)
+            raw = col.fill_null(0).to_numpy(zero_copy_only=False)
+            arr = null_column(INT, n)
+            arr[present] = raw[present].astype(np.int64)
+        if present.any():
+            props[kind + ":" + key] = arr
+    return Block(ts=ts, recv=np.full(n, now, dtype=np.int64), type=etype, user=user,
+                 session=session, id_hi=id_hi, id_lo=id_lo, id_text=id_text, props=props,
+                 label="bulk")
+
+
+# -- dedup and segments --------------------------------------------------------------------
+
+
+def _dedup(store: ColumnStore, block: Block, order: np.ndarray, now: int) -> np.ndarray:
+    """Rows to keep, as `ColumnStore.reserve` would: keyed by the low id half, a row is a
+    duplicate of the head/recent ids, of a segment still in the dedup window, or of an
+    earlier row of the load."""
+    keys = block.id_lo
+    if not len(keys):
+        return np.zeros(0, dtype=np.int64)
+    dup = np.zeros(len(keys), dtype=bool)
+    horizon = now_ms() - store.config.dedup_window_ms
+    for seg in store.segments:
+        ids = seg.sorted_ids
+        if seg.max_recv >= horizon and len(ids):
+            pos = np.minimum(np.searchsorted(ids, keys), len(ids) - 1)
+            dup |= ids[pos] == keys
+    recent = store._recent_ids
+    if recent:
+        dup |= np.isin(keys, np.fromiter(recent, dtype=np.uint64, count=len(recent)))
+    perm = np.lexsort((order, keys))
+    sk = keys[perm]
+    first = np.r_[True, sk[1:] != sk[:-1]]
+    keep = perm[first]
+    keep = keep[~dup[keep]]
+    return np.sort(keep)
+
+
+def _write_segments(store: ColumnStore, blocks: list[Block], now: int) -> None:
+    """Make `blocks` sealed segments of `store` (fsynced once per flush, then renamed)."""
+    if not blocks:
+        return
+    # A bulk segment covers no WAL: replay after a restart must still cover the head.
+    wal_seq = max((s.wal_seq for s in store.segments), default=0)
+    new: list[Segment] = []
+    if store.data_dir is None:
+        for block in blocks:
+            seq = store._next_segment
+            store._next_segment += 1
+            block.label = f"bulk-{seq}"
+            new.append(Segment(seq, "", block, 0, 0, now, 0))
+    else:
+        store.dicts.sync()  # dictionaries before any segment that refers to them
+        directory = os.path.join(store.data_dir, "segments")
+        tmp_paths = []
+        for block in blocks:
+            seq = store._next_segment
+            store._next_segment += 1
+            final = os.path.join(directory, segment_name(seq))
+            _write_segment_file(final + ".tmp", block, wal_seq)
+            tmp_paths.append((seq, final))
+        if store.config.fsync:
+            with ThreadPoolExecutor(4) as pool:
+                list(pool.map(_fsync_path, [p + ".tmp" for _, p in tmp_paths]))
+        for seq, final in tmp_paths:
+            os.replace(final + ".tmp", final)
+            new.append(read_segment(seq, final))
+        if store.config.fsync:
+            fsync_dir(directory)
+    for seg in new:
+        store.segments.append(seg)
+        store.events_ingested += seg.block.n
+        store.version += 1
+        store._changes.append((store.version, seg.block.min_ts, seg.block.max_ts))
+    store.segments.sort(key=lambda s: s.seq)
+
+
+def _fsync_path(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_segment_file(path: str, block: Block, wal_seq: int) -> None:
+    """The file `segment.write_segment` writes, without its per-file fsync and rename."""
+    from rta.core.store.block import BASE_COLUMNS
+
+    arrays = [pa.array(getattr(block, c)) for c in BASE_COLUMNS]
+    names = list(BASE_COLUMNS)
+    if block.id_text is not None:
+        arrays.append(block.id_text)
+        names.append("id_text")
+    for name, col in block.props.items():
+        arrays.append(pa.array(col))
+        names.append("p:" + name)
+    meta = {
+        "version": FORMAT_VERSION, "wal_seq": wal_seq, "rows": block.n,
+        "min_ts": block.min_ts, "max_ts": block.max_ts,
+        "min_recv": int(block.recv.min()) if block.n else 0,
+        "max_recv": int(block.recv.max()) if block.n else 0,
+    }
+    table = pa.Table.from_arrays(arrays, names=names).replace_schema_metadata(
+        {"rta": json.dumps(meta)})
+    with open(path, "wb") as f, ipc.new_file(f, table.schema) as writer:
+        writer.write_table(table, max_chunksize=max(block.n, 1))
+
+
+__all__ = ["BulkReadError", "BulkResult", "bulk_load", "bulk_load_ndjson", "load_table"]
+
