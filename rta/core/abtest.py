@@ -43,6 +43,7 @@ from rta.core.segments import (
     value_labels,
     where_of,
 )
+from rta.core.store.snapshot import Snapshot
 
 if TYPE_CHECKING:
     from rta.core.engine import Engine
@@ -294,7 +295,8 @@ def _opt_str(body: dict[str, Any], key: str, required: bool = True,
     return value.removeprefix("properties.") if key.endswith("Property") else value
 
 
-def run(engine: Engine, body: Any, now: int | None = None) -> dict[str, Any]:
+def run(engine: Engine, body: Any, now: int | None = None,
+        snap: Snapshot | None = None) -> dict[str, Any]:
     """POST /queries/abtest."""
     if not isinstance(body, dict):
         raise field_error("body", "must be a JSON object")
@@ -327,8 +329,8 @@ def run(engine: Engine, body: Any, now: int | None = None) -> dict[str, Any]:
         "filters" in body or "where" in body) else None)
     metric_flt = EventFilter(types=(metric,), where=where_of(
         {"filters": body["metricFilters"]}, "") if body.get("metricFilters") else None)
-    seg = resolve_segment(engine, body.get("segment"))
-    snap = engine.snapshot()
+    snap = snap or engine.snapshot()
+    seg = resolve_segment(engine, body.get("segment"), snap)
     member = member_lookup(seg, snap)
     nusers = len(snap.dicts.users)
 

@@ -1,7 +1,8 @@
 """Behavioural queries behind stable names: what the HTTP API, dashboards and alerts call.
 
 Each function takes the request body (the seed's JSON payload) and returns the exact API
-response; bad input raises `ValidationError` naming the field.
+response; bad input raises `ValidationError` naming the field. Pass `snap` (taken on the
+event-loop thread) to compute in a worker thread: `engine.snapshot()` must not race ingest.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from rta.core import abtest, funnel, retention, segments
 from rta.core.errors import field_error
+from rta.core.store.snapshot import Snapshot
 
 if TYPE_CHECKING:
     from rta.core.engine import Engine
@@ -17,23 +19,28 @@ if TYPE_CHECKING:
 QUERY_TYPES = ("segment", "funnel", "cohort", "abtest")
 
 
-def run_funnel(engine: Engine, body: Any, now: int | None = None) -> dict[str, Any]:
-    return funnel.run(engine, body, now)
+def run_funnel(engine: Engine, body: Any, now: int | None = None,
+              snap: Snapshot | None = None) -> dict[str, Any]:
+    return funnel.run(engine, body, now, snap)
 
 
-def run_cohort(engine: Engine, body: Any, now: int | None = None) -> dict[str, Any]:
-    return retention.run(engine, body, now)
+def run_cohort(engine: Engine, body: Any, now: int | None = None,
+              snap: Snapshot | None = None) -> dict[str, Any]:
+    return retention.run(engine, body, now, snap)
 
 
-def run_abtest(engine: Engine, body: Any, now: int | None = None) -> dict[str, Any]:
-    return abtest.run(engine, body, now)
+def run_abtest(engine: Engine, body: Any, now: int | None = None,
+              snap: Snapshot | None = None) -> dict[str, Any]:
+    return abtest.run(engine, body, now, snap)
 
 
-def run_segment(engine: Engine, body: Any, now: int | None = None) -> dict[str, Any]:
-    return segments.run(engine, body, now)
+def run_segment(engine: Engine, body: Any, now: int | None = None,
+               snap: Snapshot | None = None) -> dict[str, Any]:
+    return segments.run(engine, body, now, snap)
 
 
-def run_query(engine: Engine, body: Any, now: int | None = None) -> dict[str, Any]:
+def run_query(engine: Engine, body: Any, now: int | None = None,
+              snap: Snapshot | None = None) -> dict[str, Any]:
     """POST /queries/execute: `{"type": ..., "name": ..., "config": {...}}`.
 
     For `segment`, `"save": true` also stores the definition as a saved segment (the seed's
@@ -55,7 +62,7 @@ def run_query(engine: Engine, body: Any, now: int | None = None) -> dict[str, An
     runner = {"segment": run_segment, "funnel": run_funnel, "cohort": run_cohort,
               "abtest": run_abtest}[qtype]
     try:
-        result = runner(engine, config, now)
+        result = runner(engine, config, now, snap)
     except Exception as exc:  # re-root field paths under `config.`
         _reroot(exc)
         raise

@@ -96,7 +96,8 @@ class FunnelQuery:
     segment_users: np.ndarray | None = None
 
 
-def parse(body: Any, now: int | None = None, engine: Engine | None = None) -> FunnelQuery:
+def parse(body: Any, now: int | None = None, engine: Engine | None = None,
+          snap: Snapshot | None = None) -> FunnelQuery:
     """Validate the seed's funnel payload (plus options); errors name the field."""
     if not isinstance(body, dict):
         raise field_error("body", "must be a JSON object")
@@ -134,7 +135,7 @@ def parse(body: Any, now: int | None = None, engine: Engine | None = None) -> Fu
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
         raise field_error("breakdownLimit", "must be an integer from 1 to 1000", value=limit)
     where = parse_where(body.get("where"), "where")
-    seg = resolve_segment(engine, body.get("segment")) if engine is not None else None
+    seg = resolve_segment(engine, body.get("segment"), snap) if engine is not None else None
     if body.get("segment") is not None and engine is None:
         raise field_error("segment", "saved segments are not available here")
     return FunnelQuery(steps, start, end, window, order, unit, exclusions, breakdown, limit,
@@ -296,10 +297,11 @@ def _summary(names: list[str], types: list[str], depth: np.ndarray,
             "overallConversionRate": pct(counts[-1], counts[0])}
 
 
-def run(engine: Engine, body: Any, now: int | None = None) -> dict[str, Any]:
+def run(engine: Engine, body: Any, now: int | None = None,
+        snap: Snapshot | None = None) -> dict[str, Any]:
     """POST /queries/funnel: the seed's response shape plus times, breakdown, echo of options."""
-    q = parse(body, now, engine)
-    snap = engine.snapshot()
+    snap = snap or engine.snapshot()
+    q = parse(body, now, engine, snap)
     return answer(snap, q)
 
 

@@ -38,6 +38,7 @@ from rta.core.segments import (
     resolve_segment,
     where_of,
 )
+from rta.core.store.snapshot import Snapshot
 from rta.core.timeparse import DAY, iso, now_ms, parse_duration, parse_time_range
 
 if TYPE_CHECKING:
@@ -49,7 +50,8 @@ MAX_PERIODS = 1000
 MAX_COHORTS = 1000
 
 
-def run(engine: Engine, body: Any, now: int | None = None) -> dict[str, Any]:
+def run(engine: Engine, body: Any, now: int | None = None,
+        snap: Snapshot | None = None) -> dict[str, Any]:
     """POST /queries/cohort."""
     if not isinstance(body, dict):
         raise field_error("body", "must be a JSON object")
@@ -87,8 +89,8 @@ def run(engine: Engine, body: Any, now: int | None = None) -> dict[str, Any]:
     ret_flt = EventFilter(types=(ret,), where=where_of(
         {"filters": body.get("retentionFilters")}, "") if body.get("retentionFilters")
         else None)
-    seg = resolve_segment(engine, body.get("segment"))
-    snap = engine.snapshot()
+    snap = snap or engine.snapshot()
+    seg = resolve_segment(engine, body.get("segment"), snap)
     member = member_lookup(seg, snap)
 
     # memberships: (user, cohort, entry ts), sorted by key = user * ncoh + cohort

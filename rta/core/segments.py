@@ -212,14 +212,15 @@ def member_lookup(codes: np.ndarray | None, snap: Snapshot) -> np.ndarray | None
     return table
 
 
-def resolve_segment(engine: Engine, spec: Any, path: str = "segment") -> np.ndarray | None:
+def resolve_segment(engine: Engine, spec: Any, snap: Snapshot | None = None,
+                    path: str = "segment") -> np.ndarray | None:
     """User codes of the saved segment named in `spec` (None when no segment was given)."""
     if spec is None:
         return None
     if not isinstance(spec, str) or not spec:
         raise field_error(path, "must be the name of a saved segment")
     try:
-        return resolver(engine)(spec)
+        return resolve_codes(engine, spec, snap)
     except KeyError:
         raise field_error(path, f"no saved segment named {spec!r}", value=spec) from None
 
@@ -301,7 +302,9 @@ def parse_segment(config: Any, path: str = "config", now: int | None = None) -> 
 
 
 def _parse_items(items: list[Any], op: str, path: str) -> Group:
-    return Group(op, tuple(_parse_node(item, f"{path}[{i}]") for i, item in enumerate(items)))
+    """A group whose items may include EventConditions (rewritten before evaluation)."""
+    nodes: list[Any] = [_parse_node(item, f"{path}[{i}]") for i, item in enumerate(items)]
+    return Group(op, tuple(nodes))
 
 
 def _parse_node(spec: Any, path: str) -> Node:
@@ -410,7 +413,7 @@ def _rewrite(node: Node, conds: dict[int, str]) -> Predicate | Group:
     if isinstance(node, EventCondition):
         return Predicate(conds[id(node)], "eq", True)
     if isinstance(node, Group):
-        items = [_rewrite(i, conds) for i in node.items]  # type: ignore[arg-type]
+        items = [_rewrite(i, conds) for i in node.items]
         return Group(node.op, tuple(items))
     return node
 
@@ -475,13 +478,14 @@ def _latest_columns(snap: Snapshot, key: str, start: int | None, end: int | None
     return out
 
 
-def run(engine: Engine, body: Any, now: int | None = None) -> dict[str, Any]:
+def run(engine: Engine, body: Any, now: int | None = None,
+        snap: Snapshot | None = None) -> dict[str, Any]:
     """Evaluate a segment definition: matching user count and a sample of user ids."""
     if not isinstance(body, dict):
         raise field_error("config", "must be an object")
     seg = parse_segment(body, "", now)
     sample = _sample_size(body.get("sampleSize", body.get("limit")))
-    snap = engine.snapshot()
+    snap = snap or engine.snapshot()
     members, universe = evaluate(snap, seg)
     return describe(snap, seg, members, universe, sample)
 
@@ -563,12 +567,12 @@ def delete(engine: Engine, ref: str) -> dict[str, Any]:
     return doc
 
 
-def show(engine: Engine, ref: str, sample: int = DEFAULT_SAMPLE,
-         now: int | None = None) -> dict[str, Any]:
+def show(engine: Engine, ref: str, sample: int = DEFAULT_SAMPLE, now: int | None = None,
+         snap: Snapshot | None = None) -> dict[str, Any]:
     """The saved document plus its current evaluation."""
     doc = find(engine, ref)
     seg = parse_segment(doc, "", now)
-    snap = engine.snapshot()
+    snap = snap or engine.snapshot()
     members, universe = evaluate(snap, seg)
     out = dict(doc)
     out.update({k: v for k, v in describe(snap, seg, members, universe, sample).items()
@@ -579,29 +583,33 @@ def show(engine: Engine, ref: str, sample: int = DEFAULT_SAMPLE,
 def resolver(engine: Engine) -> Callable[[str], np.ndarray]:
     """name -> user codes (int32) of a saved segment; KeyError for an unknown name.
 
-    Results are cached per (segment id, its update time, store version), so one query that
-    names a segment in several places evaluates it once, and new events are always seen.
+    Call it on the event-loop thread (it takes a snapshot), like every snapshot.
+    """
+    return lambda name: resolve_codes(engine, name)
+
+
+def resolve_codes(engine: Engine, name: str, snap: Snapshot | None = None) -> np.ndarray:
+    """User codes of the saved segment `name` evaluated over `snap` (KeyError if unknown).
+
+    Cached per (segment id, its update time, snapshot version): one query naming a segment
+    in several places evaluates it once, and new events are always seen.
     """
     cache: dict[tuple[str, int, int], np.ndarray] = engine.extensions.setdefault(
         "segment_cache", {})
-
-    def resolve(name: str) -> np.ndarray:
-        doc = engine.metadata.find_by_name(KIND, name)
-        if doc is None:
-            raise KeyError(name)
-        key = (doc["id"], int(doc.get("updatedAt", 0)), engine.store.version)
-        codes = cache.get(key)
-        if codes is None:
-            snap = engine.snapshot()
-            members, _ = evaluate(snap, parse_segment(doc, ""))
-            codes = np.flatnonzero(members).astype(np.int32)
-            if len(cache) > 64:
-                cache.clear()
-            cache[key] = codes
-        return codes
-
-    return resolve
+    doc = engine.metadata.find_by_name(KIND, name)
+    if doc is None:
+        raise KeyError(name)
+    snap = snap or engine.snapshot()
+    key = (doc["id"], int(doc.get("updatedAt", 0)), snap.version)
+    codes = cache.get(key)
+    if codes is None:
+        members, _ = evaluate(snap, parse_segment(doc, ""))
+        codes = np.flatnonzero(members).astype(np.int32)
+        if len(cache) > 64:
+            cache.clear()
+        cache[key] = codes
+    return codes
 
 
 __all__ = ["OPERATORS", "Rows", "SegmentDef", "create", "delete", "evaluate", "find", "gather",
-           "parse_segment", "resolver", "run", "show"]
+           "parse_segment", "resolve_codes", "resolver", "run", "show"]
