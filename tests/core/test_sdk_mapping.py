@@ -230,6 +230,7 @@ def test_posthog_errors_name_every_bad_event_in_sdk_terms() -> None:
         (5, "batch[5].uuid"), (6, "batch[6]")]
     assert info.value.code == "invalid_batch"
     assert "5 of 7 events" in info.value.message
+    bad: Any
     for bad in ({"batch": 1}, {"batch": []}, 5, None):
         with pytest.raises(ValidationError):
             posthog_batch(bad, NOW, FUTURE)

@@ -253,3 +253,19 @@ async def test_oversized_batch_is_413(server: LiveServer, http: httpx.AsyncClien
     assert r.status_code == 413
     assert r.json()["error"]["code"] == "batch_too_large"
     assert await all_events(http) == []
+
+
+async def test_browser_cors_preflight_and_response(http: httpx.AsyncClient) -> None:
+    origin = {"Origin": "https://app.example.com"}
+    r = await http.options("/e/", headers={**origin, "Access-Control-Request-Method": "POST",
+                                           "Access-Control-Request-Headers": "content-type"})
+    assert r.status_code in (200, 204)
+    assert r.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+    assert "POST" in r.headers["Access-Control-Allow-Methods"]
+    assert r.headers["Access-Control-Allow-Headers"] == "content-type"
+    r = await http.post("/e/", json=ph_event(1), headers=origin)
+    assert r.status_code == 200
+    assert r.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+    r = await http.post("/e/", json={"event": "x"}, headers=origin)
+    assert r.status_code == 400  # errors carry CORS headers too, so the SDK can read them
+    assert r.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
