@@ -1,0 +1,385 @@
+// The dashboard page: list and switcher, create from template, time range, live updates.
+//
+// URL: #/dashboards/<id>?range=last_1h. Data arrives through the WebSocket channel
+// `dashboard:<id>?tz=<offset>[&timeRange=...]`; when no push has arrived for a refresh
+// interval (socket down, hub busy) the page polls GET /dashboards/<id>/data instead.
+
+import { api, ApiError } from "./api.js";
+import { LiveConnection } from "./live.js";
+import { WidgetView } from "./widgets.js";
+import { formatNumber, formatTime, rangeLabel } from "./format.js";
+
+const $ = (sel) => document.querySelector(sel);
+const TZ = -new Date().getTimezoneOffset();
+
+const state = {
+  dashboards: [],
+  current: null, // the dashboard document
+  views: new Map(), // widget id -> WidgetView
+  range: "",
+  channel: null,
+  lastData: 0,
+  pollTimer: null,
+  loadSeq: 0,
+  liveState: "connecting",
+  templates: null,
+};
+
+const live = new LiveConnection({ onMessage, onState });
+
+// -- status ------------------------------------------------------------------------------------
+
+function onState(s) {
+  state.liveState = s;
+  renderLiveIndicator();
+  if (s === "live" && state.current) fetchData(); // catch up after a reconnect
+}
+
+function renderLiveIndicator() {
+  const box = $("#live");
+  const s = state.liveState;
+  box.dataset.state = s;
+  $("#live-label").textContent = { live: "Live", connecting: "Connecting…", offline: "Offline · polling" }[s] || s;
+  box.title = s === "live" ? "Receiving live updates over WebSocket"
+    : "Live connection unavailable; refreshing on the dashboard's interval";
+}
+
+function banner(text) {
+  const b = $("#banner");
+  b.textContent = text || "";
+  b.hidden = !text;
+}
+
+function show(section) {
+  for (const id of ["welcome", "dashboard", "loading"]) $(`#${id}`).hidden = id !== section;
+}
+
+// -- live messages -----------------------------------------------------------------------------
+
+function onMessage(msg) {
+  if (msg.type === "metrics" && msg.data) {
+    const d = msg.data;
+    const eps = d.eventsPerSecond ?? d.eps ?? (d.aggregator && d.aggregator.eventsPerSecond);
+    $("#eps").textContent = eps === undefined ? "" : `${formatNumber(eps, { decimals: 1 })} ev/s`;
+  } else if (msg.type === "dashboard" && msg.channel === state.channel && msg.data) {
+    applyData(msg.data);
+  } else if (msg.type === "error" && msg.channel && msg.channel === state.channel) {
+    // the hub refused the channel (e.g. deleted dashboard): polling keeps the page current
+    console.warn("live channel refused:", msg.message || msg.data);
+  }
+}
+
+function channelFor(id) {
+  const q = new URLSearchParams();
+  if (state.range) q.set("timeRange", state.range);
+  q.set("tz", String(TZ));
+  return `dashboard:${id}?${q}`;
+}
+
+function resubscribe() {
+  const next = state.current ? channelFor(state.current.id) : null;
+  if (next === state.channel) return;
+  if (state.channel) live.unsubscribe(state.channel);
+  state.channel = next;
+  if (next) live.subscribe(next);
+}
+
+// -- routing -----------------------------------------------------------------------------------
+
+function parseHash() {
+  const m = /^#\/dashboards\/([^?]+)(?:\?(.*))?$/.exec(location.hash);
+  if (!m) return { id: null, range: "" };
+  const q = new URLSearchParams(m[2] || "");
+  return { id: decodeURIComponent(m[1]), range: q.get("range") || "" };
+}
+
+function setHash(id, range) {
+  const q = range ? `?range=${encodeURIComponent(range)}` : "";
+  const next = `#/dashboards/${encodeURIComponent(id)}${q}`;
+  if (location.hash !== next) history.replaceState(null, "", next);
+}
+
+async function route() {
+  const { id, range } = parseHash();
+  state.range = range;
+  renderRangePicker();
+  if (!state.dashboards.length) {
+    state.current = null;
+    resubscribe();
+    await showWelcome();
+    return;
+  }
+  const target = state.dashboards.find((d) => d.id === id) || state.dashboards[0];
+  await openDashboard(target.id);
+}
+
+// -- dashboards ----------------------------------------------------------------------------------
+
+async function loadList() {
+  const res = await api.listDashboards();
+  state.dashboards = res.dashboards || [];
+  const sel = $("#dashboard-select");
+  sel.replaceChildren(...state.dashboards.map((d) => {
+    const o = document.createElement("option");
+    o.value = d.id;
+    o.textContent = d.name;
+    return o;
+  }));
+  sel.disabled = state.dashboards.length === 0;
+  if (state.current) sel.value = state.current.id;
+}
+
+async function openDashboard(id) {
+  const seq = ++state.loadSeq;
+  let doc;
+  try {
+    doc = await api.getDashboard(id);
+  } catch (e) {
+    if (seq !== state.loadSeq) return;
+    banner(`Could not load dashboard: ${e.message}`);
+    return;
+  }
+  if (seq !== state.loadSeq) return;
+  banner("");
+  state.current = doc;
+  setHash(doc.id, state.range);
+  $("#dashboard-select").value = doc.id;
+  $("#dash-name").textContent = doc.name;
+  $("#dash-desc").textContent = doc.description || "";
+  document.title = `${doc.name} · rta`;
+  buildGrid(doc);
+  show("dashboard");
+  resubscribe();
+  await fetchData();
+  schedulePoll();
+}
+
+function buildGrid(doc) {
+  for (const v of state.views.values()) v.destroy();
+  state.views.clear();
+  const grid = $("#grid");
+  grid.style.setProperty("--gap", `${(doc.layout && doc.layout.gap) ?? 16}px`);
+  const nodes = [];
+  for (const w of doc.widgets || []) {
+    const view = new WidgetView(w);
+    state.views.set(w.id, view);
+    nodes.push(view.node);
+  }
+  grid.replaceChildren(...nodes);
+  if (!nodes.length) {
+    const p = document.createElement("p");
+    p.className = "muted";
+    p.textContent = "This dashboard has no widgets yet. Add them with PUT /dashboards/{id}.";
+    grid.append(p);
+  }
+}
+
+async function fetchData() {
+  const doc = state.current;
+  if (!doc) return;
+  const seq = state.loadSeq;
+  try {
+    const data = await api.data(doc.id, state.range, TZ);
+    if (seq === state.loadSeq && state.current === doc) applyData(data);
+  } catch (e) {
+    if (seq !== state.loadSeq) return;
+    if (e instanceof ApiError && e.status === 404) {
+      banner("This dashboard no longer exists.");
+      await refreshList();
+      return;
+    }
+    // keep showing the last data; every widget says why it is stale
+    for (const v of state.views.values()) if (!v.kind) v.showError({ code: e.code, message: e.message });
+    banner(`Could not refresh: ${e.message}`);
+  }
+}
+
+function applyData(data) {
+  if (!state.current || (data.dashboardId && data.dashboardId !== state.current.id)) return;
+  banner("");
+  state.lastData = Date.now();
+  for (const w of data.widgets || []) {
+    const view = state.views.get(w.id);
+    if (view) view.update(w);
+  }
+  const range = data.timeRange ? ` · ${rangeLabel(data.timeRange)}` : "";
+  $("#dash-updated").textContent = `Updated ${formatTime(data.generatedAt || Date.now())}${range}`;
+  $("#dash-updated").dataset.generatedAt = String(data.generatedAt || "");
+}
+
+function refreshMs() {
+  return Math.max(1000, (state.current && state.current.refreshInterval) || 30000);
+}
+
+function schedulePoll() {
+  clearTimeout(state.pollTimer);
+  const interval = refreshMs();
+  state.pollTimer = setTimeout(async () => {
+    // live pushes arrive at least every refreshInterval; poll only when they have not
+    if (!document.hidden && Date.now() - state.lastData >= interval * 0.9) await fetchData();
+    schedulePoll();
+  }, interval);
+}
+
+async function refreshList() {
+  await loadList();
+  await route();
+}
+
+// -- templates ---------------------------------------------------------------------------------
+
+async function loadTemplates() {
+  if (!state.templates) state.templates = (await api.templates()).templates || [];
+  return state.templates;
+}
+
+function templateCards(container, onPick) {
+  container.replaceChildren();
+  for (const t of state.templates || []) {
+    const card = document.createElement("button");
+    card.type = "button";
+    card.className = "template-card";
+    card.dataset.template = t.name;
+    const title = document.createElement("strong");
+    title.textContent = t.title || t.name;
+    const desc = document.createElement("span");
+    desc.textContent = t.description || "";
+    const meta = document.createElement("small");
+    meta.textContent = `${t.widgets} widgets · ${rangeLabel(t.timeRange)}${t.builtin ? "" : " · custom"}`;
+    card.append(title, desc, meta);
+    card.addEventListener("click", () => onPick(t.name, card));
+    container.append(card);
+  }
+}
+
+async function createFromTemplate(name, customName) {
+  const doc = await api.fromTemplate(name, customName || undefined);
+  state.range = "";
+  await loadList();
+  setHash(doc.id, "");
+  await route();
+  return doc;
+}
+
+async function showWelcome() {
+  show("welcome");
+  document.title = "rta · dashboards";
+  try {
+    await loadTemplates();
+  } catch (e) {
+    banner(`Could not load templates: ${e.message}`);
+    return;
+  }
+  templateCards($("#welcome-templates"), async (name, card) => {
+    card.disabled = true;
+    try { await createFromTemplate(name); } catch (e) { banner(`Could not create the dashboard: ${e.message}`); }
+    card.disabled = false;
+  });
+}
+
+async function openTemplateDialog() {
+  const dialog = $("#template-dialog");
+  const err = $("#template-error");
+  err.hidden = true;
+  try {
+    await loadTemplates();
+  } catch (e) {
+    banner(`Could not load templates: ${e.message}`);
+    return;
+  }
+  templateCards($("#dialog-templates"), async (name, card) => {
+    card.disabled = true;
+    try {
+      await createFromTemplate(name, $("#template-name").value.trim());
+      $("#template-name").value = "";
+      dialog.close();
+    } catch (e) {
+      err.textContent = e.message;
+      err.hidden = false;
+    } finally {
+      card.disabled = false;
+    }
+  });
+  if (typeof dialog.showModal === "function") dialog.showModal();
+  else dialog.setAttribute("open", "");
+}
+
+// -- controls ----------------------------------------------------------------------------------
+
+function renderRangePicker() {
+  for (const b of document.querySelectorAll("#range-picker button")) {
+    b.setAttribute("aria-pressed", String(b.dataset.range === state.range));
+  }
+}
+
+function wireControls() {
+  $("#dashboard-select").addEventListener("change", (e) => {
+    setHash(e.target.value, state.range);
+    route();
+  });
+  for (const b of document.querySelectorAll("#range-picker button")) {
+    b.addEventListener("click", () => {
+      state.range = b.dataset.range;
+      renderRangePicker();
+      if (!state.current) return;
+      setHash(state.current.id, state.range);
+      resubscribe();
+      for (const v of state.views.values()) v.node.classList.add("is-loading");
+      fetchData();
+    });
+  }
+  $("#new-dashboard").addEventListener("click", openTemplateDialog);
+  $("#refresh").addEventListener("click", fetchData);
+  $("#delete-dashboard").addEventListener("click", async () => {
+    const doc = state.current;
+    if (!doc || !confirm(`Delete the dashboard “${doc.name}”?`)) return;
+    try {
+      await api.deleteDashboard(doc.id);
+      state.current = null;
+      history.replaceState(null, "", "#/");
+      await refreshList();
+    } catch (e) {
+      banner(`Could not delete: ${e.message}`);
+    }
+  });
+  window.addEventListener("hashchange", route);
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden && Date.now() - state.lastData > refreshMs()) fetchData();
+  });
+  // charts read colours from CSS variables: redraw when the colour scheme flips
+  matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => {
+    if (!state.current) return;
+    buildGrid(state.current);
+    fetchData();
+  });
+}
+
+window.addEventListener("error", (e) => banner(`Something went wrong: ${e.message}`));
+window.addEventListener("unhandledrejection", (e) => banner(`Something went wrong: ${(e.reason && e.reason.message) || e.reason}`));
+
+async function main() {
+  if (!window.Chart) {
+    await new Promise((resolve) => window.addEventListener("load", resolve, { once: true }));
+  }
+  if (window.Chart) {
+    Chart.defaults.font.family = getComputedStyle(document.body).fontFamily;
+    Chart.defaults.font.size = 12;
+    Chart.defaults.color = getComputedStyle(document.documentElement).getPropertyValue("--muted").trim();
+  } else {
+    banner("Chart.js failed to load; charts cannot be drawn.");
+  }
+  wireControls();
+  renderLiveIndicator();
+  live.subscribe("metrics");
+  live.start();
+  try {
+    await loadList();
+  } catch (e) {
+    show("welcome");
+    banner(`Could not reach the rta server: ${e.message}`);
+    return;
+  }
+  await route();
+}
+
+main();

@@ -1,0 +1,58 @@
+// Number and time formatting shared by the widgets.
+
+const compact = new Intl.NumberFormat(undefined, { notation: "compact", maximumFractionDigits: 1 });
+const grouped = new Intl.NumberFormat(undefined, { maximumFractionDigits: 0 });
+
+export function formatNumber(value, config = {}) {
+  if (value === null || value === undefined || Number.isNaN(value)) return "–";
+  const v = Number(value);
+  if (config.format === "currency") {
+    return new Intl.NumberFormat(undefined, {
+      style: "currency", currency: config.currency || "USD",
+      notation: Math.abs(v) >= 1e6 ? "compact" : "standard",
+      maximumFractionDigits: Math.abs(v) >= 1000 ? 0 : 2,
+    }).format(v);
+  }
+  if (config.format === "percent") return `${v.toFixed(config.decimals ?? 1)}%`;
+  let text;
+  if (Math.abs(v) >= 1e6) text = compact.format(v);
+  else if (Number.isInteger(v)) text = grouped.format(v);
+  else {
+    const decimals = config.decimals ?? (Math.abs(v) >= 100 ? 0 : Math.abs(v) >= 10 ? 1 : 2);
+    text = new Intl.NumberFormat(undefined, { maximumFractionDigits: decimals }).format(v);
+  }
+  return config.unit ? `${text} ${config.unit}` : text;
+}
+
+export function formatShort(value) {
+  if (value === null || value === undefined) return "";
+  const v = Number(value);
+  return Math.abs(v) >= 1000 ? compact.format(v) : grouped.format(Math.round(v * 100) / 100);
+}
+
+const DAY = 86400000;
+
+export function timeLabels(timestamps, interval) {
+  if (!timestamps.length) return [];
+  const span = timestamps[timestamps.length - 1] - timestamps[0];
+  let opts;
+  if (interval >= DAY) opts = { month: "short", day: "numeric" };
+  else if (span >= DAY) opts = { weekday: "short", hour: "2-digit", minute: "2-digit" };
+  else opts = { hour: "2-digit", minute: "2-digit" };
+  const fmt = new Intl.DateTimeFormat(undefined, opts);
+  return timestamps.map((t) => fmt.format(new Date(t)));
+}
+
+export function formatTime(ms) {
+  return new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" }).format(new Date(ms));
+}
+
+export function rangeLabel(range) {
+  const m = /^last_(\d+)(m|h|d|w)$/.exec(range || "");
+  if (m) {
+    const unit = { m: "minute", h: "hour", d: "day", w: "week" }[m[2]];
+    const n = Number(m[1]);
+    return n === 1 ? `last ${unit}` : `last ${n} ${unit}s`;
+  }
+  return range || "";
+}
