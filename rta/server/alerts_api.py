@@ -1,7 +1,148 @@
-"""Registration point for this API area; its routes land with the issue that builds it."""
+"""Alerts: POST/GET /alerts, GET/PUT/PATCH/DELETE /alerts/{id}, GET /alerts/history,
+POST /alerts/{id}/test (backtest over stored data; `{"notify": true}` also sends a test
+notification through the rule's channels)."""
 
 from __future__ import annotations
 
-from quart import Blueprint
+from typing import Any
+
+from quart import Blueprint, Response, request
+from quart_trio import QuartTrio
+
+from rta.core.alerts import (
+    ALERT_KIND,
+    HISTORY_KIND,
+    AlertEvaluator,
+    Rule,
+    backtest,
+    backtest_range,
+    validate_alert,
+)
+from rta.core.engine import Engine
+from rta.core.errors import ValidationError
+from rta.server.http import engine, int_arg, json_object, json_response, parse_json
+from rta.server.notifiers import WebhookNotifier
 
 bp = Blueprint("alerts_api", __name__)
+
+
+def setup(app: QuartTrio, eng: Engine) -> None:
+    """Create the evaluator (rules loaded and primed from the store) and start it."""
+    if "alerts" in eng.extensions:
+        return
+    options = app.config.get("RTA_OPTIONS", {})
+    notifier = WebhookNotifier(timeout=float(options.get("webhook_timeout", 5.0)),
+                               retries=int(options.get("webhook_retries", 3)),
+                               backoff=float(options.get("webhook_backoff", 0.5)))
+
+    def publish(payload: dict[str, Any]) -> None:
+        hub = eng.extensions.get("live_hub")  # set up later by ws_api
+        if hub is not None:
+            hub.publish("alerts", payload)
+
+    evaluator = AlertEvaluator(eng, interval_ms=eng.config.alert_interval_ms,
+                               publish=publish, send_webhook=notifier)
+    eng.extensions["alerts"] = evaluator
+    eng.extensions["webhook_notifier"] = notifier
+    eng.on_ingest(evaluator.on_ingest)
+    eng.extensions.setdefault("stats_providers", {})["alerts"] = evaluator.stats
+    eng.add_background(evaluator.run)
+
+
+def _evaluator() -> AlertEvaluator:
+    ev: AlertEvaluator = engine().extensions["alerts"]
+    return ev
+
+
+def _view(doc: dict[str, Any]) -> dict[str, Any]:
+    out = dict(doc)
+    state = _evaluator().state_of(doc["id"])
+    out["state"] = state if state is not None else {"status": "disabled"}
+    if not doc.get("enabled", True):
+        out["state"] = {**out["state"], "status": "disabled"}
+    try:
+        out["summary"] = Rule.from_doc(doc).describe()
+    except Exception:  # an old stored shape: show it anyway
+        pass
+    return out
+
+
+@bp.post("/alerts")
+async def create_alert() -> Response:
+    doc = validate_alert(await json_object())
+    stored = engine().metadata.create(ALERT_KIND, doc)
+    _evaluator().load(stored)
+    return json_response(_view(stored), 201)
+
+
+@bp.get("/alerts")
+async def list_alerts() -> Response:
+    alerts = [_view(d) for d in engine().metadata.list(ALERT_KIND)]
+    return json_response({"alerts": alerts, "count": len(alerts)})
+
+
+@bp.get("/alerts/history")
+async def alert_history() -> Response:
+    limit = int_arg("limit", 50, 1, 10_000) or 50
+    alert_id = request.args.get("alertId") or None
+    items = engine().metadata.history(HISTORY_KIND, limit, ref=alert_id)
+    return json_response({"history": items, "count": len(items)})
+
+
+@bp.get("/alerts/<alert_id>")
+async def get_alert(alert_id: str) -> Response:
+    return json_response(_view(engine().metadata.get(ALERT_KIND, alert_id)))
+
+
+@bp.put("/alerts/<alert_id>")
+async def replace_alert(alert_id: str) -> Response:
+    eng = engine()
+    eng.metadata.get(ALERT_KIND, alert_id)  # 404 before validating
+    doc = validate_alert(await json_object())
+    stored = eng.metadata.put(ALERT_KIND, alert_id, doc)
+    _evaluator().load(stored)
+    return json_response(_view(stored))
+
+
+@bp.patch("/alerts/<alert_id>")
+async def patch_alert(alert_id: str) -> Response:
+    """Merge the given top-level fields (and condition/notification keys) into the rule."""
+    eng = engine()
+    current = eng.metadata.get(ALERT_KIND, alert_id)
+    body = await json_object()
+    merged = {k: v for k, v in current.items() if k not in ("id", "createdAt", "updatedAt")}
+    for key, value in body.items():
+        if key in ("condition", "notification") and isinstance(value, dict):
+            merged[key] = {**merged.get(key, {}), **value}
+        else:
+            merged[key] = value
+    stored = eng.metadata.put(ALERT_KIND, alert_id, validate_alert(merged))
+    _evaluator().load(stored)
+    return json_response(_view(stored))
+
+
+@bp.delete("/alerts/<alert_id>")
+async def delete_alert(alert_id: str) -> Response:
+    engine().metadata.delete(ALERT_KIND, alert_id)
+    _evaluator().remove(alert_id)
+    return json_response({"success": True, "id": alert_id})
+
+
+@bp.post("/alerts/<alert_id>/test")
+async def test_alert(alert_id: str) -> Response:
+    eng = engine()
+    doc = eng.metadata.get(ALERT_KIND, alert_id)
+    body: Any = {}
+    raw = await request.get_data(as_text=False)
+    if isinstance(raw, bytes) and raw.strip():
+        body = parse_json(raw)
+        if not isinstance(body, dict):
+            raise ValidationError("body must be a JSON object", [{"field": ""}])
+    start, end = backtest_range(body)
+    result = backtest(Rule.from_doc(doc), eng.snapshot(), start, end)
+    if body.get("notify"):
+        ev = _evaluator()
+        if alert_id not in ev.states:
+            ev.load(doc)
+        result["notification"] = ev.test_notification(alert_id)
+    return json_response(result)
