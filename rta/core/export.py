@@ -312,7 +312,8 @@ def _layout(snap: Snapshot, spec: ExportSpec,
             else:
                 out.append(column(key))
         props = tuple(out)
-    return Layout(base, props), rows_total
+    with_props = wanted is None or bool(wanted)
+    return Layout(base, props, with_props), rows_total
 
 
 def _gather(pieces: list[Piece], order: np.ndarray | None, layout: Layout,

@@ -74,6 +74,7 @@ class PropColumn:
 class Layout:
     base: tuple[str, ...]
     props: tuple[PropColumn, ...]
+    properties: bool = True  # JSON rows carry a properties object (even when empty)
 
     @property
     def names(self) -> list[str]:
@@ -169,7 +170,8 @@ def xml_text(arr: pa.Array) -> pa.Array:
         arr = pc.utf8_slice_codeunits(arr, 0, XLSX_MAX_TEXT)
     if pc.any(pc.match_substring_regex(arr, _XML_ILLEGAL)).as_py():
         arr = pc.replace_substring_regex(arr, _XML_ILLEGAL, "\ufffd")
-    for old, new in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;")):
+    # (a bare CR would be normalised away by XML parsers; the reference keeps it)
+    for old, new in (("&", "&amp;"), ("<", "&lt;"), (">", "&gt;"), ("\r", "&#13;")):
         arr = pc.replace_substring(arr, old, new)
     padded = pc.match_substring_regex(arr, r"^\s|\s$")
     plain = pc.binary_join_element_wise("<is><t>", arr, "</t></is>", "")
@@ -333,7 +335,7 @@ def json_rows(chunk: Chunk, layout: Layout, suffix: str) -> pa.Array:
     for name in layout.base:
         parts += [f'{sep}"{name}":', json_base(chunk, name)]
         sep = ","
-    if layout.props:
+    if layout.props or layout.properties:
         parts += [f'{sep}"properties":{{', json_properties(chunk, layout.props), "}}" + suffix]
     else:
         parts.append(("}" if sep == "," else "{}") + suffix)
@@ -576,9 +578,9 @@ class XlsxWriter(Writer):
     types) are written last - zip readers locate parts through the central directory.
     """
 
-    def __init__(self, layout: Layout, max_rows: int = XLSX_MAX_ROWS) -> None:
+    def __init__(self, layout: Layout, max_rows: int | None = None) -> None:
         super().__init__(layout)
-        self.max_rows = max_rows
+        self.max_rows = max_rows or XLSX_MAX_ROWS
         self.sink = _Sink()
         self.zip = zipfile.ZipFile(self.sink, "w", zipfile.ZIP_DEFLATED, compresslevel=1)
         self.sheets = 0
