@@ -44,26 +44,6 @@ def authorize_sdk_key(eng: Engine, sdk: str, key: str | None) -> None:
     del eng, sdk, key
 
 
-@bp.after_request
-async def _cors(response: Response) -> Response:
-    """Browser SDKs (posthog-js, analytics.js) post cross-origin: allow it, as both vendors do.
-
-    Also answers the preflight that Quart's automatic OPTIONS response gives these routes.
-    """
-    origin = request.headers.get("Origin")
-    headers = response.headers
-    headers["Access-Control-Allow-Origin"] = origin or "*"
-    if origin:
-        headers["Access-Control-Allow-Credentials"] = "true"
-        headers.add("Vary", "Origin")
-    headers["Access-Control-Allow-Methods"] = "POST, OPTIONS"
-    headers["Access-Control-Allow-Headers"] = (
-        request.headers.get("Access-Control-Request-Headers")
-        or "Content-Type, Content-Encoding, Authorization")
-    headers["Access-Control-Max-Age"] = "86400"
-    return response
-
-
 async def _ingest(eng: Engine, mapped: Mapped, now: int) -> None:
     limit = eng.validator.limits.max_batch_events
     if mapped.total > limit:
