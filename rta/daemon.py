@@ -42,7 +42,7 @@ async def serve_app(engine: Engine, host: str, port: int, compression: bool = Tr
                     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
                     **options: Any) -> None:
     """Serve `engine` over HTTP until `shutdown_trigger` returns; reports the bound URLs."""
-    app = create_app(engine, compression=compression, **options)
+    app = create_app(engine, compression=compression, **{"host": host, **options})
     await hypercorn_serve(app, hypercorn_config(host, port),  # type: ignore[arg-type]
                           shutdown_trigger=shutdown_trigger, task_status=task_status)
 

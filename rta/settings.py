@@ -35,7 +35,16 @@ SPEC: dict[str, tuple[type, Any, str]] = {
     "max_batch_bytes": (int, 10 * 1024 * 1024, "largest batch body"),
     "future_tolerance_ms": (int, 3_600_000, "how far ahead of the clock a timestamp may be"),
     "log_format": (str, "text", "text or json"),
+    "auth": (str, "auto", "auto (required off loopback), on or off"),
+    "cors_origins": (str, "", "comma-separated origins allowed to call the API (* for any)"),
+    "rate_limit_rps": (float, 0.0, "requests per second per token or address (0: off)"),
+    "rate_limit_burst": (float, 0.0, "token-bucket burst (default: twice the rate)"),
+    "max_concurrent_queries": (int, 4, "queries running at once; more wait their turn"),
+    "query_timeout_ms": (int, 30_000, "a query running longer is cancelled with a 504"),
+    "allow_private_webhooks": (bool, False, "let alert webhooks target private/loopback hosts"),
 }
+SERVER_OPTIONS = ("host", "auth", "cors_origins", "rate_limit_rps", "rate_limit_burst",
+                  "max_concurrent_queries", "query_timeout_ms", "allow_private_webhooks")
 SEED_ENV = {"PORT": "port", "MAX_EVENTS": "max_events", "RETENTION_DAYS": "retention_days",
             "ENABLE_COMPRESSION": "compression"}
 
@@ -81,6 +90,9 @@ class Settings:
             return self.__dict__["values"][key]
         except KeyError:
             raise AttributeError(key) from None
+
+    def server_options(self) -> dict[str, Any]:
+        return {k: self.values[k] for k in SERVER_OPTIONS}
 
     def engine_config(self) -> EngineConfig:
         return EngineConfig(

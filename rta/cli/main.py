@@ -29,6 +29,7 @@ COMMAND_MODULES = (
     "rta.cli.export",
     "rta.cli.dashboards",
     "rta.cli.segments",
+    "rta.cli.token",
     "rta.cli.config",
     "rta.cli.demo",
 )

@@ -23,6 +23,7 @@ def serve(
     demo: bool = typer.Option(False, "--demo", help="Load demo data (if the store is empty) "
                               "and keep a live trickle of demo events going."),
     log_format: str = typer.Option(None, "--log-format", help="text or json."),
+    auth: str = typer.Option(None, "--auth", help="auto (required off loopback), on or off."),
 ) -> None:
     """Start the rta daemon: REST API, WebSocket streams and the dashboard at /."""
     import trio
@@ -34,7 +35,7 @@ def serve(
     try:
         settings = load_settings({"host": host, "port": port, "data_dir": data_dir,
                                   "max_events": max_events, "retention_days": retention_days,
-                                  "log_format": log_format})
+                                  "log_format": log_format, "auth": auth})
     except ValueError as exc:
         fail(str(exc), 2)
     configure_logging(settings.log_format)
@@ -47,17 +48,24 @@ def serve(
 
     def ready(binds: list[str], engine: Any) -> None:
         stats = engine.store.stats()
+        from rta.server.security import is_loopback
+
+        required = settings.auth == "on" or (settings.auth == "auto"
+                                             and not is_loopback(settings.host))
+        auth_line = "required (Bearer token)" if required else "optional (loopback)" \
+            if settings.auth == "auto" else "off"
         lines = [f"rta {engine.version} listening on {', '.join(binds)}",
                  f"  dashboard: {binds[0]}/",
                  f"  data dir:  {config.data_dir} ({stats['events']} events)",
-                 "  auth:      off (loopback)" if settings.host in ("127.0.0.1", "localhost", "::1")
-                 else "  auth:      off"]
+                 f"  auth:      {auth_line}"]
         sys.stderr.write("\n".join(lines) + "\n")
         sys.stderr.flush()
 
     try:
+        options = settings.server_options()
+        options.pop("host")
         trio.run(lambda: run_daemon(config, settings.host, settings.port, settings.compression,
-                                    on_ready=ready, startup=startup))
+                                    on_ready=ready, startup=startup, **options))
     except StoreLockedError as exc:
         fail(exc.message, EXIT_ERROR)
     except OSError as exc:

@@ -21,6 +21,7 @@ from rta.core.config import EngineConfig
 from rta.core.errors import RtaError, StorageError
 from rta.core.events import EventBatch, EventValidator
 from rta.core.metadata import MetadataStore
+from rta.core.metrics import Registry
 from rta.core.store import ColumnStore, IngestResult, Snapshot, StoreConfig
 from rta.core.store.store import SealJob
 
@@ -71,16 +72,38 @@ class Engine:
             max_head_events=self.config.max_events, retention_ms=self.config.retention_ms,
             dedup_window_ms=self.config.dedup_window_ms, fsync=self.config.fsync))
         self.metadata = MetadataStore(self.config.data_dir)
+        self.metrics = Registry()
+        self._ingested = self.metrics.counter("rta_events_ingested_total",
+                                              "Events accepted and durable.")
+        self._duplicates = self.metrics.counter("rta_events_duplicate_total",
+                                                "Events dropped as duplicates of a known id.")
+        self.rejected_counter = self.metrics.counter("rta_events_rejected_total",
+                                                     "Events rejected by validation.")
+        self._fsync = self.metrics.histogram("rta_wal_fsync_seconds",
+                                             "Write-ahead log write+fsync time per group commit.")
+        self._group = self.metrics.histogram("rta_wal_group_size",
+                                             "Requests sharing one fsync.",
+                                             (1, 2, 4, 8, 16, 32, 64, 128))
         self.version = __version__
         self.started_at = time.time()
         self.rate = RateMeter()
-        self.events_rejected = 0
+        self._rejected = 0
         self._listeners: list[IngestListener] = []
         self._background: list[BackgroundTask] = []
         self._pending: list[_Pending] = []
         self._wake = trio.Event()
         self._nursery: trio.Nursery | None = None
         self.extensions: dict[str, Any] = {}  # feature services (alerts, live hub, metadata)
+
+    @property
+    def events_rejected(self) -> int:
+        return self._rejected
+
+    @events_rejected.setter
+    def events_rejected(self, value: int) -> None:
+        """Callers add to it (`+= n`); the Prometheus counter follows."""
+        self.rejected_counter.inc(value - self._rejected)
+        self._rejected = value
 
     # -- wiring ----------------------------------------------------------------------------
 
@@ -102,6 +125,8 @@ class Engine:
     async def ingest(self, batch: EventBatch) -> IngestResult:
         """Durable before return: the batch shares one fsync with every batch waiting now."""
         kept, duplicates = self.store.reserve(batch)
+        if duplicates:
+            self._duplicates.inc(duplicates)
         if not len(kept):
             return IngestResult(0, duplicates, [])
         if self._nursery is None:  # not running under open_engine: commit synchronously
@@ -133,6 +158,7 @@ class Engine:
         for p in group:
             self.store.apply(p.batch)
             self.rate.add(len(p.batch))
+            self._ingested.inc(len(p.batch))
             for listener in self._listeners:
                 listener(p.batch)
 
@@ -144,6 +170,7 @@ class Engine:
             group, self._pending = self._pending, []
             if not group:
                 continue
+            started = time.perf_counter()
             try:
                 await trio.to_thread.run_sync(self.store.write_wal, [p.payload for p in group])
             except StorageError as exc:
@@ -151,6 +178,8 @@ class Engine:
                     self.store.release(p.batch)
                     p.error = exc
             else:
+                self._fsync.observe(time.perf_counter() - started)
+                self._group.observe(len(group))
                 self._apply(group)
             finally:
                 for p in group:

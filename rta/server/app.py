@@ -7,6 +7,7 @@ import importlib
 import logging
 from typing import Any
 
+import trio
 from quart import Response, request
 from quart.wrappers.response import DataBody
 from quart_trio import QuartTrio
@@ -21,6 +22,7 @@ log = logging.getLogger("rta.server")
 # Each module exposes `bp` (a Blueprint) and optionally `setup(app, engine)` for the
 # services it needs (hubs, evaluators). Order matters only for route precedence.
 FEATURE_MODULES = (
+    "rta.server.security",
     "rta.server.system_api",
     "rta.server.events_api",
     "rta.server.analytics_api",
@@ -30,6 +32,7 @@ FEATURE_MODULES = (
     "rta.server.dashboards_api",
     "rta.server.ws_api",
     "rta.server.sdk_api",
+    "rta.server.tokens_api",
     "rta.server.web",
 )
 
@@ -41,6 +44,9 @@ def create_app(engine: Engine, compression: bool = True, **options: Any) -> Quar
     app.config["MAX_CONTENT_LENGTH"] = None  # enforced per endpoint by read_body()
     app.config["BODY_TIMEOUT"] = 120
     app.config["RESPONSE_TIMEOUT"] = None
+    app.config["RTA_QUERIES"] = {
+        "limiter": trio.CapacityLimiter(int(options.get("max_concurrent_queries") or 4)),
+        "timeout_s": int(options.get("query_timeout_ms") or 30_000) / 1000}
     for name in FEATURE_MODULES:
         module = importlib.import_module(name)
         app.register_blueprint(module.bp)

@@ -5,8 +5,11 @@ from __future__ import annotations
 import gzip
 import json
 import zlib
-from typing import Any
+from collections.abc import Callable
+from functools import partial
+from typing import Any, TypeVar
 
+import trio
 from quart import Response, current_app, request
 
 from rta.core.engine import Engine
@@ -14,6 +17,7 @@ from rta.core.errors import PayloadTooLarge, RtaError, ValidationError, field_er
 
 # curl's default (form-urlencoded) and text/plain are read as JSON: clients that forget the
 # header should not be punished; anything else that is not JSON gets a 415.
+T = TypeVar("T")
 JSON_TYPES = ("", "application/json", "text/json", "text/plain",
               "application/x-www-form-urlencoded")
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl",
@@ -23,6 +27,32 @@ NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl
 def engine() -> Engine:
     eng: Engine = current_app.config["RTA_ENGINE"]
     return eng
+
+
+class QueryTimeout(RtaError):
+    status = 504
+    code = "query_timeout"
+
+
+class QueryBusy(RtaError):
+    status = 503
+    code = "too_many_queries"
+
+
+async def run_query(fn: Callable[..., T], *args: Any) -> T:
+    """Run a CPU-bound query off the event loop, at most `max_concurrent_queries` at once,
+    cancelled (504) past `query_timeout_ms`, so ingestion and other clients stay responsive."""
+    opts = current_app.config["RTA_QUERIES"]
+    limiter: trio.CapacityLimiter = opts["limiter"]
+    timeout_s: float = opts["timeout_s"]
+    with trio.move_on_after(timeout_s):
+        return await trio.to_thread.run_sync(partial(fn, *args), limiter=limiter,
+                                             abandon_on_cancel=True)
+    if limiter.borrowed_tokens >= limiter.total_tokens:
+        raise QueryBusy(f"the server is busy with {limiter.total_tokens} queries; "
+                        "retry shortly", [{"timeoutMs": int(timeout_s * 1000)}])
+    raise QueryTimeout(f"the query ran longer than {int(timeout_s * 1000)} ms and was "
+                       "cancelled", [{"timeoutMs": int(timeout_s * 1000)}])
 
 
 def json_response(payload: Any, status: int = 200,

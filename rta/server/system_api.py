@@ -18,6 +18,29 @@ async def health() -> Response:
     return json_response(info, 200)
 
 
+@bp.get("/metrics")
+async def metrics() -> Response:
+    """Prometheus text exposition: engine metrics plus gauges read from /stats sections."""
+    eng = engine()
+    lines = [eng.metrics.render()]
+    stats = eng.stats()["store"]
+    gauges = {"rta_store_events": stats["events"], "rta_store_segments": stats["segments"],
+              "rta_store_bytes_in_memory": stats["bytesInMemory"],
+              "rta_store_bytes_on_disk": stats["bytesOnDisk"], "rta_wal_bytes": stats["walBytes"],
+              "rta_uptime_seconds": eng.health()["uptime"]}
+    for name, provider in eng.extensions.get("stats_providers", {}).items():
+        for key, value in provider().items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                gauges[f"rta_{name}_{_snake(key)}"] = value
+    for name, value in gauges.items():
+        lines.append(f"# TYPE {name} gauge\n{name} {value:g}\n")
+    return Response("".join(lines), 200, mimetype="text/plain; version=0.0.4")
+
+
+def _snake(name: str) -> str:
+    return "".join("_" + c.lower() if c.isupper() else c for c in name).lstrip("_")
+
+
 @bp.get("/stats")
 async def stats() -> Response:
     eng = engine()

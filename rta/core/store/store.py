@@ -12,6 +12,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import threading
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -68,6 +69,9 @@ class ColumnStore:
         self.segments: list[Segment] = []
         self.damaged: list[dict[str, str]] = []
         self._head: list[Block] = []
+        # Queries may take snapshots from worker threads while the event loop appends; the
+        # lock keeps head merges and appends from losing each other's chunks.
+        self._head_lock = threading.Lock()
         self._head_rows = 0
         self._sealing: list[SealJob] = []
         self._recent_ids: set[int] = set()
@@ -218,24 +222,26 @@ class ColumnStore:
         if not len(batch):
             return
         block = block_from_batch(batch, self.dicts)
-        self._head.append(block)
-        self._head_rows += block.n
-        self.events_ingested += block.n
-        self.version += 1
-        self._changes.append((self.version, int(block.ts.min()), int(block.ts.max())))
+        with self._head_lock:
+            self._head.append(block)
+            self._head_rows += block.n
+            self.events_ingested += block.n
+            self.version += 1
+            self._changes.append((self.version, int(block.ts.min()), int(block.ts.max())))
 
     def needs_seal(self) -> bool:
         return self._head_rows >= self.config.max_head_events
 
     def begin_seal(self) -> SealJob:
         """Detach the head for sealing; new appends go to a fresh head and WAL file."""
-        block = sort_block(concat_blocks(self._head))
-        wal_seq = self.wal.open_new() if self.wal is not None else 0
-        job = SealJob(block=block, wal_seq=wal_seq, seq=self._next_segment)
-        self._next_segment += 1
-        self._head = []
-        self._head_rows = 0
-        self._sealing.append(job)
+        with self._head_lock:
+            block = sort_block(concat_blocks(self._head))
+            wal_seq = self.wal.open_new() if self.wal is not None else 0
+            job = SealJob(block=block, wal_seq=wal_seq, seq=self._next_segment)
+            self._next_segment += 1
+            self._sealing.append(job)
+            self._head = []
+            self._head_rows = 0
         return job
 
     def run_seal(self, job: SealJob) -> None:
@@ -246,14 +252,12 @@ class ColumnStore:
         job.segment = write_segment(self._segments_dir(), job.seq, job.block, job.wal_seq)
 
     def finish_seal(self, job: SealJob) -> None:
-        if job.segment is not None:
-            self.segments.append(job.segment)
-            self.segments.sort(key=lambda s: s.seq)
-            if self.wal is not None:
-                self.wal.drop_through(job.wal_seq)
-        else:  # in-memory store: the block itself becomes the segment
-            self.segments.append(Segment(job.seq, "", job.block, 0, 0, now_ms(), 0))
-        self._sealing.remove(job)
+        segment = job.segment or Segment(job.seq, "", job.block, 0, 0, now_ms(), 0)
+        with self._head_lock:  # swap atomically: a snapshot sees the rows exactly once
+            self.segments = sorted([*self.segments, segment], key=lambda s: s.seq)
+            self._sealing = [j for j in self._sealing if j is not job]
+        if job.segment is not None and self.wal is not None:
+            self.wal.drop_through(job.wal_seq)
         self._recent_ids.difference_update(job.block.id_lo.tolist())
 
     def append(self, batch: EventBatch) -> IngestResult:
@@ -278,18 +282,25 @@ class ColumnStore:
     # -- reading ---------------------------------------------------------------------------
 
     def head_block(self) -> Block:
-        if len(self._head) > 1 or (self._head and self._head[0].label != "head-sorted"):
-            merged = sort_block(concat_blocks(self._head))
+        """The head as one sorted block (merged lazily, cached until the next append)."""
+        with self._head_lock:
+            return self._merged_head()
+
+    def _merged_head(self) -> Block:
+        head = self._head
+        if len(head) > 1 or (head and head[0].label != "head-sorted"):
+            merged = sort_block(concat_blocks(head))
             merged.label = "head-sorted"
             self._head = [merged]
         return self._head[0] if self._head else empty_block()
 
     def snapshot(self) -> Snapshot:
-        """A consistent, immutable view for one query."""
-        blocks = [s.block for s in self.segments] + [j.block for j in self._sealing]
-        if self._head_rows:
-            blocks.append(self.head_block())
-        return Snapshot(blocks=blocks, dicts=self.dicts, version=self.version)
+        """A consistent, immutable view for one query (safe from any thread)."""
+        with self._head_lock:
+            blocks = [s.block for s in self.segments] + [j.block for j in self._sealing]
+            if self._head_rows:
+                blocks.append(self._merged_head())
+            return Snapshot(blocks=blocks, dicts=self.dicts, version=self.version)
 
     def changed_since(self, version: int, start: int | None, end: int | None) -> bool:
         """Whether events with start <= ts < end have landed after `version`."""

@@ -1,0 +1,193 @@
+"""Authentication, scopes, rate limits, CORS and security headers for every route.
+
+Registered first among the feature modules so its hooks run before any handler. Auth is
+`auto` by default: required when the daemon binds a non-loopback address, optional on
+loopback (where any presented token is still checked).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from quart import Blueprint, Response, current_app, g, request, websocket
+from quart_trio import QuartTrio
+
+from rta.core.auth import TokenStore, scope_allows
+from rta.core.engine import Engine
+from rta.server.http import json_response
+
+bp = Blueprint("security", __name__)
+API_PREFIXES = ("/events", "/analytics", "/queries", "/alerts", "/export", "/dashboards",
+                "/segments", "/stats", "/metrics", "/tokens", "/ws")
+SDK_PREFIXES = ("/batch", "/capture", "/e/", "/e", "/i/v0/e", "/v1/")
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+       "img-src 'self' data:; connect-src 'self' ws: wss:; font-src 'self' data:; "
+       "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def required_scope(method: str, path: str) -> str | None:
+    """The scope a request needs; None for public routes (health, the dashboard's files)."""
+    if path == "/health" or path == "/openapi.json":
+        return None
+    if path.startswith(SDK_PREFIXES) and not path.startswith(API_PREFIXES):
+        return "write" if method == "POST" else None
+    if not path.startswith(API_PREFIXES):
+        return None  # the dashboard page and its static assets
+    if path.startswith("/events") and method == "POST":
+        return "write"
+    if path.startswith("/tokens"):
+        return "admin"
+    if method in ("GET", "HEAD", "OPTIONS") or path == "/ws":
+        return "read"
+    if path.startswith(("/analytics", "/queries", "/export")):
+        return "read"
+    if path.startswith("/alerts") and path.endswith("/test"):
+        return "read"
+    return "admin"
+
+
+@dataclass
+class TokenBucket:
+    rate: float
+    burst: float
+    buckets: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def take(self, key: str, now: float | None = None) -> float:
+        """0 if allowed, else the seconds to wait before retrying."""
+        t = time.monotonic() if now is None else now
+        tokens, last = self.buckets.get(key, (self.burst, t))
+        tokens = min(self.burst, tokens + (t - last) * self.rate)
+        if tokens >= 1:
+            self.buckets[key] = (tokens - 1, t)
+            if len(self.buckets) > 100_000:
+                self.buckets.clear()  # bounded memory under address churn
+            return 0.0
+        self.buckets[key] = (tokens, t)
+        return (1 - tokens) / self.rate
+
+
+def _error(status: int, code: str, message: str,
+           headers: dict[str, str] | None = None) -> Response:
+    return json_response({"error": {"code": code, "message": message, "details": []}}, status,
+                         headers)
+
+
+def _presented_token(headers: Any, args: Any) -> str | None:
+    auth = headers.get("Authorization") or ""
+    if auth.lower().startswith("bearer "):
+        return str(auth[7:].strip())
+    return args.get("token") or headers.get("X-Rta-Token") or None
+
+
+def check_access(method: str, path: str, headers: Any, args: Any,
+                 remote: str | None) -> Response | None:
+    """Authenticate and rate-limit one request; a Response means: refuse with it."""
+    opts = current_app.config["RTA_SECURITY"]
+    g.rta_token = None
+    need = required_scope(method, path)
+    need_auth = None if opts["mode"] == "off" else need
+    secret = _presented_token(headers, args)
+    tokens: TokenStore = opts["tokens"]
+    if secret is not None and need_auth is not None:
+        record = tokens.verify(secret)
+        if record is None:
+            return _error(401, "unauthorized", "invalid or revoked token",
+                          {"WWW-Authenticate": 'Bearer realm="rta"'})
+        g.rta_token = record
+    if need_auth is not None and opts["auth_required"]:
+        if g.rta_token is None:
+            return _error(401, "unauthorized", "this endpoint needs a token: send "
+                          "'Authorization: Bearer <token>' (create one with `rta token create`)",
+                          {"WWW-Authenticate": 'Bearer realm="rta"'})
+        if not scope_allows(g.rta_token["scope"], need_auth):
+            return _error(403, "forbidden", f"this token's scope does not allow this; "
+                          f"it needs '{need_auth}'")
+    limiter: TokenBucket | None = opts["limiter"]
+    if limiter is not None and need is not None:
+        key = f"token:{g.rta_token['id']}" if g.rta_token else f"addr:{remote}"
+        wait = limiter.take(key)
+        if wait > 0:
+            retry = max(1, int(wait + 0.999))
+            return _error(429, "rate_limited", f"too many requests; retry in {retry} s",
+                          {"Retry-After": str(retry)})
+    return None
+
+
+def token_scope_allows(need: str) -> bool:
+    """For handlers that mix scopes (WebSocket ingest): may this connection do `need`?"""
+    opts = current_app.config["RTA_SECURITY"]
+    record = getattr(g, "rta_token", None)
+    if record is None:
+        return not opts["auth_required"]
+    return scope_allows(record["scope"], need)
+
+
+def setup(app: QuartTrio, engine: Engine) -> None:
+    options = app.config["RTA_OPTIONS"]
+    mode = options.get("auth", "auto")
+    host = options.get("host", "127.0.0.1")
+    rate = float(options.get("rate_limit_rps", 0) or 0)
+    origins = options.get("cors_origins") or []
+    if isinstance(origins, str):
+        origins = [o.strip() for o in origins.split(",") if o.strip()]
+    tokens = TokenStore(engine.metadata)
+    engine.extensions["tokens"] = tokens
+    app.config["RTA_SECURITY"] = {
+        "mode": mode,
+        "tokens": tokens,
+        "auth_required": mode == "on" or (mode == "auto" and not is_loopback(host)),
+        "limiter": TokenBucket(rate, float(options.get("rate_limit_burst") or rate * 2))
+        if rate > 0 else None,
+        "cors": set(origins),
+    }
+
+    @app.before_request
+    async def _guard() -> Response | None:
+        if request.method == "OPTIONS":
+            return _preflight()
+        return check_access(request.method, request.path, request.headers, request.args,
+                            request.remote_addr)
+
+    @app.before_websocket
+    async def _guard_ws() -> Response | None:
+        return check_access("GET", websocket.path, websocket.headers, websocket.args,
+                            websocket.remote_addr)
+
+    @app.after_request
+    async def _headers(response: Response) -> Response:
+        h = response.headers
+        h.setdefault("X-Content-Type-Options", "nosniff")
+        h.setdefault("X-Frame-Options", "DENY")
+        h.setdefault("Referrer-Policy", "no-referrer")
+        h.setdefault("Content-Security-Policy", CSP)
+        origin = request.headers.get("Origin")
+        if origin and ("*" in app.config["RTA_SECURITY"]["cors"]
+                       or origin in app.config["RTA_SECURITY"]["cors"]):
+            h["Access-Control-Allow-Origin"] = origin
+            h.add("Vary", "Origin")
+        return response
+
+
+def _preflight() -> Response:
+    allowed = current_app.config["RTA_SECURITY"]["cors"]
+    origin = request.headers.get("Origin")
+    if not origin or not ("*" in allowed or origin in allowed):
+        return _error(403, "cors_forbidden", "cross-origin requests from this origin are not "
+                      "allowed (configure cors_origins)")
+    return Response("", 204, headers={
+        "Access-Control-Allow-Origin": origin,
+        "Access-Control-Allow-Methods": "GET, POST, PUT, DELETE, OPTIONS",
+        "Access-Control-Allow-Headers": "Authorization, Content-Type, Content-Encoding",
+        "Access-Control-Max-Age": "600", "Vary": "Origin"})
