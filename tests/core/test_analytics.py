@@ -382,3 +382,21 @@ def test_unknown_aggregation_lists_allowed_values() -> None:
     with pytest.raises(ValidationError) as info:
         analytics.run_aggregate(eng, {"aggregation": "mode"})
     assert "p95" in info.value.details[0]["allowed"]
+
+
+@pytest.mark.parametrize("size", [1, 40, 1000, 70_000])
+def test_quantile_kernel_paths_match_numpy(size: int) -> None:
+    """Every quantile path (one key, few keys, many small keys, huge key space)."""
+    from rta.core.timeseries import Accumulator
+
+    rng = np.random.default_rng(size)
+    keys = rng.integers(0, size, 5000)
+    values = rng.normal(size=5000).round(2)  # ties on purpose
+    acc = Accumulator("p90", size, 0)
+    for lo in range(0, 5000, 1700):  # several blocks
+        acc.add(keys[lo:lo + 1700], values[lo:lo + 1700])
+    got, count = acc.result()
+    for k in np.unique(keys)[:300]:
+        assert count[k] == np.count_nonzero(keys == k)
+        assert close(got[k], float(np.percentile(values[keys == k], 90)))
+    assert np.isnan(got[np.setdiff1d(np.arange(size), keys)]).all()
