@@ -155,8 +155,10 @@ class DashboardPublisher:
         doc = dash.get_dashboard(self.engine, dashboard_id)  # NotFoundError refuses it
         hub = self.engine.extensions.get("live_hub")
         if hub is not None:
+            version = self.engine.store.version  # the initial snapshot's: later data pushes
             data = await resolve(self.engine, doc, time_range, tz)
             hub.send(subscriber, channel, data)
+            self.states[channel] = _ChannelState(version, time.monotonic())
 
     def on_ingest(self, _batch: Any) -> None:
         self.wake.set()
@@ -186,7 +188,7 @@ class DashboardPublisher:
         for gone in set(self.states) - set(active):
             del self.states[gone]
         for channel in active:
-            state = self.states.setdefault(channel, _ChannelState(version, now))
+            state = self.states.setdefault(channel, _ChannelState())
             try:
                 dashboard_id, time_range, tz = parse_channel(channel)
                 doc = dash.get_dashboard(self.engine, dashboard_id)

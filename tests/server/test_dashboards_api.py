@@ -1,0 +1,185 @@
+"""Dashboards over HTTP and WebSocket against a real server; the static web app's serving."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+import trio
+from trio_websocket import open_websocket_url
+
+from rta.core.timeparse import now_ms
+from tests.support import LiveServer
+
+COUNTER = {"type": "counter", "title": "Purchases", "position": {"x": 0, "y": 0, "w": 3, "h": 2},
+           "dataSource": {"type": "count", "eventType": "purchase"}}
+
+
+def events(n: int, etype: str = "purchase", start: int = 0) -> list[dict[str, Any]]:
+    now = now_ms()
+    return [{"type": etype, "userId": f"u{(start + i) % 5}", "timestamp": now - 1000 - i,
+             "properties": {"amount": 10.0 + i, "page": "/p"}} for i in range(n)]
+
+
+async def test_crud_round_trip(http: httpx.AsyncClient) -> None:
+    r = await http.post("/dashboards", json={"name": "Revenue", "widgets": [COUNTER],
+                                             "refreshInterval": 5000})
+    assert r.status_code == 201, r.text
+    doc = r.json()
+    assert r.headers["Location"] == f"/dashboards/{doc['id']}"
+    assert doc["widgets"][0]["id"] == "w1" and doc["layout"]["columns"] == 12
+    listing = (await http.get("/dashboards")).json()
+    assert listing["total"] == 1 and listing["dashboards"][0]["id"] == doc["id"]
+    assert (await http.get(f"/dashboards/{doc['id']}")).json() == doc
+    r = await http.put(f"/dashboards/{doc['id']}", json={**doc, "name": "Money"})
+    assert r.status_code == 200 and r.json()["name"] == "Money"
+    assert r.json()["createdAt"] == doc["createdAt"]
+    assert (await http.delete(f"/dashboards/{doc['id']}")).json()["deleted"] is True
+    r = await http.get(f"/dashboards/{doc['id']}")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+    assert (await http.delete(f"/dashboards/{doc['id']}")).status_code == 404
+    assert (await http.get(f"/dashboards/{doc['id']}/data")).status_code == 404
+
+
+async def test_templates_endpoints(http: httpx.AsyncClient) -> None:
+    for name in ("overview", "engagement", "performance", "errors"):
+        r = await http.post("/dashboards/template", json={"template": name})
+        assert r.status_code == 201, r.text
+        assert r.json()["template"] == name and r.json()["widgets"]
+    r = await http.post("/dashboards/template", json={"template": "sales"})
+    assert r.status_code == 400
+    assert r.json()["error"]["details"][0]["field"] == "template"
+    r = await http.post("/dashboards/templates", json={"template": "sales", "name": "Sales",
+                                                       "widgets": [COUNTER]})
+    assert r.status_code == 201, r.text
+    listing = (await http.get("/dashboards/templates")).json()["templates"]
+    assert [t["name"] for t in listing][-1] == "sales" and not listing[-1]["builtin"]
+    r = await http.post("/dashboards/template", json={"template": "sales", "name": "Q3"})
+    assert r.status_code == 201 and r.json()["name"] == "Q3"
+    assert (await http.delete("/dashboards/templates/sales")).status_code == 200
+    assert (await http.delete("/dashboards/templates/overview")).status_code == 400
+
+
+async def test_bad_input_is_a_400_naming_widget_and_field(http: httpx.AsyncClient) -> None:
+    await http.post("/events/batch", json=events(3))
+    cases = [
+        ({"type": "radar", "dataSource": {"type": "count"}}, "widgets[1].type"),
+        ({"type": "counter", "position": {"x": 1, "y": 0, "w": 3, "h": 2},
+          "dataSource": {"type": "count"}}, "widgets[1].position"),
+        ({"type": "counter", "position": {"x": 11, "y": 3, "w": 2, "h": 2},
+          "dataSource": {"type": "count"}}, "widgets[1].position.w"),
+        ({"type": "counter", "dataSource": {"type": "aggregation", "eventType": "purchase",
+                                            "metric": "amont", "aggregation": "sum"}},
+         "widgets[1].dataSource.metric"),
+    ]
+    for widget, field in cases:
+        r = await http.post("/dashboards", json={"name": "x", "widgets": [COUNTER, widget]})
+        assert r.status_code == 400, r.text
+        detail = r.json()["error"]["details"][0]
+        assert detail["field"] == field and detail["widget"] == 1
+    for raw in (b"[]", b"{not json", b'"x"'):
+        r = await http.post("/dashboards", content=raw,
+                            headers={"Content-Type": "application/json"})
+        assert r.status_code == 400
+    r = await http.get("/dashboards/nope/data", params={"tz": "abc"})
+    assert r.status_code in (400, 404)
+    assert (await http.get("/dashboards")).json()["total"] == 0
+
+
+async def test_data_matches_the_analytics_api(http: httpx.AsyncClient) -> None:
+    await http.post("/events/batch", json=events(7) + events(4, "pageview", 100))
+    doc = (await http.post("/dashboards/template", json={"template": "overview"})).json()
+    r = await http.get(f"/dashboards/{doc['id']}/data", params={"tz": "60"})
+    assert r.status_code == 200 and r.headers["Cache-Control"] == "no-store"
+    data = r.json()
+    assert data["dashboardId"] == doc["id"] and len(data["widgets"]) == len(doc["widgets"])
+    assert all(w["error"] is None for w in data["widgets"]), data["widgets"]
+    by_title = {w["title"]: w["data"] for w in data["widgets"]}
+    count = (await http.get("/analytics/count", params={"timeRange": "last_24h"})).json()
+    assert by_title["Events"]["value"] == count["count"] == 11
+    assert by_title["Revenue"]["value"] == sum(10.0 + i for i in range(7))
+    assert by_title["Activity by hour and weekday"]["total"] == 11
+    assert by_title["Activity by hour and weekday"]["tzOffsetMinutes"] == 60
+    short = (await http.get(f"/dashboards/{doc['id']}/data",
+                            params={"timeRange": "last_15m"})).json()
+    assert short["timeRange"] == "last_15m"
+    r = await http.get(f"/dashboards/{doc['id']}/data", params={"timeRange": "forever"})
+    assert r.status_code == 400
+
+
+async def test_failing_widget_carries_its_own_error(http: httpx.AsyncClient) -> None:
+    widgets = [COUNTER, {"type": "gauge", "position": {"x": 3, "y": 0, "w": 3, "h": 2},
+                         "dataSource": {"type": "aggregation", "eventType": "signup",
+                                        "metric": "plan", "aggregation": "avg"}}]
+    doc = (await http.post("/dashboards", json={"name": "x", "widgets": widgets})).json()
+    await http.post("/events/batch", json=events(2) + [
+        {"type": "signup", "userId": "u1", "timestamp": now_ms() - 10,
+         "properties": {"plan": "pro"}}])
+    data = (await http.get(f"/dashboards/{doc['id']}/data")).json()
+    ok, bad = data["widgets"]
+    assert ok["data"]["value"] == 2 and ok["error"] is None
+    assert bad["data"] is None and "not numeric" in bad["error"]["message"]
+
+
+async def recv_json(ws: Any, timeout: float = 5) -> dict[str, Any]:
+    with trio.fail_after(timeout):
+        msg: dict[str, Any] = json.loads(await ws.get_message())
+        return msg
+
+
+async def test_live_channel_pushes_new_data(server: LiveServer,
+                                            http: httpx.AsyncClient) -> None:
+    doc = (await http.post("/dashboards", json={"name": "live", "widgets": [COUNTER],
+                                                "refreshInterval": 60_000})).json()
+    channel = f"dashboard:{doc['id']}"
+    async with open_websocket_url(server.ws_url) as ws:
+        await ws.send_message(json.dumps({"type": "subscribe", "channel": "dashboard:nope"}))
+        await ws.send_message(json.dumps({"type": "subscribe", "channel": channel}))
+        seen: list[dict[str, Any]] = []
+        refused = False
+        while not any(m["type"] == "dashboard" for m in seen):
+            msg = await recv_json(ws)
+            refused = refused or (msg["type"] == "error" and "nope" in json.dumps(msg))
+            seen.append(msg)
+        first = next(m for m in seen if m["type"] == "dashboard")
+        assert first["channel"] == channel
+        assert first["data"]["widgets"][0]["data"]["value"] == 0
+        assert refused
+        t0 = trio.current_time()
+        await http.post("/events/batch", json=events(5))
+        while True:
+            msg = await recv_json(ws, 3)
+            if msg["type"] == "dashboard" and msg["data"]["widgets"][0]["data"]["value"] == 5:
+                break
+        assert trio.current_time() - t0 < 3
+        # a channel with its own time range and time zone
+        await ws.send_message(json.dumps({"type": "subscribe",
+                                          "channel": channel + "?timeRange=last_1h&tz=120"}))
+        while True:
+            msg = await recv_json(ws)
+            if msg["type"] == "dashboard" and msg["channel"].endswith("tz=120"):
+                assert msg["data"]["timeRange"] == "last_1h"
+                break
+
+
+async def test_web_app_is_served_with_types_and_cache_headers(
+        http: httpx.AsyncClient) -> None:
+    r = await http.get("/")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/html")
+    assert r.headers["cache-control"] == "no-cache"
+    assert '<script type="module" src="/js/app.js">' in r.text
+    for path, ctype in (("/js/app.js", "text/javascript"), ("/css/dashboard.css", "text/css"),
+                        ("/img/favicon.svg", "image/svg+xml"),
+                        ("/vendor/chart-4.6.1.umd.min.js", "text/javascript")):
+        res = await http.get(path)
+        assert res.status_code == 200 and res.headers["content-type"].startswith(ctype), path
+        assert (await http.get(path, headers={"If-None-Match": res.headers["etag"]})
+                ).status_code == 304
+    vendor = await http.get("/vendor/chart-4.6.1.umd.min.js")
+    assert "immutable" in vendor.headers["cache-control"]
+    for bad in ("/js/../../core/engine.py", "/js/missing.js", "/vendor/.hidden"):
+        assert (await http.get(bad)).status_code == 404
+    missing = await http.get("/no/such/endpoint")
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
