@@ -113,9 +113,9 @@ async def test_failing_widget_carries_its_own_error(http: httpx.AsyncClient) -> 
                          "dataSource": {"type": "aggregation", "eventType": "signup",
                                         "metric": "plan", "aggregation": "avg"}}]
     doc = (await http.post("/dashboards", json={"name": "x", "widgets": widgets})).json()
-    await http.post("/events/batch", json=events(2) + [
-        {"type": "signup", "userId": "u1", "timestamp": now_ms() - 10,
-         "properties": {"plan": "pro"}}])
+    signup = {"type": "signup", "userId": "u1", "timestamp": now_ms() - 10,
+              "properties": {"plan": "pro"}}
+    await http.post("/events/batch", json=[*events(2), signup])
     data = (await http.get(f"/dashboards/{doc['id']}/data")).json()
     ok, bad = data["widgets"]
     assert ok["data"]["value"] == 2 and ok["error"] is None
