@@ -18,9 +18,9 @@ Time series buckets are epoch-aligned: the range widens to whole buckets, each b
 start `timestamp`, and empty buckets are zero (count, sum, unique_users) or null (avg, min,
 max, percentiles — there is no value to show).
 
-Splitting a query into `prepare` (parse, snapshot, cache key; on the caller's thread) and
-`Prepared.compute` (pure numpy over immutable blocks; safe in a worker thread) lets the server
-keep its event loop free while the cache stays single-threaded.
+Splitting a query into `prepare` (parse, snapshot, cache key) and `Prepared.compute` (pure
+numpy over immutable blocks; safe in a worker thread) lets the server answer cache hits on
+the event loop and send only real work to its query threads.
 """
 
 from __future__ import annotations
@@ -117,18 +117,6 @@ def execute(engine: Engine, prepared: Prepared) -> dict[str, Any]:
     if hit is not None:
         return hit
     result = prepared.compute()
-    remember(engine, prepared, result)
-    return {**result, "cached": False}
-
-
-async def execute_async(engine: Engine, prepared: Prepared) -> dict[str, Any]:
-    """`execute` with the computation in a worker thread (the cache stays on this thread)."""
-    import trio
-
-    hit = cached(engine, prepared)
-    if hit is not None:
-        return hit
-    result = await trio.to_thread.run_sync(prepared.compute)
     remember(engine, prepared, result)
     return {**result, "cached": False}
 

@@ -9,6 +9,7 @@ bumps the store version too, so dropped segments invalidate what they touched.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ class _Entry:
 
 
 class QueryCache:
-    """A bounded LRU of query results; all methods run on the caller's (trio) thread."""
+    """A bounded LRU of query results. Thread-safe: facade calls may run in worker threads."""
 
     def __init__(self, ttl_ms: int = 30_000, max_entries: int = 512) -> None:
         self.ttl_ms = ttl_ms
@@ -40,12 +41,17 @@ class QueryCache:
         self.hits = 0
         self.misses = 0
         self.invalidations = 0
+        self._lock = threading.Lock()
 
     def get(self, key: str, store: ChangeLog, now: float | None = None) -> dict[str, Any] | None:
         """The cached result for `key`, or None when absent, expired or overtaken by data."""
         if self.ttl_ms <= 0:
             self.misses += 1
             return None
+        with self._lock:
+            return self._get(key, store, now)
+
+    def _get(self, key: str, store: ChangeLog, now: float | None) -> dict[str, Any] | None:
         entry = self._entries.get(key)
         if entry is None:
             self.misses += 1
@@ -66,14 +72,16 @@ class QueryCache:
         """Remember `value`, computed from a snapshot at store `version`, covering [start, end)."""
         if self.ttl_ms <= 0:
             return
-        self._entries[key] = _Entry(value, version, start, end,
-                                    time.monotonic() if now is None else now)
-        self._entries.move_to_end(key)
-        while len(self._entries) > self.max_entries:
-            self._entries.popitem(last=False)
+        with self._lock:
+            self._entries[key] = _Entry(value, version, start, end,
+                                        time.monotonic() if now is None else now)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self.max_entries:
+                self._entries.popitem(last=False)
 
     def clear(self) -> None:
-        self._entries.clear()
+        with self._lock:
+            self._entries.clear()
 
     def __len__(self) -> int:
         return len(self._entries)

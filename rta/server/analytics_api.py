@@ -1,8 +1,9 @@
 """Analytics endpoints: /analytics/aggregate, /count, /unique-users, /top.
 
-Thin by design: the request becomes a dict for `rta.core.analytics`, which parses, answers
-from the result cache when it may, and otherwise computes in a worker thread so the event
-loop keeps serving ingestion and WebSockets during a long query.
+Thin by design: the request becomes a dict for `rta.core.analytics`, which parses and
+answers from the result cache when it may; real work goes through `run_query` (a worker
+thread, a concurrency cap and a timeout) so the event loop keeps serving ingestion and
+WebSockets during a long query.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from quart_trio import QuartTrio
 
 from rta.core import analytics
 from rta.core.engine import Engine
-from rta.server.http import engine, json_object, json_response
+from rta.server.http import engine, json_object, json_response, run_query
 
 bp = Blueprint("analytics_api", __name__)
 
@@ -37,7 +38,12 @@ def args_dict() -> dict[str, Any]:
 async def _run(kind: str, params: dict[str, Any]) -> Response:
     eng = engine()
     prepared = analytics.prepare(kind, eng, params)
-    return json_response(await analytics.execute_async(eng, prepared))
+    hit = analytics.cached(eng, prepared)
+    if hit is None:
+        result = await run_query(prepared.compute)
+        analytics.remember(eng, prepared, result)
+        hit = {**result, "cached": False}
+    return json_response(hit)
 
 
 @bp.post("/analytics/aggregate")
