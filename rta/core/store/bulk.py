@@ -32,6 +32,7 @@ import gzip
 import json
 import os
 import time
+import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -66,7 +67,7 @@ from rta.core.store.block import (
     null_column,
 )
 from rta.core.store.dictionary import Dictionary
-from rta.core.store.records import frame, fsync_dir
+from rta.core.store.records import HEADER, fsync_dir
 from rta.core.store.segment import FORMAT_VERSION, Segment, read_segment, segment_name
 from rta.core.store.store import ColumnStore
 from rta.core.timeparse import now_ms
@@ -328,25 +329,67 @@ class _Loader:
         self.result.rejected.sort(key=lambda r: r["index"])
 
     def _flush(self, final: bool) -> None:
+        """Dedup, order by (timestamp, input order) and write full segments; a partial last
+        segment waits for the next flush unless this is the final one."""
         if not self.pieces:
             return
-        block = concat_blocks([b for b, _ in self.pieces], label="bulk")
+        blocks = [b for b, _ in self.pieces]
         order = np.concatenate([o for _, o in self.pieces])
         self.pieces, self.rows = [], 0
-        keep = _dedup(self.store, block, order, self.now)
-        self.result.duplicates += block.n - len(keep)
-        self.store.duplicates_dropped += block.n - len(keep)
-        keep = keep[np.lexsort((order[keep], block.ts[keep]))]
+        ts = np.concatenate([b.ts for b in blocks])
+        keep = _dedup(self.store, np.concatenate([b.id_lo for b in blocks]), order)
+        dropped = len(keep) - int(keep.sum())
+        self.result.duplicates += dropped
+        self.store.duplicates_dropped += dropped
+        if dropped == 0 and _in_order(ts, order):
+            rows = None  # already in final order: segments are slices, no gather
+            total = len(ts)
+        else:
+            big = concat_blocks(blocks, label="bulk")
+            blocks = [big]
+            idx = np.flatnonzero(keep)
+            rows = idx[np.lexsort((order[idx], ts[idx]))]
+            total = len(rows)
         size = self.store.config.max_head_events
-        cut = len(keep) if final else len(keep) - len(keep) % size
-        if cut < len(keep):  # carry the partial last segment into the next flush
-            rest = keep[cut:]
-            self.pieces.append((block.take(rest), order[rest]))
-            self.rows = len(rest)
-        parts = [block.take(keep[i:i + size]) for i in range(0, cut, size)]
+        cut = total if final else total - total % size
+
+        def segment(lo: int, hi: int) -> tuple[Block, np.ndarray]:
+            if rows is None:
+                return _range(blocks, lo, hi), order[lo:hi]
+            return blocks[0].take(rows[lo:hi]), order[rows[lo:hi]]
+
+        if cut < total:
+            self.pieces.append(segment(cut, total))
+            self.rows = total - cut
+        parts = [segment(i, min(i + size, cut))[0] for i in range(0, cut, size)]
         _write_segments(self.store, parts, self.now)
         self.result.accepted += cut
         self.result.segments += len(parts)
+
+
+def _in_order(ts: np.ndarray, order: np.ndarray) -> bool:
+    """Whether rows already run by (timestamp, input order)."""
+    if len(ts) < 2:
+        return True
+    dts = np.diff(ts)
+    return bool(np.all((dts > 0) | ((dts == 0) & (np.diff(order) > 0))))
+
+
+def _range(blocks: list[Block], lo: int, hi: int) -> Block:
+    """Rows lo:hi of the blocks laid end to end, as views where they fall in one block."""
+    parts = []
+    start = 0
+    for b in blocks:
+        end = start + b.n
+        if end > lo and start < hi:
+            sl = slice(max(lo - start, 0), min(hi, end) - start)
+            parts.append(Block(
+                ts=b.ts[sl], recv=b.recv[sl], type=b.type[sl], user=b.user[sl],
+                session=b.session[sl], id_hi=b.id_hi[sl], id_lo=b.id_lo[sl],
+                id_text=None if b.id_text is None else b.id_text[sl],
+                props={k: v[sl] for k, v in b.props.items()}, label="bulk"))
+        start = end
+    return concat_blocks(parts, label="bulk")
 
 
 # -- vectorised validation -----------------------------------------------------------------
@@ -366,15 +409,63 @@ def _plain(arr: pa.ChunkedArray | pa.Array) -> pa.Array:
 
 
 def _valid(a: pa.Array) -> np.ndarray:
+    """Validity as a bool array (unpacked from the bitmap, no per-value work)."""
     if a.null_count == 0:
         return np.ones(len(a), dtype=bool)
-    return np.asarray(a.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
+    if pa.types.is_null(a.type) or a.null_count == len(a):
+        return np.zeros(len(a), dtype=bool)
+    bitmap = a.buffers()[0]
+    bits = np.unpackbits(np.frombuffer(bitmap, dtype=np.uint8), bitorder="little")
+    return bits[a.offset:a.offset + len(a)].view(bool)
 
 
-def _lengths(a: pa.Array) -> np.ndarray:
-    """Code-point lengths (Python `len`), 0 for nulls."""
-    return np.asarray(pc.utf8_length(a).fill_null(0).to_numpy(zero_copy_only=False),
-                      dtype=np.int64)
+def _offsets(a: pa.Array) -> np.ndarray:
+    large = pa.types.is_large_string(a.type)
+    dtype = np.int64 if large else np.int32
+    return np.frombuffer(a.buffers()[1], dtype=dtype, count=len(a) + 1,
+                         offset=a.offset * np.dtype(dtype).itemsize)
+
+
+def _byte_lengths(a: pa.Array) -> np.ndarray:
+    """UTF-8 byte lengths of a string column (0 for nulls): an upper bound of Python's
+    `len`, so a row within a limit in bytes is within it in characters."""
+    if len(a) == 0:
+        return np.zeros(0, dtype=np.int64)
+    if pa.types.is_dictionary(a.type):
+        inner = _byte_lengths(a.dictionary)
+        if not len(inner):
+            return np.zeros(len(a), dtype=np.int64)
+        out = inner[np.asarray(a.indices.fill_null(0).to_numpy(zero_copy_only=False),
+                               dtype=np.int64)]
+    else:
+        out = np.diff(_offsets(a)).astype(np.int64)
+    if a.null_count:
+        out[~_valid(a)] = 0
+    return out
+
+
+def _unusual_edges(a: pa.Array) -> np.ndarray:
+    """Non-empty strings whose first or last byte is not printable, non-space ASCII: only
+    those can be blank to Python's `str.strip()`."""
+    if len(a) == 0:
+        return np.zeros(0, dtype=bool)
+    if pa.types.is_dictionary(a.type):
+        inner = _unusual_edges(a.dictionary)
+        if not len(inner):
+            return np.zeros(len(a), dtype=bool)
+        return inner[np.asarray(a.indices.fill_null(0).to_numpy(zero_copy_only=False),
+                                dtype=np.int64)] & _valid(a)
+    offsets = _offsets(a)
+    buf = a.buffers()[2]
+    if buf is None or buf.size == 0:
+        return np.zeros(len(a), dtype=bool)
+    data = np.frombuffer(buf, dtype=np.uint8)
+    starts, ends = offsets[:-1], offsets[1:]
+    nonempty = ends > starts
+    first = data[np.where(nonempty, starts, 0)]
+    last = data[np.where(nonempty, ends - 1, 0)]
+    ok = (first >= 0x21) & (first <= 0x7E) & (last >= 0x21) & (last <= 0x7E)
+    return nonempty & ~ok & _valid(a)
 
 
 def _prop_kind(t: pa.DataType) -> str | None:
@@ -390,8 +481,19 @@ def _prop_kind(t: pa.DataType) -> str | None:
     return None
 
 
+def _column(table: pa.Table, name: str) -> pa.Array:
+    arr = table.column(name)
+    if isinstance(arr, pa.ChunkedArray):
+        return arr.chunk(0) if arr.num_chunks == 1 else arr.combine_chunks()
+    return arr
+
+
 def _slow_rows(table: pa.Table, now: int, limits: Limits) -> np.ndarray:
-    """Rows the column checks cannot clear: they go through the Python validator."""
+    """Rows the column checks cannot clear: they go through the Python validator.
+
+    Lengths are checked in UTF-8 bytes (>= characters): a row that might exceed a limit is
+    sent to the validator, which decides exactly.
+    """
     n = table.num_rows
     names = table.column_names
     all_slow = np.ones(n, dtype=bool)
@@ -400,59 +502,51 @@ def _slow_rows(table: pa.Table, now: int, limits: Limits) -> np.ndarray:
 
     if "type" not in names or not _is_str(table.schema.field("type").type):
         return all_slow
-    etype = _plain(table.column("type"))
-    tlen = _lengths(etype)
-    slow |= ~_valid(etype) | (tlen == 0) | (tlen > MAX_TYPE_LENGTH)
-    # Only a type starting or ending in something other than printable ASCII can be blank to
-    # Python's str.strip(); those few rows take the exact path.
-    edge = pc.match_substring_regex(etype, r"^[^\x21-\x7e]|[^\x21-\x7e]$")
-    slow |= np.asarray(edge.fill_null(True).to_numpy(zero_copy_only=False), dtype=bool)
+    etype = _column(table, "type")
+    tlen = _byte_lengths(etype)
+    slow |= ~_valid(etype) | (tlen == 0) | (tlen > MAX_TYPE_LENGTH) | _unusual_edges(etype)
     size += tlen
 
     for name in ("userId", "sessionId"):
-        if name not in names:
+        if name not in names or pa.types.is_null(table.schema.field(name).type):
             continue
-        t = table.schema.field(name).type
-        if pa.types.is_null(t):
-            continue
-        col = _plain(table.column(name))
-        if not _is_str(t):
+        col = _column(table, name)
+        if not _is_str(col.type):
             slow |= _valid(col)
             continue
-        length = _lengths(col)
+        length = _byte_lengths(col)
         slow |= length > MAX_ID_LENGTH
         size += length
 
     if "id" in names and not pa.types.is_null(table.schema.field("id").type):
-        t = table.schema.field("id").type
-        col = _plain(table.column("id"))
-        if _is_str(t):
-            length = _lengths(col)
-            valid = _valid(col)
+        col = _column(table, "id")
+        valid = _valid(col)
+        if _is_str(col.type):
+            length = _byte_lengths(col)
             slow |= valid & ((length == 0) | (length > MAX_ID_LENGTH))
             size += np.where(valid, length, 36)
-        elif pa.types.is_integer(t):
-            size += np.where(_valid(col), _lengths(col.cast(pa.string())), 36)
+        elif pa.types.is_integer(col.type):
+            size += np.where(valid, 20, 36)
         else:
-            slow |= _valid(col)
+            slow |= valid
             size += 36
     else:
         size += 36
 
     if "timestamp" in names:
-        t = table.schema.field("timestamp").type
-        col = _plain(table.column("timestamp"))
+        col = _plain(_column(table, "timestamp"))
+        t = col.type
         valid = _valid(col)
         if pa.types.is_integer(t) or pa.types.is_floating(t):
             raw = col.fill_null(0).to_numpy(zero_copy_only=False)
             if pa.types.is_floating(t):
-                finite = np.isfinite(np.nan_to_num(raw, nan=np.inf)) & (np.abs(raw) < 1e16)
+                finite = np.isfinite(raw) & (np.abs(raw) < 1e16)
                 slow |= valid & ~finite
-                ts = np.where(finite, np.trunc(np.where(finite, raw, 0)), 0).astype(np.int64)
+                ts = np.trunc(np.where(finite, raw, 0)).astype(np.int64)
             else:
                 if pa.types.is_unsigned_integer(t):
                     slow |= valid & (raw > INT64_MAX)
-                ts = np.where(valid, raw, 0).astype(np.int64)
+                ts = raw.astype(np.int64)
             bad = (ts > now + limits.future_tolerance_ms) | (ts < 0)
             if limits.past_horizon_ms is not None:
                 bad |= ts < now - limits.past_horizon_ms
@@ -460,12 +554,11 @@ def _slow_rows(table: pa.Table, now: int, limits: Limits) -> np.ndarray:
         elif not pa.types.is_null(t):
             slow |= valid  # ISO strings and the like: the Python parser decides
 
-    keys: list[str] = []
+    keys: set[str] = set()
     for name in names:
         if name == "properties":
-            t = table.schema.field(name).type
-            if not pa.types.is_null(t):
-                slow |= _valid(_plain(table.column(name)))  # not an object: an error
+            if not pa.types.is_null(table.schema.field(name).type):
+                slow |= _valid(_column(table, name))  # not an object: an error
             continue
         if not name.startswith(PROPS):
             continue
@@ -474,27 +567,26 @@ def _slow_rows(table: pa.Table, now: int, limits: Limits) -> np.ndarray:
         if (key in keys or len(parts) > MAX_DEPTH + 1 or len(key) > MAX_KEY_LENGTH
                 or any(not p for p in parts)):
             return all_slow  # ambiguous nesting or bad names: let the validator decide
-        keys.append(key)
+        keys.add(key)
         t = table.schema.field(name).type
         if pa.types.is_null(t):
             continue
-        col = _plain(table.column(name))
+        col = _column(table, name)
         kind = _prop_kind(t)
         if kind is None:
             slow |= _valid(col)
             continue
         if kind == STR:
-            present = _valid(col)
-            size += np.where(present, len(key) + 6 + _lengths(col), 0)
+            size += np.where(_valid(col), len(key) + 6 + _byte_lengths(col), 0)
             continue
-        raw = col.fill_null(0).to_numpy(zero_copy_only=False)
         if kind == FLOAT:
             raw = col.to_numpy(zero_copy_only=False)
-            present = ~np.isnan(raw) & ~np.isinf(raw)
+            present = np.isfinite(raw)
         else:
             present = _valid(col)
             if pa.types.is_unsigned_integer(t):
-                slow |= present & (np.nan_to_num(raw.astype(np.float64)) > INT64_MAX)
+                big = col.fill_null(0).to_numpy(zero_copy_only=False) > INT64_MAX
+                slow |= present & big
         size += np.where(present, len(key) + 14, 0)
     slow |= size > limits.max_event_bytes // 2
     return slow
@@ -504,53 +596,73 @@ def _slow_rows(table: pa.Table, now: int, limits: Limits) -> np.ndarray:
 
 
 def _global_codes(d: Dictionary, strings: list[str]) -> np.ndarray:
-    """Global codes for distinct strings, adding new ones with one write for all of them.
+    """Global codes for distinct strings, adding the new ones with a single file write.
 
-    Uses the dictionary's internals (`_add_memory`, `_fd`): `Dictionary.code()` would issue
-    one write syscall per new string, which dominates a load with a million new sessions.
+    Extends `d.codes`/`d.strings` and writes to `d._fd` directly (the same frames
+    `Dictionary.code()` appends): `code()` issues one write syscall per new string, which
+    dominates a load that brings a million new sessions.
     """
     get = d.codes.get
-    out = np.empty(len(strings), dtype=np.int32)
-    new: list[bytes] = []
-    for i, s in enumerate(strings):
-        c = get(s)
-        if c is None:
-            c = d._add_memory(s)
-            if d._fd is not None:
-                new.append(frame(s.encode()))
-        out[i] = c
-    if new:
-        assert d._fd is not None
-        data = b"".join(new)
-        view = memoryview(data)
-        while view:
-            written = os.write(d._fd, view)
-            view = view[written:]
+    out = np.fromiter((get(s, -1) for s in strings), dtype=np.int32, count=len(strings))
+    missing = np.flatnonzero(out < 0)
+    if len(missing):
+        base = len(d.strings)
+        new = [strings[i] for i in missing.tolist()]
+        d.strings.extend(new)
+        d.codes.update(zip(new, range(base, base + len(new)), strict=True))
+        out[missing] = np.arange(base, base + len(new), dtype=np.int32)
+        if d._fd is not None:
+            pack, crc = HEADER.pack, zlib.crc32
+            encoded = [t.encode() for t in new]
+            view = memoryview(b"".join([pack(len(b), crc(b)) + b for b in encoded]))
+            while view:
+                view = view[os.write(d._fd, view):]
     return out
 
 
-def _encode_strings(d: Dictionary, arr: pa.ChunkedArray | pa.Array,
+def _dict_encode(a: pa.Array) -> pa.DictionaryArray:
+    return a if pa.types.is_dictionary(a.type) else pc.dictionary_encode(a)
+
+
+def _encode_strings(d: Dictionary, enc: pa.DictionaryArray,
                     empty_is_null: bool = False) -> np.ndarray:
-    """int32 global codes of a string column (-1 for null)."""
-    a = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
-    enc = a if pa.types.is_dictionary(a.type) else pc.dictionary_encode(a)
+    """int32 global codes of a dictionary-encoded string column (-1 for null)."""
+    a = enc
     strings = enc.dictionary.to_pylist()
-    lut = _global_codes(d, strings) if strings else np.zeros(0, np.int32)
-    if empty_is_null and strings:
-        lut[np.asarray([s == "" for s in strings])] = -1
-    idx = enc.indices
-    if len(lut) == 0:
+    if not strings:
         return np.full(len(a), -1, dtype=np.int32)
-    codes = lut[np.asarray(idx.fill_null(0).to_numpy(zero_copy_only=False), dtype=np.int64)]
+    lut = _global_codes(d, strings)
+    if empty_is_null and "" in d.codes:
+        lut[lut == d.codes[""]] = -1
+    idx = enc.indices
     if idx.null_count:
+        codes = lut[np.asarray(idx.fill_null(0).to_numpy(zero_copy_only=False), np.int64)]
         codes[~_valid(idx)] = -1
-    return codes.astype(np.int32, copy=False)
+        return codes
+    return lut[idx.to_numpy()]
 
 
-_HEXVAL = np.full(256, 255, dtype=np.uint8)
+_HEXVAL = np.full(256, 255, dtype=np.uint16)
 _HEXVAL[np.frombuffer(b"0123456789", np.uint8)] = np.arange(10)
 _HEXVAL[np.frombuffer(b"abcdef", np.uint8)] = np.arange(10, 16)
-_DIGIT_POS = np.array([i for i in range(36) if i not in (8, 13, 18, 23)])
+# Two ASCII hex digits (as a little-endian uint16) -> their byte value, >= 256 if not hex.
+_PAIR = ((_HEXVAL[np.arange(65536) & 0xFF] << 4) | _HEXVAL[np.arange(65536) >> 8]).astype(
+    np.uint16)
+_PAIR[(_HEXVAL[np.arange(65536) & 0xFF] == 255) | (_HEXVAL[np.arange(65536) >> 8] == 255)] = 0xFFFF
+_DASHES = [8, 13, 18, 23]
+
+
+def _uuid_words(chars: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(hi, lo, canonical) for an (n, 36) ASCII matrix of candidate UUID texts.
+
+    Canonical = lowercase hex with dashes, exactly the texts `id_parts` stores as 16 bytes.
+    """
+    hexes = np.concatenate([chars[:, 0:8], chars[:, 9:13], chars[:, 14:18], chars[:, 19:23],
+                            chars[:, 24:36]], axis=1)
+    pairs = _PAIR[hexes.view(np.uint16)]
+    canon = (pairs.max(axis=1) < 256) & (chars[:, _DASHES] == 45).all(axis=1)
+    words = np.ascontiguousarray(pairs.astype(np.uint8)).view(">u8").astype(np.uint64)
+    return words[:, 0], words[:, 1], canon
 
 
 def _parse_ids(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, pa.Array | None]:
@@ -559,37 +671,34 @@ def _parse_ids(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, pa.Array | None]:
     n = len(arr)
     hi = np.zeros(n, dtype=np.uint64)
     lo = np.zeros(n, dtype=np.uint64)
-    valid = _valid(arr)
     if not pa.types.is_string(arr.type):
         arr = arr.cast(pa.string())
-    lengths = _lengths(arr)
-    ok = valid & (lengths == 36)
+    valid = _valid(arr)
+    ok = valid & (_byte_lengths(arr) == 36)
     rows = np.flatnonzero(ok)
     if len(rows):
-        offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32,
-                                count=len(arr) + 1, offset=arr.offset * 4)
+        offsets = _offsets(arr)
         data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)
         if len(rows) == n and offsets[-1] - offsets[0] == 36 * n:
             chars = data[offsets[0]:offsets[-1]].reshape(n, 36)
         else:
             chars = data[offsets[rows][:, None] + np.arange(36)]
-        digits = _HEXVAL[chars[:, _DIGIT_POS]]
-        canon = (digits != 255).all(axis=1) & (chars[:, [8, 13, 18, 23]] == 45).all(axis=1)
-        packed = (digits[:, 0::2] << 4) | digits[:, 1::2]
-        words = np.ascontiguousarray(packed).view(">u8").astype(np.uint64)
-        good = rows[canon]
-        hi[good] = words[canon, 0]
-        lo[good] = words[canon, 1]
-        ok[rows[~canon]] = False
+        h, low, canon = _uuid_words(chars)
+        if canon.all() and len(rows) == n:
+            hi, lo = h, low
+        else:
+            hi[rows[canon]] = h[canon]
+            lo[rows[canon]] = low[canon]
+            ok[rows[~canon]] = False
     custom = np.flatnonzero(valid & ~ok)
     id_text = None
     if len(custom):
         texts = arr.take(pa.array(custom)).to_pylist()
         flags = np.zeros(len(custom), dtype=bool)
         for j, text in enumerate(texts):
-            h, low, is_custom = id_parts(text)
-            hi[custom[j]] = h
-            lo[custom[j]] = low
+            h_, l_, is_custom = id_parts(text)
+            hi[custom[j]] = h_
+            lo[custom[j]] = l_
             flags[j] = is_custom
         if flags.any():
             full: list[str | None] = [None] * n
@@ -617,22 +726,31 @@ def _encode(table: pa.Table, store: ColumnStore, now: int) -> Block:
     n = table.num_rows
     names = table.column_names
     dicts = store.dicts
-    etype = _encode_strings(dicts.types, table.column("type"))
+    # Hash-encode the string columns on both cores (pyarrow releases the GIL); mapping the
+    # small per-column dictionaries to global codes then runs here.
+    wanted = [name for name in names if (name in ("type", "userId", "sessionId") or (
+        name.startswith(PROPS) and _prop_kind(table.schema.field(name).type) == STR))]
+    with ThreadPoolExecutor(2) as pool:
+        has_id = "id" in names and not pa.types.is_null(table.schema.field("id").type)
+        ids = pool.submit(_parse_ids, _plain(_column(table, "id"))) if has_id else None
+        encoded = dict(zip(wanted, pool.map(lambda c: _dict_encode(_column(table, c)), wanted),
+                           strict=True))
+        etype = _encode_strings(dicts.types, encoded["type"])
 
-    def codes(name: str, d: Dictionary) -> np.ndarray:
-        if name not in names or pa.types.is_null(table.schema.field(name).type):
-            return np.full(n, -1, dtype=np.int32)
-        return _encode_strings(d, table.column(name), empty_is_null=True)
+        def codes(name: str, d: Dictionary) -> np.ndarray:
+            if name not in encoded:
+                return np.full(n, -1, dtype=np.int32)
+            return _encode_strings(d, encoded[name], empty_is_null=True)
 
-    user = codes("userId", dicts.users)
-    session = codes("sessionId", dicts.sessions)
-    if "id" in names and not pa.types.is_null(table.schema.field("id").type):
-        id_hi, id_lo, id_text = _parse_ids(_plain(table.column("id")))
-    else:
-        fresh = _random_uuids(n)
-        id_hi, id_lo, id_text = fresh[:, 0].copy(), fresh[:, 1].copy(), None
+        user = codes("userId", dicts.users)
+        session = codes("sessionId", dicts.sessions)
+        if ids is not None:
+            id_hi, id_lo, id_text = ids.result()
+        else:
+            fresh = _random_uuids(n)
+            id_hi, id_lo, id_text = fresh[:, 0].copy(), fresh[:, 1].copy(), None
     if "timestamp" in names and not pa.types.is_null(table.schema.field("timestamp").type):
-        col = _plain(table.column("timestamp"))
+        col = _plain(_column(table, "timestamp"))
         raw = col.fill_null(0).to_numpy(zero_copy_only=False)
         if pa.types.is_floating(col.type):
             raw = np.trunc(np.nan_to_num(raw, nan=0.0))
@@ -649,9 +767,9 @@ def _encode(table: pa.Table, store: ColumnStore, now: int) -> Block:
         if kind is None:
             continue  # null-typed (all absent)
         key = name[len(PROPS):]
-        col = _plain(table.column(name))
+        col = _column(table, name)
         if kind == STR:
-            arr = _encode_strings(dicts.values, col)
+            arr = _encode_strings(dicts.values, encoded[name])
             present = arr >= 0
         elif kind == BOOL:
             present = _valid(col)
@@ -664,9 +782,12 @@ def _encode(table: pa.Table, store: ColumnStore, now: int) -> Block:
             present = ~np.isnan(arr)
         else:
             present = _valid(col)
-            raw = col.fill_null(0).to_numpy(zero_copy_only=False)
-            arr = null_column(INT, n)
-            arr[present] = raw[present].astype(np.int64)
+            raw = col.fill_null(0).to_numpy(zero_copy_only=False).astype(np.int64)
+            if present.all():
+                arr = raw
+            else:
+                arr = null_column(INT, n)
+                arr[present] = raw[present]
         if present.any():
             props[kind + ":" + key] = arr
     return Block(ts=ts, recv=np.full(n, now, dtype=np.int64), type=etype, user=user,
@@ -677,29 +798,40 @@ def _encode(table: pa.Table, store: ColumnStore, now: int) -> Block:
 # -- dedup and segments --------------------------------------------------------------------
 
 
-def _dedup(store: ColumnStore, block: Block, order: np.ndarray, now: int) -> np.ndarray:
-    """Rows to keep, as `ColumnStore.reserve` would: keyed by the low id half, a row is a
-    duplicate of the head/recent ids, of a segment still in the dedup window, or of an
-    earlier row of the load."""
-    keys = block.id_lo
-    if not len(keys):
-        return np.zeros(0, dtype=np.int64)
-    dup = np.zeros(len(keys), dtype=bool)
-    horizon = now_ms() - store.config.dedup_window_ms
-    for seg in store.segments:
-        ids = seg.sorted_ids
-        if seg.max_recv >= horizon and len(ids):
-            pos = np.minimum(np.searchsorted(ids, keys), len(ids) - 1)
-            dup |= ids[pos] == keys
-    recent = store._recent_ids
-    if recent:
-        dup |= np.isin(keys, np.fromiter(recent, dtype=np.uint64, count=len(recent)))
-    perm = np.lexsort((order, keys))
+def _dedup(store: ColumnStore, keys: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """Mask of rows to keep, as `ColumnStore.reserve` decides: keyed by the low id half, a
+    row is a duplicate of an earlier row of the load (by input order), of an id the head or a
+    pending seal holds, or of a segment still inside the dedup window."""
+    n = len(keys)
+    keep = np.ones(n, dtype=bool)
+    if not n:
+        return keep
+    perm = np.argsort(keys)
     sk = keys[perm]
-    first = np.r_[True, sk[1:] != sk[:-1]]
-    keep = perm[first]
-    keep = keep[~dup[keep]]
-    return np.sort(keep)
+    same = sk[1:] == sk[:-1]
+    if same.any():  # keep the first by input order among equal keys
+        at = np.flatnonzero(same)
+        involved = perm[np.unique(np.r_[at, at + 1])]
+        inv = involved[np.lexsort((order[involved], keys[involved]))]
+        ik = keys[inv]
+        keep[inv[np.r_[False, ik[1:] == ik[:-1]]]] = False
+    hit = np.zeros(n, dtype=bool)  # in sorted position
+    horizon = now_ms() - store.config.dedup_window_ms
+    known = [seg.sorted_ids for seg in store.segments if seg.max_recv >= horizon]
+    if store._recent_ids:
+        known.append(np.sort(np.fromiter(store._recent_ids, dtype=np.uint64,
+                                         count=len(store._recent_ids))))
+    for ids in known:
+        if not len(ids):
+            continue
+        pos = np.minimum(np.searchsorted(sk, ids), n - 1)
+        hit[pos[sk[pos] == ids]] = True
+    if hit.any():  # mark every row of a key that exists already
+        run = np.cumsum(np.r_[True, ~same]) - 1
+        bad = np.zeros(int(run[-1]) + 1, dtype=bool)
+        bad[run[hit]] = True
+        keep[perm[bad[run]]] = False
+    return keep
 
 
 def _write_segments(store: ColumnStore, blocks: list[Block], now: int) -> None:
