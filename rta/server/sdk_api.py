@@ -14,8 +14,10 @@ import binascii
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from quart import Blueprint, Response, request
+from quart import Blueprint, Response, current_app, g, request
 
+from rta.core.auth import PREFIX as TOKEN_PREFIX
+from rta.core.auth import scope_allows
 from rta.core.engine import Engine
 from rta.core.errors import PayloadTooLarge, RtaError
 from rta.core.sdk_mapping import (
@@ -38,10 +40,35 @@ SEGMENT_KINDS = ("track", "page", "screen", "identify", "alias", "group")
 def authorize_sdk_key(eng: Engine, sdk: str, key: str | None) -> None:
     """The one place an SDK's API key / write key is checked.
 
-    Every key is accepted for now. When auth lands, keys map onto rta tokens with write
-    scope here: raise an RtaError with status 401 for a missing or unknown key.
+    Keys are rta tokens: when auth is required, the key must be a live token with write (or
+    admin) scope. A request that already presented a Bearer token was checked by the
+    security module. A wrong key is refused even when auth is optional, as everywhere else.
     """
-    del eng, sdk, key
+    if getattr(g, "rta_token", None) is not None:
+        return
+    opts = current_app.config["RTA_SECURITY"]
+    if opts["mode"] == "off":
+        return
+    if not key:
+        if opts["auth_required"]:
+            raise _unauthorized(f"{sdk}: send your rta write token as the API key")
+        return
+    record = opts["tokens"].verify(key)
+    if record is None:
+        if opts["auth_required"] or key.startswith(TOKEN_PREFIX):
+            raise _unauthorized("invalid or revoked API key")
+        return  # auth optional and the key is not an rta token (e.g. a PostHog project key)
+    if not scope_allows(record["scope"], "write"):
+        err = RtaError("this key's scope does not allow ingestion; it needs 'write'",
+                       code="forbidden")
+        err.status = 403
+        raise err
+
+
+def _unauthorized(message: str) -> RtaError:
+    err = RtaError(message, code="unauthorized")
+    err.status = 401
+    return err
 
 
 async def _ingest(eng: Engine, mapped: Mapped, now: int) -> None:

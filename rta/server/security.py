@@ -37,11 +37,15 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def is_sdk_path(path: str) -> bool:
+    return path.startswith(SDK_PREFIXES) and not path.startswith(API_PREFIXES)
+
+
 def required_scope(method: str, path: str) -> str | None:
     """The scope a request needs; None for public routes (health, the dashboard's files)."""
     if path == "/health" or path == "/openapi.json":
         return None
-    if path.startswith(SDK_PREFIXES) and not path.startswith(API_PREFIXES):
+    if is_sdk_path(path):
         return "write" if method == "POST" else None
     if not path.startswith(API_PREFIXES):
         return None  # the dashboard page and its static assets
@@ -99,6 +103,8 @@ def check_access(method: str, path: str, headers: Any, args: Any,
     need = required_scope(method, path)
     need_auth = None if opts["mode"] == "off" else need
     secret = _presented_token(headers, args)
+    if is_sdk_path(path) and secret is None:
+        need_auth = None  # the SDK's own key (body or basic auth) is checked by sdk_api
     tokens: TokenStore = opts["tokens"]
     if secret is not None and need_auth is not None:
         record = tokens.verify(secret)
@@ -173,7 +179,7 @@ def setup(app: QuartTrio, engine: Engine) -> None:
         h.setdefault("Referrer-Policy", "no-referrer")
         h.setdefault("Content-Security-Policy", CSP)
         origin = request.headers.get("Origin")
-        if origin and ("*" in app.config["RTA_SECURITY"]["cors"]
+        if origin and (is_sdk_path(request.path) or "*" in app.config["RTA_SECURITY"]["cors"]
                        or origin in app.config["RTA_SECURITY"]["cors"]):
             h["Access-Control-Allow-Origin"] = origin
             h.add("Vary", "Origin")
@@ -183,7 +189,8 @@ def setup(app: QuartTrio, engine: Engine) -> None:
 def _preflight() -> Response:
     allowed = current_app.config["RTA_SECURITY"]["cors"]
     origin = request.headers.get("Origin")
-    if not origin or not ("*" in allowed or origin in allowed):
+    sdk = is_sdk_path(request.path)  # browser SDKs post from customers' own sites
+    if not origin or not (sdk or "*" in allowed or origin in allowed):
         return _error(403, "cors_forbidden", "cross-origin requests from this origin are not "
                       "allowed (configure cors_origins)")
     return Response("", 204, headers={

@@ -109,3 +109,29 @@ async def test_metrics_exposition(http: httpx.AsyncClient) -> None:
     assert "rta_events_rejected_total 1" in text
     assert "rta_wal_fsync_seconds_count" in text
     assert "rta_store_events 3" in text
+
+
+async def test_sdk_keys_are_rta_tokens_when_auth_is_on(secured: LiveServer) -> None:
+    tokens = secured.engine.extensions["tokens"]
+    write, _ = tokens.create("write", "sdk")
+    read, _ = tokens.create("read", "reader")
+    event = {"event": "pageview", "distinct_id": "u1", "properties": {}}
+    async with httpx.AsyncClient(base_url=secured.url) as http:
+        r = await http.post("/capture/", json={**event, "api_key": write})
+        assert r.status_code == 200 and r.json() == {"status": 1}
+        r = await http.post("/capture/", json={**event, "api_key": "phc_not_a_token"})
+        assert r.status_code == 401
+        r = await http.post("/capture/", json=event)
+        assert r.status_code == 401
+        r = await http.post("/capture/", json={**event, "api_key": read})
+        assert r.status_code == 403
+        r = await http.post("/v1/track", json={"userId": "u2", "event": "signup"},
+                            auth=(write, ""))
+        assert r.status_code == 200 and r.json()["success"] is True
+        r = await http.post("/v1/track", json={"userId": "u2", "event": "signup"},
+                            auth=("wrong", ""))
+        assert r.status_code == 401
+        pre = {"Origin": "https://customer.example", "Access-Control-Request-Method": "POST"}
+        r = await http.options("/e/", headers=pre)
+        assert r.status_code == 204  # browser SDKs post from any site
+    assert secured.engine.store.stats()["events"] == 2
