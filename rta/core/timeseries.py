@@ -143,6 +143,15 @@ class Accumulator:
             return np.where(empty, np.nan, self.extreme), self.counts
         return self._quantiles(QUANTILES[agg]), self.counts
 
+    def whole_quantile(self, q: float) -> float:
+        """The quantile over every value added, ignoring keys (one O(n) selection)."""
+        if not self.values:
+            return float("nan")
+        values = np.concatenate(self.values) if len(self.values) > 1 else self.values[0]
+        self.values = [values]
+        self.keys = [np.concatenate(self.keys)] if len(self.keys) > 1 else self.keys
+        return _select_quantile(values, q)
+
     def _quantiles(self, q: float) -> np.ndarray:
         """Exact quantile per key with linear interpolation (SQL quantile_cont).
 
@@ -165,12 +174,7 @@ class Accumulator:
             grouped = values[np.argsort(small, kind="stable")]
         if len(has) <= 256:
             for k in has.tolist():
-                seg = grouped[offsets[k]:offsets[k] + counts[k]]
-                pos = q * (len(seg) - 1)
-                lo = int(np.floor(pos))
-                hi = min(lo + 1, len(seg) - 1)
-                part = np.partition(seg, [lo, hi]) if hi != lo else np.partition(seg, lo)
-                out[k] = part[lo] + (part[hi] - part[lo]) * (pos - lo)
+                out[k] = _select_quantile(grouped[offsets[k]:offsets[k] + counts[k]], q)
             return out
         if self.size <= 1 << 16:
             by_value = np.argsort(values)
@@ -187,6 +191,19 @@ class Accumulator:
         v_hi = ordered[base + his]
         out[has] = v_lo + (v_hi - v_lo) * (at - los)
         return out
+
+
+def _select_quantile(values: np.ndarray, q: float) -> float:
+    """Linear-interpolated quantile of a non-empty array by selection instead of sorting:
+    the upper neighbour is the minimum of the part np.partition leaves above the lower one."""
+    pos = q * (len(values) - 1)
+    lo = int(np.floor(pos))
+    part = np.partition(values, lo)
+    low = float(part[lo])
+    if lo + 1 >= len(values) or pos == lo:
+        return low
+    high = float(part[lo + 1:].min())
+    return low + (high - low) * (pos - lo)
 
 
 @dataclass
@@ -252,8 +269,9 @@ def timeseries(flt: EventFilter, snap: Snapshot, buckets: Buckets, aggregation: 
     parts = list(select(flt, snap))
     nb = buckets.count
     overall = Accumulator(aggregation, nb, n_users)
-    total = Accumulator(aggregation, 1, n_users) if aggregation in QUANTILES or \
-        aggregation == "unique_users" else None
+    # Distinct users do not add up across buckets: the whole range needs its own bitmap.
+    # Quantiles of the whole range come from the values the buckets already gathered.
+    total = Accumulator(aggregation, 1, n_users) if aggregation == "unique_users" else None
     if aggregation == "count" and not metric:
         _count_fast(parts, buckets, overall)
     else:
@@ -270,6 +288,9 @@ def timeseries(flt: EventFilter, snap: Snapshot, buckets: Buckets, aggregation: 
     if total is not None:
         tv, tc = total.result()
         total_value, total_count = float(tv[0]), int(tc[0])
+    elif aggregation in QUANTILES:
+        total_count = int(count.sum())
+        total_value = overall.whole_quantile(QUANTILES[aggregation])
     else:
         total_count = int(count.sum())
         total_value = _combine(aggregation, value, count, overall)
