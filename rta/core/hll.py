@@ -78,8 +78,8 @@ class HyperLogLog:
         return np.where(small, linear, raw)
 
     def estimate(self) -> float:
-        return float(self.estimates().sum()) if self.groups == 1 else float(
-            self.estimates()[0])
+        """Estimate of the first (usually only) sketch."""
+        return float(self.estimates()[0])
 
     @property
     def standard_error(self) -> float:
