@@ -38,6 +38,7 @@ from rta.core.segments import (
     first_per_group,
     gather,
     member_lookup,
+    order_by,
     resolve_segment,
     time_range,
     value_labels,
@@ -342,7 +343,7 @@ def run(engine: Engine, body: Any, now: int | None = None,
         allowed = np.array([i for i, lab in enumerate(labels) if lab in wanted], np.int64)
         keep &= np.isin(vid, allowed)
     u, t, v = rows.user[keep], rows.ts[keep], vid[keep]
-    order = np.lexsort((t, u))
+    order = order_by(u, t)
     u, t, v = u[order], t[order], v[order]
     firsts = first_per_group(u)
     # users with more than one distinct variant are excluded

@@ -46,6 +46,7 @@ from rta.core.segments import (
     first_per_group,
     gather,
     member_lookup,
+    order_by,
     pct,
     resolve_segment,
     time_range,
@@ -205,9 +206,8 @@ def compute(snap: Snapshot, q: FunnelQuery) -> tuple[Attempts, Rows, np.ndarray]
                   props=[q.breakdown] if q.breakdown else (),
                   all_events=q.order == "strict")
     entity = rows.session if q.unit == "sessions" else rows.user
-    keep = entity >= 0
-    order = np.lexsort((rows.ts, entity))
-    order = order[keep[order]]
+    keep = np.flatnonzero(entity >= 0)
+    order = keep[order_by(entity[keep], rows.ts[keep])]
     ts = rows.ts[order]
     ent = entity[order]
     masks = [m[order] for m in rows.masks]

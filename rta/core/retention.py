@@ -34,6 +34,7 @@ from rta.core.segments import (
     gather,
     last_per_group,
     member_lookup,
+    order_by,
     pct,
     resolve_segment,
     where_of,
@@ -96,7 +97,8 @@ def run(engine: Engine, body: Any, now: int | None = None,
     # memberships: (user, cohort, entry ts), sorted by key = user * ncoh + cohort
     if rtype == "first_time":
         rows = gather(snap, [entry_flt], None, end, member=member)
-        order = np.lexsort((rows.ts, rows.user))
+        ok = np.flatnonzero(rows.user >= 0)
+        order = ok[order_by(rows.user[ok], rows.ts[ok])]
         u, t = rows.user[order], rows.ts[order]
         first = first_per_group(u)
         u, t = u[first], t[first]
@@ -107,7 +109,7 @@ def run(engine: Engine, body: Any, now: int | None = None,
         keep = rows.user >= 0
         u0, t0 = rows.user[keep], rows.ts[keep]
         k0 = u0.astype(np.int64) * ncoh + (t0 - start) // length
-        order = np.lexsort((t0, k0))
+        order = order_by(k0, t0)
         first = first_per_group(k0[order])
         u, t = u0[order][first], t0[order][first]
     cohort = (t - start) // length
@@ -122,14 +124,25 @@ def run(engine: Engine, body: Any, now: int | None = None,
     ru, rt = r.user[keep], r.ts[keep]
     rp = (rt - start) // length
     rkey = ru.astype(np.int64) * (ncoh + periods + 1) + rp
-    order = np.lexsort((rt, rkey))
+    order = order_by(rkey, rt)
     last = order[last_per_group(rkey[order])]
     ru, rt, rp = ru[last], rt[last], rp[last]
 
     width = periods + 1
     hit_m: list[np.ndarray] = []
     hit_n: list[np.ndarray] = []
-    for n in range(width):
+    if rtype == "first_time":  # one membership per user: a dense lookup, no search
+        slot = np.full(len(snap.dicts.users) + 1, -1, dtype=np.int64)
+        slot[u] = np.arange(len(u))
+        mi = slot[ru]
+        has = mi >= 0
+        mi_c = np.where(has, mi, 0)
+        nn = rp - (cohort[mi_c] if len(cohort) else 0)
+        ok = has & (nn >= 0) & (nn < width)
+        ok &= rt >= (t[mi_c] if len(t) else 0)
+        hit_m.append(mi[ok])
+        hit_n.append(nn[ok])
+    for n in range(width if rtype == "recurring" else 0):
         c = rp - n
         ok = (c >= 0) & (c < ncoh)
         if not ok.any():
@@ -145,7 +158,7 @@ def run(engine: Engine, body: Any, now: int | None = None,
     hm = np.concatenate(hit_m) if hit_m else np.zeros(0, np.int64)
     hn = np.concatenate(hit_n) if hit_n else np.zeros(0, np.int64)
     if criterion == "on":
-        pairs = np.unique(hm * width + hn)
+        pairs = hm * width + hn  # unique: one retention row per (user, grid period)
         flat = cohort[pairs // width] * width + pairs % width
         grid = np.bincount(flat, minlength=ncoh * width).reshape(ncoh, width)
     else:
@@ -186,7 +199,7 @@ def run(engine: Engine, body: Any, now: int | None = None,
         "name": body.get("name"), "entryEvent": entry, "retentionEvent": ret,
         "retentionType": rtype, "criterion": criterion, "periods": periods,
         "periodLength": length, "startTime": start, "endTime": end - 1,
-        "totalUsers": len(np.unique(u)) if len(u) else 0,
+        "totalUsers": len(u) if rtype == "first_time" else len(np.unique(u)),
         "cohorts": cohorts,
         "average": {"size": int(sizes.sum()), "counts": avg_counts, "percentages": avg_pct},
     }

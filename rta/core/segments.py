@@ -230,6 +230,32 @@ def time_range(body: dict[str, Any], now: int | None) -> tuple[int | None, int |
                             time_range=body.get("timeRange"))
 
 
+def order_by(group: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """Stable order by (group, ts): like `np.lexsort((ts, group))`, several times faster.
+
+    Sorting values is much faster in numpy than arg-sorting, so each pass sorts a composite
+    int64 key `major * n + row` and reads the row back from the low part. Rows that tie keep
+    their input order (arrival order for gathered rows). `group` must be >= 0.
+    """
+    n = len(ts)
+    if n < 2:
+        return np.arange(n, dtype=np.int64)
+    idx = np.arange(n, dtype=np.int64)
+    t_order: np.ndarray | None = None
+    if not bool(np.all(ts[1:] >= ts[:-1])):
+        lo = int(ts.min())
+        if (int(ts.max()) - lo + 1) * n < 2**62:
+            t_order = np.sort((ts - lo) * n + idx) % n
+        else:
+            t_order = np.argsort(ts, kind="stable")
+    g = group if t_order is None else group[t_order]
+    if (int(g.max()) + 1) * n < 2**62:
+        o = np.sort(g.astype(np.int64) * n + idx) % n
+    else:
+        o = np.argsort(g, kind="stable")
+    return o if t_order is None else t_order[o]
+
+
 def first_per_group(keys: np.ndarray) -> np.ndarray:
     """Indexes of the first row of each run of equal values in sorted `keys`."""
     if not len(keys):
@@ -466,7 +492,7 @@ def _latest_columns(snap: Snapshot, key: str, start: int | None, end: int | None
         return out
     ts = np.concatenate(ts_parts)
     user = np.concatenate(user_parts)
-    order = np.lexsort((ts, user))  # stable: ties keep arrival order, the last one wins
+    order = order_by(user, ts)  # stable: ties keep arrival order, the last one wins
     last = order[last_per_group(user[order])]
     for kind, parts in col_parts.items():
         values = np.concatenate(parts)
