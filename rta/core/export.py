@@ -24,7 +24,7 @@ JSON and NDJSON rows have the API's event shape: {"id", ..., "properties": {...}
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,7 +47,10 @@ from rta.core.store.block import NULL_DTYPES, Block, null_column
 from rta.core.store.snapshot import Snapshot
 
 FORMATS = tuple(WRITERS)
-DEFAULT_CHUNK_ROWS = 100_000
+# Rows per chunk: Parquet's row groups want to be large; text formats build several
+# intermediate string columns per chunk, so smaller chunks keep their peak memory low.
+CHUNK_ROWS = {"parquet": 100_000, "csv": 50_000, "json": 32_768, "ndjson": 32_768,
+              "xlsx": 32_768}
 EXTENSIONS = {"csv": "csv", "json": "json", "ndjson": "ndjson", "parquet": "parquet",
               "xlsx": "xlsx"}
 ALL_PROPERTIES = "properties"
@@ -356,10 +359,10 @@ class Export:
     """A prepared export: validated, columns known, ready to stream with `chunks()`."""
 
     def __init__(self, snap: Snapshot, spec: ExportSpec,
-                 chunk_rows: int = DEFAULT_CHUNK_ROWS, now: float | None = None) -> None:
+                 chunk_rows: int | None = None, now: float | None = None) -> None:
         self.snap = snap
         self.spec = spec
-        self.chunk_rows = chunk_rows
+        self.chunk_rows = chunk_rows = chunk_rows or CHUNK_ROWS[spec.format]
         self.layout, self.rows = _layout(snap, spec, chunk_rows)
         self.rows_written = 0
         self.created = time.time() if now is None else now
@@ -382,9 +385,9 @@ class Export:
         names = list(self.layout.base) + [c.name for c in self.layout.props if not c.mixed]
         return names + ([MIXED_COLUMN] if any(c.mixed for c in self.layout.props) else [])
 
-    def chunks(self) -> Iterator[bytes]:
+    def chunks(self) -> Generator[bytes, None, None]:
         """The export's bytes, one piece per chunk of rows (empty pieces skipped)."""
-        writer = WRITERS[self.spec.format](self.layout)
+        writer = WRITERS[self.spec.format](self.layout, self.rows)
         self._writer = writer
         try:
             head = writer.start()
@@ -414,6 +417,6 @@ class Export:
 
 def export_events(snap: Snapshot, body: Any, now: int | None = None,
                   segments: SegmentResolver | None = None,
-                  chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Export:
+                  chunk_rows: int | None = None) -> Export:
     """Parse a request body and prepare its export (library entry point)."""
     return Export(snap, parse_export(body, now, segments), chunk_rows)

@@ -390,10 +390,12 @@ class _Sink:
 
 
 class Writer:
-    """Base: `start()`, then `write(chunk)` per chunk, then `finish()`; each returns bytes."""
+    """Base: `start()`, then `write(chunk)` per chunk, then `finish()`; each returns bytes.
+    `rows` is the number of rows the export will hold (known from the first pass)."""
 
-    def __init__(self, layout: Layout) -> None:
+    def __init__(self, layout: Layout, rows: int = 0) -> None:
         self.layout = layout
+        self.total_rows = rows
 
     def start(self) -> bytes:
         return b""
@@ -416,8 +418,8 @@ class NdjsonWriter(Writer):
 class JsonWriter(Writer):
     """A JSON array streamed one chunk at a time: `[` first, `,`-joined rows, `]` last."""
 
-    def __init__(self, layout: Layout) -> None:
-        super().__init__(layout)
+    def __init__(self, layout: Layout, rows: int = 0) -> None:
+        super().__init__(layout, rows)
         self.rows = 0
 
     def start(self) -> bytes:
@@ -453,10 +455,10 @@ def _base_type(name: str) -> pa.DataType:
 class CsvWriter(Writer):
     """RFC 4180 CSV via pyarrow's writer: header row, strings quoted, missing values empty."""
 
-    def __init__(self, layout: Layout) -> None:
+    def __init__(self, layout: Layout, rows: int = 0) -> None:
         import pyarrow.csv as pcsv
 
-        super().__init__(layout)
+        super().__init__(layout, rows)
         fields = [pa.field(n, _base_type(n)) for n in layout.base]
         for col in layout.props:
             kind = col.kinds[0] if len(col.kinds) == 1 else STR
@@ -497,10 +499,10 @@ MIXED_COLUMN = "properties"
 class ParquetWriter(Writer):
     """One row group per chunk; typed property columns, varying-type keys as JSON (see top)."""
 
-    def __init__(self, layout: Layout) -> None:
+    def __init__(self, layout: Layout, rows: int = 0) -> None:
         import pyarrow.parquet as pq
 
-        super().__init__(layout)
+        super().__init__(layout, rows)
         fields = [pa.field(n, _base_type(n)) for n in layout.base]
         self.typed = [c for c in layout.props if len(c.kinds) <= 1]
         self.mixed = tuple(c for c in layout.props if len(c.kinds) > 1)
@@ -578,9 +580,10 @@ class XlsxWriter(Writer):
     types) are written last - zip readers locate parts through the central directory.
     """
 
-    def __init__(self, layout: Layout, max_rows: int | None = None) -> None:
-        super().__init__(layout)
+    def __init__(self, layout: Layout, rows: int = 0, max_rows: int | None = None) -> None:
+        super().__init__(layout, rows)
         self.max_rows = max_rows or XLSX_MAX_ROWS
+        self.rows_left = rows
         self.sink = _Sink()
         self.zip = zipfile.ZipFile(self.sink, "w", zipfile.ZIP_DEFLATED, compresslevel=1)
         self.sheets = 0
@@ -590,6 +593,11 @@ class XlsxWriter(Writer):
 
     def _open_sheet(self) -> None:
         self.sheets += 1
+        # the extent up front lets readers size rows (openpyxl's read-only mode pads by it)
+        height = 1 + min(self.rows_left, self.max_rows - 1)
+        self.rows_left -= height - 1
+        extent = f"A1:{self.letters[-1]}{height}" if self.letters else "A1"
+
         self.stream = self.zip.open(f"xl/worksheets/sheet{self.sheets}.xml", "w",
                                     force_zip64=True)
         header = "".join(
@@ -597,7 +605,8 @@ class XlsxWriter(Writer):
             for letter, name in zip(self.letters, self.layout.names, strict=True))
         self.stream.write((
             '<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
-            f'<worksheet xmlns="{_XLSX_NS}"><sheetViews><sheetView workbookViewId="0">'
+            f'<worksheet xmlns="{_XLSX_NS}"><dimension ref="{extent}"/>'
+            '<sheetViews><sheetView workbookViewId="0">'
             '<pane ySplit="1" topLeftCell="A2" activePane="bottomLeft" state="frozen"/>'
             '</sheetView></sheetViews><sheetData>'
             f'<row r="1">{header}</row>').encode())

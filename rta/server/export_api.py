@@ -9,7 +9,7 @@ at once (after the chunk in flight, bounded by the chunk size) and the snapshot 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -80,7 +80,7 @@ async def export() -> Response:
 
 
 async def _stream(prepared: Export, state: ExportStats) -> AsyncIterator[bytes]:
-    chunks: Iterator[bytes] = prepared.chunks()
+    chunks: Generator[bytes, None, None] = prepared.chunks()
     state.active += 1
     state.started += 1
     finished = False

@@ -37,6 +37,12 @@ NASTY = ["a,b", 'say "hi"', "line\nbreak", "cr\r\nlf", "ünïcødé ✓ 日本",
          "<tag>&amp;", "tab\there", "back\\slash", "ctl\x01x"]
 
 
+def ndjson_lines(data: bytes) -> list[str]:
+    """NDJSON rows split on LF only (str.splitlines would also split on U+0085, U+2028)."""
+    return [line for line in data.decode().split("\n") if line]
+
+
+
 def typed(value: Any) -> Any:
     """A structure where 1, 1.0 and True all differ."""
     if isinstance(value, dict):
@@ -102,7 +108,7 @@ def run(snap: Snapshot, body: dict[str, Any], chunk_rows: int = 7) -> tuple[Expo
 def test_ndjson_matches_store_in_order(snap: Snapshot) -> None:
     assert len(snap.blocks) > 3
     ex, data = run(snap, {"format": "ndjson"})
-    got = [json.loads(line) for line in data.decode().splitlines()]
+    got = [json.loads(line) for line in ndjson_lines(data)]
     assert typed(got) == typed(reference(snap))
     assert ex.rows == len(got) == 40
     assert data.endswith(b"\n")
@@ -215,7 +221,7 @@ def test_fields_filter_and_limit(snap: Snapshot) -> None:
             "filter": {"type": ["pageview", "click"], "where": [
                 {"property": "n", "operator": "gte", "value": 4}]}, "limit": 9}
     ex, data = run(snap, body, chunk_rows=4)
-    got = [json.loads(line) for line in data.decode().splitlines()]
+    got = [json.loads(line) for line in ndjson_lines(data)]
     want = [e for e in reference(snap)
             if e["type"] in ("pageview", "click") and e["properties"]["n"] >= 4][:9]
     assert [list(g) for g in got] == [["timestamp", "id", "properties"]] * 9
@@ -287,14 +293,14 @@ def test_overlapping_blocks_merge_in_time_order() -> None:
     b = custom_ids(numpy_block(d, 2000, TS + 1, seed=2, step=3))
     c = numpy_block(d, 500, TS + 100, seed=3, step=0)  # 500 events in one millisecond
     snap = Snapshot([a, b, c], d, 1)
-    ex, data = run(snap, {"format": "ndjson", "fields": ["id", "timestamp"]}, chunk_rows=128)
-    got = [json.loads(line) for line in data.decode().splitlines()]
+    _, data = run(snap, {"format": "ndjson", "fields": ["id", "timestamp"]}, chunk_rows=128)
+    got = [json.loads(line) for line in ndjson_lines(data)]
     want = reference(snap)
     assert [(g["id"], g["timestamp"]) for g in got] == [(e["id"], e["timestamp"])
                                                         for e in want]
-    ex2, data2 = run(snap, {"format": "ndjson", "fields": ["id"], "limit": 777},
+    _, data2 = run(snap, {"format": "ndjson", "fields": ["id"], "limit": 777},
                      chunk_rows=50)
-    assert [json.loads(line)["id"] for line in data2.decode().splitlines()] == [
+    assert [json.loads(line)["id"] for line in ndjson_lines(data2)] == [
         e["id"] for e in want[:777]]
 
 
@@ -324,7 +330,7 @@ def test_ndjson_export_is_the_filtered_store(events: list[dict[str, Any]], chunk
     body: dict[str, Any] = {"format": "ndjson", "limit": limit,
                             "filter": {"type": types} if types else {}}
     ex, data = run(snap, body, chunk_rows=chunk)
-    got = [json.loads(line) for line in data.decode().splitlines()]
+    got = [json.loads(line) for line in ndjson_lines(data)]
     want = [e for e in reference(snap) if types is None or e["type"] in types][:limit]
     assert typed(got) == typed(want)
     assert ex.rows == len(want)
