@@ -103,6 +103,10 @@ async function route() {
   const { id, range } = parseHash();
   state.range = range;
   renderRangePicker();
+  if (id && !state.dashboards.some((d) => d.id === id)) {
+    // created elsewhere (CLI, API, another tab) since the list was loaded
+    try { await loadList(); } catch { /* keep the list we have */ }
+  }
   if (!state.dashboards.length) {
     state.current = null;
     resubscribe();
@@ -158,6 +162,7 @@ function buildGrid(doc) {
   for (const v of state.views.values()) v.destroy();
   state.views.clear();
   const grid = $("#grid");
+  grid.dataset.dashboardId = doc.id;
   grid.style.setProperty("--gap", `${(doc.layout && doc.layout.gap) ?? 16}px`);
   const nodes = [];
   for (const w of doc.widgets || []) {
@@ -252,8 +257,9 @@ function templateCards(container, onPick) {
   }
 }
 
-async function createFromTemplate(name, customName) {
+async function createFromTemplate(name, customName, beforeOpen) {
   const doc = await api.fromTemplate(name, customName || undefined);
+  if (beforeOpen) beforeOpen(doc);
   state.range = "";
   await loadList();
   setHash(doc.id, "");
@@ -290,9 +296,10 @@ async function openTemplateDialog() {
   templateCards($("#dialog-templates"), async (name, card) => {
     card.disabled = true;
     try {
-      await createFromTemplate(name, $("#template-name").value.trim());
-      $("#template-name").value = "";
-      dialog.close();
+      await createFromTemplate(name, $("#template-name").value.trim(), () => {
+        $("#template-name").value = "";
+        dialog.close();
+      });
     } catch (e) {
       err.textContent = e.message;
       err.hidden = false;
