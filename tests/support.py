@@ -49,8 +49,10 @@ class ServeProcess:
 
     _count = 0
 
-    def __init__(self, data_dir: str, *extra: str, env: dict[str, str] | None = None) -> None:
+    def __init__(self, data_dir: str, *extra: str, env: dict[str, str] | None = None,
+                 preexec: Any = None) -> None:
         self.data_dir = data_dir
+        self.preexec = preexec
         self.extra = extra
         self.env = {**os.environ, **(env or {})}
         self.proc: subprocess.Popen[bytes] | None = None
@@ -63,7 +65,8 @@ class ServeProcess:
         self._log = open(self.log_path, "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "rta", "serve", "--port", "0", "--data-dir", self.data_dir,
-             *self.extra], stdout=self._log, stderr=self._log, env=self.env)
+             *self.extra], stdout=self._log, stderr=self._log, env=self.env,
+            preexec_fn=self.preexec)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with open(self.log_path, "rb") as f:

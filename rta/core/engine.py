@@ -7,6 +7,7 @@ sealing and retention run there, along with any task a feature registers with
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -25,6 +26,7 @@ from rta.core.metrics import Registry
 from rta.core.store import ColumnStore, IngestResult, Snapshot, StoreConfig
 from rta.core.store.store import SealJob
 
+log = logging.getLogger("rta.engine")
 IngestListener = Callable[[EventBatch], None]
 BackgroundTask = Callable[[], Awaitable[None]]
 
@@ -93,6 +95,7 @@ class Engine:
         self._pending: list[_Pending] = []
         self._wake = trio.Event()
         self._nursery: trio.Nursery | None = None
+        self._sealing = False
         self.extensions: dict[str, Any] = {}  # feature services (alerts, live hub, metadata)
 
     @property
@@ -184,12 +187,32 @@ class Engine:
             finally:
                 for p in group:
                     p.done.set()
-            if self.store.needs_seal() and self._nursery is not None:
-                self._nursery.start_soon(self._seal, self.store.begin_seal())
+            if self.store.needs_seal() and self._nursery is not None and not self._sealing:
+                try:
+                    job = self.store.begin_seal()
+                except OSError as exc:  # e.g. no space for a new WAL file: retry later
+                    log.error("could not start sealing a segment: %s", exc)
+                else:
+                    self._nursery.start_soon(self._seal, job)
 
     async def _seal(self, job: SealJob) -> None:
-        await trio.to_thread.run_sync(self.store.run_seal, job)
-        self.store.finish_seal(job)
+        """Persist a segment; on failure (disk full) keep serving it from memory and retry."""
+        self._sealing = True
+        try:
+            delay = 1.0
+            while True:
+                try:
+                    await trio.to_thread.run_sync(self.store.run_seal, job)
+                except OSError as exc:
+                    log.error("sealing segment %d failed (%s); retrying in %.0f s", job.seq,
+                              exc, delay)
+                    await trio.sleep(delay)
+                    delay = min(delay * 2, 60.0)
+                    continue
+                self.store.finish_seal(job)
+                return
+        finally:
+            self._sealing = False
 
     async def _retention_loop(self) -> None:
         while True:

@@ -7,6 +7,7 @@ Dense global codes let unique-user counts, group-bys and funnels run as integer 
 from __future__ import annotations
 
 import os
+import threading
 
 import numpy as np
 
@@ -22,6 +23,11 @@ class Dictionary:
         self.strings: list[str] = []
         self._decoded: np.ndarray = np.empty(0, dtype=object)
         self._fd: int | None = None
+        # Codes are positions in the file, so entries are written strictly in order, in
+        # batches by sync(); a failed write is rolled back and retried whole next time.
+        self._unwritten: list[str] = []
+        self._lock = threading.Lock()
+        self._write_lock = threading.Lock()  # one sync at a time keeps the file in code order
         if path is not None:
             if os.path.exists(path):
                 payloads, good, size = read_valid(path)
@@ -44,9 +50,10 @@ class Dictionary:
         """The code of `text`, adding it (and appending it to the file) when new."""
         code = self.codes.get(text)
         if code is None:
-            code = self._add_memory(text)
-            if self._fd is not None:
-                os.write(self._fd, frame(text.encode()))
+            with self._lock:
+                code = self._add_memory(text)
+                if self._fd is not None:
+                    self._unwritten.append(text)
         return code
 
     def encode(self, values: list[str | None]) -> np.ndarray:
@@ -77,11 +84,41 @@ class Dictionary:
         return table[np.where(codes < 0, len(table) - 1, codes)]
 
     def sync(self) -> None:
-        if self._fd is not None:
+        """Write pending entries and fsync (before any segment that uses them is committed)."""
+        if self._fd is None:
+            return
+        with self._write_lock:
+            self._sync_pending()
+
+    def _sync_pending(self) -> None:
+        assert self._fd is not None
+        with self._lock:
+            pending = self._unwritten
+            self._unwritten = []
+        if pending:
+            data = b"".join(frame(t.encode()) for t in pending)
+            start = os.lseek(self._fd, 0, os.SEEK_END)
+            try:
+                written = 0
+                while written < len(data):
+                    written += os.write(self._fd, data[written:])
+                os.fsync(self._fd)
+            except OSError:
+                try:
+                    os.ftruncate(self._fd, start)
+                finally:
+                    with self._lock:
+                        self._unwritten = pending + self._unwritten
+                raise
+        else:
             os.fsync(self._fd)
 
     def close(self) -> None:
         if self._fd is not None:
+            try:
+                self.sync()
+            except OSError:
+                pass  # the WAL still holds every event; the entries are rebuilt on replay
             os.close(self._fd)
             self._fd = None
 

@@ -165,12 +165,20 @@ class ColumnStore:
             log.info("replayed %d events from the write-ahead log", replayed)
 
     def close(self) -> None:
-        """Seal what the head holds so a restart needs no replay, then release the lock."""
+        """Seal what the head holds so a restart needs no replay, then release the lock.
+
+        If sealing fails (disk full), the WAL still holds everything for the next start."""
         try:
-            if self.wal is not None and self._head_rows:
-                job = self.begin_seal()
-                self.run_seal(job)
-                self.finish_seal(job)
+            if self.wal is not None:
+                for job in list(self._sealing):
+                    self.run_seal(job)
+                    self.finish_seal(job)
+                if self._head_rows:
+                    job = self.begin_seal()
+                    self.run_seal(job)
+                    self.finish_seal(job)
+        except OSError as exc:
+            log.error("could not seal on close (%s); the write-ahead log keeps the data", exc)
         finally:
             if self.wal is not None:
                 self.wal.close()

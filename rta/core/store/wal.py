@@ -68,13 +68,29 @@ class WriteAheadLog:
             self.open_new()
         assert self._fd is not None
         data = b"".join(frame(p) for p in payloads)
-        written = 0
-        view = memoryview(data)
-        while written < len(data):
-            written += os.write(self._fd, view[written:])
-        if self.fsync:
-            os.fdatasync(self._fd)
+        start = os.lseek(self._fd, 0, os.SEEK_END)
+        try:
+            written = 0
+            view = memoryview(data)
+            while written < len(data):
+                written += os.write(self._fd, view[written:])
+            if self.fsync:
+                os.fdatasync(self._fd)
+        except OSError:
+            self._roll_back(start)
+            raise
         self.bytes_written += len(data)
+
+    def _roll_back(self, offset: int) -> None:
+        """Remove a failed group's partial records so later appends follow intact ones; if
+        even that fails, continue in a new file (replay reads each file up to its damage)."""
+        assert self._fd is not None
+        try:
+            os.ftruncate(self._fd, offset)
+        except OSError:
+            log.error("WAL: could not roll back a failed write; starting a new file")
+            os.close(self._fd)
+            self._fd = None
 
     def drop_through(self, seq: int) -> None:
         """Delete files up to and including `seq` (a durable segment now holds them)."""
