@@ -61,7 +61,7 @@ def test_every_template_renders_every_widget_type_without_errors(page: Any,
             assert w["state"] == "ok", (template, w)
             seen_types.add(w["type"])
             if w["type"] in ("counter", "gauge"):
-                assert w["text"] and w["text"] != "–", w
+                assert w["text"] and w["text"] != "\u2013", w
             if w["type"] == "table":
                 assert w["rows"] > 0, w
             if w["type"] not in ("counter", "table"):
