@@ -168,7 +168,7 @@ def print_table(title: str, rows: Sequence[Sequence[Any]] | Sequence[dict[str, A
         tbl.add_column(h)
     for r in body:
         tbl.add_row(*r)
-    Console(file=sys.stdout, width=max(100, 20 * len(header))).print(tbl)
+    Console(file=sys.stdout, width=max(160, 24 * len(header))).print(tbl)
 
 
 def rss_bytes() -> int:

@@ -1,0 +1,496 @@
+"""`python -m bench ingest`: how fast events get in, and what they cost to keep.
+
+Measured in one run, next to yardsticks on the same data:
+- in-process bulk append (`rta.core.store.bulk.load_table`, fsync on) of N demo events:
+  events/s, bytes per event in memory (dense columns, and RSS growth) and on disk, for the
+  demo shape (20 property keys) and the standard shape (3 properties); DuckDB's
+  CREATE TABLE from the same Arrow table and its in-memory bytes per event;
+- HTTP batch ingest into a real `rta serve` process (1,000-event batches, 8 concurrent
+  clients, fsync before ack): events/s and batch latency p50/p99;
+- single-event POST /events requests/s next to a bare ASGI app served by the same hypercorn
+  trio worker (the ceiling), measured by the same client in the same run;
+- `rta ingest --local` of an NDJSON file (a real CLI process) and `bulk_load_ndjson`
+  in-process, next to pyarrow's JSON reader alone and DuckDB's read_json of the same file.
+
+`--events N` scales the bulk append (default 10M); the other parts scale from it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Any
+
+import pyarrow as pa
+
+from bench.common import (
+    DATA_DIR,
+    data_end_ms,
+    fmt_count,
+    fmt_seconds,
+    generate_events,
+    print_table,
+    ratio,
+    rss_bytes,
+)
+
+STANDARD = ["id", "type", "userId", "sessionId", "timestamp", "properties.page",
+            "properties.referrer", "properties.duration"]
+BARE_APP = """
+import sys, trio
+from hypercorn.trio import serve
+from rta.daemon import hypercorn_config
+
+async def app(scope, receive, send):
+    if scope["type"] == "lifespan":
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+    body = b""
+    more = True
+    while more:
+        message = await receive()
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+    await send({"type": "http.response.start", "status": 202,
+                "headers": [(b"content-type", b"application/json"),
+                            (b"content-length", b"10")]})
+    await send({"type": "http.response.body", "body": b'{"id":"x"}'})
+
+async def main():
+    cfg = hypercorn_config("127.0.0.1", int(sys.argv[1]))
+    await serve(app, cfg)
+
+trio.run(main)
+"""
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench ingest")
+    parser.add_argument("--events", type=int, default=10_000_000,
+                        help="events for the in-process bulk append (default 10M)")
+    parser.add_argument("--file-events", type=int, default=1_000_000,
+                        help="events in the NDJSON file (default 1M, at most --events)")
+    parser.add_argument("--http-events", type=int, default=400_000,
+                        help="events sent as HTTP batches (default 400k, at most --events)")
+    parser.add_argument("--seconds", type=float, default=5.0,
+                        help="duration of each single-event POST run")
+    parser.add_argument("--skip", default="", help="comma list of parts to skip: "
+                        "bulk,http,single,file")
+    args = parser.parse_args(argv)
+    skip = set(filter(None, args.skip.split(",")))
+    rows: list[list[str]] = [["measure", "rta", "yardstick (same data, same run)",
+                              "rta vs yardstick", "target"]]
+    tmp = tempfile.mkdtemp(prefix="rta-bench-ingest-")
+    try:
+        if "bulk" not in skip:
+            rows += bench_bulk(args.events, tmp)
+        if "http" not in skip:
+            rows += bench_http_batches(min(args.http_events, args.events), tmp)
+        if "single" not in skip:
+            rows += bench_single(args.seconds, tmp)
+        if "file" not in skip:
+            rows += bench_file(min(args.file_events, args.events), tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    print_table(f"ingest ({os.cpu_count()} CPUs)", rows)
+    return 0
+
+
+# -- in-process bulk append ----------------------------------------------------------------
+
+
+def _load(table: pa.Table, data_dir: str) -> tuple[float, dict[str, Any], int, int]:
+    """(seconds, store stats, dense bytes of the sealed blocks, RSS growth) of a bulk load."""
+    from rta.core.store import ColumnStore, StoreConfig
+    from rta.core.store.bulk import load_table
+
+    gc.collect()
+    before = rss_bytes()
+    store = ColumnStore(data_dir, StoreConfig(fsync=True))
+    started = time.perf_counter()
+    result = load_table(store, table)
+    seconds = time.perf_counter() - started
+    assert result.accepted == table.num_rows, (result.accepted, len(result.rejected))
+    gc.collect()
+    grown = rss_bytes() - before
+    stats = store.stats()
+    dense = sum(s.block.nbytes() for s in store.segments)
+    dict_bytes = sum(os.path.getsize(os.path.join(data_dir, "dicts", f))
+                     for f in os.listdir(os.path.join(data_dir, "dicts")))
+    stats["dictBytes"] = dict_bytes
+    store.close()
+    return seconds, stats, dense, grown
+
+
+def _duckdb_load(table: pa.Table) -> tuple[float, int]:
+    """(seconds to CREATE TABLE from Arrow, DuckDB's in-memory bytes)."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET threads TO 2")
+    con.register("src", table)
+    started = time.perf_counter()
+    con.execute("CREATE TABLE events AS SELECT * FROM src")
+    seconds = time.perf_counter() - started
+    con.execute("CHECKPOINT")
+    used = con.execute("SELECT sum(memory_usage_bytes) FROM duckdb_memory()").fetchone()
+    con.close()
+    return seconds, int(used[0] or 0) if used else 0
+
+
+def bench_bulk(n: int, tmp: str) -> list[list[str]]:
+    table = generate_events(n)
+    rows = []
+    for label, tbl in (("demo shape, 20 keys", table),
+                       ("standard shape, 3 props", table.select(STANDARD))):
+        data_dir = os.path.join(tmp, "bulk-" + label.split()[0])
+        seconds, stats, dense, grown = _load(tbl, data_dir)
+        duck_s, duck_bytes = _duckdb_load(tbl)
+        rate, duck_rate = n / seconds, n / duck_s
+        rows.append([f"bulk append {fmt_count(n)} ({label}) events/s", fmt_count(rate),
+                     f"DuckDB CREATE TABLE {fmt_count(duck_rate)}", ratio(duck_s, seconds),
+                     ">= 1M/s"])
+        on_disk = (int(stats["bytesOnDisk"]) + int(stats["dictBytes"])) / n
+        rows.append([f"  bytes/event in memory, dense columns ({label})", f"{dense / n:.1f}",
+                     f"DuckDB {duck_bytes / n:.1f}", ratio(dense, duck_bytes),
+                     "<= 32 (standard)"])
+        rows.append([f"  RSS growth/event after load ({label})", f"{grown / n:.1f}", "", "",
+                     ""])
+        rows.append([f"  bytes/event on disk, sealed + dicts ({label})", f"{on_disk:.1f}", "",
+                     "", "<= 12 (standard)"])
+        shutil.rmtree(data_dir, ignore_errors=True)
+        gc.collect()
+    return rows
+
+
+# -- a real daemon -------------------------------------------------------------------------
+
+
+class Daemon:
+    """`rta serve` (or the bare ASGI app) as a subprocess on a free port."""
+
+    def __init__(self, args: list[str], log_path: str) -> None:
+        self.log_path = log_path
+        self.log = open(log_path, "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=self.log)
+        self.url = ""
+
+    def wait_url(self, pattern: str, timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with open(self.log_path, "rb") as f:
+                m = re.search(pattern, f.read().decode(errors="replace"))
+            if m:
+                self.url = m.group(1)
+                return self.url
+            if self.proc.poll() is not None:
+                with open(self.log_path) as f:
+                    raise RuntimeError(f.read())
+            time.sleep(0.05)
+        raise TimeoutError("server did not start")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+def start_rta(tmp: str, name: str) -> Daemon:
+    data = os.path.join(tmp, name)
+    d = Daemon([sys.executable, "-m", "rta", "serve", "--port", "0", "--data-dir", data,
+                "--log-format", "text"], os.path.join(tmp, name + ".log"))
+    d.wait_url(r"listening on (http://[^\s,]+)")
+    return d
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_bare(tmp: str) -> Daemon:
+    import httpx
+
+    port = free_port()
+    script = os.path.join(tmp, "bare_app.py")
+    with open(script, "w") as f:
+        f.write(BARE_APP)
+    d = Daemon([sys.executable, script, str(port)], os.path.join(tmp, "bare.log"))
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            httpx.post(url + "/events", content=b"{}", timeout=1)
+            d.url = url
+            return d
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    d.stop()
+    raise TimeoutError("bare app did not start")
+
+
+# -- a lean HTTP/1.1 client ----------------------------------------------------------------
+
+
+class RawConnection:
+    """Keep-alive HTTP/1.1 over a trio socket with pre-built requests: far less client CPU
+    per request than httpx, so on a 2-core box the server, not the client, is measured."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream = stream
+        self.buf = b""
+
+    @classmethod
+    async def open(cls, url: str) -> RawConnection:
+        import trio
+
+        host, port = url.removeprefix("http://").split(":")
+        stream = await trio.open_tcp_stream(host, int(port))
+        return cls(stream)
+
+    async def request(self, raw: bytes) -> tuple[int, bytes]:
+        await self.stream.send_all(raw)
+        while b"\r\n\r\n" not in self.buf:
+            await self._fill()
+        head, _, rest = self.buf.partition(b"\r\n\r\n")
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split()[1])
+        headers = {k.strip().lower(): v.strip() for k, _, v in
+                   (line.partition(b":") for line in lines[1:])}
+        if b"content-length" in headers:
+            length = int(headers[b"content-length"])
+            while len(rest) < length:
+                self.buf = head + b"\r\n\r\n" + rest
+                await self._fill()
+                head, _, rest = self.buf.partition(b"\r\n\r\n")
+            body, self.buf = rest[:length], rest[length:]
+        else:  # chunked
+            while b"\r\n0\r\n\r\n" not in rest:
+                self.buf = head + b"\r\n\r\n" + rest
+                await self._fill()
+                head, _, rest = self.buf.partition(b"\r\n\r\n")
+            body, _, self.buf = rest.partition(b"\r\n0\r\n\r\n")
+        return status, body
+
+    async def _fill(self) -> None:
+        data = await self.stream.receive_some(65536)
+        if not data:
+            raise ConnectionError("server closed the connection")
+        self.buf += data
+
+    async def aclose(self) -> None:
+        await self.stream.aclose()
+
+
+def post_request(url: str, path: str, body: bytes) -> bytes:
+    host = url.removeprefix("http://")
+    return (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+# -- HTTP batches --------------------------------------------------------------------------
+
+
+def _bodies(table: pa.Table, size: int) -> list[bytes]:
+    from rta.core.demo import table_events
+
+    bodies = []
+    batch: list[dict[str, Any]] = []
+    for event in table_events(table):
+        batch.append(event)
+        if len(batch) == size:
+            bodies.append(json.dumps(batch, separators=(",", ":")).encode())
+            batch = []
+    if batch:
+        bodies.append(json.dumps(batch, separators=(",", ":")).encode())
+    return bodies
+
+
+def bench_http_batches(n: int, tmp: str, clients: int = 8, size: int = 1000
+                       ) -> list[list[str]]:
+    import trio
+
+    # Other ids than the bulk data (another seed), ending now so no timestamp is refused.
+    table = generate_events(n, users=100_000, days=7, seed=11)
+    bodies = _bodies(table, size)
+    daemon = start_rta(tmp, "http-batch")
+    requests = [post_request(daemon.url, "/events/batch", b) for b in bodies]
+    latencies: list[float] = []
+    accepted = 0
+    errors = 0
+
+    async def client(queue: list[bytes]) -> None:
+        nonlocal accepted, errors
+        conn = await RawConnection.open(daemon.url)
+        try:
+            while queue:
+                raw = queue.pop()
+                t0 = time.perf_counter()
+                status, body = await conn.request(raw)
+                latencies.append(time.perf_counter() - t0)
+                if status < 300:
+                    accepted += json.loads(body).get("accepted", 0)
+                else:
+                    errors += 1
+        finally:
+            await conn.aclose()
+
+    async def run() -> float:
+        queue = list(reversed(requests))
+        started = time.perf_counter()
+        async with trio.open_nursery() as nursery:
+            for _ in range(clients):
+                nursery.start_soon(client, queue)
+        return time.perf_counter() - started
+
+    try:
+        seconds = trio.run(run)
+    finally:
+        daemon.stop()
+    lat = sorted(latencies)
+    p50 = statistics.median(lat)
+    p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
+    note = f" ({errors} failed)" if errors else ""
+    return [
+        [f"HTTP batches {fmt_count(n)}: {clients} clients x {size}, fsync; events/s{note}",
+         fmt_count(accepted / seconds), "", "", ">= 250k/s"],
+        ["  batch latency p50 / p99", f"{fmt_seconds(p50)} / {fmt_seconds(p99)}", "", "",
+         "p99 <= 100 ms"],
+    ]
+
+
+# -- single events -------------------------------------------------------------------------
+
+
+def _hammer(url: str, path: str, body: bytes, seconds: float, clients: int = 16) -> float:
+    import trio
+
+    count = 0
+    raw = post_request(url, path, body)
+
+    async def client(deadline: float) -> None:
+        nonlocal count
+        conn = await RawConnection.open(url)
+        try:
+            while time.perf_counter() < deadline:
+                status, _ = await conn.request(raw)
+                if status < 300:
+                    count += 1
+        finally:
+            await conn.aclose()
+
+    async def run() -> float:
+        started = time.perf_counter()
+        async with trio.open_nursery() as nursery:
+            for _ in range(clients):
+                nursery.start_soon(client, started + seconds)
+        return time.perf_counter() - started
+
+    elapsed = trio.run(run)
+    return count / elapsed
+
+
+def bench_single(seconds: float, tmp: str) -> list[list[str]]:
+    event = json.dumps({"type": "pageview", "userId": "user_1", "sessionId": "s_1",
+                        "properties": {"page": "/", "duration": 1200}}).encode()
+    bare = start_bare(tmp)
+    try:
+        _hammer(bare.url, "/events", event, 1.0)  # warm up
+        ceiling = _hammer(bare.url, "/events", event, seconds)
+    finally:
+        bare.stop()
+    daemon = start_rta(tmp, "single")
+    try:
+        _hammer(daemon.url, "/events", event, 1.0)
+        ours = _hammer(daemon.url, "/events", event, seconds)
+    finally:
+        daemon.stop()
+    return [["single-event POST /events req/s, 16 keep-alive clients", fmt_count(ours),
+             f"bare ASGI app {fmt_count(ceiling)}", f"{ours / ceiling:.0%} of bare",
+             ">= 85% of bare"]]
+
+
+# -- NDJSON file ---------------------------------------------------------------------------
+
+
+def ndjson_file(n: int) -> str:
+    """The NDJSON file of `generate_events(n)`, cached beside the Arrow cache."""
+    from rta.cli.demo import write_ndjson
+
+    path = os.path.join(DATA_DIR, f"events-n{n}-s1-e{data_end_ms()}.ndjson")
+    if not os.path.exists(path):
+        table = generate_events(n)
+        with open(path + ".tmp", "wb") as f:
+            write_ndjson(table, f)
+        os.replace(path + ".tmp", path)
+    return path
+
+
+def bench_file(n: int, tmp: str) -> list[list[str]]:
+    import duckdb
+    import pyarrow.json as pajson
+
+    from rta.core.store import ColumnStore, StoreConfig
+    from rta.core.store.bulk import bulk_load_ndjson
+
+    path = ndjson_file(n)
+    size_mb = os.path.getsize(path) / 1e6
+    started = time.perf_counter()
+    pajson.read_json(path)
+    arrow_s = time.perf_counter() - started
+
+    con = duckdb.connect()
+    con.execute("SET threads TO 2")
+    started = time.perf_counter()
+    con.execute(f"CREATE TABLE events AS SELECT * FROM read_json('{path}', "
+                "format='newline_delimited')")
+    duck_s = time.perf_counter() - started
+    con.close()
+
+    data = os.path.join(tmp, "file-inproc")
+    store = ColumnStore(data, StoreConfig(fsync=True))
+    result = bulk_load_ndjson(store, path)
+    store.close()
+    assert result.accepted == n, (result.accepted, result.rejected[:3])
+    inproc_s = result.seconds
+    shutil.rmtree(data, ignore_errors=True)
+
+    data = os.path.join(tmp, "file-cli")
+    started = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "rta", "ingest", "--local", "--data-dir", data,
+                          path, "--json"], capture_output=True, text=True, check=False)
+    cli_s = time.perf_counter() - started
+    shutil.rmtree(data, ignore_errors=True)
+    cli_rate = fmt_count(n / cli_s) if out.returncode == 0 else f"failed ({out.returncode})"
+    return [
+        [f"rta ingest --local {fmt_count(n)} NDJSON ({size_mb:.0f} MB), process wall events/s",
+         cli_rate, f"DuckDB read_json {fmt_count(n / duck_s)}",
+         ratio(duck_s, cli_s) if out.returncode == 0 else "-", ">= 1M/s"],
+        ["  bulk_load_ndjson in-process events/s", fmt_count(n / inproc_s),
+         f"pyarrow read_json alone {fmt_count(n / arrow_s)}", ratio(arrow_s, inproc_s), ""],
+    ]
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
