@@ -183,3 +183,42 @@ async def test_web_app_is_served_with_types_and_cache_headers(
         assert (await http.get(bad)).status_code == 404
     missing = await http.get("/no/such/endpoint")
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+
+
+async def test_cli_dashboards_commands(server: LiveServer, http: httpx.AsyncClient) -> None:
+    from typer.testing import CliRunner
+
+    from rta.cli.main import app
+
+    runner = CliRunner()
+
+    async def rta(*args: str) -> Any:
+        return await trio.to_thread.run_sync(
+            lambda: runner.invoke(app, [*args, "--server", server.url]))
+
+    await http.post("/events/batch", json=events(4))
+    r = await rta("dashboards", "create", "--template", "overview", "--name", "Ops", "--json")
+    assert r.exit_code == 0, r.output
+    created = json.loads(r.stdout)
+    assert created["name"] == "Ops" and created["url"].endswith(f"#/dashboards/{created['id']}")
+    r = await rta("dashboards", "list", "--json")
+    assert [d["id"] for d in json.loads(r.stdout)["dashboards"]] == [created["id"]]
+    r = await rta("dashboards", "list")
+    assert r.exit_code == 0 and "Ops" in r.stdout
+    r = await rta("dashboards", "show", created["id"], "--json")
+    shown = json.loads(r.stdout)
+    revenue = next(w for w in shown["data"]["widgets"] if w["title"] == "Revenue")
+    assert revenue["data"]["value"] == sum(10.0 + i for i in range(4))
+    r = await rta("dashboards", "show", created["id"])
+    assert r.exit_code == 0 and "Revenue" in r.stdout
+    r = await rta("dashboards", "open", created["id"], "--no-browser")
+    assert r.stdout.strip() == created["url"]
+    r = await rta("dashboards", "templates", "--json")
+    assert {t["name"] for t in json.loads(r.stdout)["templates"]} >= {"overview", "errors"}
+    r = await rta("dashboards", "create", "--template", "nope")
+    assert r.exit_code == 4 and "template" in r.output
+    r = await rta("dashboards", "show", "missing-id")
+    assert r.exit_code == 4
+    r = await rta("dashboards", "delete", created["id"])
+    assert r.exit_code == 0
+    assert (await http.get("/dashboards")).json()["total"] == 0
