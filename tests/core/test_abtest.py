@@ -145,7 +145,7 @@ def test_end_to_end_matches_statistics() -> None:
         if len(vs) == 1:
             groups.setdefault(first_variant[u], []).append(u)
     variants = {v["name"]: v for v in out["variants"]}
-    assert [v["name"] for v in out["variants"]][0] == "control"
+    assert out["variants"][0]["name"] == "control"
     for name, users in groups.items():
         assert variants[name]["exposures"] == len(users)
         assert variants[name]["conversions"] == sum(u in value for u in users)

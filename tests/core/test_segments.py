@@ -16,9 +16,9 @@ from tests.core.test_funnel_data import NOW, T0, USERS, event_logs, make_engine
 def _latest(events: list[dict[str, Any]], user: str, key: str) -> Any:
     best = None
     for i, e in enumerate(events):
-        if e["userId"] == user and key in e["properties"]:
-            if best is None or (e["timestamp"], i) >= best[0]:
-                best = ((e["timestamp"], i), e["properties"][key])
+        if e["userId"] == user and key in e["properties"] and (
+                best is None or (e["timestamp"], i) >= best[0]):
+            best = ((e["timestamp"], i), e["properties"][key])
     return None if best is None else best[1]
 
 
