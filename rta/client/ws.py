@@ -118,6 +118,9 @@ async def connect(server: str, token: str | None = None,
                                   disconnect_timeout=2) as ws:
         welcome = json.loads(await ws.get_message())
         conn = LiveConnection(ws, welcome)
+        # One round trip first: hypercorn pings right after the handshake, and trio-websocket
+        # fails if that ping lands while it is closing (short-lived connections do).
+        await conn.ping()
         for channel, flt in subscriptions:
             await conn.subscribe(channel, flt)
         yield conn
@@ -127,18 +130,21 @@ async def follow(server: str, subscriptions: list[Subscription],
                  on_message: Callable[[dict[str, Any]], bool | None],
                  token: str | None = None, reconnect: bool = True,
                  on_status: Callable[[str, str], None] | None = None,
-                 max_backoff: float = 5.0) -> None:
+                 max_backoff: float = 5.0, retry_first: bool = False) -> None:
     """Deliver channel messages to `on_message` until it returns False.
 
     With `reconnect`, a lost or refused connection is retried with backoff (0.25 s doubling
     to `max_backoff`); `on_status(state, detail)` hears "connected" / "reconnecting".
-    Subscription errors (unknown channel, bad filter) raise LiveError and are not retried.
+    The first connection's failure is raised unless `retry_first` (so a wrong URL fails
+    fast). Subscription errors (unknown channel, bad filter) raise LiveError and are not retried.
     """
     backoff = 0.25
+    connected_once = retry_first
     while True:
         try:
             async with connect(server, token, subscriptions) as conn:
                 backoff = 0.25
+                connected_once = True
                 if on_status is not None:
                     on_status("connected", str(conn.welcome.get("data", {}).get("version", "")))
                 while True:
@@ -148,7 +154,7 @@ async def follow(server: str, subscriptions: list[Subscription],
                     if on_message(msg) is False:
                         return
         except (ConnectionClosed, HandshakeError, OSError, trio.BrokenResourceError) as exc:
-            if not reconnect:
+            if not reconnect or not connected_once:
                 raise
             if on_status is not None:
                 on_status("reconnecting", f"{type(exc).__name__}: {exc}")

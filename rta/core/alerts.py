@@ -10,10 +10,13 @@ primed from the store when a rule is loaded, so a restart does not forget the wi
 
 threshold: fire while `value <op> threshold`.
 anomaly:   fire while the robust z-score of the current window against the previous
-           `baselineWindows` windows, (x - median) / (1.4826 * MAD), is at least `sensitivity`
-           (default 3.0) in the watched `direction` (both|up|down), once at least
-           `minBaselinePoints` baseline windows have data. A flat baseline (MAD 0) falls back
-           to the mean absolute deviation; if that is 0 too, any change is an anomaly.
+           `baselineWindows` (default 24) windows, (x - median) / scale, is at least
+           `sensitivity` (default 3.0) in the watched `direction` (both|up|down), once at
+           least `minBaselinePoints` baseline windows have data. scale is the larger of
+           1.4826 * MAD and 1.2533 * the mean absolute deviation from the median (MAD alone
+           swings by +-30% on a couple of dozen points, which turns noise into "anomalies"),
+           and, for counts, at least sqrt(median) (Poisson noise). If the scale is 0 (a flat
+           baseline of zeros), any change is an anomaly.
 
 States: ok -> (pending, while waiting out `for`) -> firing -> resolved -> ... A notification
 goes out when a rule fires and when it resolves; `cooldown` suppresses a new firing
@@ -140,7 +143,7 @@ class Rule:
             cooldown_ms=doc.get("cooldown", 0),
             where=parse_where(c.get("filters"), "condition.filters"),
             sensitivity=c.get("sensitivity", 3.0), min_baseline=c.get("minBaselinePoints", 5),
-            baseline_windows=c.get("baselineWindows", 12), direction=c.get("direction", "both"),
+            baseline_windows=c.get("baselineWindows", 24), direction=c.get("direction", "both"),
             channels=tuple(n["channels"]), severity=n["severity"], message=n.get("message", ""),
             webhook_url=n.get("webhookUrl"))
 
@@ -219,7 +222,7 @@ def validate_alert(body: Any) -> dict[str, Any]:
         minimum = cond.get("minBaselinePoints", 5)
         if isinstance(minimum, bool) or not isinstance(minimum, int) or not 2 <= minimum <= 1000:
             raise field_error("condition.minBaselinePoints", "must be an integer from 2 to 1000")
-        windows = cond.get("baselineWindows", max(12, minimum))
+        windows = cond.get("baselineWindows", max(24, minimum))
         if isinstance(windows, bool) or not isinstance(windows, int) or \
                 not minimum <= windows <= 1000:
             raise field_error("condition.baselineWindows",
@@ -340,20 +343,28 @@ def window_values(rule: Rule, b: Buckets, ends: np.ndarray) -> np.ndarray:
     return out
 
 
-def robust_z(value: float, baseline: np.ndarray) -> tuple[float, float, float]:
-    """(z, median, scale) of `value` against the baseline points (NaNs ignored)."""
+def robust_z(value: float, baseline: np.ndarray, counts: bool = False
+             ) -> tuple[float, float, float]:
+    """(z, median, scale) of `value` against the baseline points (NaNs ignored); see the
+    module docstring for the scale."""
     base = baseline[~np.isnan(baseline)]
     med = float(np.median(base))
-    scale = 1.4826 * float(np.median(np.abs(base - med)))
-    if scale == 0:
-        scale = 1.2533 * float(np.mean(np.abs(base - med)))
+    dev = np.abs(base - med)
+    scale = max(1.4826 * float(np.median(dev)), 1.2533 * float(np.mean(dev)))
+    if counts:
+        scale = max(scale, math.sqrt(max(med, 0.0)))
     if scale == 0:
         return (0.0 if value == med else math.copysign(math.inf, value - med)), med, 0.0
     return (value - med) / scale, med, scale
 
 
-def evaluate_point(rule: Rule, b: Buckets, end: int) -> dict[str, Any]:
-    """Whether the rule's condition holds for the window ending at bucket offset `end`."""
+def evaluate_point(rule: Rule, b: Buckets, end: int,
+                   data_since: int | None = None) -> dict[str, Any]:
+    """Whether the rule's condition holds for the window ending at bucket offset `end`.
+
+    `data_since` (ms): when the store's data begins; baseline windows starting before it
+    are no data, not zeros (a new server is not "anomalous" because yesterday was empty).
+    """
     if rule.kind == "threshold":
         value = float(window_values(rule, b, np.array([end]))[0])
         breach = not math.isnan(value) and COMPARATORS[rule.operator or "gt"](
@@ -361,8 +372,11 @@ def evaluate_point(rule: Rule, b: Buckets, end: int) -> dict[str, Any]:
         return {"value": None if math.isnan(value) else value, "breach": breach}
     w = rule.window_buckets
     ends = end - w * np.arange(rule.baseline_windows + 1)
-    ends = ends[ends >= 0]
+    ends = ends[ends >= w - 1]
     vals = window_values(rule, b, ends)
+    if data_since is not None:
+        starts_ms = (b.first + ends - w + 1) * rule.bucket_ms
+        vals[1:][starts_ms[1:] < data_since - data_since % rule.bucket_ms] = np.nan
     return _anomaly(rule, float(vals[0]), vals[1:])
 
 
@@ -371,7 +385,7 @@ def _anomaly(rule: Rule, value: float, baseline: np.ndarray) -> dict[str, Any]:
                            "baselinePoints": int(np.sum(~np.isnan(baseline)))}
     if math.isnan(value) or out["baselinePoints"] < rule.min_baseline:
         return out
-    z, med, scale = robust_z(value, baseline)
+    z, med, scale = robust_z(value, baseline, rule.aggregation == "count")
     out.update(zScore=z if math.isfinite(z) else (1e9 if z > 0 else -1e9), baseline=med,
                scale=scale)
     if rule.direction == "up":
@@ -529,7 +543,11 @@ def backtest(rule: Rule, snap: Snapshot, start: int, end: int,
         base_ends = points[:, None] - w * k[None, :]
         flat = base_ends.ravel()
         base = window_values(rule, b, np.maximum(flat, 0)).reshape(base_ends.shape)
-        base[base_ends < 0] = np.nan
+        base[base_ends < w - 1] = np.nan
+        bounds = snap.time_bounds()
+        if bounds is not None:  # windows before the store's first event: no data
+            since = bounds[0] - bounds[0] % bms
+            base[(base_ends - w + 1 + first) * bms < since] = np.nan
         breach = np.zeros(len(points), dtype=bool)
         zs = np.full(len(points), np.nan)
         for i in np.flatnonzero(~np.isnan(vals)).tolist():
@@ -632,6 +650,8 @@ class AlertEvaluator:
         self._nursery: trio.Nursery | None = None
         self._pending_webhooks: list[tuple[str, str, dict[str, Any]]] = []
         self._wake = trio.Event()
+        bounds = engine.snapshot().time_bounds()
+        self.data_since: int | None = None if bounds is None else bounds[0]
         for doc in engine.metadata.list(ALERT_KIND):
             try:
                 self.load(doc)
@@ -676,6 +696,9 @@ class AlertEvaluator:
     def _fold(self, batch: EventBatch) -> None:
         dicts = self.engine.store.dicts
         block = batch_block(batch, dicts)
+        first = int(block.ts.min())
+        if self.data_since is None or first < self.data_since:
+            self.data_since = first
         snap = Snapshot(blocks=[], dicts=dicts, version=0)
         newest_ms = now_ms()
         types = set(batch.types)
@@ -724,7 +747,7 @@ class AlertEvaluator:
         now_b = now // rule.bucket_ms
         n = rule.horizon_buckets
         b = state.ring.extract(now_b - n + 1, n)
-        result = evaluate_point(rule, b, n - 1)
+        result = evaluate_point(rule, b, n - 1, self.data_since)
         self.evaluated += 1
         state.evaluations += 1
         state.last_evaluated = now
