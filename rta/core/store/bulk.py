@@ -32,7 +32,6 @@ import gzip
 import json
 import os
 import time
-import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -67,7 +66,7 @@ from rta.core.store.block import (
     null_column,
 )
 from rta.core.store.dictionary import Dictionary
-from rta.core.store.records import HEADER, fsync_dir
+from rta.core.store.records import fsync_dir
 from rta.core.store.segment import FORMAT_VERSION, Segment, read_segment, segment_name
 from rta.core.store.store import ColumnStore
 from rta.core.timeparse import now_ms
@@ -223,8 +222,11 @@ def _split_lines(path: str, data: bytes, first_line: int) -> _Chunk:
     ends = np.r_[nl, len(buf)]
     if len(starts) and starts[-1] == len(buf):  # nothing after the final newline
         starts, ends = starts[:-1], ends[:-1]
-    dense = np.r_[0, np.cumsum(~_WS[buf])]
-    keep = dense[ends] > dense[starts]
+    # A line starting with a non-blank byte is an event; the rare others are checked here.
+    keep = ends > starts
+    keep[keep] = ~_WS[buf[starts[keep]]]
+    for i in np.flatnonzero(~keep).tolist():
+        keep[i] = bool(data[starts[i]:ends[i]].strip())
     numbers = np.arange(first_line, first_line + len(starts))
     return _Chunk(path, data, first_line, starts[keep], ends[keep], numbers[keep])
 
@@ -596,27 +598,24 @@ def _slow_rows(table: pa.Table, now: int, limits: Limits) -> np.ndarray:
 
 
 def _global_codes(d: Dictionary, strings: list[str]) -> np.ndarray:
-    """Global codes for distinct strings, adding the new ones with a single file write.
+    """Global codes for distinct strings, adding the new ones in one step.
 
-    Extends `d.codes`/`d.strings` and writes to `d._fd` directly (the same frames
-    `Dictionary.code()` appends): `code()` issues one write syscall per new string, which
-    dominates a load that brings a million new sessions.
+    Does what `Dictionary.code()` does for each new string (memory, then the pending-write
+    list that `sync()` persists in code order) under the dictionary's lock, once per chunk
+    instead of once per string: a load can bring a million new sessions.
     """
     get = d.codes.get
     out = np.fromiter((get(s, -1) for s in strings), dtype=np.int32, count=len(strings))
     missing = np.flatnonzero(out < 0)
     if len(missing):
-        base = len(d.strings)
         new = [strings[i] for i in missing.tolist()]
-        d.strings.extend(new)
-        d.codes.update(zip(new, range(base, base + len(new)), strict=True))
+        with d._lock:
+            base = len(d.strings)
+            d.strings.extend(new)
+            d.codes.update(zip(new, range(base, base + len(new)), strict=True))
+            if d._fd is not None:
+                d._unwritten.extend(new)
         out[missing] = np.arange(base, base + len(new), dtype=np.int32)
-        if d._fd is not None:
-            pack, crc = HEADER.pack, zlib.crc32
-            encoded = [t.encode() for t in new]
-            view = memoryview(b"".join([pack(len(b), crc(b)) + b for b in encoded]))
-            while view:
-                view = view[os.write(d._fd, view):]
     return out
 
 
@@ -865,12 +864,12 @@ def _write_segments(store: ColumnStore, blocks: list[Block], now: int) -> None:
             new.append(read_segment(seq, final))
         if store.config.fsync:
             fsync_dir(directory)
-    for seg in new:
-        store.segments.append(seg)
-        store.events_ingested += seg.block.n
-        store.version += 1
-        store._changes.append((store.version, seg.block.min_ts, seg.block.max_ts))
-    store.segments.sort(key=lambda s: s.seq)
+    with store._head_lock:  # swap atomically, as finish_seal does: snapshots see all or none
+        store.segments = sorted([*store.segments, *new], key=lambda s: s.seq)
+        for seg in new:
+            store.events_ingested += seg.block.n
+            store.version += 1
+            store._changes.append((store.version, seg.block.min_ts, seg.block.max_ts))
 
 
 def _fsync_path(path: str) -> None:
