@@ -353,22 +353,62 @@ def check_source_properties(snap: Snapshot, widgets: list[dict[str, Any]]) -> No
 def check_widget_properties(snap: Snapshot, widget: dict[str, Any], index: int) -> None:
     src = widget["dataSource"]
     etype = src.get("eventType")
+    etype = etype if isinstance(etype, str) else None
     for fieldname, key in _source_properties(src):
-        known = known_properties(snap, etype if isinstance(etype, str) else None)
-        if known is None:
+        numeric = fieldname == "metric" and src.get("aggregation") not in ("count",
+                                                                            "unique_users")
+        kinds = property_kinds(snap, etype, key, numeric)
+        if kinds is None:
             return  # no events of that type yet: nothing to check against
         path = f"widgets[{index}].dataSource.{fieldname}"
-        where = f"{etype!r} events" if isinstance(etype, str) else "stored events"
-        if key not in known:
-            listing = ", ".join(sorted(known)[:30]) or "none"
+        where = f"{etype!r} events" if etype else "stored events"
+        if not kinds:
+            known = sorted(known_properties(snap, etype) or {})
+            listing = ", ".join(known[:30]) or "none"
             raise _widget_error(path, f"no {where} carry property {key!r}; known: {listing}",
-                                index, value=key, known=sorted(known)[:100])
-        numeric_needed = fieldname == "metric" and src.get("aggregation") not in (
-            "count", "unique_users")
-        if numeric_needed and not known[key] & {"i", "f"}:
+                                index, value=key, known=known[:100])
+        if numeric and not kinds & {"i", "f"}:
             raise _widget_error(path, f"property {key!r} of {where} is not numeric, so it "
                                 f"cannot be aggregated with {src.get('aggregation')}", index,
                                 value=key)
+
+
+def property_kinds(snap: Snapshot, event_type: str | None, key: str,
+                   numeric: bool = False) -> set[str] | None:
+    """Value kinds of `key` seen on `event_type` events (any event if None): None when there
+    are no such events, an empty set when none carries the key. Stops at the first block that
+    settles the question, so the check costs about one column scan, not a table scan."""
+    code = -1
+    if event_type is not None:
+        code = snap.dicts.types.lookup(event_type)
+        if code < 0:
+            return None
+    found = False
+    kinds: set[str] = set()
+    for block in snap.blocks:
+        if not block.n:
+            continue
+        if event_type is not None:
+            counts = block.type_counts
+            if code >= len(counts) or not counts[code]:
+                continue
+        found = True
+        rows: np.ndarray | None = None
+        for kind in block.property_keys.get(key, ()):
+            if kind in kinds:
+                continue
+            if event_type is None:
+                kinds.add(kind)
+                continue
+            if rows is None:
+                rows = block.type == code
+            col = block.props[kind + ":" + key][rows]
+            present = ~np.isnan(col) if kind == "f" else col != NULL_DTYPES[kind][1]
+            if bool(present.any()):
+                kinds.add(kind)
+        if kinds and (not numeric or kinds & {"i", "f"}):
+            break
+    return kinds if found else None
 
 
 def known_properties(snap: Snapshot, event_type: str | None) -> dict[str, set[str]] | None:
