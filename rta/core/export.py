@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Generator, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -389,21 +390,37 @@ class Export:
         """The export's bytes, one piece per chunk of rows (empty pieces skipped)."""
         writer = WRITERS[self.spec.format](self.layout, self.rows)
         self._writer = writer
+
+        def prepare(pieces: list[Piece], order: np.ndarray | None) -> tuple[int, Any]:
+            chunk = _gather(pieces, order, self.layout, self.snap)
+            return chunk.n, writer.prepare(chunk)
+
+        # Two-stage pipeline: a helper thread gathers and renders chunk i+1 while this one
+        # writes chunk i (pyarrow and numpy release the GIL), holding two chunks at most.
+        pool = ThreadPoolExecutor(1, thread_name_prefix="rta-export")
+        pending: Future[tuple[int, Any]] | None = None
         try:
             head = writer.start()
             if head:
                 yield head
-            for pieces, order in _rounds(self.snap, self.spec.flt, self.spec.limit,
-                                         self.chunk_rows):
-                chunk = _gather(pieces, order, self.layout, self.snap)
-                data = writer.write(chunk)
-                self.rows_written += chunk.n
-                if data:
-                    yield data
+            rounds = _rounds(self.snap, self.spec.flt, self.spec.limit, self.chunk_rows)
+            while True:
+                nxt = next(rounds, None)
+                ahead = None if nxt is None else pool.submit(prepare, *nxt)
+                if pending is not None:
+                    n, prepared = pending.result()
+                    data = writer.write(prepared)
+                    self.rows_written += n
+                    if data:
+                        yield data
+                pending = ahead
+                if pending is None:
+                    break
             tail = writer.finish()
             if tail:
                 yield tail
         finally:
+            pool.shutdown(wait=True, cancel_futures=True)
             writer.close()
 
     def write_to(self, out: Any) -> int:

@@ -400,7 +400,13 @@ class Writer:
     def start(self) -> bytes:
         return b""
 
-    def write(self, chunk: Chunk) -> bytes:
+    def prepare(self, chunk: Chunk) -> Any:
+        """The CPU-heavy, stateless part of writing `chunk` (runs on a helper thread while
+        the previous chunk is written, so it must not touch the writer's state)."""
+        return chunk
+
+    def write(self, prepared: Any) -> bytes:
+        """The output bytes for a prepared chunk, in order."""
         raise NotImplementedError
 
     def finish(self) -> bytes:
@@ -411,8 +417,11 @@ class Writer:
 
 
 class NdjsonWriter(Writer):
-    def write(self, chunk: Chunk) -> bytes:
+    def prepare(self, chunk: Chunk) -> bytes:
         return string_bytes(json_rows(chunk, self.layout, "\n"))
+
+    def write(self, prepared: bytes) -> bytes:
+        return prepared
 
 
 class JsonWriter(Writer):
@@ -425,12 +434,15 @@ class JsonWriter(Writer):
     def start(self) -> bytes:
         return b"["
 
-    def write(self, chunk: Chunk) -> bytes:
-        if not chunk.n:
+    def prepare(self, chunk: Chunk) -> tuple[int, bytes]:
+        return chunk.n, string_bytes(json_rows(chunk, self.layout, ",\n"))[:-2]
+
+    def write(self, prepared: tuple[int, bytes]) -> bytes:
+        n, body = prepared
+        if not n:
             return b""
-        body = string_bytes(json_rows(chunk, self.layout, ",\n"))[:-2]
         prefix = b"\n" if self.rows == 0 else b",\n"
-        self.rows += chunk.n
+        self.rows += n
         return prefix + body
 
     def finish(self) -> bytes:
@@ -471,7 +483,7 @@ class CsvWriter(Writer):
     def start(self) -> bytes:
         return self.sink.drain()
 
-    def write(self, chunk: Chunk) -> bytes:
+    def prepare(self, chunk: Chunk) -> pa.Table:
         arrays = [_tabular_base(chunk, n) for n in self.layout.base]
         for col in self.layout.props:
             if len(col.kinds) == 1:
@@ -479,7 +491,10 @@ class CsvWriter(Writer):
             else:  # mixed kinds as text, floats with a point so 1.0 stays 1.0
                 arrays.append(_coalesce([text_values(chunk, k, col.key, "raw")
                                          for k in col.kinds], chunk.n))
-        self.writer.write_table(pa.Table.from_arrays(arrays, schema=self.schema))
+        return pa.Table.from_arrays(arrays, schema=self.schema)
+
+    def write(self, prepared: pa.Table) -> bytes:
+        self.writer.write_table(prepared)
         return self.sink.drain()
 
     def finish(self) -> bytes:
@@ -527,9 +542,7 @@ class ParquetWriter(Writer):
     def start(self) -> bytes:
         return self.sink.drain()
 
-    def write(self, chunk: Chunk) -> bytes:
-        if not chunk.n:
-            return b""
+    def prepare(self, chunk: Chunk) -> pa.Table:
         arrays = [_tabular_base(chunk, n) for n in self.layout.base]
         for col in self.typed:
             arrays.append(typed_values(chunk, col.kinds[0], col.key) if col.kinds
@@ -538,7 +551,11 @@ class ParquetWriter(Writer):
             inner = json_properties(chunk, self.mixed)
             obj = _join(["{", inner, "}"])
             arrays.append(pc.if_else(pc.equal(inner, ""), pa.scalar(None, pa.string()), obj))
-        self.writer.write_table(pa.Table.from_arrays(arrays, schema=self.schema))
+        return pa.Table.from_arrays(arrays, schema=self.schema)
+
+    def write(self, prepared: pa.Table) -> bytes:
+        if prepared.num_rows:
+            self.writer.write_table(prepared)
         return self.sink.drain()
 
     def finish(self) -> bytes:
@@ -622,7 +639,8 @@ class XlsxWriter(Writer):
         self._open_sheet()
         return self.sink.drain()
 
-    def write(self, chunk: Chunk) -> bytes:
+    def write(self, prepared: Chunk) -> bytes:
+        chunk = prepared
         start = 0
         while start < chunk.n:
             if self.rows_in_sheet >= self.max_rows:

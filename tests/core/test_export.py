@@ -320,7 +320,7 @@ def event_lists(draw: st.DrawFn) -> list[dict[str, Any]]:
     return out
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(events=event_lists(), chunk=st.integers(1, 9), limit=st.none() | st.integers(1, 40),
        types=st.none() | st.sampled_from([["x"], ["x", "z"]]))
 def test_ndjson_export_is_the_filtered_store(events: list[dict[str, Any]], chunk: int,
