@@ -36,6 +36,7 @@ OPERATORS = ("eq", "neq", "gt", "gte", "lt", "lte", "in", "not_in", "contains", 
 NEGATIVE = {"neq": "eq", "not_in": "in", "not_contains": "contains", "not_exists": "exists"}
 TOP_LEVEL = {"type": "type", "eventType": "type", "userId": "user", "sessionId": "session",
              "timestamp": "ts"}
+PROPERTY_PREFIX = "properties."
 SegmentResolver = Callable[[str], np.ndarray]  # saved segment name -> user codes
 
 
@@ -62,6 +63,23 @@ class EventFilter:
     segment_users: np.ndarray | None = None  # user codes of a saved segment
     _luts: dict[tuple[str, str, str], np.ndarray] = field(default_factory=dict, repr=False)
 
+    def intersect(self, other: EventFilter) -> EventFilter:
+        """Events matching both filters."""
+        def tighter(a: int | None, b: int | None, pick: Callable[[int, int], int]) -> int | None:
+            return b if a is None else a if b is None else pick(a, b)
+
+        types = self.types if other.types is None else other.types if self.types is None \
+            else tuple(t for t in self.types if t in other.types)
+        users = self.users if other.users is None else other.users if self.users is None \
+            else tuple(u for u in self.users if u in other.users)
+        wheres = tuple(w for w in (self.where, other.where) if w is not None)
+        seg = self.segment_users if other.segment_users is None else other.segment_users \
+            if self.segment_users is None else np.intersect1d(self.segment_users,
+                                                               other.segment_users)
+        return EventFilter(tighter(self.start, other.start, max), tighter(self.end, other.end,
+                                                                           min),
+                           types, users, Group("and", wheres) if wheres else None, seg)
+
     def select(self, snap: Snapshot) -> Iterator[tuple[Block, slice, np.ndarray | None]]:
         """(block, rows in the time range, mask within those rows or None for all)."""
         type_codes = None
@@ -70,26 +88,36 @@ class EventFilter:
                                    if c >= 0], dtype=np.int32)
             if not len(type_codes):
                 return
+        only_types = (self.users is None and self.where is None
+                      and self.segment_users is None)
         for block, sl in snap.ranges(self.start, self.end):
+            block_types = type_codes
             if type_codes is not None:
                 counts = block.type_counts
                 known = type_codes[type_codes < len(counts)]
-                if not len(known) or not counts[known].any():
+                hits = int(counts[known].sum()) if len(known) else 0
+                if not hits:
                     continue
-            mask = self.mask(block, sl, snap, type_codes)
+                if hits == block.n:  # the zone map says every row is of a wanted type
+                    if only_types:
+                        yield block, sl, None
+                        continue
+                    block_types = None
+            mask = self.mask(block, sl, snap, block_types, skip_types=block_types is None)
             if mask is not None and not mask.any():
                 continue
             yield block, sl, mask
 
     def mask(self, block: Block, sl: slice, snap: Snapshot,
-             type_codes: np.ndarray | None = None) -> np.ndarray | None:
+             type_codes: np.ndarray | None = None,
+             skip_types: bool = False) -> np.ndarray | None:
         mask: np.ndarray | None = None
 
         def both(m: np.ndarray) -> None:
             nonlocal mask
             mask = m if mask is None else mask & m
 
-        if self.types is not None:
+        if self.types is not None and not skip_types:
             if type_codes is None:
                 type_codes = np.array([snap.dicts.types.lookup(t) for t in self.types])
             t = block.type[sl]
@@ -116,6 +144,8 @@ class EventFilter:
                                block, sl, snap)
         if node.prop in TOP_LEVEL:
             return self._eval_top(node, block, sl, snap)
+        if node.prop.startswith(PROPERTY_PREFIX):  # 'properties.type': the property, not
+            node = Predicate(node.prop[len(PROPERTY_PREFIX):], node.op, node.value)  # the field
         n = sl.stop - sl.start
         if node.op == "exists":
             return block.present(node.prop)[sl]
@@ -215,6 +245,15 @@ def _names(value: Any, fieldname: str) -> tuple[str, ...] | None:
     raise field_error(fieldname, "must be a string or a non-empty list of strings")
 
 
+def _property_name(name: str) -> str:
+    """'properties.page' -> 'page'; 'properties.type' keeps its prefix so it is not taken
+    for the top-level field `type`."""
+    if name.startswith(PROPERTY_PREFIX):
+        bare = name[len(PROPERTY_PREFIX):]
+        return name if bare in TOP_LEVEL else bare
+    return name
+
+
 def parse_predicate(spec: Any, path: str) -> Predicate | Group:
     """One `where` item: a predicate, a group, or the {key: value} equality shorthand."""
     if not isinstance(spec, dict):
@@ -231,8 +270,7 @@ def parse_predicate(spec: Any, path: str) -> Predicate | Group:
         prop = spec["property"]
         if not isinstance(prop, str) or not prop:
             raise field_error(f"{path}.property", "must be a non-empty string")
-        if prop.startswith("properties."):
-            prop = prop[len("properties."):]
+        prop = _property_name(prop)
         op = str(spec.get("operator", spec.get("op", "eq")))
         if op not in OPERATORS:
             raise field_error(f"{path}.operator", f"must be one of {', '.join(OPERATORS)}",
@@ -250,8 +288,7 @@ def parse_predicate(spec: Any, path: str) -> Predicate | Group:
         elif op in ("eq", "neq") and (value is None or isinstance(value, dict | list)):
             raise field_error(f"{path}.value", f"must be a scalar for {op}")
         return Predicate(prop, op, value)
-    items = [Predicate(k[len("properties."):] if k.startswith("properties.") else k, "eq", v)
-             for k, v in spec.items()]
+    items = [Predicate(_property_name(k), "eq", v) for k, v in spec.items()]
     for k, v in spec.items():
         if v is None or isinstance(v, dict | list):
             raise field_error(f"{path}.{k}", "shorthand filters need a scalar value")
@@ -326,9 +363,7 @@ def parse_cli_where(expr: str) -> Predicate:
                       (">", "gt"), ("<", "lt"), ("=", "eq")):
         if token in text:
             key, _, raw = text.partition(token)
-            key = key.strip()
-            if key.startswith("properties."):
-                key = key[len("properties."):]
+            key = _property_name(key.strip())
             value: Any = raw.strip() if op in ("starts_with", "ends_with", "contains",
                                                "not_contains") else _cli_value(raw)
             return Predicate(key, op, value)

@@ -193,3 +193,14 @@ def test_relative_time_ranges() -> None:
     assert flt.start == NOW - 15 * 60_000
     flt = parse_filter({"startTime": "2027-01-15T00:00:00Z", "endTime": "2027-01-16"}, now=NOW)
     assert (flt.start, flt.end) == (1_799_971_200_000, 1_800_057_600_001)
+
+
+def test_property_named_like_a_field_and_intersect() -> None:
+    events = [{"type": "click", "userId": "u1", "timestamp": NOW - 5,
+               "properties": {"type": "button"}},
+              {"type": "button", "userId": "u2", "timestamp": NOW - 4, "properties": {}}]
+    assert run(events, {"where": {"properties.type": "button"}}) == [0]
+    assert run(events, {"where": {"type": "button"}}) == [1]
+    both = parse_filter({"type": ["click", "button"], "startTime": NOW - 10}, now=NOW).intersect(
+        parse_filter({"type": "click", "endTime": NOW - 5}, now=NOW))
+    assert (both.types, both.start, both.end) == (("click",), NOW - 10, NOW - 4)
