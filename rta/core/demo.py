@@ -44,7 +44,7 @@ PRODUCTS = ("widget", "gadget", "gizmo", "starter_kit", "pro_plan")
 PRICES = np.array([19.99, 49.0, 9.5, 99.0, 240.0])
 CURRENCIES = ("USD", "EUR", "GBP")
 VARIANTS = ("control", "variant_a", "variant_b")
-PURCHASE_RATE = np.array([0.35, 0.38, 0.52, 0.35])  # by variant; last: not in the experiment
+PURCHASE_RATE = np.array([0.35, 0.38, 0.55, 0.35])  # by variant; last: not in the experiment
 ERROR_MESSAGES = ("TypeError: Cannot read properties of undefined", "NetworkError: Failed to fetch",
                   "Request timed out", "Internal Server Error", "Not Found", "Script error.")
 ERROR_CODES = np.array([0, 0, 504, 500, 404, 0])
@@ -131,7 +131,7 @@ class _Users:
         self.weight[rng.permutation(count)] = weight / weight.sum()
         # Sign-up times spread over twice the window: about half the users are new in it.
         signup = _diurnal(rng, start - span + (rng.random(count) * 2 * span).astype(np.int64))
-        self.signup = np.minimum(signup, end - MINUTE)
+        self.signup = np.minimum(signup, end - 2 * MINUTE)  # later sessions fit after it
         self.new = self.signup >= start
         in_experiment = rng.random(count) < 0.6
         self.variant = np.where(in_experiment, rng.integers(0, 3, count), 3).astype(np.int8)
@@ -214,10 +214,13 @@ class _Sessions:
         first_idx = np.flatnonzero(boundary)
         run = np.diff(np.r_[first_idx, m])
         rel = cs - np.repeat(cs[first_idx], run)
-        ts = self.start[sess] + rel.astype(np.int64)
-        last = np.repeat(ts[np.r_[first_idx[1:] - 1, m - 1]], run)
-        ts -= np.maximum(last - (end - 1), 0)
-        ts = np.maximum(ts, 0)
+        # A session that would run past `end` is compressed to fit (its start, and so the
+        # order of a user's sessions relative to the signup, stays put).
+        start = self.start[sess]
+        span = np.repeat(rel[np.r_[first_idx[1:] - 1, m - 1]], run)
+        room = (end - 1 - start).astype(np.float64)
+        rel = np.where(span > room, rel * (room / np.maximum(span, 1.0)), rel)
+        ts = np.maximum(start + rel.astype(np.int64), 0)
 
         user = self.user[sess]
         variant = people.variant[user]
