@@ -112,7 +112,7 @@ def load_table(store: ColumnStore, table: pa.Table, limits: Limits | None = None
     started = time.perf_counter()
     loader = _Loader(store, limits, now, flush_rows)
     for offset in range(0, max(table.num_rows, 1), CHUNK_ROWS):
-        part = _flatten(table.slice(offset, CHUNK_ROWS))
+        part = _datetimes_to_ms(_flatten(table.slice(offset, CHUNK_ROWS)))
         loader.add(part, offset, _table_rows(part))
     loader.finish()
     loader.result.seconds = time.perf_counter() - started
@@ -246,6 +246,16 @@ def _flatten(table: pa.Table) -> pa.Table:
     """Struct columns (a nested `properties` object) become dotted columns, recursively."""
     while any(pa.types.is_struct(f.type) for f in table.schema):
         table = table.flatten()
+    return table
+
+
+def _datetimes_to_ms(table: pa.Table) -> pa.Table:
+    """Timestamp columns (Parquet, Arrow) become int64 ms since the epoch, as `rta ingest`
+    reads them; Arrow timestamps are UTC (naive ones are taken as UTC)."""
+    for i, f in enumerate(table.schema):
+        if pa.types.is_timestamp(f.type):
+            col = table.column(i).cast(pa.timestamp("ms", f.type.tz)).cast(pa.int64())
+            table = table.set_column(i, f.name, col)
     return table
 
 
