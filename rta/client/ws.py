@@ -177,7 +177,7 @@ async def stream_ingest(url: str, token: str | None,
     """
     totals: dict[str, Any] = {"accepted": 0, "duplicates": 0, "rejected": 0, "messages": 0,
                               "events": 0, "errors": []}
-    sizes: dict[int, tuple[int, int]] = {}  # requestId -> (events, batch number)
+    sizes: dict[int, tuple[int, int, int]] = {}  # requestId -> (events, batch, first index)
     state = {"inflight": 0}
     progress = trio.Event()
     done_sending = trio.Event()
@@ -185,8 +185,11 @@ async def stream_ingest(url: str, token: str | None,
     def note_error(req: Any, entry: dict[str, Any]) -> None:
         if len(totals["errors"]) < 100:
             err = entry.get("error", {})
-            info = sizes.get(req, (0, -1)) if isinstance(req, int) else (0, -1)
-            totals["errors"].append({"batch": info[1], "index": entry.get("index"),
+            info = sizes.get(req, (0, -1, 0)) if isinstance(req, int) else (0, -1, 0)
+            index = entry.get("index")
+            totals["errors"].append({"batch": info[1],
+                                     "index": info[2] + index if index is not None
+                                     else info[2] if info[0] == 1 else None,
                                      "code": err.get("code"), "message": err.get("message"),
                                      "details": err.get("details", [])[:5]})
 
@@ -207,10 +210,11 @@ async def stream_ingest(url: str, token: str | None,
                 note_error(entry.get("requestId"), entry)
             for entry in data.get("errors", []):
                 rid = entry.get("requestId")
-                totals["rejected"] += sizes.get(rid, (0, 0))[0] if isinstance(rid, int) else 0
+                totals["rejected"] += sizes.get(rid, (0, 0, 0))[0] if isinstance(rid, int) \
+                    else 0
                 note_error(rid, entry)
             for rid in data.get("requestIds", []):
-                n, _ = sizes.pop(rid, (0, 0))
+                n = sizes.pop(rid, (0, 0, 0))[0]
                 state["inflight"] -= n
             progress.set()
             progress = trio.Event()
@@ -225,12 +229,12 @@ async def stream_ingest(url: str, token: str | None,
         rid = 0
         for batch_no, batch in enumerate(batches):
             chunks: Iterable[list[dict[str, Any]]] = ([e] for e in batch) if single else [batch]
-            for chunk in chunks:
+            for offset, chunk in enumerate(chunks):
                 if not chunk:
                     continue
                 while state["inflight"] >= window:
                     await progress.wait()
-                sizes[rid] = (len(chunk), batch_no)
+                sizes[rid] = (len(chunk), batch_no, offset if single else 0)
                 state["inflight"] += len(chunk)
                 message: dict[str, Any] = (
                     {"type": "event", "event": chunk[0], "requestId": rid} if single else

@@ -64,7 +64,7 @@ def setup(app: QuartTrio, engine: Engine) -> None:
     metrics = LiveMetrics()
     engine.extensions["live_hub"] = hub
     engine.extensions["live_metrics"] = metrics
-    engine.on_ingest(metrics.on_ingest)
+    engine.on_ingest(_guarded(metrics.on_ingest))
     engine.on_ingest(_guarded(hub.on_ingest))
     engine.extensions.setdefault("stats_providers", {})["websocket"] = hub.stats
 

@@ -250,8 +250,11 @@ async def test_stream_ingest_client(srv: LiveServer) -> None:
 
     batches = [[{"type": "t", "userId": f"u{b}-{i}"} for i in range(50)] for b in range(4)]
     batches[2].append({"type": ""})
+    batches[1].insert(3, {"type": 7})
     single = await stream_ingest(srv.url, None, batches[:2], single=True, window=7)
-    assert single["accepted"] == 100 and single["messages"] == 100
+    assert single["accepted"] == 100 and single["messages"] == 101
+    assert single["rejected"] == 1
+    assert (single["errors"][0]["batch"], single["errors"][0]["index"]) == (1, 3)
     many = await stream_ingest(srv.url, None, batches[2:], window=60)
     assert many["accepted"] == 100 and many["rejected"] == 1
     assert many["errors"][0]["batch"] == 0 and many["errors"][0]["index"] == 50
