@@ -33,7 +33,7 @@ def hypercorn_config(host: str, port: int) -> HyperConfig:
     cfg.errorlog = logging.getLogger("hypercorn.error")
     cfg.graceful_timeout = 5
     cfg.keep_alive_timeout = 75
-    cfg.websocket_ping_interval = 20
+    cfg.websocket_ping_interval = None  # the app pings itself; hypercorn's task delays shutdown
     return cfg
 
 

@@ -33,7 +33,8 @@ def setup(app: QuartTrio, eng: Engine) -> None:
     options = app.config.get("RTA_OPTIONS", {})
     notifier = WebhookNotifier(timeout=float(options.get("webhook_timeout", 5.0)),
                                retries=int(options.get("webhook_retries", 3)),
-                               backoff=float(options.get("webhook_backoff", 0.5)))
+                               backoff=float(options.get("webhook_backoff", 0.5)),
+                               allow_private=bool(options.get("allow_private_webhooks")))
 
     def publish(payload: dict[str, Any]) -> None:
         hub = eng.extensions.get("live_hub")  # set up later by ws_api

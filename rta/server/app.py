@@ -33,12 +33,13 @@ FEATURE_MODULES = (
     "rta.server.ws_api",
     "rta.server.sdk_api",
     "rta.server.tokens_api",
+    "rta.server.openapi",
     "rta.server.web",
 )
 
 
 def create_app(engine: Engine, compression: bool = True, **options: Any) -> QuartTrio:
-    app = QuartTrio("rta")
+    app = QuartTrio("rta", static_folder=None)
     app.config["RTA_ENGINE"] = engine
     app.config["RTA_OPTIONS"] = options
     app.config["MAX_CONTENT_LENGTH"] = None  # enforced per endpoint by read_body()

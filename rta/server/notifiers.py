@@ -5,13 +5,39 @@
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import trio
 
 from rta import __version__
+
+
+def private_address(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    return (ip.is_private or ip.is_loopback or ip.is_link_local or ip.is_reserved
+            or ip.is_multicast or ip.is_unspecified)
+
+
+async def private_target(url: str) -> str | None:
+    """Why `url` must not be called (it resolves to a private or loopback address, or does
+    not resolve), or None. Guards against alert webhooks probing the internal network."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    try:
+        infos = await trio.socket.getaddrinfo(host, parts.port or 443, type=trio.socket.SOCK_STREAM)
+    except OSError as exc:
+        return f"cannot resolve {host}: {exc}"
+    for info in infos:
+        address = str(info[4][0])
+        if private_address(address):
+            return (f"{host} resolves to {address}, a private or loopback address; set "
+                    "allow_private_webhooks to allow it")
+    return None
+
 
 RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -25,7 +51,9 @@ class WebhookNotifier:
     """
 
     def __init__(self, timeout: float = 5.0, retries: int = 3, backoff: float = 0.5,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 allow_private: bool = False) -> None:
+        self.allow_private = allow_private
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
@@ -35,6 +63,11 @@ class WebhookNotifier:
 
     async def __call__(self, url: str, payload: dict[str, Any]) -> dict[str, Any]:
         started = time.perf_counter()
+        refused = None if self.allow_private else await private_target(url)
+        if refused is not None:
+            self.failed += 1
+            return {"status": "refused", "attempts": 0, "attemptLog": [], "statusCode": None,
+                    "error": refused, "durationMs": 0.0}
         attempts: list[dict[str, Any]] = []
         headers = {"User-Agent": f"rta/{__version__}",
                    "X-Rta-Event": str(payload.get("event", "")),

@@ -39,7 +39,8 @@ def config_for(tmp_path: Path) -> EngineConfig:
 @pytest.fixture
 async def srv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[LiveServer]:
     no_protocol_pings(monkeypatch)
-    async with live_server(config_for(tmp_path), webhook_backoff=0.05) as server:
+    async with live_server(config_for(tmp_path), webhook_backoff=0.05,
+                           allow_private_webhooks=True) as server:
         yield server
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import trio
 
 from rta.core.config import EngineConfig
 from tests.support import LiveServer, live_server
@@ -135,3 +136,28 @@ async def test_sdk_keys_are_rta_tokens_when_auth_is_on(secured: LiveServer) -> N
         r = await http.options("/e/", headers=pre)
         assert r.status_code == 204  # browser SDKs post from any site
     assert secured.engine.store.stats()["events"] == 2
+
+
+async def test_webhooks_to_private_addresses_are_refused(http: httpx.AsyncClient) -> None:
+    alert = {"name": "internal probe", "condition": {
+        "type": "threshold", "eventType": "error", "property": "count", "operator": "gt",
+        "threshold": 0, "timeWindow": 60000},
+        "notification": {"channels": ["webhook"], "severity": "warning", "message": "m",
+                         "webhookUrl": "http://127.0.0.1:9/hook"}}
+    created = await http.post("/alerts", json=alert)
+    assert created.status_code == 201, created.text
+    alert_id = created.json()["id"]
+    r = await http.post(f"/alerts/{alert_id}/test", json={"notify": True})
+    assert r.status_code == 200
+    for _ in range(100):
+        history = (await http.get("/alerts/history")).json()
+        entries = history if isinstance(history, list) else history.get("history", [])
+        text = str(entries)
+        if "refused" in text:
+            break
+        await trio.sleep(0.05)
+    assert "private or loopback" in text
+    bad = {**alert, "notification": {**alert["notification"], "webhookUrl": "ftp://x/y"}}
+    r = await http.post("/alerts", json=bad)
+    assert r.status_code == 400
+    assert r.json()["error"]["details"][0]["field"] == "notification.webhookUrl"

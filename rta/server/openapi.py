@@ -1,0 +1,200 @@
+"""GET /openapi.json: the API description, checked complete against the app's routes.
+
+Operations are described here by hand (summaries, parameters, bodies); `build_spec`
+walks the app's url map so a route without a description fails the test suite rather
+than silently missing from the document.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from quart import Blueprint, Response, current_app
+
+from rta import __version__
+from rta.server.http import json_response
+
+bp = Blueprint("openapi", __name__)
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+OBJ: dict[str, Any] = {"type": "object", "additionalProperties": True}
+TIME = {"oneOf": [{"type": "integer"}, {"type": "string"}],
+        "description": "ms since epoch, ISO-8601, or relative (last_15m, last_24h, today)"}
+FILTER_PARAMS = ["type", "userId", "startTime", "endTime", "timeRange", "where", "segment"]
+SCHEMAS: dict[str, Any] = {
+    "Error": {"type": "object", "required": ["error"], "properties": {"error": {
+        "type": "object", "required": ["code", "message", "details"],
+        "properties": {"code": {"type": "string"}, "message": {"type": "string"},
+                       "details": {"type": "array", "items": {}}}}}},
+    "Event": {"type": "object", "required": ["type"], "properties": {
+        "id": {"type": "string", "description": "client id for idempotency (UUID best)"},
+        "type": {"type": "string", "minLength": 1, "maxLength": 200},
+        "userId": {"type": ["string", "null"]}, "sessionId": {"type": ["string", "null"]},
+        "timestamp": TIME,
+        "properties": {"type": "object", "additionalProperties": True,
+                       "description": "scalars; nested objects flatten to dotted keys"}}},
+    "Filter": {"type": "object", "additionalProperties": True, "properties": {
+        "type": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+        "startTime": TIME, "endTime": TIME, "timeRange": {"type": "string"},
+        "userId": {"oneOf": [{"type": "string"}, {"type": "array",
+                                                   "items": {"type": "string"}}]},
+        "where": {"type": "array", "items": {"$ref": "#/components/schemas/Predicate"}},
+        "operator": {"enum": ["AND", "OR"]}, "segment": {"type": "string"}}},
+    "Predicate": {"type": "object", "additionalProperties": True, "properties": {
+        "property": {"type": "string"},
+        "operator": {"enum": ["eq", "neq", "gt", "gte", "lt", "lte", "in", "not_in", "contains",
+                              "not_contains", "starts_with", "ends_with", "exists",
+                              "not_exists"]},
+        "value": {}}},
+}
+
+
+def body(schema: Any, required: bool = True) -> dict[str, Any]:
+    return {"required": required, "content": {"application/json": {"schema": schema}}}
+
+
+def op(summary: str, tag: str, *, query: list[str] | None = None, request: Any = None,
+       ok: int = 200, content: str = "application/json") -> dict[str, Any]:
+    out: dict[str, Any] = {"summary": summary, "tags": [tag], "responses": {
+        str(ok): {"description": "OK", "content": {content: {"schema": OBJ if
+                                                           content == "application/json"
+                                                           else {"type": "string"}}}},
+        "4XX": {"description": "bad request", "content": {"application/json": {
+            "schema": ERROR}}}}}
+    if query:
+        out["parameters"] = [{"name": q, "in": "query", "required": False,
+                              "schema": {"type": "string"}} for q in query]
+    if request is not None:
+        out["requestBody"] = request
+    return out
+
+
+SDK_BODY = body(OBJ)
+OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
+    ("GET", "/health"): op("Liveness, version, uptime and store state", "system"),
+    ("GET", "/stats"): op("Ingestion, store, alert and WebSocket statistics", "system"),
+    ("GET", "/metrics"): op("Prometheus metrics", "system", content="text/plain"),
+    ("GET", "/openapi.json"): op("This document", "system"),
+    ("POST", "/events"): op("Ingest one event", "events", ok=202,
+                            request=body({"$ref": "#/components/schemas/Event"})),
+    ("POST", "/events/batch"): op(
+        "Ingest a batch (JSON array or NDJSON, gzip accepted)", "events", ok=202,
+        query=["partial", "ids"],
+        request={"required": True, "content": {
+            "application/json": {"schema": {"type": "array",
+                                            "items": {"$ref": "#/components/schemas/Event"}}},
+            "application/x-ndjson": {"schema": {"type": "string"}}}}),
+    ("GET", "/events"): op("Recent events, newest first, cursor paging", "events",
+                           query=[*FILTER_PARAMS, "sessionId", "limit", "cursor"]),
+    ("POST", "/analytics/aggregate"): op("Time-series aggregation", "analytics",
+                                         request=body(OBJ)),
+    ("GET", "/analytics/aggregate"): op("Time-series aggregation from query arguments",
+                                        "analytics", query=[*FILTER_PARAMS, "metric",
+                                                            "aggregation", "interval",
+                                                            "groupBy", "limit"]),
+    ("GET", "/analytics/count"): op("Count events, optionally grouped", "analytics",
+                                    query=[*FILTER_PARAMS, "groupBy", "limit"]),
+    ("POST", "/analytics/count"): op("Count events (JSON body)", "analytics",
+                                     request=body(OBJ)),
+    ("GET", "/analytics/unique-users"): op("Unique users (exact or HyperLogLog)", "analytics",
+                                           query=[*FILTER_PARAMS, "interval", "approximate"]),
+    ("POST", "/analytics/unique-users"): op("Unique users (JSON body)", "analytics",
+                                            request=body(OBJ)),
+    ("GET", "/analytics/top"): op("Top-N values of a property", "analytics",
+                                  query=[*FILTER_PARAMS, "property", "n", "sort"]),
+    ("POST", "/analytics/top"): op("Top-N values (JSON body)", "analytics", request=body(OBJ)),
+    ("POST", "/queries/funnel"): op("Funnel analysis", "queries", request=body(OBJ)),
+    ("POST", "/queries/cohort"): op("Cohort retention", "queries", request=body(OBJ)),
+    ("POST", "/queries/abtest"): op("A/B test statistics", "queries", request=body(OBJ)),
+    ("POST", "/queries/segment"): op("Evaluate a user segment", "queries", request=body(OBJ)),
+    ("POST", "/queries/execute"): op("Run a query by type (segment, funnel, cohort, abtest)",
+                                     "queries", request=body(OBJ)),
+    ("GET", "/segments"): op("Saved segments", "segments"),
+    ("POST", "/segments"): op("Save a segment", "segments", ok=201, request=body(OBJ)),
+    ("GET", "/segments/{ref}"): op("One saved segment", "segments"),
+    ("DELETE", "/segments/{ref}"): op("Delete a saved segment", "segments"),
+    ("GET", "/alerts"): op("Alert rules", "alerts"),
+    ("POST", "/alerts"): op("Create an alert rule", "alerts", ok=201, request=body(OBJ)),
+    ("GET", "/alerts/history"): op("Alert notifications, newest first", "alerts",
+                                   query=["limit", "alertId"]),
+    ("GET", "/alerts/{alert_id}"): op("One alert rule with its state", "alerts"),
+    ("PUT", "/alerts/{alert_id}"): op("Replace an alert rule", "alerts", request=body(OBJ)),
+    ("PATCH", "/alerts/{alert_id}"): op("Change part of an alert rule", "alerts",
+                                        request=body(OBJ)),
+    ("DELETE", "/alerts/{alert_id}"): op("Delete an alert rule", "alerts"),
+    ("POST", "/alerts/{alert_id}/test"): op("Backtest a rule over stored data", "alerts",
+                                            request=body(OBJ, required=False)),
+    ("POST", "/export"): op("Streamed export (csv, json, ndjson, parquet, xlsx)", "export",
+                            request=body(OBJ), content="application/octet-stream"),
+    ("GET", "/dashboards"): op("Dashboards", "dashboards"),
+    ("POST", "/dashboards"): op("Create a dashboard", "dashboards", ok=201, request=body(OBJ)),
+    ("POST", "/dashboards/template"): op("Create a dashboard from a template", "dashboards",
+                                         ok=201, request=body(OBJ)),
+    ("GET", "/dashboards/templates"): op("Available templates", "dashboards"),
+    ("POST", "/dashboards/templates"): op("Register a custom template", "dashboards", ok=201,
+                                          request=body(OBJ)),
+    ("DELETE", "/dashboards/templates/{name}"): op("Remove a custom template", "dashboards"),
+    ("GET", "/dashboards/{dashboard_id}"): op("One dashboard", "dashboards"),
+    ("PUT", "/dashboards/{dashboard_id}"): op("Replace a dashboard", "dashboards",
+                                              request=body(OBJ)),
+    ("DELETE", "/dashboards/{dashboard_id}"): op("Delete a dashboard", "dashboards"),
+    ("GET", "/dashboards/{dashboard_id}/data"): op("Every widget's data", "dashboards",
+                                                   query=["timeRange"]),
+    ("GET", "/tokens"): op("API tokens (admin)", "tokens"),
+    ("POST", "/tokens"): op("Create an API token (admin)", "tokens", ok=201,
+                            request=body(OBJ)),
+    ("DELETE", "/tokens/{ref}"): op("Revoke an API token (admin)", "tokens"),
+    ("GET", "/ws"): op("WebSocket: subscribe to metrics, events, alerts, dashboard:<id>; "
+                       "send events", "live", ok=101),
+    ("GET", "/"): op("The browser dashboard", "web", content="text/html"),
+}
+for _path in ("/batch", "/capture", "/e", "/i/v0/e"):
+    for _p in (_path, _path + "/"):
+        OPERATIONS[("POST", _p)] = op("PostHog capture API", "sdk", request=SDK_BODY)
+for _kind in ("batch", "import", "track", "page", "screen", "identify", "alias", "group"):
+    OPERATIONS[("POST", f"/v1/{_kind}")] = op(f"Segment tracking API: {_kind}", "sdk",
+                                              request=SDK_BODY)
+# Static files of the dashboard are not API operations.
+STATIC_ENDPOINTS = ("web.static_file", "web.index_file", "web.favicon", "static")
+
+
+def openapi_path(rule: str) -> str:
+    return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", rule)
+
+
+def build_spec(app: Any) -> tuple[dict[str, Any], list[str]]:
+    """The document, and the routes it does not describe (should be none)."""
+    paths: dict[str, dict[str, Any]] = {}
+    missing: list[str] = []
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint in STATIC_ENDPOINTS:
+            continue
+        path = openapi_path(rule.rule)
+        methods = ["GET"] if getattr(rule, "websocket", False) else sorted(
+            rule.methods - {"HEAD", "OPTIONS"})
+        for method in methods:
+            operation = OPERATIONS.get((method, path))
+            if operation is None:
+                missing.append(f"{method} {path}")
+                continue
+            entry = dict(operation)
+            params = [{"name": n, "in": "path", "required": True, "schema": {"type": "string"}}
+                      for n in re.findall(r"{([^}]+)}", path)]
+            if params:
+                entry["parameters"] = params + entry.get("parameters", [])
+            paths.setdefault(path, {})[method.lower()] = entry
+    spec = {"openapi": "3.1.0",
+            "info": {"title": "rta", "version": __version__,
+                     "description": "Self-hosted real-time product analytics."},
+            "paths": dict(sorted(paths.items())),
+            "components": {"schemas": SCHEMAS, "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"}}},
+            "security": [{}, {"bearer": []}]}
+    return spec, missing
+
+
+@bp.get("/openapi.json")
+async def openapi_json() -> Response:
+    spec, _ = build_spec(current_app)
+    return json_response(spec)
