@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from functools import partial
+from typing import Any, Protocol
 
 import typer
 
@@ -32,6 +33,8 @@ def ingest(
     data_dir: str = typer.Option(None, "--data-dir", "-d", help="Data directory for --local."),
     strict: bool = typer.Option(False, "--strict", help="Reject a whole batch when any "
                                 "event in it is invalid (default: store the valid ones)."),
+    stream: bool = typer.Option(False, "--stream", help="Send over one WebSocket connection "
+                                "(acknowledged once durable) instead of HTTP requests."),
     server: str = ServerOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -39,7 +42,10 @@ def ingest(
     from rta.client.readers import ReadError, detect_format, iter_batches
 
     totals: dict[str, Any] = {"accepted": 0, "duplicates": 0, "rejected": 0, "errors": []}
-    sink = _LocalSink(data_dir) if local else _RemoteSink(server, strict)
+    if stream and local:
+        fail("--stream sends to a daemon; it cannot be combined with --local", 2)
+    sink: _Sink = _LocalSink(data_dir) if local else _StreamSink(server, strict) if stream \
+        else _RemoteSink(server, strict)
     started = time.perf_counter()
     from rich.progress import (
         BarColumn,
@@ -93,6 +99,43 @@ def _render(totals: dict[str, Any]) -> None:
               f"({totals['eventsPerSecond']:,}/s)")
     for err in totals["errors"][:20]:
         message(f"  rejected {err['file']} event #{err['index']}: {err['message']}")
+
+
+class _Sink(Protocol):
+    def send(self, batch: list[Any]) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+class _StreamSink:
+    """One WebSocket connection per batch run; acks arrive once events are durable."""
+
+    def __init__(self, server: str | None, strict: bool) -> None:
+        from rta.settings import load_settings
+
+        settings = load_settings({"server": server})
+        self.url = settings.server
+        self.token = settings.token or None
+        self.partial = not strict
+
+    def send(self, batch: list[Any]) -> dict[str, Any]:
+        import trio
+
+        from rta.client.client import DaemonUnreachable
+        from rta.client.ws import stream_ingest
+
+        try:
+            result: dict[str, Any] = trio.run(partial(
+                stream_ingest, self.url, self.token, [batch], partial=self.partial))
+        except OSError as exc:
+            raise DaemonUnreachable(self.url, str(exc)) from exc
+        rejected = [{"index": e.get("index", 0), "error": {"message": e.get("message", "")}}
+                    for e in result.get("errors", [])]
+        return {"accepted": result["accepted"], "duplicates": result["duplicates"],
+                "rejected": rejected}
+
+    def close(self) -> None:
+        pass
 
 
 class _RemoteSink:

@@ -8,7 +8,7 @@ import json
 import os
 import sys
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
 FORMATS = ("ndjson", "json", "csv", "parquet")
@@ -150,7 +150,7 @@ def _parquet_batches(path: str, size: int) -> Iterator[list[Any]]:
             props: dict[str, Any] = {}
             for key, value in row.items():
                 if isinstance(value, datetime):
-                    value = int(value.timestamp() * 1000)
+                    value = datetime_ms(value)
                 if key in TOP_LEVEL:
                     if value is not None:
                         event[key] = value
@@ -164,6 +164,16 @@ def _parquet_batches(path: str, size: int) -> Iterator[list[Any]]:
                 event["properties"] = props
             out.append(event)
         yield out
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def datetime_ms(value: datetime) -> int:
+    """Exact ms since the epoch; a datetime without a zone is UTC (Parquet's convention)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return (value - _EPOCH) // timedelta(milliseconds=1)
 
 
 def file_size(path: str) -> int | None:

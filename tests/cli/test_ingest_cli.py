@@ -153,3 +153,25 @@ def test_read_commands_json_and_table(daemon: ServeProcess, command: list[str]) 
     r = rta(*command, "--server", daemon.url)
     assert r.returncode == 0 and r.stdout.strip()
     assert "\x1b[" not in r.stdout  # NO_COLOR honoured
+
+
+def test_ingest_parquet_timestamp_type_and_stream(daemon: ServeProcess, tmp_path: Path) -> None:
+    events = sample("pt", 5)
+    table = pa.table({
+        "id": [e["id"] for e in events], "type": [e["type"] for e in events],
+        "timestamp": pa.array([e["timestamp"] for e in events], pa.int64()).cast(
+            pa.timestamp("ms"))})
+    path = tmp_path / "ts.parquet"
+    pq.write_table(table, path)
+    r = rta("ingest", str(path), "--server", daemon.url, "--json")
+    assert r.returncode == 0, r.stderr
+    got = stored(daemon.url, "pt")
+    assert {g["id"]: g["timestamp"] for g in got.values()} == {
+        e["id"]: e["timestamp"] for e in events}
+    streamed = sample("ws", 12)
+    nd = tmp_path / "ws.ndjson"
+    nd.write_text("\n".join(json.dumps(e) for e in streamed))
+    r = rta("ingest", "--stream", str(nd), "--server", daemon.url, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["accepted"] == 12
+    check_same(daemon.url, "ws", streamed)
