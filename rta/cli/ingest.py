@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from typing import Any, Protocol
 
@@ -63,21 +65,20 @@ def ingest(
             for path in files:
                 fmt_used = detect_format(path, fmt)
                 task = progress.add_task(path, total=None, events=0, rate=0.0)
+
+                def show(events: int, task: Any = task) -> None:
+                    elapsed = time.perf_counter() - started
+                    progress.update(task, events=events, rate=(
+                        totals["accepted"] + totals["duplicates"] + events) / elapsed)
+
+                if isinstance(sink, _LocalSink) and fmt_used == "ndjson" and path != "-":
+                    _add(totals, path, 0, sink.bulk_ndjson(path, show))
+                    continue
                 offset = 0
                 for batch in iter_batches(path, fmt_used, batch_size):
-                    result = sink.send(batch)
-                    totals["accepted"] += result["accepted"]
-                    totals["duplicates"] += result["duplicates"]
-                    for r in result.get("rejected", []):
-                        totals["rejected"] += 1
-                        if len(totals["errors"]) < 100:
-                            err = r["error"]
-                            totals["errors"].append({"file": path, "index": offset + r["index"],
-                                                     "message": err.get("message", "")})
+                    _add(totals, path, offset, sink.send(batch))
                     offset += len(batch)
-                    elapsed = time.perf_counter() - started
-                    progress.update(task, events=offset,
-                                    rate=(totals["accepted"] + totals["duplicates"]) / elapsed)
+                    show(0)
     except ReadError as exc:
         fail(str(exc), EXIT_BAD_INPUT)
     except FileNotFoundError as exc:
@@ -90,6 +91,16 @@ def ingest(
     emit(totals, as_json, _render)
     if totals["rejected"]:
         raise typer.Exit(EXIT_BAD_INPUT)
+
+
+def _add(totals: dict[str, Any], path: str, offset: int, result: dict[str, Any]) -> None:
+    totals["accepted"] += result["accepted"]
+    totals["duplicates"] += result["duplicates"]
+    for r in result.get("rejected", []):
+        totals["rejected"] += 1
+        if len(totals["errors"]) < 100:
+            totals["errors"].append({"file": path, "index": offset + r["index"],
+                                     "message": r["error"].get("message", "")})
 
 
 def _render(totals: dict[str, Any]) -> None:
@@ -169,8 +180,22 @@ class _LocalSink:
         except StoreLockedError as exc:
             fail(f"{exc.message}; stop the daemon or ingest through it (drop --local)",
                  EXIT_ERROR)
-        self.validator = EventValidator(config.limits)
+        self.limits = replace(config.limits, past_horizon_ms=config.retention_ms)
+        self.validator = EventValidator(self.limits)
         message(f"loading into {config.data_dir}")
+
+    def bulk_ndjson(self, path: str, progress: Callable[[int], None]) -> dict[str, Any]:
+        """The columnar loader: pyarrow parses, checks run per column, segments are written
+        directly (all-or-nothing per flush; see rta.core.store.bulk)."""
+        from rta.client.readers import ReadError
+        from rta.core.store.bulk import BulkReadError, bulk_load_ndjson
+
+        try:
+            result = bulk_load_ndjson(self.store, path, self.limits, progress=progress)
+        except BulkReadError as exc:
+            raise ReadError(str(exc)) from None
+        return {"accepted": result.accepted, "duplicates": result.duplicates,
+                "rejected": result.rejected}
 
     def send(self, batch: list[Any]) -> dict[str, Any]:
         events, rejected = self.validator.validate_batch(batch)
