@@ -315,7 +315,7 @@ def run(engine: Engine, body: Any, now: int | None = None,
     level = body.get("confidenceLevel", 0.95)
     if isinstance(level, bool) or not isinstance(level, int | float) or not 0.5 <= level < 1:
         raise field_error("confidenceLevel", "must be a number in [0.5, 1)", value=level)
-    alpha = 1.0 - float(level)
+    alpha = round(1.0 - float(level), 12)  # 0.05, not 0.050000000000000044
     wanted = body.get("variants")
     if wanted is not None and (not isinstance(wanted, list) or len(wanted) < 2 or not all(
             isinstance(v, str | int | float) and not isinstance(v, bool) for v in wanted)):
@@ -472,7 +472,7 @@ def run(engine: Engine, body: Any, now: int | None = None,
         "name": body.get("name"), "eventType": assign, "variantProperty": vprop,
         "metricEvent": metric, "metricProperty": mprop, "control": control,
         "confidenceLevel": level, "alpha": alpha, "correction": "bonferroni" if k > 1 else None,
-        "adjustedAlpha": alpha_adj, "minimumSampleSize": min_n,
+        "adjustedAlpha": round(alpha_adj, 12), "minimumSampleSize": min_n,
         "totalExposures": len(eu), "excludedUsers": excluded,
         "variants": variants, "comparisons": comparisons,
         "verdict": verdict, "winner": winner,
