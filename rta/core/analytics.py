@@ -14,9 +14,9 @@ never silently changes an answer.
 
 Times in responses: `startTime` and `endTime` are the resolved range, both inclusive (the
 same convention requests use, so they round-trip); unbounded sides report the data's bounds.
-Time series buckets are epoch-aligned: the range widens to whole buckets, each bucket has its
-start `timestamp`, and empty buckets are zero (count, sum, unique_users) or null (avg, min,
-max, percentiles — there is no value to show).
+Time series buckets are epoch-aligned (each has its start `timestamp`; the first and last may
+be partial) and hold only events inside the requested range; empty buckets are zero (count,
+sum, unique_users) or null (avg, min, max, percentiles — there is no value to show).
 
 Splitting a query into `prepare` (parse, snapshot, cache key) and `Prepared.compute` (pure
 numpy over immutable blocks; safe in a worker thread) lets the server answer cache hits on
@@ -370,8 +370,10 @@ def prepare_aggregate(engine: Engine, body: dict[str, Any]) -> Prepared:
     start, end = _series_range(snap, flt, now, interval)
     buckets = None
     if start is not None and end is not None:
+        # Buckets are epoch-aligned, so the first and last may be partial: only events inside
+        # the requested range count, exactly as `WHERE ts BETWEEN start AND end` would.
         buckets = ts_mod.make_buckets(start, end, interval)
-        flt.start, flt.end = buckets.start, buckets.end
+        flt.start, flt.end = start, end
     else:  # no range given and no data: an empty series
         flt.end = flt.start = 0
     key = _key("aggregate", canonical, flt, {"metric": metric, "aggregation": aggregation,
@@ -382,8 +384,8 @@ def prepare_aggregate(engine: Engine, body: dict[str, Any]) -> Prepared:
         base: dict[str, Any] = {
             "eventType": _event_type(flt), "metric": metric, "aggregation": aggregation,
             "groupBy": group_by, "interval": buckets.interval if buckets else interval,
-            "startTime": buckets.start if buckets else None,
-            "endTime": buckets.end - 1 if buckets else None,
+            "startTime": flt.start if buckets else None,
+            "endTime": flt.end - 1 if buckets and flt.end is not None else None,
             "bucketCount": buckets.count if buckets else 0,
         }
         if buckets is None:

@@ -97,3 +97,23 @@ def test_top_and_counts_match_duckdb(events: list[dict[str, Any]]) -> None:
                            "WHERE type <> 'click'").fetchone() or (0,)
     got = analytics.run_unique_users(eng, {"type": "pageview,purchase"})
     assert got["uniqueUsers"] == users
+
+
+@SETTINGS
+@given(events=events_st, offset=st.integers(1, STEP - 1))
+def test_unaligned_range_counts_only_events_inside_it(events: list[dict[str, Any]],
+                                                      offset: int) -> None:
+    """Partial first/last buckets: epoch-aligned stamps, but only in-range events count."""
+    eng = make_engine(events)
+    con = to_duckdb(events)
+    start, end = BASE + offset, BASE + 20 * STEP + offset
+    interval = 5 * STEP
+    rows = con.execute(f"""
+        SELECT ts // {interval} * {interval} AS b, count(*) FROM events
+        WHERE ts >= {start} AND ts < {end} GROUP BY b""").fetchall()
+    out = analytics.run_aggregate(eng, {"interval": interval, "startTime": start,
+                                        "endTime": end - 1})
+    assert (out["startTime"], out["endTime"]) == (start, end - 1)
+    assert {b["timestamp"]: b["count"] for b in out["buckets"] if b["count"]} == dict(rows)
+    assert out["total"]["count"] == sum(c for _, c in rows)
+    assert all(b["timestamp"] % interval == 0 for b in out["buckets"])
