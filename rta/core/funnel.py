@@ -42,7 +42,6 @@ import numpy as np
 from rta.core.errors import field_error
 from rta.core.filters import EventFilter, Group, parse_where
 from rta.core.segments import (
-    Rows,
     first_per_group,
     gather,
     member_lookup,
@@ -55,6 +54,7 @@ from rta.core.segments import (
 )
 from rta.core.store.snapshot import Snapshot
 from rta.core.timeparse import DAY, iso, parse_duration
+from rta.core.user_index import SHIFT, EventIndex, TypeIndex, count_before
 
 if TYPE_CHECKING:
     from rta.core.engine import Engine
@@ -192,11 +192,147 @@ class Attempts:
     entity: np.ndarray
     depth: np.ndarray
     times: np.ndarray  # (steps, n) completion timestamps; valid where depth > step
-    entry_row: np.ndarray  # sorted-row index of the step-1 event
+    entry_row: np.ndarray  # where the step-1 event is (row of the kernel's own order)
 
 
-def compute(snap: Snapshot, q: FunnelQuery) -> tuple[Attempts, Rows, np.ndarray]:
-    """Best attempt per entity, plus the gathered rows and the sort order used."""
+Values = dict[str, np.ndarray]  # typed property values per attempt (see value_labels)
+
+
+def compute(snap: Snapshot, q: FunnelQuery) -> tuple[Attempts, Values | None]:
+    """Best attempt per entity, and the breakdown property's values on their step-1 events.
+
+    `ordered` funnels of users without exclusions (the common case) run over the cached
+    per-type user indexes; everything else gathers and sorts the rows it needs.
+    """
+    if q.order == "ordered" and q.unit == "users" and not q.exclusions:
+        ix = EventIndex(snap)
+        if ix.ok:
+            return _compute_indexed(snap, ix, q)
+    return _compute_rows(snap, q)
+
+
+def _compute_indexed(snap: Snapshot, ix: EventIndex,
+                     q: FunnelQuery) -> tuple[Attempts, Values | None]:
+    """`ordered` funnel over per-step (user, ts, arrival)-ordered events, without sorting.
+
+    In `ordered` mode an attempt's steps 2..N depend only on its step-2 event: the first
+    step-2 event after the attempt. So attempts are grouped by that event (a group = the
+    step-1 events of one user between two consecutive step-2 events), each group's chain is
+    walked once with the deadline of its latest attempt (the deepest of the group), and the
+    earliest attempt reaching that depth is found by one `searchsorted` on (user, time):
+    the first one no earlier than (time of its last step - window). Work is proportional to
+    the number of groups (at most the step-2 events), not to the step-1 events.
+    """
+    nsteps = len(q.steps)
+    member = member_lookup(q.segment_users, snap)
+    base = EventFilter(where=q.where) if q.where is not None else None
+    steps = [_step_events(ix, s, base, member) for s in q.steps]
+    s1 = steps[0]
+    if q.start is not None or q.end is not None:
+        t1 = ix.ts_of(s1.key)
+        keep = np.ones(len(s1), dtype=bool)
+        if q.start is not None:
+            keep &= t1 >= q.start
+        if q.end is not None:
+            keep &= t1 < q.end
+        s1 = s1.select(keep)
+    u1 = ix.users_of(s1.key)
+    att = first_per_group(u1)  # each entrant's earliest attempt: their best at depth 1
+    users = u1[att]
+    depth = np.ones(len(users), dtype=np.int64)
+    times = np.zeros((nsteps, len(users)), dtype=np.int64)
+    g, lo, hi = _groups(ix, s1, u1, steps[1])
+    if len(g):
+        gu = u1[lo]
+        deadline = ix.ts_of(s1.key[hi - 1]) + q.window
+        gd = np.ones(len(g), dtype=np.int64)
+        gt = np.zeros((nsteps, len(g)), dtype=np.int64)
+        cur_key = steps[1].key[g]
+        cur_gid = steps[1].gid[g]
+        gt[1] = ix.ts_of(cur_key)
+        live = np.flatnonzero(gt[1] <= deadline)
+        gd[live] = 2
+        for k in range(2, nsteps):
+            sk = steps[k]
+            if not len(live) or not len(sk):
+                break
+            nxt = count_before(sk, cur_key[live], cur_gid[live], inclusive=True)
+            nc = np.minimum(nxt, len(sk) - 1)
+            key = sk.key[nc]
+            t = ix.ts_of(key)
+            ok = (nxt < len(sk)) & (ix.users_of(key) == gu[live]) & (t <= deadline[live])
+            live = live[ok]
+            gd[live] = k + 1
+            gt[k, live] = t[ok]
+            cur_key[live] = key[ok]
+            cur_gid[live] = sk.gid[nc[ok]]
+        deep = np.flatnonzero(gd >= 2)
+        if len(deep):
+            du, dd = gu[deep], gd[deep]
+            starts = first_per_group(du)
+            run = np.cumsum(np.concatenate(([1], (du[1:] != du[:-1]).astype(np.int64)))) - 1
+            top = np.maximum.reduceat(dd, starts)
+            best = np.flatnonzero(dd == top[run])
+            chosen = deep[best[first_per_group(du[best])]]  # deepest, then earliest group
+            cu = gu[chosen]
+            last_t = gt[gd[chosen] - 1, chosen]
+            earliest = np.searchsorted(s1.key, ix.key_of(cu, last_t - q.window), "left")
+            at = np.searchsorted(users, cu)
+            depth[at] = gd[chosen]
+            att[at] = np.maximum(earliest, lo[chosen])
+            times[1:, at] = gt[1:, chosen]
+    times[0] = ix.ts_of(s1.key[att])
+    entry = s1.gid[att]
+    values = ix.values(entry, q.breakdown) if q.breakdown is not None else None
+    return Attempts(users, depth, times, entry), values
+
+
+def _step_events(ix: EventIndex, step: Step, base: EventFilter | None,
+                 member: np.ndarray | None) -> TypeIndex:
+    events = ix.events(step.event_type)
+    mask = ix.mask(step.flt, events)
+    if base is not None:
+        extra = ix.mask(base, events)
+        if extra is not None:
+            mask = extra if mask is None else mask & extra
+    if member is not None:
+        extra = member[ix.users_of(events.key)]
+        mask = extra if mask is None else mask & extra
+    return events.select(mask)
+
+
+def _groups(ix: EventIndex, s1: TypeIndex, u1: np.ndarray,
+            s2: TypeIndex) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Attempts grouped by their step-2 event: (step-2 index, first and end step-1 index).
+
+    Computed from whichever side is smaller (both are sorted, so this is a merge by
+    binary search); groups come out in (user, time) order.
+    """
+    n1, n2 = len(s1), len(s2)
+    empty = np.zeros(0, np.int64)
+    if not n1 or not n2:
+        return empty, empty, empty
+    if n2 <= n1:
+        hi = count_before(s1, s2.key, s2.gid)  # step-1 events before each step-2 event
+        u2 = ix.users_of(s2.key)
+        lo = np.empty_like(hi)
+        lo[1:] = hi[:-1]
+        fresh = np.flatnonzero(np.concatenate(([True], u2[1:] != u2[:-1])))
+        lo[fresh] = np.searchsorted(s1.key, u2[fresh] << SHIFT, "left")  # user's first
+        g = np.flatnonzero(hi > lo)
+        return g, lo[g], hi[g]
+    nxt = count_before(s2, s1.key, s1.gid, inclusive=True)  # first step-2 after each
+    cut = np.concatenate(([True], (nxt[1:] != nxt[:-1]) | (u1[1:] != u1[:-1])))
+    lo = np.flatnonzero(cut)
+    hi = np.append(lo[1:], n1)
+    g = nxt[lo]
+    ok = g < n2
+    ok[ok] = ix.users_of(s2.key[g[ok]]) == u1[lo[ok]]
+    return g[ok], lo[ok], hi[ok]
+
+
+def _compute_rows(snap: Snapshot, q: FunnelQuery) -> tuple[Attempts, Values | None]:
+    """The general kernel (every order, unit and exclusion): gather, sort, walk attempts."""
     nsteps = len(q.steps)
     hi = None if q.end is None else q.end + q.window  # steps may land up to end-1+window
     member = member_lookup(q.segment_users, snap)
@@ -268,7 +404,11 @@ def compute(snap: Snapshot, q: FunnelQuery) -> tuple[Attempts, Rows, np.ndarray]
     best_order = np.lexsort((cand[sel], -depth[sel], who[sel]))
     best = sel[best_order][first_per_group(who[sel][best_order])]
     attempts = Attempts(who[best], depth[best], times[:, best], cand[best])
-    return attempts, rows, order
+    values = None
+    if q.breakdown is not None:
+        entry = order[cand[best]]
+        values = {k: v[entry] for k, v in rows.props[q.breakdown].items()}
+    return attempts, values
 
 
 def _summary(names: list[str], types: list[str], depth: np.ndarray,
@@ -306,7 +446,7 @@ def run(engine: Engine, body: Any, now: int | None = None,
 
 
 def answer(snap: Snapshot, q: FunnelQuery) -> dict[str, Any]:
-    attempts, rows, order = compute(snap, q)
+    attempts, values = compute(snap, q)
     names = [s.name for s in q.steps]
     types = [s.event_type for s in q.steps]
     out = _summary(names, types, attempts.depth, attempts.times)
@@ -317,7 +457,7 @@ def answer(snap: Snapshot, q: FunnelQuery) -> dict[str, Any]:
     if q.start is not None:
         out["startDate"] = iso(q.start)
     if q.breakdown is not None:
-        values = {k: v[order][attempts.entry_row] for k, v in rows.props[q.breakdown].items()}
+        assert values is not None
         ids, labels = value_labels(values, snap)
         groups = []
         for gid in np.unique(ids).tolist():
