@@ -41,6 +41,7 @@ from rta.core.segments import (
 )
 from rta.core.store.snapshot import Snapshot
 from rta.core.timeparse import DAY, iso, now_ms, parse_duration, parse_time_range
+from rta.core.user_index import EventIndex, TypeIndex
 
 if TYPE_CHECKING:
     from rta.core.engine import Engine
@@ -94,39 +95,18 @@ def run(engine: Engine, body: Any, now: int | None = None,
     seg = resolve_segment(engine, body.get("segment"), snap)
     member = member_lookup(seg, snap)
 
-    # memberships: (user, cohort, entry ts), sorted by key = user * ncoh + cohort
-    if rtype == "first_time":
-        rows = gather(snap, [entry_flt], None, end, member=member)
-        ok = np.flatnonzero(rows.user >= 0)
-        order = ok[order_by(rows.user[ok], rows.ts[ok])]
-        u, t = rows.user[order], rows.ts[order]
-        first = first_per_group(u)
-        u, t = u[first], t[first]
-        keep = (u >= 0) & (t >= start)
-        u, t = u[keep], t[keep]
+    horizon = min(current + 1, start + (ncoh + periods) * length)
+    ix = EventIndex(snap)
+    if ix.ok:
+        u, t, ru, rt = _indexed(ix, entry, entry_flt, ret, ret_flt, member, rtype, start,
+                                end, length, ncoh, max(horizon, start + 1))
     else:
-        rows = gather(snap, [entry_flt], start, end, member=member)
-        keep = rows.user >= 0
-        u0, t0 = rows.user[keep], rows.ts[keep]
-        k0 = u0.astype(np.int64) * ncoh + (t0 - start) // length
-        order = order_by(k0, t0)
-        first = first_per_group(k0[order])
-        u, t = u0[order][first], t0[order][first]
+        u, t, ru, rt = _gathered(snap, entry_flt, ret_flt, member, rtype, start, end, length,
+                                 ncoh, periods, max(horizon, start + 1))
     cohort = (t - start) // length
     mkey = u.astype(np.int64) * ncoh + cohort
     sizes = np.bincount(cohort, minlength=ncoh)[:ncoh] if len(cohort) else np.zeros(ncoh, int)
-
-    # retention events, one per (user, grid period): the latest, which best satisfies
-    # "at or after the entry time" in period 0
-    horizon = min(current + 1, start + (ncoh + periods) * length)
-    r = gather(snap, [ret_flt], start, max(horizon, start + 1), member=member)
-    keep = r.user >= 0
-    ru, rt = r.user[keep], r.ts[keep]
     rp = (rt - start) // length
-    rkey = ru.astype(np.int64) * (ncoh + periods + 1) + rp
-    order = order_by(rkey, rt)
-    last = order[last_per_group(rkey[order])]
-    ru, rt, rp = ru[last], rt[last], rp[last]
 
     width = periods + 1
     hit_m: list[np.ndarray] = []
@@ -203,6 +183,81 @@ def run(engine: Engine, body: Any, now: int | None = None,
         "cohorts": cohorts,
         "average": {"size": int(sizes.sum()), "counts": avg_counts, "percentages": avg_pct},
     }
+
+
+def _indexed(ix: EventIndex, entry: str, entry_flt: EventFilter, ret: str,
+             ret_flt: EventFilter, member: np.ndarray | None, rtype: str, start: int,
+             end: int, length: int, ncoh: int, horizon: int,
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Memberships (user, entry ts) sorted by (user, cohort), and the latest retention event
+    per (user, grid period), read off the per-type user indexes: they are already ordered by
+    (user, ts, arrival), so every "first/last per group" is a scan, not a sort."""
+    ev = _events(ix, entry, entry_flt, member)
+    if rtype == "first_time":
+        first = first_per_group(ix.users_of(ev.key))
+        key = ev.key[first]
+        t = ix.ts_of(key)
+        keep = (t >= start) & (t < end)  # the first-ever entry, if it lies in the range
+        u, t = ix.users_of(key[keep]), t[keep]
+    else:
+        t = ix.ts_of(ev.key)
+        rows = np.flatnonzero((t >= start) & (t < end))
+        u, t = ix.users_of(ev.key[rows]), t[rows]
+        k0 = u * ncoh + (t - start) // length  # sorted: users, then time
+        first = first_per_group(k0)
+        u, t = u[first], t[first]
+    r = _events(ix, ret, ret_flt, member)
+    rt = ix.ts_of(r.key)
+    rows = np.flatnonzero((rt >= start) & (rt < horizon))
+    ru, rt = ix.users_of(r.key[rows]), rt[rows]
+    width = (horizon - start) // length + 2  # grid periods up to the horizon
+    last = last_per_group(ru * width + (rt - start) // length)  # sorted: users, then time
+    return u, t, ru[last], rt[last]
+
+
+def _events(ix: EventIndex, etype: str, flt: EventFilter,
+            member: np.ndarray | None) -> TypeIndex:
+    ev = ix.events(etype)
+    mask = ix.mask(flt, ev)
+    if member is not None:
+        extra = member[ix.users_of(ev.key)]
+        mask = extra if mask is None else mask & extra
+    return ev.select(mask)
+
+
+def _gathered(snap: Snapshot, entry_flt: EventFilter, ret_flt: EventFilter,
+              member: np.ndarray | None, rtype: str, start: int, end: int, length: int,
+              ncoh: int, periods: int, horizon: int,
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Like `_indexed`, by gathering and sorting rows (when keys cannot be indexed)."""
+    # memberships: (user, cohort, entry ts), sorted by key = user * ncoh + cohort
+    if rtype == "first_time":
+        rows = gather(snap, [entry_flt], None, end, member=member)
+        ok = np.flatnonzero(rows.user >= 0)
+        order = ok[order_by(rows.user[ok], rows.ts[ok])]
+        u, t = rows.user[order], rows.ts[order]
+        first = first_per_group(u)
+        u, t = u[first], t[first]
+        keep = (u >= 0) & (t >= start)
+        u, t = u[keep], t[keep]
+    else:
+        rows = gather(snap, [entry_flt], start, end, member=member)
+        keep = rows.user >= 0
+        u0, t0 = rows.user[keep], rows.ts[keep]
+        k0 = u0.astype(np.int64) * ncoh + (t0 - start) // length
+        order = order_by(k0, t0)
+        first = first_per_group(k0[order])
+        u, t = u0[order][first], t0[order][first]
+    # retention events, one per (user, grid period): the latest, which best satisfies
+    # "at or after the entry time" in period 0
+    r = gather(snap, [ret_flt], start, horizon, member=member)
+    keep = r.user >= 0
+    ru, rt = r.user[keep], r.ts[keep]
+    rp = (rt - start) // length
+    rkey = ru.astype(np.int64) * (ncoh + periods + 1) + rp
+    order = order_by(rkey, rt)
+    last = order[last_per_group(rkey[order])]
+    return u, t, ru[last], rt[last]
 
 
 def _event(body: dict[str, Any], key: str, default: str | None = None) -> str:
