@@ -11,7 +11,7 @@ import typer
 
 from rta.cli.output import (
     EXIT_BAD_INPUT,
-    EXIT_UNREACHABLE,
+    EXIT_USAGE,
     JsonOption,
     ServerOption,
     call,
@@ -21,6 +21,7 @@ from rta.cli.output import (
     get_client,
     message,
     print_json,
+    run_live,
 )
 
 alerts_app = typer.Typer(help="Threshold and anomaly alerts: define, inspect, backtest, watch.",
@@ -153,7 +154,7 @@ def create(
         try:
             cond["filters"] = [predicate_to_json(parse_cli_where(w)) for w in where]
         except ValidationError as exc:
-            fail(exc.message, EXIT_BAD_INPUT)
+            fail(exc.message, EXIT_USAGE)
     for key, value in (("severity", severity), ("message", text),
                        ("webhookUrl", webhook_url)):
         if value is not None:
@@ -287,10 +288,8 @@ def watch(count: int = typer.Option(0, "--count", hidden=True,
                                     help="Stop after this many notifications (tests)."),
           server: str = ServerOption, as_json: bool = JsonOption) -> None:
     """Print alert notifications as they happen (Ctrl-C stops). --json prints NDJSON."""
-    import trio
-
-    from rta.client.ws import LiveError, follow
-    from rta.settings import load_settings
+    from rta.cli.output import load_settings
+    from rta.client.ws import follow
 
     settings = load_settings({"server": server})
     seen = 0
@@ -321,15 +320,8 @@ def watch(count: int = typer.Option(0, "--count", hidden=True,
         else:
             err.print(f"[yellow]connection lost ({detail}); reconnecting[/]")
 
-    try:
-        trio.run(lambda: follow(settings.server, [("alerts", None)], on_message,
-                                token=settings.token or None, on_status=status))
-    except KeyboardInterrupt:
-        pass
-    except LiveError as exc:
-        fail(exc.message, EXIT_BAD_INPUT)
-    except OSError as exc:
-        fail(f"cannot reach the rta daemon at {settings.server}: {exc}", EXIT_UNREACHABLE)
+    run_live(lambda: follow(settings.server, [("alerts", None)], on_message,
+                            token=settings.token or None, on_status=status), settings.server)
 
 
 def register(app: typer.Typer) -> None:

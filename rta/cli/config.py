@@ -6,7 +6,7 @@ from typing import Any
 
 import typer
 
-from rta.cli.output import EXIT_BAD_INPUT, JsonOption, console, emit, fail
+from rta.cli.output import EXIT_USAGE, JsonOption, console, emit, fail, message, print_json
 
 config_app = typer.Typer(help="Show and change rta's configuration.", no_args_is_help=True)
 
@@ -14,7 +14,7 @@ config_app = typer.Typer(help="Show and change rta's configuration.", no_args_is
 @config_app.command("show")
 def show(as_json: bool = JsonOption) -> None:
     """Every setting with its value and source (flag, env, file or default)."""
-    from rta.settings import load_settings
+    from rta.cli.output import load_settings
 
     settings = load_settings()
     data = {k: {"value": v, "source": settings.sources[k]} for k, v in settings.values.items()}
@@ -36,26 +36,35 @@ def _render(data: dict[str, Any]) -> None:
 
 
 @config_app.command("path")
-def path() -> None:
-    """The config file's path."""
+def path(as_json: bool = JsonOption) -> None:
+    """The config file's path (it need not exist yet)."""
     from rta.settings import config_path
 
-    typer.echo(str(config_path()))
+    where = str(config_path())
+    if as_json:
+        print_json({"path": where})
+    else:
+        typer.echo(where)
 
 
 @config_app.command("set")
 def set_value(key: str = typer.Argument(..., help="Setting name (see `rta config show`)."),
-              value: str = typer.Argument(..., help="New value.")) -> None:
+              value: str = typer.Argument(..., help="New value."),
+              as_json: bool = JsonOption) -> None:
     """Set a value in the config file."""
-    from rta.settings import SPEC, write_config_value
+    from rta.settings import SPEC, convert, write_config_value
 
-    if key.replace("-", "_") not in SPEC:
-        fail(f"unknown setting {key!r}; known: {', '.join(SPEC)}", EXIT_BAD_INPUT)
+    name = key.replace("-", "_")
+    if name not in SPEC:
+        fail(f"unknown setting {key!r}; known: {', '.join(SPEC)}", EXIT_USAGE)
     try:
-        written = write_config_value(key.replace("-", "_"), value)
+        written = write_config_value(name, value)
     except ValueError as exc:
-        fail(str(exc), EXIT_BAD_INPUT)
-    console(stderr=True).print(f"set {key} in {written}")
+        fail(str(exc), EXIT_USAGE)
+    if as_json:
+        print_json({"key": name, "value": convert(name, value), "path": str(written)})
+    else:
+        message(f"set {name} in {written}")
 
 
 def register(app: typer.Typer) -> None:

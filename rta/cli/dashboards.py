@@ -201,11 +201,12 @@ def open_dashboard(
 
 @dashboards_app.command("delete")
 def delete(dashboard_id: str = typer.Argument(..., help="Dashboard id."),
-           server: str = ServerOption) -> None:
+           server: str = ServerOption, as_json: bool = JsonOption) -> None:
     """Delete a dashboard."""
     with get_client(server) as client:
-        call(lambda: client.request("DELETE", f"/dashboards/{quote(dashboard_id, safe='')}"))
-    message(f"deleted {dashboard_id}")
+        data = call(lambda: client.request(
+            "DELETE", f"/dashboards/{quote(dashboard_id, safe='')}"))
+    emit(data, as_json, lambda d: message(f"deleted {d.get('id', dashboard_id)}"))
 
 
 def register(app: typer.Typer) -> None:

@@ -122,7 +122,7 @@ class _StreamSink:
     """One WebSocket connection per batch run; acks arrive once events are durable."""
 
     def __init__(self, server: str | None, strict: bool) -> None:
-        from rta.settings import load_settings
+        from rta.cli.output import load_settings
 
         settings = load_settings({"server": server})
         self.url = settings.server
@@ -132,14 +132,19 @@ class _StreamSink:
     def send(self, batch: list[Any]) -> dict[str, Any]:
         import trio
 
-        from rta.client.client import DaemonUnreachable
+        from rta.cli.output import unreachable
         from rta.client.ws import stream_ingest
 
         try:
             result: dict[str, Any] = trio.run(partial(
                 stream_ingest, self.url, self.token, [batch], partial=self.partial))
         except OSError as exc:
-            raise DaemonUnreachable(self.url, str(exc)) from exc
+            unreachable(self.url, exc)
+        except Exception as exc:
+            if type(exc).__name__ in ("HandshakeError", "ConnectionRejected",
+                                      "ConnectionTimeout", "ConnectionClosed"):
+                unreachable(self.url, exc)
+            raise
         rejected = [{"index": e.get("index", 0), "error": {"message": e.get("message", "")}}
                     for e in result.get("errors", [])]
         return {"accepted": result["accepted"], "duplicates": result["duplicates"],
@@ -166,10 +171,10 @@ class _LocalSink:
     """Validates and appends straight into a ColumnStore (the daemon must not be running)."""
 
     def __init__(self, data_dir: str | None) -> None:
+        from rta.cli.output import load_settings
         from rta.core.errors import StoreLockedError
         from rta.core.events import EventValidator
         from rta.core.store import ColumnStore, StoreConfig
-        from rta.settings import load_settings
 
         settings = load_settings({"data_dir": data_dir})
         config = settings.engine_config()

@@ -7,7 +7,16 @@ from typing import Any
 
 import typer
 
-from rta.cli.output import JsonOption, ServerOption, call, console, emit, get_client
+from rta.cli.output import (
+    EXIT_USAGE,
+    JsonOption,
+    ServerOption,
+    call,
+    console,
+    emit,
+    fail,
+    get_client,
+)
 
 
 def events(
@@ -24,13 +33,18 @@ def events(
     as_json: bool = JsonOption,
 ) -> None:
     """Recent events, newest first."""
+    from rta.core.errors import ValidationError
     from rta.core.filters import parse_cli_where, predicate_to_json
 
     params: dict[str, Any] = {"type": ",".join(event_type) if event_type else None,
                               "userId": user, "startTime": since, "endTime": until,
                               "limit": limit, "cursor": cursor}
     if where:
-        params["where"] = json.dumps([predicate_to_json(parse_cli_where(w)) for w in where])
+        try:
+            params["where"] = json.dumps([predicate_to_json(parse_cli_where(w))
+                                          for w in where])
+        except ValidationError as exc:
+            fail(exc.message, EXIT_USAGE)
     with get_client(server) as client:
         data = call(lambda: client.get("/events", **params))
     emit(data, as_json, _render_events)

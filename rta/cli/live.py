@@ -10,12 +10,12 @@ import typer
 
 from rta.cli.output import (
     EXIT_BAD_INPUT,
-    EXIT_UNREACHABLE,
     JsonOption,
     ServerOption,
     console,
     fail,
     print_json,
+    run_live,
 )
 
 if TYPE_CHECKING:
@@ -112,8 +112,8 @@ def top(
     """Live traffic: events/s, top event types and pages, active users."""
     import trio
 
+    from rta.cli.output import load_settings
     from rta.client.ws import follow
-    from rta.settings import load_settings
 
     settings = load_settings({"server": server})
     token = settings.token or None
@@ -172,23 +172,7 @@ def top(
 
 
 def _run(fn: Any, server: str) -> None:
-    import trio
-
-    from rta.client.ws import LiveError
-
-    try:
-        trio.run(fn)
-    except KeyboardInterrupt:
-        raise typer.Exit(0) from None
-    except LiveError as exc:
-        fail(exc.message, EXIT_BAD_INPUT)
-    except OSError as exc:
-        fail(f"cannot reach the rta daemon at {server}: {exc}", EXIT_UNREACHABLE)
-    except Exception as exc:
-        if type(exc).__name__ in ("HandshakeError", "ConnectionRejected", "ConnectionTimeout",
-                                  "ConnectionClosed"):
-            fail(f"cannot reach the rta daemon at {server}: {exc}", EXIT_UNREACHABLE)
-        raise
+    run_live(fn, server)
 
 
 def tail(
@@ -203,10 +187,10 @@ def tail(
 ) -> None:
     """Follow events as they arrive (sampled above the server's live rate; Ctrl-C stops).
     --json prints NDJSON."""
+    from rta.cli.output import load_settings
     from rta.client.ws import follow
     from rta.core.errors import ValidationError
     from rta.core.filters import parse_cli_where, predicate_to_json
-    from rta.settings import load_settings
 
     settings = load_settings({"server": server})
     flt: dict[str, Any] = {}

@@ -1,4 +1,9 @@
-"""The `rta` command: runs the daemon and is its client."""
+"""The `rta` command: runs the daemon and is its client.
+
+Importing this module must stay cheap (`rta --help` and TAB completion run it): command
+modules import numpy, pyarrow, rich, httpx, trio and the server stack inside the commands.
+Help is Click's plain formatter (`rich_markup_mode=None`), so `--help` never loads rich.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ app = typer.Typer(
     add_completion=True,
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 # Each module exposes `register(app)`; one module per command group.
@@ -54,4 +60,6 @@ for _name in COMMAND_MODULES:
 
 
 def run() -> None:
-    app()
+    """Entry point of the `rta` script and of `python -m rta` (same name in help and
+    completion either way)."""
+    app(prog_name="rta")
