@@ -27,11 +27,19 @@ ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Without Chromium the browser tests fail loudly (they are not optional): README's test
+    command installs Debian's chromium first."""
     if shutil.which(CHROMIUM) is None and not os.path.exists(CHROMIUM):
-        skip = pytest.mark.skip(reason=f"Chromium not found at {CHROMIUM}")
+        missing = pytest.mark.usefixtures("_chromium_required")
         for item in items:
             if "browser" in item.keywords:
-                item.add_marker(skip)
+                item.add_marker(missing)
+
+
+@pytest.fixture
+def _chromium_required() -> None:
+    pytest.fail(f"Chromium not found at {CHROMIUM}: apt-get install -y chromium "
+                "(or set RTA_CHROMIUM)")
 
 
 @pytest.hookimpl(hookwrapper=True)
