@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections import defaultdict
 from typing import Any
 
@@ -12,7 +13,7 @@ from hypothesis import strategies as st
 
 from rta.core import behaviour, funnel
 from rta.core.errors import ValidationError
-from tests.core.test_funnel_data import NOW, T0, event_logs, make_engine
+from tests.core.test_funnel_data import NOW, T0, event_logs, ingest, make_engine
 
 Step = tuple[str, int | None]  # (type, required value of property k or None)
 
@@ -212,3 +213,75 @@ def test_bad_input_names_the_field(body: dict[str, Any], field: str) -> None:
     with pytest.raises(ValidationError) as info:
         behaviour.run_funnel(eng, body, NOW)
     assert info.value.details[0]["field"] == field
+
+
+def _row_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Force the general gather-and-sort kernel (the indexed one is the default)."""
+    monkeypatch.setattr(funnel, "compute", funnel._compute_rows)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(events=event_logs(), steps=steps_st, window=st.integers(1, 200),
+       lo=st.integers(0, 150), hi=st.integers(150, 300), where=st.booleans(),
+       on_disk=st.booleans())
+def test_indexed_kernel_equals_row_kernel(events: list[dict[str, Any]], steps: list[Step],
+                                          window: int, lo: int, hi: int, where: bool,
+                                          on_disk: bool) -> None:
+    """Whole answers (counts, times to convert, breakdown by the best attempt's step-1
+    value) of the indexed `ordered` kernel equal the row kernel's, in memory and over
+    sealed on-disk segments (the cached index) plus the head."""
+    body = _body(steps, window, "ordered", startTime=T0 + lo, endTime=T0 + hi,
+                 breakdown="k", **({"where": [{"property": "k", "operator": "lt",
+                                               "value": 2}]} if where else {}))
+    with tempfile.TemporaryDirectory() as tmp:
+        eng = make_engine(events, data_dir=tmp if on_disk else None)
+        try:
+            fast = behaviour.run_funnel(eng, body, NOW)
+            with pytest.MonkeyPatch.context() as mp:
+                _row_kernel(mp)
+                slow = behaviour.run_funnel(eng, body, NOW)
+        finally:
+            eng.close()
+    assert fast == slow
+
+
+def test_index_follows_new_and_dropped_segments(tmp_path: Any) -> None:
+    """The cached index of sealed segments is extended as segments are added and rebuilt
+    when one goes away; answers always equal the row kernel's and the naive reference."""
+    import random
+
+    from rta.core import user_index
+
+    rng = random.Random(7)
+    events = [{**_ev(rng.choice("abc"), f"u{rng.randrange(6)}", rng.randrange(0, 3000),
+                     k=rng.randrange(3)), "id": f"e{i}"} for i in range(400)]
+    steps: list[Step] = [("a", None), ("b", None), ("c", None)]
+    eng = make_engine(events[:200], data_dir=str(tmp_path), max_events=25)
+    try:
+        def check(expected_events: list[dict[str, Any]]) -> None:
+            body = _body(steps, 500, "ordered", breakdown="k")
+            fast = behaviour.run_funnel(eng, body, NOW)
+            with pytest.MonkeyPatch.context() as mp:
+                _row_kernel(mp)
+                assert fast == behaviour.run_funnel(eng, body, NOW)
+            assert [s["count"] for s in fast["steps"]] == reference(
+                expected_events, steps, 500, "ordered")
+
+        check(events[:200])
+        snap = eng.snapshot()
+        sealed = [b for b in snap.blocks if b.label.startswith("seg-")]
+        assert len(sealed) >= 5
+        cache = user_index._CACHES[snap.dicts]
+        code = snap.dicts.types.lookup("a")
+        assert len(cache.entries[code].blocks) == len(sealed)
+        first_index = cache.entries[code].index
+        ingest(eng, events[200:])  # more segments: merged into the cached index
+        check(events)
+        assert len(cache.entries[code].blocks) > len(sealed)
+        assert cache.entries[code].index is not first_index
+        dropped = eng.store.segments.pop(0)  # as retention does: those rows are gone
+        eng.store.version += 1
+        gone = set(dropped.block.ids(slice(None)))
+        check([e for e in events if e["id"] not in gone])
+    finally:
+        eng.close()

@@ -15,18 +15,24 @@ NOW = 1_700_000_000_000
 T0 = NOW - 1_000_000
 
 
-def make_engine(events: list[dict[str, Any]], chunk: int = 7, max_events: int = 10) -> Engine:
-    """An in-memory engine holding `events`, ingested in list order in chunks of `chunk`.
+def make_engine(events: list[dict[str, Any]], chunk: int = 7, max_events: int = 10,
+                data_dir: str | None = None) -> Engine:
+    """An engine holding `events`, ingested in list order in chunks of `chunk`.
 
     A small `max_events` seals several segments, so queries read several blocks and the
-    head, with out-of-order timestamps across them.
+    head, with out-of-order timestamps across them. With `data_dir` the segments are
+    written to disk (Blocks labelled "seg-...", which the user index caches).
     """
-    eng = Engine(EngineConfig(data_dir=None, max_events=max_events))
+    eng = Engine(EngineConfig(data_dir=data_dir, max_events=max_events, fsync=False))
+    ingest(eng, events, chunk)
+    return eng
+
+
+def ingest(eng: Engine, events: list[dict[str, Any]], chunk: int = 7) -> None:
     for i in range(0, len(events), chunk):
         batch, rejected = eng.validator.validate_batch(events[i:i + chunk], NOW)
         assert not rejected, rejected
         eng.store.append(batch)
-    return eng
 
 
 TYPES = ("a", "b", "c", "x")
