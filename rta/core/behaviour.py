@@ -1,8 +1,8 @@
 """Behavioural queries behind stable names: what the HTTP API, dashboards and alerts call.
 
 Each function takes the request body (the seed's JSON payload) and returns the exact API
-response; bad input raises `ValidationError` naming the field. Pass `snap` (taken on the
-event-loop thread) to compute in a worker thread: `engine.snapshot()` must not race ingest.
+response; bad input raises `ValidationError` naming the field. `snap` pins the data a query
+reads (default: a fresh `engine.snapshot()`, which is safe from any thread).
 """
 
 from __future__ import annotations

@@ -1,24 +1,22 @@
 """Behavioural queries and saved segments: /queries/funnel|cohort|abtest|execute, /segments.
 
-Thin by design: the snapshot is taken on the event loop (the store's head is not safe to
-touch from another thread while ingest runs), then the query runs in a worker thread over
-that immutable snapshot so ingestion and WebSockets keep flowing during a long query.
+Thin by design: each query takes its snapshot and runs in a worker thread through
+`run_query` (bounded concurrency, 504 past the query timeout), so ingestion and WebSockets
+keep flowing during a long query and the event loop never waits on query work.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 import numpy as np
-import trio
 from quart import Blueprint, Response
 from quart_trio import QuartTrio
 
 from rta.core import behaviour, segments
 from rta.core.engine import Engine
-from rta.server.http import engine, int_arg, json_object, json_response
+from rta.server.http import engine, int_arg, json_object, json_response, run_query
 
 bp = Blueprint("queries_api", __name__)
 
@@ -36,10 +34,12 @@ def setup(app: QuartTrio, eng: Engine) -> None:
 Runner = Callable[..., dict[str, Any]]  # (engine, body, now, snap) -> response
 
 
+def _snapshot_and_run(runner: Runner, eng: Engine, body: Any) -> dict[str, Any]:
+    return runner(eng, body, None, eng.snapshot())
+
+
 async def _run(runner: Runner, body: Any) -> Response:
-    eng = engine()
-    snap = eng.snapshot()
-    result = await trio.to_thread.run_sync(partial(runner, eng, body, None, snap))
+    result = await run_query(_snapshot_and_run, runner, engine(), body)
     return json_response(result)
 
 
@@ -87,9 +87,7 @@ async def show_segment(ref: str) -> Response:
     eng = engine()
     sample = int_arg("sampleSize", segments.DEFAULT_SAMPLE, 0, segments.MAX_SAMPLE)
     assert sample is not None
-    snap = eng.snapshot()
-    result = await trio.to_thread.run_sync(
-        partial(segments.show, eng, ref, sample, None, snap))
+    result = await run_query(lambda: segments.show(eng, ref, sample, None, eng.snapshot()))
     return json_response(result)
 
 
