@@ -34,8 +34,10 @@ def sparkline(values: list[int] | list[float], width: int = 60) -> str:
                    for v in vals)
 
 
-def render_metrics(data: dict[str, Any], server: str = "", status: str = "") -> RenderableType:
-    """The `rta top` screen for one metrics tick (also used for the one-shot view)."""
+def render_metrics(data: dict[str, Any], server: str = "", status: str = "",
+                   live: bool = True) -> RenderableType:
+    """The `rta top` screen for one metrics tick (`live=False`: the one-shot view, which
+    has no key to quit)."""
     from rich.console import Group
     from rich.panel import Panel
     from rich.table import Table
@@ -68,8 +70,9 @@ def render_metrics(data: dict[str, Any], server: str = "", status: str = "") -> 
     grid.add_column(ratio=1)
     grid.add_column(ratio=1)
     grid.add_row(types, pages)
-    footer = Text("q or Ctrl-C quits", style="dim")
-    return Group(head, spark, grid, footer)
+    if not live:
+        return Group(head, spark, grid)
+    return Group(head, spark, grid, Text("q or Ctrl-C quits", style="dim"))
 
 
 async def _watch_keys(scope: Any) -> None:
@@ -131,7 +134,7 @@ def top(
         if as_json:
             print_json(box["data"])
         else:
-            console().print(render_metrics(box["data"], settings.server))
+            console().print(render_metrics(box["data"], settings.server, live=False))
         return
 
     from rich.live import Live
