@@ -228,7 +228,7 @@ def _compute_indexed(snap: Snapshot, ix: EventIndex,
     base = EventFilter(where=q.where) if q.where is not None else None
     steps = [_step_events(ix, s, base, member) for s in q.steps]
     s1 = steps[0]
-    if q.start is not None or q.end is not None:
+    if not ix.within(q.start, q.end):
         t1 = ix.ts_of(s1.key)
         keep = np.ones(len(s1), dtype=bool)
         if q.start is not None:

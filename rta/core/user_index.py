@@ -117,6 +117,11 @@ class EventIndex:
                 _CACHES[self.snap.dicts] = cache
         return True, cache
 
+    def within(self, start: int | None, end: int | None) -> bool:
+        """Whether every event of the snapshot lies in [start, end) (a filter can be skipped)."""
+        return all((start is None or b.min_ts >= start) and (end is None or b.max_ts < end)
+                   for b in self.blocks)
+
     # -- keys --------------------------------------------------------------------------------
 
     def key_of(self, user: np.ndarray, ts: np.ndarray | int) -> np.ndarray:
