@@ -1,7 +1,8 @@
 """`python -m bench behaviour`: funnels, retention and an A/B test next to DuckDB, same run.
 
 Builds N demo events into a sealed on-disk store and times each behavioural query through the
-public facade (`rta.core.behaviour`) against equivalent DuckDB SQL on a native table
+public facade (`rta.core.behaviour`; best of N after a first call, reported separately, that
+builds the cached per-type user indexes) against equivalent DuckDB SQL on a native table
 (2 threads): ASOF joins for funnels (the next step-k event after step k-1, per attempt), a
 join on first entries for retention, and first-exposure aggregation for the A/B test. Then
 serves the engine over HTTP and reports end-to-end latency of a 3-step funnel.
@@ -32,9 +33,11 @@ from rta.core.config import EngineConfig
 from rta.core.engine import Engine
 from rta.core.timeparse import DAY, HOUR
 
-STEPS3 = [("pageview", None), ("click", ("category", "products")), ("form_submit", None)]
-STEPS5 = [("pageview", None), ("click", None), ("signup", None), ("login", None),
-          ("purchase", None)]
+StepSpec = tuple[str, tuple[str, str] | None]  # (event type, required (property, value))
+STEPS3: list[StepSpec] = [("pageview", None), ("click", ("category", "products")),
+                          ("form_submit", None)]
+STEPS5: list[StepSpec] = [("pageview", None), ("click", None), ("signup", None),
+                          ("login", None), ("purchase", None)]
 
 
 def funnel_body(steps: list[tuple[str, tuple[str, str] | None]], start: int, end: int,
@@ -98,6 +101,10 @@ cv AS (SELECT ex.u, sum(coalesce(e."properties.revenue", 0)) AS rev
 SELECT ex.v, count(*), count(cv.u), avg(coalesce(cv.rev, 0)), var_samp(coalesce(cv.rev, 0))
 FROM ex LEFT JOIN cv USING (u) WHERE ex.nv = 1 GROUP BY ex.v
 """
+
+
+def _fetch(con: Any, sql: str) -> Any:
+    return con.execute(sql).fetchall()
 
 
 def http_post_latency(engine: Engine, path: str, body: dict[str, Any],
@@ -167,18 +174,21 @@ def main(argv: list[str] | None = None) -> None:
         build_store(table, tmp).close()
         engine = Engine(EngineConfig(data_dir=tmp, fsync=False, cache_ttl_ms=0))
         try:
-            rows: list[list[str]] = [["query", "rta", "DuckDB", "rta/DuckDB"]]
+            rows: list[list[str]] = [["query", "rta", "DuckDB", "rta/DuckDB",
+                                      "rta first call"]]
             for name, fn, sql in cases:
-                fn(engine)  # warm: page in the memory-mapped columns
-                ours = best_of(lambda fn=fn: fn(engine), args.repeat)
+                # the first call pages in the memory-mapped columns and builds the per-type
+                # user indexes of the sealed segments (kept while the segments live)
+                first = best_of(partial(fn, engine), 1)
+                ours = best_of(partial(fn, engine), args.repeat)
                 con.execute(sql).fetchall()
-                theirs = best_of(lambda sql=sql: con.execute(sql).fetchall(), args.repeat)
+                theirs = best_of(partial(_fetch, con, sql), args.repeat)
                 rows.append([name, fmt_seconds(ours), fmt_seconds(theirs),
-                             ratio(ours, theirs)])
+                             ratio(ours, theirs), fmt_seconds(first)])
             body = funnel_body(STEPS3, start, end, HOUR)
             p50, p99 = http_post_latency(engine, "/queries/funnel", body, args.requests)
             rows.append(["HTTP POST /queries/funnel 3 steps p50 / p99",
-                         f"{fmt_seconds(p50)} / {fmt_seconds(p99)}", "-", "-"])
+                         f"{fmt_seconds(p50)} / {fmt_seconds(p99)}", "-", "-", "-"])
         finally:
             engine.close()
     print_table(f"Behavioural queries, {fmt_count(args.events)} events, {args.users:,} users, "
