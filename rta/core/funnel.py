@@ -27,9 +27,13 @@ Semantics (docs/statistics.md has the long form):
 - Step counts: entities whose best depth >= k. conversionRate = count / previous count,
   dropoffRate = 100 - conversionRate (percentages 0-100, 2 decimals); step 1 shows 100 / 0.
 
-Vectorised: only events of the steps involved are gathered, sorted once by (entity, ts) with
-a stable `lexsort`, and every attempt advances one step per iteration with `searchsorted` over
-each step's sorted positions, so the Python loop runs once per step, never per event.
+Vectorised, two kernels with identical results. `ordered` funnels of users without
+exclusions read each step's events from the per-type user indexes (`rta.core.user_index`:
+sealed segments' events already ordered by (user, ts, arrival), cached) and walk one chain
+per step-2 event instead of one per attempt (`_compute_indexed`). Everything else gathers the
+steps' events, sorts them once by (entity, ts) and advances every attempt one step per
+iteration with `searchsorted` (`_compute_rows`). Python loops run once per step, never per
+event.
 """
 
 from __future__ import annotations
