@@ -158,10 +158,15 @@ class Subscriber:
         self._data: deque[str] = deque()
         self._latest: dict[str, str] = {}
         self._wake = trio.Event()
+        self._poked = False
         self.sent = 0
         self.dropped = 0
         self.coalesced = 0
         self.closed = False
+        # Set by a transport that can write a message synchronously (see `offer`); `sending`
+        # is true while its sender task holds messages taken from the queues.
+        self.direct: Callable[[str], bool] | None = None
+        self.sending = False
 
     def pending(self) -> int:
         return len(self._control) + len(self._data) + len(self._latest)
@@ -171,7 +176,21 @@ class Subscriber:
         self._control.append(text)
         self._wake.set()
 
+    def poke(self) -> None:
+        """Wake the sender task even with nothing queued (the transport has work of its own)."""
+        self._poked = True
+        self._wake.set()
+
     def offer(self, channel: str, text: str, coalesce: bool) -> None:
+        """Queue `text`, or hand it straight to the transport when nothing is queued or in
+        flight (`direct`: a synchronous, non-blocking write; False means "queue it"). A
+        broadcast then costs one write per idle subscriber and no task switch; order holds
+        because a direct write only happens when no earlier message is waiting."""
+        if (self.direct is not None and not self.sending and not self._control
+                and not self._data and not self._latest and self.direct(text)):
+            self.sent += 1
+            self.hub.messages_sent += 1
+            return
         if coalesce:
             if channel in self._latest:
                 self.coalesced += 1
@@ -186,10 +205,11 @@ class Subscriber:
         self._wake.set()
 
     async def next_messages(self) -> list[str]:
-        """Wait for and take every queued message, control replies first."""
-        while not (self._control or self._data or self._latest):
+        """Wait for and take every queued message, control replies first (empty if poked)."""
+        while not (self._control or self._data or self._latest or self._poked):
             self._wake = trio.Event()
             await self._wake.wait()
+        self._poked = False
         out = list(self._control)
         self._control.clear()
         if self._latest:
