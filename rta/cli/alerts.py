@@ -175,7 +175,7 @@ def create(
     if disabled:
         body["enabled"] = False
     if not body.get("name"):
-        fail("give the alert a --name (or a name in --file)", EXIT_BAD_INPUT)
+        fail("give the alert a --name (or a name in --file)", EXIT_USAGE)
     with get_client(server) as client:
         data = call(lambda: client.post("/alerts", body))
     if as_json:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from rta.cli.output import EXIT_BAD_INPUT, JsonOption, emit, fail, message
+from rta.cli.output import EXIT_USAGE, JsonOption, emit, fail, message
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -65,14 +65,14 @@ def generate(
 
     chosen = fmt or _format_from_suffix(output)
     if chosen not in FORMATS:
-        fail(f"unknown format {chosen!r}; use one of {', '.join(FORMATS)}", EXIT_BAD_INPUT)
+        fail(f"unknown format {chosen!r}; use one of {', '.join(FORMATS)}", EXIT_USAGE)
     if output == "-" and chosen != "ndjson":
-        fail("only ndjson can be written to stdout", EXIT_BAD_INPUT)
+        fail("only ndjson can be written to stdout", EXIT_USAGE)
     try:
         end_ms = _hour_start() if end is None else parse_time(
             int(end) if end.lstrip("-").isdigit() else end, "end")
     except RtaError as exc:
-        fail(exc.message, EXIT_BAD_INPUT)
+        fail(exc.message, EXIT_USAGE)
     started = time.perf_counter()
     table = generate_arrow(events, users=users, days=days, seed=seed, end_ms=end_ms)
     if output == "-":

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from rta.cli.output import (
-    EXIT_BAD_INPUT,
+    EXIT_USAGE,
     JsonOption,
     ServerOption,
     console,
@@ -205,7 +205,7 @@ def tail(
         try:
             flt["where"] = [predicate_to_json(parse_cli_where(w)) for w in where]
         except ValidationError as exc:
-            fail(exc.message, EXIT_BAD_INPUT)
+            fail(exc.message, EXIT_USAGE)
     err = console(stderr=True)
     out = console()
     state = {"seen": 0, "rate": 1.0}

@@ -111,7 +111,7 @@ def test_bad_input_exit_codes(bg: BackgroundServer, tmp_path: Path) -> None:
     r = run("alerts", "create", "--name", "x", "--threshold", "1", "--webhook-url", "ftp://h/")
     assert r.exit_code == 4 and "http" in r.stderr
     r = run("alerts", "create", "--threshold", "1")
-    assert r.exit_code == 4 and "--name" in r.stderr
+    assert r.exit_code == 2 and "--name" in r.stderr
     bad = tmp_path / "bad.json"
     bad.write_text("{nope")
     r = run("alerts", "create", "--file", str(bad))

@@ -82,7 +82,6 @@ WHERE_COMMANDS = {"events": [], "export": ["-o", "-"], "query aggregate": [],
                   "query abtest": ["--metric", "m"], "query segment": [],
                   "alerts create": ["--name", "x", "--threshold", "1"],
                   "segment create": ["x"], "tail": []}
-WHERE_DEVIATIONS = {"tail"}
 
 COMMANDS = {path: cmd for path, cmd, _ctx in leaf_commands()}
 runner = CliRunner()
@@ -234,8 +233,6 @@ def test_unknown_command_exits_2() -> None:
 @pytest.mark.parametrize("path", sorted(WHERE_COMMANDS))
 def test_unreadable_where_is_a_usage_error(path: str) -> None:
     """Parsed before any connection: exit 2, not 3, against a dead server."""
-    if path in WHERE_DEVIATIONS:
-        pytest.xfail(f"rta {path} exits 4 for an unreadable --where (pinned by its tests)")
     args = [*path.split(), *WHERE_COMMANDS[path], "--where", "nonsense",
             "--server", f"http://127.0.0.1:{free_port()}"]
     r = invoke(args)

@@ -51,9 +51,9 @@ def test_formats_json_summary_and_stdout(tmp_path: Path) -> None:
 
 def test_bad_arguments_exit_with_bad_input(tmp_path: Path) -> None:
     r = rta("demo", "generate", "-n", "5", "-o", str(tmp_path / "x"), "--format", "xml")
-    assert r.returncode == 4 and "unknown format" in r.stderr
+    assert r.returncode == 2 and "unknown format" in r.stderr
     r = rta("demo", "generate", "-n", "5", "-o", str(tmp_path / "x"), "--end", "whenever")
-    assert r.returncode == 4
+    assert r.returncode == 2
     assert rta("demo", "generate", "-n", "-1", "-o", "x").returncode == 2
 
 

@@ -84,4 +84,4 @@ def test_tail_with_type_and_where(bg: BackgroundServer) -> None:
     assert r.exit_code == 0, r.output
     assert [json.loads(line)["userId"] for line in r.stdout.splitlines()] == ["a", "d"]
     r = run("tail", "--where", "nonsense")
-    assert r.exit_code == 4
+    assert r.exit_code == 2  # a usage error: the command line is wrong
