@@ -13,7 +13,6 @@
 - `docs/api.md`: the HTTP API from `/openapi.json`, built without a server.
 """
 
-# ruff: noqa: TID251  (a build script: it reads the CLI and the server on purpose)
 from __future__ import annotations
 
 import argparse
