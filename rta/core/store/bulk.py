@@ -40,7 +40,6 @@ from typing import IO, Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.ipc as ipc
 import pyarrow.json as pajson
 
 from rta.core.errors import ValidationError
@@ -67,7 +66,12 @@ from rta.core.store.block import (
 )
 from rta.core.store.dictionary import Dictionary
 from rta.core.store.records import fsync_dir
-from rta.core.store.segment import FORMAT_VERSION, Segment, read_segment, segment_name
+from rta.core.store.segment import (
+    Segment,
+    read_segment,
+    segment_name,
+    write_segment_file,
+)
 from rta.core.store.store import ColumnStore
 from rta.core.timeparse import now_ms
 
@@ -868,7 +872,7 @@ def _write_segments(store: ColumnStore, blocks: list[Block], now: int) -> None:
             seq = store._next_segment
             store._next_segment += 1
             final = os.path.join(directory, segment_name(seq))
-            _write_segment_file(final + ".tmp", block, wal_seq)
+            write_segment_file(final + ".tmp", block, wal_seq)
             tmp_paths.append((seq, final))
         if store.config.fsync:
             with ThreadPoolExecutor(4) as pool:
@@ -892,30 +896,6 @@ def _fsync_path(path: str) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _write_segment_file(path: str, block: Block, wal_seq: int) -> None:
-    """The file `segment.write_segment` writes, without its per-file fsync and rename."""
-    from rta.core.store.block import BASE_COLUMNS
-
-    arrays = [pa.array(getattr(block, c)) for c in BASE_COLUMNS]
-    names = list(BASE_COLUMNS)
-    if block.id_text is not None:
-        arrays.append(block.id_text)
-        names.append("id_text")
-    for name, col in block.props.items():
-        arrays.append(pa.array(col))
-        names.append("p:" + name)
-    meta = {
-        "version": FORMAT_VERSION, "wal_seq": wal_seq, "rows": block.n,
-        "min_ts": block.min_ts, "max_ts": block.max_ts,
-        "min_recv": int(block.recv.min()) if block.n else 0,
-        "max_recv": int(block.recv.max()) if block.n else 0,
-    }
-    table = pa.Table.from_arrays(arrays, names=names).replace_schema_metadata(
-        {"rta": json.dumps(meta)})
-    with open(path, "wb") as f, ipc.new_file(f, table.schema) as writer:
-        writer.write_table(table, max_chunksize=max(block.n, 1))
 
 
 __all__ = ["BulkReadError", "BulkResult", "bulk_load", "bulk_load_ndjson", "load_table"]

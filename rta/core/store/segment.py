@@ -53,8 +53,8 @@ def list_segments(directory: str) -> list[tuple[int, str]]:
     return sorted(out)
 
 
-def write_segment(directory: str, seq: int, block: Block, wal_seq: int) -> Segment:
-    """Write, fsync and atomically rename a segment file, then reopen it memory-mapped."""
+def write_segment_file(path: str, block: Block, wal_seq: int) -> None:
+    """Write the segment file format to `path` (no fsync, no rename: callers decide)."""
     arrays = [pa.array(getattr(block, c)) for c in BASE_COLUMNS]
     names = list(BASE_COLUMNS)
     if block.id_text is not None:
@@ -71,13 +71,20 @@ def write_segment(directory: str, seq: int, block: Block, wal_seq: int) -> Segme
     }
     table = pa.Table.from_arrays(arrays, names=names).replace_schema_metadata(
         {"rta": json.dumps(meta)})
+    with open(path, "wb") as f, ipc.new_file(f, table.schema) as writer:
+        writer.write_table(table, max_chunksize=max(block.n, 1))
+
+
+def write_segment(directory: str, seq: int, block: Block, wal_seq: int) -> Segment:
+    """Write, fsync and atomically rename a segment file, then reopen it memory-mapped."""
     final = os.path.join(directory, segment_name(seq))
     tmp = final + ".tmp"
-    with open(tmp, "wb") as f:
-        with ipc.new_file(f, table.schema) as writer:
-            writer.write_table(table, max_chunksize=max(block.n, 1))
-        f.flush()
-        os.fsync(f.fileno())
+    write_segment_file(tmp, block, wal_seq)
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
     os.replace(tmp, final)
     fsync_dir(directory)
     return read_segment(seq, final)
