@@ -209,3 +209,49 @@ def test_metrics_counters_match_a_naive_recount() -> None:
     assert snap["eventsPerSecond"] == per_second.get(sec - 1, 0)
     active = {e["userId"] for r, e in arrivals if r // 1000 > sec - 300}
     assert snap["activeUsers5m"] == len(active)
+
+
+async def test_direct_delivery_only_when_nothing_is_waiting() -> None:
+    """A transport's synchronous write takes a message only when no earlier one is queued
+    or in flight, so order holds; refused writes fall back to the queue."""
+    hub, _ = make_hub(max_queue=4)
+    sub = hub.connect()
+    await hub.subscribe(sub, "alerts")
+    await hub.subscribe(sub, "metrics")
+    written: list[int] = []
+    accept = {"on": True}
+
+    def direct(text: str) -> bool:
+        if accept["on"]:
+            written.append(json.loads(text)["data"]["i"])
+        return accept["on"]
+
+    sub.direct = direct
+    hub.publish("alerts", {"i": 0})
+    assert written == [0] and await drain(sub) == []
+    accept["on"] = False
+    hub.publish("alerts", {"i": 1})  # the socket is full: queued
+    accept["on"] = True
+    hub.publish("alerts", {"i": 2})  # behind 1, so queued too
+    hub.publish("metrics", {"i": 3})
+    assert written == [0]
+    assert [m["data"]["i"] for m in await drain(sub)] == [3, 1, 2]
+    sub.send_control(json.dumps({"type": "pong"}))
+    hub.publish("alerts", {"i": 4})  # a control reply is waiting
+    sub.sending = True
+    assert [m.get("data", {}).get("i") for m in await drain(sub)] == [None, 4]
+    hub.publish("alerts", {"i": 5})  # the sender task still holds messages
+    sub.sending = False
+    assert [m["data"]["i"] for m in await drain(sub)] == [5]
+    hub.publish("metrics", {"i": 6})
+    assert written == [0, 6]
+    assert hub.stats()["messagesSent"] == 2 and sub.sent == 2
+
+
+async def test_poke_wakes_the_sender_with_nothing_queued() -> None:
+    hub, _ = make_hub()
+    sub = hub.connect()
+    sub.poke()
+    with trio.fail_after(1):
+        assert await sub.next_messages() == []
+    assert await drain(sub) == []
