@@ -2,6 +2,12 @@
 
 Validation and column building happen in one pass so the hot ingest path touches each
 value once; the resulting `EventBatch` is what the write-ahead log stores and the head applies.
+
+Batches take a column-wise fast path first (`EventValidator.fast_batch`): each field is pulled
+out of every event with C-level `map`s, checked once per distinct value or by min/max, and the
+properties of flat-ish events are grouped into columns in one loop. Anything it cannot clear
+(an invalid event, a huge number, an oversized event) makes it give up, and the per-event path
+decides, so the accepted batch and every error message are exactly the per-event path's.
 """
 
 from __future__ import annotations
@@ -9,7 +15,11 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
+
+import numpy as np
+import orjson
 
 from rta.core.errors import ValidationError
 from rta.core.timeparse import HOUR, now_ms, parse_iso
@@ -49,21 +59,30 @@ class EventBatch:
     users: list[str | None] = field(default_factory=list)
     sessions: list[str | None] = field(default_factory=list)
     props: dict[str, tuple[list[int], list[Any]]] = field(default_factory=dict)
-    # (id high, id low, custom) per event: derived, cached by the store, never serialised
-    id_keys: list[tuple[int, int, bool]] | None = field(default=None, compare=False, repr=False)
+    # (id high words, id low words, custom id texts or None): derived once by the store
+    # (`block.batch_id_words`), never serialised.
+    id_words: tuple[np.ndarray, np.ndarray, list[str | None] | None] | None = field(
+        default=None, compare=False, repr=False)
+    # The WAL record, encoded once by the validator (a batch is not changed after that).
+    payload: bytes | None = field(default=None, compare=False, repr=False)
+    _payload_rows: int = field(default=-1, init=False, compare=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def to_json(self) -> bytes:
-        return json.dumps({
-            "r": self.received_at, "id": self.ids, "ts": self.timestamps, "t": self.types,
-            "u": self.users, "s": self.sessions, "p": self.props,
-        }, separators=(",", ":"), ensure_ascii=False).encode()
+        """The WAL record (UTF-8 JSON); raises ValueError if a string is not valid Unicode."""
+        if self.payload is None or self._payload_rows != len(self.ids):
+            self.payload = encode_record(self)
+            self._payload_rows = len(self.ids)
+        return self.payload
 
     @classmethod
     def from_json(cls, raw: bytes) -> EventBatch:
-        d = json.loads(raw)
+        try:
+            d = orjson.loads(raw)
+        except orjson.JSONDecodeError:  # records written by json.dumps may hold NaN etc.
+            d = json.loads(raw)
         return cls(d["r"], d["id"], d["ts"], d["t"], d["u"], d["s"],
                    {k: (v[0], v[1]) for k, v in d["p"].items()})
 
@@ -73,8 +92,11 @@ class EventBatch:
         out = EventBatch(self.received_at, [self.ids[i] for i in rows],
                          [self.timestamps[i] for i in rows], [self.types[i] for i in rows],
                          [self.users[i] for i in rows], [self.sessions[i] for i in rows])
-        if self.id_keys is not None:
-            out.id_keys = [self.id_keys[i] for i in rows]
+        if self.id_words is not None and len(self.id_words[0]) == len(self.ids):
+            hi, lo, custom = self.id_words
+            take = np.asarray(rows, dtype=np.int64)
+            out.id_words = (hi[take], lo[take],
+                            None if custom is None else [custom[i] for i in rows])
         for col, (idx, vals) in self.props.items():
             new_idx, new_vals = [], []
             for i, v in zip(idx, vals, strict=True):
@@ -132,12 +154,26 @@ class EventValidator:
         body's length); when it is within the limit, per-event size accounting is skipped.
         """
         current = now_ms() if now is None else now
-        batch = EventBatch(received_at=current)
-        rejected: list[dict[str, Any]] = []
+        batch = self.fast_batch(items, current, size_bound)
+        if batch is not None:
+            return batch, []
         check_size = size_bound is None or size_bound > self.limits.max_event_bytes
+        batch, rejected = self._each(items, current, index_offset, check_size, False)
+        try:
+            batch.to_json()
+        except ValueError:  # an unpaired surrogate (json.loads lets them through): find them
+            batch, rejected = self._each(items, current, index_offset, check_size, True)
+            batch.to_json()
+        return batch, rejected
+
+    def _each(self, items: list[Any], now: int, index_offset: int, check_size: bool,
+              strict_text: bool) -> tuple[EventBatch, list[dict[str, Any]]]:
+        """The per-event path: every event validated on its own, errors collected by index."""
+        batch = EventBatch(received_at=now)
+        rejected: list[dict[str, Any]] = []
         for i, item in enumerate(items):
             try:
-                self.append(batch, item, current, check_size)
+                self.append(batch, item, now, check_size, strict_text)
             except ValidationError as exc:
                 rejected.append({"index": i + index_offset, "error": exc.to_dict()["error"]})
         return batch, rejected
@@ -146,10 +182,210 @@ class EventValidator:
         current = now_ms() if now is None else now
         batch = EventBatch(received_at=current)
         self.append(batch, item, current)
+        try:
+            batch.to_json()
+        except ValueError:
+            batch = EventBatch(received_at=current)
+            self.append(batch, item, current, strict_text=True)
+            batch.to_json()
         return batch
 
-    def append(self, batch: EventBatch, raw: Any, now: int, check_size: bool = True) -> None:
-        """Validate `raw` fully first, then append it: a rejected event leaves no trace."""
+    def fast_batch(self, items: list[Any], now: int | None = None,
+                   size_bound: int | None = None) -> EventBatch | None:
+        """The whole batch, column by column, or None when any event needs a closer look.
+
+        None means: an event is invalid, or too large to be sure of without measuring it, or
+        holds a number of 2**63 or more in magnitude given as a float (where a JSON parser
+        that turns huge integers into floats, as orjson does, could differ from `json`), or
+        text that is not valid Unicode. The caller then runs the per-event path (after
+        re-parsing with `json`, if it parsed with orjson), which decides exactly.
+        Otherwise the result equals the per-event path's, with the WAL record encoded.
+        """
+        now = now_ms() if now is None else now
+        n = len(items)
+        batch = EventBatch(received_at=now)
+        if not n:
+            return batch
+        if set(map(type, items)) != _DICT_ONLY:
+            return None
+        get: Any = dict.get
+        try:
+            types: list[str] = list(map(get, items, repeat("type")))
+            for t in set(types):
+                if type(t) is not str or not t or len(t) > MAX_TYPE_LENGTH or (
+                        (t[0] == " " or t[-1] == " ") and not t.strip()):
+                    return None
+            users = self._fast_ids(list(map(get, items, repeat("userId"))))
+            sessions = self._fast_ids(list(map(get, items, repeat("sessionId"))))
+        except TypeError:  # an unhashable value (a list or an object) in a string field
+            return None
+        if users is None or sessions is None:
+            return None
+        ids = self._fast_event_ids(list(map(get, items, repeat("id"))))
+        stamps = self._fast_timestamps(list(map(get, items, repeat("timestamp"))), now)
+        if ids is None or stamps is None:
+            return None
+        props = self._fast_props(list(map(get, items, repeat("properties"))))
+        if props is None:
+            return None
+        if (size_bound is None or size_bound > self.limits.max_event_bytes) and not \
+                self._fast_sizes(n, types, users, sessions, ids, props):
+            return None
+        batch.ids = ids
+        batch.timestamps = stamps
+        batch.types = types
+        batch.users = users
+        batch.sessions = sessions
+        batch.props = props
+        try:
+            batch.to_json()
+        except ValueError:
+            return None
+        return batch
+
+    @staticmethod
+    def _fast_ids(values: list[Any]) -> list[str | None] | None:
+        """userId / sessionId: strings of at most MAX_ID_LENGTH or null ('' means null)."""
+        distinct = set(values)
+        for v in distinct:
+            if v is not None and (type(v) is not str or len(v) > MAX_ID_LENGTH):
+                return None
+        if "" in distinct:
+            return [v or None for v in values]
+        return values
+
+    @staticmethod
+    def _fast_event_ids(values: list[Any]) -> list[str] | None:
+        if set(map(type, values)) == _STR_ONLY:
+            lengths = list(map(len, values))
+            if min(lengths) < 1 or max(lengths) > MAX_ID_LENGTH:
+                return None
+            return values
+        out: list[str] = []
+        missing: list[int] = []
+        for i, v in enumerate(values):
+            t = type(v)
+            if t is str:
+                if not v or len(v) > MAX_ID_LENGTH:
+                    return None
+                out.append(v)
+            elif v is None:
+                missing.append(i)
+                out.append("")
+            elif t is int:
+                out.append(str(v))  # at most 20 digits: within the length limit
+            else:
+                return None
+        for i, text in zip(missing, new_event_ids(len(missing)), strict=True):
+            out[i] = text
+        return out
+
+    def _fast_timestamps(self, values: list[Any], now: int) -> list[int] | None:
+        limits = self.limits
+        latest = now + limits.future_tolerance_ms
+        earliest = 0 if limits.past_horizon_ms is None else max(0, now - limits.past_horizon_ms)
+        if set(map(type, values)) == _INT_ONLY:
+            if min(values) < earliest or max(values) > latest:
+                return None
+            return values
+        out: list[int] = []
+        for v in values:
+            if type(v) is int:
+                if v < earliest or v > latest:
+                    return None
+                out.append(v)
+            elif type(v) is float and not -_TWO63 < v < _TWO63:
+                return None  # (refused by the validator anyway, but with the value shown)
+            else:
+                try:
+                    out.append(self._timestamp(v, now))
+                except ValidationError:
+                    return None
+        return out
+
+    @staticmethod
+    def _fast_props(values: list[Any]) -> dict[str, tuple[list[int], list[Any]]] | None:
+        """Property columns in the per-event path's order; None when a row needs a closer look.
+
+        Values are grouped by their Python type and the key object itself (orjson and
+        `json` share key strings, so lookups hit cached hashes); numbers are range-checked
+        per column afterwards. A nested object is flattened by `_flatten`, after taking back
+        what the keys before it added, like the per-event path.
+        """
+        by_type: dict[type, dict[str, tuple[list[int], list[Any]]]] = {
+            str: {}, int: {}, float: {}, bool: {}}
+        order: list[tuple[type, str]] = []
+        for row, obj in enumerate(values):
+            if obj is None:
+                continue
+            if type(obj) is not dict:
+                return None
+            for key, value in obj.items():
+                t = type(value)
+                cols = by_type.get(t)
+                if cols is None:
+                    if value is None:
+                        if not key or len(key) > MAX_KEY_LENGTH:
+                            return None
+                        continue
+                    if t is dict:
+                        if not _fast_nested(obj, row, key, by_type, order):
+                            return None
+                        break
+                    value = _json_text(value)  # an array: kept as its JSON text
+                    if "e+" in value or "E+" in value:
+                        return None  # (maybe a float that was a huge integer)
+                    cols = by_type[str]
+                col = cols.get(key)
+                if col is None:
+                    cols[key] = ([row], [value])
+                    order.append((t if t in by_type else str, key))
+                else:
+                    col[0].append(row)
+                    col[1].append(value)
+        columns: dict[str, tuple[list[int], list[Any]]] = {}
+        for t, key in order:
+            col = by_type[t][key]
+            if not key or len(key) > MAX_KEY_LENGTH:
+                return None
+            if t is int:
+                if min(col[1]) < INT64_MIN or max(col[1]) > INT64_MAX:
+                    return None  # (stored as floats: the per-event path does that)
+            elif t is float and not float(np.abs(np.array(col[1])).max()) < _TWO63:
+                return None  # NaN or infinite (dropped), or maybe a huge integer
+            columns[_KIND_OF[t] + key] = col
+        return columns
+
+    def _fast_sizes(self, n: int, types: list[str], users: list[str | None],
+                    sessions: list[str | None], ids: list[str],
+                    props: dict[str, tuple[list[int], list[Any]]]) -> bool:
+        """True when no event can reach the size the per-event path would measure exactly:
+        first a bound over all events, then (rarely) the per-event estimates themselves."""
+        half = self.limits.max_event_bytes // 2
+        widest: list[int] = []
+        for name, (_rows, vals) in props.items():
+            widest.append(len(name) + (max(map(len, vals)) if name[0] == STR else 8))
+        fixed = 64 + max(map(len, types)) + max(map(len, ids)) + _longest(users) + \
+            _longest(sessions)
+        if fixed + sum(widest) <= half:
+            return True
+        sizes = np.full(n, 64, dtype=np.int64)
+        for col in (types, ids, users, sessions):
+            sizes += np.fromiter((len(v) if v else 0 for v in col), np.int64, count=n)
+        for name, (rows, vals) in props.items():
+            extra = np.fromiter(map(len, vals), np.int64, count=len(vals)) \
+                if name[0] == STR else 8
+            np.add.at(sizes, np.asarray(rows, dtype=np.int64), extra + len(name))
+        return bool(sizes.max() <= half)
+
+    def append(self, batch: EventBatch, raw: Any, now: int, check_size: bool = True,
+               strict_text: bool = False) -> None:
+        """Validate `raw` fully first, then append it: a rejected event leaves no trace.
+
+        `strict_text` also refuses strings that cannot be stored as UTF-8 (unpaired
+        surrogates, which `json.loads` accepts from escapes): checked only when encoding the
+        batch failed, to name the events at fault.
+        """
         if type(raw) is not dict:
             raise _invalid("", "an event must be a JSON object", got=type(raw).__name__)
         etype = raw.get("type")
@@ -178,11 +414,19 @@ class EventValidator:
                 raise _invalid("properties", "must be a JSON object",
                                got=type(props).__name__)
             nested = _flatten(props, "", flat, 0)
+        if strict_text:
+            _check_text(etype, "type")
+            _check_text(user, "userId")
+            _check_text(session, "sessionId")
+            _check_text(event_id, "id")
+            for name, v in flat:
+                _check_text(name, "properties." + name[2:])
+                _check_text(v, "properties." + name[2:])
         if check_size:
             size = 64 + len(etype) + len(user or "") + len(session or "") + len(event_id) + sum(
                 len(name) + (len(v) if type(v) is str else 8) for name, v in flat)
             if size > self.limits.max_event_bytes // 2:
-                size = len(json.dumps(raw, ensure_ascii=False).encode())
+                size = len(json.dumps(raw, ensure_ascii=False).encode("utf-8", "surrogatepass"))
                 if size > self.limits.max_event_bytes:
                     raise ValidationError(
                         f"event is {size} bytes, more than the limit of "
@@ -252,6 +496,104 @@ class EventValidator:
         return ts
 
 
+def _check_text(value: Any, fieldname: str) -> None:
+    if type(value) is str and not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise _invalid(fieldname, "must be valid Unicode text (it holds an unpaired "
+                           "surrogate escape)") from None
+
+
+def _longest(values: list[str | None]) -> int:
+    return max((len(v) for v in set(values) if v), default=0)
+
+
+def _json_text(value: Any) -> str:
+    """How a non-scalar property value (an array) is stored: its compact JSON text."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def _fast_nested(obj: dict[str, Any], row: int, stop: str,
+                 by_type: dict[type, dict[str, tuple[list[int], list[Any]]]],
+                 order: list[tuple[type, str]]) -> bool:
+    """Redo row `row` of `EventValidator._fast_props` through `_flatten`, as the per-event
+    path does, once its loop met the nested object at key `stop`: take back what the keys
+    before `stop` added (each went to a distinct column, as its last entry), then add the
+    flattened row. False when the row needs the per-event path (an error, an ambiguous key,
+    a huge float)."""
+    for key, value in obj.items():
+        if key == stop:
+            break
+        if value is None:
+            continue
+        t = type(value)
+        cols = by_type[t if t in by_type else str]
+        rows, vals = cols[key]
+        rows.pop()
+        vals.pop()
+        if not rows:
+            del cols[key]
+            order.remove((t if t in by_type else str, key))
+    flat: list[tuple[str, Any]] = []
+    try:
+        _flatten(obj, "", flat, 0)
+    except ValidationError:
+        return False
+    seen: set[str] = set()
+    for name, value in flat:
+        key = name[2:]
+        if key in seen:
+            return False  # 'a.b' given nested and dotted: the per-event path sizes it
+        seen.add(key)
+        if type(value) is float and not -_TWO63 < value < _TWO63:
+            return False
+        if name[0] == STR and type(value) is str and ("e+" in value or "E+" in value):
+            return False  # (might be an array's text holding a huge integer)
+        t = _TYPE_OF[name[0]]
+        cols = by_type[t]
+        col = cols.get(key)
+        if col is None:
+            cols[key] = ([row], [value])
+            order.append((t, key))
+        else:
+            col[0].append(row)
+            col[1].append(value)
+    return True
+
+
+def encode_record(batch: EventBatch) -> bytes:
+    """The WAL record of a batch: compact UTF-8 JSON of its columns (`EventBatch.from_json`).
+
+    Raises ValueError when a string holds an unpaired surrogate (not encodable as UTF-8).
+    """
+    try:
+        return orjson.dumps({
+            "r": batch.received_at, "id": batch.ids, "ts": batch.timestamps, "t": batch.types,
+            "u": batch.users, "s": batch.sessions, "p": batch.props})
+    except orjson.JSONEncodeError as exc:
+        if "surrogates" in str(exc) or "UTF-8" in str(exc):
+            raise ValueError(str(exc)) from None
+        # Anything else orjson refuses (an int beyond 64 bits from a caller that skipped
+        # validation): the standard library writes it.
+        return json.dumps({
+            "r": batch.received_at, "id": batch.ids, "ts": batch.timestamps, "t": batch.types,
+            "u": batch.users, "s": batch.sessions, "p": batch.props,
+        }, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def new_event_ids(k: int) -> list[str]:
+    """`k` random (version 4) UUIDs from one read of the system's random source."""
+    if not k:
+        return []
+    raw = np.frombuffer(os.urandom(16 * k), dtype=np.uint8).reshape(k, 16).copy()
+    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40
+    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80
+    h = raw.tobytes().hex()
+    return [f"{h[i:i + 8]}-{h[i + 8:i + 12]}-{h[i + 12:i + 16]}-{h[i + 16:i + 20]}-"
+            f"{h[i + 20:i + 32]}" for i in range(0, 32 * k, 32)]
+
+
 def _optional_str(raw: dict[str, Any], name: str) -> str | None:
     value = raw.get(name)
     if value is None:
@@ -304,6 +646,12 @@ def new_event_id() -> str:
 
 _INF = float("inf")
 _NINF = float("-inf")
+_TWO63 = 2.0**63
+_DICT_ONLY = {dict}
+_STR_ONLY = {str}
+_INT_ONLY = {int}
+_KIND_OF: dict[type, str] = {str: "s:", int: "i:", float: "f:", bool: "b:"}
+_TYPE_OF: dict[str, type] = {STR: str, INT: int, FLOAT: float, BOOL: bool}
 _V4_MASK = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
 _V4_BITS = (0x4000 << 64) | (0x8000 << 48)
 

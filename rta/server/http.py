@@ -9,6 +9,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeVar
 
+import orjson
 import trio
 from quart import Response, current_app, request
 
@@ -58,6 +59,11 @@ async def run_query(fn: Callable[..., T], *args: Any) -> T:
 def json_response(payload: Any, status: int = 200,
                   headers: dict[str, str] | None = None) -> Response:
     body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=_default)
+    if not body.isascii():
+        try:
+            body.encode()
+        except UnicodeEncodeError:  # an unpaired surrogate echoed from the input: escape it
+            body = json.dumps(payload, separators=(",", ":"), default=_default)
     return Response(body, status=status, mimetype="application/json", headers=headers)
 
 
@@ -116,6 +122,28 @@ async def _drain(cap: int) -> None:
 
 def media_type() -> str:
     return (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+
+
+class _Unparsed:
+    """Marks a body orjson could not parse (the standard library decides instead)."""
+
+
+UNPARSED = _Unparsed()
+
+
+def parse_json_fast(raw: bytes) -> Any:
+    """The body parsed by orjson (several times faster than `json`), or UNPARSED.
+
+    orjson and `json` agree on every document except that orjson refuses some `json`
+    accepts (NaN, a byte-order mark, UTF-16, unpaired surrogate escapes, numbers beyond
+    double range: then `parse_json` decides, errors included) and reads integers beyond
+    64 bits as floats (so callers re-parse with `parse_json` when a float of 2**63 or more
+    would matter; `EventValidator.fast_batch` says when).
+    """
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return UNPARSED
 
 
 def parse_json(raw: bytes) -> Any:

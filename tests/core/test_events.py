@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import uuid
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rta.core.errors import ValidationError
-from rta.core.events import EventBatch, EventValidator, Limits
+from rta.core.events import EventBatch, EventValidator, Limits, new_event_ids
 
 NOW = 1_800_000_000_000
 
@@ -131,3 +133,159 @@ def test_validator_never_crashes(raw: object) -> None:
         assert "field" in exc.details[0]
         return
     json.loads(batch.to_json())  # what we accepted is always loggable to the WAL
+
+
+# -- the column-wise fast path equals the per-event path -----------------------------------
+
+def per_event(items: list[object], limits: Limits | None = None,
+              size_bound: int | None = None) -> tuple[EventBatch, list[dict]]:
+    """The per-event path alone (what every batch went through before the fast path)."""
+    v = EventValidator(limits)
+    check = size_bound is None or size_bound > v.limits.max_event_bytes
+    return v._each(items, NOW, 0, check, False)
+
+
+def same_batch(a: EventBatch, b: EventBatch, generated: set[int] = frozenset()) -> None:
+    """Equal field by field, property columns in the same order (ids the server generated
+    are random: only their shape is compared)."""
+    assert [x for i, x in enumerate(a.ids) if i not in generated] == \
+        [x for i, x in enumerate(b.ids) if i not in generated]
+    for i in generated:
+        assert len(a.ids[i]) == 36 and a.ids[i][14] == "4"
+    assert (a.timestamps, a.types, a.users, a.sessions) == \
+        (b.timestamps, b.types, b.users, b.sessions)
+    assert list(a.props.items()) == list(b.props.items())
+    assert [[type(v) for v in col[1]] for col in a.props.values()] == \
+        [[type(v) for v in col[1]] for col in b.props.values()]
+
+
+keys = st.one_of(*[st.sampled_from(["page", "n", "a.b", "a", "b"])] * 3,
+                 st.sampled_from(["x" * 201, ""]), st.text(min_size=0, max_size=4))
+values = st.one_of(st.none(), st.booleans(), st.integers(-1000, 1000), st.text(max_size=6),
+                   st.integers(-2**70, 2**70), st.floats(-1e6, 1e6),
+                   st.floats(allow_nan=True, allow_infinity=True),
+                   st.lists(st.integers(-2**66, 2**66), max_size=2))
+fast_props = st.recursive(st.dictionaries(keys, values, max_size=4),
+                          lambda inner: st.dictionaries(keys, inner, max_size=3), max_leaves=8)
+fast_events = st.fixed_dictionaries(
+    {"type": st.one_of(*[st.sampled_from(["pageview", "click", " a", "\t"])] * 4,
+                       st.sampled_from([" ", "x" * 201]), st.text(max_size=4),
+                       st.integers(0, 3))},
+    optional={
+        "id": st.one_of(st.uuids().map(str), st.uuids().map(lambda u: str(u).upper()),
+                        st.text(max_size=6), st.integers(-2**70, 2**70), st.none(),
+                        st.just("x" * 201)),
+        "userId": st.one_of(st.none(), st.just(""), st.text(max_size=5), st.integers(0, 9),
+                            st.just("u" * 201)),
+        "sessionId": st.one_of(st.none(), st.just(""), st.text(max_size=5)),
+        "timestamp": st.one_of(st.none(), *[st.integers(NOW - 10**9, NOW)] * 3,
+                               st.integers(-5, NOW + 2 * 3600_000),
+                               st.just("2023-11-09T21:20:00Z"), st.just("1699564800000"),
+                               st.floats(-1e20, 1e20), st.booleans(), st.text(max_size=4)),
+        "properties": st.one_of(fast_props, st.none(), st.text(max_size=2)),
+        "extra": st.integers()})
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(fast_events, max_size=4), st.sampled_from([None, 1_000_000, 100]),
+       st.sampled_from([None, 30 * 86_400_000]))
+def test_fast_path_equals_per_event_path(items: list[dict], size_bound: int | None,
+                                         horizon: int | None) -> None:
+    limits = Limits(max_event_bytes=256, past_horizon_ms=horizon)
+    fast = EventValidator(limits).fast_batch(items, NOW, size_bound)
+    slow, rejected = per_event(items, limits, size_bound)
+    if fast is None:
+        return
+    assert rejected == []
+    same_batch(fast, slow, {i for i, e in enumerate(items) if e.get("id") is None})
+    assert EventBatch.from_json(fast.to_json()) == fast
+
+
+def test_fast_path_takes_the_usual_shapes() -> None:
+    """What SDKs send goes the fast way, with the per-event path's result."""
+    items = [{"type": "pageview", "id": "78d44105-b207-46ed-b4ef-3676c0c988b6",
+              "userId": "u1", "sessionId": "", "timestamp": NOW - 5,
+              "properties": {"page": "/a", "n": 3, "x": 1.5, "ok": True, "none": None,
+                             "tags": ["a", 2], "nested": {"deep": {"v": "z"}}}},
+             {"type": "click", "id": 42, "timestamp": "2023-11-09T21:20:00Z",
+              "properties": {"n": 2**62, "page": "/b"}},
+             {"type": "click", "properties": {"page": "/c", "ok": False}}]
+    fast = EventValidator().fast_batch(items, NOW)
+    assert fast is not None
+    slow, rejected = per_event(items)
+    assert not rejected
+    same_batch(fast, slow, {2})
+    assert fast.props["i:n"] == ([0, 1], [3, 2**62])
+    assert fast.props["s:tags"] == ([0], ['["a",2]'])
+
+
+@pytest.mark.parametrize("items", [
+    [{"type": "t"}, {"type": ""}],                           # invalid: errors by index
+    [{"type": "t", "timestamp": 1e19}],                      # a float that may be an integer
+    [{"type": "t", "properties": {"big": 1e19}}],
+    [{"type": "t", "properties": {"l": [1e19]}}],
+    [{"type": "t", "properties": {"n": 2**64}}],             # stored as a float
+    [{"type": "t", "properties": {"a.b": 1, "a": {"b": 2}}}],  # the same key twice
+    [{"type": "t", "properties": {"blob": "x" * 20_000}}],   # large: measured exactly
+    [{"type": "t\ud800"}],                                    # not storable as UTF-8
+])
+def test_fast_path_steps_aside(items: list[dict]) -> None:
+    assert EventValidator().fast_batch(items, NOW) is None
+    batch, rejected = EventValidator().validate_batch(items, now=NOW)
+    slow, slow_rejected = per_event(items)
+    if "\ud800" in items[0]["type"]:  # the per-event path alone would fail to log it
+        assert rejected[0]["error"]["details"][0]["field"] == "type"
+        assert "surrogate" in rejected[0]["error"]["message"]
+        return
+    assert rejected == slow_rejected
+    same_batch(batch, slow, set(range(len(batch))))  # (none of these has an id)
+
+
+def test_unpaired_surrogates_are_named() -> None:
+    items = [{"type": "ok"}, {"type": "t", "properties": {"p": "a\udc00"}},
+             {"type": "t", "userId": "\ud800"}]
+    batch, rejected = EventValidator().validate_batch(items, now=NOW)
+    assert [(r["index"], r["error"]["details"][0]["field"]) for r in rejected] == [
+        (1, "properties.p"), (2, "userId")]
+    assert batch.types == ["ok"]
+    with pytest.raises(ValidationError) as info:
+        one({"type": "t", "sessionId": "\udfff"})
+    assert info.value.details[0]["field"] == "sessionId"
+
+
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(-2**80, 2**80), st.floats(
+        allow_nan=False, allow_infinity=False), st.text(max_size=5)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3),
+                            st.dictionaries(st.text(max_size=4), inner, max_size=3)),
+    max_leaves=10)
+json_events = st.fixed_dictionaries(
+    {"type": st.sampled_from(["a", "b"])},
+    optional={"id": st.one_of(st.integers(-2**80, 2**80), st.text(max_size=3)),
+              "timestamp": st.one_of(st.integers(0, 2**80), st.floats(0, 1e25)),
+              "properties": st.dictionaries(st.sampled_from(["p", "q", "r.s"]), json_values,
+                                            max_size=3),
+              "userId": json_values})
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(json_events, max_size=5))
+def test_orjson_parse_then_fast_path_equals_json_then_per_event(items: list[dict]) -> None:
+    """The HTTP path parses with orjson (huge integers become floats) and validates
+    column-wise; whenever the fast path answers, it is what `json` + the per-event path
+    give. Anything else goes the exact way."""
+    doc = json.dumps(items).encode()
+    fast = EventValidator().fast_batch(orjson.loads(doc), NOW, len(doc))
+    if fast is None:
+        return
+    slow, rejected = per_event(json.loads(doc), size_bound=len(doc))
+    assert not rejected
+    same_batch(fast, slow, {i for i, e in enumerate(items) if e.get("id") is None})
+
+
+def test_generated_ids_are_distinct_v4_uuids() -> None:
+    ids = new_event_ids(500)
+    assert len(set(ids)) == 500
+    for text in ids[:50]:
+        u = uuid.UUID(text)
+        assert u.version == 4 and u.variant == uuid.RFC_4122 and str(u) == text

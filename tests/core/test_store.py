@@ -8,12 +8,15 @@ from typing import Any
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rta.core.errors import StoreLockedError
 from rta.core.eventlist import list_events
 from rta.core.events import EventBatch, EventValidator
 from rta.core.filters import EventFilter
 from rta.core.store import ColumnStore, StoreConfig
+from rta.core.store.block import id_parts, parse_ids
 
 NOW = 1_800_000_000_000
 
@@ -185,3 +188,49 @@ def test_changed_since_tracks_ranges() -> None:
     store.append(batch_of(make_events(1, start=100)))
     assert not store.changed_since(v2, 0, NOW - 20_000)
     assert store.changed_since(v2, NOW - 10_000, NOW)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.uuids().map(str), st.uuids().map(lambda u: str(u).upper()),
+                          st.text(max_size=40), st.text(min_size=36, max_size=36),
+                          st.just("é" * 36), st.just("0" * 36)), max_size=12))
+def test_vectorised_id_parsing_equals_id_parts(ids: list[str]) -> None:
+    hi, lo, custom = parse_ids(ids)
+    for i, text in enumerate(ids):
+        h, low, is_custom = id_parts(text)
+        assert (int(hi[i]), int(lo[i])) == (h, low)
+        assert (custom is not None and custom[i] == text) == is_custom
+    if all(not id_parts(t)[2] for t in ids):
+        assert custom is None
+
+
+def test_reserve_fast_and_slow_paths_agree(tmp_path: Path) -> None:
+    store = ColumnStore(str(tmp_path), StoreConfig(max_head_events=6))
+    first = batch_of(make_events(4))
+    kept, dups = store.reserve(first)
+    assert kept is first and dups == 0  # all new: the whole batch, untouched
+    store.release(first)  # a failed WAL write gives the ids back
+    assert store.append(batch_of(make_events(4))).accepted == 4
+    mixed = batch_of(make_events(3, start=2) + make_events(2, start=10)[:1] * 2)
+    result = store.append(mixed)  # 2 and 3 known, 4 new, 10 twice in the batch
+    assert (result.accepted, result.duplicates) == (2, 3)
+    assert sorted(result.ids) == ["e-10", "e-4"]
+    assert len(store.segments) == 1 and not store._recent_ids  # sealed: ids forgotten
+    again = store.append(batch_of(make_events(6)))  # the segment knows e-0 .. e-4
+    assert (again.accepted, again.duplicates, again.ids) == (1, 5, ["e-5"])
+    assert list(store._recent_ids) == [id_parts("e-5")[1]]
+
+
+def test_wal_record_round_trips_every_value_kind(tmp_path: Path) -> None:
+    events = [{"id": "x-1", "type": "t", "userId": "ü", "timestamp": NOW - 1,
+               "properties": {"i": -2**63, "j": 2**63 - 1, "f": 1e300, "g": -0.0, "s": "é\n",
+                              "b": False, "big": 2**64, "arr": [1, "a"]}}]
+    store = ColumnStore(str(tmp_path), StoreConfig())
+    store.append(batch_of(events))
+    before = all_events(store)
+    os.close(store._lock_fd)  # type: ignore[arg-type]
+    store._lock_fd = None
+    reopened = ColumnStore(str(tmp_path), StoreConfig())
+    assert all_events(reopened) == before
+    assert before[0]["properties"]["big"] == float(2**64)
+    reopened.close()

@@ -194,3 +194,69 @@ async def test_gzip_responses_when_accepted(http: httpx.AsyncClient) -> None:
     r = await http.get("/events", headers={"Accept-Encoding": "gzip"})
     assert r.headers.get("content-encoding") == "gzip"
     assert r.json()["count"] == 50
+
+
+async def test_bodies_only_the_standard_parser_reads_exactly(http: httpx.AsyncClient) -> None:
+    """orjson parses the hot path; where it would read a body differently from `json`
+    (integers beyond 64 bits, NaN, a byte-order mark, UTF-16) the result is `json`'s."""
+    big = 123456789012345678901234567890
+    body = f'[{{"type":"t","id":{big},"properties":{{"n":{big},"l":[{big}]}}}}]'.encode()
+    r = await http.post("/events/batch", params={"ids": "true"}, content=body,
+                        headers={"Content-Type": "application/json"})
+    assert r.status_code == 202, r.text
+    assert r.json()["ids"] == [str(big)]
+    got = (await http.get("/events")).json()["events"][0]
+    assert got["properties"] == {"n": float(big), "l": f"[{big}]"}
+    r = await http.post("/events", content=b'{"type":"t","timestamp":%d}' % (big * 10**3))
+    err = r.json()["error"]
+    assert err["code"] == "timestamp_in_future" and err["details"][0]["value"] == big * 10**3
+    r = await http.post("/events/batch", content=b'[{"type":"nan","properties":{"x":NaN}}]')
+    assert r.status_code == 202
+    r = await http.post("/events", content=b'\xef\xbb\xbf{"type":"bom"}')
+    assert r.status_code == 202
+    r = await http.post("/events", content='{"type":"utf16"}'.encode("utf-16"))
+    assert r.status_code == 202
+    lines = f'{{"type":"nd","id":{big}}}\n{{"type":"nd","properties":{{"x":1}}}}\n'.encode()
+    r = await http.post("/events/batch", params={"ids": "true"}, content=lines,
+                        headers={"Content-Type": "application/x-ndjson"})
+    assert r.status_code == 202 and r.json()["ids"][0] == str(big)
+    types = {e["type"]: e for e in (await http.get("/events")).json()["events"]}
+    assert types["nan"]["properties"] == {}
+    assert {"bom", "utf16", "nd"} <= set(types)
+
+
+async def test_unpaired_surrogates_are_a_400_naming_the_event(http: httpx.AsyncClient) -> None:
+    r = await http.post("/events/batch",
+                        content=b'[{"type":"ok"},{"type":"t","properties":{"p":"\\ud800"}}]')
+    assert r.status_code == 400, r.text
+    details = r.json()["error"]["details"]
+    assert [(d["index"], d["field"]) for d in details] == [(1, "properties.p")]
+    r = await http.post("/events", content=b'{"type":"\\udc00x"}')
+    assert r.status_code == 400 and r.json()["error"]["details"][0]["field"] == "type"
+    r = await http.post("/events", content=b'{"type":"t","timestamp":"\\ud800"}')
+    assert r.status_code == 400  # the value is echoed back, escaped
+    assert r.json()["error"]["details"][0]["value"] == "\ud800"
+    assert await count(http) == 0
+
+
+async def test_mixed_batch_keeps_every_value_as_the_event_path_did(
+        http: httpx.AsyncClient) -> None:
+    """Valid but unusual rows (no id, numeric id, ISO or missing timestamps, nested and
+    array properties, empty user ids) are stored exactly as the per-event path stores them."""
+    events = [
+        {"type": "a", "id": 7, "userId": "", "timestamp": "2023-11-09T21:20:00Z",
+         "properties": {"page": "/x", "n": 1, "deep": {"er": {"v": True}}, "tags": [1, "b"]}},
+        {"type": "b", "id": "78d44105-b207-46ed-b4ef-3676c0c988b6", "timestamp": 1699564800001,
+         "properties": {"n": 2.5, "page": None, "r.s": "dotted"}},
+        {"type": "c", "userId": "u", "sessionId": "s", "timestamp": 1699564800002},
+    ]
+    r = await http.post("/events/batch", params={"ids": "true"}, json=events)
+    assert r.status_code == 202, r.text
+    ids = r.json()["ids"]
+    assert ids[:2] == ["7", "78d44105-b207-46ed-b4ef-3676c0c988b6"] and len(ids[2]) == 36
+    got = {e["type"]: e for e in (await http.get("/events")).json()["events"]}
+    assert got["a"]["properties"] == {"page": "/x", "n": 1, "deep.er.v": True,
+                                      "tags": '[1,"b"]'}
+    assert got["a"]["timestamp"] == 1699564800000 and got["a"]["userId"] is None
+    assert got["b"]["properties"] == {"n": 2.5, "r.s": "dotted"}
+    assert (got["c"]["id"], got["c"]["userId"], got["c"]["sessionId"]) == (ids[2], "u", "s")

@@ -13,12 +13,14 @@ import re
 import uuid
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import repeat
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 
 from rta.core.events import BOOL, FLOAT, INT, INT64_MIN, STR, EventBatch
-from rta.core.store.dictionary import Dictionaries
+from rta.core.store.dictionary import Dictionaries, Dictionary
 
 _HEX_LOWER = re.compile(r"[0-9a-f]{32}")
 NULL_DTYPES: dict[str, tuple[type, object]] = {
@@ -141,45 +143,128 @@ class Block:
             props={k: v[rows] for k, v in self.props.items()}, label=self.label)
 
 
-def batch_id_keys(batch: EventBatch) -> list[tuple[int, int, bool]]:
-    """The id halves of every event in `batch`, computed once and kept on the batch."""
-    if batch.id_keys is None or len(batch.id_keys) != len(batch.ids):
-        batch.id_keys = [id_parts(t) for t in batch.ids]
-    return batch.id_keys
+def batch_id_words(batch: EventBatch) -> tuple[np.ndarray, np.ndarray, list[str | None] | None]:
+    """(id_hi, id_lo, custom texts or None) of every event in `batch`, computed once and
+    kept on the batch (dedup in `reserve` and the block in `apply` both need them)."""
+    words = batch.id_words
+    if words is None or len(words[0]) != len(batch.ids):
+        words = batch.id_words = parse_ids(batch.ids)
+    return words
+
+
+def parse_ids(ids: list[str]) -> tuple[np.ndarray, np.ndarray, list[str | None] | None]:
+    """`id_parts` for a list of ids: canonical UUIDs (the usual case) are parsed as one
+    (n, 36) byte matrix; only other ids take `id_parts` one by one."""
+    n = len(ids)
+    hi = np.zeros(n, dtype=np.uint64)
+    lo = np.zeros(n, dtype=np.uint64)
+    slow: np.ndarray | list[int]
+    if not n:
+        return hi, lo, None
+    joined = b""
+    if set(map(len, ids)) == _LEN36:
+        try:
+            joined = "".join(ids).encode("ascii")
+        except UnicodeEncodeError:
+            pass
+    if joined:
+        chars = np.frombuffer(joined, dtype=np.uint8).reshape(n, 36)
+        h, low, canon = uuid_words(chars)
+        if canon.all():
+            return h, low, None
+        hi[canon] = h[canon]
+        lo[canon] = low[canon]
+        slow = np.flatnonzero(~canon).tolist()
+    else:
+        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=n)
+        rows = np.flatnonzero(lengths == 36)
+        slow = np.flatnonzero(lengths != 36).tolist()
+        if len(rows):
+            subset = [ids[i] for i in rows.tolist()]
+            try:
+                chars = np.frombuffer("".join(subset).encode("ascii"),
+                                      dtype=np.uint8).reshape(len(rows), 36)
+            except (UnicodeEncodeError, ValueError):
+                slow = list(range(n))
+            else:
+                h, low, canon = uuid_words(chars)
+                hi[rows[canon]] = h[canon]
+                lo[rows[canon]] = low[canon]
+                slow = sorted(slow + rows[~canon].tolist())
+    custom: list[str | None] | None = None
+    for i in slow:
+        text = ids[i]
+        h_, l_, is_custom = id_parts(text)
+        hi[i] = h_
+        lo[i] = l_
+        if is_custom:
+            if custom is None:
+                custom = [None] * n
+            custom[i] = text
+    return hi, lo, custom
+
+
+_HEXVAL = np.full(256, 255, dtype=np.uint16)
+_HEXVAL[np.frombuffer(b"0123456789", np.uint8)] = np.arange(10)
+_HEXVAL[np.frombuffer(b"abcdef", np.uint8)] = np.arange(10, 16)
+# Two ASCII hex digits (as a little-endian uint16) -> their byte value, 0xFFFF if not hex.
+_PAIR = ((_HEXVAL[np.arange(65536) & 0xFF] << 4) | _HEXVAL[np.arange(65536) >> 8]).astype(
+    np.uint16)
+_PAIR[(_HEXVAL[np.arange(65536) & 0xFF] == 255) | (_HEXVAL[np.arange(65536) >> 8] == 255)] = 0xFFFF
+_LEN36 = {36}
+_HEX_SPANS = ((0, 8), (9, 13), (14, 18), (19, 23), (24, 36))
+
+
+def uuid_words(chars: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(hi, lo, canonical) for an (n, 36) ASCII matrix of candidate UUID texts; canonical =
+    lowercase hex with dashes, exactly the texts `id_parts` stores as 16 bytes."""
+    hexes = np.concatenate([chars[:, a:b] for a, b in _HEX_SPANS], axis=1)
+    pairs = _PAIR[hexes.view(np.uint16)]  # (n, 16) byte values, 0xFFFF where not hex
+    canon = ~(pairs > 0xFF).any(axis=1)
+    canon &= (chars[:, 8] == 45) & (chars[:, 13] == 45) & (chars[:, 18] == 45) & (
+        chars[:, 23] == 45)
+    words = pairs.astype(np.uint8).view(">u8").astype(np.uint64)
+    return words[:, 0], words[:, 1], canon
+
+
+def encode_strings(d: Dictionary, values: list[str | None]) -> np.ndarray:
+    """int32 codes of `values` in `d` (-1 for None), adding new strings: one C-level lookup
+    pass, then Python only for the misses (new strings and nulls)."""
+    get: Any = d.codes.get
+    codes = np.fromiter(map(get, values, repeat(-1)), dtype=np.int32, count=len(values))
+    if len(codes) and codes.min() < 0:
+        for i in np.flatnonzero(codes < 0).tolist():
+            v = values[i]
+            if v is not None:
+                codes[i] = d.code(v)
+    return codes
 
 
 def block_from_batch(batch: EventBatch, dicts: Dictionaries) -> Block:
     """Encode a validated batch into columns (unsorted; `sort_block` orders it)."""
     n = len(batch)
-    his = np.empty(n, dtype=np.uint64)
-    los = np.empty(n, dtype=np.uint64)
-    custom: list[str | None] | None = None
-    for i, (text, (hi, lo, is_custom)) in enumerate(zip(batch.ids, batch_id_keys(batch),
-                                                        strict=True)):
-        his[i] = hi
-        los[i] = lo
-        if is_custom:
-            if custom is None:
-                custom = [None] * n
-            custom[i] = text
+    his, los, custom = batch_id_words(batch)
     props: dict[str, np.ndarray] = {}
     for col, (rows, values) in batch.props.items():
         kind = col[0]
-        arr = null_column(kind, n)
-        idx = np.asarray(rows, dtype=np.int64)
         if kind == STR:
-            arr[idx] = dicts.values.encode(values)
+            vals = encode_strings(dicts.values, values)
         elif kind == BOOL:
-            arr[idx] = np.asarray(values, dtype=np.int8)
+            vals = np.array(values, dtype=np.int8)
         else:
-            arr[idx] = np.asarray(values, dtype=arr.dtype)
-        props[col] = arr
+            vals = np.array(values, dtype=NULL_DTYPES[kind][0])
+        if len(rows) == n:  # rows ascend, one entry per row: every row has it
+            props[col] = vals
+        else:
+            arr = null_column(kind, n)
+            arr[np.array(rows, dtype=np.int64)] = vals
+            props[col] = arr
     return Block(
-        ts=np.asarray(batch.timestamps, dtype=np.int64),
+        ts=np.array(batch.timestamps, dtype=np.int64),
         recv=np.full(n, batch.received_at, dtype=np.int64),
-        type=dicts.types.encode(batch.types),  # type: ignore[arg-type]
-        user=dicts.users.encode(batch.users),
-        session=dicts.sessions.encode(batch.sessions),
+        type=encode_strings(dicts.types, batch.types),  # type: ignore[arg-type]
+        user=encode_strings(dicts.users, batch.users),
+        session=encode_strings(dicts.sessions, batch.sessions),
         id_hi=his, id_lo=los,
         id_text=None if custom is None else pa.array(custom, type=pa.string()),
         props=props)

@@ -22,11 +22,10 @@ from rta.core.errors import StorageError, StoreLockedError
 from rta.core.events import EventBatch
 from rta.core.store.block import (
     Block,
-    batch_id_keys,
+    batch_id_words,
     block_from_batch,
     concat_blocks,
     empty_block,
-    id_parts,
     sort_block,
 )
 from rta.core.store.dictionary import Dictionaries
@@ -74,7 +73,9 @@ class ColumnStore:
         self._head_lock = threading.Lock()
         self._head_rows = 0
         self._sealing: list[SealJob] = []
-        self._recent_ids: set[int] = set()
+        # Low id halves reserved since the last seal. A dict of ints, not a set: it holds
+        # only atomic values, so the garbage collector never tracks or traverses it.
+        self._recent_ids: dict[int, None] = {}
         self._lock_fd: int | None = None
         self._next_segment = 1
         self.version = 0
@@ -157,8 +158,7 @@ class ColumnStore:
         replayed = 0
         for _seq, payload in self.wal.replay(covered):
             batch = EventBatch.from_json(payload)
-            for text in batch.ids:
-                self._recent_ids.add(id_parts(text)[1])
+            self._recent_ids.update(dict.fromkeys(batch_id_words(batch)[1].tolist()))
             self.apply(batch)
             replayed += len(batch)
         if replayed:
@@ -189,9 +189,9 @@ class ColumnStore:
 
     def reserve(self, batch: EventBatch) -> tuple[EventBatch, int]:
         """Drop events whose id was seen within the dedup window (or earlier in this batch)."""
-        keys = np.fromiter((k[1] for k in batch_id_keys(batch)), dtype=np.uint64,
-                           count=len(batch))
-        dup = np.zeros(len(batch), dtype=bool)
+        keys = batch_id_words(batch)[1]
+        n = len(keys)
+        dup = np.zeros(n, dtype=bool)
         horizon = now_ms() - self.config.dedup_window_ms
         for seg in self.segments:
             ids = seg.sorted_ids
@@ -199,13 +199,19 @@ class ColumnStore:
                 pos = np.minimum(np.searchsorted(ids, keys), len(ids) - 1)
                 dup |= ids[pos] == keys
         recent = self._recent_ids
+        listed = keys.tolist()
+        if not dup.any():  # the usual case: all new, checked and reserved in C loops
+            fresh = dict.fromkeys(listed)
+            if len(fresh) == n and recent.keys().isdisjoint(fresh):
+                recent.update(fresh)
+                return batch, 0
         keep: list[int] = []
-        for i, key in enumerate(keys.tolist()):
+        for i, key in enumerate(listed):
             if dup[i] or key in recent:
                 continue
-            recent.add(key)
+            recent[key] = None
             keep.append(i)
-        duplicates = len(batch) - len(keep)
+        duplicates = n - len(keep)
         self.duplicates_dropped += duplicates
         if duplicates == 0:
             return batch, 0
@@ -213,8 +219,9 @@ class ColumnStore:
 
     def release(self, batch: EventBatch) -> None:
         """Undo `reserve` for a batch that could not be made durable."""
-        for text in batch.ids:
-            self._recent_ids.discard(id_parts(text)[1])
+        recent = self._recent_ids
+        for key in batch_id_words(batch)[1].tolist():
+            recent.pop(key, None)
 
     def write_wal(self, payloads: list[bytes]) -> None:
         if self.wal is None:
@@ -266,7 +273,14 @@ class ColumnStore:
             self._sealing = [j for j in self._sealing if j is not job]
         if job.segment is not None and self.wal is not None:
             self.wal.drop_through(job.wal_seq)
-        self._recent_ids.difference_update(job.block.id_lo.tolist())
+        recent = self._recent_ids
+        if recent:
+            sealed = job.block.id_lo.tolist()
+            if len(sealed) >= len(recent):  # (usually: the head was sealed whole)
+                self._recent_ids = dict.fromkeys(recent.keys() - set(sealed))
+            else:
+                for key in sealed:
+                    recent.pop(key, None)
 
     def append(self, batch: EventBatch) -> IngestResult:
         """Synchronous ingest: dedup, WAL + fsync, apply, seal when full."""
