@@ -158,8 +158,8 @@ class Engine:
             self.store.seal_if_full()
 
     def _apply(self, group: list[_Pending]) -> None:
+        self.store.apply_many([p.batch for p in group])
         for p in group:
-            self.store.apply(p.batch)
             self.rate.add(len(p.batch))
             self._ingested.inc(len(p.batch))
             for listener in self._listeners:

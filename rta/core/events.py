@@ -86,6 +86,39 @@ class EventBatch:
         return cls(d["r"], d["id"], d["ts"], d["t"], d["u"], d["s"],
                    {k: (v[0], v[1]) for k, v in d["p"].items()})
 
+    @classmethod
+    def concat(cls, batches: list[EventBatch]) -> EventBatch:
+        """One batch of every row of `batches` in order (property rows re-indexed, columns
+        in order of first appearance, cached id words joined). `received_at` is the first
+        batch's: callers that keep arrival times per batch set them per row themselves."""
+        out = cls(received_at=batches[0].received_at)
+        offset = 0
+        words = [b.id_words for b in batches]
+        for b in batches:
+            out.ids += b.ids
+            out.timestamps += b.timestamps
+            out.types += b.types
+            out.users += b.users
+            out.sessions += b.sessions
+            for col, (rows, values) in b.props.items():
+                target = out.props.get(col)
+                if target is None:
+                    target = out.props[col] = ([], [])
+                target[0].extend([r + offset for r in rows] if offset else rows)
+                target[1].extend(values)
+            offset += len(b)
+        if all(w is not None and len(w[0]) == len(b) for w, b in zip(words, batches,
+                                                                     strict=True)):
+            known = [w for w in words if w is not None]
+            custom: list[str | None] | None = None
+            if any(w[2] is not None for w in known):
+                custom = []
+                for w in known:
+                    custom += w[2] if w[2] is not None else [None] * len(w[0])
+            out.id_words = (np.concatenate([w[0] for w in known]),
+                            np.concatenate([w[1] for w in known]), custom)
+        return out
+
     def select(self, rows: list[int]) -> EventBatch:
         """A new batch holding only `rows` (in order), re-indexing the property columns."""
         remap = {old: new for new, old in enumerate(rows)}
@@ -584,8 +617,8 @@ def encode_record(batch: EventBatch) -> bytes:
 
 def new_event_ids(k: int) -> list[str]:
     """`k` random (version 4) UUIDs from one read of the system's random source."""
-    if not k:
-        return []
+    if k < 8:
+        return [new_event_id() for _ in range(k)]
     raw = np.frombuffer(os.urandom(16 * k), dtype=np.uint8).reshape(k, 16).copy()
     raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40
     raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80

@@ -58,13 +58,19 @@ async def run_query(fn: Callable[..., T], *args: Any) -> T:
 
 def json_response(payload: Any, status: int = 200,
                   headers: dict[str, str] | None = None) -> Response:
+    return Response(json_text(payload), status=status, mimetype="application/json",
+                    headers=headers)
+
+
+def json_text(payload: Any) -> str:
+    """Compact JSON as every response body is written (UTF-8-encodable)."""
     body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=_default)
     if not body.isascii():
         try:
             body.encode()
         except UnicodeEncodeError:  # an unpaired surrogate echoed from the input: escape it
             body = json.dumps(payload, separators=(",", ":"), default=_default)
-    return Response(body, status=status, mimetype="application/json", headers=headers)
+    return body
 
 
 def _default(value: Any) -> Any:
@@ -86,10 +92,15 @@ async def read_body(max_bytes: int) -> bytes:
                               [{"bytes": length, "limit": max_bytes}])
     raw = await request.get_data(cache=False, as_text=False, parse_form_data=False)
     assert isinstance(raw, bytes)
+    return decode_body(raw, request.headers.get("Content-Encoding"), max_bytes)
+
+
+def decode_body(raw: bytes, content_encoding: str | None, max_bytes: int) -> bytes:
+    """A received body checked against `max_bytes` and gunzipped/inflated if encoded."""
     if len(raw) > max_bytes:
         raise PayloadTooLarge(f"request body is over the limit of {max_bytes} bytes",
                               [{"limit": max_bytes}])
-    encoding = (request.headers.get("Content-Encoding") or "").lower().strip()
+    encoding = (content_encoding or "").lower().strip()
     if encoding in ("gzip", "x-gzip", "deflate"):
         try:
             d = zlib.decompressobj(47 if encoding != "deflate" else 15)

@@ -191,10 +191,15 @@ def test_changed_since_tracks_ranges() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.one_of(st.uuids().map(str), st.uuids().map(lambda u: str(u).upper()),
-                          st.text(max_size=40), st.text(min_size=36, max_size=36),
-                          st.just("é" * 36), st.just("0" * 36)), max_size=12))
-def test_vectorised_id_parsing_equals_id_parts(ids: list[str]) -> None:
+@given(st.lists(st.uuids().map(str), min_size=14, max_size=30),
+       st.lists(st.tuples(st.integers(0, 29), st.one_of(
+           st.uuids().map(lambda u: str(u).upper()), st.text(max_size=40),
+           st.text(min_size=36, max_size=36), st.just("é" * 36), st.just("0" * 36))),
+           max_size=3))
+def test_vectorised_id_parsing_equals_id_parts(ids: list[str],
+                                               odd: list[tuple[int, str]]) -> None:
+    for i, text in odd:
+        ids[i % len(ids)] = text
     hi, lo, custom = parse_ids(ids)
     for i, text in enumerate(ids):
         h, low, is_custom = id_parts(text)
@@ -234,3 +239,32 @@ def test_wal_record_round_trips_every_value_kind(tmp_path: Path) -> None:
     assert all_events(reopened) == before
     assert before[0]["properties"]["big"] == float(2**64)
     reopened.close()
+
+
+def test_apply_many_builds_the_head_apply_builds() -> None:
+    """Small batches (single events) are encoded together: the head is the same, arrival
+    times per batch included."""
+    events = make_events(12)
+    events[3]["properties"] = {"only_here": "x"}
+    events[5]["id"] = "78d44105-b207-46ed-b4ef-3676c0c988b6"
+    batches = []
+    for i, size in enumerate([1, 1, 3, 70, 1, 2]):
+        start = sum([1, 1, 3, 70, 1, 2][:i])
+        items = (events + make_events(80, start=100, prefix="big"))[start:start + size]
+        batch, _ = EventValidator().validate_batch(items, now=NOW + i)
+        batches.append(batch)
+    one, many = ColumnStore(None), ColumnStore(None)
+    for b in batches:
+        one.reserve(b)
+        one.apply(b)
+    for b in batches:
+        b.id_words = None  # (also rebuilt from the text when not cached)
+    many.apply_many(batches)
+    a, b = one.head_block(), many.head_block()
+    for col in ("ts", "recv", "type", "user", "session", "id_hi", "id_lo"):
+        assert np.array_equal(getattr(a, col), getattr(b, col)), col
+    assert list(a.props) == list(b.props)
+    for name in a.props:
+        assert np.array_equal(a.props[name], b.props[name], equal_nan=True), name
+    assert a.ids(np.arange(a.n)) == b.ids(np.arange(b.n))
+    assert many.events_ingested == one.events_ingested == 78

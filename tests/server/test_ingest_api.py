@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import gzip
 import json
+import os
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
 
-from tests.support import LiveServer
+from rta.core.config import EngineConfig
+from tests.support import LiveServer, live_server
 
 NOW_EVENT = {"type": "pageview", "userId": "user_123", "sessionId": "session_abc",
              "timestamp": 1699564800000,
@@ -260,3 +265,96 @@ async def test_mixed_batch_keeps_every_value_as_the_event_path_did(
     assert got["a"]["timestamp"] == 1699564800000 and got["a"]["userId"] is None
     assert got["b"]["properties"] == {"n": 2.5, "r.s": "dotted"}
     assert (got["c"]["id"], got["c"]["userId"], got["c"]["sessionId"]) == (ids[2], "u", "s")
+
+
+async def _exchange(client: httpx.AsyncClient, method: str, path: str,
+                    **kwargs: Any) -> tuple[int, dict[str, str], Any]:
+    r = await client.request(method, path, **kwargs)
+    headers = {k: v for k, v in r.headers.items() if k not in ("date", "content-length")}
+    body = r.json()
+    if isinstance(body, dict) and "id" in body:
+        body["id"] = len(body["id"])  # generated: random
+    return r.status_code, headers, body
+
+
+async def test_fast_lane_answers_exactly_as_the_routes(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """POST /events and /events/batch answered by the FastIngest middleware and by the
+    Quart routes give the same status, headers and body, and store the same events;
+    requests the lane must not answer (errors, tokens, CORS, ids=) go to the routes."""
+    big = "x" * 2000
+    requests: list[tuple[str, dict[str, Any]]] = [
+        ("/events", {"json": NOW_EVENT}),
+        ("/events", {"json": {**NOW_EVENT, "id": "a-1"}}),
+        ("/events", {"json": {**NOW_EVENT, "id": "a-1"}}),  # a duplicate
+        ("/events", {"json": [{"type": "list", "id": "l-1"}]}),
+        ("/events/batch", {"json": [{"type": "b", "id": f"b-{i}"} for i in range(30)]}),
+        ("/events/batch", {"json": {"events": [{"type": "w", "id": "w-1"}]}}),
+        ("/events/batch", {"params": {"partial": "true"}, "json": [{"type": "p", "id": "p-1"}]}),
+        ("/events/batch", {"params": {"partial": "true"}, "json": [{"type": ""}, {"type": "p"}]}),
+        ("/events/batch", {"params": {"ids": "true"}, "json": [{"type": "i", "id": "i-1"}]}),
+        ("/events/batch", {"content": gzip.compress(b'{"type":"g","id":"g-1"}\n'),
+                           "headers": {"Content-Type": "application/x-ndjson",
+                                       "Content-Encoding": "gzip"}}),
+        ("/events/batch", {"json": [{"type": "big", "id": f"z{i}", "properties": {"b": big}}
+                                    for i in range(3)],
+                           "headers": {"Accept-Encoding": "gzip"}}),
+        ("/events/batch", {"json": [{"type": ""}] * 40, "headers": {"Accept-Encoding": "gzip"}}),
+        ("/events", {"json": {"type": "o", "id": "o-1"},
+                     "headers": {"Origin": "http://example.com"}}),
+        ("/events", {"json": {"type": "tok"}, "headers": {"Authorization": "Bearer nope"}}),
+        ("/events", {"content": b"{not json"}),
+        ("/events", {"content": b'{"type":"t"}', "headers": {"Content-Type": "text/csv"}}),
+        ("/events", {"content": b'{"type":"t","properties":{"n":1e400}}'}),
+        ("/events/batch", {"json": [{"type": "t"}] * 10_001}),
+    ]
+    results = []
+    for fast in (True, False):
+        config = EngineConfig(data_dir=str(tmp_path / f"data-{fast}"))
+        async with live_server(config, fast_ingest=fast) as srv, httpx.AsyncClient(
+                base_url=srv.url, timeout=30) as client:
+            got = [await _exchange(client, "POST", path, **kw) for path, kw in requests]
+            wal = srv.engine.store.wal
+            assert wal is not None
+            with monkeypatch.context() as m:
+                m.setattr(wal, "write", _read_only)
+                status, headers, body = await _exchange(client, "POST", "/events",
+                                                        json={"type": "ro"})
+                body = json.loads(json.dumps(body).replace(str(config.data_dir), "DATA"))
+                got.append((status, headers, body))
+            events = (await client.get("/events", params={"limit": 1000})).json()["events"]
+            stored = sorted((e["type"], e["properties"], e["userId"], e["id"] if "-" in e["id"]
+                             and len(e["id"]) < 36 else "") for e in events)
+            lane = srv.engine.extensions.get("fast_ingest")
+            results.append((got, stored, lane.answered if lane else 0))
+    (fast_got, fast_stored, answered), (slow_got, slow_stored, none) = results
+    for request, a, b in zip([*requests, ("ro", {})], fast_got, slow_got, strict=True):
+        assert a == b, request
+    assert fast_stored == slow_stored
+    assert answered == 10 and none == 0  # the 202s and the 507 that the lane may answer
+
+
+def _read_only(payloads: list[bytes]) -> None:
+    raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+
+async def test_fast_lane_streams_and_replays_chunked_bodies(server: LiveServer,
+                                                           http: httpx.AsyncClient) -> None:
+    """A body in many chunks is read whole; handed to the route, every chunk is replayed."""
+    async def chunks(events: list[dict[str, Any]]) -> Any:
+        text = json.dumps(events).encode()
+        for i in range(0, len(text), 100):
+            yield text[i:i + 100]
+
+    good = [{"type": "c", "id": f"c-{i}", "properties": {"i": i}} for i in range(40)]
+    r = await http.post("/events/batch", content=chunks(good))
+    assert r.status_code == 202 and r.json()["accepted"] == 40
+    lane = server.engine.extensions["fast_ingest"]
+    assert lane.answered == 1
+    bad = [*good[:10], {"type": 5}, *good[10:]]
+    r = await http.post("/events/batch", content=chunks(bad))
+    assert r.status_code == 400
+    assert [d["index"] for d in r.json()["error"]["details"]] == [10]
+    r = await http.post("/events/batch", params={"partial": "1"}, content=chunks(bad))
+    assert r.json()["accepted"] == 0 and r.json()["duplicates"] == 40  # the whole body arrived
+    assert lane.answered == 1 and await count(http) == 40

@@ -158,39 +158,29 @@ def parse_ids(ids: list[str]) -> tuple[np.ndarray, np.ndarray, list[str | None] 
     n = len(ids)
     hi = np.zeros(n, dtype=np.uint64)
     lo = np.zeros(n, dtype=np.uint64)
-    slow: np.ndarray | list[int]
-    if not n:
-        return hi, lo, None
-    joined = b""
-    if set(map(len, ids)) == _LEN36:
+    slow: range | list[int] = range(n)
+    if n >= 16:  # (for a few ids, numpy's per-call overhead exceeds the work)
+        rows: np.ndarray | None = None  # None: every id is 36 characters long
+        texts = ids
+        if set(map(len, ids)) != _LEN36:
+            rows = np.flatnonzero(np.fromiter(map(len, ids), dtype=np.int64, count=n) == 36)
+            texts = [ids[i] for i in rows.tolist()]
         try:
-            joined = "".join(ids).encode("ascii")
+            data = "".join(texts).encode("ascii")
         except UnicodeEncodeError:
-            pass
-    if joined:
-        chars = np.frombuffer(joined, dtype=np.uint8).reshape(n, 36)
-        h, low, canon = uuid_words(chars)
-        if canon.all():
-            return h, low, None
-        hi[canon] = h[canon]
-        lo[canon] = low[canon]
-        slow = np.flatnonzero(~canon).tolist()
-    else:
-        lengths = np.fromiter(map(len, ids), dtype=np.int64, count=n)
-        rows = np.flatnonzero(lengths == 36)
-        slow = np.flatnonzero(lengths != 36).tolist()
-        if len(rows):
-            subset = [ids[i] for i in rows.tolist()]
-            try:
-                chars = np.frombuffer("".join(subset).encode("ascii"),
-                                      dtype=np.uint8).reshape(len(rows), 36)
-            except (UnicodeEncodeError, ValueError):
-                slow = list(range(n))
-            else:
-                h, low, canon = uuid_words(chars)
-                hi[rows[canon]] = h[canon]
-                lo[rows[canon]] = low[canon]
-                slow = sorted(slow + rows[~canon].tolist())
+            data = b""  # some are not ASCII: all go one by one
+        if data:
+            h, low, canon = uuid_words(np.frombuffer(data, dtype=np.uint8).reshape(-1, 36))
+            if rows is None:
+                if canon.all():
+                    return h, low, None
+                rows = np.arange(n)
+            good = rows[canon]
+            hi[good] = h[canon]
+            lo[good] = low[canon]
+            done = np.zeros(n, dtype=bool)
+            done[good] = True
+            slow = np.flatnonzero(~done).tolist()
     custom: list[str | None] | None = None
     for i in slow:
         text = ids[i]
@@ -231,13 +221,12 @@ def encode_strings(d: Dictionary, values: list[str | None]) -> np.ndarray:
     """int32 codes of `values` in `d` (-1 for None), adding new strings: one C-level lookup
     pass, then Python only for the misses (new strings and nulls)."""
     get: Any = d.codes.get
-    codes = np.fromiter(map(get, values, repeat(-1)), dtype=np.int32, count=len(values))
-    if len(codes) and codes.min() < 0:
-        for i in np.flatnonzero(codes < 0).tolist():
-            v = values[i]
-            if v is not None:
-                codes[i] = d.code(v)
-    return codes
+    listed = list(map(get, values, repeat(-1)))
+    if -1 in listed:
+        code = d.code
+        listed = [c if c >= 0 or v is None else code(v) for c, v in zip(listed, values,
+                                                                        strict=True)]
+    return np.array(listed, dtype=np.int32)
 
 
 def block_from_batch(batch: EventBatch, dicts: Dictionaries) -> Block:

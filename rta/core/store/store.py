@@ -35,6 +35,7 @@ from rta.core.store.wal import WriteAheadLog
 from rta.core.timeparse import DAY, now_ms
 
 log = logging.getLogger("rta.store")
+SMALL_BATCH = 64  # batches below this many events are encoded together by apply_many
 
 
 @dataclass(frozen=True)
@@ -236,7 +237,32 @@ class ColumnStore:
     def apply(self, batch: EventBatch) -> None:
         if not len(batch):
             return
-        block = block_from_batch(batch, self.dicts)
+        self._apply_block(block_from_batch(batch, self.dicts))
+
+    def apply_many(self, batches: list[EventBatch]) -> None:
+        """`apply` each batch in order, runs of small ones (single events) encoded together
+        as one block: the same head as one block each, at a fraction of the numpy calls."""
+        run: list[EventBatch] = []
+        for batch in batches:
+            if len(batch) >= SMALL_BATCH:
+                self._apply_run(run)
+                run = []
+                self.apply(batch)
+            elif len(batch):
+                run.append(batch)
+        self._apply_run(run)
+
+    def _apply_run(self, run: list[EventBatch]) -> None:
+        if len(run) < 2:
+            for batch in run:
+                self.apply(batch)
+            return
+        block = block_from_batch(EventBatch.concat(run), self.dicts)
+        block.recv = np.repeat(np.array([b.received_at for b in run], dtype=np.int64),
+                               [len(b) for b in run])
+        self._apply_block(block)
+
+    def _apply_block(self, block: Block) -> None:
         with self._head_lock:
             self._head.append(block)
             self._head_rows += block.n
