@@ -28,6 +28,7 @@ from trio_websocket import (
 )
 
 MAX_MESSAGE = 64 * 1024 * 1024
+FLUSH_MESSAGES = 128  # streamed ingest: queued messages framed into one write
 Subscription = tuple[str, dict[str, Any] | None]  # (channel, events filter or None)
 
 
@@ -162,18 +163,129 @@ async def follow(server: str, subscriptions: list[Subscription],
             backoff = min(max_backoff, backoff * 2)
 
 
+class _PipelinedSocket:
+    """A small WebSocket client (wsproto over a trio stream) for streamed ingest.
+
+    trio-websocket writes every message with its own lock and `send_all` (~35 us of client
+    CPU per message here); this frames many queued messages into one write, so a stream of
+    single events costs the client ~10 us each. Replies are read as text messages; pings
+    are answered; a close or EOF raises trio_websocket's ConnectionClosed, a refused
+    handshake its ConnectionRejected, as `connect` would.
+    """
+
+    def __init__(self, stream: trio.abc.Stream, conn: Any) -> None:
+        self.stream = stream
+        self.conn = conn
+        self.lock = trio.Lock()
+        self.inbox: deque[str] = deque()
+        self._parts: list[str] = []
+
+    @classmethod
+    async def open(cls, url: str, token: str | None, timeout: float) -> _PipelinedSocket:
+        import ssl
+        from urllib.parse import urlsplit
+
+        from trio_websocket import ConnectionRejected, ConnectionTimeout
+        from wsproto import ConnectionType, WSConnection
+        from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request
+
+        parts = urlsplit(ws_url(url))
+        secure = parts.scheme == "wss"
+        host = parts.hostname or "localhost"
+        port = parts.port or (443 if secure else 80)
+        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        stream: trio.abc.Stream
+        try:
+            with trio.fail_after(timeout):
+                if secure:
+                    stream = await trio.open_ssl_over_tcp_stream(
+                        host, port, ssl_context=ssl.create_default_context())
+                else:
+                    stream = await trio.open_tcp_stream(host, port)
+                conn = WSConnection(ConnectionType.CLIENT)
+                netloc = host if parts.port is None else f"{host}:{port}"
+                await stream.send_all(conn.send(Request(
+                    host=netloc, target=target, extra_headers=_headers(token))))
+                status, headers, body = 0, [], b""
+                while True:
+                    data = await stream.receive_some(65536)
+                    conn.receive_data(bytes(data) if data else None)
+                    for event in conn.events():
+                        if isinstance(event, AcceptConnection):
+                            return cls(stream, conn)
+                        if isinstance(event, RejectConnection):
+                            status, headers = event.status_code, list(event.headers)
+                            if not event.has_body:
+                                raise ConnectionRejected(status, tuple(headers), None)
+                        elif isinstance(event, RejectData):
+                            body += event.data
+                            if event.body_finished:
+                                raise ConnectionRejected(status, tuple(headers), body)
+                    if not data:
+                        raise ConnectionRejected(status, tuple(headers), body or None)
+        except trio.TooSlowError:
+            raise ConnectionTimeout() from None
+
+    async def send_many(self, texts: list[str]) -> None:
+        from wsproto.events import TextMessage
+
+        data = b"".join([self.conn.send(TextMessage(data=t)) for t in texts])
+        async with self.lock:
+            await self.stream.send_all(data)
+
+    async def receive(self) -> dict[str, Any]:
+        from trio_websocket import CloseReason, ConnectionClosed
+        from wsproto.events import CloseConnection, Ping, TextMessage
+
+        while not self.inbox:
+            # Events first: the handshake's read may already hold the first messages.
+            events = list(self.conn.events())
+            if not events:
+                data = await self.stream.receive_some(65536)
+                if not data:
+                    raise ConnectionClosed(CloseReason(1006, "connection lost"))
+                self.conn.receive_data(bytes(data))
+                continue
+            for event in events:
+                if isinstance(event, TextMessage):
+                    self._parts.append(event.data)
+                    if event.message_finished:
+                        self.inbox.append("".join(self._parts))
+                        self._parts.clear()
+                elif isinstance(event, Ping):
+                    async with self.lock:
+                        await self.stream.send_all(self.conn.send(event.response()))
+                elif isinstance(event, CloseConnection):
+                    raise ConnectionClosed(CloseReason(event.code, event.reason or None))
+        msg: dict[str, Any] = json.loads(self.inbox.popleft())
+        return msg
+
+    async def aclose(self) -> None:
+        from wsproto.events import CloseConnection
+
+        try:
+            with trio.move_on_after(2):
+                async with self.lock:
+                    await self.stream.send_all(self.conn.send(CloseConnection(code=1000)))
+        except Exception:  # already gone
+            pass
+        await self.stream.aclose()
+
+
 async def stream_ingest(url: str, token: str | None,
                         batches: Iterable[list[dict[str, Any]]], *, single: bool = False,
                         partial: bool = True, window: int = 20_000,
-                        on_progress: Callable[[dict[str, Any]], None] | None = None
-                        ) -> dict[str, Any]:
+                        on_progress: Callable[[dict[str, Any]], None] | None = None,
+                        connect_timeout: float = 10) -> dict[str, Any]:
     """Send events over one WebSocket, pipelined, and wait until every one is acknowledged.
 
     `url` is the server (http://host:port) or its ws:// URL. Each batch goes as one
-    `events` message (`single=True`: one `event` message per event). At most `window`
-    events are unacknowledged at a time. Acks come once the events are durable. Returns
-    totals: accepted, duplicates, rejected, messages, events, and up to 100 errors, each
-    with its `batch` (0-based) and `index` in the batch when it names one event.
+    `events` message (`single=True`: one `event` message per event); queued messages are
+    framed into one write, up to `FLUSH_MESSAGES` at a time. At most `window` events are
+    unacknowledged at a time. Acks come once the events are durable (the server commits
+    every message it has read as one group). Returns totals: accepted, duplicates,
+    rejected, messages, events, and up to 100 errors, each with its `batch` (0-based) and
+    `index` in the batch when it names one event.
     """
     totals: dict[str, Any] = {"accepted": 0, "duplicates": 0, "rejected": 0, "messages": 0,
                               "events": 0, "errors": []}
@@ -193,10 +305,10 @@ async def stream_ingest(url: str, token: str | None,
                                      "code": err.get("code"), "message": err.get("message"),
                                      "details": err.get("details", [])[:5]})
 
-    async def read_acks(conn: LiveConnection) -> None:
+    async def read_acks(ws: _PipelinedSocket) -> None:
         nonlocal progress
         while True:
-            msg = await conn.receive()
+            msg = await ws.receive()
             kind = msg.get("type")
             if kind == "error":
                 raise LiveError(msg)
@@ -224,27 +336,46 @@ async def stream_ingest(url: str, token: str | None,
                 return
 
     started = trio.current_time()
-    async with connect(url, token) as conn, trio.open_nursery() as nursery:
-        nursery.start_soon(read_acks, conn)
-        rid = 0
-        for batch_no, batch in enumerate(batches):
-            chunks: Iterable[list[dict[str, Any]]] = ([e] for e in batch) if single else [batch]
-            for offset, chunk in enumerate(chunks):
-                if not chunk:
-                    continue
-                while state["inflight"] >= window:
-                    await progress.wait()
-                sizes[rid] = (len(chunk), batch_no, offset if single else 0)
-                state["inflight"] += len(chunk)
-                message: dict[str, Any] = (
-                    {"type": "event", "event": chunk[0], "requestId": rid} if single else
-                    {"type": "events", "events": chunk, "partial": partial, "requestId": rid})
-                await conn.send(message)
-                totals["messages"] += 1
-                totals["events"] += len(chunk)
-                rid += 1
-        done_sending.set()
-        if not sizes:
-            nursery.cancel_scope.cancel()
+    ws = await _PipelinedSocket.open(url, token, connect_timeout)
+    try:
+        welcome = await ws.receive()
+        if welcome.get("type") == "error":
+            raise LiveError(welcome)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read_acks, ws)
+            rid = 0
+            queued: list[str] = []
+            for batch_no, batch in enumerate(batches):
+                chunks: Iterable[list[dict[str, Any]]] = ([e] for e in batch) if single \
+                    else [batch]
+                for offset, chunk in enumerate(chunks):
+                    if not chunk:
+                        continue
+                    while state["inflight"] >= window:
+                        if queued:
+                            await ws.send_many(queued)
+                            queued = []
+                        else:
+                            await progress.wait()
+                    sizes[rid] = (len(chunk), batch_no, offset if single else 0)
+                    state["inflight"] += len(chunk)
+                    message: dict[str, Any] = (
+                        {"type": "event", "event": chunk[0], "requestId": rid} if single else
+                        {"type": "events", "events": chunk, "partial": partial,
+                         "requestId": rid})
+                    queued.append(json.dumps(message, separators=(",", ":")))
+                    totals["messages"] += 1
+                    totals["events"] += len(chunk)
+                    rid += 1
+                    if len(queued) >= FLUSH_MESSAGES or not single:
+                        await ws.send_many(queued)
+                        queued = []
+            if queued:
+                await ws.send_many(queued)
+            done_sending.set()
+            if not sizes:
+                nursery.cancel_scope.cancel()
+    finally:
+        await ws.aclose()
     totals["seconds"] = round(trio.current_time() - started, 3)
     return totals

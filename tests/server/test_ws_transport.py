@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import AsyncIterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -292,3 +293,44 @@ async def test_pipelined_events_share_commits_and_each_is_acked(srv: LiveServer)
     assert acks < n  # coalesced: messages read during a commit go into the next one
     assert srv.engine.store.stats()["events"] == n
     assert srv.engine.events_rejected == 1
+
+
+async def test_stream_client_reads_messages_that_came_with_the_handshake() -> None:
+    """A server that writes its 101 response and the welcome in one segment (hypercorn can):
+    the client must not wait for more bytes before reading the welcome."""
+    from wsproto.events import BytesMessage
+
+    got: list[Any] = []
+
+    async def fake_server(stream: trio.SocketStream) -> None:
+        conn = WSConnection(ConnectionType.SERVER)
+        while True:
+            conn.receive_data(bytes(await stream.receive_some(65536)))
+            requests = [e for e in conn.events() if isinstance(e, Request)]
+            if requests:
+                break
+        welcome = json.dumps({"type": "welcome", "channel": None, "timestamp": 0, "data": {}})
+        await stream.send_all(conn.send(AcceptConnection())
+                              + conn.send(Message(data=welcome)))
+        while not got:
+            data = await stream.receive_some(65536)
+            conn.receive_data(bytes(data) if data else None)
+            got.extend(json.loads(e.data) for e in conn.events()
+                       if isinstance(e, (TextMessage, BytesMessage)))
+        ack = {"type": "ack", "channel": None, "timestamp": 0, "data": {
+            "messages": 1, "requestIds": [got[0]["requestId"]], "accepted": 1,
+            "duplicates": 0, "ids": ["x"], "rejected": [], "errors": []}}
+        await stream.send_all(conn.send(Message(data=json.dumps(ack))))
+        with trio.move_on_after(2):
+            while await stream.receive_some(65536):
+                pass
+
+    async with trio.open_nursery() as nursery:
+        (listener,) = await nursery.start(partial(trio.serve_tcp, fake_server, 0,
+                                                  host="127.0.0.1"))
+        port = listener.socket.getsockname()[1]
+        with trio.fail_after(5):
+            totals = await stream_ingest(f"http://127.0.0.1:{port}", None, [[{"type": "t"}]],
+                                         single=True)
+        nursery.cancel_scope.cancel()
+    assert totals["accepted"] == 1 and got[0]["type"] == "event"
