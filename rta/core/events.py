@@ -395,12 +395,14 @@ class EventValidator:
         """True when no event can reach the size the per-event path would measure exactly:
         first a bound over all events, then (rarely) the per-event estimates themselves."""
         half = self.limits.max_event_bytes // 2
-        widest: list[int] = []
+        widest = 0
         for name, (_rows, vals) in props.items():
-            widest.append(len(name) + (max(map(len, vals)) if name[0] == STR else 8))
+            widest += len(name) + (max(map(len, vals)) if name[0] == STR else 8)
+        if 64 + MAX_TYPE_LENGTH + 3 * MAX_ID_LENGTH + widest <= half:
+            return True  # (type, id, userId and sessionId are within their limits)
         fixed = 64 + max(map(len, types)) + max(map(len, ids)) + _longest(users) + \
             _longest(sessions)
-        if fixed + sum(widest) <= half:
+        if fixed + widest <= half:
             return True
         sizes = np.full(n, 64, dtype=np.int64)
         for col in (types, ids, users, sessions):
