@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import gzip
 import json
+import logging
 from typing import Any
 
 from quart import Blueprint, Response, request
@@ -34,6 +35,7 @@ from rta.server.http import (
 )
 
 bp = Blueprint("events", __name__)
+log = logging.getLogger("rta.server.events")
 # Collect the youngest generation every 50k container allocations, not 700: a 1,000-event
 # batch allocates ~3,000 while it is parsed and validated, and each collection in between
 # would traverse and promote them all (only cycles wait for the collector; the rest is freed
@@ -61,7 +63,10 @@ def setup(app: QuartTrio, eng: Engine) -> None:
 
     @app.before_serving
     async def _start() -> None:
-        await fast.learn_headers()
+        try:
+            await fast.learn_headers()
+        except Exception:  # a hook that cannot run outside a real request: Quart answers all
+            log.exception("ingest fast lane disabled: the after-request hooks failed")
         gc.freeze()
         gc.set_threshold(*GC_THRESHOLDS)
 
