@@ -518,6 +518,8 @@ def _slow_rows(table: pa.Table, now: int, limits: Limits) -> np.ndarray:
 
     if "type" not in names or not _is_str(table.schema.field("type").type):
         return all_slow
+    if len(set(names)) != len(names):  # {"c.d": 1, "c": {"d": 2}} flattens to one name twice
+        return all_slow
     etype = _column(table, "type")
     tlen = _byte_lengths(etype)
     slow |= ~_valid(etype) | (tlen == 0) | (tlen > MAX_TYPE_LENGTH) | _unusual_edges(etype)
@@ -766,7 +768,10 @@ def _encode(table: pa.Table, store: ColumnStore, now: int) -> Block:
         else:
             fresh = _random_uuids(n)
             id_hi, id_lo, id_text = fresh[:, 0].copy(), fresh[:, 1].copy(), None
-    if "timestamp" in names and not pa.types.is_null(table.schema.field("timestamp").type):
+    ts_type = table.schema.field("timestamp").type if "timestamp" in names else pa.null()
+    if pa.types.is_integer(ts_type) or pa.types.is_floating(ts_type):
+        # Other types (ISO strings the JSON reader turned into timestamps) went to the
+        # validator: the fast rows here have no timestamp and take `now`.
         col = _plain(_column(table, "timestamp"))
         raw = col.fill_null(0).to_numpy(zero_copy_only=False)
         if pa.types.is_floating(col.type):
