@@ -117,7 +117,9 @@ def check_access(method: str, path: str, headers: Any, args: Any,
             return _error(401, "unauthorized", "this endpoint needs a token: send "
                           "'Authorization: Bearer <token>' (create one with `rta token create`)",
                           {"WWW-Authenticate": 'Bearer realm="rta"'})
-        if not scope_allows(g.rta_token["scope"], need_auth):
+        scope = g.rta_token["scope"]
+        # /ws: a write-only token may connect to stream ingest (subscribing needs read).
+        if not (scope_allows(scope, need_auth) or (path == "/ws" and scope == "write")):
             return _error(403, "forbidden", f"this token's scope does not allow this; "
                           f"it needs '{need_auth}'")
     limiter: TokenBucket | None = opts["limiter"]

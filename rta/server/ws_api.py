@@ -149,8 +149,8 @@ class LiveWebSocketMiddleware:
             await self.inner(scope, receive, send)
 
 
-async def authorize(app: QuartTrio, scope: Scope) -> tuple[Any, bool]:
-    """(refusal Response or None, may the connection ingest) for a /ws handshake.
+async def authorize(app: QuartTrio, scope: Scope) -> tuple[Any, bool, bool]:
+    """(refusal Response or None, may it ingest, may it subscribe) for a /ws handshake.
 
     The very checks every Quart route gets (`check_access`: token from the Authorization
     header, X-Rta-Token or ?token=, read scope, rate limit), run in an app context."""
@@ -162,7 +162,8 @@ async def authorize(app: QuartTrio, scope: Scope) -> tuple[Any, bool]:
     remote = client[0] if client else "<local>"
     async with app.app_context():
         refusal = check_access("GET", WS_PATH, headers, args, remote)
-        return refusal, refusal is None and token_scope_allows("write")
+        ok = refusal is None
+        return refusal, ok and token_scope_allows("write"), ok and token_scope_allows("read")
 
 
 async def _refuse(scope: Scope, send: Send, response: Any) -> None:
@@ -182,7 +183,7 @@ async def serve_asgi(app: QuartTrio, scope: Scope, receive: Receive, send: Send)
     first = await receive()
     if first.get("type") != "websocket.connect":
         return
-    refusal, can_write = await authorize(app, scope)
+    refusal, can_write, can_read = await authorize(app, scope)
     if refusal is not None:
         await _refuse(scope, send, refusal)
         return
@@ -207,7 +208,7 @@ async def serve_asgi(app: QuartTrio, scope: Scope, receive: Receive, send: Send)
     direct = DirectSender.attach(send)
     try:
         await run_session(app.config["RTA_ENGINE"], receive_text, send_text, can_write,
-                          direct)
+                          direct, can_read=can_read)
     finally:
         if direct is not None:
             direct.close()
@@ -390,14 +391,15 @@ async def ws_endpoint() -> None:
     """Quart route, reached only without the middleware (security's hook did the auth)."""
     await websocket.accept()
     await run_session(current_engine(), websocket.receive, websocket.send,
-                      token_scope_allows("write"))
+                      token_scope_allows("write"), can_read=token_scope_allows("read"))
 
 
 # -- the session ------------------------------------------------------------------------------
 
 
 async def run_session(eng: Engine, receive_text: ReceiveText, send_text: SendText,
-                      can_write: bool, direct: DirectSender | None = None) -> None:
+                      can_write: bool, direct: DirectSender | None = None,
+                      can_read: bool = True) -> None:
     """Serve one connection until the peer leaves: a reader (this task), a sender draining
     the subscriber's queues, and an ingest committer."""
     hub: LiveHub = eng.extensions["live_hub"]
@@ -407,7 +409,7 @@ async def run_session(eng: Engine, receive_text: ReceiveText, send_text: SendTex
         direct.sub = sub
         send_text = direct.sender(send_text)
         sub.direct = direct.try_send
-    conn = _Connection(eng, hub, sub, can_write)
+    conn = _Connection(eng, hub, sub, can_write, can_read)
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_sender, sub, send_text, nursery.cancel_scope,
@@ -461,11 +463,13 @@ def _size(raw: str | bytes) -> int:
 
 
 class _Connection:
-    def __init__(self, eng: Engine, hub: LiveHub, sub: Subscriber, can_write: bool) -> None:
+    def __init__(self, eng: Engine, hub: LiveHub, sub: Subscriber, can_write: bool,
+                 can_read: bool = True) -> None:
         self.eng = eng
         self.hub = hub
         self.sub = sub
         self.can_write = can_write
+        self.can_read = can_read
         self.pending: deque[_IngestRequest] = deque()
         self.wake = trio.Event()
         self.room = trio.Event()
@@ -491,6 +495,9 @@ class _Connection:
             if kind == "event" or kind == "events":
                 await self.queue_ingest(self.parse_ingest(kind, msg, request_id, raw))
             elif kind == "subscribe":
+                if not self.can_read:
+                    raise Forbidden("this token's scope does not allow subscribing; it needs "
+                                    "'read'", [{"field": "type", "need": "read"}])
                 info = await self.hub.subscribe(sub, msg.get("channel"), msg)
                 sub.send_control(encode("subscribed", channel, info, **_rid(request_id)))
                 if channel == "metrics":

@@ -79,7 +79,7 @@ async def test_handshake_runs_check_access(tmp_path: Path,
         write, _ = tokens.create("write", "w")
         admin, _ = tokens.create("admin", "a")
         for token, status, code in ((None, 401, "unauthorized"), ("rta_nope", 401,
-                                    "unauthorized"), (write, 403, "forbidden")):
+                                    "unauthorized")):
             got, headers, body = await refused(srv.ws_url, token)
             assert got == status, token
             assert json.loads(body)["error"]["code"] == code
@@ -101,7 +101,14 @@ async def test_handshake_runs_check_access(tmp_path: Path,
             assert json.loads(await ws.get_message())["type"] == "welcome"
         totals = await stream_ingest(srv.url, admin, [[{"type": "x"}] * 3], single=True)
         assert totals["accepted"] == 3 and totals["rejected"] == 0
-        assert srv.engine.store.stats()["events"] == 3
+        # A write-only token (an SDK's) may connect to stream events, but not read streams.
+        totals = await stream_ingest(srv.url, write, [[{"type": "y"}] * 2], single=True)
+        assert totals["accepted"] == 2
+        async with connect(srv.url, write) as conn:
+            await conn.send({"type": "subscribe", "channel": "metrics", "requestId": 9})
+            err = await recv_until(conn, lambda m: m["type"] == "error")
+            assert err["code"] == "forbidden" and err["requestId"] == 9
+        assert srv.engine.store.stats()["events"] == 5
 
 
 async def test_handshake_is_rate_limited_like_any_request(
