@@ -171,6 +171,19 @@ def print_table(title: str, rows: Sequence[Sequence[Any]] | Sequence[dict[str, A
     Console(file=sys.stdout, width=max(160, 24 * len(header))).print(tbl)
 
 
+def anon_rss_bytes() -> int:
+    """Anonymous resident memory (heap, buffers): RSS without file-backed pages such as the
+    memory-mapped segments, which are reclaimable page cache rather than memory we hold."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return rss_bytes()
+
+
 def rss_bytes() -> int:
     """Current resident set size of this process (falls back to peak RSS)."""
     try:
