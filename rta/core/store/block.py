@@ -227,21 +227,9 @@ def encode_strings(d: Dictionary, values: list[str | None]) -> np.ndarray:
         texts = [values[i] for i in misses.tolist()]
         new = [t for t in dict.fromkeys(texts) if t is not None and t not in d.codes]
         if new:
-            _add_strings(d, new)
+            d.add_many(new)
         codes[misses] = list(map(get, texts, repeat(-1)))  # (None stays -1)
     return codes
-
-
-def _add_strings(d: Dictionary, new: list[str]) -> None:
-    """Add distinct new strings to `d` in one step: what `Dictionary.code()` does for each
-    (memory, then the pending-write list `sync()` persists in code order), under its lock
-    once instead of once per string (as the bulk loader does)."""
-    with d._lock:
-        base = len(d.strings)
-        d.strings.extend(new)
-        d.codes.update(zip(new, range(base, base + len(new)), strict=True))
-        if d._fd is not None:
-            d._unwritten.extend(new)
 
 
 def block_from_batch(batch: EventBatch, dicts: Dictionaries) -> Block:

@@ -616,21 +616,14 @@ def _slow_rows(table: pa.Table, now: int, limits: Limits) -> np.ndarray:
 def _global_codes(d: Dictionary, strings: list[str]) -> np.ndarray:
     """Global codes for distinct strings, adding the new ones in one step.
 
-    Does what `Dictionary.code()` does for each new string (memory, then the pending-write
-    list that `sync()` persists in code order) under the dictionary's lock, once per chunk
-    instead of once per string: a load can bring a million new sessions.
+    New strings go in through `Dictionary.add_many`, once per chunk rather than per string.
     """
     get = d.codes.get
     out = np.fromiter((get(s, -1) for s in strings), dtype=np.int32, count=len(strings))
     missing = np.flatnonzero(out < 0)
     if len(missing):
         new = [strings[i] for i in missing.tolist()]
-        with d._lock:
-            base = len(d.strings)
-            d.strings.extend(new)
-            d.codes.update(zip(new, range(base, base + len(new)), strict=True))
-            if d._fd is not None:
-                d._unwritten.extend(new)
+        base = d.add_many(new)
         out[missing] = np.arange(base, base + len(new), dtype=np.int32)
     return out
 

@@ -56,6 +56,17 @@ class Dictionary:
                     self._unwritten.append(text)
         return code
 
+    def add_many(self, new: list[str]) -> int:
+        """Add distinct strings not yet present, in one step (what `code()` does for each, under
+        the lock once: a load can bring a million new sessions). Returns the first new code."""
+        with self._lock:
+            base = len(self.strings)
+            self.strings.extend(new)
+            self.codes.update(zip(new, range(base, base + len(new)), strict=True))
+            if self._fd is not None:
+                self._unwritten.extend(new)
+        return base
+
     def encode(self, values: list[str | None]) -> np.ndarray:
         """Codes for `values`, -1 for None."""
         get = self.codes.get
