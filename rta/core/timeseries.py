@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rta.core.counts import DistinctCounter, GroupKeys, Part, rank, select
+from rta.core.counts import BITMAP_LIMIT, DistinctCounter, GroupKeys, Part, rank, select
 from rta.core.errors import field_error
 from rta.core.filters import EventFilter
 from rta.core.hll import HyperLogLog
@@ -24,6 +24,7 @@ AGGREGATIONS = ("count", "sum", "avg", "min", "max", "p50", "p90", "p95", "p99",
 METRIC_AGGREGATIONS = ("sum", "avg", "min", "max", "p50", "p90", "p95", "p99")
 QUANTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
 MAX_BUCKETS = 10_000
+SHORT_RUN = 64  # rows per bucket run below which one vectorised scatter beats a loop
 AUTO_TARGET = 200  # buckets an automatic interval aims for at most
 NICE_INTERVALS = (SECOND, 5 * SECOND, 10 * SECOND, 30 * SECOND, MINUTE, 5 * MINUTE,
                   10 * MINUTE, 15 * MINUTE, 30 * MINUTE, HOUR, 3 * HOUR, 6 * HOUR, 12 * HOUR,
@@ -274,6 +275,17 @@ def timeseries(flt: EventFilter, snap: Snapshot, buckets: Buckets, aggregation: 
     total = Accumulator(aggregation, 1, n_users) if aggregation == "unique_users" else None
     if aggregation == "count" and not metric:
         _count_fast(parts, buckets, overall)
+    elif aggregation in QUANTILES:
+        assert metric is not None
+        value, count, total_value = _quantile_series(parts, metric, buckets,
+                                                     QUANTILES[aggregation])
+        return _finish(SeriesResult(buckets, value, count, total_value, int(count.sum())),
+                       parts, snap, buckets, aggregation, metric, group_by, limit, n_users)
+    elif aggregation == "unique_users" and nb * (n_users + 1) <= BITMAP_LIMIT:
+        value, count, total_users = _unique_series(parts, buckets, n_users)
+        return _finish(SeriesResult(buckets, value, count, float(total_users),
+                                    int(count.sum())),
+                       parts, snap, buckets, aggregation, metric, group_by, limit, n_users)
     else:
         for part in parts:
             ts, values, users, keep = _metric_rows(part, metric, aggregation)
@@ -294,10 +306,157 @@ def timeseries(flt: EventFilter, snap: Snapshot, buckets: Buckets, aggregation: 
     else:
         total_count = int(count.sum())
         total_value = _combine(aggregation, value, count, overall)
-    result = SeriesResult(buckets, value, count, total_value, total_count)
+    return _finish(SeriesResult(buckets, value, count, total_value, total_count),
+                   parts, snap, buckets, aggregation, metric, group_by, limit, n_users)
+
+
+def _finish(result: SeriesResult, parts: list[Part], snap: Snapshot, buckets: Buckets,
+            aggregation: str, metric: str | None, group_by: str | None, limit: int,
+            n_users: int) -> SeriesResult:
     if group_by is not None:
         _grouped(result, parts, snap, buckets, aggregation, metric, group_by, limit, n_users)
     return result
+
+
+def _bucket_bounds(part: Part, edges: np.ndarray) -> np.ndarray:
+    """Positions of the bucket edges among the part's selected rows.
+
+    Rows are time-sorted, so bucket b is the contiguous range [pos[b], pos[b+1]) of the
+    selection: one binary search per edge, no per-row bucket index. Rows outside the edges
+    fall outside every range.
+    """
+    pos = np.searchsorted(part.block.ts[part.sl], edges, "left")
+    if part.mask is not None:
+        pos = np.searchsorted(part.rows(), pos + part.sl.start, "left")
+    return pos
+
+
+def _drop_positions(pos: np.ndarray, dropped: np.ndarray) -> np.ndarray:
+    """`pos` shifted for the removal of the (sorted) row positions in `dropped`."""
+    return pos - np.searchsorted(dropped, pos, "left") if len(dropped) else pos
+
+
+def _unique_series(parts: list[Part], buckets: Buckets, n_users: int
+                   ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Distinct users per bucket, events with a user per bucket, distinct users overall.
+
+    One bitmap row of n_users + 1 flags per bucket; each bucket's contiguous run of user
+    codes is scattered straight into its row (no int64 keys, no masks): the "no user" code
+    -1 lands in the spare last slot. The whole range is the OR of the rows.
+    """
+    nb = buckets.count
+    edges = buckets.edges()
+    width = n_users + 1
+    bitmap = np.zeros((nb, width), dtype=bool)
+    flat = bitmap.reshape(-1)
+    counts = np.zeros(nb, dtype=np.int64)
+    for part in parts:
+        users = part.take(part.block.user)
+        pos = _bucket_bounds(part, edges)
+        counts += np.diff(_drop_positions(pos, np.flatnonzero(users < 0)))
+        hit = np.flatnonzero(pos[1:] > pos[:-1])
+        if len(hit) * SHORT_RUN > pos[-1] - pos[0]:  # many short runs: one scatter
+            lo, hi = int(pos[0]), int(pos[-1])
+            run = users[lo:hi].astype(np.int64)
+            b = np.repeat(np.arange(nb, dtype=np.int64), np.diff(pos))
+            run[run < 0] = n_users
+            flat[b * width + run] = True
+            continue
+        for k in hit.tolist():
+            bitmap[k][users[pos[k]:pos[k + 1]]] = True
+    rows = bitmap[:, :n_users]
+    per_bucket = np.count_nonzero(rows, axis=1)
+    total = int(np.count_nonzero(rows.any(axis=0))) if nb > 1 else int(per_bucket[0])
+    return per_bucket.astype(np.float64), counts, total
+
+
+def _quantile_series(parts: list[Part], metric: str, buckets: Buckets, q: float
+                     ) -> tuple[np.ndarray, np.ndarray, float]:
+    """Exact quantile (linear interpolation, SQL quantile_cont) per bucket and overall.
+
+    Each part's present values split into contiguous per-bucket runs (rows are time-sorted),
+    so every bucket is one selection (np.partition) over the concatenation of its runs; no
+    sort, no per-row keys. The whole range's quantile searches only the window between the
+    smallest and largest per-bucket order statistics (exact, with a full selection as the
+    fallback).
+    """
+    nb = buckets.count
+    edges = buckets.edges()
+    runs: list[list[np.ndarray]] = [[] for _ in range(nb)]
+
+    def present(part: Part) -> tuple[np.ndarray, np.ndarray] | None:
+        values = part.numeric(metric)
+        if values is None:
+            return None
+        pos = _bucket_bounds(part, edges)
+        nan = np.flatnonzero(np.isnan(values[pos[0]:pos[-1]])) + pos[0]
+        if len(nan):
+            values = np.delete(values, nan)
+            pos = _drop_positions(pos, nan)
+        return values, pos
+
+    for got in map(present, parts):
+        if got is None:
+            continue
+        values, pos = got
+        for k in np.flatnonzero(pos[1:] > pos[:-1]).tolist():
+            runs[k].append(values[pos[k]:pos[k + 1]])
+    out = np.full(nb, np.nan)
+    counts = np.zeros(nb, dtype=np.int64)
+    groups: list[np.ndarray] = []
+    lows: list[float] = []
+    highs: list[float] = []
+    for k in range(nb):
+        if not runs[k]:
+            continue
+        group = np.concatenate(runs[k])  # a private copy: partitioned in place below
+        runs[k] = []
+        counts[k] = len(group)
+        out[k], low, high = _partition_quantile(group, q)
+        groups.append(group)
+        lows.append(low)
+        highs.append(high)
+    if not groups:
+        return out, counts, float("nan")
+    if len(groups) == 1:
+        return out, counts, float(out[counts > 0][0])
+    return out, counts, _windowed_quantile(groups, q, min(lows), max(highs))
+
+
+def _partition_quantile(values: np.ndarray, q: float) -> tuple[float, float, float]:
+    """(quantile, lower, upper order statistic) of a non-empty array, partitioning it in
+    place; same arithmetic as `_select_quantile`."""
+    pos = q * (len(values) - 1)
+    lo = int(np.floor(pos))
+    values.partition(lo)
+    low = float(values[lo])
+    high = float(values[lo + 1:].min()) if lo + 1 < len(values) else low
+    if lo + 1 >= len(values) or pos == lo:
+        return low, low, high
+    return low + (high - low) * (pos - lo), low, high
+
+
+def _windowed_quantile(groups: list[np.ndarray], q: float, low: float, high: float) -> float:
+    """The quantile over all `groups` (no NaN) from the values in [low, high] only, when
+    the order statistics it needs are among them; otherwise one full selection."""
+    n = sum(len(g) for g in groups)
+    pos = q * (n - 1)
+    lo = int(np.floor(pos))
+    need = lo + 1 if lo + 1 < n and pos != lo else lo
+    below = 0
+    window: list[np.ndarray] = []
+    for g in groups:
+        below += int(np.count_nonzero(g < low))
+        window.append(g[(g >= low) & (g <= high)])
+    inside = np.concatenate(window)
+    if below <= lo and need < below + len(inside):
+        inside.partition(lo - below)
+        v_lo = float(inside[lo - below])
+        if need == lo:
+            return v_lo
+        v_hi = float(inside[lo - below + 1:].min())
+        return v_lo + (v_hi - v_lo) * (pos - lo)
+    return _select_quantile(np.concatenate(groups), q)
 
 
 def _combine(aggregation: str, value: np.ndarray, count: np.ndarray,
