@@ -23,7 +23,9 @@ import copy
 import importlib
 import logging
 import re
+import threading
 import time
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +35,7 @@ from rta.core import dashboard_templates
 from rta.core.errors import NotFoundError, RtaError, ValidationError, field_error
 from rta.core.filters import parse_filter, parse_where
 from rta.core.store.block import NULL_DTYPES
+from rta.core.store.dictionary import Dictionaries
 from rta.core.store.snapshot import Snapshot
 from rta.core.timeparse import DAY, HOUR, MINUTE, now_ms, parse_duration, parse_time_range
 
@@ -824,8 +827,42 @@ def _run_funnel(engine: Engine, src: dict[str, Any], win: Window) -> dict[str, A
     for key in ("timeLimit", "order", "countBy"):
         if src.get(key) is not None:
             body[key] = src[key]
-    res: dict[str, Any] = _behaviour().run_funnel(engine, body, win.now, engine.snapshot())
+    snap = engine.snapshot()
+    funnel = _engine_module("rta.core.funnel", "behavioural")
+    query = funnel.parse(body, win.now, engine, snap)  # segments resolve over all the data
+    res: dict[str, Any] = funnel.answer(windowed_snapshot(snap, win.start,
+                                                          win.end - 1 + query.window), query)
     return res
+
+
+_WINDOW_DICTS: weakref.WeakKeyDictionary[Dictionaries, Dictionaries] = \
+    weakref.WeakKeyDictionary()
+_WINDOW_DICTS_LOCK = threading.Lock()
+
+
+def windowed_snapshot(snap: Snapshot, lo: int, hi: int) -> Snapshot:
+    """`snap` without the blocks that hold no event in [lo, hi], for a funnel over that range.
+
+    A funnel's steps all lie in [start, end - 1 + timeLimit] and each comes after the
+    previous one, so events outside never change its answer, whatever the order or unit;
+    dropping their blocks keeps arrival order among the rest. It matters for the indexed
+    kernel (`rta.core.user_index`), whose per-type indexes and filter masks span every block
+    of the snapshot: a "last 24h" widget over 30 days of data paid for all 30. The pruned
+    snapshot shares the store's dictionaries through a second `Dictionaries` holding the same
+    `Dictionary` objects, so its index cache (keyed by that object) lives beside the store's
+    full-history one instead of evicting it on every call.
+    """
+    keep = [b for b in snap.blocks if b.n and b.max_ts >= lo and b.min_ts <= hi]
+    if len(keep) == sum(1 for b in snap.blocks if b.n):
+        return snap
+    with _WINDOW_DICTS_LOCK:
+        view = _WINDOW_DICTS.get(snap.dicts)
+        if view is None:
+            view = Dictionaries.__new__(Dictionaries)
+            for name in Dictionaries.NAMES:
+                setattr(view, name, getattr(snap.dicts, name))
+            _WINDOW_DICTS[snap.dicts] = view
+    return Snapshot(keep, view, snap.version)
 
 
 def _run_retention(engine: Engine, src: dict[str, Any], win: Window) -> dict[str, Any]:
@@ -967,6 +1004,19 @@ def _table_from_funnel(view: dict[str, Any]) -> dict[str, Any]:
 # -- heatmap: events by weekday x hour of day (vectorised) -------------------------------------
 
 
+def _hour_cell_counts(ts: np.ndarray, offset: int) -> np.ndarray:
+    """Events per heatmap cell for time-sorted `ts`: binary search on the local hour
+    boundaries instead of bucketing every event (a day of events spans ~25 hours)."""
+    first = (int(ts[0]) + offset) // HOUR
+    last = (int(ts[-1]) + offset) // HOUR
+    hours = np.arange(first, last + 2, dtype=np.int64)  # local hour indexes, one past the end
+    edges = np.searchsorted(ts, hours * HOUR - offset, "left")
+    per_hour = np.diff(edges).astype(np.float64)
+    h = hours[:-1]
+    cell = ((h // 24 + 3) % 7) * 24 + h % 24  # 1970-01-01 was a Thursday (Mon = 0)
+    return np.bincount(cell, weights=per_hour, minlength=168)
+
+
 def heatmap_view(engine: Engine, src: dict[str, Any], win: Window,
                  tz_offset_min: int = 0) -> dict[str, Any]:
     """7 x 24 matrix (Mon..Sun x 00..23, local to `tz_offset_min`) of the source's measure.
@@ -994,6 +1044,9 @@ def heatmap_view(engine: Engine, src: dict[str, Any], win: Window,
     pairs: list[np.ndarray] = []
     for block, sl, mask in flt.select(snap):
         ts = block.ts[sl]
+        if mask is None and metric is None and measure != "unique_users" and len(ts):
+            counts += _hour_cell_counts(ts, offset)
+            continue
         if mask is not None:
             ts = ts[mask]
         local = ts + offset
