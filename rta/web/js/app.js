@@ -5,8 +5,9 @@
 // interval (socket down, hub busy) the page polls GET /dashboards/<id>/data instead.
 
 import { api, ApiError } from "./api.js";
+import { take } from "./boot.js";
 import { LiveConnection } from "./live.js";
-import { WidgetView } from "./widgets.js";
+import { WidgetView, paletteChanged } from "./widgets.js";
 import { formatNumber, formatTime, rangeLabel } from "./format.js";
 
 const $ = (sel) => document.querySelector(sel);
@@ -22,6 +23,7 @@ const state = {
   pollTimer: null,
   loadSeq: 0,
   liveState: "connecting",
+  wasLive: false,
   templates: null,
 };
 
@@ -32,7 +34,10 @@ const live = new LiveConnection({ onMessage, onState });
 function onState(s) {
   state.liveState = s;
   renderLiveIndicator();
-  if (s === "live" && state.current) fetchData(); // catch up after a reconnect
+  if (s !== "live") return;
+  // catch up after a reconnect; the first connect needs no fetch (the page fetched already)
+  if (state.wasLive && state.current) fetchData();
+  state.wasLive = true;
 }
 
 function renderLiveIndicator() {
@@ -120,7 +125,7 @@ async function route() {
 // -- dashboards ----------------------------------------------------------------------------------
 
 async function loadList() {
-  const res = await api.listDashboards();
+  const res = await (take("list") || api.listDashboards());
   state.dashboards = res.dashboards || [];
   const sel = $("#dashboard-select");
   sel.replaceChildren(...state.dashboards.map((d) => {
@@ -137,7 +142,7 @@ async function openDashboard(id) {
   const seq = ++state.loadSeq;
   let doc;
   try {
-    doc = await api.getDashboard(id);
+    doc = await (take("doc", id) || api.getDashboard(id));
   } catch (e) {
     if (seq !== state.loadSeq) return;
     banner(`Could not load dashboard: ${e.message}`);
@@ -153,8 +158,10 @@ async function openDashboard(id) {
   document.title = `${doc.name} · rta`;
   buildGrid(doc);
   show("dashboard");
-  resubscribe();
   await fetchData();
+  // subscribing makes the server resolve the dashboard for the channel: after the first
+  // fetch, so the two do not compete for the server's CPU while the page first renders
+  if (seq === state.loadSeq) resubscribe();
   schedulePoll();
 }
 
@@ -184,7 +191,7 @@ async function fetchData() {
   if (!doc) return;
   const seq = state.loadSeq;
   try {
-    const data = await api.data(doc.id, state.range, TZ);
+    const data = await (take("data", doc.id, state.range) || api.data(doc.id, state.range, TZ));
     if (seq === state.loadSeq && state.current === doc) applyData(data);
   } catch (e) {
     if (seq !== state.loadSeq) return;
@@ -355,6 +362,7 @@ function wireControls() {
   });
   // charts read colours from CSS variables: redraw when the colour scheme flips
   matchMedia("(prefers-color-scheme: dark)").addEventListener("change", () => {
+    paletteChanged();
     if (!state.current) return;
     buildGrid(state.current);
     fetchData();
@@ -365,6 +373,7 @@ window.addEventListener("error", (e) => banner(`Something went wrong: ${e.messag
 window.addEventListener("unhandledrejection", (e) => banner(`Something went wrong: ${(e.reason && e.reason.message) || e.reason}`));
 
 async function main() {
+  // Chart.js is a deferred script ahead of this module, so it has normally run already
   if (!window.Chart) {
     await new Promise((resolve) => window.addEventListener("load", resolve, { once: true }));
   }

@@ -10,7 +10,21 @@ function css(name) {
   return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
 }
 
+let cachedPalette = null;
+
+// The theme's colours, read once: each read forces a style recalculation, and widgets drawn
+// one after another would pay it per widget while the page first renders.
 export function palette() {
+  if (!cachedPalette) cachedPalette = readPalette();
+  return cachedPalette;
+}
+
+// Forget the colours (the colour scheme changed); the next draw reads them again.
+export function paletteChanged() {
+  cachedPalette = null;
+}
+
+function readPalette() {
   const series = [];
   for (let i = 1; i <= 12; i++) series.push(css(`--series-${i}`));
   return {
@@ -38,7 +52,6 @@ function mix(lo, hi, t) {
   return `rgb(${a.map((v, i) => Math.round(v + (b[i] - v) * t)).join(",")})`;
 }
 
-const reducedMotion = matchMedia("(prefers-reduced-motion: reduce)").matches;
 
 function el(tag, cls, text) {
   const node = document.createElement(tag);
@@ -176,7 +189,9 @@ export class WidgetView {
     }
     if (this.chart) this.chart.destroy();
     const canvas = this.chartBox();
-    config.options.animation = reducedMotion ? false : { duration: 300 };
+    // no entry animation: its frames would compete with the rest of the first render; later
+    // updates go through chart.update("none") above
+    config.options.animation = false;
     this.chart = new Chart(canvas, config);
   }
 
