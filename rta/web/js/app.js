@@ -7,7 +7,7 @@
 import { api, ApiError } from "./api.js";
 import { take } from "./boot.js";
 import { LiveConnection } from "./live.js";
-import { WidgetView, paletteChanged } from "./widgets.js";
+import { WidgetView, paletteChanged, warmUpCharts } from "./widgets.js";
 import { formatNumber, formatTime, rangeLabel } from "./format.js";
 
 const $ = (sel) => document.querySelector(sel);
@@ -388,6 +388,8 @@ async function main() {
   renderLiveIndicator();
   live.subscribe("metrics");
   live.start();
+  // boot.js's requests are in flight: use the wait to warm Chart.js up (off screen)
+  if (window.Chart) warmUpCharts();
   try {
     await loadList();
   } catch (e) {
