@@ -123,6 +123,26 @@ class Accumulator:
     def add_counts(self, counts: np.ndarray) -> None:
         self.counts += counts
 
+    def add_runs(self, values: np.ndarray, pos: np.ndarray) -> None:
+        """Fold in values whose key k is the contiguous run values[pos[k]:pos[k + 1]]
+        (no NaN): counts from the run lengths, sums in the same row order as `add`, and
+        extremes per run (order-free), so results match `add` exactly."""
+        counts = np.diff(pos)
+        self.counts += counts
+        lo, hi = int(pos[0]), int(pos[-1])
+        if self.aggregation == "count" or hi == lo:
+            return
+        if self.sums is not None:
+            keys = np.repeat(np.arange(self.size, dtype=np.int64), counts)
+            self.sums += np.bincount(keys, weights=values[lo:hi], minlength=self.size)
+        elif self.extreme is not None:
+            has = np.flatnonzero(counts)
+            ufunc = np.minimum if self.aggregation == "min" else np.maximum
+            per_run = ufunc.reduceat(values[lo:hi], pos[has] - lo)
+            self.extreme[has] = ufunc(self.extreme[has], per_run)
+        else:
+            raise ValueError(f"add_runs does not gather {self.aggregation!r}")
+
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         """(value per key as float64 with NaN for "no value", contributing events per key)."""
         agg = self.aggregation
@@ -281,6 +301,12 @@ def timeseries(flt: EventFilter, snap: Snapshot, buckets: Buckets, aggregation: 
                                                      QUANTILES[aggregation])
         return _finish(SeriesResult(buckets, value, count, total_value, int(count.sum())),
                        parts, snap, buckets, aggregation, metric, group_by, limit, n_users)
+    elif metric and aggregation in ("count", "sum", "avg", "min", "max"):
+        edges = buckets.edges()
+        for part in parts:
+            got = _present_runs(part, metric, edges)
+            if got is not None:
+                overall.add_runs(*got)
     elif aggregation == "unique_users" and nb * (n_users + 1) <= BITMAP_LIMIT:
         value, count, total_users = _unique_series(parts, buckets, n_users)
         return _finish(SeriesResult(buckets, value, count, float(total_users),
@@ -325,15 +351,42 @@ def _bucket_bounds(part: Part, edges: np.ndarray) -> np.ndarray:
     selection: one binary search per edge, no per-row bucket index. Rows outside the edges
     fall outside every range.
     """
-    pos = np.searchsorted(part.block.ts[part.sl], edges, "left")
+    ts = part.block.ts[part.sl]
+    n = len(ts)
+    pos = np.zeros(len(edges), dtype=np.int64)
+    if not n:
+        return pos
+    # Only edges inside the block's time span need a search (a block spans few buckets).
+    a = int(np.searchsorted(edges, ts[0], "right"))
+    b = int(np.searchsorted(edges, ts[-1], "right"))
+    inner = np.searchsorted(ts, edges[a:b], "left")
     if part.mask is not None:
-        pos = np.searchsorted(part.rows(), pos + part.sl.start, "left")
+        rows = part.rows()
+        inner = np.searchsorted(rows, inner + part.sl.start, "left")
+        n = len(rows)
+    pos[a:b] = inner
+    pos[b:] = n
     return pos
 
 
 def _drop_positions(pos: np.ndarray, dropped: np.ndarray) -> np.ndarray:
     """`pos` shifted for the removal of the (sorted) row positions in `dropped`."""
     return pos - np.searchsorted(dropped, pos, "left") if len(dropped) else pos
+
+
+def _present_runs(part: Part, metric: str, edges: np.ndarray
+                  ) -> tuple[np.ndarray, np.ndarray] | None:
+    """(values, pos): the part's values of `metric` with the absent ones (NaN) removed, and
+    the bucket edges' positions among them; None when the block lacks the metric."""
+    values = part.numeric(metric)
+    if values is None:
+        return None
+    pos = _bucket_bounds(part, edges)
+    nan = np.flatnonzero(np.isnan(values[pos[0]:pos[-1]])) + pos[0]
+    if len(nan):
+        values = np.delete(values, nan)
+        pos = _drop_positions(pos, nan)
+    return values, pos
 
 
 def _unique_series(parts: list[Part], buckets: Buckets, n_users: int
@@ -383,19 +436,8 @@ def _quantile_series(parts: list[Part], metric: str, buckets: Buckets, q: float
     nb = buckets.count
     edges = buckets.edges()
     runs: list[list[np.ndarray]] = [[] for _ in range(nb)]
-
-    def present(part: Part) -> tuple[np.ndarray, np.ndarray] | None:
-        values = part.numeric(metric)
-        if values is None:
-            return None
-        pos = _bucket_bounds(part, edges)
-        nan = np.flatnonzero(np.isnan(values[pos[0]:pos[-1]])) + pos[0]
-        if len(nan):
-            values = np.delete(values, nan)
-            pos = _drop_positions(pos, nan)
-        return values, pos
-
-    for got in map(present, parts):
+    for part in parts:
+        got = _present_runs(part, metric, edges)
         if got is None:
             continue
         values, pos = got

@@ -145,3 +145,21 @@ def test_windowed_quantile_is_exact_for_any_window(groups: list[list[int]], q: f
     expected = _select_quantile(np.concatenate(arrays), q)
     got = _windowed_quantile(arrays, q, float(low), float(low + width))
     assert got == expected
+
+
+@settings(max_examples=80, deadline=None)
+@given(runs=st.lists(st.lists(st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False),
+                              max_size=8), min_size=1, max_size=8),
+       agg=st.sampled_from(["count", "sum", "avg", "min", "max"]))
+def test_add_runs_matches_add_exactly(runs: list[list[float]], agg: str) -> None:
+    """Contiguous runs fold to bit-identical results as per-row keys (same summation order)."""
+    values = np.array([v for r in runs for v in r], dtype=np.float64)
+    keys = np.repeat(np.arange(len(runs)), [len(r) for r in runs])
+    pos = np.concatenate(([0], np.cumsum([len(r) for r in runs]))).astype(np.int64)
+    by_rows = timeseries.Accumulator(agg, len(runs), 0)
+    by_rows.add(keys, values)
+    by_runs = timeseries.Accumulator(agg, len(runs), 0)
+    by_runs.add_runs(values, pos)
+    (v1, c1), (v2, c2) = by_rows.result(), by_runs.result()
+    assert c1.tolist() == c2.tolist()
+    assert np.array_equal(v1, v2, equal_nan=True)
