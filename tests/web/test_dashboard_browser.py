@@ -145,3 +145,25 @@ def test_widget_errors_stay_inside_the_widget(page: Any, site: Site) -> None:
     assert widgets["bad"]["state"] == "error"
     assert "not numeric" in widgets["bad"]["error"]
     assert page.get_attribute("#range-picker [data-range='last_1h']", "aria-pressed") == "true"
+
+
+def test_first_load_requests_everything_at_once_and_the_data_once(page: Any,
+                                                                   site: Site) -> None:
+    """The page's first render waits on one data request, started with the list and the
+    dashboard (not after them), and nothing else makes the server resolve it meanwhile."""
+    doc = site.post("/dashboards/template", {"template": "overview"})
+    events: list[tuple[str, str, float]] = []
+    page.on("request", lambda r: events.append(("start", r.url, time.perf_counter())))
+    page.on("requestfinished", lambda r: events.append(("end", r.url, time.perf_counter())))
+    open_dashboard(page, site, doc["id"])
+    api = [(kind, url.split("?")[0].removeprefix(site.url), t) for kind, url, t in events
+           if "/dashboards" in url]
+    data_path = f"/dashboards/{doc['id']}/data"
+    starts = {path: t for kind, path, t in api if kind == "start"}
+    first_end = min(t for kind, _path, t in api if kind == "end")
+    for path in ("/dashboards", f"/dashboards/{doc['id']}", data_path):
+        assert starts[path] < first_end, (path, api)
+    data_requests = [t for kind, path, t in api if kind == "start" and path == data_path]
+    assert len(data_requests) == 1, api
+    assert page.evaluate("document.querySelectorAll('.widget').length") == len(doc["widgets"])
+    assert page.rta_log.errors == []
