@@ -273,12 +273,7 @@ def _count_fast(parts: list[Part], buckets: Buckets, acc: Accumulator) -> None:
     then on the selected row positions when a mask applies."""
     edges = buckets.edges()
     for part in parts:
-        ts = part.block.ts[part.sl]
-        pos = np.searchsorted(ts, edges, "left")
-        if part.mask is not None:
-            rows = np.flatnonzero(part.mask)
-            pos = np.searchsorted(rows, pos, "left")
-        acc.add_counts(np.diff(pos))
+        acc.add_counts(np.diff(_bucket_bounds(part, edges)))
 
 
 def timeseries(flt: EventFilter, snap: Snapshot, buckets: Buckets, aggregation: str,
