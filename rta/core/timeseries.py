@@ -1,9 +1,11 @@
 """Time series: epoch-aligned, zero-filled buckets of any aggregation, optionally grouped.
 
-Per-block partial aggregation: rows are time-sorted, so bucket boundaries are a binary search
-away (counts need no per-row work at all), and every other aggregation folds each block
-into small per-bucket accumulators (bincount with weights, ufunc.at, user bitmaps) that merge
-across blocks. Only exact percentiles gather values, and only the matching, present ones.
+Per-block partial aggregation over contiguous runs: rows are time-sorted, so each bucket is
+one run of a part's selected rows, a binary search per edge away (only the edges inside the
+block's span). Counts need no per-row work; sums keep bincount's row order; extremes reduce
+per run; distinct users scatter each run into its bucket's bitmap row; exact percentiles
+select (np.partition) per bucket over the gathered runs, and the whole range's from the
+window between the per-bucket order statistics. Grouped series fold per-row keys instead.
 """
 
 from __future__ import annotations
