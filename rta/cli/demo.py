@@ -161,6 +161,11 @@ def demo_startup_hooks(events: int = DEMO_EVENTS, rate: float = TRICKLE_PER_SECO
             # Synchronous on purpose: nothing else touches the store before serving starts.
             result = load_table(engine.store, table, limits=engine.validator.limits, now=now)
             message(f"demo: loaded {result.accepted:,} events in {result.seconds:.2f}s")
+        from rta.core.dashboards import create_from_template, list_dashboards
+
+        if not list_dashboards(engine):  # a new user lands on a moving dashboard at once
+            board = create_from_template(engine, {"template": "overview"})
+            message(f"demo: created dashboard {board['name']!r} from the overview template")
         pool = await trio.to_thread.run_sync(lambda: generate_arrow(
             20_000, users=DEMO_USERS, days=1, seed=seed + 1, end_ms=now))
         engine.add_background(lambda: trickle(engine, pool, rate))

@@ -73,6 +73,10 @@ def test_serve_demo_loads_data_and_keeps_a_trickle(tmp_path: Path) -> None:
             assert now > first, "the live trickle added no events"
             recent = http.get("/events", params={"limit": 5}).json()
             assert recent["events"] and recent["events"][0]["type"]
+            boards = http.get("/dashboards").json()["dashboards"]
+            assert [b["name"] for b in boards] == ["Overview"]
+            data = http.get(f"/dashboards/{boards[0]['id']}/data").json()
+            assert data["widgets"] and not any(w.get("error") for w in data["widgets"])
     finally:
         assert proc.stop() == 0
     # A restart with data present does not load the demo set again.
@@ -81,5 +85,6 @@ def test_serve_demo_loads_data_and_keeps_a_trickle(tmp_path: Path) -> None:
     try:
         count = httpx.get(again.url + "/stats").json()["store"]["events"]
         assert first <= count < first + 1000
+        assert len(httpx.get(again.url + "/dashboards").json()["dashboards"]) == 1
     finally:
         again.stop()
