@@ -96,18 +96,13 @@ def _ndjson_events(f: IO[str], path: str) -> Iterator[Any]:
 
 
 def _scalar(text: str) -> Any:
+    """A CSV cell typed like a JSON scalar; an empty cell is a missing value."""
+    from rta.core.filters import parse_scalar
+
     if text == "":
         return None
-    if text in ("true", "false"):
-        return text == "true"
-    try:
-        return int(text)
-    except ValueError:
-        pass
-    try:
-        return float(text)
-    except ValueError:
-        return text
+    value = parse_scalar(text)
+    return text if isinstance(value, str) else value  # text keeps its own whitespace
 
 
 def _csv_events(f: IO[str]) -> Iterator[dict[str, Any]]:

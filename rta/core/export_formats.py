@@ -464,7 +464,30 @@ def _base_type(name: str) -> pa.DataType:
     return pa.int64() if name in ("timestamp", "receivedAt") else pa.string()
 
 
-class CsvWriter(Writer):
+class _ArrowTableWriter(Writer):
+    """A pyarrow writer (CSV, Parquet) streaming into a `_Sink`: subclasses set `writer`
+    and `sink` and build the table in `prepare`."""
+
+    writer: Any
+    sink: _Sink
+
+    def write(self, prepared: pa.Table) -> bytes:
+        if prepared.num_rows:
+            self.writer.write_table(prepared)
+        return self.sink.drain()
+
+    def finish(self) -> bytes:
+        self.writer.close()
+        return self.sink.drain()
+
+    def close(self) -> None:
+        try:
+            self.writer.close()
+        except Exception:  # already closed or failed mid-stream: nothing left to release
+            pass
+
+
+class CsvWriter(_ArrowTableWriter):
     """RFC 4180 CSV via pyarrow's writer: header row, strings quoted, missing values empty."""
 
     def __init__(self, layout: Layout, rows: int = 0) -> None:
@@ -493,25 +516,10 @@ class CsvWriter(Writer):
                                          for k in col.kinds], chunk.n))
         return pa.Table.from_arrays(arrays, schema=self.schema)
 
-    def write(self, prepared: pa.Table) -> bytes:
-        self.writer.write_table(prepared)
-        return self.sink.drain()
-
-    def finish(self) -> bytes:
-        self.writer.close()
-        return self.sink.drain()
-
-    def close(self) -> None:
-        try:
-            self.writer.close()
-        except Exception:
-            pass
-
-
 MIXED_COLUMN = "properties"
 
 
-class ParquetWriter(Writer):
+class ParquetWriter(_ArrowTableWriter):
     """One row group per chunk; typed property columns, varying-type keys as JSON (see top)."""
 
     def __init__(self, layout: Layout, rows: int = 0) -> None:
@@ -552,22 +560,6 @@ class ParquetWriter(Writer):
             obj = _join(["{", inner, "}"])
             arrays.append(pc.if_else(pc.equal(inner, ""), pa.scalar(None, pa.string()), obj))
         return pa.Table.from_arrays(arrays, schema=self.schema)
-
-    def write(self, prepared: pa.Table) -> bytes:
-        if prepared.num_rows:
-            self.writer.write_table(prepared)
-        return self.sink.drain()
-
-    def finish(self) -> bytes:
-        self.writer.close()
-        return self.sink.drain()
-
-    def close(self) -> None:
-        try:
-            self.writer.close()
-        except Exception:
-            pass
-
 
 # -- xlsx ----------------------------------------------------------------------------------
 

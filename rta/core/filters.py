@@ -357,7 +357,7 @@ def parse_cli_where(expr: str) -> Predicate:
         return Predicate(text.strip("!?"), "not_exists" if neg else "exists")
     if " in " in text:
         key, _, vals = text.partition(" in ")
-        return Predicate(key.strip(), "in", [_cli_value(v) for v in vals.split(",")])
+        return Predicate(key.strip(), "in", [parse_scalar(v) for v in vals.split(",")])
     for token, op in ((">=", "gte"), ("<=", "lte"), ("!=", "neq"), ("^=", "starts_with"),
                       ("$=", "ends_with"), ("!~", "not_contains"), ("~", "contains"),
                       (">", "gt"), ("<", "lt"), ("=", "eq")):
@@ -365,13 +365,14 @@ def parse_cli_where(expr: str) -> Predicate:
             key, _, raw = text.partition(token)
             key = _property_name(key.strip())
             value: Any = raw.strip() if op in ("starts_with", "ends_with", "contains",
-                                               "not_contains") else _cli_value(raw)
+                                               "not_contains") else parse_scalar(raw)
             return Predicate(key, op, value)
     raise ValidationError(f"cannot read filter {expr!r}: use key=value, key>n, key~text, key?",
                           [{"field": "where", "value": expr}])
 
 
-def _cli_value(raw: str) -> Any:
+def parse_scalar(raw: str) -> Any:
+    """Text typed as a JSON scalar would be: true/false, an int, a float, else the text."""
     text = raw.strip()
     if text in ("true", "false"):
         return text == "true"
