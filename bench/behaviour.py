@@ -10,10 +10,7 @@ serves the engine over HTTP and reports end-to-end latency of a 3-step funnel.
 
 from __future__ import annotations
 
-import argparse
-import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -21,10 +18,12 @@ from typing import Any
 from bench.common import (
     best_of,
     build_store,
+    dataset_args,
     duckdb_from_table,
     fmt_count,
     fmt_seconds,
     generate_events,
+    http_latency,
     print_table,
     ratio,
 )
@@ -107,45 +106,9 @@ def _fetch(con: Any, sql: str) -> Any:
     return con.execute(sql).fetchall()
 
 
-def http_post_latency(engine: Engine, path: str, body: dict[str, Any],
-                      requests: int) -> tuple[float, float]:
-    """(p50, p99) seconds of POST `path` against a real hypercorn server over `engine`."""
-    import httpx
-    import trio
-
-    from rta.daemon import serve_app
-
-    samples: list[float] = []
-
-    async def run() -> None:
-        async with trio.open_nursery() as nursery:
-            done = trio.Event()
-            binds = await nursery.start(partial(serve_app, engine, "127.0.0.1", 0, False,
-                                                done.wait))
-            async with httpx.AsyncClient(base_url=binds[0], timeout=60) as client:
-                for i in range(requests + 3):
-                    t0 = time.perf_counter()
-                    r = await client.post(path, json=body)
-                    elapsed = time.perf_counter() - t0
-                    r.raise_for_status()
-                    if i >= 3:  # warm-up
-                        samples.append(elapsed)
-            done.set()
-
-    trio.run(run)
-    samples.sort()
-    return statistics.median(samples), samples[min(len(samples) - 1,
-                                                   int(len(samples) * 0.99))]
-
-
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m bench behaviour", description=__doc__)
-    ap.add_argument("--events", type=lambda s: int(s.replace("_", "")), default=10_000_000)
-    ap.add_argument("--users", type=int, default=100_000)
-    ap.add_argument("--days", type=int, default=30)
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--requests", type=int, default=20)
-    args = ap.parse_args(argv)
+    args = dataset_args("python -m bench behaviour", __doc__, repeat=3,
+                        requests=20).parse_args(argv)
 
     table = generate_events(args.events, users=args.users, days=args.days)
     end = int(table.column("timestamp").to_numpy().max()) + 1
@@ -186,7 +149,7 @@ def main(argv: list[str] | None = None) -> None:
                 rows.append([name, fmt_seconds(ours), fmt_seconds(theirs),
                              ratio(ours, theirs), fmt_seconds(first)])
             body = funnel_body(STEPS3, start, end, HOUR)
-            p50, p99 = http_post_latency(engine, "/queries/funnel", body, args.requests)
+            p50, p99 = http_latency(engine, "POST", "/queries/funnel", body, args.requests)
             rows.append(["HTTP POST /queries/funnel 3 steps p50 / p99",
                          f"{fmt_seconds(p50)} / {fmt_seconds(p99)}", "-", "-", "-"])
         finally:

@@ -7,6 +7,7 @@ helpers here make both sides cheap to set up. Generated tables are cached under 
 
 from __future__ import annotations
 
+import argparse
 import gc
 import os
 import resource
@@ -191,3 +192,53 @@ def rss_bytes() -> int:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
     except (OSError, ValueError, IndexError):
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def dataset_args(prog: str, doc: str | None, repeat: int,
+                 requests: int) -> argparse.ArgumentParser:
+    """The argument parser every dataset benchmark shares (size, users, days, repeats)."""
+    ap = argparse.ArgumentParser(prog=prog, description=doc)
+    ap.add_argument("--events", type=lambda s: int(s.replace("_", "")), default=10_000_000)
+    ap.add_argument("--users", type=int, default=100_000)
+    ap.add_argument("--days", type=int, default=30)
+    ap.add_argument("--repeat", type=int, default=repeat)
+    ap.add_argument("--requests", type=int, default=requests)
+    return ap
+
+
+def http_latency(engine: Any, method: str, path: str, payload: dict[str, Any],
+                 requests: int, warmup: int = 3) -> tuple[float, float]:
+    """(p50, p99) seconds of `method path` (GET params or POST JSON) against a real hypercorn
+    server over `engine`, after `warmup` unmeasured requests."""
+    import statistics
+    from functools import partial
+
+    import httpx
+    import trio
+
+    from rta.daemon import serve_app
+
+    samples: list[float] = []
+
+    async def run() -> None:
+        async with trio.open_nursery() as nursery:
+            done = trio.Event()
+            binds = await nursery.start(partial(serve_app, engine, "127.0.0.1", 0, False,
+                                                done.wait))
+            async with httpx.AsyncClient(base_url=binds[0], timeout=60) as client:
+                for i in range(requests + warmup):
+                    t0 = time.perf_counter()
+                    if method == "GET":
+                        r = await client.get(path, params=payload)
+                    else:
+                        r = await client.post(path, json=payload)
+                    elapsed = time.perf_counter() - t0
+                    r.raise_for_status()
+                    if i >= warmup:
+                        samples.append(elapsed)
+            done.set()
+
+    trio.run(run)
+    samples.sort()
+    return statistics.median(samples), samples[min(len(samples) - 1,
+                                                   int(len(samples) * 0.99))]

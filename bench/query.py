@@ -9,10 +9,7 @@ percentiles of a simple aggregation (cache off, and cache on).
 
 from __future__ import annotations
 
-import argparse
-import statistics
 import tempfile
-import time
 from collections.abc import Callable
 from functools import partial
 from typing import Any
@@ -20,10 +17,12 @@ from typing import Any
 from bench.common import (
     best_of,
     build_store,
+    dataset_args,
     duckdb_from_table,
     fmt_count,
     fmt_seconds,
     generate_events,
+    http_latency,
     print_table,
     ratio,
 )
@@ -85,45 +84,13 @@ def queries(end: int, days: int) -> list[tuple[str, dict[str, Any], Callable[...
     ]
 
 
-def http_latency(engine: Engine, path: str, params: dict[str, Any],
-                 requests: int) -> tuple[float, float]:
-    """(p50, p99) seconds of GET `path` against a real hypercorn server over `engine`."""
-    import httpx
-    import trio
-
-    from rta.daemon import serve_app
-
-    samples: list[float] = []
-
-    async def run() -> None:
-        async with trio.open_nursery() as nursery:
-            done = trio.Event()
-            binds = await nursery.start(partial(serve_app, engine, "127.0.0.1", 0, False,
-                                                done.wait))
-            async with httpx.AsyncClient(base_url=binds[0]) as client:
-                for i in range(requests + 20):
-                    t0 = time.perf_counter()
-                    r = await client.get(path, params=params)
-                    elapsed = time.perf_counter() - t0
-                    r.raise_for_status()
-                    if i >= 20:  # warm-up
-                        samples.append(elapsed)
-            done.set()
-
-    trio.run(run)
-    samples.sort()
-    return statistics.median(samples), samples[min(len(samples) - 1,
-                                                   int(len(samples) * 0.99))]
+def _fetch_all(con: Any, sql: str) -> Any:
+    return con.execute(sql).fetchall()
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m bench query", description=__doc__)
-    ap.add_argument("--events", type=lambda s: int(s.replace("_", "")), default=10_000_000)
-    ap.add_argument("--users", type=int, default=100_000)
-    ap.add_argument("--days", type=int, default=30)
-    ap.add_argument("--repeat", type=int, default=5)
-    ap.add_argument("--requests", type=int, default=200)
-    args = ap.parse_args(argv)
+    args = dataset_args("python -m bench query", __doc__, repeat=5,
+                        requests=200).parse_args(argv)
 
     table = generate_events(args.events, users=args.users, days=args.days)
     end = int(table.column("timestamp").to_numpy().max()) + 1
@@ -135,25 +102,28 @@ def main(argv: list[str] | None = None) -> None:
             rows: list[list[str]] = [["query", "rta", "DuckDB", "rta/DuckDB"]]
             for name, params, fn, sql in queries(end, args.days):
                 fn(engine, params)  # warm: page in the memory-mapped columns
-                ours = best_of(lambda fn=fn, params=params: fn(engine, params), args.repeat)
+                ours = best_of(partial(fn, engine, params), args.repeat)
                 con.execute(sql).fetchall()
-                theirs = best_of(lambda sql=sql: con.execute(sql).fetchall(), args.repeat)
+                theirs = best_of(partial(_fetch_all, con, sql), args.repeat)
                 rows.append([name, fmt_seconds(ours), fmt_seconds(theirs),
                              ratio(ours, theirs)])
             simple = {"type": "pageview", "startTime": end - DAY, "endTime": end - 1}
-            p50, p99 = http_latency(engine, "/analytics/count", simple, args.requests)
+            p50, p99 = http_latency(engine, "GET", "/analytics/count", simple, args.requests,
+                                    warmup=20)
             rows.append(["HTTP GET /analytics/count 24h (no cache) p50 / p99",
                          f"{fmt_seconds(p50)} / {fmt_seconds(p99)}", "-", "-"])
             series = {"interval": "5m", "startTime": end - args.days * DAY,
                       "endTime": end - 1}
-            p50, p99 = http_latency(engine, "/analytics/aggregate", series, args.requests // 4)
+            p50, p99 = http_latency(engine, "GET", "/analytics/aggregate", series,
+                                    args.requests // 4, warmup=20)
             rows.append([f"HTTP GET /analytics/aggregate 5m/{args.days}d (no cache) p50 / p99",
                          f"{fmt_seconds(p50)} / {fmt_seconds(p99)}", "-", "-"])
             cached = Engine.__new__(Engine)  # same engine, cache switched on
             cached.__dict__.update(engine.__dict__)
             cached.extensions = {}
             cached.config = EngineConfig(data_dir=tmp, fsync=False, cache_ttl_ms=30_000)
-            p50, p99 = http_latency(cached, "/analytics/count", simple, args.requests)
+            p50, p99 = http_latency(cached, "GET", "/analytics/count", simple, args.requests,
+                                    warmup=20)
             rows.append(["HTTP GET /analytics/count 24h (cached) p50 / p99",
                          f"{fmt_seconds(p50)} / {fmt_seconds(p99)}", "-", "-"])
         finally:
