@@ -23,9 +23,7 @@ import copy
 import importlib
 import logging
 import re
-import threading
 import time
-import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +33,6 @@ from rta.core import dashboard_templates
 from rta.core.errors import NotFoundError, RtaError, ValidationError, field_error
 from rta.core.filters import parse_filter, parse_where
 from rta.core.store.block import NULL_DTYPES
-from rta.core.store.dictionary import Dictionaries
 from rta.core.store.snapshot import Snapshot
 from rta.core.timeparse import DAY, HOUR, MINUTE, now_ms, parse_duration, parse_time_range
 
@@ -830,39 +827,8 @@ def _run_funnel(engine: Engine, src: dict[str, Any], win: Window) -> dict[str, A
     snap = engine.snapshot()
     funnel = _engine_module("rta.core.funnel", "behavioural")
     query = funnel.parse(body, win.now, engine, snap)  # segments resolve over all the data
-    res: dict[str, Any] = funnel.answer(windowed_snapshot(snap, win.start,
-                                                          win.end - 1 + query.window), query)
+    res: dict[str, Any] = funnel.answer(snap, query)  # answer() prunes to the window itself
     return res
-
-
-_WINDOW_DICTS: weakref.WeakKeyDictionary[Dictionaries, Dictionaries] = \
-    weakref.WeakKeyDictionary()
-_WINDOW_DICTS_LOCK = threading.Lock()
-
-
-def windowed_snapshot(snap: Snapshot, lo: int, hi: int) -> Snapshot:
-    """`snap` without the blocks that hold no event in [lo, hi], for a funnel over that range.
-
-    A funnel's steps all lie in [start, end - 1 + timeLimit] and each comes after the
-    previous one, so events outside never change its answer, whatever the order or unit;
-    dropping their blocks keeps arrival order among the rest. It matters for the indexed
-    kernel (`rta.core.user_index`), whose per-type indexes and filter masks span every block
-    of the snapshot: a "last 24h" widget over 30 days of data paid for all 30. The pruned
-    snapshot shares the store's dictionaries through a second `Dictionaries` holding the same
-    `Dictionary` objects, so its index cache (keyed by that object) lives beside the store's
-    full-history one instead of evicting it on every call.
-    """
-    keep = [b for b in snap.blocks if b.n and b.max_ts >= lo and b.min_ts <= hi]
-    if len(keep) == sum(1 for b in snap.blocks if b.n):
-        return snap
-    with _WINDOW_DICTS_LOCK:
-        view = _WINDOW_DICTS.get(snap.dicts)
-        if view is None:
-            view = Dictionaries.__new__(Dictionaries)
-            for name in Dictionaries.NAMES:
-                setattr(view, name, getattr(snap.dicts, name))
-            _WINDOW_DICTS[snap.dicts] = view
-    return Snapshot(keep, view, snap.version)
 
 
 def _run_retention(engine: Engine, src: dict[str, Any], win: Window) -> dict[str, Any]:

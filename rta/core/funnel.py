@@ -38,6 +38,8 @@ event.
 
 from __future__ import annotations
 
+import threading
+import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +58,7 @@ from rta.core.segments import (
     value_labels,
     where_of,
 )
+from rta.core.store.dictionary import Dictionaries
 from rta.core.store.snapshot import Snapshot
 from rta.core.timeparse import DAY, iso, parse_duration
 from rta.core.user_index import SHIFT, EventIndex, TypeIndex, count_before
@@ -449,7 +452,40 @@ def run(engine: Engine, body: Any, now: int | None = None,
     return answer(snap, q)
 
 
+_WINDOW_DICTS: weakref.WeakKeyDictionary[Dictionaries, Dictionaries] = \
+    weakref.WeakKeyDictionary()
+_WINDOW_DICTS_LOCK = threading.Lock()
+
+
+def windowed_snapshot(snap: Snapshot, lo: int, hi: int) -> Snapshot:
+    """`snap` without the blocks that hold no event in [lo, hi], for a funnel over that range.
+
+    A funnel's steps all lie in [start, end - 1 + timeLimit] and each comes after the
+    previous one, so events outside never change its answer, whatever the order or unit;
+    dropping their blocks keeps arrival order among the rest. It matters for the indexed
+    kernel (`rta.core.user_index`), whose per-type indexes and filter masks span every block
+    of the snapshot: a funnel over the last 24h of 30 days of data paid for all 30. The pruned
+    snapshot shares the store's dictionaries through a second `Dictionaries` holding the same
+    `Dictionary` objects, so its index cache (keyed by that object) lives beside the store's
+    full-history one instead of evicting it on every call.
+    """
+    keep = [b for b in snap.blocks if b.n and b.max_ts >= lo and b.min_ts <= hi]
+    if len(keep) == sum(1 for b in snap.blocks if b.n):
+        return snap
+    with _WINDOW_DICTS_LOCK:
+        view = _WINDOW_DICTS.get(snap.dicts)
+        if view is None:
+            view = Dictionaries.__new__(Dictionaries)
+            for name in Dictionaries.NAMES:
+                setattr(view, name, getattr(snap.dicts, name))
+            _WINDOW_DICTS[snap.dicts] = view
+    return Snapshot(keep, view, snap.version)
+
+
 def answer(snap: Snapshot, q: FunnelQuery) -> dict[str, Any]:
+    if q.start is not None or q.end is not None:
+        snap = windowed_snapshot(snap, q.start if q.start is not None else -(2**62),
+                                 q.end - 1 + q.window if q.end is not None else 2**62)
     attempts, values = compute(snap, q)
     names = [s.name for s in q.steps]
     types = [s.event_type for s in q.steps]

@@ -15,6 +15,7 @@ from rta.core import funnel
 from rta.core.config import EngineConfig
 from rta.core.engine import Engine
 from rta.core.events import EventValidator
+from rta.core.funnel import windowed_snapshot
 from rta.core.timeparse import DAY, HOUR, now_ms
 
 NOW = now_ms()
@@ -93,13 +94,13 @@ def test_windowed_snapshot_drops_only_blocks_outside_the_range(tmp_path: Path) -
         snap = eng.snapshot()
         live = [b for b in snap.blocks if b.n]
         lo, hi = NOW - DAY, NOW + DAY
-        pruned = dash.windowed_snapshot(snap, lo, hi)
+        pruned = windowed_snapshot(snap, lo, hi)
         assert 0 < len(pruned.blocks) < len(live)
         assert all(b.max_ts >= lo and b.min_ts <= hi for b in pruned.blocks)
         assert [b for b in live if b.max_ts >= lo and b.min_ts <= hi] == pruned.blocks
         # the store's dictionaries, through a distinct object (its own user-index cache)
         assert pruned.dicts is not snap.dicts and pruned.dicts.users is snap.dicts.users
-        assert dash.windowed_snapshot(snap, lo, hi).dicts is pruned.dicts
-        assert dash.windowed_snapshot(snap, NOW - 30 * DAY, hi) is snap
+        assert windowed_snapshot(snap, lo, hi).dicts is pruned.dicts
+        assert windowed_snapshot(snap, NOW - 30 * DAY, hi) is snap
     finally:
         eng.close()
