@@ -47,6 +47,13 @@ class StorageError(RtaError):
     code = "storage_unavailable"
 
 
+class DamagedSegmentError(RtaError):
+    """A sealed segment's data could not be read back (bit rot, a truncated copy)."""
+
+    status = 503
+    code = "segment_damaged"
+
+
 class StoreLockedError(RtaError):
     status = 409
     code = "store_locked"

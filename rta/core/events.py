@@ -13,7 +13,6 @@ decides, so the accepted batch and every error message are exactly the per-event
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any
@@ -22,6 +21,7 @@ import numpy as np
 import orjson
 
 from rta.core.errors import ValidationError
+from rta.core.event_ids import new_event_id, new_event_ids
 from rta.core.timeparse import HOUR, now_ms, parse_iso
 
 MAX_TYPE_LENGTH = 200
@@ -617,18 +617,6 @@ def encode_record(batch: EventBatch) -> bytes:
         }, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def new_event_ids(k: int) -> list[str]:
-    """`k` random (version 4) UUIDs from one read of the system's random source."""
-    if k < 8:
-        return [new_event_id() for _ in range(k)]
-    raw = np.frombuffer(os.urandom(16 * k), dtype=np.uint8).reshape(k, 16).copy()
-    raw[:, 6] = (raw[:, 6] & 0x0F) | 0x40
-    raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80
-    h = raw.tobytes().hex()
-    return [f"{h[i:i + 8]}-{h[i + 8:i + 12]}-{h[i + 12:i + 16]}-{h[i + 16:i + 20]}-"
-            f"{h[i + 20:i + 32]}" for i in range(0, 32 * k, 32)]
-
-
 def _optional_str(raw: dict[str, Any], name: str) -> str | None:
     value = raw.get(name)
     if value is None:
@@ -673,12 +661,6 @@ def _flatten(obj: dict[str, Any], prefix: str, out: list[tuple[str, Any]],
     return nested
 
 
-def new_event_id() -> str:
-    """A random (version 4) UUID, formatted without the uuid module's overhead."""
-    h = (int.from_bytes(os.urandom(16)) & _V4_MASK | _V4_BITS).to_bytes(16).hex()
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
 _INF = float("inf")
 _NINF = float("-inf")
 _TWO63 = 2.0**63
@@ -687,8 +669,6 @@ _STR_ONLY = {str}
 _INT_ONLY = {int}
 _KIND_OF: dict[type, str] = {str: "s:", int: "i:", float: "f:", bool: "b:"}
 _TYPE_OF: dict[str, type] = {STR: str, INT: int, FLOAT: float, BOOL: bool}
-_V4_MASK = ~((0xF000 << 64) | (0xC000 << 48)) & ((1 << 128) - 1)
-_V4_BITS = (0x4000 << 64) | (0x8000 << 48)
 
 
 def _invalid(fieldname: str, message: str, code: str | None = None,

@@ -292,14 +292,16 @@ def _layout(snap: Snapshot, spec: ExportSpec,
     for pieces, _ in _rounds(snap, spec.flt, spec.limit, chunk_rows):
         for block, rows in pieces:
             rows_total += _count(rows)
-            for col_name, col in block.props.items():
+            whole = isinstance(rows, slice) and rows.start == 0 and rows.stop == block.n
+            for col_name in block.props:
                 kind, key = col_name[0], col_name[2:]
                 if candidates is not None and key not in candidates:
                     continue
                 kinds = found.get(key)
                 if kinds is not None and kind in kinds:
                     continue
-                if _present(col, kind, rows):
+                if block.has_values(col_name) if whole else _present(
+                        block.scan("p:" + col_name), kind, rows):
                     found.setdefault(key, set()).add(kind)
 
     def column(key: str) -> PropColumn:
@@ -320,10 +322,32 @@ def _layout(snap: Snapshot, spec: ExportSpec,
     return Layout(base, props, with_props), rows_total
 
 
+class _Scanner:
+    """Block columns for an export's one pass: each decoded once, kept only while the chunks
+    still reach into its block (a segment spans several chunks), never in the query cache."""
+
+    def __init__(self) -> None:
+        self._columns: dict[int, dict[str, np.ndarray]] = {}
+
+    def start_chunk(self, pieces: list[Piece]) -> None:
+        live = {id(b) for b, _ in pieces}
+        for key in [k for k in self._columns if k not in live]:
+            del self._columns[key]
+
+    def column(self, block: Block, name: str) -> np.ndarray:
+        columns = self._columns.setdefault(id(block), {})
+        found = columns.get(name)
+        if found is None:
+            found = columns[name] = block.scan(name)
+        return found
+
+
 def _gather(pieces: list[Piece], order: np.ndarray | None, layout: Layout,
-            snap: Snapshot) -> Chunk:
+            snap: Snapshot, scanner: _Scanner) -> Chunk:
     """The chunk's rows copied out of their blocks, in time order."""
     import pyarrow as pa
+
+    scanner.start_chunk(pieces)
 
     needed = [f"{kind}:{col.key}" for col in layout.props for kind in col.kinds]
 
@@ -332,11 +356,11 @@ def _gather(pieces: list[Piece], order: np.ndarray | None, layout: Layout,
         return arr if order is None else arr[order]
 
     def base(name: str) -> np.ndarray:
-        return cat([getattr(b, name)[r] for b, r in pieces])
+        return cat([scanner.column(b, name)[r] for b, r in pieces])
 
     props = {}
     for name in needed:
-        props[name] = cat([b.props[name][r] if name in b.props
+        props[name] = cat([scanner.column(b, "p:" + name)[r] if name in b.props
                            else null_column(name[0], _count(r)) for b, r in pieces])
     id_text = None
     if any(b.id_text is not None for b, _ in pieces):
@@ -391,8 +415,10 @@ class Export:
         writer = WRITERS[self.spec.format](self.layout, self.rows)
         self._writer = writer
 
+        scanner = _Scanner()  # (used by the one helper thread below, chunk after chunk)
+
         def prepare(pieces: list[Piece], order: np.ndarray | None) -> tuple[int, Any]:
-            chunk = _gather(pieces, order, self.layout, self.snap)
+            chunk = _gather(pieces, order, self.layout, self.snap, scanner)
             return chunk.n, writer.prepare(chunk)
 
         # Two-stage pipeline: a helper thread gathers and renders chunk i+1 while this one

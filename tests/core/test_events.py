@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import uuid
 
 import orjson
@@ -11,7 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rta.core.errors import ValidationError
-from rta.core.events import EventBatch, EventValidator, Limits, new_event_ids
+from rta.core.event_ids import new_event_id, new_event_ids, new_id_words
+from rta.core.events import EventBatch, EventValidator, Limits
 
 NOW = 1_800_000_000_000
 
@@ -147,11 +149,11 @@ def per_event(items: list[object], limits: Limits | None = None,
 
 def same_batch(a: EventBatch, b: EventBatch, generated: set[int] = frozenset()) -> None:
     """Equal field by field, property columns in the same order (ids the server generated
-    are random: only their shape is compared)."""
+    are fresh: only their shape is compared)."""
     assert [x for i, x in enumerate(a.ids) if i not in generated] == \
         [x for i, x in enumerate(b.ids) if i not in generated]
     for i in generated:
-        assert len(a.ids[i]) == 36 and a.ids[i][14] == "4"
+        assert len(a.ids[i]) == 36 and a.ids[i][14] == "8"
     assert (a.timestamps, a.types, a.users, a.sessions) == \
         (b.timestamps, b.types, b.users, b.sessions)
     assert list(a.props.items()) == list(b.props.items())
@@ -283,9 +285,27 @@ def test_orjson_parse_then_fast_path_equals_json_then_per_event(items: list[dict
     same_batch(fast, slow, {i for i, e in enumerate(items) if e.get("id") is None})
 
 
-def test_generated_ids_are_distinct_v4_uuids() -> None:
-    ids = new_event_ids(500)
-    assert len(set(ids)) == 500
-    for text in ids[:50]:
+def test_generated_ids_are_distinct_v8_uuids() -> None:
+    ids = new_event_ids(500) + new_event_ids(3) + [new_event_id() for _ in range(3)]
+    assert len(set(ids)) == len(ids)
+    for text in ids:
         u = uuid.UUID(text)
-        assert u.version == 4 and u.variant == uuid.RFC_4122 and str(u) == text
+        assert u.version == 8 and u.variant == uuid.RFC_4122 and str(u) == text
+    hi, lo = new_id_words(4)
+    texts = {str(uuid.UUID(int=(int(h) << 64) | int(x))) for h, x in zip(hi, lo, strict=True)}
+    assert len(texts) == 4 and not texts & set(ids)
+    assert {uuid.UUID(t).version for t in texts} == {8}
+
+
+def test_generated_ids_differ_in_a_forked_child() -> None:
+    """The prefix is drawn again after a fork, so two processes never share ids."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report one id and leave at once
+        os.write(write, new_event_id().encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 100).decode()
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert uuid.UUID(child).fields[:3] != uuid.UUID(new_event_id()).fields[:3]

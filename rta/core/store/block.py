@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from itertools import repeat
@@ -47,6 +48,17 @@ def id_parts(text: str) -> tuple[int, int, bool]:
     return h >> 64, h & 0xFFFFFFFFFFFFFFFF, True
 
 
+_KEY_MIX = np.uint64(0x9E3779B97F4A7C15)
+
+
+def dedup_keys(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """One well-spread uint64 per id for duplicate lookups.
+
+    Generated ids share their high half within a process and count in their low half, so
+    neither half alone is unique across restarts; this mix of both is (up to 2**-64 odds)."""
+    return lo ^ (hi * _KEY_MIX)
+
+
 def null_column(kind: str, n: int) -> np.ndarray:
     dtype, sentinel = NULL_DTYPES[kind]
     return np.full(n, sentinel, dtype=dtype)
@@ -62,7 +74,7 @@ class Block:
     id_hi: np.ndarray
     id_lo: np.ndarray
     id_text: pa.Array | None = None  # custom (non-UUID) ids; null where the id is a UUID
-    props: dict[str, np.ndarray] = field(default_factory=dict)
+    props: Mapping[str, np.ndarray] = field(default_factory=dict)
     label: str = "head"
 
     @property
@@ -95,6 +107,20 @@ class Block:
         if self.id_text is not None:
             total += self.id_text.nbytes
         return total
+
+    def has_values(self, prop: str) -> bool:
+        """Whether property column `<kind>:<key>` holds a value in any row."""
+        col = self.props.get(prop)
+        if col is None:
+            return False
+        if prop[0] == FLOAT:
+            return not bool(np.isnan(col).all())
+        return bool((col != NULL_DTYPES[prop[0]][1]).any())
+
+    def scan(self, name: str) -> np.ndarray:
+        """A base column, or property column `p:<kind>:<key>`, for a one-pass read (exports):
+        a segment decodes it without evicting the columns queries keep decoded."""
+        return self.props[name[2:]] if name.startswith("p:") else getattr(self, name)
 
     def time_slice(self, start: int | None, end: int | None) -> slice:
         """Rows with start <= ts < end, by binary search on the sorted timestamps."""
@@ -150,6 +176,11 @@ def batch_id_words(batch: EventBatch) -> tuple[np.ndarray, np.ndarray, list[str 
     if words is None or len(words[0]) != len(batch.ids):
         words = batch.id_words = parse_ids(batch.ids)
     return words
+
+
+def batch_dedup_keys(batch: EventBatch) -> np.ndarray:
+    hi, lo, _ = batch_id_words(batch)
+    return dedup_keys(hi, lo)
 
 
 def parse_ids(ids: list[str]) -> tuple[np.ndarray, np.ndarray, list[str | None] | None]:

@@ -43,6 +43,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 
 from rta.core.errors import ValidationError
+from rta.core.event_ids import new_id_words
 from rta.core.events import (
     BOOL,
     FLOAT,
@@ -61,6 +62,7 @@ from rta.core.store.block import (
     Block,
     block_from_batch,
     concat_blocks,
+    dedup_keys,
     id_parts,
     null_column,
 )
@@ -353,7 +355,8 @@ class _Loader:
         order = np.concatenate([o for _, o in self.pieces])
         self.pieces, self.rows = [], 0
         ts = np.concatenate([b.ts for b in blocks])
-        keep = _dedup(self.store, np.concatenate([b.id_lo for b in blocks]), order)
+        keep = _dedup(self.store, np.concatenate([dedup_keys(b.id_hi, b.id_lo) for b in blocks]),
+                      order)
         dropped = len(keep) - int(keep.sum())
         self.result.duplicates += dropped
         self.store.duplicates_dropped += dropped
@@ -719,18 +722,8 @@ def _parse_ids(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, pa.Array | None]:
             id_text = pa.array(full, pa.string())
     missing = np.flatnonzero(~valid)
     if len(missing):
-        fresh = _random_uuids(len(missing))
-        hi[missing] = fresh[:, 0]
-        lo[missing] = fresh[:, 1]
+        hi[missing], lo[missing] = new_id_words(len(missing))
     return hi, lo, id_text
-
-
-def _random_uuids(k: int) -> np.ndarray:
-    """(k, 2) uint64 words of random version-4 UUIDs (what `uuid.uuid4()` gives)."""
-    words = np.frombuffer(os.urandom(16 * k), dtype=">u8").astype(np.uint64).reshape(k, 2)
-    words[:, 0] = (words[:, 0] & np.uint64(0xFFFFFFFFFFFF0FFF)) | np.uint64(0x4000)
-    words[:, 1] = (words[:, 1] & np.uint64(0x3FFFFFFFFFFFFFFF)) | np.uint64(1 << 63)
-    return words
 
 
 def _encode(table: pa.Table, store: ColumnStore, now: int) -> Block:
@@ -759,8 +752,8 @@ def _encode(table: pa.Table, store: ColumnStore, now: int) -> Block:
         if ids is not None:
             id_hi, id_lo, id_text = ids.result()
         else:
-            fresh = _random_uuids(n)
-            id_hi, id_lo, id_text = fresh[:, 0].copy(), fresh[:, 1].copy(), None
+            id_hi, id_lo = new_id_words(n)
+            id_text = None
     ts_type = table.schema.field("timestamp").type if "timestamp" in names else pa.null()
     if pa.types.is_integer(ts_type) or pa.types.is_floating(ts_type):
         # Other types (ISO strings the JSON reader turned into timestamps) went to the
@@ -866,18 +859,20 @@ def _write_segments(store: ColumnStore, blocks: list[Block], now: int) -> None:
         store.dicts.sync()  # dictionaries before any segment that refers to them
         directory = os.path.join(store.data_dir, "segments")
         tmp_paths = []
-        for block in blocks:
+        for _block in blocks:
             seq = store._next_segment
             store._next_segment += 1
-            final = os.path.join(directory, segment_name(seq))
-            write_segment_file(final + ".tmp", block, wal_seq)
-            tmp_paths.append((seq, final))
+            tmp_paths.append((seq, os.path.join(directory, segment_name(seq))))
+        # Encoding and zstd release the GIL for most of their time: both cores write.
+        with ThreadPoolExecutor(2) as pool:
+            list(pool.map(lambda job: write_segment_file(job[1][1] + ".tmp", job[0], wal_seq),
+                          zip(blocks, tmp_paths, strict=True)))
         if store.config.fsync:
             with ThreadPoolExecutor(4) as pool:
                 list(pool.map(_fsync_path, [p + ".tmp" for _, p in tmp_paths]))
         for seq, final in tmp_paths:
             os.replace(final + ".tmp", final)
-            new.append(read_segment(seq, final))
+            new.append(read_segment(seq, final, store.column_cache))
         if store.config.fsync:
             fsync_dir(directory)
     with store._head_lock:  # swap atomically, as finish_seal does: snapshots see all or none

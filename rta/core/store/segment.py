@@ -1,8 +1,12 @@
-"""Sealed segments: immutable, time-sorted Blocks persisted as uncompressed Arrow IPC files.
+"""Sealed segments: immutable, time-sorted Blocks persisted as compressed Arrow IPC files.
 
-Uncompressed IPC memory-maps zero-copy, so sealed data costs page cache rather than heap and
-the events held can exceed RAM. The zone map (time bounds, per-type counts, covered WAL
-sequence) lives in the schema metadata so pruning needs no extra file.
+Format 2 (written now): every integer column is narrowed by `encoding.encode_column` and the
+file is zstd-compressed, so the standard event shape costs a few bytes per event on disk. A
+segment opens by reading only its footer and schema metadata (the zone map: time bounds,
+per-type counts, largest dictionary codes, covered WAL sequence); its columns are decoded on
+first use, one at a time, through the store's `ColumnCache`, so RAM holds the columns queries
+touch rather than every event ever stored. Format 1 (uncompressed, memory-mapped zero-copy)
+is still read.
 """
 
 from __future__ import annotations
@@ -10,18 +14,27 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from rta.core.store.block import BASE_COLUMNS, Block
+from rta.core.errors import DamagedSegmentError
+from rta.core.events import FLOAT, INT, STR
+from rta.core.store.block import BASE_COLUMNS, Block, dedup_keys
+from rta.core.store.column_cache import ColumnCache
+from rta.core.store.encoding import decode_column, encode_column
 from rta.core.store.records import fsync_dir
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _NAME = re.compile(r"^seg-(\d{8})\.arrow$")
+_WRITE_OPTIONS = ipc.IpcWriteOptions(compression=pa.Codec("zstd", compression_level=3))
+_ITEMSIZE = {"ts": 8, "recv": 8, "type": 4, "user": 4, "session": 4, "id_hi": 8, "id_lo": 8,
+             STR: 4, INT: 8, FLOAT: 8}
 
 
 @dataclass
@@ -36,8 +49,8 @@ class Segment:
 
     @cached_property
     def sorted_ids(self) -> np.ndarray:
-        """Sorted low id halves, for vectorised duplicate lookups."""
-        return np.sort(self.block.id_lo)
+        """Sorted dedup keys of the segment's ids, for vectorised duplicate lookups."""
+        return np.sort(dedup_keys(self.block.id_hi, self.block.id_lo))
 
 
 def segment_name(seq: int) -> str:
@@ -55,28 +68,40 @@ def list_segments(directory: str) -> list[tuple[int, str]]:
 
 def write_segment_file(path: str, block: Block, wal_seq: int) -> None:
     """Write the segment file format to `path` (no fsync, no rename: callers decide)."""
-    arrays = [pa.array(getattr(block, c)) for c in BASE_COLUMNS]
-    names = list(BASE_COLUMNS)
+    columns: dict[str, np.ndarray | pa.Array] = {c: getattr(block, c) for c in BASE_COLUMNS}
     if block.id_text is not None:
-        arrays.append(block.id_text)
-        names.append("id_text")
-    for name, col in block.props.items():
-        arrays.append(pa.array(col))
-        names.append("p:" + name)
+        columns["id_text"] = block.id_text
+    columns.update({"p:" + name: col for name, col in block.props.items()})
+    arrays: list[pa.Array] = []
+    encodings: dict[str, dict[str, Any]] = {}
+    for name, col in columns.items():
+        if isinstance(col, np.ndarray):
+            stored, encodings[name] = encode_column(name, col)
+            arrays.append(pa.array(stored))
+        else:
+            arrays.append(col)
+    n = block.n
     meta = {
-        "version": FORMAT_VERSION, "wal_seq": wal_seq, "rows": block.n,
+        "version": FORMAT_VERSION, "wal_seq": wal_seq, "rows": n,
         "min_ts": block.min_ts, "max_ts": block.max_ts,
-        "min_recv": int(block.recv.min()) if block.n else 0,
-        "max_recv": int(block.recv.max()) if block.n else 0,
+        "min_recv": int(block.recv.min()) if n else 0,
+        "max_recv": int(block.recv.max()) if n else 0,
+        "type_counts": block.type_counts.tolist(),
+        "max_codes": {c: int(getattr(block, c).max()) if n else -1
+                      for c in ("type", "user", "session")},
+        "columns": encodings,
+        "has_values": {name: block.has_values(name) for name in block.props},
     }
-    table = pa.Table.from_arrays(arrays, names=names).replace_schema_metadata(
+    table = pa.Table.from_arrays(arrays, names=list(columns)).replace_schema_metadata(
         {"rta": json.dumps(meta)})
-    with open(path, "wb") as f, ipc.new_file(f, table.schema) as writer:
-        writer.write_table(table, max_chunksize=max(block.n, 1))
+    with open(path, "wb") as f, ipc.new_file(f, table.schema, options=_WRITE_OPTIONS) as w:
+        w.write_table(table, max_chunksize=max(n, 1))
 
 
-def write_segment(directory: str, seq: int, block: Block, wal_seq: int) -> Segment:
-    """Write, fsync and atomically rename a segment file, then reopen it memory-mapped."""
+def write_segment(directory: str, seq: int, block: Block, wal_seq: int,
+                  cache: ColumnCache | None = None) -> Segment:
+    """Write, fsync and atomically rename a segment file, then reopen it (its columns still
+    decoded in `block` go to the cache, so the first query after a seal decodes nothing)."""
     final = os.path.join(directory, segment_name(seq))
     tmp = final + ".tmp"
     write_segment_file(tmp, block, wal_seq)
@@ -87,15 +112,36 @@ def write_segment(directory: str, seq: int, block: Block, wal_seq: int) -> Segme
         os.close(fd)
     os.replace(tmp, final)
     fsync_dir(directory)
-    return read_segment(seq, final)
+    return read_segment(seq, final, cache, decoded=block)
 
 
-def read_segment(seq: int, path: str) -> Segment:
-    """Memory-map a segment; raises on a damaged file (the caller reports and skips it)."""
+def read_segment(seq: int, path: str, cache: ColumnCache | None = None,
+                 decoded: Block | None = None) -> Segment:
+    """Open a segment; raises on a damaged file (the caller reports and skips it).
+
+    `decoded`: the same rows already in memory, used to warm the cache."""
     source = pa.memory_map(path, "r")
-    table = ipc.open_file(source).read_all()
-    meta = json.loads(table.schema.metadata[b"rta"])
-    if meta.get("version") != FORMAT_VERSION or table.num_rows != meta["rows"]:
+    reader = ipc.open_file(source)
+    meta = json.loads(reader.schema.metadata[b"rta"])
+    version = meta.get("version")
+    if version == 1:
+        block = _dense_block(reader.read_all(), meta, path)
+    elif version == FORMAT_VERSION and reader.num_record_batches == (1 if meta["rows"] else 0) \
+            and set(meta["columns"]) <= set(reader.schema.names):
+        lazy = LazyBlock(path, reader.schema, meta, cache or ColumnCache(0))
+        if decoded is not None and cache is not None:
+            lazy.warm(decoded)
+        block = lazy
+    else:
+        raise ValueError(f"segment {path}: unexpected format or row count")
+    return Segment(seq=seq, path=path, block=block, wal_seq=meta["wal_seq"],
+                   min_recv=meta["min_recv"], max_recv=meta["max_recv"],
+                   size_bytes=os.path.getsize(path))
+
+
+def _dense_block(table: pa.Table, meta: dict[str, Any], path: str) -> Block:
+    """A format-1 segment: uncompressed columns used zero-copy from the memory map."""
+    if table.num_rows != meta["rows"]:
         raise ValueError(f"segment {path}: unexpected format or row count")
 
     def col(name: str) -> np.ndarray:
@@ -107,8 +153,130 @@ def read_segment(seq: int, path: str) -> Segment:
     props = {name[2:]: col(name) for name in table.column_names if name.startswith("p:")}
     id_text = table.column("id_text").combine_chunks() if "id_text" in table.column_names \
         else None
-    block = Block(**{c: col(c) for c in BASE_COLUMNS}, id_text=id_text, props=props,
-                  label=os.path.basename(path))
-    return Segment(seq=seq, path=path, block=block, wal_seq=meta["wal_seq"],
-                   min_recv=meta["min_recv"], max_recv=meta["max_recv"],
-                   size_bytes=os.path.getsize(path))
+    return Block(**{c: col(c) for c in BASE_COLUMNS}, id_text=id_text, props=props,
+                 label=os.path.basename(path))
+
+
+class LazyBlock(Block):
+    """A format-2 segment as a Block whose columns decode on first use.
+
+    Shape facts queries prune with (rows, time bounds, type counts, property keys) come from
+    the metadata and decode nothing."""
+
+    def __init__(self, path: str, schema: pa.Schema, meta: dict[str, Any],
+                 cache: ColumnCache) -> None:
+        self.path = path
+        self.label = os.path.basename(path)
+        self._schema = schema
+        self._meta = meta
+        self._cache = cache
+        self._rows = int(meta["rows"])
+        self._props = LazyProps(self, [n[2:] for n in schema.names if n.startswith("p:")])
+
+    # The columns (setters only so the type matches Block's attributes; blocks are immutable).
+    ts = property(lambda self: self.load("ts"), lambda self, v: self._immutable())
+    recv = property(lambda self: self.load("recv"), lambda self, v: self._immutable())
+    type = property(lambda self: self.load("type"), lambda self, v: self._immutable())
+    user = property(lambda self: self.load("user"), lambda self, v: self._immutable())
+    session = property(lambda self: self.load("session"), lambda self, v: self._immutable())
+    id_hi = property(lambda self: self.load("id_hi"), lambda self, v: self._immutable())
+    id_lo = property(lambda self: self.load("id_lo"), lambda self, v: self._immutable())
+
+    @property  # type: ignore[misc]
+    def id_text(self) -> pa.Array | None:  # type: ignore[override]
+        if "id_text" not in self._schema.names:
+            return None
+        return self._read("id_text")
+
+    @property  # type: ignore[misc]
+    def props(self) -> Mapping[str, np.ndarray]:  # type: ignore[override]
+        return self._props
+
+    def _immutable(self) -> None:
+        raise AttributeError("segment blocks are immutable")
+
+    @property
+    def n(self) -> int:
+        return self._rows
+
+    @cached_property
+    def min_ts(self) -> int:
+        return int(self._meta["min_ts"]) if self._rows else 0
+
+    @cached_property
+    def max_ts(self) -> int:
+        return int(self._meta["max_ts"]) if self._rows else -1
+
+    @cached_property
+    def type_counts(self) -> np.ndarray:
+        return np.array(self._meta["type_counts"], dtype=np.int64)
+
+    @cached_property
+    def max_codes(self) -> dict[str, int]:
+        return dict(self._meta["max_codes"])
+
+    def nbytes(self) -> int:
+        """Bytes the decoded columns would take (what `Block.nbytes` reports)."""
+        total = sum(_ITEMSIZE[c] for c in BASE_COLUMNS)
+        total += sum(_ITEMSIZE.get(name[0], 1) for name in self._props)
+        return total * self._rows
+
+    def has_values(self, prop: str) -> bool:
+        return bool(self._meta["has_values"].get(prop, False))
+
+    def load(self, name: str) -> np.ndarray:
+        return self._cache.get((self.path, name), lambda: self._decode(name))
+
+    def scan(self, name: str) -> np.ndarray:
+        if name.startswith("p:") and name[2:] not in self._props:
+            raise KeyError(name)
+        cached = self._cache.peek((self.path, name))
+        return cached if cached is not None else self._decode(name)
+
+    def warm(self, block: Block) -> None:
+        for c in BASE_COLUMNS:
+            self._cache.put((self.path, c), getattr(block, c))
+        for name, col in block.props.items():
+            self._cache.put((self.path, "p:" + name), col)
+
+    def _read(self, name: str) -> pa.Array:
+        try:
+            options = ipc.IpcReadOptions(included_fields=[self._schema.get_field_index(name)])
+            reader = ipc.open_file(pa.memory_map(self.path, "r"), options=options)
+            if not self._rows:
+                return pa.array([], type=self._schema.field(name).type)
+            column = reader.get_batch(0).column(0)
+        except (OSError, pa.ArrowException) as exc:
+            raise DamagedSegmentError(f"segment {self.label} is damaged: {exc}",
+                               [{"segment": self.label, "column": name}]) from exc
+        if len(column) != self._rows:
+            raise DamagedSegmentError(f"segment {self.label} is damaged: column {name} has "
+                               f"{len(column)} rows, not {self._rows}",
+                               [{"segment": self.label, "column": name}])
+        return column
+
+    def _decode(self, name: str) -> np.ndarray:
+        stored = self._read(name).to_numpy(zero_copy_only=False)
+        return decode_column(stored, self._meta["columns"].get(name, {"enc": "raw"}))
+
+
+class LazyProps(Mapping[str, np.ndarray]):
+    """`Block.props` of a LazyBlock: keys from the schema, values decoded on access."""
+
+    def __init__(self, block: LazyBlock, names: list[str]) -> None:
+        self._block = block
+        self._names = dict.fromkeys(names)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self._names:
+            raise KeyError(name)
+        return self._block.load("p:" + name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._names

@@ -15,6 +15,7 @@ import os
 import threading
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -22,14 +23,22 @@ from rta.core.errors import StorageError, StoreLockedError
 from rta.core.events import EventBatch
 from rta.core.store.block import (
     Block,
-    batch_id_words,
+    batch_dedup_keys,
     block_from_batch,
     concat_blocks,
+    dedup_keys,
     empty_block,
     sort_block,
 )
+from rta.core.store.column_cache import ColumnCache
 from rta.core.store.dictionary import Dictionaries
-from rta.core.store.segment import Segment, list_segments, read_segment, write_segment
+from rta.core.store.segment import (
+    LazyBlock,
+    Segment,
+    list_segments,
+    read_segment,
+    write_segment,
+)
 from rta.core.store.snapshot import Snapshot
 from rta.core.store.wal import WriteAheadLog
 from rta.core.timeparse import DAY, now_ms
@@ -44,6 +53,7 @@ class StoreConfig:
     retention_ms: int | None = None  # None keeps everything
     dedup_window_ms: int = DAY
     fsync: bool = True
+    column_cache_bytes: int = 1 << 30  # decoded segment columns kept in RAM (LRU)
 
 
 @dataclass
@@ -67,6 +77,7 @@ class ColumnStore:
         self.data_dir = data_dir
         self.config = config or StoreConfig()
         self.segments: list[Segment] = []
+        self.column_cache = ColumnCache(self.config.column_cache_bytes)
         self.damaged: list[dict[str, str]] = []
         self._head: list[Block] = []
         # Queries may take snapshots from worker threads while the event loop appends; the
@@ -143,9 +154,8 @@ class ColumnStore:
         for seq, path in list_segments(directory):
             self._next_segment = max(self._next_segment, seq + 1)
             try:
-                seg = read_segment(seq, path)
-                if seg.block.n and (int(seg.block.type.max()) >= len(self.dicts.types)
-                                    or int(seg.block.user.max()) >= len(self.dicts.users)):
+                seg = read_segment(seq, path, self.column_cache)
+                if seg.block.n and not self._codes_known(seg.block):
                     raise ValueError("refers to dictionary entries that do not exist")
             except Exception as exc:  # a damaged file must not stop the server
                 log.error("segment %s is damaged and was skipped: %s", path, exc)
@@ -153,13 +163,21 @@ class ColumnStore:
                 continue
             self.segments.append(seg)
 
+    def _codes_known(self, block: Block) -> bool:
+        """Whether every type and user code of `block` has a dictionary entry."""
+        if isinstance(block, LazyBlock):
+            top = block.max_codes
+            return top["type"] < len(self.dicts.types) and top["user"] < len(self.dicts.users)
+        return int(block.type.max()) < len(self.dicts.types) and int(
+            block.user.max()) < len(self.dicts.users)
+
     def _replay(self) -> None:
         assert self.wal is not None
         covered = max((s.wal_seq for s in self.segments), default=0)
         replayed = 0
         for _seq, payload in self.wal.replay(covered):
             batch = EventBatch.from_json(payload)
-            self._recent_ids.update(dict.fromkeys(batch_id_words(batch)[1].tolist()))
+            self._recent_ids.update(dict.fromkeys(batch_dedup_keys(batch).tolist()))
             self.apply(batch)
             replayed += len(batch)
         if replayed:
@@ -190,7 +208,7 @@ class ColumnStore:
 
     def reserve(self, batch: EventBatch) -> tuple[EventBatch, int]:
         """Drop events whose id was seen within the dedup window (or earlier in this batch)."""
-        keys = batch_id_words(batch)[1]
+        keys = batch_dedup_keys(batch)
         n = len(keys)
         dup = np.zeros(n, dtype=bool)
         horizon = now_ms() - self.config.dedup_window_ms
@@ -221,7 +239,7 @@ class ColumnStore:
     def release(self, batch: EventBatch) -> None:
         """Undo `reserve` for a batch that could not be made durable."""
         recent = self._recent_ids
-        for key in batch_id_words(batch)[1].tolist():
+        for key in batch_dedup_keys(batch).tolist():
             recent.pop(key, None)
 
     def write_wal(self, payloads: list[bytes]) -> None:
@@ -290,7 +308,8 @@ class ColumnStore:
         if self.data_dir is None:
             return
         self.dicts.sync()
-        job.segment = write_segment(self._segments_dir(), job.seq, job.block, job.wal_seq)
+        job.segment = write_segment(self._segments_dir(), job.seq, job.block, job.wal_seq,
+                                    self.column_cache)
 
     def finish_seal(self, job: SealJob) -> None:
         segment = job.segment or Segment(job.seq, "", job.block, 0, 0, now_ms(), 0)
@@ -301,7 +320,7 @@ class ColumnStore:
             self.wal.drop_through(job.wal_seq)
         recent = self._recent_ids
         if recent:
-            sealed = job.block.id_lo.tolist()
+            sealed = dedup_keys(job.block.id_hi, job.block.id_lo).tolist()
             if len(sealed) >= len(recent):  # (usually: the head was sealed whole)
                 self._recent_ids = dict.fromkeys(recent.keys() - set(sealed))
             else:
@@ -373,12 +392,13 @@ class ColumnStore:
             self.segments.remove(seg)
             if seg.path:
                 os.remove(seg.path)
+                self.column_cache.drop(seg.path)
         if expired:
             self.version += 1
             self._changes.append((self.version, 0, horizon))
         return sum(s.block.n for s in expired)
 
-    def stats(self) -> dict[str, int | list[dict[str, str]]]:
+    def stats(self) -> dict[str, Any]:
         head_bytes = sum(b.nbytes() for b in self._head) + sum(
             j.block.nbytes() for j in self._sealing)
         return {
@@ -386,9 +406,10 @@ class ColumnStore:
                 j.block.n for j in self._sealing),
             "segments": len(self.segments),
             "headEvents": self._head_rows,
-            "bytesInMemory": head_bytes,
+            "bytesInMemory": head_bytes + self.column_cache.bytes,
             "bytesOnDisk": sum(s.size_bytes for s in self.segments),
             "walBytes": self.wal.size_bytes() if self.wal is not None else 0,
             "duplicatesDropped": self.duplicates_dropped,
             "damagedSegments": self.damaged,
+            "columnCache": self.column_cache.stats(),
         }

@@ -1,0 +1,71 @@
+"""A byte-bounded LRU of decompressed segment columns.
+
+Sealed segments are compressed on disk (a few bytes per event); queries need plain numpy
+columns. Decoding on every query would cost more than the query, decoding everything at open
+would cost the RAM compression saved, so the columns queries use stay decoded here up to a
+budget and the least recently used ones are dropped past it.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
+
+import numpy as np
+
+
+class ColumnCache:
+    def __init__(self, budget_bytes: int) -> None:
+        self.budget_bytes = budget_bytes
+        self._items: OrderedDict[Hashable, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self.bytes = 0
+        self.hits = 0
+        self.misses = 0
+        self.evictions = 0
+
+    def get(self, key: Hashable, load: Callable[[], np.ndarray]) -> np.ndarray:
+        """The cached column for `key`, loading (outside the lock) on a miss.
+
+        Two threads missing the same key both decode it; the second result replaces the
+        first. Rare, and cheaper than holding a lock across decompression."""
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+                self.hits += 1
+                return found
+            self.misses += 1
+        value = load()
+        self.put(key, value)
+        return value
+
+    def peek(self, key: Hashable) -> np.ndarray | None:
+        """The cached column, if any, without loading or reordering anything."""
+        with self._lock:
+            return self._items.get(key)
+
+    def put(self, key: Hashable, value: np.ndarray) -> None:
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self.bytes -= old.nbytes
+            if value.nbytes > self.budget_bytes:
+                return  # (larger than the whole budget: used once, never kept)
+            self._items[key] = value
+            self.bytes += value.nbytes
+            while self.bytes > self.budget_bytes:
+                _, dropped = self._items.popitem(last=False)
+                self.bytes -= dropped.nbytes
+                self.evictions += 1
+
+    def drop(self, owner: Hashable) -> None:
+        """Forget every column of one segment (keys are `(owner, column)`)."""
+        with self._lock:
+            for key in [k for k in self._items if isinstance(k, tuple) and k[0] == owner]:
+                self.bytes -= self._items.pop(key).nbytes
+
+    def stats(self) -> dict[str, int]:
+        return {"bytes": self.bytes, "budgetBytes": self.budget_bytes, "columns": len(self._items),
+                "hits": self.hits, "misses": self.misses, "evictions": self.evictions}
