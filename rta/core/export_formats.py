@@ -199,8 +199,7 @@ def decode(dictionary: Dictionary, codes: np.ndarray, style: str = "raw") -> pa.
     if len(dictionary) <= _DECODE_CACHE_MAX:
         return _table(dictionary, style).take(index)
     uniq, inverse = np.unique(codes, return_inverse=True)
-    strings = dictionary.strings
-    words = pa.array([strings[c] if c >= 0 else None for c in uniq.tolist()], pa.string())
+    words = pa.array(dictionary.decode(uniq), pa.string())
     inv = inverse.astype(np.int32)
     return _STYLES[style](words).take(pa.array(inv, mask=codes < 0))
 
@@ -209,10 +208,10 @@ def _table(dictionary: Dictionary, style: str) -> pa.Array:
     with _decode_lock:
         tables = _decoded.setdefault(dictionary, {})
         have = tables.get(style)
-        size = len(dictionary.strings)
+        size = len(dictionary)
         if have is None or len(have) < size:
             done = 0 if have is None else len(have)
-            extra = _STYLES[style](pa.array(dictionary.strings[done:size], pa.string()))
+            extra = _STYLES[style](dictionary.array(done, size))
             have = extra if have is None else pa.concat_arrays([have, extra])
             tables[style] = have
         return have

@@ -14,8 +14,6 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from itertools import repeat
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -249,18 +247,8 @@ def uuid_words(chars: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def encode_strings(d: Dictionary, values: list[str | None]) -> np.ndarray:
-    """int32 codes of `values` in `d` (-1 for None), adding new strings: one C-level lookup
-    pass, then Python only for the misses (new strings and nulls)."""
-    get: Any = d.codes.get
-    codes = np.array(list(map(get, values, repeat(-1))), dtype=np.int32)
-    if len(codes) and codes.min() < 0:
-        misses = np.flatnonzero(codes < 0)
-        texts = [values[i] for i in misses.tolist()]
-        new = [t for t in dict.fromkeys(texts) if t is not None and t not in d.codes]
-        if new:
-            d.add_many(new)
-        codes[misses] = list(map(get, texts, repeat(-1)))  # (None stays -1)
-    return codes
+    """int32 codes of `values` in `d` (-1 for None), adding new strings."""
+    return d.encode(values)
 
 
 def block_from_batch(batch: EventBatch, dicts: Dictionaries) -> Block:

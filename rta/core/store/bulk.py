@@ -621,8 +621,7 @@ def _global_codes(d: Dictionary, strings: list[str]) -> np.ndarray:
 
     New strings go in through `Dictionary.add_many`, once per chunk rather than per string.
     """
-    get = d.codes.get
-    out = np.fromiter((get(s, -1) for s in strings), dtype=np.int32, count=len(strings))
+    out = d.lookup_many(strings)
     missing = np.flatnonzero(out < 0)
     if len(missing):
         new = [strings[i] for i in missing.tolist()]
@@ -643,8 +642,9 @@ def _encode_strings(d: Dictionary, enc: pa.DictionaryArray,
     if not strings:
         return np.full(len(a), -1, dtype=np.int32)
     lut = _global_codes(d, strings)
-    if empty_is_null and "" in d.codes:
-        lut[lut == d.codes[""]] = -1
+    empty = d.lookup("") if empty_is_null else -1
+    if empty >= 0:
+        lut[lut == empty] = -1
     idx = enc.indices
     if idx.null_count:
         codes = lut[np.asarray(idx.fill_null(0).to_numpy(zero_copy_only=False), np.int64)]
