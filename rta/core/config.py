@@ -15,6 +15,7 @@ class EngineConfig:
     dedup_window_ms: int = 24 * 3600 * 1000
     fsync: bool = True
     cache_ttl_ms: int = 30_000
+    column_cache_mb: int = 1024  # decoded segment columns kept for queries (LRU)
     alert_interval_ms: int = 1000
     limits: Limits = field(default_factory=Limits)
 

@@ -72,7 +72,8 @@ class Engine:
         self.validator = EventValidator(limits)
         self.store = ColumnStore(self.config.data_dir, StoreConfig(
             max_head_events=self.config.max_events, retention_ms=self.config.retention_ms,
-            dedup_window_ms=self.config.dedup_window_ms, fsync=self.config.fsync))
+            dedup_window_ms=self.config.dedup_window_ms, fsync=self.config.fsync,
+            column_cache_bytes=self.config.column_cache_mb << 20))
         self.metadata = MetadataStore(self.config.data_dir)
         self.metrics = Registry()
         self._ingested = self.metrics.counter("rta_events_ingested_total",
