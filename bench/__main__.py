@@ -1,4 +1,4 @@
-"""`python -m bench all|ingest|query|behaviour|export|live|dashboard|soak [args...]`.
+"""`python -m bench all|ingest|query|behaviour|export|live|dashboard|soak|scale [args...]`.
 
 Each name runs `bench/<name>.py:main(argv)` (which prints one table); `all` runs every
 benchmark present, in order, with the same arguments. Modules not written yet are skipped
@@ -12,8 +12,9 @@ import importlib.util
 import sys
 import time
 
-BENCHMARKS = ("ingest", "query", "behaviour", "export", "live", "dashboard", "soak")
-ALL = ("ingest", "query", "behaviour", "export", "live", "dashboard")  # soak runs on request
+BENCHMARKS = ("ingest", "query", "behaviour", "export", "live", "dashboard", "soak", "scale")
+# soak (minutes) and scale (100M events) run on request
+ALL = ("ingest", "query", "behaviour", "export", "live", "dashboard")
 
 
 def run(name: str, argv: list[str]) -> int:
