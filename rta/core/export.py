@@ -322,11 +322,16 @@ def _layout(snap: Snapshot, spec: ExportSpec,
     return Layout(base, props, with_props), rows_total
 
 
-class _Scanner:
-    """Block columns for an export's one pass: each decoded once, kept only while the chunks
-    still reach into its block (a segment spans several chunks), never in the query cache."""
+_SCANNED_BASE = ("ts", "recv", "type", "user", "session", "id_hi", "id_lo")
 
-    def __init__(self) -> None:
+
+class _Scanner:
+    """Block columns for an export's one pass: all a block's needed columns decoded together
+    the first time a chunk reaches into it, kept only while chunks still do (a segment spans
+    several chunks), never put in the query cache."""
+
+    def __init__(self, names: list[str]) -> None:
+        self._names = names
         self._columns: dict[int, dict[str, np.ndarray]] = {}
 
     def start_chunk(self, pieces: list[Piece]) -> None:
@@ -335,7 +340,10 @@ class _Scanner:
             del self._columns[key]
 
     def column(self, block: Block, name: str) -> np.ndarray:
-        columns = self._columns.setdefault(id(block), {})
+        columns = self._columns.get(id(block))
+        if columns is None:
+            wanted = [n for n in self._names if not n.startswith("p:") or n[2:] in block.props]
+            columns = self._columns[id(block)] = block.scan_many(wanted)
         found = columns.get(name)
         if found is None:
             found = columns[name] = block.scan(name)
@@ -415,7 +423,8 @@ class Export:
         writer = WRITERS[self.spec.format](self.layout, self.rows)
         self._writer = writer
 
-        scanner = _Scanner()  # (used by the one helper thread below, chunk after chunk)
+        needed = [f"p:{kind}:{col.key}" for col in self.layout.props for kind in col.kinds]
+        scanner = _Scanner([*_SCANNED_BASE, *needed])  # (one helper thread uses it)
 
         def prepare(pieces: list[Piece], order: np.ndarray | None) -> tuple[int, Any]:
             chunk = _gather(pieces, order, self.layout, self.snap, scanner)

@@ -176,6 +176,19 @@ def test_gzip_and_bad_json_line(tmp_path: Path) -> None:
         bulk_load_ndjson(ColumnStore(None), str(bad), now=NOW)
 
 
+@pytest.mark.parametrize("blank", ["\n", "   \n", "\t\r\n"])
+def test_two_objects_on_one_line_are_not_two_events(tmp_path: Path, blank: str) -> None:
+    """pyarrow reads `{..} {..}` on one line as two rows; with a blank line elsewhere the row
+    count equals the line count, and still the line must be refused as `rta ingest` does."""
+    one = json.dumps({"type": "a", "timestamp": NOW - 5})
+    path = tmp_path / "two.ndjson"
+    path.write_text(one + "\n" + one + " " + one + "\n" + blank + one + "\n")
+    with pytest.raises(BulkReadError, match=r"two.ndjson:2: not valid JSON"):
+        bulk_load_ndjson(ColumnStore(None), str(path), now=NOW)
+    path.write_text(one + "\n" + blank + one + "\n")  # a blank line alone is skipped
+    assert bulk_load_ndjson(ColumnStore(None), str(path), now=NOW).accepted == 2
+
+
 def test_counts_match_duckdb_on_the_same_table(tmp_path: Path) -> None:
     table = generate_arrow(5000, users=300, days=10, seed=12, end_ms=END)
     store = ColumnStore(None, StoreConfig(max_head_events=1000))

@@ -120,6 +120,10 @@ class Block:
         a segment decodes it without evicting the columns queries keep decoded."""
         return self.props[name[2:]] if name.startswith("p:") else getattr(self, name)
 
+    def scan_many(self, names: list[str]) -> dict[str, np.ndarray]:
+        """`scan` of several columns (a segment reads and decompresses them together)."""
+        return {name: self.scan(name) for name in names}
+
     def time_slice(self, start: int | None, end: int | None) -> slice:
         """Rows with start <= ts < end, by binary search on the sorted timestamps."""
         lo = 0 if start is None else int(np.searchsorted(self.ts, start, "left"))

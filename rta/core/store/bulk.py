@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import IO, Any
 
 import numpy as np
@@ -149,11 +150,13 @@ def bulk_load_ndjson(store: ColumnStore, path: str, limits: Limits | None = None
             chunk, parsed = pending.result()
             nxt = next(chunks, None)
             pending = pool.submit(_parse_chunk, nxt, read_options) if nxt is not None else None
-            if parsed is None or parsed.num_rows != chunk.rows:
-                loader.add_raw(chunk.raw_rows(np.arange(chunk.rows)), events)
+            if parsed is None or not chunk.matches(parsed):
+                rows = chunk.rows
+                loader.add_raw(chunk.raw_rows(np.arange(rows)), events)
             else:
+                rows = parsed.num_rows
                 loader.add(_flatten(parsed), events, chunk.raw_rows)
-            events += chunk.rows
+            events += rows
             if progress is not None:
                 progress(events)
     loader.finish()
@@ -164,35 +167,69 @@ def bulk_load_ndjson(store: ColumnStore, path: str, limits: Limits | None = None
 # -- NDJSON input --------------------------------------------------------------------------
 
 
-@dataclass
 class _Chunk:
-    path: str
-    data: bytes
-    first_line: int  # 1-based line number of the chunk's first line
-    starts: np.ndarray  # byte offsets of the non-blank lines
-    ends: np.ndarray
-    lines: np.ndarray  # their 1-based line numbers
+    """Whole lines of an NDJSON file. Where each line starts is found only when needed (a
+    parse that disagrees, slow rows): when pyarrow returns one row per newline, every line
+    was one event and the byte scan is skipped."""
+
+    def __init__(self, path: str, data: bytes, first_line: int) -> None:
+        self.path = path
+        self.data = data
+        self.first_line = first_line  # 1-based line number of the chunk's first line
+        self.newlines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+
+    @cached_property
+    def _lines(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(start offsets, end offsets, 1-based line numbers) of the non-blank lines."""
+        data = self.data
+        buf = np.frombuffer(data, dtype=np.uint8)
+        nl = np.flatnonzero(buf == 10)
+        starts = np.r_[0, nl + 1]
+        ends = np.r_[nl, len(buf)]
+        if len(starts) and starts[-1] == len(buf):  # nothing after the final newline
+            starts, ends = starts[:-1], ends[:-1]
+        # A line starting with a non-blank byte is an event; the rare others are checked.
+        keep = ends > starts
+        keep[keep] = ~_WS[buf[starts[keep]]]
+        for i in np.flatnonzero(~keep).tolist():
+            keep[i] = bool(data[starts[i]:ends[i]].strip())
+        numbers = np.arange(self.first_line, self.first_line + len(starts))
+        return starts[keep], ends[keep], numbers[keep]
 
     @property
     def rows(self) -> int:
-        return len(self.starts)
+        return len(self._lines[0])
+
+    def matches(self, parsed: pa.Table) -> bool:
+        """Whether pyarrow's rows are this chunk's non-blank lines, one each (pyarrow reads
+        `{..} {..}` on one line as two rows and skips blank lines, so the counts decide)."""
+        if parsed.num_rows == self.newlines and _no_line_starts_blank(self.data):
+            return True  # every line holds something, and one row each
+        return parsed.num_rows == self.rows
 
     def raw_rows(self, rows: np.ndarray) -> list[Any]:
         """The JSON values of the given rows, parsed by Python's json like `rta ingest`."""
+        starts, ends, lines = self._lines
         out = []
         for r in rows.tolist():
-            text = self.data[self.starts[r]:self.ends[r]]
+            text = self.data[starts[r]:ends[r]]
             try:
                 out.append(json.loads(text))
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 msg = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
-                raise BulkReadError(f"{self.path}:{int(self.lines[r])}: not valid JSON: {msg}"
+                raise BulkReadError(f"{self.path}:{int(lines[r])}: not valid JSON: {msg}"
                                     ) from None
         return out
 
 
 _WS = np.zeros(256, dtype=bool)
 _WS[[9, 10, 11, 12, 13, 32]] = True
+_LINE_STARTS_BLANK = tuple(b"\n" + bytes([c]) for c in (9, 10, 11, 12, 13, 32))
+
+
+def _no_line_starts_blank(data: bytes) -> bool:
+    """No line starts with whitespace (so none is blank): a few memchr-speed scans."""
+    return not (data[:1].isspace() or any(p in data for p in _LINE_STARTS_BLANK))
 
 
 def _ndjson_chunks(path: str, chunk_bytes: int) -> Iterator[_Chunk]:
@@ -203,7 +240,7 @@ def _ndjson_chunks(path: str, chunk_bytes: int) -> Iterator[_Chunk]:
     with f:
         while True:
             block = f.read(chunk_bytes)
-            data = tail + block
+            data = tail + block if tail else block
             if not block:
                 tail = b""
             else:
@@ -211,30 +248,14 @@ def _ndjson_chunks(path: str, chunk_bytes: int) -> Iterator[_Chunk]:
                 if cut == 0:
                     tail = data
                     continue
-                data, tail = data[:cut], data[cut:]
+                data, tail = (data, b"") if cut == len(data) else (data[:cut], data[cut:])
             if data:
-                chunk = _split_lines(path, data, line_no)
-                line_no += data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
-                if chunk.rows:
+                chunk = _Chunk(path, data, line_no)
+                line_no += chunk.newlines
+                if not data.isspace():
                     yield chunk
             if not block:
                 return
-
-
-def _split_lines(path: str, data: bytes, first_line: int) -> _Chunk:
-    buf = np.frombuffer(data, dtype=np.uint8)
-    nl = np.flatnonzero(buf == 10)
-    starts = np.r_[0, nl + 1]
-    ends = np.r_[nl, len(buf)]
-    if len(starts) and starts[-1] == len(buf):  # nothing after the final newline
-        starts, ends = starts[:-1], ends[:-1]
-    # A line starting with a non-blank byte is an event; the rare others are checked here.
-    keep = ends > starts
-    keep[keep] = ~_WS[buf[starts[keep]]]
-    for i in np.flatnonzero(~keep).tolist():
-        keep[i] = bool(data[starts[i]:ends[i]].strip())
-    numbers = np.arange(first_line, first_line + len(starts))
-    return _Chunk(path, data, first_line, starts[keep], ends[keep], numbers[keep])
 
 
 def _parse_chunk(chunk: _Chunk, options: pajson.ReadOptions) -> tuple[_Chunk, pa.Table | None]:

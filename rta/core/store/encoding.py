@@ -37,14 +37,18 @@ def encode_column(name: str, values: np.ndarray) -> tuple[np.ndarray, dict[str, 
 
 
 def decode_column(stored: np.ndarray, meta: dict[str, Any]) -> np.ndarray:
-    """The original column of `encode_column`."""
+    """The original column of `encode_column`: one widening pass and an add (wrapping
+    modulo the width, which is exact), plus a cumulative sum for deltas."""
     enc = meta["enc"]
     if enc == "raw":
         return stored
-    wide = stored.astype(np.uint64).view(np.int64)
-    wide += np.int64(meta["base"])
-    if enc == "delta":
-        np.cumsum(wide, out=wide)
-        wide += np.int64(meta["first"])
     dtype = np.dtype(meta["dtype"])
+    if enc == "offset":
+        out = stored.astype(dtype)  # (uint -> int wraps: the add below wraps it back)
+        out += np.array([meta["base"]], np.int64).view(np.uint64).astype(dtype)[0]
+        return out
+    wide = stored.astype(np.int64)
+    wide += np.int64(meta["base"])
+    np.cumsum(wide, out=wide)
+    wide += np.int64(meta["first"])
     return wide.view(dtype) if dtype.itemsize == 8 else wide.astype(dtype)

@@ -239,21 +239,44 @@ class LazyBlock(Block):
         for name, col in block.props.items():
             self._cache.put((self.path, "p:" + name), col)
 
+    def scan_many(self, names: list[str]) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        missing = []
+        for name in names:
+            if name.startswith("p:") and name[2:] not in self._props:
+                raise KeyError(name)
+            cached = self._cache.peek((self.path, name))
+            if cached is None:
+                missing.append(name)
+            else:
+                out[name] = cached
+        if missing:
+            columns = self._read_many(missing)  # (Arrow decompresses the columns in parallel)
+            for name, column in zip(missing, columns, strict=True):
+                out[name] = decode_column(column.to_numpy(zero_copy_only=False),
+                                          self._meta["columns"].get(name, {"enc": "raw"}))
+        return out
+
     def _read(self, name: str) -> pa.Array:
+        return self._read_many([name])[0]
+
+    def _read_many(self, names: list[str]) -> list[pa.Array]:
+        if not self._rows:
+            return [pa.array([], type=self._schema.field(n).type) for n in names]
         try:
-            options = ipc.IpcReadOptions(included_fields=[self._schema.get_field_index(name)])
-            reader = ipc.open_file(pa.memory_map(self.path, "r"), options=options)
-            if not self._rows:
-                return pa.array([], type=self._schema.field(name).type)
-            column = reader.get_batch(0).column(0)
+            fields = [self._schema.get_field_index(n) for n in names]
+            options = ipc.IpcReadOptions(included_fields=fields)
+            batch = ipc.open_file(pa.memory_map(self.path, "r"), options=options).get_batch(0)
+            columns = [batch.column(batch.schema.get_field_index(n)) for n in names]
         except (OSError, pa.ArrowException) as exc:
             raise DamagedSegmentError(f"segment {self.label} is damaged: {exc}",
-                               [{"segment": self.label, "column": name}]) from exc
-        if len(column) != self._rows:
-            raise DamagedSegmentError(f"segment {self.label} is damaged: column {name} has "
-                               f"{len(column)} rows, not {self._rows}",
-                               [{"segment": self.label, "column": name}])
-        return column
+                                      [{"segment": self.label, "columns": names}]) from exc
+        for name, column in zip(names, columns, strict=True):
+            if len(column) != self._rows:
+                raise DamagedSegmentError(
+                    f"segment {self.label} is damaged: column {name} has {len(column)} rows, "
+                    f"not {self._rows}", [{"segment": self.label, "column": name}])
+        return columns
 
     def _decode(self, name: str) -> np.ndarray:
         stored = self._read(name).to_numpy(zero_copy_only=False)
