@@ -168,22 +168,22 @@ def bulk_load_ndjson(store: ColumnStore, path: str, limits: Limits | None = None
 
 
 class _Chunk:
-    """Whole lines of an NDJSON file. Where each line starts is found only when needed (a
-    parse that disagrees, slow rows): when pyarrow returns one row per newline, every line
-    was one event and the byte scan is skipped."""
+    """Whole lines of an NDJSON file, with where each non-blank one starts: pyarrow reads
+    `{..} {..}` on one line as two rows and skips blank lines, so its row count is checked
+    against the non-blank lines before rows are trusted to be lines."""
 
     def __init__(self, path: str, data: bytes, first_line: int) -> None:
         self.path = path
         self.data = data
         self.first_line = first_line  # 1-based line number of the chunk's first line
-        self.newlines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+        self._buf = np.frombuffer(data, dtype=np.uint8)
+        self._nl = np.flatnonzero(self._buf == 10)
+        self.newlines = len(self._nl) + (0 if data.endswith(b"\n") else 1)
 
     @cached_property
     def _lines(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(start offsets, end offsets, 1-based line numbers) of the non-blank lines."""
-        data = self.data
-        buf = np.frombuffer(data, dtype=np.uint8)
-        nl = np.flatnonzero(buf == 10)
+        data, buf, nl = self.data, self._buf, self._nl
         starts = np.r_[0, nl + 1]
         ends = np.r_[nl, len(buf)]
         if len(starts) and starts[-1] == len(buf):  # nothing after the final newline
@@ -201,10 +201,7 @@ class _Chunk:
         return len(self._lines[0])
 
     def matches(self, parsed: pa.Table) -> bool:
-        """Whether pyarrow's rows are this chunk's non-blank lines, one each (pyarrow reads
-        `{..} {..}` on one line as two rows and skips blank lines, so the counts decide)."""
-        if parsed.num_rows == self.newlines and _no_line_starts_blank(self.data):
-            return True  # every line holds something, and one row each
+        """Whether pyarrow's rows are this chunk's non-blank lines, one each."""
         return parsed.num_rows == self.rows
 
     def raw_rows(self, rows: np.ndarray) -> list[Any]:
@@ -224,14 +221,6 @@ class _Chunk:
 
 _WS = np.zeros(256, dtype=bool)
 _WS[[9, 10, 11, 12, 13, 32]] = True
-
-
-def _no_line_starts_blank(data: bytes) -> bool:
-    """No line starts with whitespace (so none is blank): one vectorised pass."""
-    buf = np.frombuffer(data, dtype=np.uint8)
-    if not len(buf) or _WS[buf[0]]:
-        return not len(buf)
-    return not bool(_WS[buf[1:][buf[:-1] == 10]].any())
 
 
 def _ndjson_chunks(path: str, chunk_bytes: int) -> Iterator[_Chunk]:
@@ -254,7 +243,7 @@ def _ndjson_chunks(path: str, chunk_bytes: int) -> Iterator[_Chunk]:
             if data:
                 chunk = _Chunk(path, data, line_no)
                 line_no += chunk.newlines
-                if not data.isspace():
+                if chunk.rows:
                     yield chunk
             if not block:
                 return
