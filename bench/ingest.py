@@ -492,27 +492,49 @@ def bench_single(seconds: float, tmp: str, rounds: int = 3) -> list[list[str]]:
 # -- NDJSON file ---------------------------------------------------------------------------
 
 
-def ndjson_file(n: int) -> str:
-    """The NDJSON file of `generate_events(n)`, cached beside the Arrow cache."""
+def ndjson_file(n: int, standard: bool = False) -> str:
+    """The NDJSON file of `generate_events(n)` (all 20 keys, client ids) or of its standard
+    shape (3 properties, no ids), cached beside the Arrow cache."""
+    import orjson
+
     from rta.cli.demo import write_ndjson
 
-    path = os.path.join(DATA_DIR, f"events-n{n}-s1-e{data_end_ms()}.ndjson")
+    shape = "-std" if standard else ""
+    path = os.path.join(DATA_DIR, f"events-n{n}-s1-e{data_end_ms()}{shape}.ndjson")
     if not os.path.exists(path):
         table = generate_events(n)
         with open(path + ".tmp", "wb") as f:
-            write_ndjson(table, f)
+            if not standard:
+                write_ndjson(table, f)
+            else:
+                cols = {c: table.column(c).to_pylist() for c in STANDARD}
+                keys = [(c, c.split(".", 1)[1]) for c in STANDARD if c.startswith("properties.")]
+                for i in range(table.num_rows):
+                    f.write(orjson.dumps({
+                        "type": cols["type"][i], "userId": cols["userId"][i],
+                        "sessionId": cols["sessionId"][i], "timestamp": cols["timestamp"][i],
+                        "properties": {k: cols[c][i] for c, k in keys
+                                       if cols[c][i] is not None}}) + b"\n")
         os.replace(path + ".tmp", path)
     return path
 
 
 def bench_file(n: int, tmp: str) -> list[list[str]]:
+    rows = []
+    for standard in (False, True):
+        rows += _bench_one_file(n, tmp, standard)
+    return rows
+
+
+def _bench_one_file(n: int, tmp: str, standard: bool) -> list[list[str]]:
     import duckdb
     import pyarrow.json as pajson
 
     from rta.core.store import ColumnStore, StoreConfig
     from rta.core.store.bulk import bulk_load_ndjson
 
-    path = ndjson_file(n)
+    path = ndjson_file(n, standard)
+    shape = "standard shape" if standard else "demo shape"
     size_mb = os.path.getsize(path) / 1e6
     started = time.perf_counter()
     pajson.read_json(path)
@@ -542,8 +564,8 @@ def bench_file(n: int, tmp: str) -> list[list[str]]:
     shutil.rmtree(data, ignore_errors=True)
     cli_rate = fmt_count(n / cli_s) if out.returncode == 0 else f"failed ({out.returncode})"
     return [
-        [f"rta ingest --local {fmt_count(n)} NDJSON ({size_mb:.0f} MB), process wall events/s",
-         cli_rate, f"DuckDB read_json {fmt_count(n / duck_s)}",
+        [f"rta ingest --local {fmt_count(n)} NDJSON, {shape} ({size_mb:.0f} MB), process "
+         "wall events/s", cli_rate, f"DuckDB read_json {fmt_count(n / duck_s)}",
          ratio(duck_s, cli_s) if out.returncode == 0 else "-", ">= 1M/s"],
         ["  bulk_load_ndjson in-process events/s", fmt_count(n / inproc_s),
          f"pyarrow read_json alone {fmt_count(n / arrow_s)}", ratio(arrow_s, inproc_s), ""],
