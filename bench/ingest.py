@@ -51,6 +51,8 @@ STANDARD = ["type", "userId", "sessionId", "timestamp", "properties.page",
 RAM_PROBE = """
 import json, sys
 import numpy, pyarrow  # (in the baseline: every process that queries loads them)
+from rta.daemon import tune_malloc
+tune_malloc()  # (as rta serve does)
 from rta.core import analytics
 from rta.core.config import EngineConfig
 from rta.core.engine import Engine
