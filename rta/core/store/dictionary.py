@@ -39,35 +39,56 @@ _MIX2 = np.uint64(0xC4CEB9FE1A85EC53)
 
 
 def string_hashes(arr: pa.Array) -> np.ndarray:
-    """64-bit FNV-1a hashes (with a final avalanche) of a string array without nulls,
-    computed a byte position at a time over all strings still that long."""
+    """64-bit hashes of a string array without nulls: FNV-style over 8-byte little-endian
+    words (zero-padded), seeded with the length, then an avalanche. Strings of one length
+    are a (rows, length) byte matrix, so each length costs a few passes over its rows."""
     arr = arr.cast(pa.large_string())
     n = len(arr)
+    out = np.zeros(n, dtype=np.uint64)
     if not n:
-        return np.zeros(0, np.uint64)
+        return out
     offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset:arr.offset + n + 1]
     data_buf = arr.buffers()[2]
     data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else \
         np.zeros(0, np.uint8)
     lengths = np.diff(offsets)
-    order = np.argsort(-lengths, kind="stable")  # longest first: the live rows are a prefix
-    starts = offsets[:-1][order]
-    remaining = lengths[order]
-    h = np.full(n, _FNV_OFFSET, dtype=np.uint64)
-    # lives[pos]: how many strings are longer than pos (remaining is sorted descending)
-    lives = np.searchsorted(-remaining, -np.arange(int(remaining[0])), side="left").tolist()
-    for pos, live in enumerate(lives):
-        h[:live] ^= data[starts[:live] + pos]
-        h[:live] *= _FNV_PRIME
+    first = int(lengths[0])
+    if bool((lengths == first).all()):  # (ids usually share one length: no gather at all)
+        rows = data[int(offsets[0]):int(offsets[-1])].reshape(n, first)
+        out[:] = _hash_matrix(rows, first)
+        return out
+    order = np.argsort(lengths, kind="stable")
+    sorted_lengths = lengths[order]
+    bounds = np.flatnonzero(np.diff(sorted_lengths)) + 1
+    for group in np.split(order, bounds):
+        length = int(lengths[group[0]])
+        for part in np.array_split(group, max(1, len(group) * max(length, 1) // (1 << 22))):
+            index = offsets[part][:, None] + np.arange(length)
+            out[part] = _hash_matrix(data[index], length)
+    return out
+
+
+def _hash_matrix(rows: np.ndarray, length: int) -> np.ndarray:
+    """`string_hashes` of the strings in a (n, length) uint8 matrix."""
+    n = rows.shape[0]
+    width = -(-length // 8) * 8
+    if width != length:
+        padded = np.zeros((n, width), dtype=np.uint8)
+        padded[:, :length] = rows
+        rows = padded
+    words = np.ascontiguousarray(rows).view("<u8")
+    h = np.full(n, _FNV_OFFSET ^ np.uint64(length * 0x9E3779B1), dtype=np.uint64)
+    for w in range(words.shape[1]):
+        h ^= words[:, w]
+        h *= _FNV_PRIME
+        h ^= h >> np.uint64(29)
     h ^= h >> np.uint64(33)
     h *= _MIX1
     h ^= h >> np.uint64(33)
     h *= _MIX2
     h ^= h >> np.uint64(33)
-    h[h == 0] = 1  # 0 marks an empty slot
-    out = np.empty(n, dtype=np.uint64)
-    out[order] = h
-    return out
+    h[h == 0] = 1
+    return h
 
 
 def pack_strings(strings: list[str]) -> bytes:
