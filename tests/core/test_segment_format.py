@@ -92,3 +92,53 @@ def test_damage_inside_a_column_is_a_clear_error(tmp_path: Path) -> None:
         dict(block.props)
     assert block.label in str(err.value)
     reopened.close()
+
+
+def test_format_1_segments_still_read_beside_new_ones(tmp_path: Path) -> None:
+    """A data directory from before compression: its uncompressed segment is served as is
+    (memory-mapped) and new segments are written compressed next to it."""
+    import json
+
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    from rta.core.eventlist import list_events
+    from rta.core.filters import EventFilter
+    from rta.core.store.block import BASE_COLUMNS
+    from rta.core.store.segment import segment_name
+
+    def events(start: int) -> list[dict[str, object]]:
+        return [{"id": f"e{start + i}", "type": "t", "userId": f"u{i % 3}",
+                 "timestamp": 1_700_000_000_000 + start + i, "properties": {"n": start + i}}
+                for i in range(5)]
+
+    store = ColumnStore(str(tmp_path), StoreConfig(max_head_events=5))
+    batch, _ = EventValidator().validate_batch(events(0), now=1_700_000_600_000)
+    store.append(batch)
+    block = store.segments[0].block
+    columns = {c: getattr(block, c) for c in BASE_COLUMNS}
+    columns.update({"p:" + k: v for k, v in block.props.items()})
+    text_ids = block.id_text
+    path = store.segments[0].path
+    store.close()
+    meta = {"version": 1, "wal_seq": 1, "rows": 5, "min_ts": int(block.ts[0]),
+            "max_ts": int(block.ts[-1]), "min_recv": int(block.recv.min()),
+            "max_recv": int(block.recv.max())}
+    names = [*columns, "id_text"]
+    table = pa.Table.from_arrays([*(pa.array(v) for v in columns.values()), text_ids],
+                                 names=names).replace_schema_metadata({"rta": json.dumps(meta)})
+    with open(path, "wb") as f, ipc.new_file(f, table.schema) as writer:  # (the old writer)
+        writer.write_table(table)
+    assert path.endswith(segment_name(1))
+
+    reopened = ColumnStore(str(tmp_path), StoreConfig(max_head_events=5))
+    assert not reopened.damaged
+    batch, _ = EventValidator().validate_batch(events(5), now=1_700_000_600_000)
+    reopened.append(batch)
+    assert len(reopened.segments) == 2
+    first, second = (s.block for s in reopened.segments)
+    assert type(first).__name__ == "Block" and type(second).__name__ == "LazyBlock"
+    listed = list_events(reopened.snapshot(), EventFilter(), limit=100)["events"]
+    assert sorted(e["id"] for e in listed) == sorted(f"e{i}" for i in range(10))
+    assert sorted(e["properties"]["n"] for e in listed) == list(range(10))
+    reopened.close()

@@ -296,3 +296,28 @@ def test_apply_many_builds_the_head_apply_builds() -> None:
         assert np.array_equal(a.props[name], b.props[name], equal_nan=True), name
     assert a.ids(np.arange(a.n)) == b.ids(np.arange(b.n))
     assert many.events_ingested == one.events_ingested == 78
+
+
+def test_generated_ids_sent_back_are_duplicates_after_a_restart(tmp_path: Path) -> None:
+    """Ids the store generated (prefix + counter, compressed to almost nothing) still dedup:
+    a client retrying with the id it was given gets a duplicate, sealed or not."""
+    store = ColumnStore(str(tmp_path), StoreConfig(max_head_events=2))
+    plain = [{"type": "t", "timestamp": NOW - 5}, {"type": "t", "timestamp": NOW - 4}]
+    first = store.append(batch_of(plain))
+    head = store.append(batch_of([{"type": "t", "timestamp": NOW - 3}]))
+    store.close()
+    reopened = ColumnStore(str(tmp_path), StoreConfig(max_head_events=2))
+    retry = [{"id": i, "type": "t", "timestamp": NOW - 5} for i in first.ids + head.ids]
+    again = reopened.append(batch_of(retry))
+    assert (again.accepted, again.duplicates) == (0, 3)
+    assert len(all_events(reopened)) == 3
+    reopened.close()
+
+
+def test_retention_forgets_the_decoded_columns_of_dropped_segments(tmp_path: Path) -> None:
+    store = ColumnStore(str(tmp_path), StoreConfig(max_head_events=3, retention_ms=1000))
+    store.append(batch_of(make_events(3)))
+    assert len(all_events(store)) == 3 and store.column_cache.bytes
+    store.apply_retention(now=NOW + 10**6)
+    assert store.column_cache.bytes == 0 and store.column_cache.stats()["columns"] == 0
+    store.close()
