@@ -142,3 +142,26 @@ def test_format_1_segments_still_read_beside_new_ones(tmp_path: Path) -> None:
     assert sorted(e["id"] for e in listed) == sorted(f"e{i}" for i in range(10))
     assert sorted(e["properties"]["n"] for e in listed) == list(range(10))
     reopened.close()
+
+
+def test_sealing_keeps_decoded_only_the_columns_queries_read(tmp_path: Path) -> None:
+    store = ColumnStore(str(tmp_path), StoreConfig(max_head_events=10))
+    validator = EventValidator()
+
+    def seal(start: int) -> None:
+        batch, rejected = validator.validate_batch(
+            [{"type": "t", "userId": f"u{i}", "timestamp": 1_700_000_000_000 + start + i,
+              "properties": {"n": i, "page": "/"}} for i in range(10)], now=1_700_000_600_000)
+        assert not rejected
+        store.append(batch)
+
+    seal(0)
+    cache = store.column_cache
+    first = store.segments[0]
+    assert {k[1] for k in cache._items} == {"ts"}  # nothing read yet: the time column only
+    assert first.block.user.tolist() == list(range(10))  # a query reads users...
+    seal(100)
+    second = store.segments[1]
+    assert {k[1] for k in cache._items if k[0] == second.path} == {"ts", "user"}  # ...kept
+    assert cache.in_use("user") and not cache.in_use("p:i:n")
+    store.close()

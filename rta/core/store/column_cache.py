@@ -20,6 +20,7 @@ class ColumnCache:
         self.budget_bytes = budget_bytes
         self._items: OrderedDict[Hashable, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
+        self._names: dict[Hashable, int] = {}  # column name -> how many segments have it here
         self.bytes = 0
         self.hits = 0
         self.misses = 0
@@ -48,24 +49,39 @@ class ColumnCache:
 
     def put(self, key: Hashable, value: np.ndarray) -> None:
         with self._lock:
-            old = self._items.pop(key, None)
-            if old is not None:
-                self.bytes -= old.nbytes
+            self._remove(key)
             if value.nbytes > self.budget_bytes:
                 return  # (larger than the whole budget: used once, never kept)
             self._items[key] = value
             self.bytes += value.nbytes
+            name = _name(key)
+            self._names[name] = self._names.get(name, 0) + 1
             while self.bytes > self.budget_bytes:
-                _, dropped = self._items.popitem(last=False)
-                self.bytes -= dropped.nbytes
+                self._remove(next(iter(self._items)))
                 self.evictions += 1
+
+    def in_use(self, name: Hashable) -> bool:
+        """Whether some segment's column `name` is cached: queries are reading that column,
+        so a new segment's copy is worth keeping decoded from the start."""
+        return self._names.get(name, 0) > 0
 
     def drop(self, owner: Hashable) -> None:
         """Forget every column of one segment (keys are `(owner, column)`)."""
         with self._lock:
             for key in [k for k in self._items if isinstance(k, tuple) and k[0] == owner]:
-                self.bytes -= self._items.pop(key).nbytes
+                self._remove(key)
+
+    def _remove(self, key: Hashable) -> None:
+        old = self._items.pop(key, None)
+        if old is not None:
+            self.bytes -= old.nbytes
+            name = _name(key)
+            self._names[name] -= 1
 
     def stats(self) -> dict[str, int]:
         return {"bytes": self.bytes, "budgetBytes": self.budget_bytes, "columns": len(self._items),
                 "hits": self.hits, "misses": self.misses, "evictions": self.evictions}
+
+
+def _name(key: Hashable) -> Hashable:
+    return key[1] if isinstance(key, tuple) and len(key) == 2 else key

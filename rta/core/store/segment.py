@@ -50,7 +50,8 @@ class Segment:
     @cached_property
     def sorted_ids(self) -> np.ndarray:
         """Sorted dedup keys of the segment's ids, for vectorised duplicate lookups."""
-        return np.sort(dedup_keys(self.block.id_hi, self.block.id_lo))
+        ids = self.block.scan_many(["id_hi", "id_lo"])  # (read once: not worth caching)
+        return np.sort(dedup_keys(ids["id_hi"], ids["id_lo"]))
 
 
 def segment_name(seq: int) -> str:
@@ -234,10 +235,14 @@ class LazyBlock(Block):
         return cached if cached is not None else self._decode(name)
 
     def warm(self, block: Block) -> None:
+        """Keep the just-sealed block's columns that queries are reading elsewhere (and the
+        time column, which nearly all read) decoded, so no query decodes them right away."""
         for c in BASE_COLUMNS:
-            self._cache.put((self.path, c), getattr(block, c))
+            if c == "ts" or self._cache.in_use(c):
+                self._cache.put((self.path, c), getattr(block, c))
         for name, col in block.props.items():
-            self._cache.put((self.path, "p:" + name), col)
+            if self._cache.in_use("p:" + name):
+                self._cache.put((self.path, "p:" + name), col)
 
     def scan_many(self, names: list[str]) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
