@@ -91,6 +91,9 @@ def test_damage_inside_a_column_is_a_clear_error(tmp_path: Path) -> None:
             getattr(block, name)
         dict(block.props)
     assert block.label in str(err.value)
+    # The store stops serving it, as it skips a segment found damaged at startup.
+    assert reopened.segments == [] and [d["segment"] for d in reopened.damaged] == [path.name]
+    assert reopened.column_cache.stats()["columns"] == 0
     reopened.close()
 
 

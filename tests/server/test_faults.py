@@ -95,6 +95,46 @@ def test_damaged_segment_is_reported_and_the_rest_served(tmp_path: Path) -> None
         proc.stop()
 
 
+def test_a_column_found_damaged_while_serving_is_a_503_then_skipped(tmp_path: Path) -> None:
+    """Bit rot inside a segment's column data (its footer intact, so it opens): the query
+    that reads it gets a 503 naming the segment; after that the daemon serves the rest and
+    /health reports it, as for a segment found damaged at startup."""
+    data = str(tmp_path / "data")
+    proc = ServeProcess(data, "--max-events", "5000")
+    url = proc.start()
+    with httpx.Client(base_url=url) as client:
+        for i in range(2):  # (values that do not compress away: the data dwarfs the footer)
+            r = client.post("/events/batch", json=[
+                {"type": "t", "userId": f"u{j * 7919 % 4999}",
+                 "properties": {"n": j * 104729 % 99991, "x": (j * 7919 % 997) / 7}}
+                for j in range(5000)])
+            assert r.status_code == 202
+    assert proc.stop() == 0
+    segments = sorted((tmp_path / "data" / "segments").iterdir())
+    assert len(segments) == 2
+    raw = bytearray(segments[0].read_bytes())
+    tenth = len(raw) // 10
+    raw[4 * tenth:6 * tenth] = bytes(2 * tenth)  # inside the column data, not the footer
+    segments[0].write_bytes(bytes(raw))
+    proc = ServeProcess(data)
+    url = proc.start()
+    try:
+        health = httpx.get(f"{url}/health").json()
+        assert health["status"] == "ok", health  # (opening reads footers)
+        first = httpx.get(f"{url}/events", params={"limit": 10_000})
+        assert first.status_code == 503
+        assert first.json()["error"]["code"] == "segment_damaged"
+        assert segments[0].name in first.json()["error"]["message"]
+        health = httpx.get(f"{url}/health").json()
+        assert health["status"] == "degraded"
+        assert [d["segment"] for d in health["store"]["damagedSegments"]] == [segments[0].name]
+        again = httpx.get(f"{url}/events", params={"limit": 10_000})
+        assert again.status_code == 200 and len(again.json()["events"]) == 5000
+        assert httpx.get(f"{url}/stats").json()["store"]["events"] == 5000
+    finally:
+        proc.stop()
+
+
 async def test_read_only_storage_answers_507_and_recovers(
         http: httpx.AsyncClient, server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> None:
     """The WAL write fails as on a read-only filesystem: nothing is acknowledged or

@@ -885,6 +885,7 @@ def _write_segments(store: ColumnStore, blocks: list[Block], now: int) -> None:
         for seq, final in tmp_paths:
             os.replace(final + ".tmp", final)
             new.append(read_segment(seq, final, store.column_cache))
+            store.watch(new[-1])
         if store.config.fsync:
             fsync_dir(directory)
     with store._head_lock:  # swap atomically, as finish_seal does: snapshots see all or none

@@ -14,7 +14,8 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Iterator, Mapping
+import zlib
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
@@ -54,6 +55,10 @@ class Segment:
         return np.sort(dedup_keys(ids["id_hi"], ids["id_lo"]))
 
 
+def _crc(values: np.ndarray) -> int:
+    return zlib.crc32(np.ascontiguousarray(values).data)
+
+
 def segment_name(seq: int) -> str:
     return f"seg-{seq:08d}.arrow"
 
@@ -78,6 +83,9 @@ def write_segment_file(path: str, block: Block, wal_seq: int) -> None:
     for name, col in columns.items():
         if isinstance(col, np.ndarray):
             stored, encodings[name] = encode_column(name, col)
+            # (Arrow keeps a buffer uncompressed when zstd would not shrink it, and zstd
+            # frames carry no checksum here: without this, rot there would read as data.)
+            encodings[name]["crc"] = _crc(stored)
             arrays.append(pa.array(stored))
         else:
             arrays.append(col)
@@ -171,6 +179,9 @@ class LazyBlock(Block):
         self._schema = schema
         self._meta = meta
         self._cache = cache
+        # Told (segment file, error) when a column turns out unreadable: the store then
+        # stops serving the segment, as it skips one found damaged at startup.
+        self.on_damage: Callable[[str, str], None] | None = None
         self._rows = int(meta["rows"])
         self._props = LazyProps(self, [n[2:] for n in schema.names if n.startswith("p:")])
 
@@ -258,8 +269,7 @@ class LazyBlock(Block):
         if missing:
             columns = self._read_many(missing)  # (Arrow decompresses the columns in parallel)
             for name, column in zip(missing, columns, strict=True):
-                out[name] = decode_column(column.to_numpy(zero_copy_only=False),
-                                          self._meta["columns"].get(name, {"enc": "raw"}))
+                out[name] = self._checked_decode(name, column)
         return out
 
     def _read(self, name: str) -> pa.Array:
@@ -274,18 +284,29 @@ class LazyBlock(Block):
             batch = ipc.open_file(pa.memory_map(self.path, "r"), options=options).get_batch(0)
             columns = [batch.column(batch.schema.get_field_index(n)) for n in names]
         except (OSError, pa.ArrowException) as exc:
-            raise DamagedSegmentError(f"segment {self.label} is damaged: {exc}",
-                                      [{"segment": self.label, "columns": names}]) from exc
+            raise self._damaged(str(exc), names) from exc
         for name, column in zip(names, columns, strict=True):
             if len(column) != self._rows:
-                raise DamagedSegmentError(
-                    f"segment {self.label} is damaged: column {name} has {len(column)} rows, "
-                    f"not {self._rows}", [{"segment": self.label, "column": name}])
+                raise self._damaged(f"column {name} has {len(column)} rows, not {self._rows}",
+                                    names)
         return columns
 
+    def _damaged(self, error: str, names: list[str]) -> DamagedSegmentError:
+        if self.on_damage is not None:
+            self.on_damage(self.path, error)
+        return DamagedSegmentError(f"segment {self.label} is damaged: {error}",
+                                   [{"segment": self.label, "columns": names}])
+
     def _decode(self, name: str) -> np.ndarray:
-        stored = self._read(name).to_numpy(zero_copy_only=False)
-        return decode_column(stored, self._meta["columns"].get(name, {"enc": "raw"}))
+        return self._checked_decode(name, self._read(name))
+
+    def _checked_decode(self, name: str, column: pa.Array) -> np.ndarray:
+        stored = column.to_numpy(zero_copy_only=False)
+        encoding = self._meta["columns"].get(name, {"enc": "raw"})
+        crc = encoding.get("crc")
+        if crc is not None and _crc(stored) != crc:
+            raise self._damaged(f"column {name} fails its checksum", [name])
+        return decode_column(stored, encoding)
 
 
 class LazyProps(Mapping[str, np.ndarray]):

@@ -161,7 +161,28 @@ class ColumnStore:
                 log.error("segment %s is damaged and was skipped: %s", path, exc)
                 self.damaged.append({"segment": os.path.basename(path), "error": str(exc)})
                 continue
+            self.watch(seg)
             self.segments.append(seg)
+
+    def watch(self, seg: Segment) -> None:
+        """Have a segment report damage found while reading it (see `_quarantine`)."""
+        if isinstance(seg.block, LazyBlock):
+            seg.block.on_damage = self._quarantine
+
+    def _quarantine(self, path: str, error: str) -> None:
+        """Stop serving a segment whose data turned out unreadable, as a damaged segment is
+        skipped at startup: the query that found it fails (503), later ones answer from the
+        rest, and `/health` reports it."""
+        with self._head_lock:
+            bad = [s for s in self.segments if s.path == path]
+            if not bad:
+                return
+            self.segments = [s for s in self.segments if s.path != path]
+            self.version += 1
+            self._changes.append((self.version, bad[0].block.min_ts, bad[0].block.max_ts))
+        self.column_cache.drop(path)
+        log.error("segment %s is damaged and is no longer served: %s", path, error)
+        self.damaged.append({"segment": os.path.basename(path), "error": error})
 
     def _codes_known(self, block: Block) -> bool:
         """Whether every type and user code of `block` has a dictionary entry."""
@@ -313,6 +334,7 @@ class ColumnStore:
 
     def finish_seal(self, job: SealJob) -> None:
         segment = job.segment or Segment(job.seq, "", job.block, 0, 0, now_ms(), 0)
+        self.watch(segment)
         with self._head_lock:  # swap atomically: a snapshot sees the rows exactly once
             self.segments = sorted([*self.segments, segment], key=lambda s: s.seq)
             self._sealing = [j for j in self._sealing if j is not job]
