@@ -103,7 +103,7 @@ def test_a_column_found_damaged_while_serving_is_a_503_then_skipped(tmp_path: Pa
     proc = ServeProcess(data, "--max-events", "5000")
     url = proc.start()
     with httpx.Client(base_url=url) as client:
-        for i in range(2):  # (values that do not compress away: the data dwarfs the footer)
+        for _ in range(2):  # (values that do not compress away: the data dwarfs the footer)
             r = client.post("/events/batch", json=[
                 {"type": "t", "userId": f"u{j * 7919 % 4999}",
                  "properties": {"n": j * 104729 % 99991, "x": (j * 7919 % 997) / 7}}
