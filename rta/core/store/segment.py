@@ -198,7 +198,8 @@ class LazyBlock(Block):
     def id_text(self) -> pa.Array | None:  # type: ignore[override]
         if "id_text" not in self._schema.names:
             return None
-        return self._read("id_text")
+        text: Any = self._cache.get((self.path, "id_text"), lambda: self._read("id_text"))
+        return text  # (an Arrow array; the cache only needs its nbytes)
 
     @property  # type: ignore[misc]
     def props(self) -> Mapping[str, np.ndarray]:  # type: ignore[override]
