@@ -497,8 +497,6 @@ def bench_single(seconds: float, tmp: str, rounds: int = 3) -> list[list[str]]:
 def ndjson_file(n: int, standard: bool = False) -> str:
     """The NDJSON file of `generate_events(n)` (all 20 keys, client ids) or of its standard
     shape (3 properties, no ids), cached beside the Arrow cache."""
-    import orjson
-
     from rta.cli.demo import write_ndjson
 
     shape = "-std" if standard else ""
@@ -506,17 +504,7 @@ def ndjson_file(n: int, standard: bool = False) -> str:
     if not os.path.exists(path):
         table = generate_events(n)
         with open(path + ".tmp", "wb") as f:
-            if not standard:
-                write_ndjson(table, f)
-            else:
-                cols = {c: table.column(c).to_pylist() for c in STANDARD}
-                keys = [(c, c.split(".", 1)[1]) for c in STANDARD if c.startswith("properties.")]
-                for i in range(table.num_rows):
-                    f.write(orjson.dumps({
-                        "type": cols["type"][i], "userId": cols["userId"][i],
-                        "sessionId": cols["sessionId"][i], "timestamp": cols["timestamp"][i],
-                        "properties": {k: cols[c][i] for c, k in keys
-                                       if cols[c][i] is not None}}) + b"\n")
+            write_ndjson(table.select(STANDARD) if standard else table, f)
         os.replace(path + ".tmp", path)
     return path
 

@@ -21,9 +21,8 @@ import time
 from typing import Any
 
 from bench.common import fmt_count, fmt_seconds, print_table
+from bench.ingest import STANDARD, Daemon
 
-STANDARD = ["type", "userId", "sessionId", "timestamp", "properties.page",
-            "properties.referrer", "properties.duration"]
 DAY = 86_400_000
 GIB = 1 << 30
 
@@ -113,8 +112,6 @@ def queries(end: int, days: int) -> list[tuple[str, str, str, dict[str, Any]]]:
 
 def main(argv: list[str]) -> int:
     import httpx
-
-    from bench.ingest import Daemon
 
     ap = argparse.ArgumentParser(prog="python -m bench scale", description=__doc__)
     ap.add_argument("--events", type=int, default=100_000_000)

@@ -398,7 +398,8 @@ def _uuid_strings(pairs: np.ndarray) -> pa.Array:
 
 
 def table_events(table: pa.Table, batch_rows: int = 10_000) -> Iterator[dict[str, Any]]:
-    """JSON-ready event dicts for a demo table (nulls dropped, `properties` nested)."""
+    """JSON-ready event dicts for a demo table (nulls dropped, `properties` nested; no `id`
+    key when the table has no id column)."""
     keys = [(name, name.removeprefix("properties.")) for name in table.column_names
             if name.startswith("properties.")]
     for batch in table.to_batches(max_chunksize=batch_rows):
@@ -418,10 +419,15 @@ def table_events(table: pa.Table, batch_rows: int = 10_000) -> Iterator[dict[str
             else:
                 for i in present:
                     props[i][key] = values[i]
-        ids = batch.column("id").to_pylist()
         users = batch.column("userId").to_pylist()
         sessions = batch.column("sessionId").to_pylist()
         stamps = batch.column("timestamp").to_pylist()
+        if "id" not in batch.schema.names:  # (a table without ids: the server generates them)
+            for i in range(n):
+                yield {"type": types[i], "userId": users[i], "sessionId": sessions[i],
+                       "timestamp": stamps[i], "properties": props[i]}
+            continue
+        ids = batch.column("id").to_pylist()
         for i in range(n):
             yield {"id": ids[i], "type": types[i], "userId": users[i],
                    "sessionId": sessions[i], "timestamp": stamps[i], "properties": props[i]}

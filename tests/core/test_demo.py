@@ -11,7 +11,13 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from rta.core.demo import EVENT_TYPES, PROPERTY_TYPES, generate_arrow, iter_demo_events
+from rta.core.demo import (
+    EVENT_TYPES,
+    PROPERTY_TYPES,
+    generate_arrow,
+    iter_demo_events,
+    table_events,
+)
 from rta.core.events import EventValidator
 from rta.core.timeparse import DAY
 
@@ -69,6 +75,15 @@ def test_events_are_valid_and_typed_as_documented() -> None:
             assert isinstance(p["amount"], float) and isinstance(p["quantity"], int)
         elif e["type"] == "experiment_assigned":
             assert p["variant"] in ("control", "variant_a", "variant_b")
+
+
+def test_a_table_without_ids_gives_events_without_ids() -> None:
+    """(The standard shape of the benchmarks: the server generates the ids.)"""
+    table = generate_arrow(50, users=5, days=1, seed=3, end_ms=END)
+    with_ids = list(table_events(table))
+    without = list(table_events(table.drop_columns(["id"])))
+    assert [{k: v for k, v in e.items() if k != "id"} for e in with_ids] == without
+    assert all("id" not in e for e in without)
 
 
 def test_sessions_belong_to_one_user_and_clicks_follow_their_page(

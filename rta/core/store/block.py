@@ -19,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from rta.core.events import BOOL, FLOAT, INT, INT64_MIN, STR, EventBatch
-from rta.core.store.dictionary import Dictionaries, Dictionary
+from rta.core.store.dictionary import Dictionaries
 
 _HEX_LOWER = re.compile(r"[0-9a-f]{32}")
 NULL_DTYPES: dict[str, tuple[type, object]] = {
@@ -90,6 +90,13 @@ class Block:
     @cached_property
     def type_counts(self) -> np.ndarray:
         return np.bincount(self.type, minlength=0) if self.n else np.zeros(0, np.int64)
+
+    @cached_property
+    def max_codes(self) -> dict[str, int]:
+        """The largest type, user and session code (-1 if none): checked against the
+        dictionaries when a segment opens."""
+        return {c: int(getattr(self, c).max()) if self.n else -1
+                for c in ("type", "user", "session")}
 
     @cached_property
     def property_keys(self) -> dict[str, list[str]]:
@@ -250,11 +257,6 @@ def uuid_words(chars: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return words[:, 0], words[:, 1], canon
 
 
-def encode_strings(d: Dictionary, values: list[str | None]) -> np.ndarray:
-    """int32 codes of `values` in `d` (-1 for None), adding new strings."""
-    return d.encode(values)
-
-
 def block_from_batch(batch: EventBatch, dicts: Dictionaries) -> Block:
     """Encode a validated batch into columns (unsorted; `sort_block` orders it)."""
     n = len(batch)
@@ -263,7 +265,7 @@ def block_from_batch(batch: EventBatch, dicts: Dictionaries) -> Block:
     for col, (rows, values) in batch.props.items():
         kind = col[0]
         if kind == STR:
-            vals = encode_strings(dicts.values, values)
+            vals = dicts.values.encode(values)
         elif kind == BOOL:
             vals = np.array(values, dtype=np.int8)
         else:
@@ -277,9 +279,9 @@ def block_from_batch(batch: EventBatch, dicts: Dictionaries) -> Block:
     return Block(
         ts=np.array(batch.timestamps, dtype=np.int64),
         recv=np.full(n, batch.received_at, dtype=np.int64),
-        type=encode_strings(dicts.types, batch.types),  # type: ignore[arg-type]
-        user=encode_strings(dicts.users, batch.users),
-        session=encode_strings(dicts.sessions, batch.sessions),
+        type=dicts.types.encode(batch.types),
+        user=dicts.users.encode(batch.users),
+        session=dicts.sessions.encode(batch.sessions),
         id_hi=his, id_lo=los,
         id_text=None if custom is None else pa.array(custom, type=pa.string()),
         props=props)

@@ -628,20 +628,6 @@ def _slow_rows(table: pa.Table, now: int, limits: Limits) -> np.ndarray:
 # -- encoding ------------------------------------------------------------------------------
 
 
-def _global_codes(d: Dictionary, strings: list[str]) -> np.ndarray:
-    """Global codes for distinct strings, adding the new ones in one step.
-
-    New strings go in through `Dictionary.add_many`, once per chunk rather than per string.
-    """
-    out = d.lookup_many(strings)
-    missing = np.flatnonzero(out < 0)
-    if len(missing):
-        new = [strings[i] for i in missing.tolist()]
-        base = d.add_many(new)
-        out[missing] = np.arange(base, base + len(new), dtype=np.int32)
-    return out
-
-
 def _dict_encode(a: pa.Array) -> pa.DictionaryArray:
     return a if pa.types.is_dictionary(a.type) else pc.dictionary_encode(a)
 
@@ -653,7 +639,7 @@ def _encode_strings(d: Dictionary, enc: pa.DictionaryArray,
     strings = enc.dictionary.to_pylist()
     if not strings:
         return np.full(len(a), -1, dtype=np.int32)
-    lut = _global_codes(d, strings)
+    lut = d.encode(strings)  # (distinct strings: new ones added in one step)
     empty = d.lookup("") if empty_is_null else -1
     if empty >= 0:
         lut[lut == empty] = -1

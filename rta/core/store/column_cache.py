@@ -10,23 +10,25 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 
 import numpy as np
+
+Key = tuple[str, str]  # (segment file, column name)
 
 
 class ColumnCache:
     def __init__(self, budget_bytes: int) -> None:
         self.budget_bytes = budget_bytes
-        self._items: OrderedDict[Hashable, np.ndarray] = OrderedDict()
+        self._items: OrderedDict[Key, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
-        self._names: dict[Hashable, int] = {}  # column name -> how many segments have it here
+        self._names: dict[str, int] = {}  # column name -> how many segments have it here
         self.bytes = 0
         self.hits = 0
         self.misses = 0
         self.evictions = 0
 
-    def get(self, key: Hashable, load: Callable[[], np.ndarray]) -> np.ndarray:
+    def get(self, key: Key, load: Callable[[], np.ndarray]) -> np.ndarray:
         """The cached column for `key`, loading (outside the lock) on a miss.
 
         Two threads missing the same key both decode it; the second result replaces the
@@ -42,46 +44,41 @@ class ColumnCache:
         self.put(key, value)
         return value
 
-    def peek(self, key: Hashable) -> np.ndarray | None:
+    def peek(self, key: Key) -> np.ndarray | None:
         """The cached column, if any, without loading or reordering anything."""
         with self._lock:
             return self._items.get(key)
 
-    def put(self, key: Hashable, value: np.ndarray) -> None:
+    def put(self, key: Key, value: np.ndarray) -> None:
         with self._lock:
             self._remove(key)
             if value.nbytes > self.budget_bytes:
                 return  # (larger than the whole budget: used once, never kept)
             self._items[key] = value
             self.bytes += value.nbytes
-            name = _name(key)
-            self._names[name] = self._names.get(name, 0) + 1
+            self._names[key[1]] = self._names.get(key[1], 0) + 1
             while self.bytes > self.budget_bytes:
                 self._remove(next(iter(self._items)))
                 self.evictions += 1
 
-    def in_use(self, name: Hashable) -> bool:
+    def in_use(self, name: str) -> bool:
         """Whether some segment's column `name` is cached: queries are reading that column,
         so a new segment's copy is worth keeping decoded from the start."""
         return self._names.get(name, 0) > 0
 
-    def drop(self, owner: Hashable) -> None:
+    def drop(self, owner: str) -> None:
         """Forget every column of one segment (keys are `(owner, column)`)."""
         with self._lock:
-            for key in [k for k in self._items if isinstance(k, tuple) and k[0] == owner]:
+            for key in [k for k in self._items if k[0] == owner]:
                 self._remove(key)
 
-    def _remove(self, key: Hashable) -> None:
+    def _remove(self, key: Key) -> None:
         old = self._items.pop(key, None)
         if old is not None:
             self.bytes -= old.nbytes
-            name = _name(key)
-            self._names[name] -= 1
+            self._names[key[1]] -= 1
 
     def stats(self) -> dict[str, int]:
         return {"bytes": self.bytes, "budgetBytes": self.budget_bytes, "columns": len(self._items),
                 "hits": self.hits, "misses": self.misses, "evictions": self.evictions}
 
-
-def _name(key: Hashable) -> Hashable:
-    return key[1] if isinstance(key, tuple) and len(key) == 2 else key

@@ -403,10 +403,12 @@ class Dictionary:
             misses = np.flatnonzero(codes < 0)
             if len(misses):
                 texts = [values[i] for i in misses.tolist()]
-                fresh = [t for t in dict.fromkeys(texts) if t is not None]
+                fresh = dict.fromkeys(t for t in texts if t is not None)
                 if fresh:
-                    self.add_many(fresh)  # (lookup_many said none of these is present)
-                    codes[misses] = self.lookup_many(texts)
+                    base = self.add_many(list(fresh))  # (lookup_many: none is present)
+                    new: Any = dict(zip(fresh, range(base, base + len(fresh)), strict=True)).get
+                    codes[misses] = np.fromiter(map(new, texts, repeat(-1)), dtype=np.int32,
+                                                count=len(texts))
             return codes
 
     def _append(self, new: list[str]) -> None:

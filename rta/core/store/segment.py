@@ -96,8 +96,7 @@ def write_segment_file(path: str, block: Block, wal_seq: int) -> None:
         "min_recv": int(block.recv.min()) if n else 0,
         "max_recv": int(block.recv.max()) if n else 0,
         "type_counts": block.type_counts.tolist(),
-        "max_codes": {c: int(getattr(block, c).max()) if n else -1
-                      for c in ("type", "user", "session")},
+        "max_codes": block.max_codes,
         "columns": encodings,
         "has_values": {name: block.has_values(name) for name in block.props},
     }
@@ -241,10 +240,7 @@ class LazyBlock(Block):
         return self._cache.get((self.path, name), lambda: self._decode(name))
 
     def scan(self, name: str) -> np.ndarray:
-        if name.startswith("p:") and name[2:] not in self._props:
-            raise KeyError(name)
-        cached = self._cache.peek((self.path, name))
-        return cached if cached is not None else self._decode(name)
+        return self.scan_many([name])[name]
 
     def warm(self, block: Block) -> None:
         """Keep the just-sealed block's columns that queries are reading elsewhere (and the

@@ -186,11 +186,8 @@ class ColumnStore:
 
     def _codes_known(self, block: Block) -> bool:
         """Whether every type and user code of `block` has a dictionary entry."""
-        if isinstance(block, LazyBlock):
-            top = block.max_codes
-            return top["type"] < len(self.dicts.types) and top["user"] < len(self.dicts.users)
-        return int(block.type.max()) < len(self.dicts.types) and int(
-            block.user.max()) < len(self.dicts.users)
+        top = block.max_codes
+        return top["type"] < len(self.dicts.types) and top["user"] < len(self.dicts.users)
 
     def _replay(self) -> None:
         assert self.wal is not None
