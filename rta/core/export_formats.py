@@ -27,6 +27,7 @@ from __future__ import annotations
 import json
 import threading
 import zipfile
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -388,7 +389,7 @@ class _Sink:
         return out
 
 
-class Writer:
+class Writer(ABC):
     """Base: `start()`, then `write(chunk)` per chunk, then `finish()`; each returns bytes.
     `rows` is the number of rows the export will hold (known from the first pass)."""
 
@@ -404,14 +405,14 @@ class Writer:
         the previous chunk is written, so it must not touch the writer's state)."""
         return chunk
 
+    @abstractmethod
     def write(self, prepared: Any) -> bytes:
         """The output bytes for a prepared chunk, in order."""
-        raise NotImplementedError
 
     def finish(self) -> bytes:
         return b""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (a hook: most writers hold nothing to release)
         """Release resources early (client gone); idempotent."""
 
 
