@@ -61,7 +61,7 @@ def generate(
     """
     from rta.core.demo import generate_arrow
     from rta.core.errors import RtaError
-    from rta.core.timeparse import parse_time
+    from rta.core.timeparse import int_text, parse_time
 
     chosen = fmt or _format_from_suffix(output)
     if chosen not in FORMATS:
@@ -70,7 +70,7 @@ def generate(
         fail("only ndjson can be written to stdout", EXIT_USAGE)
     try:
         end_ms = _hour_start() if end is None else parse_time(
-            int(end) if end.lstrip("-").isdigit() else end, "end")
+            end if (number := int_text(end)) is None else number, "end")
     except RtaError as exc:
         fail(exc.message, EXIT_USAGE)
     started = time.perf_counter()

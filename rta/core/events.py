@@ -22,7 +22,7 @@ import orjson
 
 from rta.core.errors import ValidationError
 from rta.core.event_ids import new_event_id, new_event_ids
-from rta.core.timeparse import HOUR, now_ms, parse_iso
+from rta.core.timeparse import HOUR, int_text, now_ms, parse_iso
 
 MAX_TYPE_LENGTH = 200
 MAX_ID_LENGTH = 200
@@ -511,7 +511,8 @@ class EventValidator:
             ts = int(value) if value == value and abs(value) < 1e16 else None
         elif isinstance(value, str):
             text = value.strip()
-            ts = int(text) if text.lstrip("-").isdigit() and len(text) < 17 else parse_iso(text)
+            number = int_text(text) if len(text) < 17 else None
+            ts = number if number is not None else parse_iso(text)
         else:
             ts = None
         if ts is None:

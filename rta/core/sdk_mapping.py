@@ -26,7 +26,7 @@ from urllib.parse import parse_qs
 
 from rta.core.errors import PayloadTooLarge, ValidationError
 from rta.core.events import EventBatch, EventValidator
-from rta.core.timeparse import parse_iso
+from rta.core.timeparse import int_text, parse_iso
 
 GZIP_MAGIC = b"\x1f\x8b"
 FORM_TYPE = "application/x-www-form-urlencoded"
@@ -155,8 +155,9 @@ def _time_value(value: Any, fieldname: str) -> int:
         return int(value)
     if isinstance(value, str):
         text = value.strip()
-        if text.lstrip("-").isdigit() and len(text) < 17:
-            return int(text)
+        number = int_text(text) if len(text) < 17 else None
+        if number is not None:
+            return number
         ts = parse_iso(text)
         if ts is not None:
             return ts

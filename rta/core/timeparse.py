@@ -25,6 +25,15 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def int_text(text: str) -> int | None:
+    """The integer an ASCII decimal string spells (one optional leading '-'), else None.
+
+    `str.isdigit()` is also true for '²', '¹' and other digits `int()` refuses, so every
+    "is this text a number" check goes through here."""
+    body = text[1:] if text.startswith("-") else text
+    return int(text) if body.isascii() and body.isdigit() else None
+
+
 def parse_duration(value: object, field: str = "interval") -> int:
     """A duration in ms: an integer, or '500ms', '30s', '5m', '1h', '1d', '2w'."""
     if isinstance(value, bool):
@@ -35,8 +44,9 @@ def parse_duration(value: object, field: str = "interval") -> int:
         return int(value)
     if isinstance(value, str):
         text = value.strip()
-        if text.isdigit():
-            return parse_duration(int(text), field)
+        number = int_text(text)
+        if number is not None:
+            return parse_duration(number, field)
         m = _DURATION.match(text)
         if m:
             ms = int(float(m.group(1)) * _UNITS[m.group(2)])

@@ -16,7 +16,7 @@ from rta.core.errors import PayloadTooLarge, RtaError, ValidationError, field_er
 from rta.core.eventlist import Cursor, list_events
 from rta.core.events import EventBatch
 from rta.core.filters import Group, Predicate, parse_filter, parse_where
-from rta.core.timeparse import now_ms
+from rta.core.timeparse import int_text, now_ms
 from rta.server.http import (
     NDJSON_TYPES,
     UNPARSED,
@@ -148,7 +148,8 @@ class FastIngest:
                 fields[name] = value.decode("latin-1")
         limit = self.engine.validator.limits.max_batch_bytes
         length = fields.get(b"content-length")
-        if length is not None and not (length.isdigit() and int(length) <= limit):
+        size_said = None if length is None else int_text(length)
+        if length is not None and (size_said is None or not 0 <= size_said <= limit):
             await self.inner(scope, receive, send)  # Quart drains it and answers 413
             return
         messages: list[dict[str, Any]] = []

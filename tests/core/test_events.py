@@ -309,3 +309,18 @@ def test_generated_ids_differ_in_a_forked_child() -> None:
     os.close(read)
     os.waitpid(pid, 0)
     assert uuid.UUID(child).fields[:3] != uuid.UUID(new_event_id()).fields[:3]
+
+
+@pytest.mark.parametrize("text", ["¹", "²³", "--5", "٣٤", "-", "1²"])
+def test_digit_like_timestamp_strings_are_a_400_not_a_crash(text: str) -> None:
+    """`str.isdigit()` is true for '¹' and friends, which `int()` refuses: found by the
+    fast-path property test. Both paths must answer with a field error."""
+    from rta.core.timeparse import int_text
+
+    assert int_text(text) is None
+    event = {"type": "t", "timestamp": text}
+    batch, rejected = EventValidator().validate_batch([event], now=NOW)
+    assert not len(batch) and [r["index"] for r in rejected] == [0]
+    assert rejected[0]["error"]["details"][0]["field"] == "timestamp"
+    assert EventValidator().fast_batch([event], NOW) is None  # (the per-event path answers)
+    assert [int_text(t) for t in ("0", "-12", "1700000000000")] == [0, -12, 1_700_000_000_000]

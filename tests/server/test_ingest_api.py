@@ -92,6 +92,8 @@ async def test_duplicate_ids_are_dropped_and_counted(http: httpx.AsyncClient) ->
     (b"{not json", {"Content-Type": "application/json"}, 400, "invalid_json"),
     (b"[1,2", {"Content-Type": "application/json"}, 400, "invalid_json"),
     (b'{"type": 5}', {"Content-Type": "application/json"}, 400, "validation_error"),
+    ('{"type": "t", "timestamp": "\u00b9"}'.encode(), {"Content-Type": "application/json"},
+     400, "validation_error"),  # ('¹' passes str.isdigit; int() refuses it)
     (b"a,b\n1,2", {"Content-Type": "text/csv"}, 415, "unsupported_media_type"),
     (b"\x00\x01", {"Content-Type": "application/json", "Content-Encoding": "gzip"}, 400,
      "bad_encoding"),
