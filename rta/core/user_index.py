@@ -15,7 +15,10 @@ Sealed segments (Blocks labelled "seg-...") are immutable, so their merged index
 the segment Blocks it covers) and extended incrementally when segments are added: only the
 new segment is sorted and merged in. Blocks after the sealed prefix (segments being sealed,
 the head) are indexed per query and merged in the same way. When segments disappear
-(retention) the index is rebuilt. Everything here is read-only over Blocks, so a stale or
+(retention) the index is rebuilt. The cached indexes of one store are bounded by
+`CACHE_BUDGET_BYTES` (16 bytes per indexed event), least recently used evicted first: a
+daemon answering funnels over every event type of 100M events would otherwise keep ~1.6 GB of
+them. Everything here is read-only over Blocks, so a stale or
 concurrent index can cost time but never change an answer.
 
 Limits: keys need ts within [tmin, tmin + 2**SHIFT) (35 years) and fewer than 2**23 users;
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -42,6 +46,7 @@ SHIFT = 40
 TIME_MASK = (1 << SHIFT) - 1
 MAX_USERS = 1 << (63 - SHIFT)
 _MARGIN = 1 << 38  # tmin sits this far (8.7 years) before the data, for late backfills
+CACHE_BUDGET_BYTES = 256 << 20  # cached sealed-prefix indexes per store (LRU beyond it)
 
 
 @dataclass
@@ -64,12 +69,37 @@ class _Entry:
     total: int  # rows in those blocks (the gid base of anything after them)
     index: TypeIndex
 
+    @property
+    def nbytes(self) -> int:
+        return int(self.index.key.nbytes + self.index.gid.nbytes)
+
 
 class _StoreCache:
+    """Cached per-type indexes of one store's sealed prefix, least recently used first."""
+
     def __init__(self, tmin: int) -> None:
         self.tmin = tmin
-        self.entries: dict[int, _Entry] = {}
+        self.entries: OrderedDict[int, _Entry] = OrderedDict()
         self.lock = threading.Lock()
+
+    def get(self, code: int) -> _Entry | None:
+        entry = self.entries.get(code)
+        if entry is not None:
+            self.entries.move_to_end(code)
+        return entry
+
+    def put(self, code: int, entry: _Entry) -> None:
+        """Keep `entry`, evicting the least recently used others beyond the budget."""
+        self.entries[code] = entry
+        self.entries.move_to_end(code)
+        total = sum(e.nbytes for e in self.entries.values())
+        while total > CACHE_BUDGET_BYTES and len(self.entries) > 1:
+            _, old = self.entries.popitem(last=False)
+            total -= old.nbytes
+
+    @property
+    def nbytes(self) -> int:
+        return sum(e.nbytes for e in self.entries.values())
 
 
 _CACHES: weakref.WeakKeyDictionary[Dictionaries, _StoreCache] = weakref.WeakKeyDictionary()
@@ -153,7 +183,7 @@ class EventIndex:
     def _prefix_index(self, code: int, cache: _StoreCache) -> TypeIndex:
         prefix = self.blocks[:self.nprefix]
         with cache.lock:
-            entry = cache.entries.get(code)
+            entry = cache.get(code)
             covered = 0
             if entry is not None:
                 for ref, block in zip(entry.blocks, prefix, strict=False):
@@ -170,8 +200,8 @@ class EventIndex:
                 return self._build(code, range(len(prefix)))
             else:
                 index = self._build(code, range(len(prefix)))
-            cache.entries[code] = _Entry(tuple(weakref.ref(b) for b in prefix),
-                                         int(self.bases[len(prefix)]), index)
+            cache.put(code, _Entry(tuple(weakref.ref(b) for b in prefix),
+                                   int(self.bases[len(prefix)]), index))
             return index
 
     def _build(self, code: int, which: Iterable[int]) -> TypeIndex:

@@ -285,3 +285,33 @@ def test_index_follows_new_and_dropped_segments(tmp_path: Any) -> None:
         check([e for e in events if e["id"] not in gone])
     finally:
         eng.close()
+
+
+def test_index_cache_is_bounded(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cached per-type indexes beyond the budget are evicted least recently used first, and
+    answers from evicted (rebuilt) indexes stay equal to the naive reference."""
+    import random
+
+    from rta.core import user_index
+
+    rng = random.Random(11)
+    events = [{**_ev(rng.choice("abcd"), f"u{rng.randrange(8)}", rng.randrange(0, 3000)),
+               "id": f"e{i}"} for i in range(300)]
+    eng = make_engine(events, data_dir=str(tmp_path), max_events=40)
+    try:
+        snap = eng.snapshot()
+        cache_budget = 16 * 2 * 80  # room for about two types' indexes
+        monkeypatch.setattr(user_index, "CACHE_BUDGET_BYTES", cache_budget)
+        pairs: list[list[Step]] = [[("a", None), ("b", None)], [("c", None), ("d", None)],
+                                   [("a", None), ("d", None)], [("b", None), ("c", None)]]
+        for steps in pairs:
+            body = _body(steps, 500, "ordered")
+            got = behaviour.run_funnel(eng, body, NOW)
+            assert [s["count"] for s in got["steps"]] == reference(events, steps, 500,
+                                                                   "ordered")
+            cache = user_index._CACHES[snap.dicts]
+            assert cache.nbytes <= cache_budget or len(cache.entries) == 1
+        last = snap.dicts.types.lookup("c")
+        assert next(reversed(cache.entries)) == last  # most recently used kept
+    finally:
+        eng.close()
