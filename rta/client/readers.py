@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import IO, Any
 
+from rta.core import jsonstrict
+
 FORMATS = ("ndjson", "json", "csv", "parquet")
 TOP_LEVEL = ("id", "type", "userId", "sessionId", "timestamp")
 
@@ -55,7 +57,10 @@ def iter_batches(path: str, fmt: str, size: int = 5000) -> Iterator[list[Any]]:
         if fmt == "csv":
             yield from _chunk(_csv_events(f), size)
         elif fmt == "json" or (fmt == "ndjson" and path == "-" and _peek_array(f)):
-            data = json.load(f)
+            try:
+                data = jsonstrict.loads(f.read())
+            except json.JSONDecodeError as exc:
+                raise ReadError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
             if isinstance(data, dict) and isinstance(data.get("events"), list):
                 data = data["events"]
             if not isinstance(data, list):
@@ -90,7 +95,7 @@ def _ndjson_events(f: IO[str], path: str) -> Iterator[Any]:
         if not line.strip():
             continue
         try:
-            yield json.loads(line)
+            yield jsonstrict.loads(line)
         except json.JSONDecodeError as exc:
             raise ReadError(f"{path}:{lineno}: not valid JSON: {exc.msg}") from None
 
@@ -118,7 +123,7 @@ def _csv_events(f: IO[str]) -> Iterator[dict[str, Any]]:
                     event[key] = _scalar(raw) if key == "timestamp" else raw
             elif key == "properties" and raw:
                 try:
-                    props.update(json.loads(raw))
+                    props.update(jsonstrict.loads(raw))
                 except json.JSONDecodeError:
                     props[key] = raw
             else:
@@ -150,7 +155,7 @@ def _parquet_batches(path: str, size: int) -> Iterator[list[Any]]:
                     if value is not None:
                         event[key] = value
                 elif key == "properties" and isinstance(value, dict | str):
-                    props.update(json.loads(value) if isinstance(value, str) else value)
+                    props.update(jsonstrict.loads(value) if isinstance(value, str) else value)
                 elif key == "receivedAt":
                     continue
                 elif value is not None:

@@ -35,6 +35,7 @@ from rta.core.errors import field_error
 from rta.core.events import FLOAT, INT, INT64_MIN
 from rta.core.filters import EventFilter
 from rta.core.segments import (
+    check_numeric,
     first_per_group,
     gather,
     member_lookup,
@@ -334,6 +335,8 @@ def run(engine: Engine, body: Any, now: int | None = None,
     seg = resolve_segment(engine, body.get("segment"), snap)
     member = member_lookup(seg, snap)
     nusers = len(snap.dicts.users)
+    if mprop:
+        check_numeric(snap, mprop, "metricProperty")
 
     # exposures
     rows = gather(snap, [assign_flt], start, end, member=member, props=[vprop])
@@ -377,6 +380,13 @@ def run(engine: Engine, body: Any, now: int | None = None,
     names = [labels[i] for i in present]
     if wanted is not None:
         names = list(wanted)
+    elif names and control not in names:
+        same = [name for name in names if str(name) == str(control)]
+        if not same:  # a typo would otherwise compare every variant against nothing
+            raise field_error("control", f"{control!r} is not one of the variants seen: "
+                              f"{', '.join(map(str, names))}", value=control,
+                              allowed=names)
+        control = same[0]  # "1" given for the variant value 1
     variants = []
     z95 = norm_ppf(1 - alpha / 2)
     stats: dict[Any, tuple[int, int, float, float]] = {}

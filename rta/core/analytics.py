@@ -41,14 +41,17 @@ from rta.core.errors import ValidationError, field_error
 from rta.core.filters import EventFilter, Group, parse_cli_where, parse_filter, predicate_to_json
 from rta.core.hll import DEFAULT_PRECISION, standard_error
 from rta.core.query_cache import QueryCache
+from rta.core.segments import check_numeric
 from rta.core.store.snapshot import Snapshot
 from rta.core.timeparse import now_ms, parse_duration
 
 FILTER_KEYS = ("type", "eventType", "types", "userId", "userIds", "startTime", "endTime",
                "timeRange", "where", "filters", "operator", "segment", "filter")
-AGGREGATE_KEYS = ("metric", "property", "aggregation", "interval", "groupBy", "limit")
+AGGREGATE_KEYS = ("metric", "property", "aggregation", "interval", "groupBy", "limit",
+                  "tzOffset")
 COUNT_KEYS = ("groupBy", "limit")
-UNIQUE_KEYS = ("interval", "approximate", "precision")
+UNIQUE_KEYS = ("interval", "approximate", "precision", "tzOffset")
+MAX_TZ_OFFSET = 14 * 60  # minutes: UTC-14:00 to UTC+14:00 covers every zone
 TOP_KEYS = ("property", "n", "limit", "sort")
 MAX_GROUPS = 10_000
 MAX_SERIES = 100
@@ -270,6 +273,12 @@ def _int_param(params: dict[str, Any], name: str, default: int, lo: int, hi: int
     return value
 
 
+def _tz_offset(params: dict[str, Any]) -> int:
+    """`tzOffset`: minutes east of UTC that bucket boundaries follow (330 for India, -300 for
+    New York in winter), in ms; 0 (UTC) by default."""
+    return _int_param(params, "tzOffset", 0, -MAX_TZ_OFFSET, MAX_TZ_OFFSET) * 60_000
+
+
 def _bool_param(params: dict[str, Any], name: str) -> bool:
     raw = _one(params, name)
     if raw is None or isinstance(raw, bool):
@@ -362,23 +371,24 @@ def prepare_aggregate(engine: Engine, body: dict[str, Any]) -> Prepared:
         raise field_error("metric", f"is required for aggregation {aggregation!r}: the "
                           "numeric property to aggregate")
     interval = _interval(body)
+    offset = _tz_offset(body)
     group_by = _property_name(body, "groupBy", False)
     limit = _int_param(body, "limit", 10, 1, MAX_SERIES)
     snap = engine.snapshot()
     if metric and aggregation in ts_mod.METRIC_AGGREGATIONS:
-        _check_numeric(snap, metric)
+        check_numeric(snap, metric, "metric")
     start, end = _series_range(snap, flt, now, interval)
     buckets = None
     if start is not None and end is not None:
         # Buckets are epoch-aligned, so the first and last may be partial: only events inside
         # the requested range count, exactly as `WHERE ts BETWEEN start AND end` would.
-        buckets = ts_mod.make_buckets(start, end, interval)
+        buckets = ts_mod.make_buckets(start, end, interval, offset_ms=offset)
         flt.start, flt.end = start, end
     else:  # no range given and no data: an empty series
         flt.end = flt.start = 0
     key = _key("aggregate", canonical, flt, {"metric": metric, "aggregation": aggregation,
                                              "interval": interval, "groupBy": group_by,
-                                             "limit": limit})
+                                             "limit": limit, "tzOffset": offset})
 
     def compute() -> dict[str, Any]:
         base: dict[str, Any] = {
@@ -422,18 +432,6 @@ def _bucket_rows(stamps: list[int], values: np.ndarray, count: np.ndarray,
     vals = _values(values, integral)
     return [{"timestamp": t, "value": v, "count": c}
             for t, v, c in zip(stamps, vals, count.tolist(), strict=True)]
-
-
-def _check_numeric(snap: Snapshot, metric: str) -> None:
-    """A metric that exists only as text or booleans cannot be summed: say so (400)."""
-    kinds: set[str] = set()
-    for block in snap.blocks:
-        kinds.update(block.property_keys.get(metric, ()))
-    if kinds and not kinds & {"i", "f"}:
-        names = sorted({"s": "string", "b": "boolean"}.get(k, k) for k in kinds)
-        raise field_error("metric", f"property {metric!r} is not numeric (it holds "
-                          f"{' and '.join(names)} values)", value=metric,
-                          allowed="a property with numeric values")
 
 
 def _series_range(snap: Snapshot, flt: EventFilter, now: int,
@@ -494,6 +492,7 @@ def prepare_unique_users(engine: Engine, params: dict[str, Any]) -> Prepared:
     now = now_ms()
     flt, canonical = _filter(engine, params, now)
     interval = _interval(params)
+    offset = _tz_offset(params)
     approximate = _bool_param(params, "approximate")
     precision = _int_param(params, "precision", DEFAULT_PRECISION, 4, 18)
     snap = engine.snapshot()
@@ -501,17 +500,20 @@ def prepare_unique_users(engine: Engine, params: dict[str, Any]) -> Prepared:
     if interval is not None:
         start, end = _series_range(snap, flt, now, interval)
         if start is not None and end is not None:
-            buckets = ts_mod.make_buckets(start, end, interval)
-            flt.start, flt.end = buckets.start, buckets.end
+            # Buckets align to the interval, but only events inside the requested range
+            # count (the first and last buckets may be partial), as in `aggregate`.
+            buckets = ts_mod.make_buckets(start, end, interval, offset_ms=offset)
+            flt.start, flt.end = start, end
         else:
             flt.start = flt.end = 0
-    key = _key("unique", canonical, flt, {"interval": interval, "approximate": approximate,
+    key = _key("unique", canonical, flt, {"interval": interval, "tzOffset": offset,
+                                          "approximate": approximate,
                                           "precision": precision if approximate else None})
 
     def compute() -> dict[str, Any]:
-        if buckets is not None:
-            lo: int | None = buckets.start
-            hi: int | None = buckets.end - 1
+        if buckets is not None and flt.start is not None and flt.end is not None:
+            lo: int | None = flt.start
+            hi: int | None = flt.end - 1
         elif interval is not None:
             lo = hi = None
         else:
@@ -537,10 +539,13 @@ def prepare_unique_users(engine: Engine, params: dict[str, Any]) -> Prepared:
             out.update(uniqueUsers=0, events=0, buckets=[])
             return out
         res = ts_mod.timeseries(flt, snap, buckets, "unique_users")
-        out.update(uniqueUsers=int(res.total_value), events=res.total_count,
+        # `events` counts every matching event, anonymous ones too, as without `interval`
+        # (the unique_users series itself counts only events with a user).
+        every = ts_mod.timeseries(flt, snap, buckets, "count")
+        out.update(uniqueUsers=int(res.total_value), events=every.total_count,
                    buckets=[{"timestamp": t, "value": v, "events": c} for t, v, c in zip(
                        buckets.timestamps(), res.value.astype(np.int64).tolist(),
-                       res.count.tolist(), strict=True)])
+                       every.count.tolist(), strict=True)])
         return out
 
     return Prepared("unique-users", key, snap.version, flt.start, flt.end, compute)

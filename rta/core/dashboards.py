@@ -24,7 +24,7 @@ import importlib
 import logging
 import re
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -267,6 +267,10 @@ def validate_dashboard(body: Any, engine: Engine | None = None,
     out: list[dict[str, Any]] = []
     positions: list[dict[str, int] | None] = []
     seen_ids: set[str] = set()
+    # ids given explicitly: a widget without one gets the first free `w<n>` (from its
+    # position on), so adding a widget after removing another never clashes
+    given = {spec["id"] for spec in widgets if isinstance(spec, dict)
+             and isinstance(spec.get("id"), str) and spec["id"]}
     for i, spec in enumerate(widgets):
         path = f"widgets[{i}]"
         if not isinstance(spec, dict):
@@ -293,7 +297,12 @@ def validate_dashboard(body: Any, engine: Engine | None = None,
                 f"a {wtype} cannot show a {source['type']} data source; use one of "
                 f"{', '.join(COMPATIBLE[wtype])}", i, value=source["type"],
                 allowed=list(COMPATIBLE[wtype]))
-        wid = spec.get("id") or f"w{i + 1}"
+        wid = spec.get("id")
+        if wid is None or wid == "":
+            n = i + 1
+            while f"w{n}" in given or f"w{n}" in seen_ids:
+                n += 1
+            wid = f"w{n}"
         if not isinstance(wid, str) or wid in seen_ids:
             raise _widget_error(path + ".id", "widget ids must be unique strings", i, value=wid)
         seen_ids.add(wid)
@@ -350,7 +359,11 @@ def check_source_properties(snap: Snapshot, widgets: list[dict[str, Any]]) -> No
         check_widget_properties(snap, widget, i)
 
 
-def check_widget_properties(snap: Snapshot, widget: dict[str, Any], index: int) -> None:
+def check_widget_properties(snap: Snapshot, widget: dict[str, Any], index: int,
+                            missing_ok: bool = False) -> None:
+    """400 for a property a widget cannot use. `missing_ok` (when rendering): a property no
+    event carries yet is not an error, the widget shows no data (a template's widgets often
+    read properties that only some deployments send)."""
     src = widget["dataSource"]
     etype = src.get("eventType")
     etype = etype if isinstance(etype, str) else None
@@ -363,6 +376,8 @@ def check_widget_properties(snap: Snapshot, widget: dict[str, Any], index: int) 
         path = f"widgets[{index}].dataSource.{fieldname}"
         where = f"{etype!r} events" if etype else "stored events"
         if not kinds:
+            if missing_ok:
+                continue
             known = sorted(known_properties(snap, etype) or {})
             listing = ", ".join(known[:30]) or "none"
             raise _widget_error(path, f"no {where} carry property {key!r}; known: {listing}",
@@ -598,7 +613,8 @@ def resolve_dashboard(engine: Engine | PinnedEngine, dashboard: dict[str, Any],
         widgets.append(resolve_widget(pinned, dashboard, widget, i, time_range, tz_offset_min,
                                       current))
     return {"dashboardId": dashboard.get("id"), "name": dashboard.get("name"),
-            "generatedAt": current, "timeRange": time_range or dashboard.get("timeRange"),
+            "updatedAt": dashboard.get("updatedAt"), "generatedAt": current,
+            "timeRange": time_range or dashboard.get("timeRange"),
             "refreshInterval": dashboard.get("refreshInterval", DEFAULT_REFRESH_MS),
             "tookMs": round((time.perf_counter() - t0) * 1000, 2), "widgets": widgets}
 
@@ -630,7 +646,7 @@ def _widget_view(engine: Engine, widget: dict[str, Any], index: int, src: dict[s
                  win: Window, tz_offset_min: int) -> dict[str, Any]:
     wtype = widget["type"]
     stype = src["type"]
-    check_widget_properties(engine.snapshot(), widget, index)
+    check_widget_properties(engine.snapshot(), widget, index, missing_ok=True)
     if wtype == "heatmap":
         if stype == "retention":
             return _retention_view(_run_retention(engine, src, win), as_heatmap=True)
@@ -649,9 +665,9 @@ def _widget_view(engine: Engine, widget: dict[str, Any], index: int, src: dict[s
         return _retention_view(_run_retention(engine, src, win), as_heatmap=False)
     if wtype == "line-chart" or (wtype == "bar-chart" and stype in ("aggregation",
                                                                     "unique_users")):
-        return _series(engine, src, win)
+        return _series(engine, src, win, tz_offset_min)
     if wtype == "table" and stype in ("aggregation", "unique_users"):
-        return _table_from_series(_series(engine, src, win))
+        return _table_from_series(_series(engine, src, win, tz_offset_min))
     # categories: pie, bar (count/top), table (count/top)
     view = _categories(engine, src, win)
     return _table_from_categories(view, src) if wtype == "table" else view
@@ -763,14 +779,24 @@ def _event_filter(engine: Engine, src: dict[str, Any], win: Window) -> Any:
                         segments=engine.extensions.get("segment_resolver"))
 
 
-def _series(engine: Engine, src: dict[str, Any], win: Window) -> dict[str, Any]:
+def _series(engine: Engine, src: dict[str, Any], win: Window,
+            tz_offset_min: int = 0) -> dict[str, Any]:
+    """A chart's series: buckets follow the viewer's time zone (daily ones start at local
+    midnight), and a rolling window starts at a bucket boundary, so the first bucket of
+    "last 7 days by day" is a whole day, not the sliver of one that a window starting now
+    minus 7 days would cut."""
     interval = _interval(src, win)
+    offset = int(tz_offset_min) * MINUTE
+    if interval >= HOUR and win.time_range not in ("today", "yesterday"):
+        win = replace(win, start=win.start - (win.start + offset) % interval)
+    zone = {"tzOffset": int(tz_offset_min)}
     if src["type"] == "unique_users":
-        res = _analytics("unique-users", engine, {**_params(src, win), "interval": interval})
+        res = _analytics("unique-users", engine, {**_params(src, win), "interval": interval,
+                                                  **zone})
         name = "unique users"
     else:
         agg = src.get("aggregation", "count") if src["type"] == "aggregation" else "count"
-        body = {**_common(src, win), "aggregation": agg, "interval": interval}
+        body = {**_common(src, win), "aggregation": agg, "interval": interval, **zone}
         if src.get("metric"):
             body["metric"] = src["metric"]
         if src.get("groupBy"):

@@ -78,8 +78,8 @@ def run(engine: Engine, body: Any, now: int | None = None,
                                   time_range=body.get("timeRange"))
     if end is None:
         end = current + 1
-    if start is None:
-        start = (current // length - periods) * length
+    if start is None:  # (no events precede 1970: a grid reaching further back is empty)
+        start = max(0, (current // length - periods) * length)
     if start >= end:
         raise field_error("startTime", "must be before endTime")
     ncoh = -(-(end - start) // length)

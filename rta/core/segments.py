@@ -161,6 +161,16 @@ def _empty_rows(nfilters: int, props: Iterable[str]) -> Rows:
     return rows
 
 
+def check_numeric(snap: Snapshot, key: str, field: str) -> None:
+    """A property that exists only as text or booleans cannot be summed: say so (400)."""
+    kinds = snap.property_kinds(key)
+    if kinds and not kinds & {INT, FLOAT}:
+        names = sorted({STR: "string", BOOL: "boolean"}.get(k, k) for k in kinds)
+        raise field_error(field, f"property {key!r} is not numeric (it holds "
+                          f"{' and '.join(names)} values)", value=key,
+                          allowed="a property with numeric values")
+
+
 def value_labels(values: dict[str, np.ndarray], snap: Snapshot) -> tuple[np.ndarray, list[Any]]:
     """Group ids per row (-1 where the property is missing) and the JSON value of each group.
 

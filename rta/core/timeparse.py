@@ -19,6 +19,11 @@ _UNITS = {"ms": MS, "s": SECOND, "m": MINUTE, "h": HOUR, "d": DAY, "w": WEEK}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _RELATIVE = re.compile(r"^last_(\d+)(ms|s|m|h|d|w)$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_FIRST_MS = -62_135_596_800_000  # 0001-01-01T00:00:00Z
+# Query times and durations are bounded so that every date derived from them (bucket edges,
+# cohort grids, ISO labels) stays within what datetime and int64 arithmetic can represent.
+MAX_TIME_MS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z
+MAX_DURATION_MS = 100 * 365 * DAY
 
 
 def now_ms() -> int:
@@ -41,7 +46,7 @@ def parse_duration(value: object, field: str = "interval") -> int:
     if isinstance(value, int | float):
         if value <= 0 or value != value:
             raise field_error(field, "must be a positive duration", value=value)
-        return int(value)
+        return _bounded_duration(value, field)
     if isinstance(value, str):
         text = value.strip()
         number = int_text(text)
@@ -49,11 +54,25 @@ def parse_duration(value: object, field: str = "interval") -> int:
             return parse_duration(number, field)
         m = _DURATION.match(text)
         if m:
-            ms = int(float(m.group(1)) * _UNITS[m.group(2)])
-            if ms > 0:
-                return ms
+            ms = float(m.group(1)) * _UNITS[m.group(2)]
+            if ms >= 1:
+                return _bounded_duration(ms, field, value)
     raise field_error(field, "must be a duration such as 300000, '5m', '1h' or '1d'",
                       value=value)
+
+
+def _bounded_duration(ms: float, field: str, given: object = None) -> int:
+    if ms > MAX_DURATION_MS:
+        raise field_error(field, f"must be at most 100 years ({MAX_DURATION_MS} ms)",
+                          value=ms if given is None else given)
+    return int(ms)
+
+
+def _bounded_time(ms: int, field: str, given: object) -> int:
+    if not 0 <= ms <= MAX_TIME_MS:
+        raise field_error(field, f"must be between 0 (1970-01-01) and {MAX_TIME_MS} "
+                          "(9999-12-31) ms since epoch", value=given)
+    return ms
 
 
 def parse_iso(text: str) -> int | None:
@@ -84,13 +103,13 @@ def parse_time(value: object, field: str, now: int | None = None) -> int:
         raise field_error(field, "must be a time: ms since epoch, ISO-8601 or relative "
                           "such as 'last_24h'", value=value)
     if isinstance(value, int | float):
-        if value != value:
-            raise field_error(field, "must be a finite number", value=value)
-        return int(value)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise field_error(field, "must be a finite number", value=str(value))
+        return _bounded_time(int(value), field, value)
     if isinstance(value, str):
         text = value.strip()
         if re.fullmatch(r"-?\d+", text):
-            return int(text)
+            return _bounded_time(int(text), field, value)
         if text == "now":
             return current
         rng = parse_relative_range(text, current)
@@ -101,7 +120,7 @@ def parse_time(value: object, field: str, now: int | None = None) -> int:
             return current - int(float(m.group(1)) * _UNITS[m.group(2)])
         iso = parse_iso(text)
         if iso is not None:
-            return iso
+            return _bounded_time(iso, field, value)
     raise field_error(field, "must be a time: ms since epoch, ISO-8601 or relative such as "
                       "'last_24h', 'today', '7d'", value=value)
 
@@ -155,5 +174,7 @@ def parse_time_range(start: object, end: object, now: int | None = None,
 
 
 def iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace(
+    """ISO-8601 UTC text of a ms time (clamped to years 1-9999, datetime's range)."""
+    ms = min(max(ms, _FIRST_MS), MAX_TIME_MS)
+    return (_EPOCH + timedelta(milliseconds=ms)).isoformat(timespec="milliseconds").replace(
         "+00:00", "Z")

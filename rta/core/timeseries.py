@@ -35,7 +35,7 @@ NICE_INTERVALS = (SECOND, 5 * SECOND, 10 * SECOND, 30 * SECOND, MINUTE, 5 * MINU
 
 @dataclass(frozen=True)
 class Buckets:
-    """`count` buckets of `interval` ms from `start` (a multiple of `interval`)."""
+    """`count` buckets of `interval` ms from `start` (aligned by `make_buckets`)."""
 
     start: int
     interval: int
@@ -64,11 +64,13 @@ def auto_interval(span: int) -> int:
 
 
 def make_buckets(start: int, end: int, interval: int | None,
-                 field_name: str = "interval") -> Buckets:
-    """Epoch-aligned buckets covering [start, end): start rounds down, end rounds up."""
+                 field_name: str = "interval", offset_ms: int = 0) -> Buckets:
+    """Buckets covering [start, end), aligned to the epoch shifted by `offset_ms` (a time
+    zone's offset east of UTC: daily buckets then start at local midnight): start rounds
+    down, end rounds up."""
     step = interval if interval is not None else auto_interval(max(end - start, 1))
-    first = start - start % step
-    last = end + (-end) % step
+    first = start - (start + offset_ms) % step
+    last = end + (-(end + offset_ms)) % step
     count = max((last - first) // step, 1)
     if count > MAX_BUCKETS:
         raise field_error(field_name, f"would produce {count} buckets; the maximum is "
@@ -559,16 +561,16 @@ def _grouped(result: SeriesResult, parts: list[Part], snap: Snapshot, buckets: B
 def unique_series_approx(flt: EventFilter, snap: Snapshot, buckets: Buckets | None,
                          precision: int) -> tuple[np.ndarray, float, int]:
     """HyperLogLog distinct users per bucket (or one total when `buckets` is None):
-    (estimates, whole-range estimate, events with a user)."""
+    (estimates, whole-range estimate, events matched, anonymous ones included)."""
     nb = buckets.count if buckets is not None else 1
     per_bucket = HyperLogLog(nb, precision)
     whole = HyperLogLog(1, precision)
     events = 0
     for part in select(flt, snap):
         users = part.take(part.block.user)
+        events += len(users)
         ok = users >= 0
         users = users[ok]
-        events += len(users)
         whole.add(users)
         if buckets is not None:
             per_bucket.add(users, buckets.index(part.take(part.block.ts)[ok]))

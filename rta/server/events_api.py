@@ -11,6 +11,7 @@ from typing import Any
 from quart import Blueprint, Response, request
 from quart_trio import QuartTrio
 
+from rta.core import jsonstrict
 from rta.core.engine import Engine
 from rta.core.errors import PayloadTooLarge, RtaError, ValidationError, field_error
 from rta.core.eventlist import Cursor, list_events
@@ -264,7 +265,7 @@ def parse_events_body(raw: bytes, kind: str, fast: bool = False
                 items.append(value)
                 continue
             try:
-                items.append(json.loads(line))
+                items.append(jsonstrict.loads(line))
             except (UnicodeDecodeError, json.JSONDecodeError) as exc:
                 raise ValidationError(f"line {lineno + 1} is not valid JSON: {exc}",
                                       [{"index": len(items), "line": lineno + 1,

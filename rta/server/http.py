@@ -13,6 +13,7 @@ import orjson
 import trio
 from quart import Response, current_app, request
 
+from rta.core import jsonstrict
 from rta.core.engine import Engine
 from rta.core.errors import PayloadTooLarge, RtaError, ValidationError, field_error
 
@@ -159,7 +160,7 @@ def parse_json_fast(raw: bytes) -> Any:
 
 def parse_json(raw: bytes) -> Any:
     try:
-        return json.loads(raw)
+        return jsonstrict.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         details: dict[str, Any] = {"message": str(exc)}
         if isinstance(exc, json.JSONDecodeError):

@@ -20,7 +20,8 @@ bp = Blueprint("openapi", __name__)
 ERROR = {"$ref": "#/components/schemas/Error"}
 OBJ: dict[str, Any] = {"type": "object", "additionalProperties": True}
 TIME = {"oneOf": [{"type": "integer"}, {"type": "string"}],
-        "description": "ms since epoch, ISO-8601, or relative (last_15m, last_24h, today)"}
+        "description": "ms since epoch (0 to 9999-12-31), ISO-8601, or relative "
+                       "(last_15m, last_24h, today)"}
 FILTER_PARAMS = ["type", "userId", "startTime", "endTime", "timeRange", "where", "segment"]
 SCHEMAS: dict[str, Any] = {
     "Error": {"type": "object", "required": ["error"], "properties": {"error": {
@@ -31,7 +32,9 @@ SCHEMAS: dict[str, Any] = {
         "id": {"type": "string", "description": "client id for idempotency (UUID best)"},
         "type": {"type": "string", "minLength": 1, "maxLength": 200},
         "userId": {"type": ["string", "null"]}, "sessionId": {"type": ["string", "null"]},
-        "timestamp": TIME,
+        "timestamp": {"oneOf": [{"type": "integer"}, {"type": "string"}],
+                      "description": "ms since epoch or ISO-8601 (naive times are UTC); "
+                                     "default: when the server receives it"},
         "properties": {"type": "object", "additionalProperties": True,
                        "description": "scalars; nested objects flatten to dotted keys"}}},
     "Filter": {"type": "object", "additionalProperties": True, "properties": {
@@ -55,6 +58,8 @@ SCHEMAS: dict[str, Any] = {
         "interval": {"oneOf": [{"type": "integer", "minimum": 1}, {"type": "string"}],
                      "description": "ms or 1m/5m/1h/1d"},
         "groupBy": {"type": "string"}, "limit": {"type": "integer"},
+        "tzOffset": {"type": "integer", "minimum": -840, "maximum": 840,
+                     "description": "minutes east of UTC that buckets align to (default 0)"},
         "startTime": TIME, "endTime": TIME}},
     "FunnelStep": {"type": "object", "required": ["eventType"], "properties": {
         "name": {"type": "string"}, "eventType": {"type": "string"},
@@ -164,13 +169,15 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/analytics/aggregate"): op("Time-series aggregation from query arguments",
                                         "analytics", query=[*FILTER_PARAMS, "metric",
                                                             "aggregation", "interval",
-                                                            "groupBy", "limit"]),
+                                                            "groupBy", "limit",
+                                                            "tzOffset"]),
     ("GET", "/analytics/count"): op("Count events, optionally grouped", "analytics",
                                     query=[*FILTER_PARAMS, "groupBy", "limit"]),
     ("POST", "/analytics/count"): op("Count events (JSON body)", "analytics",
                                      request=body(OBJ)),
     ("GET", "/analytics/unique-users"): op("Unique users (exact or HyperLogLog)", "analytics",
-                                           query=[*FILTER_PARAMS, "interval", "approximate"]),
+                                           query=[*FILTER_PARAMS, "interval", "approximate",
+                                                  "tzOffset"]),
     ("POST", "/analytics/unique-users"): op("Unique users (JSON body)", "analytics",
                                             request=body(OBJ)),
     ("GET", "/analytics/top"): op("Top-N values of a property", "analytics",

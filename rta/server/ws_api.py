@@ -48,6 +48,7 @@ from quart import Blueprint, websocket
 from quart_trio import QuartTrio
 from werkzeug.datastructures import Headers, MultiDict
 
+from rta.core import jsonstrict
 from rta.core.engine import Engine
 from rta.core.errors import PayloadTooLarge, RtaError, ValidationError, field_error
 from rta.core.events import EventBatch
@@ -477,7 +478,7 @@ class _Connection:
     async def handle(self, raw: str | bytes) -> None:
         sub = self.sub
         try:
-            msg = json.loads(raw)
+            msg = jsonstrict.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             sub.send_control(error_message(ValidationError(
                 f"message is not valid JSON: {exc}", [{"message": str(exc)}],

@@ -120,6 +120,9 @@ def test_unreadable_input_and_unreachable_daemon(daemon: ServeProcess, tmp_path:
     path.write_text('{"type": "ok"}\n{broken\n')
     r = rta("ingest", str(path), "--server", daemon.url)
     assert r.returncode == 4 and "broken.ndjson:2" in r.stderr
+    path.write_text('[{"type": "ok"},\n {"type": "ok", "properties": {"v": Infinity}}]')
+    r = rta("ingest", str(path), "--server", daemon.url, "--format", "json")
+    assert r.returncode == 4 and "broken.ndjson:2: not valid JSON: Infinity" in r.stderr
     r = rta("ingest", str(tmp_path / "missing.ndjson"), "--server", daemon.url)
     assert r.returncode == 4 and "no such file" in r.stderr
     r = rta("stats", "--server", "http://127.0.0.1:9")

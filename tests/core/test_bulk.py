@@ -174,6 +174,11 @@ def test_gzip_and_bad_json_line(tmp_path: Path) -> None:
     bad.write_text(json.dumps(events[0]) + "\n\n{not json\n")
     with pytest.raises(BulkReadError, match=r"bad.ndjson:3: not valid JSON"):
         bulk_load_ndjson(ColumnStore(None), str(bad), now=NOW)
+    # pyarrow reads NaN and Infinity; JSON has no such numbers, so they are refused too
+    nan = tmp_path / "nan.ndjson"
+    nan.write_text(json.dumps(events[0]) + '\n{"type": "t", "properties": {"v": NaN}}\n')
+    with pytest.raises(BulkReadError, match=r"nan.ndjson:2: not valid JSON: NaN"):
+        bulk_load_ndjson(ColumnStore(None), str(nan), now=NOW)
 
 
 @pytest.mark.parametrize("blank", ["\n", "   \n", "\t\r\n"])

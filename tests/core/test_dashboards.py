@@ -76,6 +76,10 @@ def test_defaults_and_normalisation() -> None:
     assert doc["refreshInterval"] == dash.DEFAULT_REFRESH_MS
     assert doc["widgets"][0]["id"] == "w1"
     assert doc["widgets"][0]["config"] == {}
+    # w1 removed from a template's w1..w3, one added without an id: it gets a free id
+    kept = [counter("b", 3) | {"id": "w2"}, counter("c", 6) | {"id": "w3"}, counter("d", 9)]
+    doc = dash.validate_dashboard(body(*kept))
+    assert [w["id"] for w in doc["widgets"]] == ["w2", "w3", "w4"]
 
 
 @pytest.mark.parametrize(("widget", "field", "fragment"), [
@@ -157,6 +161,22 @@ def test_missing_and_non_numeric_properties_are_refused_once_data_exists(
     with pytest.raises(ValidationError) as exc:
         dash.validate_dashboard(body(counter(), top), engine)
     assert error_of(exc)["field"] == "widgets[1].dataSource.property"
+
+
+def test_rendering_a_widget_whose_property_no_event_carries_shows_no_data(
+        engine: Engine) -> None:
+    """Templates read properties (click 'element') that not every deployment sends: when
+    rendering, that is an empty widget, not an error; a text metric stays an error."""
+    ingest(engine, [*make_events(50), {"type": "click", "userId": "u1"}])
+    top = {"type": "table", "title": "t",
+           "dataSource": {"type": "top", "eventType": "click", "property": "element"}}
+    summed = {"type": "counter", "title": "s", "dataSource": {
+        "type": "aggregation", "eventType": "pageview", "metric": "page", "aggregation": "sum"}}
+    doc = dash.validate_dashboard(body(top, summed))
+    data = dash.resolve_dashboard(engine, doc)
+    assert data["widgets"][0]["error"] is None
+    assert data["widgets"][0]["data"] is not None
+    assert "not numeric" in data["widgets"][1]["error"]["message"]
 
 
 @settings(max_examples=60, deadline=None)

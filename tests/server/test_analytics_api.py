@@ -98,9 +98,23 @@ async def test_unique_users_endpoint(http: httpx.AsyncClient) -> None:
         "startTime": BASE, "endTime": BASE + 2 * STEP - 1, "interval": "1m"})
     body = r.json()
     assert [b["value"] for b in body["buckets"]] == [1, 1]  # user_i does both
+    # with an interval the buckets align to it, but only the requested range counts, and
+    # `events` counts every matching event (anonymous ones too) whichever way it is asked
+    extra = [{"type": "pageview", "userId": "edge_before", "timestamp": BASE + 60_000 - 1},
+             {"type": "pageview", "userId": "edge_after", "timestamp": BASE + 180_000 + 1},
+             {"type": "pageview", "timestamp": BASE + 60_000}]
+    assert (await http.post("/events/batch", json=extra)).status_code == 202
+    span = {"type": "pageview", "startTime": BASE + 60_000, "endTime": BASE + 180_000}
+    plain = (await http.get("/analytics/unique-users", params=span)).json()
+    assert (plain["uniqueUsers"], plain["events"]) == (3, 4)
+    for more in ({"interval": "1h"}, {"approximate": "true"},
+                 {"interval": "1h", "approximate": "true"}):
+        got = (await http.get("/analytics/unique-users", params={**span, **more})).json()
+        assert (got["uniqueUsers"], got["events"]) == (3, 4), (more, got)
+        assert (got["startTime"], got["endTime"]) == (BASE + 60_000, BASE + 180_000)
     r = await http.get("/analytics/unique-users", params={"approximate": "true"})
     body = r.json()
-    assert body["uniqueUsers"] == 4 and body["standardError"] >= 0
+    assert body["uniqueUsers"] == 6 and body["standardError"] >= 0  # (+ the two edge users)
     assert body["relativeStandardError"] < 0.01
 
 
@@ -150,6 +164,13 @@ async def test_bad_input_is_a_400_naming_the_field(http: httpx.AsyncClient) -> N
         ("GET", "/analytics/unique-users", {"interval": "fortnight"}, "interval"),
         ("GET", "/analytics/unique-users", {"startTime": "yesterday-ish"}, "startTime"),
         ("GET", "/analytics/top", {"property": "page", "typo": 1}, "typo"),
+        ("POST", "/analytics/aggregate", {"interval": 1e20}, "interval"),
+        ("POST", "/analytics/aggregate", {"startTime": 1e20, "endTime": 1e20}, "startTime"),
+        ("GET", "/analytics/unique-users", {"interval": "100000000000000000000"}, "interval"),
+        ("GET", "/analytics/count", {"startTime": "-5"}, "startTime"),
+        ("GET", "/analytics/count", {"endTime": "Infinity"}, "endTime"),
+        ("POST", "/analytics/aggregate", {"interval": "1d", "tzOffset": 900}, "tzOffset"),
+        ("GET", "/analytics/unique-users", {"interval": "1d", "tzOffset": "x"}, "tzOffset"),
     ]
     for method, path, payload, field in cases:
         if method == "POST":

@@ -108,6 +108,33 @@ async def test_data_matches_the_analytics_api(http: httpx.AsyncClient) -> None:
     assert r.status_code == 400
 
 
+async def test_daily_series_follow_the_viewers_time_zone(http: httpx.AsyncClient) -> None:
+    """Daily buckets start at the viewer's midnight (tz=330: 18:30 UTC), and a rolling
+    window's first bucket is a whole day, counted exactly like the analytics API does."""
+    now = now_ms()
+    day = 86_400_000
+    sample = [{"type": "visit", "userId": f"v{i % 9}", "timestamp": now - i * 3_600_000}
+              for i in range(24 * 6)]
+    assert (await http.post("/events/batch", json=sample)).status_code == 202
+    doc = (await http.post("/dashboards", json={"name": "Daily", "widgets": [
+        {"id": "d", "type": "line-chart", "title": "Visits a day", "dataSource": {
+            "type": "count", "eventType": "visit", "interval": "1d",
+            "timeRange": "last_7d"}}]})).json()
+    for tz in (330, -300, 0):
+        data = (await http.get(f"/dashboards/{doc['id']}/data", params={"tz": tz})).json()
+        widget = data["widgets"][0]
+        assert widget["error"] is None, widget
+        stamps = widget["data"]["timestamps"]
+        assert all((t + tz * 60_000) % day == 0 for t in stamps), (tz, stamps)
+        assert stamps[0] <= now - 7 * day  # the first day is whole, not a sliver
+        values = widget["data"]["series"][0]["values"]
+        assert sum(v or 0 for v in values) == len(sample)
+        api = (await http.post("/analytics/aggregate", json={
+            "eventType": "visit", "interval": day, "tzOffset": tz,
+            "startTime": stamps[0], "endTime": now})).json()
+        assert [b["value"] for b in api["buckets"]][:len(values)] == values
+
+
 async def test_failing_widget_carries_its_own_error(http: httpx.AsyncClient) -> None:
     widgets = [COUNTER, {"type": "gauge", "position": {"x": 3, "y": 0, "w": 3, "h": 2},
                          "dataSource": {"type": "aggregation", "eventType": "signup",

@@ -97,6 +97,12 @@ async def test_bad_input_is_a_400_naming_the_field(http: httpx.AsyncClient) -> N
         ("/queries/execute", {"type": "nope", "config": {}}, "type"),
         ("/queries/execute", {"type": "segment"}, "config"),
         ("/segments", {"filters": []}, "name"),
+        # times past year 9999 and durations past 100 years: 400s, not overflows
+        ("/queries/funnel", {"steps": ["a", "b"], "startTime": 253402300800000}, "startTime"),
+        ("/queries/funnel", {"steps": ["a", "b"], "timeLimit": 1e20}, "timeLimit"),
+        ("/queries/funnel", {"steps": ["a", "b"], "timeLimit": 2**63}, "timeLimit"),
+        ("/queries/cohort", {"entryEvent": "a", "periodLength": 10**13}, "periodLength"),
+        ("/queries/cohort", {"entryEvent": "a", "endTime": 1e20}, "endTime"),
     ]
     for path, body, field in cases:
         r = await http.post(path, json=body)
@@ -104,3 +110,27 @@ async def test_bad_input_is_a_400_naming_the_field(http: httpx.AsyncClient) -> N
         assert r.json()["error"]["details"][0]["field"] == field, (path, r.json())
     r = await http.post("/queries/funnel", content=b"[1,2]")
     assert r.status_code == 400
+
+
+async def test_abtest_control_must_be_a_variant_seen(http: httpx.AsyncClient) -> None:
+    """A mistyped control would compare every variant against nothing: 400 naming the
+    variants; a control given as text for numeric variant values still matches."""
+    await _seed(http)
+    body = {"eventType": "experiment_assigned", "variantProperty": "variant",
+            "metricEvent": "form_submit"}
+    r = await http.post("/queries/abtest", json={**body, "control": "nope"})
+    assert r.status_code == 400, r.text
+    detail = r.json()["error"]["details"][0]
+    assert detail["field"] == "control" and detail["allowed"] == ["control", "variant_a"]
+    r = await http.post("/queries/abtest", json={**body, "metricProperty": "page"})
+    assert r.status_code == 400, r.text
+    assert r.json()["error"]["details"][0]["field"] == "metricProperty"
+    now = int(time.time() * 1000)
+    numeric = [{"type": "assigned", "userId": f"n{i}", "timestamp": now - 1000,
+                "properties": {"arm": i % 2}} for i in range(10)]
+    assert (await http.post("/events/batch", json=numeric)).status_code == 202
+    r = await http.post("/queries/abtest", json={
+        "eventType": "assigned", "variantProperty": "arm", "metricEvent": "form_submit",
+        "control": "0"})
+    assert r.status_code == 200, r.text
+    assert [v["name"] for v in r.json()["variants"] if v["isControl"]] == [0]

@@ -167,3 +167,40 @@ def test_first_load_requests_everything_at_once_and_the_data_once(page: Any,
     assert len(data_requests) == 1, api
     assert page.evaluate("document.querySelectorAll('.widget').length") == len(doc["widgets"])
     assert page.rta_log.errors == []
+
+
+def test_an_open_page_follows_changes_made_elsewhere(page: Any, site: Site) -> None:
+    """A dashboard changed through the API is rebuilt in an open page (renamed, widget
+    removed, widget added without reload); a deleted one says so and moves on."""
+    keep = site.post("/dashboards", {"name": "Stays", "widgets": [
+        {"id": "k", "type": "counter", "title": "All", "dataSource": {"type": "count"}}]})
+    doc = site.post("/dashboards", {"name": "Before", "refreshInterval": 1000, "widgets": [
+        {"id": "a", "type": "counter", "title": "Events", "dataSource": {"type": "count"}},
+        {"id": "b", "type": "counter", "title": "Pageviews",
+         "dataSource": {"type": "count", "eventType": "pageview"}}]})
+    open_dashboard(page, site, doc["id"])
+    page.evaluate("() => { window.__marker = 1; }")
+    r = site.http.put(f"/dashboards/{doc['id']}", json={
+        "name": "After", "refreshInterval": 1000, "widgets": [
+            {"id": "a", "type": "counter", "title": "Events", "dataSource": {"type": "count"}},
+            {"type": "counter", "title": "Clicks",
+             "dataSource": {"type": "count", "eventType": "click"}}]})
+    assert r.status_code == 200, r.text
+    page.wait_for_function(
+        "() => document.querySelector('#dash-name').textContent === 'After'", timeout=8000)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.widget')].every((w) => w.dataset.state)")
+    titles = page.eval_on_selector_all(".widget h2", "hs => hs.map(h => h.textContent)")
+    assert titles == ["Events", "Clicks"]
+    assert page.evaluate("() => window.__marker") == 1  # rebuilt in place, not reloaded
+    assert site.http.delete(f"/dashboards/{doc['id']}").status_code in (200, 204)
+    page.wait_for_function(
+        "(id) => document.querySelector('#grid').dataset.dashboardId !== id", arg=doc["id"],
+        timeout=8000)
+    assert "“After” was deleted" in page.text_content("#banner")
+    page.wait_for_timeout(1500)  # the next dashboard's data does not wipe the notice
+    assert page.is_visible("#banner")
+    page.goto(f"{site.url}/#/dashboards/no-such-id")
+    page.wait_for_function("() => !document.querySelector('#banner').hidden")
+    assert "no dashboard with id “no-such-id”" in page.text_content("#banner")
+    assert keep["id"]  # (a dashboard remains to move to)

@@ -43,6 +43,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pajson
 
+from rta.core import jsonstrict
 from rta.core.errors import ValidationError
 from rta.core.event_ids import new_id_words
 from rta.core.events import (
@@ -211,7 +212,7 @@ class _Chunk:
         for r in rows.tolist():
             text = self.data[starts[r]:ends[r]]
             try:
-                out.append(json.loads(text))
+                out.append(jsonstrict.loads(text))
             except (json.JSONDecodeError, UnicodeDecodeError) as exc:
                 msg = exc.msg if isinstance(exc, json.JSONDecodeError) else str(exc)
                 raise BulkReadError(f"{self.path}:{int(lines[r])}: not valid JSON: {msg}"
@@ -615,6 +616,9 @@ def _slow_rows(table: pa.Table, now: int, limits: Limits) -> np.ndarray:
         if kind == FLOAT:
             raw = col.to_numpy(zero_copy_only=False)
             present = np.isfinite(raw)
+            # NaN or infinite: pyarrow reads the words NaN/Infinity, which are not JSON (the
+            # validator decides: dropped from an Arrow table, refused in NDJSON text)
+            slow |= _valid(col) & ~present
         else:
             present = _valid(col)
             if pa.types.is_unsigned_integer(t):

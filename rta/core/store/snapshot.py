@@ -37,3 +37,10 @@ class Snapshot:
         if not live:
             return None
         return min(b.min_ts for b in live), max(b.max_ts for b in live)
+
+    def property_kinds(self, key: str) -> set[str]:
+        """The column kinds ('i', 'f', 's', 'b') property `key` has in any block."""
+        kinds: set[str] = set()
+        for block in self.blocks:
+            kinds.update(block.property_keys.get(key, ()))
+        return kinds

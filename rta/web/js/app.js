@@ -25,6 +25,9 @@ const state = {
   liveState: "connecting",
   wasLive: false,
   templates: null,
+  notice: "", // shown once the next dashboard opens (why the page moved there)
+  noticeUntil: 0,
+  reloading: false,
 };
 
 const live = new LiveConnection({ onMessage, onState });
@@ -118,8 +121,9 @@ async function route() {
     await showWelcome();
     return;
   }
-  const target = state.dashboards.find((d) => d.id === id) || state.dashboards[0];
-  await openDashboard(target.id);
+  const found = state.dashboards.find((d) => d.id === id);
+  if (id && !found && !state.notice) state.notice = `There is no dashboard with id “${id}”.`;
+  await openDashboard((found || state.dashboards[0]).id);
 }
 
 // -- dashboards ----------------------------------------------------------------------------------
@@ -149,20 +153,52 @@ async function openDashboard(id) {
     return;
   }
   if (seq !== state.loadSeq) return;
-  banner("");
+  banner(state.notice);
+  state.noticeUntil = state.notice ? Date.now() + 10000 : 0;
+  state.notice = "";
   state.current = doc;
   setHash(doc.id, state.range);
   $("#dashboard-select").value = doc.id;
-  $("#dash-name").textContent = doc.name;
-  $("#dash-desc").textContent = doc.description || "";
-  document.title = `${doc.name} · rta`;
-  buildGrid(doc);
+  showDoc(doc);
   show("dashboard");
   await fetchData();
   // subscribing makes the server resolve the dashboard for the channel: after the first
   // fetch, so the two do not compete for the server's CPU while the page first renders
   if (seq === state.loadSeq) resubscribe();
   schedulePoll();
+}
+
+function showDoc(doc) {
+  $("#dash-name").textContent = doc.name;
+  $("#dash-desc").textContent = doc.description || "";
+  document.title = `${doc.name} · rta`;
+  buildGrid(doc);
+}
+
+// The dashboard was changed elsewhere (API, CLI, another tab): the data now describes other
+// widgets, so fetch the document again and rebuild the grid before showing that data.
+async function reloadDoc(data) {
+  if (state.reloading) return;
+  state.reloading = true;
+  const seq = state.loadSeq;
+  try {
+    const doc = await api.getDashboard(state.current.id);
+    if (seq !== state.loadSeq) return;
+    state.current = doc;
+    showDoc(doc);
+    const entry = state.dashboards.find((d) => d.id === doc.id);
+    if (entry && entry.name !== doc.name) await loadList();
+    applyData(data);
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 404) await dashboardGone();
+  } finally {
+    state.reloading = false;
+  }
+}
+
+async function dashboardGone() {
+  state.notice = `The dashboard “${state.current ? state.current.name : ""}” was deleted.`;
+  await refreshList();
 }
 
 function buildGrid(doc) {
@@ -196,8 +232,7 @@ async function fetchData() {
   } catch (e) {
     if (seq !== state.loadSeq) return;
     if (e instanceof ApiError && e.status === 404) {
-      banner("This dashboard no longer exists.");
-      await refreshList();
+      await dashboardGone();
       return;
     }
     // keep showing the last data; every widget says why it is stale
@@ -208,7 +243,11 @@ async function fetchData() {
 
 function applyData(data) {
   if (!state.current || (data.dashboardId && data.dashboardId !== state.current.id)) return;
-  banner("");
+  if (data.updatedAt && state.current.updatedAt && data.updatedAt !== state.current.updatedAt) {
+    reloadDoc(data);
+    return;
+  }
+  if (Date.now() >= state.noticeUntil) banner("");
   state.lastData = Date.now();
   for (const w of data.widgets || []) {
     const view = state.views.get(w.id);

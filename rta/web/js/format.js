@@ -16,18 +16,23 @@ export function formatNumber(value, config = {}) {
   if (config.format === "percent") return `${v.toFixed(config.decimals ?? 1)}%`;
   let text;
   if (Math.abs(v) >= 1e6) text = compact.format(v);
-  else if (Number.isInteger(v)) text = grouped.format(v);
+  else if (Number.isInteger(v) && !config.minDecimals) text = grouped.format(v);
   else {
     const decimals = config.decimals ?? (Math.abs(v) >= 100 ? 0 : Math.abs(v) >= 10 ? 1 : 2);
-    text = new Intl.NumberFormat(undefined, { maximumFractionDigits: decimals }).format(v);
+    text = new Intl.NumberFormat(undefined, { maximumFractionDigits: decimals,
+      minimumFractionDigits: Math.min(config.minDecimals ?? 0, decimals) }).format(v);
   }
   return config.unit ? `${text} ${config.unit}` : text;
 }
 
+const fine = new Intl.NumberFormat(undefined, { maximumFractionDigits: 2 });
+
+// Axis ticks: compact above 1000, else up to two decimals (ticks of a small series are
+// fractional, and rounding them to integers would label 0.5 as "1").
 export function formatShort(value) {
   if (value === null || value === undefined) return "";
   const v = Number(value);
-  return Math.abs(v) >= 1000 ? compact.format(v) : grouped.format(Math.round(v * 100) / 100);
+  return Math.abs(v) >= 1000 ? compact.format(v) : fine.format(v);
 }
 
 const DAY = 86400000;

@@ -180,7 +180,10 @@ export class WidgetView {
     return box.querySelector("canvas");
   }
 
-  setChart(config) {
+  setChart(config, summary = null) {
+    // a canvas is opaque to screen readers: its label carries the numbers
+    const label = `${this.spec.title || this.spec.type}. ${summary ?? summarise(config.data)}`;
+    this.chartBox().setAttribute("aria-label", label);
     if (this.chart && this.chart.config.type === config.type) {
       this.chart.data = config.data;
       this.chart.options = config.options;
@@ -215,10 +218,12 @@ export class WidgetView {
     };
   }
 
-  axes(pal, horizontal = false) {
+  // `integer`: every value is a whole number (counts), so no tick falls between them.
+  axes(pal, horizontal = false, integer = false) {
     const valueAxis = {
       beginAtZero: true, grid: { color: pal.grid }, border: { display: false },
-      ticks: { color: pal.muted, callback: (v) => formatShort(v), maxTicksLimit: 6 },
+      ticks: { color: pal.muted, callback: (v) => formatShort(v), maxTicksLimit: 6,
+        ...(integer ? { precision: 0 } : {}) },
     };
     const catAxis = {
       grid: { display: false }, border: { color: pal.border },
@@ -247,7 +252,7 @@ export class WidgetView {
     const pal = palette();
     const cfg = this.spec.config || {};
     const min = cfg.min ?? 0;
-    let max = cfg.max ?? Math.max(1, (data.value || 0) * 1.5);
+    let max = cfg.max ?? niceCeiling(Math.max(1, data.value || 0));
     const v = data.value ?? 0;
     if (v > max) max = v;
     const t = cfg.thresholds || [];
@@ -264,9 +269,9 @@ export class WidgetView {
       data: { labels: ["value", "rest"], datasets: [{ data: [filled, rest || (filled ? 0 : 1)],
         backgroundColor: [color, pal.grid], borderWidth: 0 }] },
       options: { responsive: true, maintainAspectRatio: false, rotation: -90, circumference: 180,
-        cutout: "72%", layout: { padding: { bottom: 8 } },
+        cutout: "72%", layout: { padding: { bottom: 38 } },
         plugins: { legend: { display: false }, tooltip: { enabled: false } } },
-    });
+    }, `${formatNumber(data.value, cfg)} of ${formatNumber(max, cfg)}`);
     let label = this.body.querySelector(".gauge-label");
     if (!label) {
       label = el("div", "gauge-label");
@@ -288,10 +293,11 @@ export class WidgetView {
         label: s.name, data: s.values, borderColor: color,
         backgroundColor: isBar ? alpha(color, 0.85) : alpha(color, cfg.fill ? 0.14 : 0),
         fill: !isBar && !!cfg.fill && data.series.length === 1, tension: 0.3, borderWidth: 2,
-        pointRadius: 0, pointHoverRadius: 4, borderRadius: isBar ? 3 : 0, spanGaps: true,
+        // a bucket without data (null) is a gap, not a line drawn through it
+        pointRadius: 0, pointHoverRadius: 4, borderRadius: isBar ? 3 : 0, spanGaps: false,
       };
     });
-    const options = this.baseOptions(pal, { scales: this.axes(pal) });
+    const options = this.baseOptions(pal, { scales: this.axes(pal, false, allIntegers(data.series)) });
     options.plugins.legend.display = data.series.length > 1;
     options.scales.x.grid.display = !!cfg.showGrid && !isBar;
     options.scales.x.grid.color = pal.grid;
@@ -323,7 +329,7 @@ export class WidgetView {
       });
     } else {
       const horizontal = !!cfg.horizontal;
-      const options = this.baseOptions(pal, { indexAxis: horizontal ? "y" : "x", scales: this.axes(pal, horizontal) });
+      const options = this.baseOptions(pal, { indexAxis: horizontal ? "y" : "x", scales: this.axes(pal, horizontal, allIntegers([{ values }])) });
       options.plugins.tooltip.callbacks.label = (ctx) => formatNumber(horizontal ? ctx.parsed.x : ctx.parsed.y, cfg);
       this.setChart({
         type: "bar",
@@ -360,7 +366,11 @@ export class WidgetView {
         const td = el("td", numeric[j] ? "num" : "");
         let text;
         if (j === data.timeColumn) text = new Date(cell).toLocaleString();
-        else if (typeof cell === "number") text = formatNumber(cell);
+        else if (typeof cell === "number") {
+          // percentage columns ("Share %", retention "P1"...) keep one decimal throughout
+          const pct = /%$/.test(data.columns[j]) || data.unit === "%";
+          text = pct ? formatNumber(cell, { decimals: 1, minDecimals: 1 }) : formatNumber(cell);
+        }
         else text = cell === null || cell === undefined ? "–" : String(cell);
         if (j === barCol && data.columns.length > 1) {
           td.className = "num bar-cell";
@@ -553,4 +563,33 @@ export function warmUpCharts() {
     view.destroy();
   }
   host.remove();
+}
+
+// The smallest 1, 2, 2.5 or 5 times a power of ten at or above `v` (a gauge's default
+// maximum: 22,401 reads as "of 25k", not "of 33,601.5").
+function niceCeiling(v) {
+  const power = 10 ** Math.floor(Math.log10(v));
+  for (const step of [1, 2, 2.5, 5, 10]) if (step * power >= v) return step * power;
+  return 10 * power;
+}
+
+function allIntegers(series) {
+  return series.every((s) => s.values.every((v) => v === null || Number.isInteger(v)));
+}
+
+// A short text form of a chart's data: every value when there are few, else the shape.
+function summarise(data) {
+  const parts = [];
+  for (const ds of (data.datasets || []).slice(0, 4)) {
+    const values = ds.data.filter((v) => v !== null && v !== undefined).map(Number);
+    if (!values.length) continue;
+    const name = ds.label ? `${ds.label}: ` : "";
+    if (data.labels.length <= 8) {
+      parts.push(name + data.labels.map((l, i) => `${l} ${formatNumber(ds.data[i])}`).join(", "));
+    } else {
+      parts.push(`${name}${values.length} points from ${data.labels[0]} to ${data.labels[data.labels.length - 1]}, ` +
+        `latest ${formatNumber(values[values.length - 1])}, peak ${formatNumber(Math.max(...values))}`);
+    }
+  }
+  return parts.join("; ") || "No data";
 }

@@ -1,0 +1,32 @@
+"""JSON as RFC 8259 defines it: the standard library's parser, without NaN and Infinity.
+
+`json.loads` accepts the bare words NaN, Infinity and -Infinity. An event holding one would be
+stored without that property (no JSON number can represent it) or sent on as null by a
+client, a silent loss. Every place that parses JSON from outside uses `loads` here instead, so
+such input is refused as invalid JSON, with its position, like any other syntax error.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+class _NonFinite(Exception):
+    def __init__(self, word: str) -> None:
+        super().__init__(word)
+        self.word = word
+
+
+def _refuse(word: str) -> Any:
+    raise _NonFinite(word)
+
+
+def loads(raw: str | bytes | bytearray) -> Any:
+    """`json.loads`, raising `json.JSONDecodeError` on NaN, Infinity and -Infinity."""
+    try:
+        return json.loads(raw, parse_constant=_refuse)
+    except _NonFinite as exc:
+        text = raw if isinstance(raw, str) else bytes(raw).decode("utf-8", "replace")
+        raise json.JSONDecodeError(f"{exc.word} is not valid JSON (send null or leave the "
+                                   "key out)", text, max(text.find(exc.word), 0)) from None
