@@ -165,6 +165,8 @@ def normalise_source(spec: Any, path: str) -> dict[str, Any]:
 
 
 def _position(spec: Any, path: str, wtype: str) -> dict[str, int] | None:
+    """The checked {x, y, w, h}; only {w, h} when neither x nor y is given (a size, placed
+    in the first free slot); None for no position at all (default size, placed)."""
     if spec is None:
         return None
     if not isinstance(spec, dict):
@@ -191,6 +193,8 @@ def _position(spec: Any, path: str, wtype: str) -> dict[str, int] | None:
         raise field_error(f"{path}.h", f"must be at most {MAX_WIDGET_HEIGHT} rows", value=pos["h"])
     if pos["y"] + pos["h"] > MAX_ROWS:
         raise field_error(f"{path}.y", f"the grid has at most {MAX_ROWS} rows", value=pos["y"])
+    if "x" not in spec and "y" not in spec:
+        return {"w": pos["w"], "h": pos["h"]}
     return pos
 
 
@@ -200,12 +204,13 @@ def _overlaps(a: dict[str, int], b: dict[str, int]) -> bool:
 
 
 def _place(pos_list: list[dict[str, int] | None], wtypes: list[str]) -> list[dict[str, int]]:
-    """Give widgets without a position the first free slot, scanning rows top-down."""
-    placed = [p for p in pos_list if p is not None]
+    """Give widgets without a position (or with only a size) the first free slot, scanning
+    rows top-down."""
+    placed = [p for p in pos_list if p is not None and "x" in p]
     out: list[dict[str, int]] = []
     for pos, wtype in zip(pos_list, wtypes, strict=True):
-        if pos is None:
-            w, h = DEFAULT_SIZE[wtype]
+        if pos is None or "x" not in pos:
+            w, h = DEFAULT_SIZE[wtype] if pos is None else (pos["w"], pos["h"])
             y = 0
             found = None
             while found is None:

@@ -80,6 +80,10 @@ def test_defaults_and_normalisation() -> None:
     kept = [counter("b", 3) | {"id": "w2"}, counter("c", 6) | {"id": "w3"}, counter("d", 9)]
     doc = dash.validate_dashboard(body(*kept))
     assert [w["id"] for w in doc["widgets"]] == ["w2", "w3", "w4"]
+    # a position with only a size is placed in the first free slot with that size
+    doc = dash.validate_dashboard(body(counter("a", 0), counter("b", 3) | {
+        "position": {"w": 12, "h": 3}}))
+    assert doc["widgets"][1]["position"] == {"x": 0, "y": 2, "w": 12, "h": 3}
 
 
 @pytest.mark.parametrize(("widget", "field", "fragment"), [

@@ -204,3 +204,75 @@ def test_an_open_page_follows_changes_made_elsewhere(page: Any, site: Site) -> N
     page.wait_for_function("() => !document.querySelector('#banner').hidden")
     assert "no dashboard with id “no-such-id”" in page.text_content("#banner")
     assert keep["id"]  # (a dashboard remains to move to)
+
+
+def test_widgets_are_added_changed_and_removed_in_the_page(page: Any, site: Site) -> None:
+    """Edit mode: add a widget (the server's refusal shows in the dialog first), change
+    one, remove one and rename the dashboard; every change is in the API afterwards."""
+    doc = site.post("/dashboards", {"name": "Editable", "timeRange": "last_7d", "widgets": [
+        {"id": "all", "type": "counter", "title": "All events",
+         "dataSource": {"type": "count"}},
+        {"id": "gone", "type": "counter", "title": "To remove",
+         "dataSource": {"type": "count", "eventType": "click"}}]})
+    open_dashboard(page, site, doc["id"])
+    assert not page.is_visible("#add-widget")
+    page.click("#edit-dashboard")
+    page.click("#add-widget")
+    page.fill("#widget-form [name=title]", "Mean duration")
+    page.select_option("#widget-form [name=type]", "counter")
+    page.select_option("#widget-form [name=source]", "aggregation")
+    page.select_option("#widget-form [name=aggregation]", "avg")
+    page.fill("#widget-form [name=eventType]", "pageview")
+    page.fill("#widget-form [name=metric]", "no_such_property")
+    page.click("#widget-save")
+    page.wait_for_selector("#widget-error:not([hidden])")
+    assert "no_such_property" in page.text_content("#widget-error")
+    assert page.get_attribute("#widget-form [name=metric]", "aria-invalid") == "true"
+    page.fill("#widget-form [name=metric]", "duration")
+    page.click("#widget-save")
+    page.wait_for_function("() => !document.querySelector('#widget-dialog').open")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.widget h2')].some(h => h.textContent === "
+        "'Mean duration') && [...document.querySelectorAll('.widget')].every(w => "
+        "w.dataset.state)")
+    stored = site.get(f"/dashboards/{doc['id']}")
+    added = stored["widgets"][-1]
+    assert added["dataSource"] == {**added["dataSource"], "type": "aggregation",
+                                   "aggregation": "avg", "metric": "duration",
+                                   "eventType": "pageview"}
+    expected = site.post("/analytics/aggregate", {
+        "eventType": "pageview", "metric": "duration", "aggregation": "avg",
+        "timeRange": "last_7d", "interval": "30d"})["total"]["value"]
+    shown = float(page.get_attribute(
+        f".widget[data-widget-id='{added['id']}'] .counter-value", "data-value"))
+    assert shown == pytest.approx(expected, rel=1e-6)
+    # change: the first counter becomes a line chart of signups
+    page.click(".widget[data-widget-id='all'] .widget-tools .change")
+    assert page.input_value("#widget-form [name=title]") == "All events"
+    page.fill("#widget-form [name=title]", "Signups")
+    page.select_option("#widget-form [name=type]", "line-chart")
+    page.fill("#widget-form [name=eventType]", "signup")
+    page.select_option("#widget-form [name=w]", "12")
+    page.click("#widget-save")
+    page.wait_for_function(
+        "() => document.querySelector(\".widget[data-widget-id='all']\").dataset.type === "
+        "'line-chart'")
+    page.on("dialog", lambda d: d.accept())
+    page.click(".widget[data-widget-id='gone'] .widget-tools .remove")
+    page.wait_for_function("() => !document.querySelector(\".widget[data-widget-id='gone']\")")
+    page.click("#dashboard-settings")
+    page.fill("#settings-form [name=name]", "Edited in the page")
+    page.click("#settings-form button[type=submit]")
+    page.wait_for_function(
+        "() => document.querySelector('#dash-name').textContent === 'Edited in the page'")
+    stored = site.get(f"/dashboards/{doc['id']}")
+    assert stored["name"] == "Edited in the page"
+    assert [w["id"] for w in stored["widgets"]] == ["all", added["id"]]
+    changed = stored["widgets"][0]
+    assert changed["type"] == "line-chart" and changed["title"] == "Signups"
+    assert changed["dataSource"]["eventType"] == "signup"
+    assert changed["position"]["w"] == 12
+    options = page.eval_on_selector_all("#dashboard-select option", "os => os.map(o => o.text)")
+    assert "Edited in the page" in options
+    # the one refusal asked for above, and nothing else
+    assert len(page.rta_log.errors) == 1 and "400" in page.rta_log.errors[0], page.rta_log.errors

@@ -32,7 +32,9 @@ async function request(method, path, body) {
 }
 
 export const api = {
+  get: (path) => request("GET", path),
   listDashboards: () => request("GET", "/dashboards"),
+  updateDashboard: (id, change) => request("PUT", `/dashboards/${encodeURIComponent(id)}`, change),
   getDashboard: (id) => request("GET", `/dashboards/${encodeURIComponent(id)}`),
   deleteDashboard: (id) => request("DELETE", `/dashboards/${encodeURIComponent(id)}`),
   templates: () => request("GET", "/dashboards/templates"),

@@ -9,6 +9,7 @@ import { take } from "./boot.js";
 import { LiveConnection } from "./live.js";
 import { WidgetView, paletteChanged, warmUpCharts } from "./widgets.js";
 import { formatNumber, formatTime, rangeLabel } from "./format.js";
+import { DashboardEditor } from "./editor.js";
 
 const $ = (sel) => document.querySelector(sel);
 const TZ = -new Date().getTimezoneOffset();
@@ -31,6 +32,7 @@ const state = {
 };
 
 const live = new LiveConnection({ onMessage, onState });
+let editor = null; // created once the page is wired (its dialogs are in the document)
 
 // -- status ------------------------------------------------------------------------------------
 
@@ -210,16 +212,53 @@ function buildGrid(doc) {
   const nodes = [];
   for (const w of doc.widgets || []) {
     const view = new WidgetView(w);
+    view.node.querySelector("header").append(widgetTools(w));
     state.views.set(w.id, view);
     nodes.push(view.node);
   }
   grid.replaceChildren(...nodes);
   if (!nodes.length) {
     const p = document.createElement("p");
-    p.className = "muted";
-    p.textContent = "This dashboard has no widgets yet. Add them with PUT /dashboards/{id}.";
+    p.className = "muted empty-dashboard";
+    p.textContent = "This dashboard has no widgets yet: choose Edit, then Add widget.";
     grid.append(p);
   }
+}
+
+// Change and remove buttons on a widget, shown while editing.
+function widgetTools(widget) {
+  const box = document.createElement("span");
+  box.className = "widget-tools";
+  const change = document.createElement("button");
+  change.type = "button";
+  change.className = "change";
+  change.textContent = "Change";
+  change.setAttribute("aria-label", `Change the widget “${widget.title}”`);
+  change.addEventListener("click", () => editor.openWidget(widget));
+  const remove = document.createElement("button");
+  remove.type = "button";
+  remove.className = "remove";
+  remove.textContent = "✕";
+  remove.setAttribute("aria-label", `Remove the widget “${widget.title}”`);
+  remove.addEventListener("click", () => editor.removeWidget(widget));
+  box.append(change, remove);
+  return box;
+}
+
+function setEditing(on) {
+  document.body.classList.toggle("editing", on);
+  $("#edit-dashboard").setAttribute("aria-pressed", String(on));
+  $("#edit-dashboard").textContent = on ? "Done" : "Edit";
+}
+
+// A change saved from the editor: show the server's copy at once, then its data.
+async function onEdited(doc) {
+  state.current = doc;
+  showDoc(doc);
+  const entry = state.dashboards.find((d) => d.id === doc.id);
+  if (entry && entry.name !== doc.name) await loadList();
+  schedulePoll();
+  await fetchData();
 }
 
 async function fetchData() {
@@ -382,6 +421,10 @@ function wireControls() {
     });
   }
   $("#new-dashboard").addEventListener("click", openTemplateDialog);
+  editor = new DashboardEditor({ getDoc: () => state.current, onSaved: onEdited });
+  $("#edit-dashboard").addEventListener("click", () => setEditing(!document.body.classList.contains("editing")));
+  $("#add-widget").addEventListener("click", () => editor.openWidget(null));
+  $("#dashboard-settings").addEventListener("click", () => editor.openSettings());
   $("#refresh").addEventListener("click", fetchData);
   $("#delete-dashboard").addEventListener("click", async () => {
     const doc = state.current;

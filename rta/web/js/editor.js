@@ -1,0 +1,275 @@
+// Editing a dashboard in the page: rename it, add, change and remove widgets.
+//
+// Every change is one PUT /dashboards/<id> of the changed part; the server validates it
+// exactly as it validates the API's callers, and a refusal (a missing property, an
+// overlapping position...) is shown in the dialog next to the field it names.
+
+import { api } from "./api.js";
+
+const $ = (sel) => document.querySelector(sel);
+
+// Mirrors rta/core/dashboards.py (the server re-checks everything).
+const COMPATIBLE = {
+  "line-chart": ["aggregation", "count", "unique_users"],
+  "bar-chart": ["aggregation", "count", "unique_users", "top", "funnel"],
+  "pie-chart": ["count", "top"],
+  gauge: ["aggregation", "count", "unique_users"],
+  counter: ["aggregation", "count", "unique_users"],
+  table: ["aggregation", "count", "unique_users", "top", "funnel", "retention"],
+  heatmap: ["count", "unique_users", "aggregation", "retention"],
+  funnel: ["funnel"],
+};
+const WIDGET_LABELS = {
+  "line-chart": "Line chart", "bar-chart": "Bar chart", "pie-chart": "Pie chart", gauge: "Gauge",
+  counter: "Counter", table: "Table", heatmap: "Heatmap", funnel: "Funnel",
+};
+const SOURCE_LABELS = {
+  aggregation: "Aggregation of a property", count: "Event count", unique_users: "Unique users",
+  top: "Top values of a property", funnel: "Funnel", retention: "Cohort retention",
+};
+const AGGREGATIONS = ["count", "sum", "avg", "min", "max", "p50", "p90", "p95", "p99", "unique_users"];
+const DEFAULT_SIZE = { counter: [3, 2], gauge: [3, 2], "line-chart": [6, 4], "bar-chart": [6, 4],
+  "pie-chart": [4, 4], table: [6, 4], heatmap: [12, 4], funnel: [6, 4] };
+// Keys each source type owns: switching type drops the others, keeps the rest (filters...).
+const SOURCE_KEYS = ["eventType", "aggregation", "metric", "groupBy", "property", "n", "steps",
+  "entryEvent", "retentionEvent", "limit"];
+
+function option(value, text) {
+  const o = document.createElement("option");
+  o.value = value;
+  o.textContent = text;
+  return o;
+}
+
+export class DashboardEditor {
+  // getDoc(): the open dashboard; onSaved(doc): the server's copy after a change.
+  constructor({ getDoc, onSaved }) {
+    this.getDoc = getDoc;
+    this.onSaved = onSaved;
+    this.editing = null; // the widget being changed (null: adding one)
+    this.suggested = false;
+    const form = $("#widget-form");
+    this.form = form;
+    form.elements.type.replaceChildren(
+      ...Object.keys(COMPATIBLE).map((t) => option(t, WIDGET_LABELS[t])));
+    form.elements.aggregation.replaceChildren(...AGGREGATIONS.map((a) => option(a, a)));
+    form.elements.type.addEventListener("change", () => this.fillSources());
+    form.elements.source.addEventListener("change", () => this.showFields());
+    form.elements.aggregation.addEventListener("change", () => this.showFields());
+    form.addEventListener("submit", (e) => { e.preventDefault(); this.saveWidget(); });
+    $("#settings-form").addEventListener("submit", (e) => { e.preventDefault(); this.saveSettings(); });
+    for (const b of document.querySelectorAll("dialog [data-close]")) {
+      b.addEventListener("click", () => b.closest("dialog").close());
+    }
+  }
+
+  // -- widgets ---------------------------------------------------------------------------------
+
+  openWidget(widget = null) {
+    this.editing = widget;
+    const f = this.form.elements;
+    const src = (widget && widget.dataSource) || { type: "count" };
+    $("#widget-dialog-title").textContent = widget ? `Change “${widget.title}”` : "Add a widget";
+    f.title.value = widget ? widget.title : "";
+    f.type.value = widget ? widget.type : "line-chart";
+    this.fillSources(src.type);
+    const types = src.eventType;
+    f.eventType.value = Array.isArray(types) ? types.join(", ") : types || "";
+    f.aggregation.value = src.aggregation || "count";
+    for (const key of ["metric", "groupBy", "property", "entryEvent", "retentionEvent"]) {
+      f[key].value = src[key] || "";
+    }
+    f.n.value = src.n || 10;
+    f.steps.value = (src.steps || []).map((s) => s.eventType).join(", ");
+    f.timeRange.value = src.timeRange || "";
+    const [dw, dh] = DEFAULT_SIZE[f.type.value];
+    const pos = (widget && widget.position) || {};
+    f.w.value = String(pos.w || dw);
+    f.h.value = String(pos.h || dh);
+    this.showError(null);
+    this.showFields();
+    this.suggest();
+    showModal($("#widget-dialog"));
+    f.title.focus();
+  }
+
+  fillSources(preferred) {
+    const f = this.form.elements;
+    const allowed = COMPATIBLE[f.type.value];
+    const keep = preferred || f.source.value;
+    f.source.replaceChildren(...allowed.map((s) => option(s, SOURCE_LABELS[s])));
+    f.source.value = allowed.includes(keep) ? keep : allowed[0];
+    this.showFields();
+  }
+
+  // Only the inputs the chosen source type reads are shown (and required).
+  showFields() {
+    const f = this.form.elements;
+    const source = f.source.value;
+    const needsMetric = !["count", "unique_users"].includes(f.aggregation.value);
+    for (const label of this.form.querySelectorAll("[data-for]")) {
+      let shown = label.dataset.for.split(" ").includes(source);
+      if (label.hasAttribute("data-metric")) shown = shown && needsMetric;
+      label.hidden = !shown;
+      const input = label.querySelector("input, select");
+      if (input) input.required = shown && label.hasAttribute("data-required");
+    }
+  }
+
+  spec() {
+    const f = this.form.elements;
+    const old = this.editing;
+    const source = f.source.value;
+    const src = { ...((old && old.dataSource) || {}) };
+    for (const key of SOURCE_KEYS) delete src[key];
+    src.type = source;
+    const text = (name) => f[name].value.trim();
+    const list = (value) => value.split(",").map((s) => s.trim()).filter(Boolean);
+    if (["aggregation", "count", "unique_users", "top"].includes(source) && text("eventType")) {
+      const types = list(text("eventType"));
+      src.eventType = types.length === 1 ? types[0] : types;
+    }
+    if (source === "aggregation") {
+      src.aggregation = f.aggregation.value;
+      if (!["count", "unique_users"].includes(src.aggregation)) src.metric = text("metric");
+    }
+    if ((source === "aggregation" || source === "count") && text("groupBy")) src.groupBy = text("groupBy");
+    if (source === "top") {
+      src.property = text("property");
+      src.n = Number(f.n.value) || 10;
+    }
+    if (source === "funnel") src.steps = list(text("steps")).map((eventType) => ({ eventType }));
+    if (source === "retention") {
+      src.entryEvent = text("entryEvent");
+      src.retentionEvent = text("retentionEvent");
+    }
+    if (f.timeRange.value) src.timeRange = f.timeRange.value;
+    else delete src.timeRange;
+    const type = f.type.value;
+    const out = { ...(old || {}), type, title: text("title") || WIDGET_LABELS[type], dataSource: src };
+    const w = Number(f.w.value);
+    const h = Number(f.h.value);
+    const pos = old && old.position;
+    const others = (this.getDoc().widgets || []).filter((x) => !old || x.id !== old.id);
+    const there = pos && { x: pos.x, y: pos.y, w, h };
+    if (there && there.x + w <= 12 && !others.some((x) => x.position && overlaps(there, x.position))) {
+      out.position = there; // same place, new size
+    } else {
+      out.position = { w, h }; // placed by the server in the first free slot
+    }
+    return out;
+  }
+
+  async saveWidget() {
+    const doc = this.getDoc();
+    if (!doc || !this.form.reportValidity()) return;
+    const spec = this.spec();
+    const widgets = this.editing
+      ? doc.widgets.map((w) => (w.id === this.editing.id ? spec : w))
+      : [...doc.widgets, spec];
+    let saved;
+    try {
+      saved = await this.put(doc, { widgets });
+    } catch (e) {
+      this.showError(e);
+      return;
+    }
+    $("#widget-dialog").close();
+    this.onSaved(saved);
+  }
+
+  async removeWidget(widget) {
+    const doc = this.getDoc();
+    if (!doc || !confirm(`Remove the widget “${widget.title}”?`)) return;
+    try {
+      this.onSaved(await this.put(doc, { widgets: doc.widgets.filter((w) => w.id !== widget.id) }));
+    } catch (e) {
+      alert(`Could not remove the widget: ${e.message}`);
+    }
+  }
+
+  // -- the dashboard itself ------------------------------------------------------------------
+
+  openSettings() {
+    const doc = this.getDoc();
+    if (!doc) return;
+    const f = $("#settings-form").elements;
+    f.name.value = doc.name || "";
+    f.description.value = doc.description || "";
+    f.refresh.value = String(Math.round((doc.refreshInterval || 30000) / 1000));
+    $("#settings-error").hidden = true;
+    showModal($("#settings-dialog"));
+    f.name.focus();
+  }
+
+  async saveSettings() {
+    const doc = this.getDoc();
+    const form = $("#settings-form");
+    if (!doc || !form.reportValidity()) return;
+    const f = form.elements;
+    try {
+      const saved = await this.put(doc, { name: f.name.value.trim(), description: f.description.value.trim(),
+        refreshInterval: Number(f.refresh.value) * 1000 });
+      $("#settings-dialog").close();
+      this.onSaved(saved);
+    } catch (e) {
+      $("#settings-error").textContent = e.message;
+      $("#settings-error").hidden = false;
+    }
+  }
+
+  put(doc, change) {
+    return api.updateDashboard(doc.id, change);
+  }
+
+  // -- errors and suggestions ----------------------------------------------------------------
+
+  showError(error) {
+    const box = $("#widget-error");
+    for (const el of this.form.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
+    if (!error) { box.hidden = true; return; }
+    const detail = (error.details || [])[0] || {};
+    // "widgets[3].dataSource.metric" -> the "metric" input
+    const name = String(detail.field || "").split(".").pop().replace(/\[\d+\]$/, "");
+    const input = this.form.elements[{ steps: "steps", eventType: "eventType" }[name] || name];
+    let text = error.message;
+    if (detail.known && detail.known.length) text += ` (known: ${detail.known.slice(0, 12).join(", ")})`;
+    box.textContent = text;
+    box.hidden = false;
+    if (input && input.focus) {
+      input.setAttribute("aria-invalid", "true");
+      input.focus();
+    }
+  }
+
+  // Event types and property names seen recently, offered as the inputs' suggestions.
+  async suggest() {
+    if (this.suggested) return;
+    this.suggested = true;
+    try {
+      const [types, recent] = await Promise.all([
+        api.get("/analytics/count?groupBy=type&limit=100&timeRange=last_30d"),
+        api.get("/events?limit=500"),
+      ]);
+      fillList("#event-types", (types.groups || []).map((g) => g.key));
+      const keys = new Set();
+      for (const e of recent.events || []) for (const k of Object.keys(e.properties || {})) keys.add(k);
+      fillList("#property-names", [...keys].sort());
+    } catch {
+      this.suggested = false; // try again next time; the inputs work without suggestions
+    }
+  }
+}
+
+function fillList(sel, values) {
+  $(sel).replaceChildren(...values.filter((v) => v !== null && v !== undefined).map((v) => option(String(v), "")));
+}
+
+function overlaps(a, b) {
+  return a.x < b.x + b.w && b.x < a.x + a.w && a.y < b.y + b.h && b.y < a.y + a.h;
+}
+
+function showModal(dialog) {
+  if (typeof dialog.showModal === "function") dialog.showModal();
+  else dialog.setAttribute("open", "");
+}
