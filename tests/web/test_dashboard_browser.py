@@ -201,7 +201,8 @@ def test_an_open_page_follows_changes_made_elsewhere(page: Any, site: Site) -> N
     page.wait_for_timeout(1500)  # the next dashboard's data does not wipe the notice
     assert page.is_visible("#banner")
     page.goto(f"{site.url}/#/dashboards/no-such-id")
-    page.wait_for_function("() => !document.querySelector('#banner').hidden")
+    page.wait_for_function(
+        "() => document.querySelector('#banner').textContent.includes('no-such-id')")
     assert "no dashboard with id “no-such-id”" in page.text_content("#banner")
     assert keep["id"]  # (a dashboard remains to move to)
 

@@ -170,6 +170,15 @@ async function openDashboard(id) {
   schedulePoll();
 }
 
+// The switcher shows the dashboard's current name (renamed here or elsewhere).
+function renameInList(doc) {
+  const entry = state.dashboards.find((d) => d.id === doc.id);
+  if (!entry || entry.name === doc.name) return;
+  entry.name = doc.name;
+  const opt = [...$("#dashboard-select").options].find((o) => o.value === doc.id);
+  if (opt) opt.textContent = doc.name;
+}
+
 function showDoc(doc) {
   $("#dash-name").textContent = doc.name;
   $("#dash-desc").textContent = doc.description || "";
@@ -188,8 +197,7 @@ async function reloadDoc(data) {
     if (seq !== state.loadSeq) return;
     state.current = doc;
     showDoc(doc);
-    const entry = state.dashboards.find((d) => d.id === doc.id);
-    if (entry && entry.name !== doc.name) await loadList();
+    renameInList(doc);
     applyData(data);
   } catch (e) {
     if (e instanceof ApiError && e.status === 404) await dashboardGone();
@@ -255,8 +263,7 @@ function setEditing(on) {
 async function onEdited(doc) {
   state.current = doc;
   showDoc(doc);
-  const entry = state.dashboards.find((d) => d.id === doc.id);
-  if (entry && entry.name !== doc.name) await loadList();
+  renameInList(doc);
   schedulePoll();
   await fetchData();
 }
