@@ -71,7 +71,36 @@ def default_data_dir() -> str:
     return os.path.join(base, "rta")
 
 
+# Values a key may take beyond its type: a mistyped `--auth true` must not mean "off".
+CHOICES: dict[str, tuple[str, ...]] = {"auth": ("auto", "on", "off"),
+                                       "log_format": ("text", "json")}
+# Inclusive lower (and upper) bounds of numeric keys; unlisted numbers must be >= 0.
+RANGES: dict[str, tuple[float, float | None]] = {
+    "port": (0, 65535), "max_events": (1, None), "max_event_bytes": (1, None),
+    "max_batch_events": (1, None), "max_batch_bytes": (1, None),
+    "max_concurrent_queries": (1, None), "query_timeout_ms": (1, None),
+    "alert_interval_ms": (1, None), "ws_queue": (1, None)}
+
+
 def convert(key: str, raw: Any) -> Any:
+    """`raw` (a flag, environment or file value) as the key's type, checked."""
+    value = _typed(key, raw)
+    if key in CHOICES:
+        value = str(value).strip().lower()
+        if value not in CHOICES[key]:
+            raise ValueError(f"{key} must be one of {', '.join(CHOICES[key])}, not {raw!r}")
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        lo, hi = RANGES.get(key, (0, None))
+        if value != value or value in (float("inf"), float("-inf")) or value < lo or (
+                hi is not None and value > hi):
+            span = f"from {lo} to {hi}" if hi is not None else f"at least {lo}"
+            raise ValueError(f"{key} must be {span}, not {raw!r}")
+    elif key == "server" and not str(value).startswith(("http://", "https://")):
+        raise ValueError(f"server must be an http:// or https:// URL, not {raw!r}")
+    return value
+
+
+def _typed(key: str, raw: Any) -> Any:
     kind = SPEC[key][0]
     if kind is bool:
         if isinstance(raw, bool):

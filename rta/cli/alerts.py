@@ -9,6 +9,7 @@ from typing import Any
 
 import typer
 
+from rta.cli.choices import ALERT_AGGREGATIONS, ALERT_OPERATORS, one_of
 from rta.cli.output import (
     EXIT_BAD_INPUT,
     EXIT_USAGE,
@@ -106,9 +107,11 @@ def create(
     prop: str = typer.Option(None, "--property", "-p",
                              help="'count' (default) or a numeric property."),
     aggregation: str = typer.Option(None, "--aggregation", "-a",
-                                    help="count, sum, avg, min, max or p95."),
+                                    help="count, sum, avg, min, max or p95.",
+                                    callback=one_of(ALERT_AGGREGATIONS)),
     operator: str = typer.Option(None, "--operator", "-o",
-                                 help="gt, gte, lt, lte, eq or neq [default: gt]."),
+                                 help="gt, gte, lt, lte, eq or neq [default: gt].",
+                                 callback=one_of(ALERT_OPERATORS)),
     threshold: float = typer.Option(None, "--threshold", help="Threshold value."),
     window: str = typer.Option(None, "--window", "-w",
                                help="Trailing window: ms or 30s/5m/1h [default: 5m]."),

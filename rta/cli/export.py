@@ -10,6 +10,7 @@ from typing import IO, Any
 import typer
 
 from rta.cli.output import (
+    EXIT_ERROR,
     EXIT_USAGE,
     JsonOption,
     ServerOption,
@@ -110,7 +111,10 @@ def _download(client: Any, body: dict[str, Any], output: str, quiet: bool) -> di
     with client.stream("POST", "/export", json_body=body) as response:
         rows = int(response.headers.get("X-Export-Rows") or 0)
         tmp = None if to_stdout else output + ".part"
-        out: IO[bytes] = sys.stdout.buffer if tmp is None else open(tmp, "wb")  # noqa: SIM115
+        try:
+            out: IO[bytes] = sys.stdout.buffer if tmp is None else open(tmp, "wb")  # noqa: SIM115
+        except OSError as exc:
+            fail(f"cannot write {output}: {exc.strerror or exc}", EXIT_ERROR)
         progress = Progress(SpinnerColumn(), TextColumn(f"[bold]exporting {rows:,} events"),
                             DownloadColumn(), TransferSpeedColumn(), TimeElapsedColumn(),
                             console=console(stderr=True), transient=True, disable=quiet)

@@ -2,105 +2,356 @@
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from functools import partial
-from typing import Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 import typer
 
 from rta.cli.output import (
     EXIT_BAD_INPUT,
     EXIT_ERROR,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
     JsonOption,
     ServerOption,
-    call,
     console,
     emit,
     fail,
     get_client,
     message,
+    print_json,
 )
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+    from rta.client.readers import Batch, Source
+
+MAX_ERRORS = 100  # rejected events listed in the result (all are counted)
+SHOWN_ERRORS = 20  # of those, printed for humans
 
 
 def ingest(
     files: list[str] = typer.Argument(..., help="Files to ingest (NDJSON, JSON array, CSV, "
-                                      "Parquet; .gz accepted); - reads stdin."),
+                                      "Parquet; gzip accepted); - reads stdin."),
     fmt: str = typer.Option(None, "--format", "-f",
-                            help="ndjson, json, csv or parquet [default: from the suffix]."),
-    batch_size: int = typer.Option(5000, "--batch-size", help="Events per request."),
+                            help="ndjson, json, csv or parquet [default: from the suffix; "
+                                 "stdin is sniffed, but CSV there needs --format csv]."),
+    batch_size: int = typer.Option(5000, "--batch-size", min=1, help="Events per request."),
     local: bool = typer.Option(False, "--local", help="Write straight into a data directory "
                                "with no daemon (refused while a daemon holds it)."),
     data_dir: str = typer.Option(None, "--data-dir", "-d", help="Data directory for --local."),
-    strict: bool = typer.Option(False, "--strict", help="Reject a whole batch when any "
-                                "event in it is invalid (default: store the valid ones)."),
+    strict: bool = typer.Option(False, "--strict", help="Stop at the first batch holding an "
+                                "invalid event and store none of that batch; with --local, "
+                                "store nothing unless every event is valid (default: store "
+                                "the valid ones)."),
     stream: bool = typer.Option(False, "--stream", help="Send over one WebSocket connection "
                                 "(acknowledged once durable) instead of HTTP requests."),
     server: str = ServerOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Ingest events from files; prints accepted, duplicates and rejected counts."""
-    from rta.client.readers import ReadError, detect_format, iter_batches
+    """Ingest events from files; prints accepted, duplicates and rejected counts.
 
-    totals: dict[str, Any] = {"accepted": 0, "duplicates": 0, "rejected": 0, "errors": []}
+    Stdin is sniffed (gzip, Parquet, JSON array, NDJSON; CSV needs --format csv). An input
+    with no events is a warning, not an error (exit 0). Positions are 1-based, as in
+    `line 2 (event 2)`; the --json `errors` keep the API's 0-based `index` and add `line`.
+
+    If ingest stops early (invalid JSON, a --strict refusal, the daemon gone), the events
+    accepted so far stay stored and the counts go to stderr; --json then prints the result
+    with an `error` key, once any events were sent.
+    """
+    from rta.client.readers import FORMATS, ReadError
+
+    if fmt is not None and fmt not in FORMATS:
+        fail(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}", EXIT_USAGE)
     if stream and local:
-        fail("--stream sends to a daemon; it cannot be combined with --local", 2)
+        fail("--stream sends to a daemon; it cannot be combined with --local", EXIT_USAGE)
+    run = _Run(fmt, batch_size, as_json)
     sink: _Sink = _LocalSink(data_dir) if local else _StreamSink(server, strict) if stream \
         else _RemoteSink(server, strict)
-    started = time.perf_counter()
-    from rich.progress import (
-        BarColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
-    progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                        TextColumn("{task.fields[events]:,} events  {task.fields[rate]:,.0f}/s"),
-                        TimeElapsedColumn(), console=console(stderr=True), transient=True,
-                        disable=as_json)
+    stop: _Stop | None = None
     try:
-        with progress:
+        with run.progress, run.spooled_stdin(files if local and strict else []):
+            if isinstance(sink, _LocalSink) and strict:
+                run.check_all(files, sink)
             for path in files:
-                fmt_used = detect_format(path, fmt)
-                task = progress.add_task(path, total=None, events=0, rate=0.0)
-
-                def show(events: int, task: Any = task) -> None:
-                    elapsed = time.perf_counter() - started
-                    progress.update(task, events=events, rate=(
-                        totals["accepted"] + totals["duplicates"] + events) / elapsed)
-
-                if isinstance(sink, _LocalSink) and fmt_used == "ndjson" and path != "-":
-                    _add(totals, path, 0, sink.bulk_ndjson(path, show))
-                    continue
-                offset = 0
-                for batch in iter_batches(path, fmt_used, batch_size):
-                    _add(totals, path, offset, sink.send(batch))
-                    offset += len(batch)
-                    show(0)
+                run.ingest_file(path, sink)
+    except _Stop as exc:
+        stop = exc
     except ReadError as exc:
-        fail(str(exc), EXIT_BAD_INPUT)
-    except FileNotFoundError as exc:
-        fail(f"no such file: {exc.filename}", EXIT_BAD_INPUT)
+        stop = _Stop(str(exc), EXIT_BAD_INPUT)
     finally:
         sink.close()
-    totals["seconds"] = round(time.perf_counter() - started, 3)
-    totals["eventsPerSecond"] = round(
-        (totals["accepted"] + totals["duplicates"]) / max(totals["seconds"], 1e-9))
-    emit(totals, as_json, _render)
-    if totals["rejected"]:
-        raise typer.Exit(EXIT_BAD_INPUT)
+    run.finish(stop)
 
 
-def _add(totals: dict[str, Any], path: str, offset: int, result: dict[str, Any]) -> None:
-    totals["accepted"] += result["accepted"]
-    totals["duplicates"] += result["duplicates"]
-    for r in result.get("rejected", []):
-        totals["rejected"] += 1
-        if len(totals["errors"]) < 100:
-            totals["errors"].append({"file": path, "index": offset + r["index"],
-                                     "message": r["error"].get("message", "")})
+class _Stop(Exception):
+    """Ends an ingest early: a message, the exit code, and for a --strict refusal the
+    invalid events (entries like those of `errors`) that caused it."""
+
+    def __init__(self, text: str, code: int, rejected: list[dict[str, Any]] | None = None,
+                 count: int = 0) -> None:
+        super().__init__(text)
+        self.text = text
+        self.code = code
+        self.rejected = rejected or []
+        self.count = count or len(self.rejected)
+
+
+class _Refused(Exception):
+    """A sink's --strict refusal: `rejected` holds `{index, error: {message}}` relative to
+    the batch sent, like a partial answer's `rejected`; `count` all the invalid events
+    (the WebSocket answer lists only the first few)."""
+
+    def __init__(self, rejected: list[dict[str, Any]], count: int = 0) -> None:
+        super().__init__("refused")
+        self.rejected = rejected
+        self.count = max(count, len(rejected))
+
+
+def _position(err: dict[str, Any]) -> str:
+    """`line 7 (event 5)` for humans: both 1-based (the JSON `index` is 0-based)."""
+    event = f"event {err['index'] + 1:,}"
+    return f"line {err['line']:,} ({event})" if err.get("line") else event
+
+
+def _say(text: str) -> None:
+    """A message on stderr, printed as is (no markup: file names and messages may hold
+    brackets) and not wrapped, so each one stays on one line for grep."""
+    console(stderr=True).print(text, markup=False, highlight=False, soft_wrap=True)
+
+
+def _strict_text(count: int, of: int, where: str, lost: str) -> str:
+    return (f"{count:,} of {of:,} events {where} invalid, so {lost} stored (drop --strict "
+            "to store the valid ones)")
+
+
+class _Run:
+    """Totals and progress across the files of one `rta ingest`."""
+
+    def __init__(self, fmt: str | None, batch_size: int, as_json: bool) -> None:
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            TaskProgressColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
+        self.fmt = fmt
+        self.batch_size = batch_size
+        self.as_json = as_json
+        self.totals: dict[str, Any] = {"accepted": 0, "duplicates": 0, "rejected": 0,
+                                       "errors": []}
+        self.started = self.rate_started = time.perf_counter()
+        self.events = 0  # events read from every input so far (for the rate)
+        self.spool: IO[bytes] | None = None
+        # The bar and percentage follow the bytes read when the input's size is known (a
+        # file, or stdin redirected from one); the count is of events sent.
+        self.progress: Progress = Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
+            TextColumn("{task.fields[events]:,} events  {task.fields[rate]:,.0f}/s"),
+            TimeElapsedColumn(), console=console(stderr=True), transient=True,
+            disable=as_json or not console(stderr=True).is_terminal)
+
+    # -- inputs ----------------------------------------------------------------------------
+
+    @contextmanager
+    def spooled_stdin(self, files: list[str]) -> Iterator[None]:
+        """Keep a copy of stdin when it must be read twice (--local --strict checks every
+        event before storing any)."""
+        if "-" not in files:
+            yield
+            return
+        import shutil
+        import sys
+        import tempfile
+
+        with tempfile.TemporaryFile() as spool:
+            shutil.copyfileobj(sys.stdin.buffer, spool)
+            self.spool = spool
+            try:
+                yield
+            finally:
+                self.spool = None
+
+    def open(self, path: str) -> Source:
+        from rta.client.readers import Source
+
+        if path == "-" and self.spool is not None:
+            self.spool.seek(0)
+            return Source("-", self.fmt, stream=self.spool)
+        return Source(path, self.fmt)
+
+    def task(self, source: Source, verb: str = "") -> TaskID:
+        from rich.markup import escape
+
+        return self.progress.add_task(escape(verb + source.name), total=source.total,
+                                      events=0, rate=0.0)
+
+    def show(self, task: TaskID, events: int, done: int, total: int | None) -> None:
+        rate = self.events / max(time.perf_counter() - self.rate_started, 1e-9)
+        self.progress.update(task, completed=done, total=total, events=events, rate=rate)
+
+    def ingest_file(self, path: str, sink: _Sink) -> None:
+        with self.open(path) as source:
+            task = self.task(source)
+            if isinstance(sink, _LocalSink) and source.fmt == "ndjson" and path != "-" \
+                    and source.compressed == path.endswith(".gz"):
+                source.close()  # the columnar loader reads the file itself
+                count = self._bulk(path, source, sink, task)
+            else:
+                count = self._batches(source, sink, task)
+        if count == 0:
+            _say(f"warning: no events in {source.name}")
+
+    def _batches(self, source: Source, sink: _Sink, task: TaskID) -> int:
+        offset = 0
+        for batch in source.batches(self.batch_size):
+            try:
+                result = sink.send(batch.events)
+            except _Refused as exc:
+                rejected = [self._entry(source.name, offset, r, batch) for r in exc.rejected]
+                raise _Stop(_strict_text(exc.count, len(batch.events),
+                                         f"in a batch of {source.name} are",
+                                         "that batch was not"), EXIT_BAD_INPUT, rejected,
+                            exc.count) from None
+            self.add(source.name, offset, result, batch)
+            offset += len(batch.events)
+            self.events += len(batch.events)
+            self.show(task, offset, source.done, source.total)
+        return offset
+
+    def _bulk(self, path: str, source: Source, sink: _LocalSink, task: TaskID) -> int:
+        from rta.core.store.bulk import NDJSON_CHUNK_BYTES
+
+        calls = [0, 0]  # progress callbacks, events read
+        total = None if source.compressed else source.total
+
+        def show(events: int) -> None:
+            calls[0] += 1
+            self.events += events - calls[1]
+            calls[1] = events
+            # The loader reads the file in chunks of NDJSON_CHUNK_BYTES: bytes done, nearly.
+            done = min(calls[0] * NDJSON_CHUNK_BYTES, total) if total else 0
+            self.show(task, events, done, total)
+
+        result = sink.bulk_ndjson(path, show)
+        first = sorted(r["index"] for r in result["rejected"][:MAX_ERRORS])
+        lines = _ndjson_lines(path, first) if first else {}
+        for r in result["rejected"]:
+            r["line"] = lines.get(r["index"])
+        self.add(source.name, 0, result, None)
+        return calls[1]
+
+    def check_all(self, files: list[str], sink: _LocalSink) -> None:
+        """--local --strict: validate every event of every input first; one invalid event
+        and nothing is stored (a store has no rollback, so this is a pass of its own)."""
+        rejected: list[dict[str, Any]] = []
+        count = events = 0
+        for path in files:
+            with self.open(path) as source:
+                task = self.task(source, "checking ")
+                offset = 0
+                for batch in source.batches(self.batch_size):
+                    self.events += len(batch.events)
+                    _, bad = sink.validator.validate_batch(batch.events)
+                    count += len(bad)
+                    rejected += [self._entry(source.name, offset, r, batch)
+                                 for r in bad[:MAX_ERRORS - len(rejected)]]
+                    offset += len(batch.events)
+                    self.show(task, offset, source.done, source.total)
+                events += offset
+                self.progress.remove_task(task)
+        if count:
+            raise _Stop(_strict_text(count, events, "are", "nothing was"), EXIT_BAD_INPUT,
+                        rejected, count)
+        self.events, self.rate_started = 0, time.perf_counter()  # the load's own rate
+
+    # -- results ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _entry(name: str, offset: int, r: dict[str, Any], batch: Batch | None
+               ) -> dict[str, Any]:
+        """One `errors` entry: the event's 0-based index in its file, and its line."""
+        entry: dict[str, Any] = {"file": name, "index": offset + r["index"]}
+        line = r.get("line")
+        if batch is not None and batch.lines is not None and 0 <= r["index"] < len(batch.lines):
+            line = batch.lines[r["index"]]
+        if line:
+            entry["line"] = line
+        entry["message"] = r["error"].get("message", "")
+        return entry
+
+    def add(self, name: str, offset: int, result: dict[str, Any], batch: Batch | None) -> None:
+        totals = self.totals
+        totals["accepted"] += result["accepted"]
+        totals["duplicates"] += result["duplicates"]
+        for r in result.get("rejected", []):
+            totals["rejected"] += 1
+            if len(totals["errors"]) < MAX_ERRORS:
+                totals["errors"].append(self._entry(name, offset, r, batch))
+
+    def finish(self, stop: _Stop | None) -> None:
+        totals = self.totals
+        totals["seconds"] = round(time.perf_counter() - self.started, 3)
+        totals["eventsPerSecond"] = round(
+            (totals["accepted"] + totals["duplicates"]) / max(totals["seconds"], 1e-9))
+        if stop is None:
+            emit(totals, self.as_json, _render)
+            if totals["rejected"]:
+                raise typer.Exit(EXIT_BAD_INPUT)
+            return
+        console(stderr=True).print("[bold red]error:[/] ", end="")
+        _say(stop.text)
+        shown = stop.rejected[:10]
+        for err in shown:
+            _say(f"  - {err['file']} {_position(err)}: {err['message']}")
+        if stop.count > len(shown):
+            _say(f"  ... and {stop.count - len(shown):,} more")
+        _print_rejected(totals["errors"])
+        if totals["accepted"] + totals["duplicates"] + totals["rejected"]:
+            _say(f"before the error: accepted {totals['accepted']:,} (stored)  duplicates "
+                 f"{totals['duplicates']:,}  rejected {totals['rejected']:,}")
+        # The refused events count as rejected in the result (with their positions).
+        totals["rejected"] += stop.count
+        totals["errors"] += stop.rejected[:MAX_ERRORS - len(totals["errors"])]
+        if self.as_json and totals["accepted"] + totals["duplicates"] + totals["rejected"]:
+            totals["error"] = stop.text
+            print_json(totals)
+        raise typer.Exit(stop.code)
+
+
+def _ndjson_lines(path: str, indexes: list[int]) -> dict[int, int]:
+    """1-based line numbers of the given events (0-based, blank lines not counted) of an
+    NDJSON file, read the way the columnar loader splits it."""
+    import gzip
+
+    wanted = set(indexes)
+    last = max(indexes)
+    out: dict[int, int] = {}
+    event = 0
+    f: Any = gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")  # noqa: SIM115
+    with f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            if event in wanted:
+                out[event] = lineno
+            event += 1
+            if event > last:
+                break
+    return out
+
+
+def _print_rejected(errors: list[dict[str, Any]]) -> None:
+    for err in errors[:SHOWN_ERRORS]:
+        _say(f"  rejected {err['file']} {_position(err)}: {err['message']}")
 
 
 def _render(totals: dict[str, Any]) -> None:
@@ -108,14 +359,23 @@ def _render(totals: dict[str, Any]) -> None:
     out.print(f"accepted {totals['accepted']:,}  duplicates {totals['duplicates']:,}  "
               f"rejected {totals['rejected']:,}  in {totals['seconds']}s "
               f"({totals['eventsPerSecond']:,}/s)")
-    for err in totals["errors"][:20]:
-        message(f"  rejected {err['file']} event #{err['index']}: {err['message']}")
+    _print_rejected(totals["errors"])
 
 
 class _Sink(Protocol):
     def send(self, batch: list[Any]) -> dict[str, Any]: ...
 
     def close(self) -> None: ...
+
+
+def _unreachable_text(url: str, exc: BaseException) -> str:
+    """The wording of `rta.cli.output.unreachable`, as a message rather than an exit."""
+    cause: BaseException | None = exc
+    while cause is not None and not str(cause):  # trio-websocket wraps the OSError
+        cause = cause.__cause__ or cause.__context__
+    reason = str(cause) if cause is not None else type(exc).__name__
+    return (f"cannot reach the rta daemon at {url}: {reason}. "
+            "Start it with `rta serve` or point --server at it.")
 
 
 class _StreamSink:
@@ -132,21 +392,35 @@ class _StreamSink:
     def send(self, batch: list[Any]) -> dict[str, Any]:
         import trio
 
-        from rta.cli.output import unreachable
-        from rta.client.ws import stream_ingest
+        from rta.cli.output import leaf_exception, rejection_message
+        from rta.client.ws import LiveError, stream_ingest
 
         try:
             result: dict[str, Any] = trio.run(partial(
                 stream_ingest, self.url, self.token, [batch], partial=self.partial))
-        except OSError as exc:
-            unreachable(self.url, exc)
-        except Exception as exc:
-            if type(exc).__name__ in ("HandshakeError", "ConnectionRejected",
-                                      "ConnectionTimeout", "ConnectionClosed"):
-                unreachable(self.url, exc)
+        except Exception as exc:  # errors from inside trio's nurseries come grouped
+            leaf = leaf_exception(exc)
+            if isinstance(leaf, LiveError):
+                raise _Stop(leaf.message, EXIT_BAD_INPUT) from None
+            status = getattr(leaf, "status_code", None)
+            if isinstance(status, int) and 400 <= status < 500:
+                raise _Stop(rejection_message(leaf, status), EXIT_BAD_INPUT) from None
+            if isinstance(leaf, OSError) or type(leaf).__name__ in (
+                    "HandshakeError", "ConnectionRejected", "ConnectionTimeout",
+                    "DisconnectionTimeout", "ConnectionClosed"):
+                raise _Stop(_unreachable_text(self.url, leaf), EXIT_UNREACHABLE) from None
             raise
-        rejected = [{"index": e.get("index", 0), "error": {"message": e.get("message", "")}}
-                    for e in result.get("errors", [])]
+        rejected = []
+        for e in result.get("errors", []):
+            if e.get("index") is not None:  # one event dropped (partial)
+                rejected.append({"index": e["index"], "error": {"message": e.get("message")}})
+            elif e.get("code") == "invalid_batch":  # --strict: the whole message refused
+                count = re.match(r"(\d+) of ", str(e.get("message", "")))
+                raise _Refused([{"index": d.get("index", 0), "error": d}
+                                for d in e.get("details", []) if "index" in d],
+                               int(count.group(1)) if count else 0)
+            else:
+                raise _Stop(str(e.get("message", e)), EXIT_BAD_INPUT)
         return {"accepted": result["accepted"], "duplicates": result["duplicates"],
                 "rejected": rejected}
 
@@ -160,7 +434,21 @@ class _RemoteSink:
         self.partial = not strict
 
     def send(self, batch: list[Any]) -> dict[str, Any]:
-        result: dict[str, Any] = call(lambda: self.client.ingest(batch, partial=self.partial))
+        from rta.client.client import ApiError, DaemonUnreachable
+
+        try:
+            result: dict[str, Any] = self.client.ingest(batch, partial=self.partial)
+        except DaemonUnreachable as exc:
+            raise _Stop(str(exc), EXIT_UNREACHABLE) from None
+        except ApiError as exc:
+            if exc.code == "invalid_batch":  # --strict; the server's hint is for API users
+                raise _Refused([{"index": d.get("index", 0), "error": d}
+                                for d in exc.details if isinstance(d, dict)]) from None
+            text = exc.message
+            if exc.code == "batch_too_large":
+                text += "; give a smaller --batch-size"
+            raise _Stop(text, EXIT_BAD_INPUT if 400 <= exc.status < 500 else EXIT_ERROR
+                        ) from None
         return result
 
     def close(self) -> None:
@@ -172,12 +460,13 @@ class _LocalSink:
 
     def __init__(self, data_dir: str | None) -> None:
         from rta.cli.output import load_settings
-        from rta.core.errors import StoreLockedError
+        from rta.core.errors import RtaError, StoreLockedError
         from rta.core.events import EventValidator
         from rta.core.store import ColumnStore, StoreConfig
 
         settings = load_settings({"data_dir": data_dir})
         config = settings.engine_config()
+        self.data_dir = config.data_dir
         try:
             self.store = ColumnStore(config.data_dir, StoreConfig(
                 max_head_events=config.max_events, retention_ms=config.retention_ms,
@@ -185,26 +474,59 @@ class _LocalSink:
         except StoreLockedError as exc:
             fail(f"{exc.message}; stop the daemon or ingest through it (drop --local)",
                  EXIT_ERROR)
+        except OSError as exc:  # missing parent, read-only, a file in the way, /proc...
+            import os
+
+            reason = "it is not a directory" if isinstance(exc, FileExistsError | \
+                NotADirectoryError) else exc.strerror or str(exc)
+            where = str(exc.filename or config.data_dir)
+            inside = os.path.abspath(where) != os.path.abspath(str(config.data_dir))
+            fail(f"cannot use data directory {config.data_dir}: {reason}"
+                 + (f" ({where})" if inside else ""), EXIT_ERROR)
+        except RtaError as exc:
+            fail(f"cannot open data directory {config.data_dir}: {exc.message}", EXIT_ERROR)
         self.limits = replace(config.limits, past_horizon_ms=config.retention_ms)
         self.validator = EventValidator(self.limits)
         message(f"loading into {config.data_dir}")
 
+    def _failed(self, exc: Exception) -> _Stop:
+        text = getattr(exc, "message", None) or getattr(exc, "strerror", None) or str(exc)
+        return _Stop(f"cannot write to {self.data_dir}: {text}", EXIT_ERROR)
+
     def bulk_ndjson(self, path: str, progress: Callable[[int], None]) -> dict[str, Any]:
         """The columnar loader: pyarrow parses, checks run per column, segments are written
         directly (all-or-nothing per flush; see rta.core.store.bulk)."""
+        import gzip
+        import os
+        import zlib
+
         from rta.client.readers import ReadError
+        from rta.core.errors import RtaError
         from rta.core.store.bulk import BulkReadError, bulk_load_ndjson
 
         try:
             result = bulk_load_ndjson(self.store, path, self.limits, progress=progress)
         except BulkReadError as exc:
             raise ReadError(str(exc)) from None
+        except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+            raise ReadError(f"{path}: damaged gzip data: {exc}") from None
+        except OSError as exc:
+            if exc.filename is not None and os.path.abspath(exc.filename) == os.path.abspath(path):
+                raise ReadError(f"cannot read {path}: {exc.strerror or exc}") from None
+            raise self._failed(exc) from None
+        except RtaError as exc:
+            raise self._failed(exc) from None
         return {"accepted": result.accepted, "duplicates": result.duplicates,
                 "rejected": result.rejected}
 
     def send(self, batch: list[Any]) -> dict[str, Any]:
+        from rta.core.errors import RtaError
+
         events, rejected = self.validator.validate_batch(batch)
-        result = self.store.append(events)
+        try:
+            result = self.store.append(events)
+        except (OSError, RtaError) as exc:
+            raise self._failed(exc) from None
         return {"accepted": result.accepted, "duplicates": result.duplicates,
                 "rejected": rejected}
 

@@ -27,7 +27,8 @@ def events(
     where: list[str] = typer.Option(None, "--where", "-w",
                                     help="Property filter: 'page=/x', 'duration>1000', "
                                          "'page~prod', 'email?' (repeatable)."),
-    limit: int = typer.Option(20, "--limit", "-n", help="How many events (max 10000)."),
+    limit: int = typer.Option(20, "--limit", "-n", min=1, max=10_000,
+                              help="How many events (max 10000)."),
     cursor: str = typer.Option(None, "--cursor", help="Continue from a previous page."),
     server: str = ServerOption,
     as_json: bool = JsonOption,

@@ -184,7 +184,8 @@ def tail(
                                     help="Property filter: 'page=/x', 'duration>1000', "
                                          "'page~prod', 'email?' (repeatable)."),
     user: str = typer.Option(None, "--user", "-u", help="Only this user id."),
-    count: int = typer.Option(0, "--count", "-n", help="Stop after this many events."),
+    count: int = typer.Option(0, "--count", "-n", min=0,
+                              help="Stop after this many events (0: never)."),
     server: str = ServerOption,
     as_json: bool = JsonOption,
 ) -> None:

@@ -49,16 +49,28 @@ _consoles: dict[bool, Console] = {}
 
 
 def console(stderr: bool = False) -> Console:
+    """The stdout (or stderr) console.
+
+    NO_COLOR means no escape codes at all (rich alone would keep bold and dim). Output that
+    is not a terminal is not wrapped at 80 columns: a pipe gets whole lines, so ids, cursors
+    and one-event-per-line output survive `| cat` and `| grep`.
+    """
     if stderr not in _consoles:
+        import os
+
         from rich.console import Console
 
-        _consoles[stderr] = Console(stderr=stderr, highlight=False)
+        plain = {"color_system": None} if os.environ.get("NO_COLOR") else {}
+        out = Console(stderr=stderr, highlight=False, **plain)  # type: ignore[arg-type]
+        if not out.is_terminal and not os.environ.get("COLUMNS"):
+            out.width = 1 << 16
+        _consoles[stderr] = out
     return _consoles[stderr]
 
 
 def message(text: str) -> None:
-    """A human message on stderr."""
-    console(stderr=True).print(text)
+    """A human message on stderr (long lines wrap in the terminal, not with hard breaks)."""
+    console(stderr=True).print(text, soft_wrap=True)
 
 
 def fail(text: str, code: int = EXIT_ERROR) -> NoReturn:
@@ -74,7 +86,8 @@ def load_settings(flags: dict[str, Any] | None = None) -> Settings:
     try:
         return load(flags)
     except ValueError as exc:  # includes tomllib.TOMLDecodeError
-        fail(f"bad configuration ({config_path()} or RTA_* environment): {exc}", EXIT_USAGE)
+        fail(f"{exc} (given as an option, in the RTA_* environment or in {config_path()})",
+             EXIT_USAGE)
 
 
 def get_client(server: str | None) -> RtaClient:
@@ -107,25 +120,71 @@ def unreachable(server: str, exc: BaseException) -> NoReturn:
 
 
 def run_live(fn: Callable[[], Any], server: str) -> None:
-    """`trio.run(fn)` for WebSocket commands: Ctrl-C exits 0, a refused or failed connection
-    exits 3, a subscription the daemon rejects exits 4."""
+    """`trio.run(fn)` for WebSocket commands: Ctrl-C or a closed stdout (`| head`) exits 0,
+    a refused or failed connection exits 3, a missing token or a subscription the daemon
+    rejects exits 4. Errors raised inside a nursery arrive wrapped in exception groups."""
     import trio
-
-    from rta.client.ws import LiveError
 
     try:
         trio.run(fn)
-    except KeyboardInterrupt:
+    except BaseException as exc:
+        _live_exit(exc, server)
+
+
+def _live_exit(exc: BaseException, server: str) -> NoReturn:
+    from rta.client.ws import LiveError
+
+    leaf = leaf_exception(exc)
+    if isinstance(leaf, KeyboardInterrupt):
         raise typer.Exit(EXIT_OK) from None
-    except LiveError as exc:
-        fail(exc.message, EXIT_BAD_INPUT)
-    except OSError as exc:
-        unreachable(server, exc)
-    except Exception as exc:
-        if type(exc).__name__ in ("HandshakeError", "ConnectionRejected", "ConnectionTimeout",
-                                  "DisconnectionTimeout", "ConnectionClosed"):
-            unreachable(server, exc)
-        raise
+    if isinstance(leaf, BrokenPipeError):
+        quiet_stdout()
+        raise typer.Exit(EXIT_OK) from None
+    if isinstance(leaf, typer.Exit | SystemExit):
+        raise leaf
+    if isinstance(leaf, LiveError):
+        fail(leaf.message, EXIT_BAD_INPUT)
+    status = getattr(leaf, "status_code", None)
+    if isinstance(status, int) and 400 <= status < 500:
+        fail(rejection_message(leaf, status), EXIT_BAD_INPUT)
+    if isinstance(leaf, OSError) or type(leaf).__name__ in (
+            "HandshakeError", "ConnectionRejected", "ConnectionTimeout", "DisconnectionTimeout",
+            "ConnectionClosed"):
+        unreachable(server, leaf)
+    raise exc
+
+
+def leaf_exception(exc: BaseException) -> BaseException:
+    """The exception that matters inside (nested) groups: Ctrl-C first, then the first."""
+    if not isinstance(exc, BaseExceptionGroup):
+        return exc
+    leaves = [leaf_exception(e) for e in exc.exceptions]
+    for leaf in leaves:
+        if isinstance(leaf, KeyboardInterrupt):
+            return leaf
+    return leaves[0] if leaves else exc
+
+
+def rejection_message(exc: BaseException, status: int) -> str:
+    """The daemon's own words for a refused WebSocket handshake (401: no token...)."""
+    body = getattr(exc, "body", None)
+    try:
+        text = json.loads(body)["error"]["message"] if body else ""
+    except (ValueError, KeyError, TypeError):
+        text = ""
+    return text or f"the daemon refused the WebSocket connection (HTTP {status})"
+
+
+def quiet_stdout() -> None:
+    """stdout's reader went away (`| head`): point stdout at /dev/null so the interpreter's
+    final flush does not report a BrokenPipeError."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 def call(fn: Callable[[], Any]) -> Any:
@@ -141,9 +200,11 @@ def call(fn: Callable[[], Any]) -> Any:
         if exc.details:
             parts = []
             for d in exc.details[:10]:
-                if isinstance(d, dict):
-                    where = d.get("field") or d.get("index")
-                    parts.append(f"  - {where}: {d.get('message', '')}" if where not in (None, "")
-                                 else f"  - {d.get('message', d)}")
+                if not isinstance(d, dict) or not d.get("message"):
+                    continue  # (a bare {"field": "id"} adds nothing to the message)
+                where = d.get("field") or d.get("index")
+                line = f"{where}: {d['message']}" if where not in (None, "") else d["message"]
+                if line != exc.message and d["message"] != exc.message:
+                    parts.append(f"  - {line}")
             detail = "\n" + "\n".join(parts) if parts else ""
         fail(f"{exc.message}{detail}", EXIT_BAD_INPUT if 400 <= exc.status < 500 else EXIT_ERROR)

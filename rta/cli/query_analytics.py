@@ -14,6 +14,7 @@ from typing import Any
 
 import typer
 
+from rta.cli.choices import SERIES_AGGREGATIONS, TOP_SORTS, one_of
 from rta.cli.output import JsonOption, ServerOption, call, console, emit, get_client
 
 SPARKS = "▁▂▃▄▅▆▇█"
@@ -56,7 +57,7 @@ def aggregate(
     aggregation: str = typer.Option(None, "--agg", "-a",
                                     help="count, sum, avg, min, max, p50, p90, p95, p99, "
                                          "unique_users (default: avg with --metric, else "
-                                         "count)."),
+                                         "count).", callback=one_of(SERIES_AGGREGATIONS)),
     interval: str = typer.Option(None, "--interval", "-i",
                                  help="Bucket size: ms or 1m/5m/1h/1d (default: automatic)."),
     group_by: str = typer.Option(None, "--group-by", "-g",
@@ -133,7 +134,8 @@ def top(
     prop: str = typer.Argument(..., metavar="PROPERTY",
                                help="Property (or type, userId) whose values to rank."),
     n: int = typer.Option(10, "--limit", "-n", help="How many values."),
-    sort: str = typer.Option("count", "--sort", help="Rank by 'count' or 'users'."),
+    sort: str = typer.Option("count", "--sort", help="Rank by 'count' or 'users'.",
+                             callback=one_of(TOP_SORTS)),
     event_type: list[str] = TypeOption,
     since: str = SinceOption,
     until: str = UntilOption,

@@ -12,6 +12,7 @@ from typing import Any
 
 import typer
 
+from rta.cli.choices import FUNNEL_ORDERS, FUNNEL_UNITS, RETENTION_CRITERIA, RETENTION_TYPES, one_of
 from rta.cli.output import EXIT_USAGE, JsonOption, ServerOption, call, emit, fail, get_client
 
 SinceOption = typer.Option(None, "--since", help="Start: ms, ISO-8601, or 15m/24h/7d ago.")
@@ -63,8 +64,10 @@ def funnel(
     window: str = typer.Option(None, "--window", "-W",
                                help="Conversion window from step 1: ms or 30m/1h/14d "
                                     "(default 14d)."),
-    order: str = typer.Option(None, "--order", help="ordered (default), strict or any."),
-    count_by: str = typer.Option(None, "--count-by", help="users (default) or sessions."),
+    order: str = typer.Option(None, "--order", help="ordered (default), strict or any.",
+                              callback=one_of(FUNNEL_ORDERS)),
+    count_by: str = typer.Option(None, "--count-by", help="users (default) or sessions.",
+                                 callback=one_of(FUNNEL_UNITS)),
     breakdown: str = typer.Option(None, "--breakdown", "-b",
                                   help="Split by this property (value at step 1)."),
     exclude: list[str] = typer.Option(None, "--exclude", "-x",
@@ -116,8 +119,10 @@ def cohort(
     periods: int = typer.Option(7, "--periods", "-p", help="Periods after period 0."),
     period: str = typer.Option("1d", "--period", help="Period length: ms or 1h/1d/1w."),
     retention_type: str = typer.Option(None, "--type",
-                                       help="first_time (default) or recurring."),
-    criterion: str = typer.Option(None, "--criterion", help="on (default) or on_or_after."),
+                                       help="first_time (default) or recurring.",
+                                       callback=one_of(RETENTION_TYPES)),
+    criterion: str = typer.Option(None, "--criterion", help="on (default) or on_or_after.",
+                                  callback=one_of(RETENTION_CRITERIA)),
     since: str = SinceOption,
     until: str = UntilOption,
     time_range: str = RangeOption,

@@ -10,7 +10,16 @@ from typing import Any
 
 import typer
 
-from rta.cli.output import JsonOption, ServerOption, call, emit, get_client, message
+from rta.cli.output import (
+    EXIT_USAGE,
+    JsonOption,
+    ServerOption,
+    call,
+    emit,
+    fail,
+    get_client,
+    message,
+)
 from rta.cli.query_behaviour import (
     AnyOption,
     PerformedOption,
@@ -36,6 +45,8 @@ def create(
     as_json: bool = JsonOption,
 ) -> None:
     """Save a segment: users matching --where (latest property values) and --performed."""
+    if not where and not performed:  # (no condition would match every user: a slip)
+        fail("a segment needs at least one --where or --performed condition", EXIT_USAGE)
     body: dict[str, Any] = {"name": name, "filters": segment_conditions(where, performed),
                             "operator": "OR" if any_ else "AND"}
     if description:

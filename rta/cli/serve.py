@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from rta.cli.output import EXIT_ERROR, fail
+from rta.cli.output import EXIT_ERROR, fail, leaf_exception
 
 
 def serve(
@@ -66,10 +66,16 @@ def serve(
         options.pop("host")
         trio.run(lambda: run_daemon(config, settings.host, settings.port, settings.compression,
                                     on_ready=ready, startup=startup, **options))
-    except StoreLockedError as exc:
-        fail(exc.message, EXIT_ERROR)
-    except OSError as exc:
-        fail(f"cannot start: {exc}", EXIT_ERROR)
+    except BaseException as exc:  # errors from inside trio's nurseries come grouped
+        leaf = leaf_exception(exc)
+        if isinstance(leaf, StoreLockedError):
+            fail(leaf.message, EXIT_ERROR)
+        if isinstance(leaf, OSError):  # address in use, unknown host, unwritable data dir
+            where = f"{settings.host}:{settings.port}"
+            fail(f"cannot start on {where}: {leaf.strerror or leaf}", EXIT_ERROR)
+        if isinstance(leaf, KeyboardInterrupt):
+            raise typer.Exit(0) from None
+        raise
 
 
 def register(app: typer.Typer) -> None:

@@ -7,7 +7,19 @@ from typing import Any
 
 import typer
 
-from rta.cli.output import JsonOption, ServerOption, call, console, emit, get_client, message
+from rta.cli.choices import TOKEN_SCOPES, one_of
+from rta.cli.output import (
+    EXIT_BAD_INPUT,
+    EXIT_ERROR,
+    JsonOption,
+    ServerOption,
+    call,
+    console,
+    emit,
+    fail,
+    get_client,
+    message,
+)
 
 token_app = typer.Typer(help="Manage API tokens (read, write or admin scope).",
                         no_args_is_help=True)
@@ -17,12 +29,26 @@ LocalOption = typer.Option(None, "--data-dir", "-d",
 
 
 def _with_tokens(data_dir: str | None, server: str | None,
-                 local: Callable[[Any], Any], remote: Callable[[Any], Any]) -> Any:
+                 local: Callable[[Any], Any], remote: Callable[[Any], Any],
+                 creates: bool = False) -> Any:
+    """Run against the data dir's token table (`-d`), else through the daemon. Only
+    `create` may start a new data dir: listing or revoking in one with no rta data is an
+    error, not an empty answer (and leaves nothing behind)."""
     if data_dir:
+        import os
+        import sqlite3
+
         from rta.core.auth import TokenStore
         from rta.core.metadata import MetadataStore
 
-        metadata = MetadataStore(data_dir)
+        if not creates and not os.path.exists(os.path.join(data_dir, "metadata.sqlite3")):
+            fail(f"no rta data in {data_dir} (no metadata.sqlite3 there)", EXIT_BAD_INPUT)
+        try:
+            if creates:
+                os.makedirs(data_dir, exist_ok=True)
+            metadata = MetadataStore(data_dir)
+        except (OSError, sqlite3.Error) as exc:
+            fail(f"cannot open the data dir {data_dir}: {exc}", EXIT_ERROR)
         try:
             return call(lambda: _local(local, TokenStore(metadata)))
         finally:
@@ -42,7 +68,8 @@ def _local(fn: Callable[[Any], Any], store: Any) -> Any:
 
 
 @token_app.command("create")
-def create(scope: str = typer.Option("read", "--scope", help="read, write or admin."),
+def create(scope: str = typer.Option("read", "--scope", help="read, write or admin.",
+                                     callback=one_of(TOKEN_SCOPES)),
            name: str = typer.Option(None, "--name", help="A label to recognise it by."),
            data_dir: str = LocalOption, server: str = ServerOption,
            as_json: bool = JsonOption) -> None:
@@ -52,7 +79,8 @@ def create(scope: str = typer.Option("read", "--scope", help="read, write or adm
         return {**record, "token": secret}
 
     data = _with_tokens(data_dir, server, local,
-                        lambda c: c.post("/tokens", {"scope": scope, "name": name}))
+                        lambda c: c.post("/tokens", {"scope": scope, "name": name}),
+                        creates=True)
     if as_json:
         emit(data, True, print)
         return

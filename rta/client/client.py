@@ -26,6 +26,17 @@ class DaemonUnreachable(ClientError):
         self.url = url
 
 
+class NotAnRtaDaemon(DaemonUnreachable):
+    """Something answers at the URL, but not in rta's JSON: a proxy, another web server."""
+
+    def __init__(self, url: str, response: httpx.Response) -> None:
+        ClientError.__init__(self, f"{url} answered {response.status_code} "
+                                   f"({response.headers.get('content-type') or 'no content type'})"
+                                   f" to {response.request.method} {response.request.url.path}, "
+                                   "not in rta's JSON: is --server an rta daemon?")
+        self.url = url
+
+
 class ApiError(ClientError):
     """A 4xx/5xx answer, carrying the server's JSON error body."""
 
@@ -63,12 +74,24 @@ class RtaClient:
         except httpx.TransportError as exc:
             raise DaemonUnreachable(self.base_url, str(exc) or type(exc).__name__) from exc
         if response.status_code >= 400:
-            try:
-                body = response.json()
-            except ValueError:
-                body = {"error": {"code": "http_error", "message": response.text[:500]}}
-            raise ApiError(response.status_code, body)
+            raise self._error(response)
         return response
+
+    def _error(self, response: httpx.Response) -> ClientError:
+        """The daemon's JSON error; anything else means it is not the daemon answering."""
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("error"), dict):
+            return NotAnRtaDaemon(self.base_url, response)
+        return ApiError(response.status_code, body)
+
+    def _json(self, response: httpx.Response) -> Any:
+        try:
+            return response.json()
+        except ValueError:
+            raise NotAnRtaDaemon(self.base_url, response) from None
 
     def request(self, method: str, path: str, json_body: Any = None,
                 params: dict[str, Any] | None = None) -> Any:
@@ -79,7 +102,7 @@ class RtaClient:
         response = self._send(method, path, **kwargs)
         if not response.content:
             return None
-        return response.json()
+        return self._json(response)
 
     def get(self, path: str, **params: Any) -> Any:
         return self.request("GET", path, params=params)
@@ -96,11 +119,7 @@ class RtaClient:
                                    params=_clean(params)) as response:
                 if response.status_code >= 400:
                     response.read()
-                    try:
-                        body = response.json()
-                    except ValueError:
-                        body = {"error": {"message": response.text[:500]}}
-                    raise ApiError(response.status_code, body)
+                    raise self._error(response)
                 yield response
         except httpx.TransportError as exc:
             raise DaemonUnreachable(self.base_url, str(exc) or type(exc).__name__) from exc
@@ -114,7 +133,7 @@ class RtaClient:
             "POST", "/events/batch", content=body,
             params={"partial": "true"} if partial else None,
             headers={"Content-Type": "application/x-ndjson", "Content-Encoding": "gzip"})
-        result: dict[str, Any] = response.json()
+        result: dict[str, Any] = self._json(response)
         return result
 
     def health(self) -> Any:

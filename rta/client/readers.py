@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import csv
+import gzip
 import io
 import json
 import os
+import stat
 import sys
+import zlib
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from typing import IO, Any
 
 from rta.core import jsonstrict
 
 FORMATS = ("ndjson", "json", "csv", "parquet")
 TOP_LEVEL = ("id", "type", "userId", "sessionId", "timestamp")
+
+
+GZIP_MAGIC = b"\x1f\x8b"
+PARQUET_MAGIC = b"PAR1"
+_SNIFF_LIMIT = 1 << 20  # leading whitespace read at most while looking for the first byte
 
 
 class ReadError(Exception):
@@ -38,66 +48,272 @@ def detect_format(path: str, explicit: str | None = None) -> str:
     return "ndjson"
 
 
-def _open_text(path: str) -> IO[str]:
-    if path == "-":
-        return sys.stdin
-    if path.endswith(".gz"):
-        import gzip
+def _has_suffix(path: str) -> bool:
+    """Whether the file's name says its format (else its first bytes are sniffed)."""
+    return path.lower().removesuffix(".gz").endswith(
+        (".ndjson", ".jsonl", ".json", ".csv", ".parquet", ".pq"))
 
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
+
+@dataclass
+class Batch:
+    """Raw event objects and, for NDJSON and CSV, the 1-based line each one starts on."""
+
+    events: list[Any]
+    lines: list[int] | None = None
+
+
+class _Counting(io.RawIOBase):
+    """Counts the bytes read from an input as stored (compressed or not): the progress."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self.raw = raw
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        read1 = getattr(self.raw, "read1", None)  # a pipe: what is there, without waiting
+        data = read1(len(b)) if read1 is not None else self.raw.read(len(b))
+        n = len(data)
+        b[:n] = data
+        self.count += n
+        return n
+
+
+class _Pushback(io.RawIOBase):
+    """A byte stream whose first bytes can be looked at (sniffed) and then read again."""
+
+    def __init__(self, stream: io.RawIOBase | io.BufferedIOBase) -> None:
+        self.stream = stream
+        self.held = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def head(self, n: int) -> bytes:
+        """The first `n` bytes (fewer at the end of the input), still unread."""
+        while len(self.held) < n:
+            read1 = getattr(self.stream, "read1", None)
+            more = read1(n - len(self.held)) if read1 is not None else \
+                self.stream.read(n - len(self.held))
+            if not more:
+                break
+            self.held += more
+        return self.held[:n]
+
+    def first_byte(self) -> bytes:
+        """The first byte that is not whitespace or a UTF-8 byte order mark (b"": none)."""
+        n = 64
+        while True:
+            head = self.head(n)
+            text = head.removeprefix(b"\xef\xbb\xbf").lstrip()
+            if text or len(head) < n or n >= _SNIFF_LIMIT:
+                return text[:1]
+            n *= 4
+
+    def readinto(self, b: Any) -> int:
+        if self.held:
+            n = min(len(b), len(self.held))
+            b[:n] = self.held[:n]
+            self.held = self.held[n:]
+            return n
+        data = self.stream.read(len(b)) or b""
+        b[:len(data)] = data
+        return len(data)
+
+
+class Source:
+    """One input of `rta ingest`: a file or stdin ("-"), opened, its format settled, and
+    read in batches.
+
+    gzip is recognised by its magic bytes; a `.gz` name that is not gzip is an error. Stdin
+    (and a file whose name says nothing) is sniffed: Parquet by `PAR1`, a JSON array by `[`,
+    NDJSON by `{`; anything else needs --format. `total` is the size in bytes when known (a
+    regular file; rows for Parquet) and `done` how much of it has been read, for progress.
+    """
+
+    def __init__(self, path: str, fmt: str | None = None,
+                 stream: IO[bytes] | None = None) -> None:
+        self.path = path
+        self.name = "stdin" if path == "-" else path
+        explicit = detect_format(path, fmt) if fmt else None
+        raw = stream if stream is not None else sys.stdin.buffer if path == "-" \
+            else self._open(path)
+        self._raw = raw
+        self._owned = stream is None and path != "-"  # closed here (stdin is not)
+        self.total: int | None = None
+        try:
+            st = os.fstat(raw.fileno())
+            if stat.S_ISREG(st.st_mode):
+                self.total = st.st_size - (raw.tell() if raw.seekable() else 0)
+        except (OSError, ValueError, io.UnsupportedOperation):
+            pass
+        self._counter = _Counting(raw)
+        sniffer = _Pushback(self._counter)
+        self.compressed = sniffer.head(2) == GZIP_MAGIC
+        if path.lower().endswith(".gz") and not self.compressed:
+            self.close()
+            raise ReadError(f"{path}: not a gzip file, though its name ends in .gz")
+        if self.compressed:
+            sniffer = _Pushback(gzip.GzipFile(fileobj=io.BufferedReader(sniffer), mode="rb"))
+        self._data = sniffer
+        self._rows_done = 0
+        try:
+            self.fmt = explicit or self._sniff(sniffer)
+            # On stdin a leading '[' means a JSON array even when NDJSON was asked for.
+            if self.fmt == "ndjson" and path == "-" and sniffer.first_byte() == b"[":
+                self.fmt = "json"
+        except (OSError, EOFError, zlib.error) as exc:
+            self.close()
+            raise self._damaged(exc) from None
+        except BaseException:
+            self.close()
+            raise
+
+    @staticmethod
+    def _open(path: str) -> IO[bytes]:
+        try:
+            return open(path, "rb")  # closed by Source.close
+        except FileNotFoundError:
+            raise ReadError(f"no such file: {path}") from None
+        except IsADirectoryError:
+            raise ReadError(f"{path}: is a directory, not a file of events") from None
+        except OSError as exc:
+            raise ReadError(f"cannot read {path}: {exc.strerror or exc}") from None
+
+    def _sniff(self, data: _Pushback) -> str:
+        if self.path != "-" and _has_suffix(self.path):
+            return detect_format(self.path)
+        if data.head(4) == PARQUET_MAGIC:
+            return "parquet"
+        first = data.first_byte()
+        if first in (b"{", b"[", b""):
+            return "ndjson"  # ('[' on stdin becomes json; an empty input holds no events)
+        if self.path != "-":
+            return "ndjson"  # a name without a known suffix: NDJSON, as always
+        raise ReadError(f"{self.name} is not JSON, gzip or Parquet (it starts with "
+                        f"{data.head(12)!r}); give --format (e.g. --format csv)")
+
+    def _damaged(self, exc: BaseException) -> ReadError:
+        if self.compressed:
+            return ReadError(f"{self.name}: damaged gzip data: {exc}")
+        return ReadError(f"cannot read {self.name}: {getattr(exc, 'strerror', None) or exc}")
+
+    @property
+    def done(self) -> int:
+        """Bytes of the input read so far (rows, for Parquet)."""
+        return self._rows_done if self.fmt == "parquet" else self._counter.count
+
+    def close(self) -> None:
+        if self._owned:
+            self._raw.close()
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def batches(self, size: int = 5000) -> Iterator[Batch]:
+        """Batches of raw event objects (validation is the server's job); bad input raises
+        ReadError naming the file and, where it can, the line."""
+        try:
+            if self.fmt == "parquet":
+                yield from self._parquet_batches(size)
+                return
+            text = io.TextIOWrapper(io.BufferedReader(self._data, 1 << 16),
+                                    encoding="utf-8-sig",
+                                    newline="" if self.fmt == "csv" else None)
+            if self.fmt == "csv":
+                yield from _csv_batches(text, self.name, size)
+            elif self.fmt == "json":
+                yield from _json_batches(text, self.name, size)
+            else:
+                yield from _ndjson_batches(text, self.name, size)
+        except UnicodeDecodeError as exc:
+            raise ReadError(f"{self.name}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x}: "
+                            f"{exc.reason})") from None
+        except (OSError, EOFError, zlib.error) as exc:
+            raise self._damaged(exc) from None
+
+    def _parquet_batches(self, size: int) -> Iterator[Batch]:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        source: Any = self.path
+        if self.path == "-" or self.compressed:
+            source = io.BytesIO(self._data.read())
+        try:
+            pf = pq.ParquetFile(source)
+            self.total = pf.metadata.num_rows
+            for record_batch in pf.iter_batches(batch_size=size):
+                events = _parquet_events(record_batch.to_pylist())
+                self._rows_done += len(events)
+                yield Batch(events)
+        except pa.ArrowException as exc:
+            raise ReadError(f"{self.name}: not a readable Parquet file: {exc}") from None
 
 
 def iter_batches(path: str, fmt: str, size: int = 5000) -> Iterator[list[Any]]:
     """Batches of raw event objects (validation is the server's job)."""
-    if fmt == "parquet":
-        yield from _parquet_batches(path, size)
-        return
-    with _open_text(path) as f:
-        if fmt == "csv":
-            yield from _chunk(_csv_events(f), size)
-        elif fmt == "json" or (fmt == "ndjson" and path == "-" and _peek_array(f)):
-            try:
-                data = jsonstrict.loads(f.read())
-            except json.JSONDecodeError as exc:
-                raise ReadError(f"{path}:{exc.lineno}: not valid JSON: {exc.msg}") from None
-            if isinstance(data, dict) and isinstance(data.get("events"), list):
-                data = data["events"]
-            if not isinstance(data, list):
-                raise ReadError(f"{path}: a JSON file must hold an array of events")
-            for i in range(0, len(data), size):
-                yield data[i:i + size]
-        else:
-            yield from _chunk(_ndjson_events(f, path), size)
+    with Source(path, fmt) as source:
+        for batch in source.batches(size):
+            yield batch.events
 
 
-def _peek_array(f: IO[str]) -> bool:
-    """On stdin, a leading '[' means a JSON array rather than NDJSON."""
-    if not hasattr(f, "buffer"):
-        return False
-    head = f.buffer.peek(64)[:64].lstrip()  # type: ignore[attr-defined]
-    return head.startswith(b"[")
+def _json_batches(f: IO[str], name: str, size: int) -> Iterator[Batch]:
+    try:
+        data = jsonstrict.loads(f.read())
+    except json.JSONDecodeError as exc:
+        raise ReadError(f"{name}:{exc.lineno}: not valid JSON: {exc.msg}") from None
+    except RecursionError:
+        raise ReadError(f"{name}: not valid JSON: nested too deeply") from None
+    if isinstance(data, dict) and isinstance(data.get("events"), list):
+        data = data["events"]
+    if not isinstance(data, list):
+        raise ReadError(f"{name}: a JSON file must hold an array of events")
+    for i in range(0, len(data), size):
+        yield Batch(data[i:i + size])
 
 
-def _chunk(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
-    batch: list[Any] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def _ndjson_events(f: IO[str], path: str) -> Iterator[Any]:
+def _ndjson_batches(f: IO[str], name: str, size: int) -> Iterator[Batch]:
+    events: list[Any] = []
+    lines: list[int] = []
     for lineno, line in enumerate(f, 1):
         if not line.strip():
             continue
         try:
-            yield jsonstrict.loads(line)
+            events.append(jsonstrict.loads(line))
         except json.JSONDecodeError as exc:
-            raise ReadError(f"{path}:{lineno}: not valid JSON: {exc.msg}") from None
+            raise ReadError(f"{name}:{lineno}: not valid JSON: {exc.msg}") from None
+        except RecursionError:
+            raise ReadError(f"{name}:{lineno}: not valid JSON: nested too deeply") from None
+        lines.append(lineno)
+        if len(events) >= size:
+            yield Batch(events, lines)
+            events, lines = [], []
+    if events:
+        yield Batch(events, lines)
+
+
+def _csv_batches(f: IO[str], name: str, size: int) -> Iterator[Batch]:
+    reader = csv.DictReader(f)
+    events: list[Any] = []
+    lines: list[int] = []
+    try:
+        for row in reader:
+            # The record ends on reader.line_num; a quoted cell may have spanned lines.
+            inner = sum(v.count("\n") for v in row.values() if isinstance(v, str))
+            events.append(_csv_event(row))
+            lines.append(reader.line_num - inner)
+            if len(events) >= size:
+                yield Batch(events, lines)
+                events, lines = [], []
+    except csv.Error as exc:
+        raise ReadError(f"{name}:{reader.line_num}: not valid CSV: {exc}") from None
+    if events:
+        yield Batch(events, lines)
 
 
 def _scalar(text: str) -> Any:
@@ -110,60 +326,84 @@ def _scalar(text: str) -> Any:
     return text if isinstance(value, str) else value  # text keeps its own whitespace
 
 
-def _csv_events(f: IO[str]) -> Iterator[dict[str, Any]]:
+def _csv_event(row: dict[str | Any, Any]) -> dict[str, Any]:
     """Columns id,type,userId,sessionId,timestamp; any other (or properties.x) -> property."""
-    for row in csv.DictReader(f):
+    event: dict[str, Any] = {}
+    props: dict[str, Any] = {}
+    for key, raw in row.items():
+        if key is None:
+            continue
+        if key in TOP_LEVEL:
+            if raw not in ("", None):
+                event[key] = _scalar(raw) if key == "timestamp" else raw
+        elif key == "properties" and raw:
+            _merge_properties(props, raw)
+        else:
+            value = _scalar(raw) if raw is not None else None
+            if value is not None:
+                props[key.removeprefix("properties.")] = value
+    if props:
+        event["properties"] = props
+    return event
+
+
+def _parquet_events(rows: list[dict[str, Any]]) -> list[Any]:
+    """Parquet rows as events: top-level columns, `properties.x` or other columns as
+    properties, a `properties` struct or JSON text merged in, timestamps as epoch ms."""
+    out = []
+    for row in rows:
         event: dict[str, Any] = {}
         props: dict[str, Any] = {}
-        for key, raw in row.items():
-            if key is None:
-                continue
+        for key, value in row.items():
+            if not isinstance(value, str | int | float | None):
+                value = _plain(value)
             if key in TOP_LEVEL:
-                if raw not in ("", None):
-                    event[key] = _scalar(raw) if key == "timestamp" else raw
-            elif key == "properties" and raw:
-                try:
-                    props.update(jsonstrict.loads(raw))
-                except json.JSONDecodeError:
-                    props[key] = raw
-            else:
-                value = _scalar(raw) if raw is not None else None
                 if value is not None:
-                    props[key.removeprefix("properties.")] = value
+                    event[key] = value
+            elif key == "properties" and isinstance(value, dict | str):
+                _merge_properties(props, value)
+            elif key == "receivedAt":
+                continue
+            elif value is not None:
+                props[key.removeprefix("properties.")] = value
         if props:
             event["properties"] = props
-        yield event
+        out.append(event)
+    return out
 
 
-def _parquet_batches(path: str, size: int) -> Iterator[list[Any]]:
-    import pyarrow.parquet as pq
+def _merge_properties(props: dict[str, Any], value: dict[str, Any] | str) -> None:
+    """A `properties` column: an object (or JSON text of one) merged in, else kept as is."""
+    parsed: Any = value
+    if isinstance(value, str):
+        try:
+            parsed = jsonstrict.loads(value)
+        except (json.JSONDecodeError, RecursionError):
+            parsed = None
+    if isinstance(parsed, dict):
+        props.update(parsed)
+    else:
+        props["properties"] = value
 
-    source: Any = path
-    if path == "-":
-        source = io.BytesIO(sys.stdin.buffer.read())
-    pf = pq.ParquetFile(source)
-    for record_batch in pf.iter_batches(batch_size=size):
-        rows = record_batch.to_pylist()
-        out = []
-        for row in rows:
-            event: dict[str, Any] = {}
-            props: dict[str, Any] = {}
-            for key, value in row.items():
-                if isinstance(value, datetime):
-                    value = datetime_ms(value)
-                if key in TOP_LEVEL:
-                    if value is not None:
-                        event[key] = value
-                elif key == "properties" and isinstance(value, dict | str):
-                    props.update(jsonstrict.loads(value) if isinstance(value, str) else value)
-                elif key == "receivedAt":
-                    continue
-                elif value is not None:
-                    props[key.removeprefix("properties.")] = value
-            if props:
-                event["properties"] = props
-            out.append(event)
-        yield out
+
+def _plain(value: Any) -> Any:
+    """A Parquet value as JSON can carry it (decimals, dates, binary and the like would
+    otherwise fail to serialise): times as epoch ms or ISO text, decimals as numbers."""
+    if isinstance(value, datetime):
+        return datetime_ms(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, timedelta):
+        return value // timedelta(milliseconds=1)
+    if isinstance(value, date | time):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode("utf-8", "replace")
+    return value
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -154,6 +154,8 @@ async def follow(server: str, subscriptions: list[Subscription],
                         raise LiveError(msg)
                     if on_message(msg) is False:
                         return
+        except BrokenPipeError:
+            raise  # our stdout closed (`| head`), not the connection: stop, do not reconnect
         except (ConnectionClosed, HandshakeError, OSError, trio.BrokenResourceError) as exc:
             if not reconnect or not connected_once:
                 raise

@@ -201,6 +201,8 @@ class _Sessions:
         cum = np.cumsum(self.counts[order])
         keep = np.sort(order[: int(np.searchsorted(cum, n)) + 1])
         sess_local, slot = np.nonzero(self.mask[keep])
+        # Exactly n events: the last kept session may lose its tail (slots are in order, so
+        # what stays is a prefix: a click still follows its pageview).
         sess = keep[sess_local][:n]
         slot = slot[:n]
         etype = SLOT_TYPE[slot]
@@ -327,8 +329,12 @@ def _properties(rng: np.random.Generator, etype: np.ndarray, slot: np.ndarray, t
     put("amount", buys, amount)
     put("quantity", buys, quantity)
     put("currency", buys, rng.choice(3, len(buys), p=[0.6, 0.3, 0.1]))
-    conv = np.flatnonzero(etype == CONVERSION)  # always right after its purchase
-    put("revenue", conv, np.round(amount * quantity, 2))
+    # A conversion sits right after its purchase, but not every purchase has one: truncating
+    # to exactly n events can cut the last session between the two. So each conversion takes
+    # the revenue of the purchase before it, rather than pairing the two lists by position.
+    conv = np.flatnonzero(etype == CONVERSION)
+    paid = conv - 1
+    put("revenue", conv, np.round(out["amount"][0][paid] * out["quantity"][0][paid], 2))
 
     assigned = np.flatnonzero(etype == EXPERIMENT)
     put("experiment", assigned, 0)

@@ -273,3 +273,130 @@ def test_no_color_and_force_color(world: dict[str, str]) -> None:
     assert no_colour.returncode == 3 and "31m" not in no_colour.stderr
     as_json = colour_run([*table, "--json"], world, FORCE_COLOR="1")
     assert json.loads(as_json.stdout)["alerts"]
+
+
+def test_closed_sets_are_checked_by_the_cli_and_match_the_core() -> None:
+    """A typo in a closed set is a usage error before any request (the server is dead)."""
+    from rta.cli import choices
+    from rta.core import alerts, auth, funnel, retention, timeseries
+
+    assert choices.FUNNEL_ORDERS == funnel.ORDERS and choices.FUNNEL_UNITS == funnel.UNITS
+    assert choices.RETENTION_TYPES == retention.TYPES
+    assert choices.RETENTION_CRITERIA == retention.CRITERIA
+    assert choices.SERIES_AGGREGATIONS == timeseries.AGGREGATIONS
+    assert choices.ALERT_AGGREGATIONS == alerts.AGGREGATIONS
+    assert tuple(alerts.OPERATOR_SYMBOLS) == choices.ALERT_OPERATORS
+    assert choices.TOKEN_SCOPES == auth.SCOPES
+    dead = ["--server", f"http://127.0.0.1:{free_port()}"]
+    for args in (["query", "funnel", "--step", "a", "--step", "b", "--order", "sideways"],
+                 ["query", "top", "page", "--sort", "bogus"],
+                 ["query", "aggregate", "-a", "median"],
+                 ["query", "cohort", "--entry", "signup", "--type", "bogus"],
+                 ["token", "create", "--scope", "god"],
+                 ["alerts", "create", "--name", "x", "--threshold", "1", "-o", "bogus"],
+                 ["events", "-n", "-5"],
+                 ["segment", "create", "everyone"],
+                 ["health", "--server", "notaurl"]):
+        full = args if "--server" in args else [*args, *dead]
+        r = invoke(full)
+        assert r.exit_code == EXIT_USAGE and r.stdout == "", (args, r.stderr)
+
+
+def test_settings_with_values_outside_their_set_are_refused(tmp_path: Path) -> None:
+    """`--auth true` used to start with auth off; now every bad value exits 2 unstarted."""
+    for args in (["--auth", "true"], ["--auth", "required"], ["--log-format", "xml"],
+                 ["--max-events", "-5"], ["--retention-days", "-1"], ["--port", "70000"]):
+        r = invoke(["serve", "--data-dir", str(tmp_path / "d"), *args])
+        assert r.exit_code == EXIT_USAGE, (args, r.stderr)
+        assert "must be" in r.stderr
+    r = invoke(["serve", "--data-dir", str(tmp_path / "d"), "--auth", "ON", "--port", "x"])
+    assert r.exit_code == EXIT_USAGE
+
+
+def test_a_taken_port_is_one_line_not_a_traceback(daemon: ServeProcess, tmp_path: Path) -> None:
+    port = daemon.url.rsplit(":", 1)[1]
+    r = subprocess.run([sys.executable, "-m", "rta", "serve", "--port", port, "--data-dir",
+                        str(tmp_path / "d")], capture_output=True, text=True, timeout=60,
+                       check=False)
+    assert r.returncode == 1, r.stderr
+    assert "cannot start on 127.0.0.1:" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_a_server_that_is_not_rta_is_named(tmp_path: Path) -> None:
+    """A web server that is not rta (HTML 404s, non-JSON 200s) gets exit 3 and a hint."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    class Other(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"<html>hello</html>"
+            self.send_response(200 if self.path.startswith("/stats") else 404)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    httpd = HTTPServer(("127.0.0.1", 0), Other)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{httpd.server_address[1]}"
+        for command in ("health", "stats"):
+            r = invoke([command, "--server", url])
+            assert r.exit_code == EXIT_UNREACHABLE, r.stderr
+            assert "is --server an rta daemon?" in r.stderr and "<html>" not in r.stderr
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.mark.parametrize("args", [["tail", "--json"], ["top", "--live", "--json"]])
+def test_streams_stop_quietly_when_the_reader_goes(args: list[str],
+                                                   world: dict[str, str]) -> None:
+    """`rta tail --json | head -1`: exit 0 once stdout closes, no reconnect loop."""
+    env = {**os.environ, "RTA_CONFIG": world["config"]}
+    proc = subprocess.Popen([sys.executable, "-m", "rta", *args, "--server", world["url"]],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    assert proc.stdout is not None and proc.stderr is not None
+    import threading
+
+    stop = threading.Event()
+
+    def feed() -> None:  # events keep arriving, so `tail` has something to write
+        with httpx.Client(base_url=world["url"], timeout=30) as http:
+            while not stop.wait(0.3):
+                http.post("/events", json={"type": "pipe_probe"})
+
+    feeder = threading.Thread(target=feed, daemon=True)
+    feeder.start()
+    try:
+        assert proc.stdout.readline()  # running and writing
+        proc.stdout.close()  # the reader goes away
+        assert proc.wait(timeout=30) == 0
+        err = proc.stderr.read().decode()
+        assert "Traceback" not in err and "reconnecting" not in err, err
+    finally:
+        stop.set()
+        feeder.join()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stderr.close()
+
+
+def test_websocket_commands_without_a_token_say_so(tmp_path: Path) -> None:
+    """Against a daemon that requires tokens, the live commands exit 4 with the daemon's own
+    words (like the HTTP ones), not 3 with a raw handshake tuple."""
+    proc = ServeProcess(str(tmp_path / "data"), "--auth", "on")
+    url = proc.start()
+    try:
+        for args in (["tail"], ["top"], ["top", "--live"], ["alerts", "watch"]):
+            r = subprocess.run([sys.executable, "-m", "rta", *args, "--server", url],
+                               capture_output=True, text=True, timeout=60, check=False,
+                               env={**os.environ, "RTA_CONFIG": str(tmp_path / "none.toml")})
+            assert r.returncode == 4, (args, r.stderr)
+            assert "needs a token" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    finally:
+        proc.kill()

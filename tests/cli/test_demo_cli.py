@@ -88,3 +88,18 @@ def test_serve_demo_loads_data_and_keeps_a_trickle(tmp_path: Path) -> None:
         assert len(httpx.get(again.url + "/dashboards").json()["dashboards"]) == 1
     finally:
         again.stop()
+
+
+def test_generate_when_the_cut_falls_between_a_purchase_and_its_conversion(
+        tmp_path: Path) -> None:
+    """These arguments once crashed every format with a numpy shape mismatch (the last
+    session was cut to exactly -n events right after its purchase)."""
+    args = ["-n", "500", "--seed", "7", "--users", "50", "--days", "1", "--end",
+            "1790000000000"]
+    for name in ("e.ndjson", "e.csv", "e.parquet"):
+        r = rta("demo", "generate", *args, "-o", str(tmp_path / name))
+        assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
+        assert "wrote 500 demo events" in r.stderr
+    events = [json.loads(line) for line in (tmp_path / "e.ndjson").read_text().splitlines()]
+    _, rejected = EventValidator().validate_batch(events, now=1_790_000_000_000)
+    assert len(events) == 500 and rejected == []

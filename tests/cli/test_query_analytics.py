@@ -72,8 +72,8 @@ def test_unique(loaded: str) -> None:
 
 def test_errors_exit_codes(loaded: str) -> None:
     res = rta("query", "aggregate", "--server", loaded, "-a", "mode")
-    assert res.returncode == 4
-    assert "aggregation" in res.stderr and res.stdout == ""
+    assert res.returncode == 2  # a closed set: checked by the CLI before any request
+    assert "--agg" in res.stderr and res.stdout == ""
     res = rta("query", "count", "--server", loaded, "-w", "nonsense")
     assert res.returncode == 2
     res = rta("query", "count", "--server", "http://127.0.0.1:9")

@@ -85,4 +85,4 @@ def test_bad_input_exit_codes(seeded: ServeProcess) -> None:
     assert r.returncode == 4 and "steps" in r.stderr
     r = rta("query", "funnel", "--step", "a", "--step", "b", "--order", "sideways",
             "--server", seeded.url)
-    assert r.returncode == 4 and "order" in r.stderr
+    assert r.returncode == 2 and "--order" in r.stderr  # a closed set: checked by the CLI

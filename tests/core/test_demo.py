@@ -10,6 +10,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from rta.core.demo import (
     EVENT_TYPES,
@@ -44,6 +46,39 @@ def test_deterministic_and_exact_size() -> None:
     assert not a.equals(c)
     for n in (0, 1, 3, 17, 999):
         assert generate_arrow(n, users=50, days=1, seed=n, end_ms=END).num_rows == n
+
+
+def check_whole(table: pa.Table, n: int) -> None:
+    """Exactly n rows, and every conversion carries the revenue of its session's purchase."""
+    assert table.num_rows == n
+    rows = table.select(["type", "sessionId", "properties.amount", "properties.quantity",
+                         "properties.revenue"]).to_pylist()
+    bought: dict[str, float] = {}
+    for r in rows:
+        if r["type"] == "purchase":
+            bought[r["sessionId"]] = round(r["properties.amount"] * r["properties.quantity"], 2)
+    for r in rows:
+        if r["type"] == "conversion":
+            assert r["properties.revenue"] == bought[r["sessionId"]]
+
+
+# (n, users, days, seed) that once failed: the cut to exactly n events fell between a
+# session's purchase and its conversion, and revenue was paired with purchases by position.
+@pytest.mark.parametrize(("n", "users", "days", "seed"), [
+    (500, 50, 1, 7), (2000, 10_000, 30, 10), (2000, 50, 1, 12), (5000, 3, 0.01, 19)])
+def test_a_session_cut_after_its_purchase_still_generates(n: int, users: int, days: float,
+                                                          seed: int) -> None:
+    table = generate_arrow(n, users=users, days=days, seed=seed, end_ms=END)
+    check_whole(table, n)
+    types = table.column("type").to_pylist()
+    assert types.count("purchase") == types.count("conversion") + 1
+
+
+@settings(max_examples=150, deadline=None)
+@given(n=st.integers(0, 3000), seed=st.integers(0, 2**32 - 1), users=st.integers(1, 20_000),
+       days=st.sampled_from([0.001, 0.01, 1, 7, 30, 365]))
+def test_generation_never_fails(n: int, seed: int, users: int, days: float) -> None:
+    check_whole(generate_arrow(n, users=users, days=days, seed=seed, end_ms=END), n)
 
 
 def test_schema_time_range_and_ids(table: pa.Table) -> None:
