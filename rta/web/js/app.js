@@ -62,6 +62,8 @@ function banner(text) {
 
 function show(section) {
   for (const id of ["welcome", "dashboard", "loading"]) $(`#${id}`).hidden = id !== section;
+  // a time range means nothing without a dashboard to apply it to
+  for (const b of document.querySelectorAll("#range-picker button")) b.disabled = section !== "dashboard";
 }
 
 // -- live messages -----------------------------------------------------------------------------
