@@ -368,14 +368,6 @@ class _Sink(Protocol):
     def close(self) -> None: ...
 
 
-def _unreachable_text(url: str, exc: BaseException) -> str:
-    """The wording of `rta.cli.output.unreachable`, as a message rather than an exit."""
-    cause: BaseException | None = exc
-    while cause is not None and not str(cause):  # trio-websocket wraps the OSError
-        cause = cause.__cause__ or cause.__context__
-    reason = str(cause) if cause is not None else type(exc).__name__
-    return (f"cannot reach the rta daemon at {url}: {reason}. "
-            "Start it with `rta serve` or point --server at it.")
 
 
 class _StreamSink:
@@ -392,7 +384,7 @@ class _StreamSink:
     def send(self, batch: list[Any]) -> dict[str, Any]:
         import trio
 
-        from rta.cli.output import leaf_exception, rejection_message
+        from rta.cli.output import leaf_exception, rejection_message, unreachable_text
         from rta.client.ws import LiveError, stream_ingest
 
         try:
@@ -408,7 +400,7 @@ class _StreamSink:
             if isinstance(leaf, OSError) or type(leaf).__name__ in (
                     "HandshakeError", "ConnectionRejected", "ConnectionTimeout",
                     "DisconnectionTimeout", "ConnectionClosed"):
-                raise _Stop(_unreachable_text(self.url, leaf), EXIT_UNREACHABLE) from None
+                raise _Stop(unreachable_text(self.url, leaf), EXIT_UNREACHABLE) from None
             raise
         rejected = []
         for e in result.get("errors", []):

@@ -109,14 +109,19 @@ def emit(data: Any, as_json: bool, render: Callable[[Any], None]) -> None:
         render(data)
 
 
-def unreachable(server: str, exc: BaseException) -> NoReturn:
-    """Exit 3 with the same wording the HTTP client uses."""
+def unreachable_text(server: str, exc: BaseException) -> str:
+    """The same wording the HTTP client uses for a daemon it cannot reach."""
     cause: BaseException | None = exc
     while cause is not None and not str(cause):  # trio-websocket wraps the OSError
         cause = cause.__cause__ or cause.__context__
     reason = str(cause) if cause is not None else type(exc).__name__
-    fail(f"cannot reach the rta daemon at {server}: {reason}. "
-         "Start it with `rta serve` or point --server at it.", EXIT_UNREACHABLE)
+    return (f"cannot reach the rta daemon at {server}: {reason}. "
+            "Start it with `rta serve` or point --server at it.")
+
+
+def unreachable(server: str, exc: BaseException) -> NoReturn:
+    """Exit 3, saying `unreachable_text`."""
+    fail(unreachable_text(server, exc), EXIT_UNREACHABLE)
 
 
 def run_live(fn: Callable[[], Any], server: str) -> None:

@@ -239,19 +239,17 @@ function buildGrid(doc) {
 function widgetTools(widget) {
   const box = document.createElement("span");
   box.className = "widget-tools";
-  const change = document.createElement("button");
-  change.type = "button";
-  change.className = "change";
-  change.textContent = "Change";
-  change.setAttribute("aria-label", `Change the widget “${widget.title}”`);
-  change.addEventListener("click", () => editor.openWidget(widget));
-  const remove = document.createElement("button");
-  remove.type = "button";
-  remove.className = "remove";
-  remove.textContent = "✕";
-  remove.setAttribute("aria-label", `Remove the widget “${widget.title}”`);
-  remove.addEventListener("click", () => editor.removeWidget(widget));
-  box.append(change, remove);
+  const tool = (cls, text, verb, action) => {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = cls;
+    b.textContent = text;
+    b.setAttribute("aria-label", `${verb} the widget “${widget.title}”`);
+    b.addEventListener("click", action);
+    return b;
+  };
+  box.append(tool("change", "Change", "Change", () => editor.openWidget(widget)),
+    tool("remove", "✕", "Remove", () => editor.removeWidget(widget)));
   return box;
 }
 
