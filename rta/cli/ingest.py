@@ -85,6 +85,8 @@ def ingest(
         stop = exc
     except ReadError as exc:
         stop = _Stop(str(exc), EXIT_BAD_INPUT)
+    except KeyboardInterrupt:  # say what was stored before Ctrl-C, not just "Aborted!"
+        stop = _Stop("interrupted (the batch being sent then may be stored too)", EXIT_ERROR)
     finally:
         sink.close()
     run.finish(stop)

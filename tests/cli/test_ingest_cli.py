@@ -377,3 +377,32 @@ def test_progress_on_a_terminal_counts_events_and_bytes(daemon: ServeProcess,
     assert proc.returncode == 0 and "accepted 12,000" in out.decode()
     text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", screen.decode(errors="replace"))
     assert "100% 12,000 events" in text, text[-500:]  # (it used to stay at "0 events")
+
+
+def test_ctrl_c_says_what_was_stored(daemon: ServeProcess, tmp_path: Path) -> None:
+    """Ctrl-C mid-ingest reports the events acknowledged so far (they stay stored), exit 1."""
+    import signal
+    import time
+
+    path = tmp_path / "long.ndjson"
+    path.write_text("".join(json.dumps({"type": "interrupt_probe", "userId": f"u{i % 50}"})
+                            + "\n" for i in range(200_000)))
+    proc = subprocess.Popen([sys.executable, "-m", "rta", "ingest", str(path), "--server",
+                             daemon.url, "--batch-size", "200"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "NO_COLOR": "1"})
+
+    def probes() -> int:
+        return int(httpx.get(f"{daemon.url}/analytics/count",
+                             params={"type": "interrupt_probe"}).json()["count"])
+
+    deadline = time.monotonic() + 60
+    while probes() == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    assert "interrupted" in err and "Traceback" not in err, err
+    said = int(re.search(r"accepted ([\d,]+) \(stored\)", err).group(1).replace(",", ""))
+    assert 0 < said < 200_000
+    assert 0 <= probes() - said <= 200  # (at most the one batch in flight at the interrupt)
