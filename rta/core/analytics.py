@@ -538,14 +538,13 @@ def prepare_unique_users(engine: Engine, params: dict[str, Any]) -> Prepared:
         if buckets is None:
             out.update(uniqueUsers=0, events=0, buckets=[])
             return out
-        res = ts_mod.timeseries(flt, snap, buckets, "unique_users")
+        res = ts_mod.timeseries(flt, snap, buckets, "unique_users", matched=True)
         # `events` counts every matching event, anonymous ones too, as without `interval`
-        # (the unique_users series itself counts only events with a user).
-        every = ts_mod.timeseries(flt, snap, buckets, "count")
-        out.update(uniqueUsers=int(res.total_value), events=every.total_count,
+        assert res.matched is not None
+        out.update(uniqueUsers=int(res.total_value), events=int(res.matched.sum()),
                    buckets=[{"timestamp": t, "value": v, "events": c} for t, v, c in zip(
                        buckets.timestamps(), res.value.astype(np.int64).tolist(),
-                       every.count.tolist(), strict=True)])
+                       res.matched.tolist(), strict=True)])
         return out
 
     return Prepared("unique-users", key, snap.version, flt.start, flt.end, compute)

@@ -249,6 +249,9 @@ class SeriesResult:
     total_count: int
     series: list[Series] = field(default_factory=list)
     groups: int = 0  # distinct groups seen (series are the top `limit` of them)
+    # every selected event per bucket, when asked for (`timeseries(matched=True)`): for
+    # unique_users `count` holds only the events with a user
+    matched: np.ndarray | None = None
 
 
 def _metric_rows(part: Part, metric: str | None, aggregation: str
@@ -272,28 +275,40 @@ def _metric_rows(part: Part, metric: str | None, aggregation: str
     return ts, values, users, keep
 
 
-def _count_fast(parts: list[Part], buckets: Buckets, acc: Accumulator) -> None:
-    """Event counts per bucket with no per-row work: binary search on the sorted timestamps,
-    then on the selected row positions when a mask applies."""
+def _event_counts(parts: list[Part], buckets: Buckets) -> np.ndarray:
+    """Selected events per bucket with no per-row work: binary search on the sorted
+    timestamps, then on the selected row positions when a mask applies."""
     edges = buckets.edges()
+    counts = np.zeros(buckets.count, dtype=np.int64)
     for part in parts:
-        acc.add_counts(np.diff(_bucket_bounds(part, edges)))
+        counts += np.diff(_bucket_bounds(part, edges))
+    return counts
 
 
 def timeseries(flt: EventFilter, snap: Snapshot, buckets: Buckets, aggregation: str,
                metric: str | None = None, group_by: str | None = None,
-               limit: int = 10) -> SeriesResult:
+               limit: int = 10, matched: bool = False) -> SeriesResult:
     """`aggregation` of `metric` per bucket over the filter's rows (the filter's time range
-    should be the buckets' range), plus one series per top-`limit` value of `group_by`."""
-    n_users = len(snap.dicts.users)
+    should be the buckets' range), plus one series per top-`limit` value of `group_by`.
+    `matched` also counts every selected event per bucket (`SeriesResult.matched`), from
+    the same selection."""
     parts = list(select(flt, snap))
+    result = _series(parts, snap, buckets, aggregation, metric, group_by, limit)
+    if matched:
+        result.matched = _event_counts(parts, buckets)
+    return result
+
+
+def _series(parts: list[Part], snap: Snapshot, buckets: Buckets, aggregation: str,
+            metric: str | None, group_by: str | None, limit: int) -> SeriesResult:
+    n_users = len(snap.dicts.users)
     nb = buckets.count
     overall = Accumulator(aggregation, nb, n_users)
     # Distinct users do not add up across buckets: the whole range needs its own bitmap.
     # Quantiles of the whole range come from the values the buckets already gathered.
     total = Accumulator(aggregation, 1, n_users) if aggregation == "unique_users" else None
     if aggregation == "count" and not metric:
-        _count_fast(parts, buckets, overall)
+        overall.add_counts(_event_counts(parts, buckets))
     elif aggregation in QUANTILES:
         assert metric is not None
         value, count, total_value = _quantile_series(parts, metric, buckets,
