@@ -12,11 +12,12 @@ import sys
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from typing import IO, Any
 
 from rta.core import jsonstrict
+from rta.core.timeparse import datetime_ms
 
 FORMATS = ("ndjson", "json", "csv", "parquet")
 TOP_LEVEL = ("id", "type", "userId", "sessionId", "timestamp")
@@ -404,22 +405,3 @@ def _plain(value: Any) -> Any:
     if isinstance(value, bytes | bytearray | memoryview):
         return bytes(value).decode("utf-8", "replace")
     return value
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def datetime_ms(value: datetime) -> int:
-    """Exact ms since the epoch; a datetime without a zone is UTC (Parquet's convention)."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return (value - _EPOCH) // timedelta(milliseconds=1)
-
-
-def file_size(path: str) -> int | None:
-    if path == "-":
-        return None
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return None

@@ -75,6 +75,13 @@ def _bounded_time(ms: int, field: str, given: object) -> int:
     return ms
 
 
+def _ago(now: int, amount: str, unit: str) -> int:
+    """`amount` `unit`s before `now`, no earlier than 1970 (no event is older, and a start
+    like 'last_99999999999999d' must not leave the int64 range of the query kernels)."""
+    ms = float(amount) * _UNITS[unit]  # (inf for absurdly long digit strings)
+    return 0 if ms >= now else now - int(ms)
+
+
 def parse_iso(text: str) -> int | None:
     """ISO-8601 to ms epoch; naive times are UTC. None when the text is not ISO-8601."""
     t = text.strip()
@@ -84,6 +91,11 @@ def parse_iso(text: str) -> int | None:
         dt = datetime.fromisoformat(t)
     except ValueError:
         return None
+    return datetime_ms(dt)
+
+
+def datetime_ms(dt: datetime) -> int:
+    """Exact ms since the epoch (no float rounding); a datetime without a zone is UTC."""
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return (dt - _EPOCH) // timedelta(milliseconds=1)
@@ -117,7 +129,7 @@ def parse_time(value: object, field: str, now: int | None = None) -> int:
             return rng[0]
         m = _DURATION.match(text)
         if m:
-            return current - int(float(m.group(1)) * _UNITS[m.group(2)])
+            return _ago(current, m.group(1), m.group(2))
         iso = parse_iso(text)
         if iso is not None:
             return _bounded_time(iso, field, value)
@@ -135,7 +147,7 @@ def parse_relative_range(text: str, now: int | None = None) -> tuple[int, int] |
         return today - DAY, today
     m = _RELATIVE.match(text)
     if m:
-        return current - int(m.group(1)) * _UNITS[m.group(2)], current + 1
+        return _ago(current, m.group(1), m.group(2)), current + 1
     return None
 
 
@@ -158,7 +170,7 @@ def parse_time_range(start: object, end: object, now: int | None = None,
             if not m:
                 raise field_error("timeRange", "must be relative: last_15m, last_1h, last_24h, "
                                   "last_7d, last_30d, today, yesterday", value=time_range)
-            rng = (current - int(float(m.group(1)) * _UNITS[m.group(2)]), current + 1)
+            rng = (_ago(current, m.group(1), m.group(2)), current + 1)
         lo, hi = rng
     if start is not None:
         lo = parse_time(start, start_field, current)

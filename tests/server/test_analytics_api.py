@@ -180,6 +180,10 @@ async def test_bad_input_is_a_400_naming_the_field(http: httpx.AsyncClient) -> N
         assert r.status_code == 400, (path, payload, r.text)
         err = r.json()["error"]
         assert err["details"][0]["field"] == field, (payload, err)
+    # a relative start reaching before 1970 means "from the beginning", however far back
+    for far in ("last_99999999999999999999d", "9" * 400 + "d"):
+        r = await http.get("/analytics/aggregate", params={"startTime": far})
+        assert r.status_code == 200 and r.json()["startTime"] == 0, r.text
     r = await http.post("/analytics/aggregate", content=b"[1,2]",
                         headers={"Content-Type": "application/json"})
     assert r.status_code == 400
