@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -370,8 +369,6 @@ class _Sink(Protocol):
     def close(self) -> None: ...
 
 
-
-
 class _StreamSink:
     """One WebSocket connection per batch run; acks arrive once events are durable."""
 
@@ -386,33 +383,25 @@ class _StreamSink:
     def send(self, batch: list[Any]) -> dict[str, Any]:
         import trio
 
-        from rta.cli.output import leaf_exception, rejection_message, unreachable_text
-        from rta.client.ws import LiveError, stream_ingest
+        from rta.cli.output import live_failure
+        from rta.client.ws import stream_ingest
 
         try:
             result: dict[str, Any] = trio.run(partial(
                 stream_ingest, self.url, self.token, [batch], partial=self.partial))
         except Exception as exc:  # errors from inside trio's nurseries come grouped
-            leaf = leaf_exception(exc)
-            if isinstance(leaf, LiveError):
-                raise _Stop(leaf.message, EXIT_BAD_INPUT) from None
-            status = getattr(leaf, "status_code", None)
-            if isinstance(status, int) and 400 <= status < 500:
-                raise _Stop(rejection_message(leaf, status), EXIT_BAD_INPUT) from None
-            if isinstance(leaf, OSError) or type(leaf).__name__ in (
-                    "HandshakeError", "ConnectionRejected", "ConnectionTimeout",
-                    "DisconnectionTimeout", "ConnectionClosed"):
-                raise _Stop(unreachable_text(self.url, leaf), EXIT_UNREACHABLE) from None
-            raise
+            failure = live_failure(exc, self.url)
+            if failure is None:
+                raise
+            raise _Stop(*failure) from None
         rejected = []
         for e in result.get("errors", []):
             if e.get("index") is not None:  # one event dropped (partial)
                 rejected.append({"index": e["index"], "error": {"message": e.get("message")}})
             elif e.get("code") == "invalid_batch":  # --strict: the whole message refused
-                count = re.match(r"(\d+) of ", str(e.get("message", "")))
                 raise _Refused([{"index": d.get("index", 0), "error": d}
                                 for d in e.get("details", []) if "index" in d],
-                               int(count.group(1)) if count else 0)
+                               e.get("invalid", 0))
             else:
                 raise _Stop(str(e.get("message", e)), EXIT_BAD_INPUT)
         return {"accepted": result["accepted"], "duplicates": result["duplicates"],

@@ -110,13 +110,14 @@ def emit(data: Any, as_json: bool, render: Callable[[Any], None]) -> None:
 
 
 def unreachable_text(server: str, exc: BaseException) -> str:
-    """The same wording the HTTP client uses for a daemon it cannot reach."""
+    """What the HTTP client says of a daemon it cannot reach, for a WebSocket failure."""
+    from rta.client.client import DaemonUnreachable
+
     cause: BaseException | None = exc
     while cause is not None and not str(cause):  # trio-websocket wraps the OSError
         cause = cause.__cause__ or cause.__context__
-    reason = str(cause) if cause is not None else type(exc).__name__
-    return (f"cannot reach the rta daemon at {server}: {reason}. "
-            "Start it with `rta serve` or point --server at it.")
+    return str(DaemonUnreachable(server, str(cause) if cause is not None
+                                 else type(exc).__name__))
 
 
 def unreachable(server: str, exc: BaseException) -> NoReturn:
@@ -126,37 +127,47 @@ def unreachable(server: str, exc: BaseException) -> NoReturn:
 
 def run_live(fn: Callable[[], Any], server: str) -> None:
     """`trio.run(fn)` for WebSocket commands: Ctrl-C or a closed stdout (`| head`) exits 0,
-    a refused or failed connection exits 3, a missing token or a subscription the daemon
-    rejects exits 4. Errors raised inside a nursery arrive wrapped in exception groups."""
+    the rest as `live_failure` says. Errors raised inside a nursery arrive wrapped in
+    exception groups."""
     import trio
 
     try:
         trio.run(fn)
     except BaseException as exc:
-        _live_exit(exc, server)
+        leaf = leaf_exception(exc)
+        if isinstance(leaf, KeyboardInterrupt):
+            raise typer.Exit(EXIT_OK) from None
+        if isinstance(leaf, BrokenPipeError):
+            quiet_stdout()
+            raise typer.Exit(EXIT_OK) from None
+        if isinstance(leaf, typer.Exit | SystemExit):
+            raise leaf from None
+        failure = live_failure(leaf, server)
+        if failure is None:
+            raise
+        fail(*failure)
 
 
-def _live_exit(exc: BaseException, server: str) -> NoReturn:
+# trio-websocket's connection failures (matched by name: importing it costs start-up time)
+_CONNECTION_ERRORS = ("HandshakeError", "ConnectionRejected", "ConnectionTimeout",
+                      "DisconnectionTimeout", "ConnectionClosed")
+
+
+def live_failure(exc: BaseException, server: str) -> tuple[str, int] | None:
+    """(message, exit code) for a failed WebSocket exchange: a subscription or message the
+    daemon refused, or a handshake refused for a missing token, exit 4; a daemon that cannot
+    be reached, exit 3. None for anything else (a bug: let it show)."""
     from rta.client.ws import LiveError
 
     leaf = leaf_exception(exc)
-    if isinstance(leaf, KeyboardInterrupt):
-        raise typer.Exit(EXIT_OK) from None
-    if isinstance(leaf, BrokenPipeError):
-        quiet_stdout()
-        raise typer.Exit(EXIT_OK) from None
-    if isinstance(leaf, typer.Exit | SystemExit):
-        raise leaf
     if isinstance(leaf, LiveError):
-        fail(leaf.message, EXIT_BAD_INPUT)
+        return leaf.message, EXIT_BAD_INPUT
     status = getattr(leaf, "status_code", None)
     if isinstance(status, int) and 400 <= status < 500:
-        fail(rejection_message(leaf, status), EXIT_BAD_INPUT)
-    if isinstance(leaf, OSError) or type(leaf).__name__ in (
-            "HandshakeError", "ConnectionRejected", "ConnectionTimeout", "DisconnectionTimeout",
-            "ConnectionClosed"):
-        unreachable(server, leaf)
-    raise exc
+        return _rejection(leaf, status), EXIT_BAD_INPUT
+    if isinstance(leaf, OSError) or type(leaf).__name__ in _CONNECTION_ERRORS:
+        return unreachable_text(server, leaf), EXIT_UNREACHABLE
+    return None
 
 
 def leaf_exception(exc: BaseException) -> BaseException:
@@ -170,7 +181,7 @@ def leaf_exception(exc: BaseException) -> BaseException:
     return leaves[0] if leaves else exc
 
 
-def rejection_message(exc: BaseException, status: int) -> str:
+def _rejection(exc: BaseException, status: int) -> str:
     """The daemon's own words for a refused WebSocket handshake (401: no token...)."""
     body = getattr(exc, "body", None)
     try:
@@ -187,9 +198,14 @@ def quiet_stdout() -> None:
 
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        return
+    try:
         os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
-        pass
+    except (OSError, ValueError):  # (stdout has no descriptor: nothing to redirect)
+        return
+    finally:
+        os.close(devnull)
 
 
 def call(fn: Callable[[], Any]) -> Any:

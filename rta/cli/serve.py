@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from rta.cli.output import EXIT_ERROR, fail, leaf_exception
+from rta.cli.output import EXIT_ERROR, EXIT_OK, fail, leaf_exception
 
 
 def serve(
@@ -74,7 +74,7 @@ def serve(
             where = f"{settings.host}:{settings.port}"
             fail(f"cannot start on {where}: {leaf.strerror or leaf}", EXIT_ERROR)
         if isinstance(leaf, KeyboardInterrupt):
-            raise typer.Exit(0) from None
+            raise typer.Exit(EXIT_OK) from None
         raise
 
 

@@ -41,8 +41,9 @@ def _with_tokens(data_dir: str | None, server: str | None,
         from rta.core.auth import TokenStore
         from rta.core.metadata import MetadataStore
 
-        if not creates and not os.path.exists(os.path.join(data_dir, "metadata.sqlite3")):
-            fail(f"no rta data in {data_dir} (no metadata.sqlite3 there)", EXIT_BAD_INPUT)
+        if not creates and not os.path.exists(MetadataStore.path(data_dir)):
+            fail(f"no rta data in {data_dir} ({MetadataStore.path(data_dir)} does not exist)",
+                 EXIT_BAD_INPUT)
         try:
             if creates:
                 os.makedirs(data_dir, exist_ok=True)

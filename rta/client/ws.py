@@ -286,8 +286,9 @@ async def stream_ingest(url: str, token: str | None,
     framed into one write, up to `FLUSH_MESSAGES` at a time. At most `window` events are
     unacknowledged at a time. Acks come once the events are durable (the server commits
     every message it has read as one group). Returns totals: accepted, duplicates,
-    rejected, messages, events, and up to 100 errors, each with its `batch` (0-based) and
-    `index` in the batch when it names one event.
+    rejected, messages, events, and up to 100 errors, each with its `batch` (0-based),
+    `index` in the batch when it names one event, and `invalid`: how many events the error
+    lists (its `details` keep the first five).
     """
     totals: dict[str, Any] = {"accepted": 0, "duplicates": 0, "rejected": 0, "messages": 0,
                               "events": 0, "errors": []}
@@ -305,6 +306,7 @@ async def stream_ingest(url: str, token: str | None,
                                      "index": info[2] + index if index is not None
                                      else info[2] if info[0] == 1 else None,
                                      "code": err.get("code"), "message": err.get("message"),
+                                     "invalid": len(err.get("details", [])),
                                      "details": err.get("details", [])[:5]})
 
     async def read_acks(ws: _PipelinedSocket) -> None:

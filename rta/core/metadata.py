@@ -40,8 +40,13 @@ CREATE INDEX IF NOT EXISTS history_kind ON history (kind, seq);
 
 
 class MetadataStore:
+    @staticmethod
+    def path(data_dir: str) -> str:
+        """The database file of a data dir."""
+        return os.path.join(data_dir, "metadata.sqlite3")
+
     def __init__(self, data_dir: str | None) -> None:
-        path = ":memory:" if data_dir is None else os.path.join(data_dir, "metadata.sqlite3")
+        path = ":memory:" if data_dir is None else self.path(data_dir)
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._lock = threading.Lock()
         if data_dir is not None:

@@ -400,3 +400,23 @@ def test_websocket_commands_without_a_token_say_so(tmp_path: Path) -> None:
             assert "needs a token" in r.stderr and "Traceback" not in r.stderr, r.stderr
     finally:
         proc.kill()
+
+
+def test_local_commands_on_a_dir_without_rta_data(tmp_path: Path) -> None:
+    """token list/revoke -d on a directory with no rta data say so and leave it untouched;
+    an export into a missing directory is one line, not a traceback."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for args in (["token", "list", "-d", str(empty)], ["token", "revoke", "x", "-d", str(empty)],
+                 ["token", "list", "-d", str(tmp_path / "missing")]):
+        r = invoke(args)
+        assert r.exit_code == 4 and "no rta data" in r.stderr, (args, r.stderr)
+    assert list(empty.iterdir()) == []
+    r = invoke(["token", "create", "--scope", "admin", "-d", str(tmp_path / "new"), "--json"])
+    assert r.exit_code == 0 and json.loads(r.stdout)["token"]
+
+
+def test_export_into_a_missing_directory(world: dict[str, str], tmp_path: Path) -> None:
+    r = invoke(["export", "-o", str(tmp_path / "no" / "x.csv"), "--server", world["url"]],
+               world)
+    assert r.exit_code == 1 and "cannot write" in r.stderr and r.stdout == ""
