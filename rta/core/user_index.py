@@ -92,7 +92,7 @@ class _StoreCache:
         """Keep `entry`, evicting the least recently used others beyond the budget."""
         self.entries[code] = entry
         self.entries.move_to_end(code)
-        total = sum(e.nbytes for e in self.entries.values())
+        total = self.nbytes
         while total > CACHE_BUDGET_BYTES and len(self.entries) > 1:
             _, old = self.entries.popitem(last=False)
             total -= old.nbytes

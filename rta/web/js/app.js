@@ -160,7 +160,6 @@ async function openDashboard(id) {
   banner(state.notice);
   state.noticeUntil = state.notice ? Date.now() + 10000 : 0;
   state.notice = "";
-  state.current = doc;
   setHash(doc.id, state.range);
   $("#dashboard-select").value = doc.id;
   showDoc(doc);
@@ -181,7 +180,10 @@ function renameInList(doc) {
   if (opt) opt.textContent = doc.name;
 }
 
+// `doc` becomes the open dashboard: its heading, its name in the switcher, its grid.
 function showDoc(doc) {
+  state.current = doc;
+  renameInList(doc);
   $("#dash-name").textContent = doc.name;
   $("#dash-desc").textContent = doc.description || "";
   document.title = `${doc.name} · rta`;
@@ -197,9 +199,7 @@ async function reloadDoc(data) {
   try {
     const doc = await api.getDashboard(state.current.id);
     if (seq !== state.loadSeq) return;
-    state.current = doc;
     showDoc(doc);
-    renameInList(doc);
     applyData(data);
   } catch (e) {
     if (e instanceof ApiError && e.status === 404) await dashboardGone();
@@ -261,9 +261,7 @@ function setEditing(on) {
 
 // A change saved from the editor: show the server's copy at once, then its data.
 async function onEdited(doc) {
-  state.current = doc;
   showDoc(doc);
-  renameInList(doc);
   schedulePoll();
   await fetchData();
 }

@@ -169,7 +169,7 @@ export class DashboardEditor {
       : [...doc.widgets, spec];
     let saved;
     try {
-      saved = await this.put(doc, { widgets });
+      saved = await api.updateDashboard(doc.id, { widgets });
     } catch (e) {
       this.showError(e);
       return;
@@ -182,7 +182,8 @@ export class DashboardEditor {
     const doc = this.getDoc();
     if (!doc || !confirm(`Remove the widget “${widget.title}”?`)) return;
     try {
-      this.onSaved(await this.put(doc, { widgets: doc.widgets.filter((w) => w.id !== widget.id) }));
+      this.onSaved(await api.updateDashboard(doc.id,
+        { widgets: doc.widgets.filter((w) => w.id !== widget.id) }));
     } catch (e) {
       alert(`Could not remove the widget: ${e.message}`);
     }
@@ -208,7 +209,7 @@ export class DashboardEditor {
     if (!doc || !form.reportValidity()) return;
     const f = form.elements;
     try {
-      const saved = await this.put(doc, { name: f.name.value.trim(), description: f.description.value.trim(),
+      const saved = await api.updateDashboard(doc.id, { name: f.name.value.trim(), description: f.description.value.trim(),
         refreshInterval: Number(f.refresh.value) * 1000 });
       $("#settings-dialog").close();
       this.onSaved(saved);
@@ -218,10 +219,6 @@ export class DashboardEditor {
     }
   }
 
-  put(doc, change) {
-    return api.updateDashboard(doc.id, change);
-  }
-
   // -- errors and suggestions ----------------------------------------------------------------
 
   showError(error) {
@@ -229,9 +226,11 @@ export class DashboardEditor {
     for (const el of this.form.querySelectorAll("[aria-invalid]")) el.removeAttribute("aria-invalid");
     if (!error) { box.hidden = true; return; }
     const detail = (error.details || [])[0] || {};
-    // "widgets[3].dataSource.metric" -> the "metric" input
-    const name = String(detail.field || "").split(".").pop().replace(/\[\d+\]$/, "");
-    const input = this.form.elements[{ steps: "steps", eventType: "eventType" }[name] || name];
+    // "widgets[3].dataSource.metric" -> the "metric" input; anything in a funnel step
+    // ("...steps[1].eventType") -> the steps input
+    const field = String(detail.field || "");
+    const name = field.includes(".steps") ? "steps" : field.split(".").pop();
+    const input = this.form.elements[name];
     let text = error.message;
     if (detail.known && detail.known.length) text += ` (known: ${detail.known.slice(0, 12).join(", ")})`;
     box.textContent = text;
