@@ -14,7 +14,12 @@ from rta.core.errors import DamagedSegmentError
 from rta.core.events import INT64_MIN, EventValidator
 from rta.core.store import ColumnStore, StoreConfig
 from rta.core.store.column_cache import ColumnCache
-from rta.core.store.encoding import decode_column, encode_column
+from rta.core.store.encoding import (
+    compact_floats,
+    decode_column,
+    encode_column,
+    restore_floats,
+)
 
 DTYPES = [np.int64, np.int32, np.int8, np.uint64]
 
@@ -45,6 +50,67 @@ def test_encodings_narrow_typical_columns() -> None:
     sentinel = np.array([INT64_MIN, 5, 7], dtype=np.int64)  # a missing int next to values
     stored, meta = encode_column("p:i:n", sentinel)
     assert stored.dtype == np.uint64 and np.array_equal(decode_column(stored, meta), sentinel)
+
+
+FLOATS = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True, width=64),
+    st.integers(-10**9, 10**9).map(float),  # integral: float32 or int32 decimals
+    st.tuples(st.integers(-10**7, 10**7), st.sampled_from([1, 2, 3, 4, 5])).map(
+        lambda t: float(f"{t[0]}e-{t[1]}")),  # what JSON like 49.54 parses to
+    st.sampled_from([0.0, -0.0, float("nan"), 1e-300, 2.0**31, 167772.15, 167772.16]))
+
+
+@settings(max_examples=400, deadline=None)
+@given(values=hnp.arrays(np.float64, st.integers(0, 200), elements=FLOATS))
+def test_cache_forms_of_floats_restore_bit_for_bit(values: np.ndarray) -> None:
+    compact = compact_floats(values)
+    if compact is None:
+        return  # (kept as float64: nothing to restore)
+    kept, scale = compact
+    assert kept.itemsize == 4
+    back = restore_floats(kept, scale)
+    assert back.dtype == np.float64
+    assert np.array_equal(back.view(np.uint64)[~np.isnan(values)],
+                          values.view(np.uint64)[~np.isnan(values)])
+    assert np.array_equal(np.isnan(back), np.isnan(values))
+
+
+def test_typical_floats_take_half_the_bytes() -> None:
+    timings = np.array([49.54, np.nan, 9.38, 70691.0, 0.01, np.nan])
+    kept, scale = compact_floats(timings) or (timings, -1.0)
+    assert kept.dtype == np.float32 and scale == 100.0
+    large = np.array([49.54, np.nan, 9_999_999.99])  # (beyond 2**24 / 100)
+    kept, scale = compact_floats(large) or (large, -1.0)
+    assert kept.dtype == np.int32 and scale == 100.0
+    counts = np.array([1.0, 2.0, np.nan, 1e6])
+    kept, scale = compact_floats(counts) or (counts, -1.0)
+    assert kept.dtype == np.float32 and scale == 0.0
+    assert compact_floats(np.array([0.1 + 0.2])) is None  # 17 significant digits
+
+
+def test_cached_columns_are_compact_and_read_back_exactly(tmp_path: Path) -> None:
+    """A whole-history working set is what the cache holds: one byte per page code and four
+    per timing instead of four and eight, with every read equal to the decoded column."""
+    store = ColumnStore(str(tmp_path), StoreConfig(max_head_events=1000))
+    events = [{"type": "view", "userId": f"u{i % 7}", "timestamp": 1_700_000_000_000 + i,
+               "properties": {"page": f"/p{i % 5}", "ms": round(i * 1.37, 2), "n": i % 300,
+                              "big": 2**40 + i}} for i in range(1000)]
+    batch, rejected = EventValidator().validate_batch(events, now=1_700_000_600_000)
+    assert not rejected
+    store.append(batch)
+    block = store.segments[0].block
+    cache = store.column_cache
+    reads = {name: block.props[name] for name in ("s:page", "f:ms", "i:n", "i:big")}
+    again = {name: block.props[name] for name in reads}  # (from the cache this time)
+    kept = {k[1]: v for k, v in cache._items.items()}
+    assert kept["p:s:page"].itemsize == 1 and kept["p:f:ms"].itemsize == 4
+    assert kept["p:i:n"].itemsize == 2 and kept["p:i:big"].itemsize == 2  # (offset from 2**40)
+    assert block.scan("p:f:ms").tolist() == [e["properties"]["ms"] for e in events]
+    for name, value in reads.items():
+        assert again[name].dtype == value.dtype
+        assert np.array_equal(again[name], value, equal_nan=value.dtype.kind == "f")
+    assert again["i:big"].tolist() == [2**40 + i for i in range(1000)]
+    store.close()
 
 
 def test_cache_evicts_least_recently_used_within_budget() -> None:
