@@ -15,8 +15,11 @@ anomaly:   fire while the robust z-score of the current window against the previ
            least `minBaselinePoints` baseline windows have data. scale is the larger of
            1.4826 * MAD and 1.2533 * the mean absolute deviation from the median (MAD alone
            swings by +-30% on a couple of dozen points, which turns noise into "anomalies"),
-           and, for counts, at least sqrt(median) (Poisson noise). If the scale is 0 (a flat
-           baseline of zeros), any change is an anomaly.
+           and, for counts, at least sqrt(max(median, 1)) (Poisson noise: one event where
+           there were none is not an anomaly, three are). If the scale is 0 (a flat
+           baseline of values), any change is an anomaly. Baseline windows before the
+           rule's first event in the horizon are no data, not zeros: a metric is anomalous
+           against its own history, and a type seen for the first time has none yet.
 
 States: ok -> (pending, while waiting out `for`) -> firing -> resolved -> ... A notification
 goes out when a rule fires and when it resolves; `cooldown` suppresses a new firing
@@ -352,7 +355,7 @@ def robust_z(value: float, baseline: np.ndarray, counts: bool = False
     dev = np.abs(base - med)
     scale = max(1.4826 * float(np.median(dev)), 1.2533 * float(np.mean(dev)))
     if counts:
-        scale = max(scale, math.sqrt(max(med, 0.0)))
+        scale = max(scale, math.sqrt(max(med, 1.0)))
     if scale == 0:
         return (0.0 if value == med else math.copysign(math.inf, value - med)), med, 0.0
     return (value - med) / scale, med, scale
@@ -377,7 +380,17 @@ def evaluate_point(rule: Rule, b: Buckets, end: int,
     if data_since is not None:
         starts_ms = (b.first + ends - w + 1) * rule.bucket_ms
         vals[1:][starts_ms[1:] < data_since - data_since % rule.bucket_ms] = np.nan
+    vals[1:][before_first_event(b, ends[1:], int(ends[-1]) - w + 1)] = np.nan
     return _anomaly(rule, float(vals[0]), vals[1:])
+
+
+def before_first_event(b: Buckets, ends: np.ndarray, horizon_start: np.ndarray | int
+                       ) -> np.ndarray:
+    """Which windows (ending at the bucket offsets `ends`) lie wholly before the rule's first
+    event since `horizon_start`: no data, not zeros (see the module docstring)."""
+    cs = np.concatenate([[0.0], np.cumsum(b.count)])
+    start = np.maximum(horizon_start, 0)
+    return np.asarray((cs[np.maximum(ends, -1) + 1] - cs[start]) == 0)
 
 
 def _anomaly(rule: Rule, value: float, baseline: np.ndarray) -> dict[str, Any]:
@@ -544,6 +557,8 @@ def backtest(rule: Rule, snap: Snapshot, start: int, end: int,
         flat = base_ends.ravel()
         base = window_values(rule, b, np.maximum(flat, 0)).reshape(base_ends.shape)
         base[base_ends < w - 1] = np.nan
+        oldest = points - w * rule.baseline_windows - w + 1  # (the live ring's horizon)
+        base[before_first_event(b, base_ends, oldest[:, None])] = np.nan
         bounds = snap.time_bounds()
         if bounds is not None:  # windows before the store's first event: no data
             since = bounds[0] - bounds[0] % bms

@@ -359,6 +359,25 @@ def test_anomaly_fires_on_a_spike_and_stays_quiet_on_noise() -> None:
     assert noise_breaches <= 0.01 * evaluations
 
 
+def test_anomaly_needs_history_of_its_own_metric() -> None:
+    """A type seen for the first time has no baseline (other types' older events do not
+    make its empty past zeros); a sparse count needs more than one event to be anomalous."""
+    other = [{"type": "other", "timestamp": T0 + s * 1000} for s in range(40)]
+    first_ever = engine_with([*other, {"type": "e", "timestamp": T0 + 30_500}])
+    assert backtest(anomaly_rule(), first_ever.snapshot(), T0 + 26_000,
+                    T0 + 40_000)["firings"] == []
+    first_ever.close()
+    seen_before = [*other, {"type": "e", "timestamp": T0 + 10_500}]
+    one = engine_with([*seen_before, {"type": "e", "timestamp": T0 + 30_500}])
+    assert backtest(anomaly_rule(), one.snapshot(), T0 + 26_000, T0 + 40_000)["firings"] == []
+    one.close()
+    burst = engine_with([*seen_before, *({"type": "e", "timestamp": T0 + 30_000 + i}
+                                         for i in range(5))])
+    fired = backtest(anomaly_rule(), burst.snapshot(), T0 + 26_000, T0 + 40_000)["firings"]
+    assert [(f["firedAt"], f["zScore"]) for f in fired] == [(T0 + 31_000, 5.0)]
+    burst.close()
+
+
 async def test_live_anomaly_matches_backtest(monkeypatch: pytest.MonkeyPatch) -> None:
     events = noisy_events(3, 40, spike_at=39)
     eng = engine_with([])
