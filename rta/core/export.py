@@ -415,8 +415,8 @@ class Export:
         """Output column names (Parquet gathers varying-type keys into `properties`)."""
         if self.spec.format != "parquet":
             return self.layout.names
-        names = list(self.layout.base) + [c.name for c in self.layout.props if not c.mixed]
-        return names + ([MIXED_COLUMN] if any(c.mixed for c in self.layout.props) else [])
+        names = list(self.layout.base) + [c.name for c in self.layout.props if not c.varied]
+        return names + ([MIXED_COLUMN] if any(c.varied for c in self.layout.props) else [])
 
     def chunks(self) -> Generator[bytes, None, None]:
         """The export's bytes, one piece per chunk of rows (empty pieces skipped)."""

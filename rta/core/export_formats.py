@@ -9,12 +9,14 @@ Faithful types where they vary per event (the store keeps one typed column per k
 - ndjson / json: each value keeps its JSON type (ints without a point, floats with one), so
   the export is lossless and `rta ingest` rebuilds the same store.
 - parquet: a key with one type gets a typed column `properties.<key>` (int64, double, string,
-  bool); keys whose type varies go together into one `properties` column holding a JSON object
-  per row (null when the row has none of them) - lossless, and what `rta ingest` reads back.
-- csv: untyped text. A column with one kind is written natively (doubles in shortest form, so
-  1.0 appears as 1); a mixed column carries each value's text with floats always showing a
-  point or exponent (1, 1.0, true, abc), quoted as strings are. Use NDJSON or Parquet when
-  types matter.
+  bool), and so does a key holding both integers and fractions (49 and 49.99: one double
+  column, as any table would hold prices; integers beyond +-2**53 round there); keys whose
+  type varies otherwise go together into one `properties` column holding a JSON object per
+  row (null when the row has none of them) - lossless, and what `rta ingest` reads back.
+- csv: untyped text. A column with one kind, or numbers of both kinds, is written natively
+  (doubles in shortest form, so 1.0 appears as 1); a mixed column carries each value's text
+  with floats always showing a point or exponent (1, 1.0, true, abc), quoted as strings are.
+  Use NDJSON or Parquet when types matter.
 - xlsx: each cell is typed by its own value (number, text, boolean); ints beyond +-2**53 are
   written as text because Excel numbers are doubles. Text longer than Excel's 32,767 character
   cell limit is cut there, and control characters XML cannot carry become U+FFFD. Past
@@ -69,6 +71,23 @@ class PropColumn:
     @property
     def mixed(self) -> bool:
         return len(self.kinds) > 1
+
+    @property
+    def numeric(self) -> bool:
+        """Integers and fractions, nothing else: one double column in tables."""
+        return set(self.kinds) == {INT, FLOAT}
+
+    @property
+    def table_kind(self) -> str | None:
+        """The one kind a tabular column of this key has (None: mixed, or no values)."""
+        if self.numeric:
+            return FLOAT
+        return self.kinds[0] if len(self.kinds) == 1 else None
+
+    @property
+    def varied(self) -> bool:
+        """Values of kinds no one typed column holds (Parquet keeps them as JSON)."""
+        return self.table_kind is None and bool(self.kinds)
 
 
 @dataclass(frozen=True)
@@ -255,6 +274,15 @@ def typed_values(chunk: Chunk, kind: str, key: str) -> pa.Array:
     if kind == BOOL:
         return bool_array(col)
     return decode(chunk.dicts.values, col, "raw")
+
+
+def table_values(chunk: Chunk, col: PropColumn) -> pa.Array:
+    """The typed values of a column with a `table_kind` (integers widened for numeric)."""
+    if col.numeric:
+        ints = typed_values(chunk, INT, col.key).cast(pa.float64(), safe=False)
+        return pc.coalesce(ints, typed_values(chunk, FLOAT, col.key))
+    assert col.table_kind is not None
+    return typed_values(chunk, col.table_kind, col.key)
 
 
 def text_values(chunk: Chunk, kind: str, key: str, style: str) -> pa.Array:
@@ -496,7 +524,7 @@ class CsvWriter(_ArrowTableWriter):
         super().__init__(layout, rows)
         fields = [pa.field(n, _base_type(n)) for n in layout.base]
         for col in layout.props:
-            kind = col.kinds[0] if len(col.kinds) == 1 else STR
+            kind = col.table_kind or STR
             typ = {INT: pa.int64(), BOOL: pa.bool_(), FLOAT: pa.float64()}.get(kind, pa.string())
             fields.append(pa.field(col.name, typ))
         self.schema = pa.schema(fields)
@@ -509,8 +537,8 @@ class CsvWriter(_ArrowTableWriter):
     def prepare(self, chunk: Chunk) -> pa.Table:
         arrays = [_tabular_base(chunk, n) for n in self.layout.base]
         for col in self.layout.props:
-            if len(col.kinds) == 1:
-                arrays.append(typed_values(chunk, col.kinds[0], col.key))
+            if col.table_kind is not None:
+                arrays.append(table_values(chunk, col))
             else:  # mixed kinds as text, floats with a point so 1.0 stays 1.0
                 arrays.append(_coalesce([text_values(chunk, k, col.key, "raw")
                                          for k in col.kinds], chunk.n))
@@ -527,10 +555,10 @@ class ParquetWriter(_ArrowTableWriter):
 
         super().__init__(layout, rows)
         fields = [pa.field(n, _base_type(n)) for n in layout.base]
-        self.typed = [c for c in layout.props if len(c.kinds) <= 1]
-        self.mixed = tuple(c for c in layout.props if len(c.kinds) > 1)
+        self.typed = [c for c in layout.props if not c.varied]
+        self.mixed = tuple(c for c in layout.props if c.varied)
         for col in self.typed:
-            fields.append(pa.field(col.name, _ARROW_TYPES[col.kinds[0]] if col.kinds
+            fields.append(pa.field(col.name, _ARROW_TYPES[col.table_kind] if col.table_kind
                                    else pa.string()))
         if self.mixed:
             fields.append(pa.field(MIXED_COLUMN, pa.string()))
@@ -543,8 +571,8 @@ class ParquetWriter(_ArrowTableWriter):
         codecs = {f.name: "NONE" if f.name == "id" else "SNAPPY" for f in fields}
         self.writer: Any = pq.ParquetWriter(
             self.sink, self.schema, compression=codecs,
-            use_dictionary=strings + [c.name for c in self.typed if c.kinds
-                                      and c.kinds[0] in (INT, FLOAT, BOOL)],
+            use_dictionary=strings + [c.name for c in self.typed
+                                      if c.table_kind in (INT, FLOAT, BOOL)],
             write_statistics=[f.name for f in fields if f.name != "id"])
 
     def start(self) -> bytes:
@@ -553,7 +581,7 @@ class ParquetWriter(_ArrowTableWriter):
     def prepare(self, chunk: Chunk) -> pa.Table:
         arrays = [_tabular_base(chunk, n) for n in self.layout.base]
         for col in self.typed:
-            arrays.append(typed_values(chunk, col.kinds[0], col.key) if col.kinds
+            arrays.append(table_values(chunk, col) if col.kinds
                           else pa.nulls(chunk.n, pa.string()))
         if self.mixed:
             inner = json_properties(chunk, self.mixed)
