@@ -443,12 +443,12 @@ class EventValidator:
             ts = self._timestamp(ts, now)
         flat: list[tuple[str, Any]] = []
         props = raw.get("properties")
-        nested = False
         if props is not None:
             if type(props) is not dict:
                 raise _invalid("properties", "must be a JSON object",
                                got=type(props).__name__)
-            nested = _flatten(props, "", flat, 0)
+            if _flatten(props, "", flat, 0):
+                _check_distinct(flat)
         if strict_text:
             _check_text(etype, "type")
             _check_text(user, "userId")
@@ -475,13 +475,7 @@ class EventValidator:
         batch.users.append(user or None)
         batch.sessions.append(session or None)
         columns = batch.props
-        seen: set[str] | None = set() if nested else None
         for name, value in flat:
-            if seen is not None:
-                key = name[2:]
-                if key in seen:
-                    continue  # 'a.b' given both nested and dotted: the first one wins
-                seen.add(key)
             col = columns.get(name)
             if col is None:
                 columns[name] = ([row], [value])
@@ -580,7 +574,7 @@ def _fast_nested(obj: dict[str, Any], row: int, stop: str,
     for name, value in flat:
         key = name[2:]
         if key in seen:
-            return False  # 'a.b' given nested and dotted: the per-event path sizes it
+            return False  # 'a.b' given nested and dotted: the per-event path refuses it
         seen.add(key)
         if type(value) is float and not -_TWO63 < value < _TWO63:
             return False
@@ -627,6 +621,18 @@ def _optional_str(raw: dict[str, Any], name: str) -> str | None:
     if len(value) > MAX_ID_LENGTH:
         raise _invalid(name, f"must be at most {MAX_ID_LENGTH} characters")
     return value or None
+
+
+def _check_distinct(flat: list[tuple[str, Any]]) -> None:
+    """Refuse a key given both nested and dotted ({"a": {"b": 1}, "a.b": 2}): keeping either
+    value would silently drop the other."""
+    seen: set[str] = set()
+    for name, _ in flat:
+        key = name[2:]
+        if key in seen:
+            raise _invalid("properties." + key,
+                           "is given twice, as a nested object and as a dotted key")
+        seen.add(key)
 
 
 def _flatten(obj: dict[str, Any], prefix: str, out: list[tuple[str, Any]],

@@ -74,6 +74,10 @@ def test_timestamp_forms(ts: object, expected: int) -> None:
     ({"type": "t", "id": {"a": 1}}, "id", "validation_error"),
     ({"type": "t", "id": ""}, "id", "validation_error"),
     ("not an object", "", "validation_error"),
+    ({"type": "t", "properties": {"a.b": 1, "a": {"b": 2}}}, "properties.a.b",
+     "validation_error"),  # (keeping either value would drop the other silently)
+    ({"type": "t", "properties": {"a": {"b": {"c": 1}}, "a.b": {"c": 2}}}, "properties.a.b.c",
+     "validation_error"),
 ])
 def test_invalid_events_name_the_field(raw: object, field: str, code: str) -> None:
     err = error_of(raw)
