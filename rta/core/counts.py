@@ -208,7 +208,7 @@ class GroupKeys:
 
 def number_label(value: float) -> int | float:
     """A numeric group key as JSON shows it: integral values as ints."""
-    if value.is_integer() and abs(value) < 2**53:
+    if value.is_integer() and abs(value) < 2**63:  # (2**53 itself is an integer too)
         return int(value)
     return value
 
