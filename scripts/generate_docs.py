@@ -387,7 +387,10 @@ def api_markdown() -> str:
            f"OpenAPI {spec['openapi']} document, API version {spec['info']['version']}; a "
            "running daemon serves it at `GET /openapi.json`.", "",
            "- **Times** are ms since the epoch, ISO-8601, or relative (`last_15m`, "
-           "`last_24h`, `last_7d`, `today`); `endTime` is inclusive.",
+           "`last_24h`, `last_7d`, `today`); `endTime` is inclusive. Without "
+           "`startTime`, a query covers the data from its oldest event, and a series with an "
+           "`interval` at most the last 10,000 intervals (the response's `startTime` says "
+           "where it began).",
            "- **Filters** (`type`, `userId`, `startTime`, `endTime`, `timeRange`, `where`, "
            "`segment`) are shared by every query, as query arguments (`where` as JSON) or in "
            "the body ([Filter](#filter), [Predicate](#predicate)).",

@@ -448,6 +448,10 @@ def _series_range(snap: Snapshot, flt: EventFilter, now: int,
             end = bounds[1] + 1
     if start is None and end is not None:
         lo = bounds[0] if bounds else end - (interval or 1)
+        if interval is not None:  # (at most MAX_BUCKETS - 1 intervals back, so aligning the
+            # ends still fits: one stray old timestamp, say seconds sent as ms, must not
+            # make every default series too long to compute)
+            lo = max(lo, end - (ts_mod.MAX_BUCKETS - 1) * interval)
         start = min(lo, end - 1)
     return start, end
 

@@ -415,3 +415,20 @@ def test_integral_group_keys_stay_integers_up_to_int64() -> None:
     top = analytics.run_top(eng, {"type": "t", "property": "d", "n": 10})
     assert all(type(v["value"]) is int for v in top["values"])
     eng.close()
+
+
+def test_a_stray_old_timestamp_does_not_break_default_series() -> None:
+    """Seconds sent as ms land in 1970; a series with an interval and no startTime then
+    covers the last 10,000 intervals instead of refusing the whole range."""
+    recent = [{"type": "t", "userId": f"u{i}", "timestamp": BASE + i * 60_000}
+              for i in range(30)]
+    eng = make_engine([*recent, {"type": "t", "userId": "u0", "timestamp": BASE // 1000}])
+    out = analytics.run_aggregate(eng, {"interval": "1h"})
+    assert out["bucketCount"] <= 10_000
+    assert sum(b["value"] for b in out["buckets"]) == 30
+    assert out["startTime"] > BASE // 1000
+    users = analytics.run_unique_users(eng, {"interval": "1h"})
+    assert users["uniqueUsers"] == 30 and len(users["buckets"]) <= 10_000
+    everything = analytics.run_count(eng, {})  # (no interval: the whole range, as before)
+    assert everything["count"] == 31
+    eng.close()
