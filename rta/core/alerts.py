@@ -1,6 +1,8 @@
 """Alerts: threshold and anomaly rules evaluated from incrementally maintained counters.
 
-A rule aggregates the events of one type (plus optional filters) over a trailing window:
+A rule aggregates the events of one type (plus optional filters) over a trailing window
+(to the bucket: the current bucket and those before it that make up `timeWindow`, so the
+oldest up to one bucket of the window is left out; notifications carry the exact range):
 `count`, or `sum|avg|min|max|p95` of a numeric property. Each rule keeps a ring of time
 buckets (1 s for windows up to 10 minutes, coarser above so a ring holds at most ~600 buckets
 per window) fed by `Engine.on_ingest`: evaluation every `alert_interval_ms` reads a few
@@ -814,7 +816,10 @@ class AlertEvaluator:
             "severity": rule.severity, "message": rule.message or rule.name,
             "condition": rule.describe(), "value": result.get("value"),
             "at": now, "firedAt": state.fired_at,
-            "window": {"start": now - rule.window_ms, "end": now}}
+            # (the buckets evaluated: the current one and the window's worth before it, so
+            # the start is the window's, rounded up to a bucket boundary)
+            "window": {"start": (now // rule.bucket_ms - rule.window_buckets + 1)
+                       * rule.bucket_ms, "end": now}}
         if rule.kind == "threshold":
             out.update(operator=rule.operator, threshold=rule.threshold)
         else:

@@ -315,6 +315,36 @@ async def test_evaluator_waits_out_for() -> None:
     eng.close()
 
 
+async def test_notifications_state_the_window_evaluated(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The window is whole buckets ending now: an event leaves it up to one bucket early,
+    and the resolving notification's `window` shows the range that no longer holds it."""
+    eng = engine_with([])
+    sink = Sink()
+    ev = AlertEvaluator(eng, publish=sink)
+    eng.on_ingest(ev.on_ingest)
+    state = ev.load(eng.metadata.create("alert", validate_alert(
+        threshold_body(threshold=0, timeWindow=2000))))
+    now = T0 + 10_000_000  # (a whole second)
+    clock = {"now": now}
+    monkeypatch.setattr(alerts_mod, "now_ms", lambda: clock["now"])
+    try:
+        batch, _ = eng.validator.validate_batch([{"type": "e", "timestamp": now + 900}],
+                                                now=now + 900)
+        await eng.ingest(batch)
+        for t, value in ((now + 900, 1), (now + 1999, 1), (now + 2500, 0)):
+            clock["now"] = t
+            ev.evaluate_all(t)
+            assert state.last_value == value, t
+        assert [p["event"] for p in sink.sent] == ["fired", "resolved"]
+        assert sink.sent[0]["window"] == {"start": now - 1000, "end": now + 900}
+        window = sink.sent[1]["window"]
+        assert window == {"start": now + 1000, "end": now + 2500}
+        assert not window["start"] <= now + 900 <= window["end"]
+    finally:
+        eng.close()
+
+
 def anomaly_rule(**cond: Any) -> Rule:
     return rule_from({"name": "a", "cooldown": 0, "notification": {"channels": ["log"]},
                       "condition": {"type": "anomaly", "eventType": "e", "property": "count",
