@@ -111,3 +111,7 @@ def configure_logging(fmt: str = "text", level: int = logging.INFO) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # httpx logs every request line at INFO, full URL included: webhook URLs (Slack and the
+    # like) carry their secret in the path. Deliveries are recorded in the alert history.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(max(level, logging.WARNING))
