@@ -363,6 +363,12 @@ def parse_cli_where(expr: str) -> Predicate:
                       (">", "gt"), ("<", "lt"), ("=", "eq")):
         if token in text:
             key, _, raw = text.partition(token)
+            if op == "eq" and raw.startswith("="):
+                raw = raw[1:]  # 'plan==pro', as programmers write it
+            if raw.strip()[:1] in ("<", ">", "=", "!", "~"):
+                raise ValidationError(  # 'n>>3', 'n<=>3': a typo, not a text to compare with
+                    f"cannot read filter {expr!r}: the value after {token!r} starts with an "
+                    "operator (a doubled operator?)", [{"field": "where", "value": expr}])
             key = _property_name(key.strip())
             value: Any = raw.strip() if op in ("starts_with", "ends_with", "contains",
                                                "not_contains") else parse_scalar(raw)

@@ -175,10 +175,19 @@ def test_bad_filters_name_the_field(spec: dict[str, Any], field: str) -> None:
     ("!email?", "email", "not_exists", None),
     ("plan in pro,team", "plan", "in", ["pro", "team"]),
     ("properties.page=/x", "page", "eq", "/x"),
+    ("plan==pro", "plan", "eq", "pro"),
+    ("day>2026-01-01", "day", "gt", "2026-01-01"),  # (ISO dates compare as text)
 ])
 def test_cli_where(text: str, prop: str, op: str, value: Any) -> None:
     p = parse_cli_where(text)
     assert (p.prop, p.op, p.value) == (prop, op, value)
+
+
+@pytest.mark.parametrize("text", ["amount>>3", "n<<2", "n>=>1", "plan!==pro", "n===1"])
+def test_cli_where_refuses_doubled_operators(text: str) -> None:
+    """A typo would otherwise compare with the text '>3' and silently match nothing."""
+    with pytest.raises(ValidationError, match="starts with an operator"):
+        parse_cli_where(text)
 
 
 def test_relative_time_ranges() -> None:
