@@ -307,19 +307,19 @@ def _layout(snap: Snapshot, spec: ExportSpec,
     def column(key: str) -> PropColumn:
         return PropColumn(key, tuple(k for k in KINDS if k in found.get(key, ())))
 
-    if wanted is None:
-        props = tuple(column(k) for k in sorted(found))
-    else:
-        listed = [k for k in wanted if k != ALL_PROPERTIES]
-        out: list[PropColumn] = []
-        for key in wanted:
-            if key == ALL_PROPERTIES:
-                out += [column(k) for k in sorted(found) if k not in listed]
-            else:
-                out.append(column(key))
-        props = tuple(out)
-    with_props = wanted is None or bool(wanted)
-    return Layout(base, props, with_props), rows_total
+    if spec.fields is None or wanted is None:
+        return Layout(base, tuple(column(k) for k in sorted(found)), True), rows_total
+    listed = [k for k in wanted if k != ALL_PROPERTIES]
+    order: list[str | PropColumn] = []  # (the table columns, in the order of `fields`)
+    for name in spec.fields:
+        if name == ALL_PROPERTIES:
+            order += [column(k) for k in sorted(found) if k not in listed]
+        elif name.startswith("properties."):
+            order.append(column(name[len("properties."):]))
+        elif name in BASE_FIELDS:
+            order.append(name)
+    props = tuple(c for c in order if isinstance(c, PropColumn))
+    return Layout(base, props, bool(wanted), tuple(order)), rows_total
 
 
 _SCANNED_BASE = ("ts", "recv", "type", "user", "session", "id_hi", "id_lo")
@@ -415,7 +415,8 @@ class Export:
         """Output column names (Parquet gathers varying-type keys into `properties`)."""
         if self.spec.format != "parquet":
             return self.layout.names
-        names = list(self.layout.base) + [c.name for c in self.layout.props if not c.varied]
+        names = [c if isinstance(c, str) else c.name for c in self.layout.columns
+                 if isinstance(c, str) or not c.varied]
         return names + ([MIXED_COLUMN] if any(c.varied for c in self.layout.props) else [])
 
     def chunks(self) -> Generator[bytes, None, None]:

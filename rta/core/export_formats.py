@@ -95,10 +95,17 @@ class Layout:
     base: tuple[str, ...]
     props: tuple[PropColumn, ...]
     properties: bool = True  # JSON rows carry a properties object (even when empty)
+    # Table columns in the order asked for (`fields`); empty: base fields, then properties.
+    order: tuple[str | PropColumn, ...] = ()
+
+    @property
+    def columns(self) -> tuple[str | PropColumn, ...]:
+        """Table columns in output order: base field names and property columns."""
+        return self.order or (*self.base, *self.props)
 
     @property
     def names(self) -> list[str]:
-        return list(self.base) + [p.name for p in self.props]
+        return [c if isinstance(c, str) else c.name for c in self.columns]
 
 
 @dataclass
@@ -522,8 +529,11 @@ class CsvWriter(_ArrowTableWriter):
         import pyarrow.csv as pcsv
 
         super().__init__(layout, rows)
-        fields = [pa.field(n, _base_type(n)) for n in layout.base]
-        for col in layout.props:
+        fields = []
+        for col in layout.columns:
+            if isinstance(col, str):
+                fields.append(pa.field(col, _base_type(col)))
+                continue
             kind = col.table_kind or STR
             typ = {INT: pa.int64(), BOOL: pa.bool_(), FLOAT: pa.float64()}.get(kind, pa.string())
             fields.append(pa.field(col.name, typ))
@@ -535,9 +545,11 @@ class CsvWriter(_ArrowTableWriter):
         return self.sink.drain()
 
     def prepare(self, chunk: Chunk) -> pa.Table:
-        arrays = [_tabular_base(chunk, n) for n in self.layout.base]
-        for col in self.layout.props:
-            if col.table_kind is not None:
+        arrays = []
+        for col in self.layout.columns:
+            if isinstance(col, str):
+                arrays.append(_tabular_base(chunk, col))
+            elif col.table_kind is not None:
                 arrays.append(table_values(chunk, col))
             else:  # mixed kinds as text, floats with a point so 1.0 stays 1.0
                 arrays.append(_coalesce([text_values(chunk, k, col.key, "raw")
@@ -554,12 +566,13 @@ class ParquetWriter(_ArrowTableWriter):
         import pyarrow.parquet as pq
 
         super().__init__(layout, rows)
-        fields = [pa.field(n, _base_type(n)) for n in layout.base]
-        self.typed = [c for c in layout.props if not c.varied]
+        # Columns in the order asked for; varying-type keys go last, together, as JSON.
+        self.tabular = [c for c in layout.columns if isinstance(c, str) or not c.varied]
+        self.typed = [c for c in self.tabular if not isinstance(c, str)]
         self.mixed = tuple(c for c in layout.props if c.varied)
-        for col in self.typed:
-            fields.append(pa.field(col.name, _ARROW_TYPES[col.table_kind] if col.table_kind
-                                   else pa.string()))
+        fields = [pa.field(c, _base_type(c)) if isinstance(c, str) else
+                  pa.field(c.name, _ARROW_TYPES[c.table_kind] if c.table_kind else pa.string())
+                  for c in self.tabular]
         if self.mixed:
             fields.append(pa.field(MIXED_COLUMN, pa.string()))
         self.schema = pa.schema(fields, metadata={
@@ -579,10 +592,9 @@ class ParquetWriter(_ArrowTableWriter):
         return self.sink.drain()
 
     def prepare(self, chunk: Chunk) -> pa.Table:
-        arrays = [_tabular_base(chunk, n) for n in self.layout.base]
-        for col in self.typed:
-            arrays.append(table_values(chunk, col) if col.kinds
-                          else pa.nulls(chunk.n, pa.string()))
+        arrays = [_tabular_base(chunk, c) if isinstance(c, str) else
+                  table_values(chunk, c) if c.kinds else pa.nulls(chunk.n, pa.string())
+                  for c in self.tabular]
         if self.mixed:
             inner = json_properties(chunk, self.mixed)
             obj = _join(["{", inner, "}"])
@@ -676,21 +688,18 @@ class XlsxWriter(Writer):
     def _rows(self, chunk: Chunk, first_row: int) -> pa.Array:
         numbers = pa.array(np.arange(first_row, first_row + chunk.n)).cast(pa.string())
         parts: list[Any] = ["<row>"]
-        letters = iter(self.letters)
-        for name in self.layout.base:
-            letter = next(letters)
-            if name in ("timestamp", "receivedAt"):
-                values = pa.array(chunk.ts if name == "timestamp" else chunk.recv)
+        for col, letter in zip(self.layout.columns, self.letters, strict=True):
+            if col in ("timestamp", "receivedAt"):
+                values = pa.array(chunk.ts if col == "timestamp" else chunk.recv)
                 parts.append(_num_cell(letter, numbers, values.cast(pa.string())))
-            else:
-                text = (xml_text(chunk.ids()) if name == "id"
-                        else decode(*chunk.codes(name), "xml"))
+            elif isinstance(col, str):
+                text = (xml_text(chunk.ids()) if col == "id"
+                        else decode(*chunk.codes(col), "xml"))
                 parts.append(_str_cell(letter, numbers, text))
-        for col in self.layout.props:
-            letter = next(letters)
-            cells = [self._prop_cells(chunk, kind, col.key, letter, numbers)
-                     for kind in col.kinds]
-            parts.append(_coalesce(cells, chunk.n))
+            else:
+                cells = [self._prop_cells(chunk, kind, col.key, letter, numbers)
+                         for kind in col.kinds]
+                parts.append(_coalesce(cells, chunk.n))
         parts.append("</row>")
         return _join_optional(parts, chunk.n)
 

@@ -200,6 +200,28 @@ def test_integers_and_fractions_of_one_key_are_one_number_column() -> None:
     store.close()
 
 
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "xlsx"])
+def test_table_columns_follow_the_fields_asked_for(snap: Snapshot, fmt: str) -> None:
+    fields = ["properties.n", "userId", "properties", "timestamp", "properties.flag", "type"]
+    ex, data = run(snap, {"format": fmt, "fields": fields})
+    if fmt == "csv":
+        header = next(csv.reader(io.StringIO(data.decode())))
+    elif fmt == "parquet":
+        header = pq.read_table(io.BytesIO(data)).column_names
+    else:
+        sheet = openpyxl.load_workbook(io.BytesIO(data), read_only=True).worksheets[0]
+        header = list(next(sheet.iter_rows(values_only=True)))
+    assert header == ex.columns
+    others = [c for c in header if c.startswith("properties.") and
+              c not in ("properties.n", "properties.flag")]
+    want = ["properties.n", "userId", *others, "timestamp", "properties.flag", "type"]
+    if fmt == "parquet":  # (keys of varying type go last, together, as JSON)
+        want = [c for c in want if c != "properties.mixed"] + ["properties"]
+        others = [c for c in others if c != "properties.mixed"]
+    assert header == want
+    assert others == sorted(others) and others
+
+
 def test_xlsx_read_back_with_openpyxl(snap: Snapshot) -> None:
     ex, data = run(snap, {"format": "xlsx"})
     wb = openpyxl.load_workbook(io.BytesIO(data), read_only=True)
