@@ -683,9 +683,11 @@ class AlertEvaluator:
         old = self.states.get(rule.id)
         ring = Ring(rule.horizon_buckets + 2 * FUTURE_BUCKETS, rule.aggregation == "p95")
         state = RuleState(rule, ring)
+        if old is not None:
+            state.triggered = old.triggered  # (a lifetime count: disabling does not reset it)
         if old is not None and old.rule.enabled and rule.enabled:
             for name in ("status", "pending_since", "fired_at", "resolved_at", "last_notified",
-                         "episode_notified", "triggered"):
+                         "episode_notified"):
                 setattr(state, name, getattr(old, name))
         self._prime(state)
         self.states[rule.id] = state

@@ -345,6 +345,20 @@ async def test_notifications_state_the_window_evaluated(
         eng.close()
 
 
+def test_disabling_an_alert_keeps_its_trigger_count() -> None:
+    eng = engine_with([])
+    ev = AlertEvaluator(eng, publish=Sink())
+    doc = eng.metadata.create("alert", validate_alert(
+        threshold_body(threshold=0, operator="gte", timeWindow=1000)))
+    ev.load(doc)
+    ev.evaluate_all(T0)
+    assert ev.states[doc["id"]].triggered == 1
+    off = ev.load({**doc, "enabled": False})
+    assert off.triggered == 1 and off.status == "ok"
+    assert ev.load({**doc, "enabled": True}).triggered == 1
+    eng.close()
+
+
 def anomaly_rule(**cond: Any) -> Rule:
     return rule_from({"name": "a", "cooldown": 0, "notification": {"channels": ["log"]},
                       "condition": {"type": "anomaly", "eventType": "e", "property": "count",
