@@ -310,6 +310,9 @@ def parse_where(spec: Any, path: str = "where", op: str = "and") -> Group | None
         return None
     if isinstance(spec, list):
         return parse_group(spec, op, path) if spec else None
+    if not isinstance(spec, dict):
+        raise field_error(path, "must be a list of conditions or one condition object",
+                          got=type(spec).__name__)
     node = parse_predicate(spec, path)
     return node if isinstance(node, Group) else Group("and", (node,))
 
