@@ -106,8 +106,29 @@ def _event_types(value: Any, path: str) -> str | list[str] | None:
                       value=value)
 
 
-def normalise_source(spec: Any, path: str) -> dict[str, Any]:
-    """A validated copy of a widget's data source, with defaults filled in."""
+HEATMAP_MEASURES = ("count", "sum", "avg", "min", "max", "unique_users")
+
+
+def _check_times(src: dict[str, Any], path: str) -> None:
+    """startTime / endTime / timeRange of a source, checked now rather than at every render
+    (a range that cannot be read, or that ends before it starts), errors under `path`."""
+    if src.get("startTime") is None and src.get("endTime") is None and \
+            src.get("timeRange") is None:
+        return
+    try:
+        parse_time_range(src.get("startTime"), src.get("endTime"), None,
+                         f"{path}.startTime", f"{path}.endTime", time_range=src.get("timeRange"))
+    except ValidationError as exc:
+        for d in exc.details:
+            if d.get("field") == "timeRange":
+                d["field"] = f"{path}.timeRange"
+                exc.message = f"{path}.timeRange: {d.get('message', exc.message)}"
+        raise
+
+
+def normalise_source(spec: Any, path: str, wtype: str | None = None) -> dict[str, Any]:
+    """A validated copy of a widget's data source, with defaults filled in (`wtype`: the
+    widget showing it, for checks only some widgets need)."""
     if not isinstance(spec, dict):
         raise field_error(path, "must be an object with a `type`", allowed=list(SOURCE_TYPES))
     src = dict(spec)
@@ -117,8 +138,7 @@ def normalise_source(spec: Any, path: str) -> dict[str, Any]:
                           value=stype, allowed=list(SOURCE_TYPES))
     if "eventType" in src:
         src["eventType"] = _event_types(src["eventType"], f"{path}.eventType")
-    if src.get("timeRange") is not None:
-        parse_time_range(None, None, None, time_range=src["timeRange"])
+    _check_times(src, path)
     filters = src.pop("where", None) if "filters" not in src else src.get("filters")
     if filters is not None:
         parse_where(filters, f"{path}.filters")
@@ -135,6 +155,10 @@ def normalise_source(spec: Any, path: str) -> dict[str, Any]:
         else:
             _require_str(src.get("metric"), f"{path}.metric", required=False)
         _require_str(src.get("groupBy"), f"{path}.groupBy", required=False)
+        if wtype == "heatmap" and agg not in HEATMAP_MEASURES:
+            raise field_error(f"{path}.aggregation", "a heatmap shows "
+                              f"{', '.join(HEATMAP_MEASURES)} per cell", value=agg,
+                              allowed=list(HEATMAP_MEASURES))
     elif stype == "count":
         _require_str(src.get("groupBy"), f"{path}.groupBy", required=False)
     elif stype == "top":
@@ -292,7 +316,7 @@ def validate_dashboard(body: Any, engine: Engine | None = None,
         if not isinstance(config, dict):
             raise _widget_error(path + ".config", "must be an object", i)
         try:
-            source = normalise_source(spec.get("dataSource"), path + ".dataSource")
+            source = normalise_source(spec.get("dataSource"), path + ".dataSource", wtype)
             positions.append(_position(spec.get("position"), path + ".position", wtype))
         except ValidationError as exc:
             raise _with_widget(exc, i) from None
@@ -1029,9 +1053,9 @@ def heatmap_view(engine: Engine, src: dict[str, Any], win: Window,
     elif src["type"] == "aggregation":
         measure = src.get("aggregation", "count")
         metric = _strip_prefix(src["metric"]) if src.get("metric") else None
-        if measure not in ("count", "sum", "avg", "min", "max", "unique_users"):
-            raise field_error("dataSource.aggregation", "a heatmap shows count, sum, avg, min, "
-                              "max or unique_users per cell", value=measure)
+        if measure not in HEATMAP_MEASURES:  # (refused when the widget is saved)
+            raise field_error("dataSource.aggregation", "a heatmap shows "
+                              f"{', '.join(HEATMAP_MEASURES)} per cell", value=measure)
     snap = engine.snapshot()
     offset = int(tz_offset_min) * MINUTE
     counts = np.zeros(168, dtype=np.float64)

@@ -355,6 +355,17 @@ class LiveHub:
                 handler.on_unsubscribe(channel, sub)
         return True
 
+    def end_channel(self, channel: str, exc: RtaError) -> int:
+        """Tell each subscriber of `channel` why it ended (an error on that channel, as a
+        refused subscription gets) and unsubscribe them: a dashboard deleted, say."""
+        members = list(self._by_channel.get(channel, ()))
+        text = error_message(exc, channel)
+        for sub in members:
+            sub._latest.pop(channel, None)  # (no stale update after the notice)
+            sub.send_control(text)
+            self.unsubscribe(sub, channel)
+        return len(members)
+
     def subscribers(self, channel: str) -> int:
         return len(self._by_channel.get(channel, ()))
 

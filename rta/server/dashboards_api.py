@@ -23,7 +23,7 @@ from quart_trio import QuartTrio
 
 from rta.core import dashboards as dash
 from rta.core.engine import Engine
-from rta.core.errors import RtaError, field_error
+from rta.core.errors import NotFoundError, RtaError, field_error
 from rta.core.timeparse import parse_time_range
 from rta.server.http import engine, json_object, json_response
 
@@ -134,14 +134,17 @@ def parse_channel(channel: str) -> tuple[str, str | None, int]:
 class _ChannelState:
     version: int = -1
     sent_at: float = 0.0
+    definition: Any = None  # the dashboard's updatedAt when last pushed
 
 
 @dataclass
 class DashboardPublisher:
     """Pushes widget data to every subscribed `dashboard:<id>` channel.
 
-    A channel is refreshed when new events have landed (at most once a second) and at the
-    dashboard's `refreshInterval` regardless (relative time ranges move even without events).
+    A channel is refreshed when new events have landed (at most once a second), when the
+    dashboard's definition changed, and at its `refreshInterval` regardless (relative time
+    ranges move even without events). A deleted dashboard's channel gets a `not_found` error
+    and is ended.
     """
 
     engine: Engine
@@ -158,7 +161,8 @@ class DashboardPublisher:
             version = self.engine.store.version  # the initial snapshot's: later data pushes
             data = await resolve(self.engine, doc, time_range, tz)
             hub.send(subscriber, channel, data)
-            self.states[channel] = _ChannelState(version, time.monotonic())
+            self.states[channel] = _ChannelState(version, time.monotonic(),
+                                                 doc.get("updatedAt"))
 
     def on_ingest(self, _batch: Any) -> None:
         self.wake.set()
@@ -192,13 +196,19 @@ class DashboardPublisher:
             try:
                 dashboard_id, time_range, tz = parse_channel(channel)
                 doc = dash.get_dashboard(self.engine, dashboard_id)
-            except RtaError:  # deleted meanwhile, or a malformed channel name
+            except NotFoundError:  # deleted meanwhile: say so on the channel, and end it
+                hub.end_channel(channel, NotFoundError(
+                    f"dashboard {dashboard_id} was deleted", [{"dashboard": dashboard_id}]))
+                self.states.pop(channel, None)
+                continue
+            except RtaError:  # a malformed channel name (refused when subscribing)
                 continue
             refresh_s = doc.get("refreshInterval", dash.DEFAULT_REFRESH_MS) / 1000
+            edited = state.definition is not None and state.definition != doc.get("updatedAt")
             changed = state.version != version and now - state.sent_at >= MIN_PUSH_INTERVAL_S
-            if not changed and now - state.sent_at < refresh_s:
+            if not (changed or edited) and now - state.sent_at < refresh_s:
                 continue
-            state.version, state.sent_at = version, now
+            state.version, state.sent_at, state.definition = version, now, doc.get("updatedAt")
             data = await resolve(self.engine, doc, time_range, tz)
             hub.publish(channel, data)
             self.pushes += 1

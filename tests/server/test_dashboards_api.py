@@ -190,6 +190,36 @@ async def test_live_channel_pushes_new_data(server: LiveServer,
                 break
 
 
+async def test_live_channel_follows_edits_and_ends_on_delete(
+        server: LiveServer, http: httpx.AsyncClient) -> None:
+    """An edit is pushed without waiting for events or the refresh interval; a deleted
+    dashboard's subscribers are told, and the channel ends (pings still answered)."""
+    doc = (await http.post("/dashboards", json={"name": "before", "widgets": [COUNTER],
+                                                "refreshInterval": 60_000})).json()
+    channel = f"dashboard:{doc['id']}"
+    async with open_websocket_url(server.ws_url) as ws:
+        await ws.send_message(json.dumps({"type": "subscribe", "channel": channel}))
+        while (await recv_json(ws))["type"] != "dashboard":
+            pass
+        await http.put(f"/dashboards/{doc['id']}", json={**doc, "name": "after"})
+        while True:
+            msg = await recv_json(ws, 3)
+            if msg["type"] == "dashboard":
+                assert msg["data"]["name"] == "after"
+                break
+        assert (await http.delete(f"/dashboards/{doc['id']}")).status_code == 200
+        while True:
+            msg = await recv_json(ws, 3)
+            if msg["type"] == "error":
+                break
+        assert msg["channel"] == channel and msg["code"] == "not_found"
+        assert "deleted" in msg["message"]
+        await http.post("/events/batch", json=events(3))
+        await ws.send_message(json.dumps({"type": "ping"}))
+        while (msg := await recv_json(ws, 3))["type"] != "pong":
+            assert msg["type"] != "dashboard"  # (unsubscribed: no more pushes)
+
+
 async def test_web_app_is_served_with_types_and_cache_headers(
         http: httpx.AsyncClient) -> None:
     r = await http.get("/")

@@ -76,8 +76,12 @@ function onMessage(msg) {
   } else if (msg.type === "dashboard" && msg.channel === state.channel && msg.data) {
     applyData(msg.data);
   } else if (msg.type === "error" && msg.channel && msg.channel === state.channel) {
-    // the hub refused the channel (e.g. deleted dashboard): polling keeps the page current
-    console.warn("live channel refused:", msg.message || msg.data);
+    if (msg.code === "not_found" && state.current) {
+      state.channel = null; // the daemon ended it: the dashboard was deleted
+      dashboardGone();
+    } else {
+      console.warn("live channel refused:", msg.message || msg.data);
+    }
   }
 }
 
