@@ -24,6 +24,7 @@ import importlib
 import logging
 import re
 import time
+from collections import Counter
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -841,13 +842,13 @@ def _categories(engine: Engine, src: dict[str, Any], win: Window) -> dict[str, A
         params = {**_params(src, win), "property": src["property"], "n": src.get("n", 10)}
         res = _analytics("top", engine, params)
         rows = _pick(res, "values", "top", "results", "items") or []
-        labels, values, extra = [], [], []
+        keys, values, extra = [], [], []
         for r in rows:
-            labels.append(_label(_pick(r, "value", "key", "name")))
+            keys.append(_pick(r, "value", "key", "name"))
             values.append(_num(_pick(r, "count", "total")) or 0)
             extra.append({k: r[k] for k in ("uniqueUsers", "share", "percentage") if k in r})
-        return {"kind": "categories", "labels": labels, "values": values, "extra": extra,
-                "total": _num(_pick(res, "total"))}
+        return {"kind": "categories", "labels": _labels(keys), "values": values,
+                "extra": extra, "total": _num(_pick(res, "total"))}
     params = _params(src, win)
     if src.get("groupBy"):
         params["groupBy"] = src["groupBy"]
@@ -857,7 +858,6 @@ def _categories(engine: Engine, src: dict[str, Any], win: Window) -> dict[str, A
                 "values": [_num(_pick(res, "uniqueUsers", "count", "total")) or 0]}
     res = _analytics("count", engine, params)
     groups = _pick(res, "groups", "counts", "byGroup", "values")
-    labels, values = [], []
     if isinstance(groups, dict):
         items = list(groups.items())
     elif isinstance(groups, list):
@@ -866,9 +866,8 @@ def _categories(engine: Engine, src: dict[str, Any], win: Window) -> dict[str, A
     else:
         items = [("total", _pick(res, "total", "count"))]
     items.sort(key=lambda kv: -(_num(kv[1]) or 0))
-    for k, v in items:
-        labels.append(_label(k))
-        values.append(_num(v) or 0)
+    labels = _labels([k for k, _ in items])
+    values = [_num(v) or 0 for _, v in items]
     return {"kind": "categories", "labels": labels, "values": values,
             "total": _num(_pick(res, "total", "count"))}
 
@@ -922,7 +921,18 @@ def _num(value: Any) -> float | None:
 
 
 def _label(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"  # (as the value is written in JSON)
     return "(none)" if value is None else str(value)
+
+
+def _labels(keys: list[Any]) -> list[str]:
+    """Category labels, distinct: a text value that reads like another value of the same key
+    (200 and "200", true and "true") is shown quoted, so no two slices share a label."""
+    plain = [_label(k) for k in keys]
+    seen = Counter(plain)
+    return [f'"{k}"' if isinstance(k, str) and seen[p] > 1 else p
+            for k, p in zip(keys, plain, strict=True)]
 
 
 def _buckets(res: Any) -> list[dict[str, Any]]:
@@ -937,11 +947,12 @@ def _series_view(res: Any, name: str, interval: int) -> dict[str, Any]:
     out_series: list[dict[str, Any]] = []
     if isinstance(series_list, list) and series_list and isinstance(series_list[0], dict) \
             and any(k in series_list[0] for k in ("buckets", "data", "points", "values")):
-        for s in series_list:
+        names = _labels([_pick(s, "name", "group", "value", "key") for s in series_list])
+        for s, series_name in zip(series_list, names, strict=True):
             pts = _pick(s, "buckets", "data", "points", "values") or []
             if not timestamps:
                 timestamps = [int(_pick(p, "timestamp", "start", "t", "time") or 0) for p in pts]
-            out_series.append({"name": _label(_pick(s, "name", "group", "value", "key")),
+            out_series.append({"name": series_name,
                                "values": [_num(_pick(p, "value", "count")) for p in pts]})
     else:
         pts = _buckets(res)

@@ -332,6 +332,23 @@ def test_one_failing_widget_does_not_fail_the_dashboard(engine: Engine) -> None:
     assert [s["count"] for s in funnel["data"]["steps"]] == [1, 1]
 
 
+def test_category_labels_stay_distinct_across_value_types(engine: Engine) -> None:
+    """200 and "200" are two groups in the API; a pie or table shows them as 200 and "200",
+    not as two slices labelled 200."""
+    ingest(engine, [{"type": "req", "userId": "u", "timestamp": NOW - 1000 - i,
+                     "properties": {"status": v}}
+                    for i, v in enumerate([200, 200, "200", True, "true", 404])])
+    pie = {"type": "pie-chart", "title": "p",
+           "dataSource": {"type": "count", "eventType": "req", "groupBy": "status"}}
+    top = {"type": "table", "title": "t",
+           "dataSource": {"type": "top", "eventType": "req", "property": "status"}}
+    out = dash.resolve_dashboard(engine, dash.validate_dashboard(body(pie, top)), now=NOW)
+    for widget in out["widgets"]:
+        labels = widget["data"]["labels"] if "labels" in widget["data"] else [
+            row[0] for row in widget["data"]["rows"]]
+        assert sorted(labels) == sorted(['200', '"200"', "true", '"true"', "404"]), labels
+
+
 def test_time_range_override_and_empty_store(engine: Engine) -> None:
     doc = dash.validate_dashboard(body(counter(), timeRange="last_1h"), engine)
     empty = dash.resolve_dashboard(engine, doc, now=NOW)
