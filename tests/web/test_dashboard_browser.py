@@ -66,6 +66,14 @@ def test_every_template_renders_every_widget_type_without_errors(page: Any,
                 assert w["rows"] > 0, w
             if w["type"] not in ("counter", "table"):
                 assert w["painted"] is not None and w["painted"] > 0.02, (template, w)
+        # a canvas is opaque to screen readers: its label carries the numbers
+        labels = page.eval_on_selector_all(
+            ".widget canvas[role=img]", "cs => cs.map(c => [c.closest('.widget').dataset.type,"
+            " c.getAttribute('aria-label')])")
+        for wtype, label in labels:
+            assert "NaN" not in label and "undefined" not in label, (template, label)
+            if wtype in ("heatmap", "funnel"):
+                assert any(ch.isdigit() for ch in label.split(".", 1)[1]), (template, label)
     assert seen_types == {"line-chart", "bar-chart", "pie-chart", "gauge", "counter", "table",
                           "heatmap", "funnel"}
     assert page.rta_log.errors == []

@@ -403,6 +403,7 @@ export class WidgetView {
       canvas.addEventListener("mouseleave", () => { tip.hidden = true; });
     }
     this.heat.data = data;
+    this.heat.canvas.setAttribute("aria-label", `${this.spec.title || "heatmap"}. ${heatSummary(data)}`);
     this.paintHeatmap();
     const any = data.values.some((row) => row.some((v) => v));
     this.setEmpty(!any);
@@ -533,7 +534,7 @@ export class WidgetView {
         },
       },
       plugins: [labelPlugin],
-    });
+    }, funnelSummary(steps, first));
     this.setEmpty(first === 0, "Nobody entered the funnel in this range");
   }
 }
@@ -575,6 +576,31 @@ function niceCeiling(v) {
 
 function allIntegers(series) {
   return series.every((s) => s.values.every((v) => v === null || Number.isInteger(v)));
+}
+
+// The funnel's steps as text: each step's users and its share of the first step (the
+// bars are floating [lo, hi] pairs, which summarise() cannot read).
+function funnelSummary(steps, first) {
+  if (!steps.length) return "No data";
+  return steps.map((s, i) => {
+    const pct = i === 0 || !first ? "" : ` (${formatNumber((100 * (s.count || 0)) / first, { decimals: 1 })}%)`;
+    return `${s.name} ${formatNumber(s.count || 0)}${pct}`;
+  }).join(", ");
+}
+
+// A heatmap as text: its busiest cell, its total and how many cells hold data.
+function heatSummary(data) {
+  let peak = null, filled = 0;
+  data.values.forEach((row, y) => row.forEach((v, x) => {
+    if (v === null || v === undefined) return;
+    if (v) filled += 1;
+    if (peak === null || v > peak.v) peak = { v, y, x };
+  }));
+  if (peak === null || !filled) return "No data";
+  const where = `${data.yLabels[peak.y]} ${data.xLabels[peak.x]}`;
+  // (a total only where cells add up: counts and sums, as the server says)
+  const sum = data.total === null || data.total === undefined ? "" : `, total ${formatNumber(data.total)}`;
+  return `peak ${formatNumber(peak.v)} at ${where}${sum}, ${filled} of ${data.values.length * data.xLabels.length} cells with data`;
 }
 
 // A short text form of a chart's data: every value when there are few, else the shape.
