@@ -31,7 +31,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rta.core import dashboard_templates
-from rta.core.errors import NotFoundError, RtaError, ValidationError, field_error
+from rta.core.errors import (
+    ConflictError,
+    NotFoundError,
+    RtaError,
+    ValidationError,
+    field_error,
+)
 from rta.core.filters import parse_filter, parse_where
 from rta.core.store.block import NULL_DTYPES
 from rta.core.store.snapshot import Snapshot
@@ -569,6 +575,10 @@ def register_template(engine: Engine, body: Any) -> dict[str, Any]:
                           "(at most 64)", value=name)
     if name in dashboard_templates.BUILTIN_TEMPLATES:
         raise field_error("template", f"{name!r} is a built-in template", value=name)
+    if name in _template_names(engine):
+        raise ConflictError(f"template {name!r} exists: delete it first "
+                            f"(DELETE /dashboards/templates/{name}) or choose another name",
+                            [{"field": "template", "value": name}])
     doc = validate_dashboard({**body, "name": body.get("name") or name}, engine,
                              check_properties=False)
     doc.pop("template", None)

@@ -35,6 +35,13 @@ class NotFoundError(RtaError):
     code = "not_found"
 
 
+class ConflictError(RtaError):
+    """The request would replace something that exists (say so, do not overwrite it)."""
+
+    status = 409
+    code = "conflict"
+
+
 class PayloadTooLarge(RtaError):
     status = 413
     code = "payload_too_large"

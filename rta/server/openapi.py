@@ -220,7 +220,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                                               request=body(OBJ)),
     ("DELETE", "/dashboards/{dashboard_id}"): op("Delete a dashboard", "dashboards"),
     ("GET", "/dashboards/{dashboard_id}/data"): op("Every widget's data", "dashboards",
-                                                   query=["timeRange"]),
+                                                   query=["timeRange", "tz"]),
     ("GET", "/tokens"): op("API tokens (admin)", "tokens"),
     ("POST", "/tokens"): op("Create an API token (admin)", "tokens", ok=201,
                             request=body(OBJ)),

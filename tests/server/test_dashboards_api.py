@@ -53,6 +53,8 @@ async def test_templates_endpoints(http: httpx.AsyncClient) -> None:
     r = await http.post("/dashboards/templates", json={"template": "sales", "name": "Sales",
                                                        "widgets": [COUNTER]})
     assert r.status_code == 201, r.text
+    again = await http.post("/dashboards/templates", json={"template": "sales", "widgets": []})
+    assert again.status_code == 409 and again.json()["error"]["code"] == "conflict"
     listing = (await http.get("/dashboards/templates")).json()["templates"]
     assert [t["name"] for t in listing][-1] == "sales" and not listing[-1]["builtin"]
     r = await http.post("/dashboards/template", json={"template": "sales", "name": "Q3"})
