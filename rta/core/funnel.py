@@ -25,7 +25,8 @@ Semantics (docs/statistics.md has the long form):
 - `countBy`: `users` (default) or `sessions` (each session is its own funnel; events without
   a session are ignored).
 - Step counts: entities whose best depth >= k. conversionRate = count / previous count,
-  dropoffRate = 100 - conversionRate (percentages 0-100, 2 decimals); step 1 shows 100 / 0.
+  dropoffRate = 100 - conversionRate (percentages 0-100, 2 decimals); step 1 shows 100 / 0;
+  after an empty step both rates are 0 (nobody to convert or drop off).
 
 Vectorised, two kernels with identical results. `ordered` funnels of users without
 exclusions read each step's events from the per-type user indexes (`rta.core.user_index`:
