@@ -66,6 +66,10 @@ class TokenStore:
                 found = doc
         return None if found is None else public(found)
 
+    def alive(self, token_id: str) -> bool:
+        """Whether the token with this id still exists (not revoked)."""
+        return any(doc["id"] == token_id for doc in self._docs())
+
     def _docs(self) -> list[dict[str, Any]]:
         # Re-read at most once a second so tokens created by `rta token create` on the same
         # data dir (another process) take effect promptly without a query per request.

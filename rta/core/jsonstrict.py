@@ -23,10 +23,22 @@ def _refuse(word: str) -> Any:
 
 
 def loads(raw: str | bytes | bytearray) -> Any:
-    """`json.loads`, raising `json.JSONDecodeError` on NaN, Infinity and -Infinity."""
+    """`json.loads`, raising `json.JSONDecodeError` on NaN, Infinity and -Infinity, and on
+    input the parser cannot hold (nesting past the recursion limit, a number of more than
+    4,300 digits), which `json` reports as RecursionError or a bare ValueError."""
     try:
         return json.loads(raw, parse_constant=_refuse)
     except _NonFinite as exc:
-        text = raw if isinstance(raw, str) else bytes(raw).decode("utf-8", "replace")
+        text = _text(raw)
         raise json.JSONDecodeError(f"{exc.word} is not valid JSON (send null or leave the "
                                    "key out)", text, max(text.find(exc.word), 0)) from None
+    except RecursionError:
+        raise json.JSONDecodeError("arrays or objects nest too deeply", _text(raw), 0) from None
+    except json.JSONDecodeError:
+        raise
+    except ValueError as exc:  # (int('...' * 4301): the interpreter's digit limit)
+        raise json.JSONDecodeError(f"a value cannot be read: {exc}", _text(raw), 0) from None
+
+
+def _text(raw: str | bytes | bytearray) -> str:
+    return raw if isinstance(raw, str) else bytes(raw).decode("utf-8", "replace")

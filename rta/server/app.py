@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 from rta.core.engine import Engine
 from rta.core.errors import RtaError
 from rta.server.http import error_response, json_response
+from rta.server.security import drain_body
 
 log = logging.getLogger("rta.server")
 
@@ -67,8 +68,18 @@ def create_app(engine: Engine, compression: bool = True, **options: Any) -> Quar
             message = f"no such endpoint: {request.method} {request.path}"
         elif exc.code == 405:
             message = f"{request.method} is not allowed on {request.path}"
-        return json_response({"error": {"code": code, "message": message, "details": []}},
-                             exc.code or 500)
+        response = json_response({"error": {"code": code, "message": message, "details": []}},
+                                 exc.code or 500)
+        if exc.code in (404, 405):
+            await drain_body(response)
+        return response
+
+    @app.errorhandler(RecursionError)
+    async def _too_deep(exc: RecursionError) -> Response:
+        # input nested past what a recursive reader of it can take (a `where` of a thousand
+        # groups): the client's doing, so a 400, not an internal error
+        return json_response({"error": {"code": "validation_error", "message":
+                                        "the request nests too deeply", "details": []}}, 400)
 
     @app.errorhandler(Exception)
     async def _unexpected(exc: Exception) -> Response:

@@ -143,7 +143,7 @@ def _basic_user() -> str | None:
         return None
     try:
         text = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-    except (binascii.Error, UnicodeDecodeError):
+    except (binascii.Error, ValueError):  # (ValueError: non-ASCII base64 text, bad UTF-8)
         return None
     return text.partition(":")[0] or None
 

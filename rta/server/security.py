@@ -3,14 +3,25 @@
 Registered first among the feature modules so its hooks run before any handler. Auth is
 `auto` by default: required when the daemon binds a non-loopback address, optional on
 loopback (where any presented token is still checked).
+
+Browsers are the other clients to guard against, since a page the operator opens can send
+requests to the daemon:
+- a WebSocket handshake or a state-changing request (POST, PUT, PATCH, DELETE) that carries
+  an `Origin` is refused unless that origin is the daemon's own page or in `cors_origins`
+  (CORS preflights do not cover WebSockets or "simple" text/plain and form posts);
+- while loopback is trusted without a token, a request addressed (`Host`) to any name but
+  localhost or a loopback address is refused, so a DNS-rebinding page cannot reach it.
+SDK routes stay open to every origin (browser SDKs post from customers' sites).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import time
+from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from quart import Blueprint, Response, current_app, g, request, websocket
 from quart_trio import QuartTrio
@@ -95,11 +106,37 @@ def _presented_token(headers: Any, args: Any) -> str | None:
     return args.get("token") or headers.get("X-Rta-Token") or None
 
 
+_CHANGES = ("POST", "PUT", "PATCH", "DELETE")
+
+
+def browser_refusal(method: str, path: str, headers: Any, opts: dict[str, Any]
+                    ) -> Response | None:
+    """The refusal for a request a foreign page may have sent (see the module docstring)."""
+    host = headers.get("Host") or ""
+    if opts["host_check"] and path != "/health":
+        name = (urlsplit("//" + host).hostname or "") if host else ""
+        if not (is_loopback(name) or name.endswith(".localhost") or name == opts["bind"]):
+            return _error(403, "host_forbidden", "this daemon trusts loopback clients without "
+                          "a token, so it answers only requests addressed to localhost or a "
+                          f"loopback address, not {host!r}: use one, or serve with --auth on")
+    origin = headers.get("Origin")
+    if origin is None or is_sdk_path(path) or (path != "/ws" and method not in _CHANGES):
+        return None
+    cors = opts["cors"]
+    if "*" in cors or origin in cors or urlsplit(origin).netloc.lower() == host.lower():
+        return None
+    return _error(403, "origin_forbidden", f"requests from pages at {origin} are not allowed "
+                  "(add the origin to cors_origins to allow them)")
+
+
 def check_access(method: str, path: str, headers: Any, args: Any,
                  remote: str | None) -> Response | None:
     """Authenticate and rate-limit one request; a Response means: refuse with it."""
     opts = current_app.config["RTA_SECURITY"]
     g.rta_token = None
+    refusal = browser_refusal(method, path, headers, opts)
+    if refusal is not None:
+        return refusal
     need = required_scope(method, path)
     need_auth = None if opts["mode"] == "off" else need
     secret = _presented_token(headers, args)
@@ -152,10 +189,13 @@ def setup(app: QuartTrio, engine: Engine) -> None:
         origins = [o.strip() for o in origins.split(",") if o.strip()]
     tokens = TokenStore(engine.metadata)
     engine.extensions["tokens"] = tokens
+    auth_required = mode == "on" or (mode == "auto" and not is_loopback(host))
     app.config["RTA_SECURITY"] = {
         "mode": mode,
         "tokens": tokens,
-        "auth_required": mode == "on" or (mode == "auto" and not is_loopback(host)),
+        "auth_required": auth_required,
+        "host_check": is_loopback(host) and not auth_required,
+        "bind": host,
         "limiter": TokenBucket(rate, float(options.get("rate_limit_burst") or rate * 2))
         if rate > 0 else None,
         "cors": set(origins),
@@ -165,8 +205,11 @@ def setup(app: QuartTrio, engine: Engine) -> None:
     async def _guard() -> Response | None:
         if request.method == "OPTIONS":
             return _preflight()
-        return check_access(request.method, request.path, request.headers, request.args,
-                            request.remote_addr)
+        refusal = check_access(request.method, request.path, request.headers, request.args,
+                               request.remote_addr)
+        if refusal is not None:
+            await drain_body(refusal)
+        return refusal
 
     @app.before_websocket
     async def _guard_ws() -> Response | None:
@@ -186,6 +229,27 @@ def setup(app: QuartTrio, engine: Engine) -> None:
             h["Access-Control-Allow-Origin"] = origin
             h.add("Vary", "Origin")
         return response
+
+
+DRAIN_LIMIT = 64 << 20  # bytes of a refused request's body read (and dropped) at most
+
+
+async def drain_body(response: Response) -> None:
+    """Read the body of a request refused before it was read, chunk by chunk, dropping it.
+    Hypercorn left such a connection waiting for a body that arrived after the answer, and
+    never served its next request (a pooled client timed out; `Connection: close` on the
+    answer did not help). Past DRAIN_LIMIT the answer goes out and the connection closes."""
+    if request.method not in _CHANGES:
+        return
+    if request.content_length is None and not request.headers.get("Transfer-Encoding"):
+        return
+    read = 0
+    with suppress(Exception):  # (a client that gives up: nothing more to drain)
+        async for chunk in request.body:
+            read += len(chunk)
+            if read > DRAIN_LIMIT:
+                response.headers["Connection"] = "close"
+                return
 
 
 def _preflight() -> Response:

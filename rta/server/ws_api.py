@@ -44,7 +44,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import trio
-from quart import Blueprint, websocket
+from quart import Blueprint, g, websocket
 from quart_trio import QuartTrio
 from werkzeug.datastructures import Headers, MultiDict
 
@@ -150,8 +150,22 @@ class LiveWebSocketMiddleware:
             await self.inner(scope, receive, send)
 
 
-async def authorize(app: QuartTrio, scope: Scope) -> tuple[Any, bool, bool]:
-    """(refusal Response or None, may it ingest, may it subscribe) for a /ws handshake.
+@dataclass(frozen=True)
+class Access:
+    """What a /ws connection may do, and the token it was granted on (None: no token)."""
+
+    can_write: bool
+    can_read: bool
+    token_id: str | None = None
+
+
+def _token_id() -> str | None:
+    record = getattr(g, "rta_token", None)
+    return None if record is None else str(record["id"])
+
+
+async def authorize(app: QuartTrio, scope: Scope) -> tuple[Any, Access]:
+    """(refusal Response or None, what the connection may do) for a /ws handshake.
 
     The very checks every Quart route gets (`check_access`: token from the Authorization
     header, X-Rta-Token or ?token=, read scope, rate limit), run in an app context."""
@@ -164,7 +178,8 @@ async def authorize(app: QuartTrio, scope: Scope) -> tuple[Any, bool, bool]:
     async with app.app_context():
         refusal = check_access("GET", WS_PATH, headers, args, remote)
         ok = refusal is None
-        return refusal, ok and token_scope_allows("write"), ok and token_scope_allows("read")
+        return refusal, Access(ok and token_scope_allows("write"),
+                               ok and token_scope_allows("read"), _token_id())
 
 
 async def _refuse(scope: Scope, send: Send, response: Any) -> None:
@@ -184,7 +199,7 @@ async def serve_asgi(app: QuartTrio, scope: Scope, receive: Receive, send: Send)
     first = await receive()
     if first.get("type") != "websocket.connect":
         return
-    refusal, can_write, can_read = await authorize(app, scope)
+    refusal, access = await authorize(app, scope)
     if refusal is not None:
         await _refuse(scope, send, refusal)
         return
@@ -208,8 +223,7 @@ async def serve_asgi(app: QuartTrio, scope: Scope, receive: Receive, send: Send)
 
     direct = DirectSender.attach(send)
     try:
-        await run_session(app.config["RTA_ENGINE"], receive_text, send_text, can_write,
-                          direct, can_read=can_read)
+        await run_session(app.config["RTA_ENGINE"], receive_text, send_text, access, direct)
     finally:
         if direct is not None:
             direct.close()
@@ -392,17 +406,21 @@ async def ws_endpoint() -> None:
     """Quart route, reached only without the middleware (security's hook did the auth)."""
     await websocket.accept()
     await run_session(current_engine(), websocket.receive, websocket.send,
-                      token_scope_allows("write"), can_read=token_scope_allows("read"))
+                      Access(token_scope_allows("write"), token_scope_allows("read"),
+                             _token_id()))
 
 
 # -- the session ------------------------------------------------------------------------------
 
 
+TOKEN_RECHECK_S = 0.5  # how soon a connection notices its token was revoked
+
+
 async def run_session(eng: Engine, receive_text: ReceiveText, send_text: SendText,
-                      can_write: bool, direct: DirectSender | None = None,
-                      can_read: bool = True) -> None:
-    """Serve one connection until the peer leaves: a reader (this task), a sender draining
-    the subscriber's queues, and an ingest committer."""
+                      access: Access, direct: DirectSender | None = None) -> None:
+    """Serve one connection until the peer leaves (or its token is revoked): a reader (this
+    task), a sender draining the subscriber's queues, and an ingest committer."""
+    can_write, can_read = access.can_write, access.can_read
     hub: LiveHub = eng.extensions["live_hub"]
     sub = hub.connect()
     sub.send_control(hub.welcome(sub))
@@ -416,6 +434,9 @@ async def run_session(eng: Engine, receive_text: ReceiveText, send_text: SendTex
             nursery.start_soon(_sender, sub, send_text, nursery.cancel_scope,
                                None if direct is None else direct.flush)
             nursery.start_soon(conn.commit_loop)
+            if access.token_id is not None:
+                nursery.start_soon(_end_when_revoked, eng, sub, access.token_id,
+                                   nursery.cancel_scope)
             while True:
                 raw = await receive_text()
                 if raw is None:
@@ -424,6 +445,21 @@ async def run_session(eng: Engine, receive_text: ReceiveText, send_text: SendTex
             nursery.cancel_scope.cancel()
     finally:
         hub.disconnect(sub)
+
+
+async def _end_when_revoked(eng: Engine, sub: Subscriber, token_id: str,
+                            scope: trio.CancelScope) -> None:
+    """Scopes are checked at the handshake; a token revoked later must not keep an open
+    connection streaming or ingesting, so it is re-checked here and the session ended."""
+    tokens = eng.extensions.get("tokens")
+    if tokens is None:
+        return
+    while tokens.alive(token_id):
+        await trio.sleep(TOKEN_RECHECK_S)
+    sub.send_control(error_message(RtaError(
+        "this connection's token was revoked", [{"field": "token"}], code="unauthorized")))
+    await trio.sleep(0.2)  # (time for the sender to deliver that)
+    scope.cancel()
 
 
 async def _sender(sub: Subscriber, send_text: SendText, scope: trio.CancelScope,
@@ -519,6 +555,9 @@ class _Connection:
                                                "events"]}], code="unknown_message_type")
         except RtaError as exc:
             sub.send_control(error_message(exc, channel, **_rid(request_id)))
+        except RecursionError:  # (a filter nested past the interpreter's limit)
+            sub.send_control(error_message(ValidationError(
+                "the message nests too deeply", [{"field": ""}]), channel, **_rid(request_id)))
 
     # -- ingest -------------------------------------------------------------------------------
 

@@ -172,8 +172,8 @@ async def test_disconnect_frees_the_export_and_server_stays_responsive(
     host, port = big_server.url.removeprefix("http://").split(":")
     body = json.dumps({"format": "ndjson"}).encode()
     stream = await trio.open_tcp_stream(host, int(port))
-    await stream.send_all(b"POST /export HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
-                          b"\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    await stream.send_all(b"POST /export HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json"
+                          b"\r\nContent-Length: %d\r\n\r\n%s" % (host.encode(), len(body), body))
     head = b""
     while b'"properties"' not in head:
         head += await stream.receive_some(65536)
