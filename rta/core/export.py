@@ -88,9 +88,25 @@ def parse_export(body: Any, now: int | None = None,
     if not isinstance(fmt, str) or fmt.lower() not in FORMATS:
         raise field_error("format", f"must be one of {', '.join(FORMATS)}", value=fmt,
                           allowed=list(FORMATS))
-    flt = parse_filter(body.get("filter"), "filter", now, segments)
+    spec = body.get("filter")
+    loose = {k: body[k] for k in FILTER_KEYS if body.get(k) is not None}
+    if loose:  # ({"type": "purchase"} beside "filter", as every query endpoint takes it)
+        if spec is not None and not isinstance(spec, dict):
+            raise field_error("filter", "must be an object")
+        clash = sorted(k for k in loose if spec and spec.get(k) is not None)
+        if clash:
+            raise field_error(clash[0], "is given both at the top level and in filter; "
+                              "give it once", value=loose[clash[0]])
+        spec = {**(spec or {}), **loose}
+    flt = parse_filter(spec, "filter", now, segments)
     return ExportSpec(fmt.lower(), flt, parse_fields(body.get("fields")),
                       parse_limit(body.get("limit")))
+
+
+# Filter keys also read at the top level of an export body (the seed nests them in `filter`;
+# a top-level `type` used to be ignored, exporting everything).
+FILTER_KEYS = ("type", "eventType", "types", "userId", "userIds", "startTime", "endTime",
+               "timeRange", "where", "segment")
 
 
 def parse_fields(raw: Any) -> tuple[str, ...] | None:

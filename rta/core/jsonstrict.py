@@ -22,16 +22,31 @@ def _refuse(word: str) -> Any:
     raise _NonFinite(word)
 
 
+_INFINITIES = (float("inf"), float("-inf"))
+
+
+def _finite_float(text: str) -> float:
+    """A JSON number beyond a double's range (1e999) would read as infinity and be dropped
+    like NaN: refused the same way."""
+    value = float(text)
+    if value in _INFINITIES:
+        raise _NonFinite(text)
+    return value
+
+
 def loads(raw: str | bytes | bytearray) -> Any:
-    """`json.loads`, raising `json.JSONDecodeError` on NaN, Infinity and -Infinity, and on
+    """`json.loads`, raising `json.JSONDecodeError` on NaN, Infinity and -Infinity (and
+    numbers that overflow to them), and on
     input the parser cannot hold (nesting past the recursion limit, a number of more than
     4,300 digits), which `json` reports as RecursionError or a bare ValueError."""
     try:
-        return json.loads(raw, parse_constant=_refuse)
+        return json.loads(raw, parse_constant=_refuse, parse_float=_finite_float)
     except _NonFinite as exc:
         text = _text(raw)
-        raise json.JSONDecodeError(f"{exc.word} is not valid JSON (send null or leave the "
-                                   "key out)", text, max(text.find(exc.word), 0)) from None
+        what = "is not valid JSON" if exc.word[-1:].isalpha() else \
+            "is beyond the range of a JSON number (a double)"
+        raise json.JSONDecodeError(f"{exc.word} {what} (send null or leave the key out)",
+                                   text, max(text.find(exc.word), 0)) from None
     except RecursionError:
         raise json.JSONDecodeError("arrays or objects nest too deeply", _text(raw), 0) from None
     except json.JSONDecodeError:

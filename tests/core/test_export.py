@@ -428,3 +428,15 @@ def test_write_to_and_rows_written(snap: Snapshot) -> None:
     assert total == len(out.getvalue()) and ex.rows_written == 40
     assert ex.filename.startswith("events-") and ex.filename.endswith(".csv")
     assert ex.media_type.startswith("text/csv")
+
+
+def test_filter_keys_at_the_top_level_filter_too(snap: Snapshot) -> None:
+    """{"type": ...} beside "filter", as the query endpoints take it, is not ignored."""
+    types = {e["type"] for e in reference(snap)}
+    one = sorted(types)[0]
+    _, data = run(snap, {"format": "ndjson", "type": one})
+    got = [json.loads(line) for line in ndjson_lines(data)]
+    assert got and {e["type"] for e in got} == {one}
+    assert len(got) == sum(e["type"] == one for e in reference(snap))
+    with pytest.raises(ValidationError, match="both at the top level and in filter"):
+        run(snap, {"format": "ndjson", "type": one, "filter": {"type": one}})

@@ -101,6 +101,8 @@ async def test_duplicate_ids_are_dropped_and_counted(http: httpx.AsyncClient) ->
      400, "invalid_json"),
     (b'{"type": "t"}\n{"type": "t", "timestamp": Infinity}\n',
      {"Content-Type": "application/x-ndjson"}, 400, "invalid_json"),
+    (b'{"type": "t", "properties": {"v": 1e999}}', {"Content-Type": "application/json"}, 400,
+     "invalid_json"),  # (a number past a double's range: infinity, dropped like NaN)
     (b"a,b\n1,2", {"Content-Type": "text/csv"}, 415, "unsupported_media_type"),
     (b"\x00\x01", {"Content-Type": "application/json", "Content-Encoding": "gzip"}, 400,
      "bad_encoding"),
