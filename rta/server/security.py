@@ -145,9 +145,10 @@ def check_access(method: str, path: str, headers: Any, args: Any,
     tokens: TokenStore = opts["tokens"]
     if secret is not None and need_auth is not None:
         record = tokens.verify(secret)
-        if record is None:
-            return _error(401, "unauthorized", "invalid or revoked token",
-                          {"WWW-Authenticate": 'Bearer realm="rta"'})
+        if record is None:  # (counted against the address: guesses are rate-limited too)
+            return _rate_limited(opts, need, f"addr:{remote}") or _error(
+                401, "unauthorized", "invalid or revoked token",
+                {"WWW-Authenticate": 'Bearer realm="rta"'})
         g.rta_token = record
     if need_auth is not None and opts["auth_required"]:
         if g.rta_token is None:
@@ -159,15 +160,21 @@ def check_access(method: str, path: str, headers: Any, args: Any,
         if not (scope_allows(scope, need_auth) or (path == "/ws" and scope == "write")):
             return _error(403, "forbidden", f"this token's scope does not allow this; "
                           f"it needs '{need_auth}'")
+    key = f"token:{g.rta_token['id']}" if g.rta_token else f"addr:{remote}"
+    return _rate_limited(opts, need, key)
+
+
+def _rate_limited(opts: dict[str, Any], need: str | None, key: str) -> Response | None:
+    """The 429 for `key` once its bucket is empty (public routes are never limited)."""
     limiter: TokenBucket | None = opts["limiter"]
-    if limiter is not None and need is not None:
-        key = f"token:{g.rta_token['id']}" if g.rta_token else f"addr:{remote}"
-        wait = limiter.take(key)
-        if wait > 0:
-            retry = max(1, int(wait + 0.999))
-            return _error(429, "rate_limited", f"too many requests; retry in {retry} s",
-                          {"Retry-After": str(retry)})
-    return None
+    if limiter is None or need is None:
+        return None
+    wait = limiter.take(key)
+    if wait <= 0:
+        return None
+    retry = max(1, int(wait + 0.999))
+    return _error(429, "rate_limited", f"too many requests; retry in {retry} s",
+                  {"Retry-After": str(retry)})
 
 
 def token_scope_allows(need: str) -> bool:

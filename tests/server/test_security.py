@@ -76,6 +76,11 @@ async def test_rate_limit_answers_429_with_retry_after(engine_config: EngineConf
         assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
         assert r.json()["error"]["code"] == "rate_limited"
         assert (await http.get("/health")).status_code == 200  # health is never limited
+    async with live_server(engine_config, rate_limit_rps=2, rate_limit_burst=3) as srv, \
+            httpx.AsyncClient(base_url=srv.url) as http:
+        codes = [(await http.get("/events", headers=bearer("rta_guess"))).status_code
+                 for _ in range(6)]
+        assert codes[:3] == [401, 401, 401] and 429 in codes[3:]  # guesses are limited too
 
 
 async def test_cors_closed_by_default_and_configurable(http: httpx.AsyncClient,
