@@ -20,58 +20,87 @@ MAX_LIMIT = 10_000
 
 @dataclass(frozen=True)
 class Cursor:
+    """Where a page ended: the last event's timestamp and its arrival rank among the events
+    with that exact timestamp (0 = the first to arrive). Ranks are stable: events arriving
+    later take higher ones, and sealing keeps arrival order among equal timestamps."""
+
     ts: int
-    hi: int
-    lo: int
+    rank: int
 
     def encode(self) -> str:
-        raw = json.dumps([self.ts, self.hi, self.lo]).encode()
+        raw = json.dumps([self.ts, self.rank]).encode()
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
     @classmethod
     def decode(cls, text: str) -> Cursor:
         try:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-            ts, hi, lo = json.loads(raw)
-            return cls(int(ts), int(hi), int(lo))
+            ts, rank = json.loads(raw)
+            return cls(int(ts), int(rank))
         except Exception:
             raise field_error("cursor", "is not a cursor this server issued") from None
 
 
+def _tie_bases(snap: Snapshot, ts: int) -> dict[int, int]:
+    """Per block (by id): how many events with timestamp `ts` arrived in earlier blocks.
+
+    Snapshot blocks run in arrival order (segments by seq, then the head), and rows with
+    equal timestamps keep their arrival order within a block (stable sorts)."""
+    out: dict[int, int] = {}
+    seen = 0
+    for block in snap.blocks:
+        out[id(block)] = seen
+        if block.n and block.min_ts <= ts <= block.max_ts:
+            col = block.ts
+            seen += int(np.searchsorted(col, ts, "right") - np.searchsorted(col, ts, "left"))
+    return out
+
+
+def _ranks(block: Block, rows: np.ndarray, ts: int, base: int) -> np.ndarray:
+    """Arrival ranks of `rows` (all with timestamp `ts`) among the events with that stamp."""
+    first = int(np.searchsorted(block.ts, ts, "left"))
+    return base + (rows - first)
+
+
 def list_events(snap: Snapshot, flt: EventFilter, limit: int = 100,
                 cursor: Cursor | None = None) -> dict[str, Any]:
-    """The newest `limit` matching events older than `cursor`, and the next cursor."""
+    """The newest `limit` matching events older than `cursor`, and the next cursor.
+
+    Newest first: by timestamp, then by arrival (the last to arrive first), so events sent
+    in one batch with one timestamp come back in reverse order of sending."""
     if limit < 1 or limit > MAX_LIMIT:
         raise field_error("limit", f"must be between 1 and {MAX_LIMIT}", value=limit)
-    candidates: list[tuple[Block, np.ndarray]] = []
+    candidates: list[tuple[Block, np.ndarray, int]] = []
     end = flt.end
+    bases: dict[int, int] = {}
     if cursor is not None:
         end = cursor.ts + 1 if end is None else min(end, cursor.ts + 1)
+        bases = _tie_bases(snap, cursor.ts)
     window = EventFilter(flt.start, end, flt.types, flt.users, flt.where, flt.segment_users)
+    order_of = {id(b): i for i, b in enumerate(snap.blocks)}
     for block, sl, mask in window.select(snap):
         rows = np.arange(sl.start, sl.stop) if mask is None else sl.start + np.flatnonzero(mask)
         if cursor is not None:
-            ts = block.ts[rows]
-            at = ts == cursor.ts
+            at = block.ts[rows] == cursor.ts
             if at.any():
-                hi, lo = block.id_hi[rows], block.id_lo[rows]
-                older = (hi < cursor.hi) | ((hi == cursor.hi) & (lo < cursor.lo))
-                rows = rows[~at | older]
+                older = _ranks(block, rows[at], cursor.ts, bases[id(block)]) < cursor.rank
+                keep = ~at
+                keep[np.flatnonzero(at)[older]] = True
+                rows = rows[keep]
         if len(rows) > limit:  # keep the newest `limit` plus any rows tied with the cutoff
             cutoff = block.ts[rows[-limit]]
             rows = rows[block.ts[rows] >= cutoff]
         if len(rows):
-            candidates.append((block, rows))
+            candidates.append((block, rows, order_of[id(block)]))
     if not candidates:
         return {"events": [], "count": 0, "nextCursor": None}
-    ts = np.concatenate([b.ts[r] for b, r in candidates])
-    hi = np.concatenate([b.id_hi[r] for b, r in candidates])
-    lo = np.concatenate([b.id_lo[r] for b, r in candidates])
-    which = np.concatenate([np.full(len(r), i) for i, (_, r) in enumerate(candidates)])
-    pos = np.concatenate([r for _, r in candidates])
-    order = np.lexsort((lo, hi, ts))[::-1][:limit]
+    ts = np.concatenate([b.ts[r] for b, r, _ in candidates])
+    which = np.concatenate([np.full(len(r), i) for i, (_, r, _) in enumerate(candidates)])
+    block_order = np.concatenate([np.full(len(r), k) for _, r, k in candidates])
+    pos = np.concatenate([r for _, r, _ in candidates])
+    order = np.lexsort((pos, block_order, ts))[::-1][:limit]
     events: list[dict[str, Any]] = [{}] * len(order)
-    for i, (block, _) in enumerate(candidates):
+    for i, (block, _, _) in enumerate(candidates):
         sel = np.flatnonzero(which[order] == i)
         if len(sel):
             rendered = render_events(block, pos[order[sel]], snap.dicts)
@@ -80,5 +109,9 @@ def list_events(snap: Snapshot, flt: EventFilter, limit: int = 100,
     next_cursor = None
     if len(order) == limit:
         last = order[-1]
-        next_cursor = Cursor(int(ts[last]), int(hi[last]), int(lo[last])).encode()
+        block = candidates[int(which[last])][0]
+        last_ts = int(ts[last])
+        base = _tie_bases(snap, last_ts)[id(block)]
+        rank = int(_ranks(block, pos[last:last + 1], last_ts, base)[0])
+        next_cursor = Cursor(last_ts, rank).encode()
     return {"events": events, "count": len(events), "nextCursor": next_cursor}

@@ -162,7 +162,8 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
             "application/json": {"schema": {"type": "array",
                                             "items": {"$ref": "#/components/schemas/Event"}}},
             "application/x-ndjson": {"schema": {"type": "string"}}}}),
-    ("GET", "/events"): op("Recent events, newest first, cursor paging", "events",
+    ("GET", "/events"): op("Recent events, newest first (equal timestamps: last to arrive "
+                           "first), cursor paging", "events",
                            query=[*FILTER_PARAMS, "sessionId", "limit", "cursor"]),
     ("POST", "/analytics/aggregate"): op("Time-series aggregation", "analytics",
                                          request=ref("Aggregate")),
