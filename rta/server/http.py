@@ -6,6 +6,7 @@ import gzip
 import json
 import zlib
 from collections.abc import Callable
+from contextlib import suppress
 from functools import partial
 from typing import Any, TypeVar
 
@@ -88,7 +89,7 @@ async def read_body(max_bytes: int) -> bytes:
     """The request body, gunzipped if needed, refusing anything over `max_bytes`."""
     length = request.content_length
     if length is not None and length > max_bytes:
-        await _drain(DRAIN_LIMIT)
+        await drain()
         raise PayloadTooLarge(f"request body is {length} bytes; the limit is {max_bytes}",
                               [{"bytes": length, "limit": max_bytes}])
     raw = await request.get_data(cache=False, as_text=False, parse_form_data=False)
@@ -109,6 +110,8 @@ def decode_body(raw: bytes, content_encoding: str | None, max_bytes: int) -> byt
             if len(raw) > max_bytes or d.unconsumed_tail:
                 raise PayloadTooLarge(f"decompressed body is over the limit of {max_bytes} "
                                       "bytes", [{"limit": max_bytes}])
+            if not d.eof:
+                raise zlib.error("the compressed stream ends early (truncated)")
         except (zlib.error, gzip.BadGzipFile) as exc:
             raise ValidationError(f"body is not valid {encoding}: {exc}",
                                   [{"field": "Content-Encoding"}], code="bad_encoding") from None
@@ -122,14 +125,18 @@ def decode_body(raw: bytes, content_encoding: str | None, max_bytes: int) -> byt
 DRAIN_LIMIT = 64 * 1024 * 1024
 
 
-async def _drain(cap: int) -> None:
-    """Read and discard an oversized body so the client can read our 413 (a client still
-    sending would otherwise never see the answer); past `cap` the connection is closed."""
+async def drain(cap: int = DRAIN_LIMIT) -> bool:
+    """Read and discard a body the answer does not need: an oversized one (so the client can
+    read our 413: a client still sending would otherwise never see the answer) or one
+    refused before it was read (hypercorn then left the keep-alive connection waiting).
+    False when the body was longer than `cap` (the connection should close after the answer)."""
     total = 0
-    async for chunk in request.body:
-        total += len(chunk)
-        if total > cap:
-            break
+    with suppress(Exception):  # (a client that gives up: nothing more to drain)
+        async for chunk in request.body:
+            total += len(chunk)
+            if total > cap:
+                return False
+    return True
 
 
 def media_type() -> str:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import ipaddress
 import time
-from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,7 +27,7 @@ from quart_trio import QuartTrio
 
 from rta.core.auth import TokenStore, scope_allows
 from rta.core.engine import Engine
-from rta.server.http import json_response
+from rta.server.http import drain, json_response
 
 bp = Blueprint("security", __name__)
 API_PREFIXES = ("/events", "/analytics", "/queries", "/alerts", "/export", "/dashboards",
@@ -238,25 +237,17 @@ def setup(app: QuartTrio, engine: Engine) -> None:
         return response
 
 
-DRAIN_LIMIT = 64 << 20  # bytes of a refused request's body read (and dropped) at most
-
-
 async def drain_body(response: Response) -> None:
-    """Read the body of a request refused before it was read, chunk by chunk, dropping it.
-    Hypercorn left such a connection waiting for a body that arrived after the answer, and
-    never served its next request (a pooled client timed out; `Connection: close` on the
-    answer did not help). Past DRAIN_LIMIT the answer goes out and the connection closes."""
+    """Read and drop the body of a request refused before it was read. Hypercorn left such a
+    connection waiting for a body that arrived after the answer, and never served its next
+    request (a pooled client timed out; `Connection: close` on the answer did not help).
+    A body past `http.DRAIN_LIMIT`: the answer closes the connection instead."""
     if request.method not in _CHANGES:
         return
     if request.content_length is None and not request.headers.get("Transfer-Encoding"):
         return
-    read = 0
-    with suppress(Exception):  # (a client that gives up: nothing more to drain)
-        async for chunk in request.body:
-            read += len(chunk)
-            if read > DRAIN_LIMIT:
-                response.headers["Connection"] = "close"
-                return
+    if not await drain():
+        response.headers["Connection"] = "close"
 
 
 def _preflight() -> Response:

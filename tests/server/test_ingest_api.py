@@ -106,6 +106,8 @@ async def test_duplicate_ids_are_dropped_and_counted(http: httpx.AsyncClient) ->
     (b"a,b\n1,2", {"Content-Type": "text/csv"}, 415, "unsupported_media_type"),
     (b"\x00\x01", {"Content-Type": "application/json", "Content-Encoding": "gzip"}, 400,
      "bad_encoding"),
+    (b"\x1f\x8b\x08\x00garbage", {"Content-Type": "application/json",
+                                  "Content-Encoding": "gzip"}, 400, "bad_encoding"),
     (b"{}", {"Content-Type": "application/json", "Content-Encoding": "br"}, 400,
      "unsupported_encoding"),
 ])
