@@ -243,41 +243,46 @@ class LazyBlock(Block):
         return bool(self._meta["has_values"].get(prop, False))
 
     def load(self, name: str) -> np.ndarray:
-        kept = self._cache.get((self.path, name), lambda: self._compact(name, self._decode(name)))
-        return self._restore(name, kept)
+        return self._restore(name, self._cache.get((self.path, name), lambda: self._fill(name)))
+
+    # The cache keeps a column in a smaller exact form where one exists and is cheap to undo:
+    # an offset-encoded column as the file stores it when that takes at most half the bytes
+    # (page codes in one byte), floats as float32 or int32 decimals (timings and prices),
+    # else decoded. Whole-history queries keep every column they touch there, so this, not
+    # the store, sets the working set; undoing it is one or two passes per scan (~1-2 ms per
+    # million rows), far cheaper than the decompression a smaller budget would bring back.
+
+    def _fill(self, name: str) -> np.ndarray:
+        """A column read from the file, in the form the cache keeps."""
+        stored, encoding = self._checked_stored(name, self._read(name))
+        if _keeps_stored(stored, encoding):
+            return stored
+        return self._compact_floats(name, decode_column(stored, encoding))
 
     def _compact(self, name: str, decoded: np.ndarray) -> np.ndarray:
-        """The form the cache keeps a decoded column in: at most half the bytes when that is
-        exact and cheap to undo (an offset-encoded column as stored, e.g. page codes in one
-        byte; floats as float32 or int32 decimals, e.g. timings and prices), else decoded.
-
-        Whole-history queries keep every column they touch here, so this, not the store,
-        sets the working set; undoing it is one or two passes per scan (~1-2 ms per million
-        rows), far cheaper than the decompression a smaller budget would bring back."""
-        if not len(decoded):
-            return decoded
-        if decoded.dtype == np.float64:
-            compact = compact_floats(decoded)
-            if compact is None:
-                return decoded
-            self._scales[name] = compact[1]
-            return compact[0]
+        """The cache's form of a column already decoded (a block just sealed)."""
         encoding = self._meta["columns"].get(name, {"enc": "raw"})
-        if encoding["enc"] != "offset":
+        if encoding["enc"] == "offset" and len(decoded):
+            stored, redone = encode_column(name, decoded)
+            if redone.get("base") == encoding.get("base") and _keeps_stored(stored, encoding):
+                return stored
+        return self._compact_floats(name, decoded)
+
+    def _compact_floats(self, name: str, decoded: np.ndarray) -> np.ndarray:
+        if decoded.dtype != np.float64 or not len(decoded):
             return decoded
-        stored, redone = encode_column(name, decoded)
-        if redone.get("base") != encoding.get("base"):
-            return decoded  # (cannot happen for a column this file encoded; stay exact)
-        return stored if stored.itemsize * 2 <= decoded.itemsize else decoded
+        compact = compact_floats(decoded)
+        if compact is None:
+            return decoded
+        self._scales[name] = compact[1]
+        return compact[0]
 
     def _restore(self, name: str, kept: np.ndarray) -> np.ndarray:
         """The decoded column from the cache's form of it (see `_compact`)."""
         if name in self._scales and kept.dtype in (np.float32, np.int32):
             return restore_floats(kept, self._scales[name])
         encoding = self._meta["columns"].get(name, {"enc": "raw"})
-        if encoding["enc"] == "offset" and kept.itemsize < np.dtype(encoding["dtype"]).itemsize:
-            return decode_column(kept, encoding)
-        return kept
+        return decode_column(kept, encoding) if _keeps_stored(kept, encoding) else kept
 
     def scan(self, name: str) -> np.ndarray:
         return self.scan_many([name])[name]
@@ -334,16 +339,25 @@ class LazyBlock(Block):
         return DamagedSegmentError(f"segment {self.label} is damaged: {error}",
                                    [{"segment": self.label, "columns": names}])
 
-    def _decode(self, name: str) -> np.ndarray:
-        return self._checked_decode(name, self._read(name))
-
     def _checked_decode(self, name: str, column: pa.Array) -> np.ndarray:
+        return decode_column(*self._checked_stored(name, column))
+
+    def _checked_stored(self, name: str, column: pa.Array
+                        ) -> tuple[np.ndarray, dict[str, Any]]:
+        """(the column as the file stores it, its encoding), its checksum verified."""
         stored = column.to_numpy(zero_copy_only=False)
         encoding = self._meta["columns"].get(name, {"enc": "raw"})
         crc = encoding.get("crc")
         if crc is not None and _crc(stored) != crc:
             raise self._damaged(f"column {name} fails its checksum", [name])
-        return decode_column(stored, encoding)
+        return stored, encoding
+
+
+def _keeps_stored(stored: np.ndarray, encoding: dict[str, Any]) -> bool:
+    """Whether the cache keeps a column as stored: offset-encoded into at most half the
+    bytes of its decoded type (the cache's form of it, undone by `decode_column`)."""
+    return encoding["enc"] == "offset" and \
+        stored.itemsize * 2 <= np.dtype(encoding["dtype"]).itemsize
 
 
 class LazyProps(Mapping[str, np.ndarray]):
