@@ -41,25 +41,18 @@ class Cursor:
             raise field_error("cursor", "is not a cursor this server issued") from None
 
 
-def _tie_bases(snap: Snapshot, ts: int) -> dict[int, int]:
-    """Per block (by id): how many events with timestamp `ts` arrived in earlier blocks.
-
-    Snapshot blocks run in arrival order (segments by seq, then the head), and rows with
-    equal timestamps keep their arrival order within a block (stable sorts)."""
-    out: dict[int, int] = {}
-    seen = 0
-    for block in snap.blocks:
-        out[id(block)] = seen
-        if block.n and block.min_ts <= ts <= block.max_ts:
-            col = block.ts
-            seen += int(np.searchsorted(col, ts, "right") - np.searchsorted(col, ts, "left"))
-    return out
-
-
-def _ranks(block: Block, rows: np.ndarray, ts: int, base: int) -> np.ndarray:
-    """Arrival ranks of `rows` (all with timestamp `ts`) among the events with that stamp."""
-    first = int(np.searchsorted(block.ts, ts, "left"))
-    return base + (rows - first)
+def _ranks(snap: Snapshot, block: Block, rows: np.ndarray, ts: int) -> np.ndarray:
+    """Arrival ranks of `rows` of `block` (all with timestamp `ts`) among the events with
+    that timestamp: snapshot blocks run in arrival order (segments by seq, then the head),
+    and stable sorts keep arrival order among equal timestamps within a block."""
+    before = 0
+    for other in snap.blocks:
+        if other is block:
+            break
+        if other.n and other.min_ts <= ts <= other.max_ts:
+            col = other.ts
+            before += int(np.searchsorted(col, ts, "right") - np.searchsorted(col, ts, "left"))
+    return before + (rows - int(np.searchsorted(block.ts, ts, "left")))
 
 
 def list_events(snap: Snapshot, flt: EventFilter, limit: int = 100,
@@ -72,10 +65,8 @@ def list_events(snap: Snapshot, flt: EventFilter, limit: int = 100,
         raise field_error("limit", f"must be between 1 and {MAX_LIMIT}", value=limit)
     candidates: list[tuple[Block, np.ndarray, int]] = []
     end = flt.end
-    bases: dict[int, int] = {}
     if cursor is not None:
         end = cursor.ts + 1 if end is None else min(end, cursor.ts + 1)
-        bases = _tie_bases(snap, cursor.ts)
     window = EventFilter(flt.start, end, flt.types, flt.users, flt.where, flt.segment_users)
     order_of = {id(b): i for i, b in enumerate(snap.blocks)}
     for block, sl, mask in window.select(snap):
@@ -83,7 +74,7 @@ def list_events(snap: Snapshot, flt: EventFilter, limit: int = 100,
         if cursor is not None:
             at = block.ts[rows] == cursor.ts
             if at.any():
-                older = _ranks(block, rows[at], cursor.ts, bases[id(block)]) < cursor.rank
+                older = _ranks(snap, block, rows[at], cursor.ts) < cursor.rank
                 keep = ~at
                 keep[np.flatnonzero(at)[older]] = True
                 rows = rows[keep]
@@ -110,8 +101,6 @@ def list_events(snap: Snapshot, flt: EventFilter, limit: int = 100,
     if len(order) == limit:
         last = order[-1]
         block = candidates[int(which[last])][0]
-        last_ts = int(ts[last])
-        base = _tie_bases(snap, last_ts)[id(block)]
-        rank = int(_ranks(block, pos[last:last + 1], last_ts, base)[0])
-        next_cursor = Cursor(last_ts, rank).encode()
+        rank = int(_ranks(snap, block, pos[last:last + 1], int(ts[last]))[0])
+        next_cursor = Cursor(int(ts[last]), rank).encode()
     return {"events": events, "count": len(events), "nextCursor": next_cursor}
