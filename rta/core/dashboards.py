@@ -122,15 +122,9 @@ def _check_times(src: dict[str, Any], path: str) -> None:
     if src.get("startTime") is None and src.get("endTime") is None and \
             src.get("timeRange") is None:
         return
-    try:
-        parse_time_range(src.get("startTime"), src.get("endTime"), None,
-                         f"{path}.startTime", f"{path}.endTime", time_range=src.get("timeRange"))
-    except ValidationError as exc:
-        for d in exc.details:
-            if d.get("field") == "timeRange":
-                d["field"] = f"{path}.timeRange"
-                exc.message = f"{path}.timeRange: {d.get('message', exc.message)}"
-        raise
+    parse_time_range(src.get("startTime"), src.get("endTime"), None, f"{path}.startTime",
+                     f"{path}.endTime", time_range=src.get("timeRange"),
+                     range_field=f"{path}.timeRange")
 
 
 def normalise_source(spec: Any, path: str, wtype: str | None = None) -> dict[str, Any]:

@@ -176,6 +176,10 @@ class Subscriber:
         self._control.append(text)
         self._wake.set()
 
+    def drop_pending(self, channel: str) -> None:
+        """Forget a coalesced update of `channel` not yet sent."""
+        self._latest.pop(channel, None)
+
     def poke(self) -> None:
         """Wake the sender task even with nothing queued (the transport has work of its own)."""
         self._poked = True
@@ -361,7 +365,7 @@ class LiveHub:
         members = list(self._by_channel.get(channel, ()))
         text = error_message(exc, channel)
         for sub in members:
-            sub._latest.pop(channel, None)  # (no stale update after the notice)
+            sub.drop_pending(channel)  # (no stale update after the notice)
             sub.send_control(text)
             self.unsubscribe(sub, channel)
         return len(members)

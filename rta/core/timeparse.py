@@ -153,7 +153,8 @@ def parse_relative_range(text: str, now: int | None = None) -> tuple[int, int] |
 
 def parse_time_range(start: object, end: object, now: int | None = None,
                      start_field: str = "startTime", end_field: str = "endTime",
-                     time_range: object = None) -> tuple[int | None, int | None]:
+                     time_range: object = None, range_field: str = "timeRange"
+                     ) -> tuple[int | None, int | None]:
     """Resolve a [start, end) pair; `time_range` ('last_7d') fills in whichever is missing.
 
     endTime is inclusive in the seed's examples; we treat it as inclusive by adding 1 ms.
@@ -163,12 +164,12 @@ def parse_time_range(start: object, end: object, now: int | None = None,
     hi: int | None = None
     if time_range is not None:
         if not isinstance(time_range, str):
-            raise field_error("timeRange", "must be a string such as 'last_24h' or 'today'")
+            raise field_error(range_field, "must be a string such as 'last_24h' or 'today'")
         rng = parse_relative_range(time_range.strip(), current)
         if rng is None:
             m = _DURATION.match(time_range)
             if not m:
-                raise field_error("timeRange", "must be relative: last_15m, last_1h, last_24h, "
+                raise field_error(range_field, "must be relative: last_15m, last_1h, last_24h, "
                                   "last_7d, last_30d, today, yesterday", value=time_range)
             rng = (_ago(current, m.group(1), m.group(2)), current + 1)
         lo, hi = rng
