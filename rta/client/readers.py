@@ -268,8 +268,6 @@ def _json_batches(f: IO[str], name: str, size: int) -> Iterator[Batch]:
         data = jsonstrict.loads(f.read())
     except json.JSONDecodeError as exc:
         raise ReadError(f"{name}:{exc.lineno}: not valid JSON: {exc.msg}") from None
-    except RecursionError:
-        raise ReadError(f"{name}: not valid JSON: nested too deeply") from None
     if isinstance(data, dict) and isinstance(data.get("events"), list):
         data = data["events"]
     if not isinstance(data, list):
@@ -288,8 +286,6 @@ def _ndjson_batches(f: IO[str], name: str, size: int) -> Iterator[Batch]:
             events.append(jsonstrict.loads(line))
         except json.JSONDecodeError as exc:
             raise ReadError(f"{name}:{lineno}: not valid JSON: {exc.msg}") from None
-        except RecursionError:
-            raise ReadError(f"{name}:{lineno}: not valid JSON: nested too deeply") from None
         lines.append(lineno)
         if len(events) >= size:
             yield Batch(events, lines)
@@ -379,7 +375,7 @@ def _merge_properties(props: dict[str, Any], value: dict[str, Any] | str) -> Non
     if isinstance(value, str):
         try:
             parsed = jsonstrict.loads(value)
-        except (json.JSONDecodeError, RecursionError):
+        except json.JSONDecodeError:
             parsed = None
     if isinstance(parsed, dict):
         props.update(parsed)
