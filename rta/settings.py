@@ -35,6 +35,13 @@ SPEC: dict[str, tuple[type, Any, str]] = {
     "max_batch_events": (int, 10_000, "most events in one batch"),
     "max_batch_bytes": (int, 10 * 1024 * 1024, "largest batch body"),
     "future_tolerance_ms": (int, 3_600_000, "how far ahead of the clock a timestamp may be"),
+    "max_event_properties": (int, 1000, "most property keys in one event (after flattening)"),
+    "max_batch_property_keys": (int, 10_000, "most distinct property keys in one batch"),
+    "max_property_keys": (int, 100_000, "most distinct property keys the store keeps"),
+    "max_event_types": (int, 10_000, "most distinct event types the store keeps"),
+    "body_timeout": (float, 30.0, "seconds a request body may stall before a 408"),
+    "max_connections_per_address": (int, 256,
+                                    "open connections allowed per client address (0: no cap)"),
     "log_format": (str, "text", "text or json"),
     "auth": (str, "auto", "auto (required off loopback), on or off"),
     "cors_origins": (str, "", "comma-separated origins allowed to call the API (* for any)"),
@@ -52,7 +59,7 @@ SPEC: dict[str, tuple[type, Any, str]] = {
 SERVER_OPTIONS = ("host", "auth", "cors_origins", "rate_limit_rps", "rate_limit_burst",
                   "max_concurrent_queries", "query_timeout_ms", "allow_private_webhooks",
                   "webhook_timeout", "webhook_retries", "webhook_backoff", "live_events_rate",
-                  "ws_queue")
+                  "ws_queue", "body_timeout", "max_connections_per_address")
 SEED_ENV = {"PORT": "port", "MAX_EVENTS": "max_events", "RETENTION_DAYS": "retention_days",
             "ENABLE_COMPRESSION": "compression"}
 
@@ -79,7 +86,9 @@ RANGES: dict[str, tuple[float, float | None]] = {
     "port": (0, 65535), "max_events": (1, None), "max_event_bytes": (1, None),
     "max_batch_events": (1, None), "max_batch_bytes": (1, None),
     "max_concurrent_queries": (1, None), "query_timeout_ms": (1, None),
-    "alert_interval_ms": (1, None), "ws_queue": (1, None)}
+    "alert_interval_ms": (1, None), "ws_queue": (1, None), "max_event_properties": (1, None),
+    "max_batch_property_keys": (1, None), "max_property_keys": (1, None),
+    "max_event_types": (1, None), "body_timeout": (0.1, None)}
 
 
 def convert(key: str, raw: Any) -> Any:
@@ -138,7 +147,10 @@ class Settings:
             dedup_window_ms=self.dedup_window_ms, fsync=self.fsync,
             cache_ttl_ms=self.cache_ttl_ms, alert_interval_ms=self.alert_interval_ms,
             column_cache_mb=self.column_cache_mb,
+            max_property_keys=self.max_property_keys, max_event_types=self.max_event_types,
             limits=Limits(max_event_bytes=self.max_event_bytes,
+                          max_event_properties=self.max_event_properties,
+                          max_batch_property_keys=self.max_batch_property_keys,
                           max_batch_events=self.max_batch_events,
                           max_batch_bytes=self.max_batch_bytes,
                           future_tolerance_ms=self.future_tolerance_ms))

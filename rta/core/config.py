@@ -17,6 +17,8 @@ class EngineConfig:
     cache_ttl_ms: int = 30_000
     column_cache_mb: int = 1024  # decoded segment columns kept for queries (LRU)
     alert_interval_ms: int = 1000
+    max_property_keys: int = 100_000  # distinct property keys kept; new ones past it refused
+    max_event_types: int = 10_000  # distinct event types kept; new ones past it refused
     limits: Limits = field(default_factory=Limits)
 
     @property

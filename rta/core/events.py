@@ -45,6 +45,8 @@ class Limits:
     max_batch_events: int = 10_000
     max_batch_bytes: int = 10 * 1024 * 1024
     future_tolerance_ms: int = HOUR
+    max_event_properties: int = 1000  # property keys in one event, after flattening
+    max_batch_property_keys: int = 10_000  # distinct property keys in one batch
     past_horizon_ms: int | None = None  # None: no horizon (retention keeps everything)
 
 
