@@ -21,10 +21,12 @@ from rta import __version__
 from rta.core.config import EngineConfig
 from rta.core.errors import RtaError, StorageError
 from rta.core.events import EventBatch, EventValidator
+from rta.core.key_budget import KeyBudget
 from rta.core.metadata import MetadataStore
 from rta.core.metrics import Registry
 from rta.core.store import ColumnStore, IngestResult, Snapshot, StoreConfig
 from rta.core.store.store import SealJob
+from rta.core.write_health import WriteHealth, probe_write
 
 log = logging.getLogger("rta.engine")
 IngestListener = Callable[[EventBatch], None]
@@ -69,11 +71,13 @@ class Engine:
     def __init__(self, config: EngineConfig | None = None) -> None:
         self.config = config or EngineConfig()
         limits = replace(self.config.limits, past_horizon_ms=self.config.retention_ms)
-        self.validator = EventValidator(limits)
         self.store = ColumnStore(self.config.data_dir, StoreConfig(
             max_head_events=self.config.max_events, retention_ms=self.config.retention_ms,
             dedup_window_ms=self.config.dedup_window_ms, fsync=self.config.fsync,
             column_cache_bytes=self.config.column_cache_mb << 20))
+        self.key_budget = self._key_budget()
+        self.validator = EventValidator(limits, budget=self.key_budget)
+        self.write_health = WriteHealth()
         self.metadata = MetadataStore(self.config.data_dir)
         self.metrics = Registry()
         self._ingested = self.metrics.counter("rta_events_ingested_total",
@@ -108,6 +112,14 @@ class Engine:
         """Callers add to it (`+= n`); the Prometheus counter follows."""
         self.rejected_counter.inc(value - self._rejected)
         self._rejected = value
+
+    def _key_budget(self) -> KeyBudget:
+        """The caps on distinct types and property columns, counting what is stored."""
+        columns: set[str] = set()
+        for block in self.store.snapshot().blocks:
+            columns.update(block.props)
+        return KeyBudget(self.config.max_property_keys, self.config.max_event_types,
+                         columns, self.store.dicts.types.strings)
 
     # -- wiring ----------------------------------------------------------------------------
 
@@ -148,12 +160,14 @@ class Engine:
         try:
             self.store.write_wal([p.payload for p in group])
         except StorageError as exc:
+            self.write_health.failed("wal", f"writes are failing: {exc.message}")
             for p in group:
                 self.store.release(p.batch)
                 p.error = exc
             if sync:
                 raise
             return
+        self.write_health.recovered("wal")
         self._apply(group)
         if sync:
             self.store.seal_if_full()
@@ -161,6 +175,7 @@ class Engine:
     def _apply(self, group: list[_Pending]) -> None:
         self.store.apply_many([p.batch for p in group])
         for p in group:
+            self.key_budget.register(p.batch)
             self.rate.add(len(p.batch))
             self._ingested.inc(len(p.batch))
             for listener in self._listeners:
@@ -178,10 +193,12 @@ class Engine:
             try:
                 await trio.to_thread.run_sync(self.store.write_wal, [p.payload for p in group])
             except StorageError as exc:
+                self.write_health.failed("wal", f"writes are failing: {exc.message}")
                 for p in group:
                     self.store.release(p.batch)
                     p.error = exc
             else:
+                self.write_health.recovered("wal")
                 self._fsync.observe(time.perf_counter() - started)
                 self._group.observe(len(group))
                 self._apply(group)
@@ -193,6 +210,7 @@ class Engine:
                     job = self.store.begin_seal()
                 except OSError as exc:  # e.g. no space for a new WAL file: retry later
                     log.error("could not start sealing a segment: %s", exc)
+                    self.write_health.failed("seal_start", f"could not start sealing: {exc}")
                 else:
                     self._nursery.start_soon(self._seal, job)
 
@@ -207,13 +225,27 @@ class Engine:
                 except OSError as exc:
                     log.error("sealing segment %d failed (%s); retrying in %.0f s", job.seq,
                               exc, delay)
+                    self.write_health.failed("seal", f"sealing segment {job.seq} failed "
+                                             f"({exc}); it is served from memory meanwhile")
                     await trio.sleep(delay)
                     delay = min(delay * 2, 60.0)
                     continue
+                self.write_health.recovered("seal")
                 self.store.finish_seal(job)
                 return
         finally:
             self._sealing = False
+
+    async def _probe_writes(self) -> None:
+        """While writes are failing, try a small durable write every few seconds, so
+        `/health` turns ok again when the disk recovers even if no client writes."""
+        while True:
+            await trio.sleep(2)
+            if self.write_health.ok or self.config.data_dir is None:
+                continue
+            ok = await trio.to_thread.run_sync(probe_write, self.config.data_dir)
+            if ok:
+                self.write_health.recovered("wal", "seal_start")
 
     async def _retention_loop(self) -> None:
         while True:
@@ -225,6 +257,7 @@ class Engine:
             self._nursery = nursery
             nursery.start_soon(self._commit_loop)
             nursery.start_soon(self._retention_loop)
+            nursery.start_soon(self._probe_writes)
             for task in self._background:
                 nursery.start_soon(task)
             task_status.started()
@@ -250,12 +283,17 @@ class Engine:
                 "eventsRejected": self.events_rejected,
             },
             "store": store,
+            "limits": self.key_budget.stats(),
         }
 
     def health(self) -> dict[str, Any]:
         damaged = self.store.damaged
+        reasons = self.write_health.reasons()
+        if damaged:
+            reasons.append(f"{len(damaged)} damaged segment(s) are not served")
         return {
-            "status": "degraded" if damaged else "ok",
+            "status": "degraded" if reasons else "ok",
+            "reasons": reasons,
             "version": self.version,
             "uptime": round(time.time() - self.started_at, 3),
             "store": {

@@ -22,6 +22,7 @@ import orjson
 
 from rta.core.errors import ValidationError
 from rta.core.event_ids import new_event_id, new_event_ids
+from rta.core.key_budget import KeyBudget
 from rta.core.timeparse import HOUR, int_text, now_ms, parse_iso
 
 MAX_TYPE_LENGTH = 200
@@ -68,6 +69,9 @@ class EventBatch:
     # The WAL record, encoded once by the validator (a batch is not changed after that).
     payload: bytes | None = field(default=None, compare=False, repr=False)
     _payload_rows: int = field(default=-1, init=False, compare=False, repr=False)
+    # New type and property names this batch holds in the store's KeyBudget until applied.
+    budget_claims: tuple[list[str], list[str]] | None = field(
+        default=None, init=False, compare=False, repr=False)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -178,8 +182,11 @@ def property_kind(value: Any) -> tuple[str, Any] | None:
 class EventValidator:
     """Validates raw events against `Limits` and appends the good ones to a batch."""
 
-    def __init__(self, limits: Limits | None = None) -> None:
+    def __init__(self, limits: Limits | None = None, budget: KeyBudget | None = None) -> None:
         self.limits = limits or Limits()
+        # Store-wide caps on distinct types and property columns (set by the engine; None
+        # for validators that feed no store, e.g. the CLI's pre-flight checks).
+        self.budget = budget
 
     def validate_batch(self, items: list[Any], now: int | None = None, index_offset: int = 0,
                        size_bound: int | None = None) -> tuple[EventBatch, list[dict[str, Any]]]:
@@ -266,6 +273,8 @@ class EventValidator:
         if (size_bound is None or size_bound > self.limits.max_event_bytes) and not \
                 self._fast_sizes(n, types, users, sessions, ids, props):
             return None
+        if not self._fast_key_counts(n, props):
+            return None
         batch.ids = ids
         batch.timestamps = stamps
         batch.types = types
@@ -276,7 +285,22 @@ class EventValidator:
             batch.to_json()
         except ValueError:
             return None
+        if self.budget is not None and not self.budget.claim_batch(batch, types, props):
+            return None
         return batch
+
+    def _fast_key_counts(self, n: int, props: dict[str, tuple[list[int], list[Any]]]) -> bool:
+        """True when no event has more property keys than allowed and the batch's distinct
+        keys are within the batch limit (else the per-event path says which events)."""
+        limits = self.limits
+        if len(props) > limits.max_batch_property_keys:
+            return False
+        if len(props) <= limits.max_event_properties:
+            return True
+        counts = np.zeros(n, dtype=np.int64)
+        for rows, _values in props.values():
+            counts[np.asarray(rows, dtype=np.int64)] += 1
+        return bool(counts.max() <= limits.max_event_properties)
 
     @staticmethod
     def _fast_ids(values: list[Any]) -> list[str | None] | None:
@@ -470,6 +494,7 @@ class EventValidator:
                         f"{self.limits.max_event_bytes}",
                         [{"field": "", "message": "event too large", "bytes": size,
                           "limit": self.limits.max_event_bytes}], code="event_too_large")
+        self._check_keys(batch, etype, flat)
         row = len(batch.ids)
         batch.ids.append(event_id)
         batch.timestamps.append(ts)
@@ -484,6 +509,26 @@ class EventValidator:
             else:
                 col[0].append(row)
                 col[1].append(value)
+
+    def _check_keys(self, batch: EventBatch, etype: str, flat: list[tuple[str, Any]]) -> None:
+        """Property-key limits: per event, per batch, then the store's budget (claimed last,
+        so only accepted events claim names)."""
+        limits = self.limits
+        if len(flat) > limits.max_event_properties:
+            raise _invalid("properties", f"has {len(flat)} keys, more than the limit of "
+                           f"{limits.max_event_properties} (setting max_event_properties)",
+                           code="too_many_properties", count=len(flat),
+                           limit=limits.max_event_properties)
+        columns = batch.props
+        new = sum(1 for name, _ in flat if name not in columns)
+        if new and len(columns) + new > limits.max_batch_property_keys:
+            raise _invalid("properties", f"brings {new} new keys to a batch that already "
+                           f"holds {len(columns)}; a batch may hold at most "
+                           f"{limits.max_batch_property_keys} distinct property keys (setting "
+                           "max_batch_property_keys)", code="too_many_property_keys",
+                           limit=limits.max_batch_property_keys)
+        if self.budget is not None:
+            self.budget.claim(batch, etype, [name for name, _ in flat])
 
     def _event_id(self, value: Any) -> str:
         if value is None:
