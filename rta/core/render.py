@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from rta.core.events import BOOL, FLOAT, INT, INT64_MIN, STR
-from rta.core.store.block import Block
+from rta.core.events import BOOL, FLOAT, INT, STR
+from rta.core.store.block import Block, not_null
 from rta.core.store.dictionary import Dictionaries
 
 
@@ -23,25 +23,43 @@ def render_events(block: Block, rows: np.ndarray, dicts: Dictionaries) -> list[d
     recv = block.recv[rows].tolist()
     props: list[dict[str, Any]] = [{} for _ in range(len(rows))]
     values = dicts.values.decoded()
-    for name, col in block.props.items():
-        kind, key = name[0], name[2:]
-        sub = col[rows]
-        if kind == FLOAT:
-            present = np.flatnonzero(~np.isnan(sub))
-            vals: list[Any] = sub[present].tolist()
-        elif kind == INT:
-            present = np.flatnonzero(sub != INT64_MIN)
-            vals = sub[present].tolist()
-        elif kind == STR:
-            present = np.flatnonzero(sub >= 0)
-            vals = values[sub[present]].tolist()
-        elif kind == BOOL:
-            present = np.flatnonzero(sub >= 0)
-            vals = [bool(v) for v in sub[present].tolist()]
-        else:
-            continue
-        for i, v in zip(present.tolist(), vals, strict=True):
-            props[i][key] = v
+    columns = block.prop_columns
+    for name in columns.dense_names():
+        sub = columns.dense_column(name)[rows]
+        present = np.flatnonzero(not_null(name[0], sub))
+        _fill(props, name[0], name[2:], present, sub[present], values)
+    # Sparse columns: the values at `rows`, found for all keys of a kind at once.
+    order = np.argsort(rows, kind="stable")
+    wanted = rows[order]
+    for kind, group in columns.groups().items():
+        pos = np.searchsorted(wanted, group.rows)
+        hit = np.flatnonzero(pos < len(wanted))
+        hit = hit[wanted[pos[hit]] == group.rows[hit]]
+        keys = (np.searchsorted(group.offsets, hit, "right") - 1).tolist()
+        names = group.names
+        for i, key, v in zip(order[pos[hit]].tolist(), keys,
+                             _python_values(kind, group.values[hit], values), strict=True):
+            props[i][names[key][2:]] = v
     return [{"id": ids[i], "type": types[i], "userId": users[i], "sessionId": sessions[i],
              "timestamp": ts[i], "receivedAt": recv[i], "properties": props[i]}
             for i in range(len(rows))]
+
+
+def _fill(props: list[dict[str, Any]], kind: str, key: str, at: np.ndarray,
+          raw: np.ndarray, strings: np.ndarray) -> None:
+    """Set `key` in the property dicts of events `at` to the stored values `raw`."""
+    for i, v in zip(at.tolist(), _python_values(kind, raw, strings), strict=True):
+        props[i][key] = v
+
+
+def _python_values(kind: str, raw: np.ndarray, strings: np.ndarray) -> list[Any]:
+    """Stored values of `kind` as the Python values events carry."""
+    if kind == STR:
+        out: list[Any] = strings[raw].tolist()
+        return out
+    if kind == BOOL:
+        return [bool(v) for v in raw.tolist()]
+    if kind in (INT, FLOAT):
+        vals: list[Any] = raw.tolist()
+        return vals
+    raise ValueError(f"unknown property kind {kind!r}")

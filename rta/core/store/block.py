@@ -11,9 +11,11 @@ from __future__ import annotations
 import hashlib
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from itertools import chain
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
@@ -62,6 +64,347 @@ def null_column(kind: str, n: int) -> np.ndarray:
     return np.full(n, sentinel, dtype=dtype)
 
 
+# -- property columns: dense or sparse ----------------------------------------------------
+
+# A property column is stored sparse (row positions + values) when it holds a value in fewer
+# than 1/SPARSE_SHARE of the block's rows, else as a dense column with sentinels. A sparse
+# value costs 4 bytes of row position plus its own: at 1/16 an int64 key takes 0.75 bytes a
+# row instead of 8, a boolean 0.31 instead of 1, and a key set on one event in a million
+# costs bytes, not megabytes, so storage grows with the values present rather than keys x
+# rows. Properties of whole event types (page, duration, status: a tenth of the rows or
+# more) stay dense, so queries read them as before without materialising anything.
+SPARSE_SHARE = 16
+
+
+def sparse_fits(count: int, n: int) -> bool:
+    """Whether a column with `count` values in `n` rows is kept sparse."""
+    return count * SPARSE_SHARE < n
+
+
+def row_dtype(n: int) -> type:
+    return np.int32 if n < 2**31 else np.int64
+
+
+def not_null(kind: str, values: np.ndarray) -> np.ndarray:
+    """True where `values` (a column of `kind`) holds a value, not the kind's sentinel."""
+    if kind == FLOAT:
+        return ~np.isnan(values)
+    return values != NULL_DTYPES[kind][1]
+
+
+@dataclass(frozen=True)
+class SparseColumn:
+    """One key's values in a block of `n` rows: ascending row positions and their values."""
+
+    kind: str
+    rows: np.ndarray
+    values: np.ndarray
+    n: int
+
+    def dense(self) -> np.ndarray:
+        out = null_column(self.kind, self.n)
+        out[self.rows] = self.values
+        return out
+
+
+class SparseGroup:
+    """Every sparse column of one kind in a block, key-major (CSR): key j's values are
+    `values[offsets[j]:offsets[j+1]]` at rows `rows[...]` (ascending within a key).
+
+    Keeping all keys of a kind in three arrays instead of two per key lets whole-block work
+    (reorder, merge, select, write) run as a few vectorised passes over the values, and costs
+    no per-key Python objects: 100k rare keys are 100k names, not 300k small arrays."""
+
+    __slots__ = ("_index", "kind", "names", "offsets", "rows", "values")
+
+    def __init__(self, kind: str, names: list[str], offsets: np.ndarray, rows: np.ndarray,
+                 values: np.ndarray, index: dict[str, int] | None = None) -> None:
+        self.kind = kind
+        self.names = names  # "<kind>:<key>"
+        self.offsets = offsets  # int64, len(names) + 1
+        self.rows = rows
+        self.values = values
+        self._index = index
+
+    @property
+    def index(self) -> dict[str, int]:
+        if self._index is None:
+            self._index = {name: j for j, name in enumerate(self.names)}
+        return self._index
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.offsets.nbytes + self.rows.nbytes + self.values.nbytes)
+
+    def counts(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def key_ids(self) -> np.ndarray:
+        """The key index of every value."""
+        return np.repeat(np.arange(len(self.names), dtype=np.int32), self.counts())
+
+    def column(self, j: int, n: int) -> SparseColumn:
+        lo, hi = int(self.offsets[j]), int(self.offsets[j + 1])
+        return SparseColumn(self.kind, self.rows[lo:hi], self.values[lo:hi], n)
+
+    def remap(self, new_rows: np.ndarray, n: int, keys: np.ndarray | None = None) -> SparseGroup:
+        """The group with value i moved to row `new_rows[i]` of an `n`-row block (dropped
+        where negative): one sort for all keys together."""
+        keys = self.key_ids() if keys is None else keys
+        keep = new_rows >= 0
+        if not keep.all():
+            keys, new_rows, values = keys[keep], new_rows[keep], self.values[keep]
+        else:
+            values = self.values
+        order = np.lexsort((new_rows, keys))
+        return SparseGroup(self.kind, self.names, _offsets(keys, len(self.names)),
+                           new_rows[order].astype(row_dtype(n)), values[order], self._index)
+
+    def restrict(self, wanted: Collection[str]) -> SparseGroup | None:
+        """Only the keys in `wanted` (None if none is)."""
+        flags = np.fromiter((name in wanted for name in self.names), bool, len(self.names))
+        if flags.all():
+            return self
+        if not flags.any():
+            return None
+        kept = np.flatnonzero(flags)
+        per_value = np.repeat(flags, self.counts())
+        counts = self.counts()[kept]
+        offsets = np.zeros(len(kept) + 1, np.int64)
+        np.cumsum(counts, out=offsets[1:])
+        return SparseGroup(self.kind, [self.names[j] for j in kept.tolist()], offsets,
+                           self.rows[per_value], self.values[per_value])
+
+    def select(self, rows: slice | np.ndarray, n: int) -> SparseGroup:
+        """The group over `rows` of its block (a slice, or ascending positions), renumbered
+        0..len(rows)-1: O(values log rows), nothing per row of the block."""
+        if isinstance(rows, slice):
+            start, stop = rows.start or 0, rows.stop
+            new = self.rows.astype(np.int64) - start
+            new[(self.rows < start) | (self.rows >= stop)] = -1
+        else:
+            pos = np.searchsorted(rows, self.rows)
+            hit = pos < len(rows)
+            hit[hit] = rows[pos[hit]] == self.rows[hit]
+            new = np.where(hit, pos, -1)
+        return self.remap(new, n)
+
+
+def _offsets(keys: np.ndarray, k: int) -> np.ndarray:
+    """CSR offsets of `keys` (key ids, any order) over `k` keys."""
+    offsets = np.zeros(k + 1, np.int64)
+    np.cumsum(np.bincount(keys, minlength=k), out=offsets[1:])
+    return offsets
+
+
+def build_group(kind: str, names: list[str], keys: np.ndarray, rows: np.ndarray,
+                values: np.ndarray, n: int, index: dict[str, int] | None = None
+                ) -> SparseGroup:
+    """A group from values in any order: `keys[i]` indexes `names`, `rows[i]` its row."""
+    order = np.lexsort((rows, keys))
+    return SparseGroup(kind, names, _offsets(keys, len(names)),
+                       rows[order].astype(row_dtype(n)), values[order], index)
+
+
+Entry = np.ndarray | SparseColumn
+
+
+class PropColumns(Mapping[str, np.ndarray]):
+    """`Block.props`: property column name -> dense column, whichever way it is stored.
+
+    Reading a name gives a dense array, as query kernels expect (a sparse column is
+    materialised for that one key, O(rows)). Code that walks every column (merging,
+    reordering, writing, rendering, exporting) must not: it uses `dense_names`,
+    `sparse_names`, `dense_column`, `groups` and `entry`, which never widen a sparse column.
+    (Mapping's own `values()` and `items()` would, once per key: keys x rows.)"""
+
+    def __init__(self, n: int, dense: dict[str, np.ndarray] | None = None,
+                 groups: dict[str, SparseGroup] | None = None) -> None:
+        self.n = n
+        self._dense = dense or {}
+        self._groups = {k: g for k, g in (groups or {}).items() if g.names}
+
+    # The storage (overridden by a segment's lazily read columns).
+
+    def dense_names(self) -> list[str]:
+        return list(self._dense)
+
+    def dense_column(self, name: str) -> np.ndarray:
+        return self._dense[name]
+
+    def sparse_names(self) -> list[str]:
+        return [name for g in self._groups.values() for name in g.names]
+
+    def sparse_kinds(self) -> list[str]:
+        return list(self._groups)
+
+    def group(self, kind: str) -> SparseGroup | None:
+        return self._groups.get(kind)
+
+    def _sparse_index(self, name: str) -> int | None:
+        g = self._groups.get(name[:1])
+        return None if g is None else g.index.get(name)
+
+    def groups(self) -> dict[str, SparseGroup]:
+        out = {}
+        for kind in self.sparse_kinds():
+            g = self.group(kind)
+            if g is not None:
+                out[kind] = g
+        return out
+
+    # Derived.
+
+    def is_sparse(self, name: str) -> bool:
+        return self._sparse_index(name) is not None
+
+    def entry(self, name: str) -> Entry:
+        """The column as stored: a dense array or a SparseColumn (KeyError if absent)."""
+        j = self._sparse_index(name)
+        if j is None:
+            return self.dense_column(name)
+        g = self.group(name[0])
+        assert g is not None
+        return g.column(j, self.n)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        found = self.entry(name)
+        return found.dense() if isinstance(found, SparseColumn) else found
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and (
+            name in self._dense_set() or self._sparse_index(name) is not None)
+
+    def _dense_set(self) -> Collection[str]:
+        return self._dense
+
+    def __iter__(self) -> Iterator[str]:
+        yield from self.dense_names()
+        yield from self.sparse_names()
+
+    def __len__(self) -> int:
+        return len(self.dense_names()) + len(self.sparse_names())
+
+    def nbytes(self) -> int:
+        return sum(self.dense_column(c).nbytes for c in self.dense_names()) + sum(
+            g.nbytes for g in self.groups().values())
+
+    def has_values(self, name: str) -> bool:
+        j = self._sparse_index(name)
+        if j is not None:
+            g = self.group(name[0])
+            assert g is not None
+            return bool(g.offsets[j + 1] > g.offsets[j])
+        if name not in self._dense_set():
+            return False
+        return bool(not_null(name[0], self.dense_column(name)).any())
+
+    # Whole-block operations: O(values) for sparse columns.
+
+    def take(self, rows: np.ndarray) -> PropColumns:
+        """Rows `rows` (distinct positions, any order) of every column."""
+        m = len(rows)
+        dense = {c: self.dense_column(c)[rows] for c in self.dense_names()}
+        groups = self.groups()
+        if groups:
+            inverse = np.full(self.n, -1, np.int64)
+            inverse[rows] = np.arange(m)
+            groups = {k: g.remap(inverse[g.rows], m) for k, g in groups.items()}
+        return PropColumns(m, dense, groups)
+
+    def select(self, rows: slice | np.ndarray, names: Collection[str] | None = None
+               ) -> PropColumns:
+        """Rows `rows` (a slice or ascending positions) of the columns in `names` (all if
+        None), for exports: sparse columns stay sparse."""
+        m = (rows.stop - rows.start) if isinstance(rows, slice) else len(rows)
+        dense = {c: self.dense_column(c)[rows] for c in self.dense_names()
+                 if names is None or c in names}
+        groups = {}
+        for kind, g in self.groups().items():
+            part = g if names is None else g.restrict(names)
+            if part is not None:
+                groups[kind] = part.select(rows, m)
+        return PropColumns(m, dense, groups)
+
+    def restrict(self, names: Collection[str]) -> PropColumns:
+        dense = {c: self.dense_column(c) for c in self.dense_names() if c in names}
+        groups = {}
+        for kind, g in self.groups().items():
+            part = g.restrict(names)
+            if part is not None:
+                groups[kind] = part
+        return PropColumns(self.n, dense, groups)
+
+    def densified(self) -> PropColumns:
+        """The same columns all dense (tests compare the two forms)."""
+        return PropColumns(self.n, {c: self[c] for c in self}, {})
+
+
+def concat_props(parts: list[PropColumns]) -> PropColumns:
+    """All rows of `parts` laid end to end, columns unioned, each column dense or sparse by
+    its share of the total rows (`sparse_fits`); sparse columns of all keys are merged per
+    kind in one sort, so the cost grows with the values present, not keys x rows."""
+    starts = np.zeros(len(parts) + 1, np.int64)
+    np.cumsum([p.n for p in parts], out=starts[1:])
+    total = int(starts[-1])
+    counts: dict[str, int] = {}
+    dense_in: dict[str, list[int]] = {}
+    for i, p in enumerate(parts):
+        for name in p.dense_names():
+            dense_in.setdefault(name, []).append(i)
+            counts[name] = counts.get(name, 0) + int(
+                not_null(name[0], p.dense_column(name)).sum())
+        for g in p.groups().values():
+            for name, c in zip(g.names, g.counts().tolist(), strict=True):
+                counts[name] = counts.get(name, 0) + c
+    dense_out = {name for name, c in counts.items() if not sparse_fits(c, total)}
+    dense: dict[str, np.ndarray] = {}
+    for name in counts:  # (insertion order: as the parts list them)
+        if name not in dense_out:
+            continue
+        col = dense[name] = null_column(name[0], total)
+        for i, p in enumerate(parts):
+            if name in p:
+                e = p.entry(name)
+                if isinstance(e, SparseColumn):
+                    col[starts[i] + e.rows] = e.values
+                else:
+                    col[starts[i]:starts[i + 1]] = e
+    # Sparse results per kind: every part's group plus dense parts turned sparse.
+    names_by_kind: dict[str, dict[str, int]] = {}
+    for name in counts:
+        if name not in dense_out:
+            ids = names_by_kind.setdefault(name[0], {})
+            ids[name] = len(ids)
+    groups = {}
+    for kind, ids in names_by_kind.items():
+        keys, rows, values = [], [], []
+        for i, p in enumerate(parts):
+            part = p.group(kind)
+            if part is not None and len(part.values):
+                local = np.fromiter((ids.get(name, -1) for name in part.names), np.int64,
+                                    len(part.names))
+                k = local[part.key_ids()]
+                ok = k >= 0
+                keys.append(k[ok])
+                rows.append(part.rows[ok].astype(np.int64) + starts[i])
+                values.append(part.values[ok])
+        for name in ids:
+            for i in dense_in.get(name, ()):
+                col = parts[i].dense_column(name)
+                at = np.flatnonzero(not_null(kind, col))
+                keys.append(np.full(len(at), ids[name], np.int64))
+                rows.append(at + starts[i])
+                values.append(col[at])
+        dtype = NULL_DTYPES[kind][0]
+        groups[kind] = build_group(
+            kind, list(ids), np.concatenate(keys) if keys else np.zeros(0, np.int64),
+            np.concatenate(rows) if rows else np.zeros(0, np.int64),
+            np.concatenate(values).astype(dtype, copy=False) if values
+            else np.zeros(0, dtype), total)
+    return PropColumns(total, dense, groups)
+
+
 @dataclass(eq=False)
 class Block:
     ts: np.ndarray
@@ -72,8 +415,18 @@ class Block:
     id_hi: np.ndarray
     id_lo: np.ndarray
     id_text: pa.Array | None = None  # custom (non-UUID) ids; null where the id is a UUID
+    # A PropColumns (a plain dict of dense columns is wrapped into one).
     props: Mapping[str, np.ndarray] = field(default_factory=dict)
     label: str = "head"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.props, PropColumns):
+            self.props = PropColumns(len(self.ts), dict(self.props))
+
+    @property
+    def prop_columns(self) -> PropColumns:
+        """`props` with its storage API (dense or sparse entries, whole-block operations)."""
+        return cast(PropColumns, self.props)
 
     @property
     def n(self) -> int:
@@ -108,19 +461,14 @@ class Block:
 
     def nbytes(self) -> int:
         total = sum(getattr(self, c).nbytes for c in BASE_COLUMNS)
-        total += sum(a.nbytes for a in self.props.values())
+        total += self.prop_columns.nbytes()
         if self.id_text is not None:
             total += self.id_text.nbytes
         return total
 
     def has_values(self, prop: str) -> bool:
         """Whether property column `<kind>:<key>` holds a value in any row."""
-        col = self.props.get(prop)
-        if col is None:
-            return False
-        if prop[0] == FLOAT:
-            return not bool(np.isnan(col).all())
-        return bool((col != NULL_DTYPES[prop[0]][1]).any())
+        return self.prop_columns.has_values(prop)
 
     def scan(self, name: str) -> np.ndarray:
         """A base column, or property column `p:<kind>:<key>`, for a one-pass read (exports):
@@ -130,6 +478,11 @@ class Block:
     def scan_many(self, names: list[str]) -> dict[str, np.ndarray]:
         """`scan` of several columns (a segment reads and decompresses them together)."""
         return {name: self.scan(name) for name in names}
+
+    def scan_props(self, names: Collection[str]) -> PropColumns:
+        """The property columns in `names` as stored (sparse ones stay sparse), for a
+        one-pass read like `scan`."""
+        return self.prop_columns.restrict(names)
 
     def time_slice(self, start: int | None, end: int | None) -> slice:
         """Rows with start <= ts < end, by binary search on the sorted timestamps."""
@@ -154,12 +507,13 @@ class Block:
     def present(self, key: str) -> np.ndarray:
         """True where the event has property `key` in any type."""
         mask = np.zeros(self.n, dtype=bool)
+        props = self.prop_columns
         for kind in self.property_keys.get(key, ()):
-            col = self.props[kind + ":" + key]
-            if kind == FLOAT:
-                mask |= ~np.isnan(col)
+            col = props.entry(kind + ":" + key)
+            if isinstance(col, SparseColumn):
+                mask[col.rows] = True
             else:
-                mask |= col != NULL_DTYPES[kind][1]
+                mask |= not_null(kind, col)
         return mask
 
     def ids(self, rows: np.ndarray | slice) -> list[str]:
@@ -172,10 +526,11 @@ class Block:
                 for h, low, t in zip(hi.tolist(), lo.tolist(), texts, strict=True)]
 
     def take(self, rows: np.ndarray) -> Block:
+        """The block's rows `rows` (distinct positions, any order)."""
         return Block(
             **{c: getattr(self, c)[rows] for c in BASE_COLUMNS},
             id_text=None if self.id_text is None else self.id_text.take(pa.array(rows)),
-            props={k: v[rows] for k, v in self.props.items()}, label=self.label)
+            props=self.prop_columns.take(rows), label=self.label)
 
 
 def batch_id_words(batch: EventBatch) -> tuple[np.ndarray, np.ndarray, list[str | None] | None]:
@@ -262,20 +617,27 @@ def block_from_batch(batch: EventBatch, dicts: Dictionaries) -> Block:
     n = len(batch)
     his, los, custom = batch_id_words(batch)
     props: dict[str, np.ndarray] = {}
+    rare: dict[str, list[tuple[str, list[int], list[Any]]]] = {}
     for col, (rows, values) in batch.props.items():
         kind = col[0]
-        if kind == STR:
-            vals = dicts.values.encode(values)
-        elif kind == BOOL:
-            vals = np.array(values, dtype=np.int8)
-        else:
-            vals = np.array(values, dtype=NULL_DTYPES[kind][0])
+        if sparse_fits(len(rows), n):
+            rare.setdefault(kind, []).append((col, rows, values))
+            continue
+        vals = _encode_values(kind, values, dicts)
         if len(rows) == n:  # rows ascend, one entry per row: every row has it
             props[col] = vals
         else:
             arr = null_column(kind, n)
             arr[np.array(rows, dtype=np.int64)] = vals
             props[col] = arr
+    groups = {}
+    for kind, cols in rare.items():  # all rare keys of a kind encoded together
+        counts = [len(rows) for _, rows, _ in cols]
+        groups[kind] = SparseGroup(
+            kind, [c for c, _, _ in cols], np.concatenate([[0], np.cumsum(counts)]).astype(
+                np.int64),
+            np.fromiter(chain.from_iterable(r for _, r, _ in cols), row_dtype(n), sum(counts)),
+            _encode_values(kind, list(chain.from_iterable(v for _, _, v in cols)), dicts))
     return Block(
         ts=np.array(batch.timestamps, dtype=np.int64),
         recv=np.full(n, batch.received_at, dtype=np.int64),
@@ -284,23 +646,25 @@ def block_from_batch(batch: EventBatch, dicts: Dictionaries) -> Block:
         session=dicts.sessions.encode(batch.sessions),
         id_hi=his, id_lo=los,
         id_text=None if custom is None else pa.array(custom, type=pa.string()),
-        props=props)
+        props=PropColumns(n, props, groups))
+
+
+def _encode_values(kind: str, values: list[Any], dicts: Dictionaries) -> np.ndarray:
+    if kind == STR:
+        return dicts.values.encode(values)
+    if kind == BOOL:
+        return np.array(values, dtype=np.int8)
+    return np.array(values, dtype=NULL_DTYPES[kind][0])
 
 
 def concat_blocks(blocks: list[Block], label: str = "head") -> Block:
-    """One block holding all rows of `blocks`, property columns unioned (nulls filled)."""
+    """One block holding all rows of `blocks`, property columns unioned (`concat_props`)."""
     if len(blocks) == 1:
         return blocks[0]
     if not blocks:
         return empty_block(label)
     cols = {c: np.concatenate([getattr(b, c) for b in blocks]) for c in BASE_COLUMNS}
-    names: dict[str, None] = {}
-    for b in blocks:
-        names.update(dict.fromkeys(b.props))
-    props = {}
-    for name in names:
-        parts = [b.props[name] if name in b.props else null_column(name[0], b.n) for b in blocks]
-        props[name] = np.concatenate(parts)
+    props = concat_props([b.prop_columns for b in blocks])
     id_text = None
     if any(b.id_text is not None for b in blocks):
         id_text = pa.concat_arrays([

@@ -62,11 +62,14 @@ from rta.core.events import (
 )
 from rta.core.store.block import (
     Block,
+    PropColumns,
     block_from_batch,
+    build_group,
     concat_blocks,
     dedup_keys,
     id_parts,
     null_column,
+    sparse_fits,
 )
 from rta.core.store.dictionary import Dictionary
 from rta.core.store.records import fsync_dir
@@ -419,7 +422,7 @@ def _range(blocks: list[Block], lo: int, hi: int) -> Block:
                 ts=b.ts[sl], recv=b.recv[sl], type=b.type[sl], user=b.user[sl],
                 session=b.session[sl], id_hi=b.id_hi[sl], id_lo=b.id_lo[sl],
                 id_text=None if b.id_text is None else b.id_text[sl],
-                props={k: v[sl] for k, v in b.props.items()}, label="bulk"))
+                props=b.prop_columns.select(sl), label="bulk"))
         start = end
     return concat_blocks(parts, label="bulk")
 
@@ -769,6 +772,7 @@ def _encode(table: pa.Table, store: ColumnStore, now: int) -> Block:
         ts = np.full(n, now, dtype=np.int64)
 
     props: dict[str, np.ndarray] = {}
+    rare: dict[str, tuple[list[str], list[np.ndarray], list[np.ndarray]]] = {}
     for name in names:
         if not name.startswith(PROPS):
             continue
@@ -798,11 +802,23 @@ def _encode(table: pa.Table, store: ColumnStore, now: int) -> Block:
             else:
                 arr = null_column(INT, n)
                 arr[present] = raw[present]
-        if present.any():
+        count = int(np.count_nonzero(present))
+        if count and sparse_fits(count, n):  # (a wide, mostly empty table: keep it sparse)
+            at = np.flatnonzero(present)
+            rare.setdefault(kind, ([], [], []))
+            rare[kind][0].append(kind + ":" + key)
+            rare[kind][1].append(at)
+            rare[kind][2].append(arr[at])
+        elif count:
             props[kind + ":" + key] = arr
+    groups = {}
+    for kind, (cols, rows, values) in rare.items():
+        keys = np.repeat(np.arange(len(cols)), [len(r) for r in rows])
+        groups[kind] = build_group(kind, cols, keys, np.concatenate(rows),
+                                   np.concatenate(values), n)
     return Block(ts=ts, recv=np.full(n, now, dtype=np.int64), type=etype, user=user,
-                 session=session, id_hi=id_hi, id_lo=id_lo, id_text=id_text, props=props,
-                 label="bulk")
+                 session=session, id_hi=id_hi, id_lo=id_lo, id_text=id_text,
+                 props=PropColumns(n, props, groups), label="bulk")
 
 
 # -- dedup and segments --------------------------------------------------------------------

@@ -11,16 +11,25 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-
-import numpy as np
+from typing import Protocol, TypeVar
 
 Key = tuple[str, str]  # (segment file, column name)
+
+
+class Sized(Protocol):
+    """What the cache holds: a numpy column, a sparse group, an Arrow array."""
+
+    @property
+    def nbytes(self) -> int: ...
+
+
+T = TypeVar("T", bound=Sized)
 
 
 class ColumnCache:
     def __init__(self, budget_bytes: int) -> None:
         self.budget_bytes = budget_bytes
-        self._items: OrderedDict[Key, np.ndarray] = OrderedDict()
+        self._items: OrderedDict[Key, Sized] = OrderedDict()
         self._lock = threading.Lock()
         self._names: dict[str, int] = {}  # column name -> how many segments have it here
         self.bytes = 0
@@ -28,7 +37,7 @@ class ColumnCache:
         self.misses = 0
         self.evictions = 0
 
-    def get(self, key: Key, load: Callable[[], np.ndarray]) -> np.ndarray:
+    def get(self, key: Key, load: Callable[[], T]) -> T:
         """The cached column for `key`, loading (outside the lock) on a miss.
 
         Two threads missing the same key both decode it; the second result replaces the
@@ -38,18 +47,18 @@ class ColumnCache:
             if found is not None:
                 self._items.move_to_end(key)
                 self.hits += 1
-                return found
+                return found  # type: ignore[return-value]  # (keys map to one type each)
             self.misses += 1
         value = load()
         self.put(key, value)
         return value
 
-    def peek(self, key: Key) -> np.ndarray | None:
+    def peek(self, key: Key) -> Sized | None:
         """The cached column, if any, without loading or reordering anything."""
         with self._lock:
             return self._items.get(key)
 
-    def put(self, key: Key, value: np.ndarray) -> None:
+    def put(self, key: Key, value: Sized) -> None:
         with self._lock:
             self._remove(key)
             if value.nbytes > self.budget_bytes:

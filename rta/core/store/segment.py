@@ -1,12 +1,21 @@
 """Sealed segments: immutable, time-sorted Blocks persisted as compressed Arrow IPC files.
 
-Format 2 (written now): every integer column is narrowed by `encoding.encode_column` and the
+Format 3 (written now): every integer column is narrowed by `encoding.encode_column` and the
 file is zstd-compressed, so the standard event shape costs a few bytes per event on disk. A
 segment opens by reading only its footer and schema metadata (the zone map: time bounds,
 per-type counts, largest dictionary codes, covered WAL sequence); its columns are decoded on
 first use, one at a time, through the store's `ColumnCache`, so RAM holds the columns queries
-touch rather than every event ever stored. Format 1 (uncompressed, memory-mapped zero-copy)
-is still read.
+touch rather than every event ever stored.
+
+Dense property columns are one field each (`p:<kind>:<key>`); the block's sparse columns
+(rare keys, see `block.SPARSE_SHARE`) are one field per kind, `s:<kind>`, of type
+list<struct<k, v>> with one list per row holding (key index, value) pairs, and the key names
+in the metadata (`sparse.<kind>.keys`). So a segment's schema and footer grow with the keys
+dense enough to earn a column plus one name per rare key, and its bytes with the values
+present, not keys x rows; type counts are stored as (codes, counts) of the types present.
+A sparse field is read and cached whole (every rare key of that kind, key-major) the first
+time any of its keys is read. Formats 1 (uncompressed, memory-mapped zero-copy) and 2 (format
+3 without sparse fields, dense type counts) are still read.
 """
 
 from __future__ import annotations
@@ -15,18 +24,25 @@ import json
 import os
 import re
 import zlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from rta.core.errors import DamagedSegmentError
-from rta.core.events import FLOAT, INT, STR
-from rta.core.store.block import BASE_COLUMNS, Block, dedup_keys
+from rta.core.events import BOOL, FLOAT, INT, STR
+from rta.core.store.block import (
+    BASE_COLUMNS,
+    Block,
+    PropColumns,
+    SparseGroup,
+    build_group,
+    dedup_keys,
+)
 from rta.core.store.column_cache import ColumnCache
 from rta.core.store.encoding import (
     compact_floats,
@@ -36,11 +52,12 @@ from rta.core.store.encoding import (
 )
 from rta.core.store.records import fsync_dir
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+READ_VERSIONS = (2, 3)  # (format 1 is read by `_dense_block`)
 _NAME = re.compile(r"^seg-(\d{8})\.arrow$")
 _WRITE_OPTIONS = ipc.IpcWriteOptions(compression=pa.Codec("zstd", compression_level=3))
 _ITEMSIZE = {"ts": 8, "recv": 8, "type": 4, "user": 4, "session": 4, "id_hi": 8, "id_lo": 8,
-             STR: 4, INT: 8, FLOAT: 8}
+             STR: 4, INT: 8, FLOAT: 8, BOOL: 1}
 
 
 @dataclass
@@ -79,10 +96,14 @@ def list_segments(directory: str) -> list[tuple[int, str]]:
 
 def write_segment_file(path: str, block: Block, wal_seq: int) -> None:
     """Write the segment file format to `path` (no fsync, no rename: callers decide)."""
+    props = block.prop_columns
     columns: dict[str, np.ndarray | pa.Array] = {c: getattr(block, c) for c in BASE_COLUMNS}
     if block.id_text is not None:
         columns["id_text"] = block.id_text
-    columns.update({"p:" + name: col for name, col in block.props.items()})
+    columns.update({"p:" + name: props.dense_column(name) for name in props.dense_names()})
+    sparse: dict[str, dict[str, Any]] = {}
+    for kind, group in props.groups().items():
+        columns["s:" + kind], sparse[kind] = _sparse_field(group, block.n)
     arrays: list[pa.Array] = []
     encodings: dict[str, dict[str, Any]] = {}
     for name, col in columns.items():
@@ -95,20 +116,43 @@ def write_segment_file(path: str, block: Block, wal_seq: int) -> None:
         else:
             arrays.append(col)
     n = block.n
+    type_counts = block.type_counts
+    present = np.flatnonzero(type_counts)
     meta = {
         "version": FORMAT_VERSION, "wal_seq": wal_seq, "rows": n,
         "min_ts": block.min_ts, "max_ts": block.max_ts,
         "min_recv": int(block.recv.min()) if n else 0,
         "max_recv": int(block.recv.max()) if n else 0,
-        "type_counts": block.type_counts.tolist(),
+        "type_counts": {"codes": present.tolist(), "counts": type_counts[present].tolist()},
         "max_codes": block.max_codes,
         "columns": encodings,
-        "has_values": {name: block.has_values(name) for name in block.props},
+        "has_values": {name: props.has_values(name) for name in props.dense_names()},
+        "sparse": sparse,
     }
     table = pa.Table.from_arrays(arrays, names=list(columns)).replace_schema_metadata(
         {"rta": json.dumps(meta)})
     with open(path, "wb") as f, ipc.new_file(f, table.schema, options=_WRITE_OPTIONS) as w:
         w.write_table(table, max_chunksize=max(n, 1))
+
+
+def _sparse_field(group: SparseGroup, n: int) -> tuple[pa.Array, dict[str, Any]]:
+    """A kind's sparse columns as one n-row field of (key index, value) lists, row-major
+    (ordered by row, then key), and its metadata: key names, encodings, checksums."""
+    keys = group.key_ids()
+    order = np.lexsort((keys, group.rows))
+    rows = group.rows[order]
+    offsets = np.zeros(n + 1, np.int32)
+    np.cumsum(np.bincount(rows, minlength=n), out=offsets[1:])
+    k_stored, k_enc = encode_column("k", keys[order])
+    v_stored, v_enc = encode_column("v", group.values[order])
+    k_enc["crc"] = _crc(k_stored)
+    v_enc["crc"] = _crc(v_stored)
+    counts = group.counts()
+    meta = {"keys": [name[2:] for name in group.names],
+            "empty": np.flatnonzero(counts == 0).tolist(), "values": len(keys),
+            "offsets_crc": _crc(offsets), "k": k_enc, "v": v_enc}
+    pairs = pa.StructArray.from_arrays([pa.array(k_stored), pa.array(v_stored)], ["k", "v"])
+    return pa.ListArray.from_arrays(pa.array(offsets), pairs), meta
 
 
 def write_segment(directory: str, seq: int, block: Block, wal_seq: int,
@@ -139,8 +183,9 @@ def read_segment(seq: int, path: str, cache: ColumnCache | None = None,
     version = meta.get("version")
     if version == 1:
         block = _dense_block(reader.read_all(), meta, path)
-    elif version == FORMAT_VERSION and reader.num_record_batches == (1 if meta["rows"] else 0) \
-            and set(meta["columns"]) <= set(reader.schema.names):
+    elif version in READ_VERSIONS and reader.num_record_batches == (1 if meta["rows"] else 0) \
+            and set(meta["columns"]) <= set(reader.schema.names) \
+            and {"s:" + kind for kind in meta.get("sparse", ())} <= set(reader.schema.names):
         lazy = LazyBlock(path, reader.schema, meta, cache or ColumnCache(0))
         if decoded is not None and cache is not None:
             lazy.warm(decoded)
@@ -171,7 +216,7 @@ def _dense_block(table: pa.Table, meta: dict[str, Any], path: str) -> Block:
 
 
 class LazyBlock(Block):
-    """A format-2 segment as a Block whose columns decode on first use.
+    """A format-2 or -3 segment as a Block whose columns decode on first use.
 
     Shape facts queries prune with (rows, time bounds, type counts, property keys) come from
     the metadata and decode nothing."""
@@ -188,7 +233,9 @@ class LazyBlock(Block):
         self.on_damage: Callable[[str, str], None] | None = None
         self._rows = int(meta["rows"])
         self._scales: dict[str, float] = {}  # float column -> scale of its cached form
-        self._props = LazyProps(self, [n[2:] for n in schema.names if n.startswith("p:")])
+        self._props = LazyProps(self, [n[2:] for n in schema.names if n.startswith("p:")],
+                                {kind: [kind + ":" + key for key in info["keys"]]
+                                 for kind, info in meta.get("sparse", {}).items()})
 
     # The columns (setters only so the type matches Block's attributes; blocks are immutable).
     ts = property(lambda self: self.load("ts"), lambda self, v: self._immutable())
@@ -227,7 +274,13 @@ class LazyBlock(Block):
 
     @cached_property
     def type_counts(self) -> np.ndarray:
-        return np.array(self._meta["type_counts"], dtype=np.int64)
+        stored = self._meta["type_counts"]
+        if isinstance(stored, list):  # (format 2: dense)
+            return np.array(stored, dtype=np.int64)
+        codes = np.array(stored["codes"], dtype=np.int64)
+        out = np.zeros(int(codes.max()) + 1 if len(codes) else 0, np.int64)
+        out[codes] = stored["counts"]
+        return out
 
     @cached_property
     def max_codes(self) -> dict[str, int]:
@@ -236,11 +289,63 @@ class LazyBlock(Block):
     def nbytes(self) -> int:
         """Bytes the decoded columns would take (what `Block.nbytes` reports)."""
         total = sum(_ITEMSIZE[c] for c in BASE_COLUMNS)
-        total += sum(_ITEMSIZE.get(name[0], 1) for name in self._props)
-        return total * self._rows
+        total += sum(_ITEMSIZE[name[0]] for name in self._props.dense_names())
+        sparse = sum((4 + _ITEMSIZE[kind]) * info["values"] + 8 * (len(info["keys"]) + 1)
+                     for kind, info in self._meta.get("sparse", {}).items())
+        return total * self._rows + sparse
 
     def has_values(self, prop: str) -> bool:
-        return bool(self._meta["has_values"].get(prop, False))
+        return self._props.has_values(prop)
+
+    @property
+    def prop_columns(self) -> PropColumns:
+        return self._props
+
+    def load_group(self, kind: str) -> SparseGroup:
+        """The sparse columns of `kind`, through the cache (kept whole, key-major)."""
+        found: Any = self._cache.get((self.path, "s:" + kind),
+                                     lambda: self._read_group(kind))
+        return cast(SparseGroup, found)
+
+    def _read_group(self, kind: str) -> SparseGroup:
+        return self._decode_group(kind, self._read("s:" + kind))
+
+    def _decode_group(self, kind: str, column: pa.Array) -> SparseGroup:
+        info = self._meta["sparse"][kind]
+        offsets = np.asarray(column.offsets.to_numpy(zero_copy_only=False), np.int32)
+        pairs = column.values
+        k_stored = pairs.field("k").to_numpy(zero_copy_only=False)
+        v_stored = pairs.field("v").to_numpy(zero_copy_only=False)
+        if _crc(offsets) != info["offsets_crc"] or _crc(k_stored) != info["k"]["crc"] \
+                or _crc(v_stored) != info["v"]["crc"] or len(k_stored) != info["values"] \
+                or len(offsets) != self._rows + 1:
+            raise self._damaged(f"column s:{kind} fails its checksum", ["s:" + kind])
+        keys = decode_column(k_stored, info["k"])
+        values = decode_column(v_stored, info["v"])
+        rows = np.repeat(np.arange(self._rows, dtype=np.int32), np.diff(offsets))
+        return build_group(kind, self._props.sparse_names_of(kind), keys, rows, values,
+                           self._rows, self._props.sparse_index_of(kind))
+
+    def _scan_group(self, kind: str) -> SparseGroup:
+        """A sparse field for one pass: from the cache if there, else read without filling
+        it."""
+        cached = self._cache.peek((self.path, "s:" + kind))
+        if cached is not None:
+            return cast(SparseGroup, cached)
+        return self._read_group(kind)
+
+    def scan_props(self, names: Collection[str]) -> PropColumns:
+        props = self._props
+        dense = [name for name in props.dense_names() if name in names]
+        columns = self.scan_many(["p:" + name for name in dense])
+        groups = {}
+        for kind in props.sparse_kinds():
+            if any(name in names for name in props.sparse_names_of(kind)):
+                part = self._scan_group(kind).restrict(names)
+                if part is not None:
+                    groups[kind] = part
+        return PropColumns(self._rows, {name: columns["p:" + name] for name in dense},
+                           groups)
 
     def load(self, name: str) -> np.ndarray:
         return self._restore(name, self._cache.get((self.path, name), lambda: self._fill(name)))
@@ -293,21 +398,33 @@ class LazyBlock(Block):
         for c in BASE_COLUMNS:
             if c == "ts" or self._cache.in_use(c):
                 self._cache.put((self.path, c), self._compact(c, getattr(block, c)))
-        for name, col in block.props.items():
+        props = block.prop_columns
+        for name in props.dense_names():
             if self._cache.in_use("p:" + name):
-                self._cache.put((self.path, "p:" + name), self._compact("p:" + name, col))
+                self._cache.put((self.path, "p:" + name),
+                                self._compact("p:" + name, props.dense_column(name)))
+        for kind, group in props.groups().items():
+            if self._cache.in_use("s:" + kind) and kind in self._meta.get("sparse", {}):
+                self._cache.put((self.path, "s:" + kind), group)
 
     def scan_many(self, names: list[str]) -> dict[str, np.ndarray]:
         out: dict[str, np.ndarray] = {}
         missing = []
+        groups: dict[str, SparseGroup] = {}
         for name in names:
             if name.startswith("p:") and name[2:] not in self._props:
                 raise KeyError(name)
+            if name.startswith("p:") and self._props.is_sparse(name[2:]):
+                kind = name[2]
+                if kind not in groups:
+                    groups[kind] = self._scan_group(kind)
+                out[name] = groups[kind].column(groups[kind].index[name[2:]], self._rows).dense()
+                continue
             cached = self._cache.peek((self.path, name))
             if cached is None:
                 missing.append(name)
             else:
-                out[name] = self._restore(name, cached)
+                out[name] = self._restore(name, cast(np.ndarray, cached))
         if missing:
             columns = self._read_many(missing)  # (Arrow decompresses the columns in parallel)
             for name, column in zip(missing, columns, strict=True):
@@ -360,23 +477,55 @@ def _keeps_stored(stored: np.ndarray, encoding: dict[str, Any]) -> bool:
         stored.itemsize * 2 <= np.dtype(encoding["dtype"]).itemsize
 
 
-class LazyProps(Mapping[str, np.ndarray]):
-    """`Block.props` of a LazyBlock: keys from the schema, values decoded on access."""
+class LazyProps(PropColumns):
+    """`Block.props` of a LazyBlock: names from the schema and metadata, columns read on
+    access through the block (and its cache)."""
 
-    def __init__(self, block: LazyBlock, names: list[str]) -> None:
+    def __init__(self, block: LazyBlock, dense: list[str], sparse: dict[str, list[str]]
+                 ) -> None:
+        super().__init__(block.n)
         self._block = block
-        self._names = dict.fromkeys(names)
+        self._names = dict.fromkeys(dense)
+        self._sparse = {kind: names for kind, names in sparse.items() if names}
+        self._indexes: dict[str, dict[str, int]] = {}
 
-    def __getitem__(self, name: str) -> np.ndarray:
+    def dense_names(self) -> list[str]:
+        return list(self._names)
+
+    def _dense_set(self) -> Collection[str]:
+        return self._names
+
+    def dense_column(self, name: str) -> np.ndarray:
         if name not in self._names:
             raise KeyError(name)
         return self._block.load("p:" + name)
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._names)
+    def sparse_names(self) -> list[str]:
+        return [name for names in self._sparse.values() for name in names]
 
-    def __len__(self) -> int:
-        return len(self._names)
+    def sparse_kinds(self) -> list[str]:
+        return list(self._sparse)
 
-    def __contains__(self, name: object) -> bool:
-        return name in self._names
+    def sparse_names_of(self, kind: str) -> list[str]:
+        return self._sparse.get(kind, [])
+
+    def sparse_index_of(self, kind: str) -> dict[str, int]:
+        index = self._indexes.get(kind)
+        if index is None:
+            index = self._indexes[kind] = {n: j for j, n in enumerate(self.sparse_names_of(kind))}
+        return index
+
+    def group(self, kind: str) -> SparseGroup | None:
+        return self._block.load_group(kind) if kind in self._sparse else None
+
+    def _sparse_index(self, name: str) -> int | None:
+        kind = name[:1]
+        return self.sparse_index_of(kind).get(name) if kind in self._sparse else None
+
+    def has_values(self, name: str) -> bool:
+        """From the metadata: reads nothing."""
+        meta = self._block._meta
+        j = self._sparse_index(name)
+        if j is not None:
+            return j not in set(meta["sparse"][name[0]]["empty"])
+        return bool(meta["has_values"].get(name, False))
