@@ -1,4 +1,4 @@
-"""The browser dashboard: `rta/web/` (package data) served at `/`.
+"""The browser dashboard: the repository's top-level `web/` served at `/`.
 
 `GET /` is the dashboard page; its modules, styles and the vendored Chart.js are served from
 their paths under `/`. Files are read once and kept in memory with a strong ETag: HTML, JS and
@@ -12,7 +12,8 @@ import hashlib
 import mimetypes
 from dataclasses import dataclass
 from importlib import resources
-from pathlib import PurePosixPath
+from importlib.resources.abc import Traversable
+from pathlib import Path, PurePosixPath
 
 from quart import Blueprint, Response, request
 
@@ -39,8 +40,19 @@ class Asset:
 _cache: dict[str, Asset] = {}
 
 
+def web_root() -> Traversable:
+    """The directory holding the dashboard. A wheel installs `web/` as the package data
+    `rta/web` (pyproject's package-dir); an editable install or a checkout on sys.path has no
+    `rta/web` (setuptools' editable finder cannot import a data-only package), so there it
+    is the checkout's `web/` beside `rta/`: the files edited there are the ones served."""
+    installed = resources.files("rta").joinpath("web")
+    if installed.joinpath(INDEX).is_file():
+        return installed
+    return Path(__file__).resolve().parents[2] / "web"
+
+
 def load_asset(path: str) -> Asset:
-    """The file at `path` under rta/web (no traversal outside it), cached in memory."""
+    """The file at `path` under `web_root()` (no traversal outside it), cached in memory."""
     asset = _cache.get(path)
     if asset is not None:
         return asset
@@ -48,7 +60,9 @@ def load_asset(path: str) -> Asset:
     if not parts or any(p in ("..", ".") or p.startswith(".") for p in parts) or \
             PurePosixPath(path).is_absolute():
         raise NotFoundError(f"no such file: /{path}", [{"field": "path", "value": path}])
-    node = resources.files("rta").joinpath("web", *parts)
+    node = web_root()
+    for part in parts:
+        node = node.joinpath(part)
     if not node.is_file():
         raise NotFoundError(f"no such file: /{path}", [{"field": "path", "value": path}])
     body = node.read_bytes()
