@@ -44,7 +44,7 @@ from rta.core.export_formats import (
     Writer,
 )
 from rta.core.filters import EventFilter, SegmentResolver, parse_filter
-from rta.core.store.block import NULL_DTYPES, Block, null_column
+from rta.core.store.block import NULL_DTYPES, Block, PropColumns, concat_props
 from rta.core.store.snapshot import Snapshot
 
 FORMATS = tuple(WRITERS)
@@ -52,6 +52,11 @@ FORMATS = tuple(WRITERS)
 # intermediate string columns per chunk, so smaller chunks keep their peak memory low.
 CHUNK_ROWS = {"parquet": 100_000, "csv": 50_000, "json": 32_768, "ndjson": 32_768,
               "xlsx": 32_768}
+# Tables (CSV, Parquet, XLSX) hold a cell per row and column, values or not: past this many
+# cells a chunk has fewer rows, so a store with many rare property keys exports in bounded
+# memory (the standard shape, ~30 columns, never reaches it). JSON rows grow with values.
+TABLE_CELLS = 1 << 22
+TABLE_FORMATS = ("csv", "parquet", "xlsx")
 EXTENSIONS = {"csv": "csv", "json": "json", "ndjson": "ndjson", "parquet": "parquet",
               "xlsx": "xlsx"}
 ALL_PROPERTIES = "properties"
@@ -309,16 +314,23 @@ def _layout(snap: Snapshot, spec: ExportSpec,
         for block, rows in pieces:
             rows_total += _count(rows)
             whole = isinstance(rows, slice) and rows.start == 0 and rows.stop == block.n
-            for col_name in block.props:
-                kind, key = col_name[0], col_name[2:]
-                if candidates is not None and key not in candidates:
-                    continue
-                kinds = found.get(key)
-                if kinds is not None and kind in kinds:
-                    continue
-                if block.has_values(col_name) if whole else _present(
-                        block.scan("p:" + col_name), kind, rows):
-                    found.setdefault(key, set()).add(kind)
+            stored = block.prop_columns
+
+            def unknown(col_name: str) -> bool:
+                key = col_name[2:]
+                return (candidates is None or key in candidates) and col_name[0] not in \
+                    found.get(key, ())
+
+            for col_name in stored.dense_names():
+                if unknown(col_name) and (block.has_values(col_name) if whole else _present(
+                        block.scan("p:" + col_name), col_name[0], rows)):
+                    found.setdefault(col_name[2:], set()).add(col_name[0])
+            sparse = [name for name in stored.sparse_names() if unknown(name)]
+            if sparse:  # (all rare keys of a kind checked together)
+                hits = [name for name in sparse if block.has_values(name)] if whole else \
+                    block.scan_props(sparse).select(rows).names_with_values()
+                for col_name in hits:
+                    found.setdefault(col_name[2:], set()).add(col_name[0])
 
     def column(key: str) -> PropColumn:
         return PropColumn(key, tuple(k for k in KINDS if k in found.get(key, ())))
@@ -348,17 +360,28 @@ class _Scanner:
 
     def __init__(self, names: list[str]) -> None:
         self._names = names
+        self._props = {n[2:] for n in names if n.startswith("p:")}
         self._columns: dict[int, dict[str, np.ndarray]] = {}
+        self._prop_columns: dict[int, PropColumns] = {}
 
     def start_chunk(self, pieces: list[Piece]) -> None:
         live = {id(b) for b, _ in pieces}
         for key in [k for k in self._columns if k not in live]:
             del self._columns[key]
+        for key in [k for k in self._prop_columns if k not in live]:
+            del self._prop_columns[key]
+
+    def props(self, block: Block) -> PropColumns:
+        """The block's needed property columns as stored (rare keys stay sparse)."""
+        found = self._prop_columns.get(id(block))
+        if found is None:
+            found = self._prop_columns[id(block)] = block.scan_props(self._props)
+        return found
 
     def column(self, block: Block, name: str) -> np.ndarray:
         columns = self._columns.get(id(block))
         if columns is None:
-            wanted = [n for n in self._names if not n.startswith("p:") or n[2:] in block.props]
+            wanted = [n for n in self._names if not n.startswith("p:")]
             columns = self._columns[id(block)] = block.scan_many(wanted)
         found = columns.get(name)
         if found is None:
@@ -373,8 +396,6 @@ def _gather(pieces: list[Piece], order: np.ndarray | None, layout: Layout,
 
     scanner.start_chunk(pieces)
 
-    needed = [f"{kind}:{col.key}" for col in layout.props for kind in col.kinds]
-
     def cat(parts: list[np.ndarray]) -> np.ndarray:
         arr = parts[0] if len(parts) == 1 else np.concatenate(parts)
         return arr if order is None else arr[order]
@@ -382,10 +403,9 @@ def _gather(pieces: list[Piece], order: np.ndarray | None, layout: Layout,
     def base(name: str) -> np.ndarray:
         return cat([scanner.column(b, name)[r] for b, r in pieces])
 
-    props = {}
-    for name in needed:
-        props[name] = cat([scanner.column(b, "p:" + name)[r] if name in b.props
-                           else null_column(name[0], _count(r)) for b, r in pieces])
+    props = concat_props([scanner.props(b).select(r) for b, r in pieces])
+    if order is not None:
+        props = props.take(order)
     id_text = None
     if any(b.id_text is not None for b, _ in pieces):
         texts = []
@@ -413,6 +433,9 @@ class Export:
         self.spec = spec
         self.chunk_rows = chunk_rows = chunk_rows or CHUNK_ROWS[spec.format]
         self.layout, self.rows = _layout(snap, spec, chunk_rows)
+        if spec.format in TABLE_FORMATS:
+            cells_per_row = max(1, len(self.layout.columns))
+            self.chunk_rows = max(1, min(chunk_rows, TABLE_CELLS // cells_per_row))
         self.rows_written = 0
         self.created = time.time() if now is None else now
         self._writer: Writer | None = None

@@ -40,6 +40,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from rta.core.events import BOOL, FLOAT, INT, INT64_MIN, STR
+from rta.core.store.block import PropColumns, not_null
 from rta.core.store.dictionary import Dictionaries, Dictionary
 
 BASE_FIELDS = ("id", "type", "userId", "sessionId", "timestamp", "receivedAt")
@@ -120,7 +121,9 @@ class Chunk:
     id_hi: np.ndarray
     id_lo: np.ndarray
     id_text: pa.Array | None
-    props: dict[str, np.ndarray]  # "kind:key" -> values with the store's sentinels
+    # "kind:key" -> values with the store's sentinels; rare keys stay sparse (read per key
+    # as dense arrays by `prop`, or all together by `json_properties`).
+    props: PropColumns
     dicts: Dictionaries
     _cache: dict[str, pa.Array] = field(default_factory=dict, repr=False)
 
@@ -133,7 +136,7 @@ class Chunk:
         return Chunk(self.ts[start:stop], self.recv[start:stop], self.type[start:stop],
                      self.user[start:stop], self.session[start:stop], self.id_hi[start:stop],
                      self.id_lo[start:stop], text,
-                     {k: v[start:stop] for k, v in self.props.items()}, self.dicts)
+                     self.props.select(slice(start, stop)), self.dicts)
 
     def ids(self) -> pa.Array:
         if "id" not in self._cache:
@@ -274,13 +277,17 @@ def typed_values(chunk: Chunk, kind: str, key: str) -> pa.Array:
     col = chunk.prop(kind, key)
     if col is None:
         return pa.nulls(chunk.n, _ARROW_TYPES[kind])
+    return _typed(kind, col, chunk.dicts)
+
+
+def _typed(kind: str, col: np.ndarray, dicts: Dictionaries) -> pa.Array:
     if kind == INT:
         return int_array(col)
     if kind == FLOAT:
         return float_array(col)
     if kind == BOOL:
         return bool_array(col)
-    return decode(chunk.dicts.values, col, "raw")
+    return decode(dicts.values, col, "raw")
 
 
 def table_values(chunk: Chunk, col: PropColumn) -> pa.Array:
@@ -297,9 +304,13 @@ def text_values(chunk: Chunk, kind: str, key: str, style: str) -> pa.Array:
     col = chunk.prop(kind, key)
     if col is None:
         return pa.nulls(chunk.n, pa.string())
+    return _text(kind, col, chunk.dicts, style)
+
+
+def _text(kind: str, col: np.ndarray, dicts: Dictionaries, style: str) -> pa.Array:
     if kind == STR:
-        return decode(chunk.dicts.values, col, style)
-    arr = typed_values(chunk, kind, key)
+        return decode(dicts.values, col, style)
+    arr = _typed(kind, col, dicts)
     if kind == INT:
         return arr.cast(pa.string())
     if kind == FLOAT:
@@ -339,6 +350,8 @@ def _join_optional(fragments: list[Any], n: int) -> pa.Array:
 
 def json_properties(chunk: Chunk, props: tuple[PropColumn, ...]) -> pa.Array:
     """The inside of each row's properties object (`"a":1,"b":"x"`), "" when it has none."""
+    if chunk.props.sparse_kinds():
+        return _json_properties_by_value(chunk, props)
     fragments = []
     for col in props:
         if not col.kinds:
@@ -349,6 +362,49 @@ def json_properties(chunk: Chunk, props: tuple[PropColumn, ...]) -> pa.Array:
     if not fragments:
         return empty_strings(chunk.n)
     joined = _join_optional(fragments, chunk.n)
+    return pc.utf8_slice_codeunits(joined, 1)
+
+
+def _json_properties_by_value(chunk: Chunk, props: tuple[PropColumn, ...]) -> pa.Array:
+    """`json_properties` built from the values present, for chunks with sparse columns
+    (many rare keys): one `,"key":value` fragment per value, sorted by (row, column) and
+    joined per row, so the work grows with the values, not keys x rows. Same text as the
+    column-by-column path."""
+    position: dict[str, int] = {}
+    for i, col in enumerate(props):
+        for kind in col.kinds:
+            position[kind + ":" + col.key] = i
+    texts: list[pa.Array] = []
+    rows: list[np.ndarray] = []
+    cols: list[np.ndarray] = []
+    stored = chunk.props
+    for name in stored.dense_names():
+        at_col = position.get(name)
+        if at_col is not None:
+            column = stored.dense_column(name)
+            at = np.flatnonzero(not_null(name[0], column))
+            texts.append(_text(name[0], column[at], chunk.dicts, "json"))
+            rows.append(at)
+            cols.append(np.full(len(at), at_col, np.int64))
+    for kind, group in stored.groups().items():
+        where = np.fromiter((position.get(name, -1) for name in group.names), np.int64,
+                            len(group.names))[group.key_ids()]
+        keep = np.flatnonzero(where >= 0)
+        texts.append(_text(kind, group.values[keep], chunk.dicts, "json"))
+        rows.append(group.rows[keep].astype(np.int64))
+        cols.append(where[keep])
+    row = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    col_of = np.concatenate(cols) if cols else np.zeros(0, np.int64)
+    order = np.lexsort((col_of, row))
+    prefixes = pa.array(["," + json.dumps(c.key, ensure_ascii=False) + ":" for c in props],
+                        pa.string())
+    values = pa.concat_arrays([t.cast(pa.string()) for t in texts]) if texts \
+        else pa.array([], pa.string())
+    fragments = pc.binary_join_element_wise(
+        prefixes.take(pa.array(col_of[order])), values.take(pa.array(order)), "")
+    offsets = np.zeros(chunk.n + 1, np.int32)
+    np.cumsum(np.bincount(row, minlength=chunk.n), out=offsets[1:])
+    joined = pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), fragments), "")
     return pc.utf8_slice_codeunits(joined, 1)
 
 
