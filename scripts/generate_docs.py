@@ -3,9 +3,10 @@
     python scripts/generate_docs.py           # rewrite completions/, man/, docs/cli.md, docs/api.md
     python scripts/generate_docs.py --check   # list stale files and exit 1 (tests do this)
 
-- `completions/rta.{bash,zsh,fish}`: Typer's own completion scripts, taken from the real CLI
-  (`_RTA_COMPLETE=source_bash rta`); they call `rta` back at TAB time, so they follow the
-  installed command set.
+- `completions/bash/rta`, `completions/zsh/_rta`, `completions/fish/rta.fish`: Typer's own
+  completion scripts, taken from the real CLI (`_RTA_COMPLETE=source_bash rta`); they call
+  `rta` back at TAB time, so they follow the installed command set. Each is named as its
+  shell loads it, so pyproject's data-files install them unrenamed.
 - `man/rta.1` and `man/rta-<group>.1`: a small roff writer over the Click command tree
   (Typer >= 0.26 vendors Click as `typer._click`, which click-man cannot see).
 - `docs/cli.md`: conventions (output, `--json`, exit codes, configuration) and every
@@ -36,6 +37,10 @@ from rta import __version__  # noqa: E402
 
 WIDTH = 88
 SHELLS = ("bash", "zsh", "fish")
+# Where each shell's script is kept: the name its loader looks for (bash-completion: the command
+# name; zsh: `_` + the command name on $fpath; fish: `<command>.fish`).
+COMPLETION_FILES = {"bash": "completions/bash/rta", "zsh": "completions/zsh/_rta",
+                    "fish": "completions/fish/rta.fish"}
 COMPLETION_PARAMS = ("install_completion", "show_completion")
 TAG_ORDER = ("system", "events", "analytics", "queries", "segments", "alerts", "export",
              "dashboards", "tokens", "live", "sdk", "web")
@@ -162,7 +167,7 @@ def completion(shell: str) -> str:
                          text=True, check=True, cwd=ROOT, timeout=60).stdout
     header = {"bash": "# bash completion for rta: source it, or copy it to "
                       "/usr/share/bash-completion/completions/rta",
-              "zsh": "# zsh completion for rta: copy it as _rta into a directory on $fpath",
+              "zsh": "# zsh completion for rta: copy it (as _rta) into a directory on $fpath",
               "fish": "# fish completion for rta: copy it to ~/.config/fish/completions/"
                       "rta.fish"}[shell]
     body = out.strip() + "\n"
@@ -434,7 +439,7 @@ def api_markdown() -> str:
 
 def generate() -> dict[str, str]:
     """Every generated file: repository-relative path -> content."""
-    files = {f"completions/rta.{shell}": completion(shell) for shell in SHELLS}
+    files = {COMPLETION_FILES[shell]: completion(shell) for shell in SHELLS}
     files["man/rta.1"] = man_root()
     for name, group, ctx in groups():
         files[f"man/rta-{name.replace(' ', '-')}.1"] = man_group(name, group, ctx)
@@ -467,7 +472,8 @@ def main(argv: list[str] | None = None) -> int:
         target.write_text(files[path])
         print(f"wrote {path}", file=sys.stderr)
     extra = sorted(str(p.relative_to(ROOT)) for d in ("man", "completions")
-                   for p in (ROOT / d).glob("*") if str(p.relative_to(ROOT)) not in files)
+                   for p in (ROOT / d).rglob("*")
+                   if p.is_file() and str(p.relative_to(ROOT)) not in files)
     for path in extra:
         print(f"not generated any more (delete it?): {path}", file=sys.stderr)
     return 0

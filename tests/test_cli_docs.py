@@ -69,8 +69,8 @@ def rta_on_path(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 
 @pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
 def test_bash_completion_script_completes(rta_on_path: dict[str, str]) -> None:
-    """Source completions/rta.bash in a real bash and ask it to complete."""
-    script = ROOT / "completions" / "rta.bash"
+    """Source completions/bash/rta in a real bash and ask it to complete."""
+    script = ROOT / generate_docs.COMPLETION_FILES["bash"]
 
     def complete(line: str) -> list[str]:
         words = line.split(" ")
