@@ -16,11 +16,11 @@ from typing import Any
 
 import trio
 from hypercorn.config import Config as HyperConfig
-from hypercorn.trio import serve as hypercorn_serve
 
 from rta.core.config import EngineConfig
 from rta.core.engine import Engine, open_engine
 from rta.server.app import create_app
+from rta.server.listener import ConnectionLimits, serve
 
 log = logging.getLogger("rta.daemon")
 StartupHook = Callable[[Engine], Awaitable[None]]
@@ -42,10 +42,47 @@ async def serve_app(engine: Engine, host: str, port: int, compression: bool = Tr
                     shutdown_trigger: Callable[[], Awaitable[Any]] | None = None,
                     task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED,
                     **options: Any) -> None:
-    """Serve `engine` over HTTP until `shutdown_trigger` returns; reports the bound URLs."""
+    """Serve `engine` over HTTP until `shutdown_trigger` returns; reports the bound URLs.
+
+    hypercorn's trio worker with our accept loop (`rta.server.listener`): connections per
+    client address capped (`max_connections_per_address`), a connection that sends no
+    request within `body_timeout` closed, accept failures at the fd limit counted
+    (`rta_accept_errors_total`) and logged once a minute."""
     app = create_app(engine, compression=compression, **{"host": host, **options})
-    await hypercorn_serve(app, hypercorn_config(host, port),  # type: ignore[arg-type]
-                          shutdown_trigger=shutdown_trigger, task_status=task_status)
+    accept_errors = engine.metrics.counter(
+        "rta_accept_errors_total", "accepts that failed for lack of resources (errno: EMFILE "
+        "= out of file descriptors); the connection waits in the backlog")
+    refused = engine.metrics.counter(
+        "rta_connections_refused_total", "connections closed on arrival: their address "
+        "already had max_connections_per_address open")
+    per_address = options.get("max_connections_per_address")
+    limits = ConnectionLimits(
+        per_address=256 if per_address is None else int(per_address),
+        head_timeout=float(options.get("body_timeout") or 30.0),
+        on_accept_error=lambda name: accept_errors.inc(errno=name),
+        on_refused=lambda: refused.inc())
+    await serve(app, hypercorn_config(host, port), limits,
+                shutdown_trigger=shutdown_trigger, task_status=task_status)
+
+
+def raise_fd_limit() -> None:
+    """Raise the soft open-files limit to the hard one: every connection holds a
+    descriptor, and the usual soft limit (1,024) ran out at ~1,100 stalled clients, after
+    which nobody (not even /health) could connect."""
+    try:
+        import resource
+    except ImportError:  # (not POSIX)
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    target = hard
+    if hard == resource.RLIM_INFINITY:  # (setting infinity fails on Linux and macOS)
+        target = 1 << 20
+    if soft != resource.RLIM_INFINITY and soft >= target:
+        return
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+    except (ValueError, OSError) as exc:
+        log.warning("could not raise the open-files limit from %s to %s: %s", soft, target, exc)
 
 
 def tune_malloc() -> None:
@@ -69,6 +106,7 @@ async def run_daemon(config: EngineConfig, host: str, port: int, compression: bo
                      on_ready: Callable[[list[str], Engine], None] | None = None,
                      startup: list[StartupHook] | None = None, **options: Any) -> None:
     tune_malloc()
+    raise_fd_limit()
     shutdown = trio.Event()
 
     async def watch_signals() -> None:
