@@ -17,6 +17,7 @@ from rta.core.engine import Engine
 from rta.core.errors import RtaError
 from rta.server.http import error_response, json_response
 from rta.server.security import drain_body
+from rta.server.transport import TransportGuard
 
 log = logging.getLogger("rta.server")
 
@@ -43,8 +44,11 @@ def create_app(engine: Engine, compression: bool = True, **options: Any) -> Quar
     app = QuartTrio("rta", static_folder=None)
     app.config["RTA_ENGINE"] = engine
     app.config["RTA_OPTIONS"] = options
-    app.config["MAX_CONTENT_LENGTH"] = None  # enforced per endpoint by read_body()
-    app.config["BODY_TIMEOUT"] = 120
+    # Body size and stall limits are the transport guard's (installed in front of every
+    # other middleware below), the same on every path; Quart's own would apply to its
+    # routes only (and its timeout bounds a whole upload, not a stall).
+    app.config["MAX_CONTENT_LENGTH"] = None
+    app.config["BODY_TIMEOUT"] = None
     app.config["RESPONSE_TIMEOUT"] = None
     app.config["RTA_QUERIES"] = {
         "limiter": trio.CapacityLimiter(int(options.get("max_concurrent_queries") or 4)),
@@ -55,6 +59,7 @@ def create_app(engine: Engine, compression: bool = True, **options: Any) -> Quar
         setup = getattr(module, "setup", None)
         if setup is not None:
             setup(app, engine)
+    app.asgi_app = TransportGuard(app.asgi_app, app)  # type: ignore[method-assign, assignment]
 
     @app.errorhandler(RtaError)
     async def _rta_error(exc: RtaError) -> Response:
@@ -71,7 +76,7 @@ def create_app(engine: Engine, compression: bool = True, **options: Any) -> Quar
         response = json_response({"error": {"code": code, "message": message, "details": []}},
                                  exc.code or 500)
         if exc.code in (404, 405):
-            await drain_body(response)
+            await drain_body()
         return response
 
     @app.errorhandler(RecursionError)

@@ -23,6 +23,8 @@ from rta.core.errors import PayloadTooLarge, RtaError, ValidationError, field_er
 T = TypeVar("T")
 JSON_TYPES = ("", "application/json", "text/json", "text/plain",
               "application/x-www-form-urlencoded")
+# Bodies of every route but ingestion (which takes `max_batch_bytes`).
+DEFAULT_BODY_LIMIT = 1024 * 1024
 NDJSON_TYPES = ("application/x-ndjson", "application/ndjson", "application/jsonl",
                 "application/x-jsonlines", "application/jsonlines")
 
@@ -35,6 +37,11 @@ def engine() -> Engine:
 class QueryTimeout(RtaError):
     status = 504
     code = "query_timeout"
+
+
+class RequestTimeout(RtaError):
+    status = 408
+    code = "request_timeout"
 
 
 class QueryBusy(RtaError):
@@ -86,10 +93,13 @@ def error_response(exc: RtaError) -> Response:
 
 
 async def read_body(max_bytes: int) -> bytes:
-    """The request body, gunzipped if needed, refusing anything over `max_bytes`."""
+    """The request body, gunzipped if needed, refusing anything over `max_bytes`.
+
+    A declared length over the limit is refused before any of it is read (the transport
+    guard then closes the connection rather than read the rest); the guard also stops an
+    undeclared (chunked) body at the route's limit while it arrives."""
     length = request.content_length
     if length is not None and length > max_bytes:
-        await drain()
         raise PayloadTooLarge(f"request body is {length} bytes; the limit is {max_bytes}",
                               [{"bytes": length, "limit": max_bytes}])
     raw = await request.get_data(cache=False, as_text=False, parse_form_data=False)
@@ -122,21 +132,14 @@ def decode_body(raw: bytes, content_encoding: str | None, max_bytes: int) -> byt
     return raw
 
 
-DRAIN_LIMIT = 64 * 1024 * 1024
-
-
-async def drain(cap: int = DRAIN_LIMIT) -> bool:
-    """Read and discard a body the answer does not need: an oversized one (so the client can
-    read our 413: a client still sending would otherwise never see the answer) or one
-    refused before it was read (hypercorn then left the keep-alive connection waiting).
-    False when the body was longer than `cap` (the connection should close after the answer)."""
-    total = 0
+async def drain() -> None:
+    """Read and discard a body the answer does not need (a request refused before it was
+    read): a client that sends its whole body before reading would otherwise never see the
+    answer. Bounded by the transport guard: past the route's limit it answers 413 instead,
+    and a body that stalls gets a 408."""
     with suppress(Exception):  # (a client that gives up: nothing more to drain)
-        async for chunk in request.body:
-            total += len(chunk)
-            if total > cap:
-                return False
-    return True
+        async for _chunk in request.body:
+            pass
 
 
 def media_type() -> str:
@@ -176,7 +179,7 @@ def parse_json(raw: bytes) -> Any:
                               code="invalid_json") from None
 
 
-async def json_body(max_bytes: int = 1024 * 1024) -> Any:
+async def json_body(max_bytes: int = DEFAULT_BODY_LIMIT) -> Any:
     """A JSON request body (any JSON content type, or none given)."""
     kind = media_type()
     if not is_json_type(kind):
@@ -188,7 +191,7 @@ def is_json_type(kind: str) -> bool:
     return kind in JSON_TYPES or kind.endswith("+json")
 
 
-async def json_object(max_bytes: int = 1024 * 1024) -> dict[str, Any]:
+async def json_object(max_bytes: int = DEFAULT_BODY_LIMIT) -> dict[str, Any]:
     body = await json_body(max_bytes)
     if not isinstance(body, dict):
         raise ValidationError("body must be a JSON object",

@@ -108,24 +108,44 @@ def _presented_token(headers: Any, args: Any) -> str | None:
 _CHANGES = ("POST", "PUT", "PATCH", "DELETE")
 
 
-def browser_refusal(method: str, path: str, headers: Any, opts: dict[str, Any]
-                    ) -> Response | None:
-    """The refusal for a request a foreign page may have sent (see the module docstring)."""
-    host = headers.get("Host") or ""
+def browser_refusal_reason(method: str, path: str, host: str, origin: str | None,
+                           opts: dict[str, Any]) -> tuple[int, str, str] | None:
+    """(status, code, message) refusing a request a foreign page may have sent (see the
+    module docstring), from its `Host` ("" when absent) and `Origin`; None to let it pass.
+
+    The one rule for every path: the Quart routes, the ingest fast lane and the /ws handshake
+    all call this, so no path is more permissive than another."""
     if opts["host_check"] and path != "/health":
         name = (urlsplit("//" + host).hostname or "") if host else ""
         if not (is_loopback(name) or name.endswith(".localhost") or name == opts["bind"]):
-            return _error(403, "host_forbidden", "this daemon trusts loopback clients without "
-                          "a token, so it answers only requests addressed to localhost or a "
-                          f"loopback address, not {host!r}: use one, or serve with --auth on")
-    origin = headers.get("Origin")
+            return (403, "host_forbidden", "this daemon trusts loopback clients without a "
+                    "token, so it answers only requests addressed to localhost or a loopback "
+                    f"address, not {host!r}: use one, or serve with --auth on")
     if origin is None or is_sdk_path(path) or (path != "/ws" and method not in _CHANGES):
         return None
     cors = opts["cors"]
     if "*" in cors or origin in cors or urlsplit(origin).netloc.lower() == host.lower():
         return None
-    return _error(403, "origin_forbidden", f"requests from pages at {origin} are not allowed "
-                  "(add the origin to cors_origins to allow them)")
+    return (403, "origin_forbidden", f"requests from pages at {origin} are not allowed "
+            "(add the origin to cors_origins to allow them)")
+
+
+def browser_refusal(method: str, path: str, headers: Any, opts: dict[str, Any]
+                    ) -> Response | None:
+    """`browser_refusal_reason` for a request's headers, as a response."""
+    reason = browser_refusal_reason(method, path, headers.get("Host") or "",
+                                    headers.get("Origin"), opts)
+    return None if reason is None else _error(*reason)
+
+
+def response_headers(path: str, origin: str | None, cors: set[str]) -> list[tuple[str, str]]:
+    """The headers every answer carries (security headers; CORS for an allowed origin),
+    whoever writes it: the after-request hook or the transport guard's own refusals."""
+    out = [("X-Content-Type-Options", "nosniff"), ("X-Frame-Options", "DENY"),
+           ("Referrer-Policy", "no-referrer"), ("Content-Security-Policy", CSP)]
+    if origin and (is_sdk_path(path) or "*" in cors or origin in cors):
+        out += [("Access-Control-Allow-Origin", origin), ("Vary", "Origin")]
+    return out
 
 
 def check_access(method: str, path: str, headers: Any, args: Any,
@@ -214,7 +234,7 @@ def setup(app: QuartTrio, engine: Engine) -> None:
         refusal = check_access(request.method, request.path, request.headers, request.args,
                                request.remote_addr)
         if refusal is not None:
-            await drain_body(refusal)
+            await drain_body()
         return refusal
 
     @app.before_websocket
@@ -225,29 +245,27 @@ def setup(app: QuartTrio, engine: Engine) -> None:
     @app.after_request
     async def _headers(response: Response) -> Response:
         h = response.headers
-        h.setdefault("X-Content-Type-Options", "nosniff")
-        h.setdefault("X-Frame-Options", "DENY")
-        h.setdefault("Referrer-Policy", "no-referrer")
-        h.setdefault("Content-Security-Policy", CSP)
-        origin = request.headers.get("Origin")
-        if origin and (is_sdk_path(request.path) or "*" in app.config["RTA_SECURITY"]["cors"]
-                       or origin in app.config["RTA_SECURITY"]["cors"]):
-            h["Access-Control-Allow-Origin"] = origin
-            h.add("Vary", "Origin")
+        for name, value in response_headers(request.path, request.headers.get("Origin"),
+                                            app.config["RTA_SECURITY"]["cors"]):
+            if name == "Vary":
+                h.add(name, value)
+            elif name == "Access-Control-Allow-Origin":
+                h[name] = value
+            else:
+                h.setdefault(name, value)
         return response
 
 
-async def drain_body(response: Response) -> None:
-    """Read and drop the body of a request refused before it was read. Hypercorn left such a
-    connection waiting for a body that arrived after the answer, and never served its next
-    request (a pooled client timed out; `Connection: close` on the answer did not help).
-    A body past `http.DRAIN_LIMIT`: the answer closes the connection instead."""
+async def drain_body() -> None:
+    """Read and drop the body of a request refused before it was read, so a client that
+    sends its whole body before reading the answer gets the answer (not a reset), and the
+    connection can serve its next request. The transport guard bounds this read like any
+    other: past the route's body limit the answer becomes a 413, a stalled body a 408."""
     if request.method not in _CHANGES:
         return
     if request.content_length is None and not request.headers.get("Transfer-Encoding"):
         return
-    if not await drain():
-        response.headers["Connection"] = "close"
+    await drain()
 
 
 def _preflight() -> Response:
