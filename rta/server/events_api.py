@@ -32,8 +32,10 @@ from rta.server.http import (
     parse_json,
     parse_json_fast,
     read_body,
+    run_query,
     unsupported_media,
 )
+from rta.server.security import browser_refusal_reason
 
 bp = Blueprint("events", __name__)
 log = logging.getLogger("rta.server.events")
@@ -83,7 +85,8 @@ _FAST_PATHS = ("/events", "/events/batch")
 _FAST_QUERIES = {b""} | {b"partial=" + v for v in (
     b"", b"1", b"true", b"yes", b"on", b"0", b"false", b"no", b"off")}
 _DELEGATE_HEADERS = {b"origin", b"authorization", b"x-rta-token"}
-_WANTED_HEADERS = {b"content-type", b"content-length", b"content-encoding", b"accept-encoding"}
+_WANTED_HEADERS = {b"content-type", b"content-length", b"content-encoding", b"accept-encoding",
+                   b"host"}
 
 
 class FastIngest:
@@ -95,6 +98,9 @@ class FastIngest:
     settings that need neither a token nor a rate limit, a body that decodes, parses with
     orjson and passes `EventValidator.fast_batch`. The response carries the headers Quart's
     own after-request hooks give a small JSON 202 (learnt from them before serving).
+    A request the security module's browser rules refuse (a foreign `Host`: the same
+    `browser_refusal_reason` the routes apply; any `Origin` is delegated outright) goes to
+    Quart too. Body size and stall limits are the transport guard's, in front of this.
     Anything else, every error included, is handed to Quart with the body replayed, so its
     answer is exactly the routes' (with one exception: a failed WAL write is answered here
     too, since the events were reserved and released once already).
@@ -147,6 +153,11 @@ class FastIngest:
                 return
             if name in _WANTED_HEADERS and name not in fields:
                 fields[name] = value.decode("latin-1")
+        sec = self.app.config.get("RTA_SECURITY")
+        if sec is not None and browser_refusal_reason(
+                "POST", scope["path"], fields.get(b"host", ""), None, sec) is not None:
+            await self.inner(scope, receive, send)  # refused there, by the same rule
+            return
         limit = self.engine.validator.limits.max_batch_bytes
         length = fields.get(b"content-length")
         size_said = None if length is None else int_text(length)
@@ -427,4 +438,5 @@ async def get_events() -> Response:
     limit = int_arg("limit", 100, 1, 10_000) or 100
     cursor_text = request.args.get("cursor")
     cursor = Cursor.decode(cursor_text) if cursor_text else None
-    return json_response(list_events(eng.snapshot(), flt, limit, cursor))
+    # (off the event loop like every query: a page over millions of events took 100-250 ms)
+    return json_response(await run_query(list_events, eng.snapshot(), flt, limit, cursor))
