@@ -17,6 +17,8 @@ one `ack` answers them all, naming each message by its requestId:
      "rejected": [{"requestId", "index", "error"}],   # dropped events (partial messages)
      "errors": [{"requestId", "error"}]}}              # messages refused as a whole
 `partial` defaults to false, as over HTTP: one invalid event refuses its whole message.
+A message larger than `max_batch_bytes` (the HTTP batch limit) is answered with an error
+message (code `payload_too_large`, no requestId: it is not parsed); the connection stays open.
 Ingest messages need a token with write scope when auth applies (the handshake needs read,
 as every /ws request does); without it they are answered with a `forbidden` error.
 
@@ -513,6 +515,16 @@ class _Connection:
 
     async def handle(self, raw: str | bytes) -> None:
         sub = self.sub
+        limit = self.eng.validator.limits.max_batch_bytes
+        if len(raw) > limit // 4 and _size(raw) > limit:
+            # Refused unparsed (no message but ingest comes near this size), with an error
+            # frame; the connection stays open. hypercorn's own cap on any message (16 MiB)
+            # closes the connection with 1009 above that.
+            size = _size(raw)
+            sub.send_control(error_message(PayloadTooLarge(
+                f"message is {size} bytes; the limit is {limit} (max_batch_bytes)",
+                [{"bytes": size, "limit": limit}])))
+            return
         try:
             msg = jsonstrict.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
