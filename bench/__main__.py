@@ -1,4 +1,5 @@
-"""`python -m bench all|ingest|query|behaviour|export|live|dashboard|soak|scale [args...]`.
+"""`python -m bench all|ingest|query|behaviour|export|live|dashboard|soak|scale|adversarial
+[args...]`.
 
 Each name runs `bench/<name>.py:main(argv)` (which prints one table); `all` runs every
 benchmark present, in order, with the same arguments. Modules not written yet are skipped
@@ -12,8 +13,9 @@ import importlib.util
 import sys
 import time
 
-BENCHMARKS = ("ingest", "query", "behaviour", "export", "live", "dashboard", "soak", "scale")
-# soak (minutes) and scale (100M events) run on request
+BENCHMARKS = ("ingest", "query", "behaviour", "export", "live", "dashboard", "soak", "scale",
+              "adversarial")
+# soak (minutes), scale (100M events) and adversarial (#24, minutes) run on request
 ALL = ("ingest", "query", "behaviour", "export", "live", "dashboard")
 
 
