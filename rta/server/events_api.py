@@ -86,7 +86,7 @@ _FAST_QUERIES = {b""} | {b"partial=" + v for v in (
     b"", b"1", b"true", b"yes", b"on", b"0", b"false", b"no", b"off")}
 _DELEGATE_HEADERS = {b"origin", b"authorization", b"x-rta-token"}
 _WANTED_HEADERS = {b"content-type", b"content-length", b"content-encoding", b"accept-encoding",
-                   b"host"}
+                   b"host", b":authority"}
 
 
 class FastIngest:
@@ -155,7 +155,8 @@ class FastIngest:
                 fields[name] = value.decode("latin-1")
         sec = self.app.config.get("RTA_SECURITY")
         if sec is not None and browser_refusal_reason(
-                "POST", scope["path"], fields.get(b"host", ""), None, sec) is not None:
+                "POST", scope["path"], fields.get(b"host") or fields.get(b":authority", ""),
+                None, sec) is not None:
             await self.inner(scope, receive, send)  # refused there, by the same rule
             return
         limit = self.engine.validator.limits.max_batch_bytes

@@ -132,9 +132,10 @@ def browser_refusal_reason(method: str, path: str, host: str, origin: str | None
 
 def browser_refusal(method: str, path: str, headers: Any, opts: dict[str, Any]
                     ) -> Response | None:
-    """`browser_refusal_reason` for a request's headers, as a response."""
-    reason = browser_refusal_reason(method, path, headers.get("Host") or "",
-                                    headers.get("Origin"), opts)
+    """`browser_refusal_reason` for a request's headers, as a response (HTTP/2 names the
+    host in `:authority`)."""
+    host = headers.get("Host") or headers.get(":authority") or ""
+    reason = browser_refusal_reason(method, path, host, headers.get("Origin"), opts)
     return None if reason is None else _error(*reason)
 
 
