@@ -310,27 +310,30 @@ def _layout(snap: Snapshot, spec: ExportSpec,
         else set(wanted)
     found: dict[str, set[str]] = {}
     rows_total = 0
+
+    def unknown(col_name: str) -> bool:
+        """Whether the column is wanted and its key not yet known to have its kind."""
+        key = col_name[2:]
+        return (candidates is None or key in candidates) and col_name[0] not in \
+            found.get(key, ())
+
     for pieces, _ in _rounds(snap, spec.flt, spec.limit, chunk_rows):
         for block, rows in pieces:
             rows_total += _count(rows)
             whole = isinstance(rows, slice) and rows.start == 0 and rows.stop == block.n
             stored = block.prop_columns
-
-            def unknown(col_name: str) -> bool:
-                key = col_name[2:]
-                return (candidates is None or key in candidates) and col_name[0] not in \
-                    found.get(key, ())
-
             for col_name in stored.dense_names():
                 if unknown(col_name) and (block.has_values(col_name) if whole else _present(
                         block.scan("p:" + col_name), col_name[0], rows)):
                     found.setdefault(col_name[2:], set()).add(col_name[0])
-            sparse = [name for name in stored.sparse_names() if unknown(name)]
-            if sparse:  # (all rare keys of a kind checked together)
-                hits = [name for name in sparse if block.has_values(name)] if whole else \
-                    block.scan_props(sparse).select(rows).names_with_values()
-                for col_name in hits:
-                    found.setdefault(col_name[2:], set()).add(col_name[0])
+            if whole:
+                hits = [name for name in stored.sparse_names_with_values() if unknown(name)]
+            else:  # (all rare keys of a kind checked together)
+                sparse = {name for name in stored.sparse_names() if unknown(name)}
+                hits = block.scan_props(sparse).select(rows).names_with_values() \
+                    if sparse else []
+            for col_name in hits:
+                found.setdefault(col_name[2:], set()).add(col_name[0])
 
     def column(key: str) -> PropColumn:
         return PropColumn(key, tuple(k for k in KINDS if k in found.get(key, ())))

@@ -162,6 +162,7 @@ class SparseGroup:
 
     def restrict(self, wanted: Collection[str]) -> SparseGroup | None:
         """Only the keys in `wanted` (None if none is)."""
+        wanted = _as_set(wanted)
         flags = np.fromiter((name in wanted for name in self.names), bool, len(self.names))
         if flags.all():
             return self
@@ -188,6 +189,11 @@ class SparseGroup:
             hit[hit] = rows[pos[hit]] == self.rows[hit]
             new = np.where(hit, pos, -1)
         return self.remap(new, n)
+
+
+def _as_set(names: Collection[str]) -> Collection[str]:
+    """`names` with O(1) membership (callers may pass lists)."""
+    return names if isinstance(names, set | frozenset | dict) else set(names)
 
 
 def _offsets(keys: np.ndarray, k: int) -> np.ndarray:
@@ -317,6 +323,7 @@ class PropColumns(Mapping[str, np.ndarray]):
         """Rows `rows` (a slice or ascending positions) of the columns in `names` (all if
         None), for exports: sparse columns stay sparse."""
         m = (rows.stop - rows.start) if isinstance(rows, slice) else len(rows)
+        names = None if names is None else _as_set(names)
         dense = {c: self.dense_column(c)[rows] for c in self.dense_names()
                  if names is None or c in names}
         groups = {}
@@ -327,6 +334,7 @@ class PropColumns(Mapping[str, np.ndarray]):
         return PropColumns(m, dense, groups)
 
     def restrict(self, names: Collection[str]) -> PropColumns:
+        names = _as_set(names)
         dense = {c: self.dense_column(c) for c in self.dense_names() if c in names}
         groups = {}
         for kind, g in self.groups().items():
@@ -334,6 +342,21 @@ class PropColumns(Mapping[str, np.ndarray]):
             if part is not None:
                 groups[kind] = part
         return PropColumns(self.n, dense, groups)
+
+    def sparse_names_with_values(self) -> list[str]:
+        """The sparse columns holding a value in some row."""
+        out: list[str] = []
+        for g in self.groups().values():
+            out += [g.names[j] for j in np.flatnonzero(g.counts()).tolist()]
+        return out
+
+    def names_with_values(self) -> list[str]:
+        """The columns holding a value in some row."""
+        out = [c for c in self.dense_names() if not_null(c[0], self.dense_column(c)).any()]
+        for g in self.groups().values():
+            counts = g.counts()
+            out += [g.names[j] for j in np.flatnonzero(counts).tolist()]
+        return out
 
     def densified(self) -> PropColumns:
         """The same columns all dense (tests compare the two forms)."""
@@ -344,6 +367,8 @@ def concat_props(parts: list[PropColumns]) -> PropColumns:
     """All rows of `parts` laid end to end, columns unioned, each column dense or sparse by
     its share of the total rows (`sparse_fits`); sparse columns of all keys are merged per
     kind in one sort, so the cost grows with the values present, not keys x rows."""
+    if len(parts) == 1:
+        return parts[0]
     starts = np.zeros(len(parts) + 1, np.int64)
     np.cumsum([p.n for p in parts], out=starts[1:])
     total = int(starts[-1])

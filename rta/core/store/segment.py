@@ -233,9 +233,12 @@ class LazyBlock(Block):
         self.on_damage: Callable[[str, str], None] | None = None
         self._rows = int(meta["rows"])
         self._scales: dict[str, float] = {}  # float column -> scale of its cached form
+        sparse = {}
+        for kind, info in meta.get("sparse", {}).items():
+            sparse[kind] = [kind + ":" + key for key in info.pop("keys")]  # (kept once)
+            info["key_count"] = len(sparse[kind])
         self._props = LazyProps(self, [n[2:] for n in schema.names if n.startswith("p:")],
-                                {kind: [kind + ":" + key for key in info["keys"]]
-                                 for kind, info in meta.get("sparse", {}).items()})
+                                sparse)
 
     # The columns (setters only so the type matches Block's attributes; blocks are immutable).
     ts = property(lambda self: self.load("ts"), lambda self, v: self._immutable())
@@ -290,7 +293,7 @@ class LazyBlock(Block):
         """Bytes the decoded columns would take (what `Block.nbytes` reports)."""
         total = sum(_ITEMSIZE[c] for c in BASE_COLUMNS)
         total += sum(_ITEMSIZE[name[0]] for name in self._props.dense_names())
-        sparse = sum((4 + _ITEMSIZE[kind]) * info["values"] + 8 * (len(info["keys"]) + 1)
+        sparse = sum((4 + _ITEMSIZE[kind]) * info["values"] + 8 * (info["key_count"] + 1)
                      for kind, info in self._meta.get("sparse", {}).items())
         return total * self._rows + sparse
 
@@ -521,6 +524,18 @@ class LazyProps(PropColumns):
     def _sparse_index(self, name: str) -> int | None:
         kind = name[:1]
         return self.sparse_index_of(kind).get(name) if kind in self._sparse else None
+
+    def sparse_names_with_values(self) -> list[str]:
+        """From the metadata: reads nothing."""
+        out: list[str] = []
+        for kind, names in self._sparse.items():
+            empty = self._block._meta["sparse"][kind]["empty"]
+            if empty:
+                skip = set(empty)
+                out += [name for j, name in enumerate(names) if j not in skip]
+            else:
+                out += names
+        return out
 
     def has_values(self, name: str) -> bool:
         """From the metadata: reads nothing."""
