@@ -24,6 +24,8 @@ from rta.server.listener import ConnectionLimits, serve
 
 log = logging.getLogger("rta.daemon")
 StartupHook = Callable[[Engine], Awaitable[None]]
+KEEP_ALIVE_S = 75  # an idle kept-alive connection is closed after this long
+WS_MAX_MESSAGE_BYTES = 16 * 1024 * 1024  # hypercorn's cap on one WebSocket message
 
 
 def hypercorn_config(host: str, port: int) -> HyperConfig:
@@ -33,7 +35,8 @@ def hypercorn_config(host: str, port: int) -> HyperConfig:
     cfg.accesslog = None
     cfg.errorlog = logging.getLogger("hypercorn.error")
     cfg.graceful_timeout = 5
-    cfg.keep_alive_timeout = 75
+    cfg.keep_alive_timeout = KEEP_ALIVE_S
+    cfg.websocket_max_message_size = WS_MAX_MESSAGE_BYTES
     cfg.websocket_ping_interval = None  # the app pings itself; hypercorn's task delays shutdown
     return cfg
 

@@ -39,7 +39,8 @@ SPEC: dict[str, tuple[type, Any, str]] = {
     "max_batch_property_keys": (int, 10_000, "most distinct property keys in one batch"),
     "max_property_keys": (int, 100_000, "most distinct property keys the store keeps"),
     "max_event_types": (int, 10_000, "most distinct event types the store keeps"),
-    "body_timeout": (float, 30.0, "seconds a request body may stall before a 408"),
+    "body_timeout": (float, 30.0, "seconds a request head or body may stall before the "
+                     "connection is closed (a 408 once the head has arrived)"),
     "max_connections_per_address": (int, 256,
                                     "open connections allowed per client address (0: no cap)"),
     "log_format": (str, "text", "text or json"),

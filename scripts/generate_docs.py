@@ -369,12 +369,88 @@ def cli_markdown() -> str:
     for key, (_kind, default, help_) in SPEC.items():
         shown = "user data dir" if key == "data_dir" else json.dumps(default)
         out.append(f"| `{key}` | `RTA_{key.upper()}` | `{shown}` | {help_} |")
-    out += ["", "## Commands", ""]
+    out += ["", *limits_section(), "", "## Commands", ""]
     for cmd, ctx in walk(root, root_ctx):
         title = path_of(ctx)
         level = "##" if cmd is root else "###" if title.count(" ") == 1 else "####"
         out += [f"{level} {title}", "", "```text", help_text(cmd, ctx).rstrip(), "```", ""]
     return "\n".join(out).rstrip() + "\n"
+
+
+def limits_section() -> list[str]:
+    """Every limit the daemon enforces, its setting and the answer past it, built from the
+    constants and defaults the code uses so the table cannot drift."""
+    from rta.core import events
+    from rta.daemon import KEEP_ALIVE_S, WS_MAX_MESSAGE_BYTES
+    from rta.server.http import DEFAULT_BODY_LIMIT
+    from rta.settings import SPEC
+
+    def d(key: str) -> str:
+        value = SPEC[key][1]
+        return f"{value:,}" if isinstance(value, int) else f"{value:g}"
+
+    mib = 1024 * 1024
+    rows = [
+        ("request body, ingest routes (`/events`, `/events/batch`, the PostHog and Segment "
+         "routes)", "`max_batch_bytes`", f"{SPEC['max_batch_bytes'][1] // mib} MiB",
+         "413 `payload_too_large` as soon as the declared or received size passes it; "
+         "the connection is closed"),
+        ("request body, every other route", "-", f"{DEFAULT_BODY_LIMIT // mib} MiB",
+         "413 `payload_too_large`, connection closed"),
+        ("decompressed size of a gzip/deflate body", "the route's limit", "-",
+         "413 `payload_too_large`; a corrupt stream is 400 `bad_encoding`"),
+        ("a request head or body that stops arriving", "`body_timeout`",
+         f"{d('body_timeout')} s", "408 `request_timeout` (body) or close (head), "
+         "connection closed"),
+        ("idle kept-alive connection", "-", f"{KEEP_ALIVE_S} s", "closed"),
+        ("open connections per client address", "`max_connections_per_address` (0: none)",
+         d("max_connections_per_address"), "closed on arrival; metric "
+         "`rta_connections_refused_total`"),
+        ("open files", "-", "soft limit raised to the hard limit at start",
+         "accepts back off; one log line a minute, metric `rta_accept_errors_total`"),
+        ("events in one batch", "`max_batch_events`", d("max_batch_events"),
+         "413 `batch_too_large`"),
+        ("one event's encoded size", "`max_event_bytes`",
+         f"{SPEC['max_event_bytes'][1] // 1024} KiB", "400 `event_too_large` for that event"),
+        ("property keys in one event (after flattening)", "`max_event_properties`",
+         d("max_event_properties"), "400 `too_many_properties` for that event"),
+        ("distinct property keys in one batch", "`max_batch_property_keys`",
+         d("max_batch_property_keys"), "400 `too_many_property_keys` for each event that "
+         "would pass it"),
+        ("distinct property keys in the store (a key counts once per value type)",
+         "`max_property_keys`", d("max_property_keys"), "400 `property_key_limit` for events "
+         "bringing a new key; known keys are always accepted"),
+        ("distinct event types in the store", "`max_event_types`", d("max_event_types"),
+         "400 `event_type_limit` for events of a new type"),
+        ("nesting depth of `properties`", "-", str(events.MAX_DEPTH), "400 `validation_error`"),
+        ("length of a type, id, user id, session id or property name", "-",
+         f"{events.MAX_TYPE_LENGTH} characters", "400 `validation_error`"),
+        ("timestamp ahead of the server clock", "`future_tolerance_ms`",
+         d("future_tolerance_ms") + " ms", "400 `timestamp_in_future`"),
+        ("WebSocket ingest message", "`max_batch_bytes`",
+         f"{SPEC['max_batch_bytes'][1] // mib} MiB",
+         "`error` frame `payload_too_large`; the connection stays open"),
+        ("any WebSocket message", "-", f"{WS_MAX_MESSAGE_BYTES // mib} MiB", "close 1009"),
+        ("queries running at once", "`max_concurrent_queries`",
+         d("max_concurrent_queries"), "wait their turn; 503 `too_many_queries` past the "
+         "timeout"),
+        ("query time (every `/analytics/*`, `/queries/*` and `GET /events`)",
+         "`query_timeout_ms`", d("query_timeout_ms") + " ms", "504 `query_timeout`"),
+        ("requests per second per token or address", "`rate_limit_rps`, `rate_limit_burst`",
+         "off", "429 with `Retry-After`"),
+        ("WebSocket messages queued per client", "`ws_queue`", d("ws_queue"),
+         "coalesced or dropped (counted), never blocking ingest"),
+    ]
+    out = ["### Limits", "",
+           "Everything a client can make the daemon hold is bounded. Each limit below, its "
+           "setting and what a client gets past it; every refusal is the usual JSON error "
+           "body `{\"error\": {\"code\", \"message\", \"details\"}}` naming the field "
+           "and batch index. `/health` reports `degraded` with its `reasons` while writes "
+           "fail, and `/stats` shows the key and type counts under `limits`.", "",
+           "| limit | setting | default | past it |", "|---|---|---|---|"]
+    out += [f"| {what} | {setting} | {default} | {answer} |"
+            for what, setting, default, answer in rows]
+    return out
 
 
 # -- docs/api.md ------------------------------------------------------------------------
