@@ -372,6 +372,7 @@ def concat_props(parts: list[PropColumns]) -> PropColumns:
     starts = np.zeros(len(parts) + 1, np.int64)
     np.cumsum([p.n for p in parts], out=starts[1:])
     total = int(starts[-1])
+    kept = _kept_groups(parts, starts)
     counts: dict[str, int] = {}
     dense_in: dict[str, list[int]] = {}
     for i, p in enumerate(parts):
@@ -379,9 +380,10 @@ def concat_props(parts: list[PropColumns]) -> PropColumns:
             dense_in.setdefault(name, []).append(i)
             counts[name] = counts.get(name, 0) + int(
                 not_null(name[0], p.dense_column(name)).sum())
-        for g in p.groups().values():
-            for name, c in zip(g.names, g.counts().tolist(), strict=True):
-                counts[name] = counts.get(name, 0) + c
+        for kind, g in p.groups().items():
+            if kind not in kept:
+                for name, c in zip(g.names, g.counts().tolist(), strict=True):
+                    counts[name] = counts.get(name, 0) + c
     dense_out = {name for name, c in counts.items() if not sparse_fits(c, total)}
     dense: dict[str, np.ndarray] = {}
     for name in counts:  # (insertion order: as the parts list them)
@@ -401,7 +403,11 @@ def concat_props(parts: list[PropColumns]) -> PropColumns:
         if name not in dense_out:
             ids = names_by_kind.setdefault(name[0], {})
             ids[name] = len(ids)
-    groups = {}
+    for kind in [k for k in kept if k in names_by_kind]:  # (other keys join it: merge all)
+        ids = names_by_kind[kind]
+        for name in kept.pop(kind).names:
+            ids.setdefault(name, len(ids))
+    groups = kept
     for kind, ids in names_by_kind.items():
         keys, rows, values = [], [], []
         for i, p in enumerate(parts):
@@ -428,6 +434,31 @@ def concat_props(parts: list[PropColumns]) -> PropColumns:
             np.concatenate(values).astype(dtype, copy=False) if values
             else np.zeros(0, dtype), total)
     return PropColumns(total, dense, groups)
+
+
+def _kept_groups(parts: list[PropColumns], starts: np.ndarray) -> dict[str, SparseGroup]:
+    """The merge's fast path: a kind whose sparse keys all sit in one part (the merged head
+    when small appends join it) and stay sparse keeps that part's group, rows shifted: no
+    per-key work, so merging a head holding many rare keys costs its values only."""
+    total = int(starts[-1])
+    owners: dict[str, list[int]] = {}
+    for i, p in enumerate(parts):
+        for kind in p.sparse_kinds():
+            owners.setdefault(kind, []).append(i)
+    kept = {}
+    for kind, (i, *others) in owners.items():
+        if others:
+            continue
+        g = parts[i].group(kind)
+        if g is None or not bool(np.all(g.counts() * SPARSE_SHARE < total)):
+            continue
+        index = g.index
+        if any(name in index for p in parts for name in p.dense_names() if name[0] == kind):
+            continue  # (a key dense elsewhere: the general path merges it)
+        rows = g.rows if not starts[i] else (g.rows.astype(np.int64) + starts[i])
+        kept[kind] = SparseGroup(kind, g.names, g.offsets, rows.astype(row_dtype(total)),
+                                 g.values, index)
+    return kept
 
 
 @dataclass(eq=False)
