@@ -353,10 +353,12 @@ def json_properties(chunk: Chunk, props: tuple[PropColumn, ...]) -> pa.Array:
     if chunk.props.sparse_kinds():
         return _json_properties_by_value(chunk, props)
     fragments = []
+    stored = chunk.props
     for col in props:
-        if not col.kinds:
+        kinds = [k for k in col.kinds if k + ":" + col.key in stored]  # (none: no values)
+        if not kinds:
             continue
-        values = _coalesce([text_values(chunk, k, col.key, "json") for k in col.kinds], chunk.n)
+        values = _coalesce([text_values(chunk, k, col.key, "json") for k in kinds], chunk.n)
         prefix = "," + json.dumps(col.key, ensure_ascii=False) + ":"
         fragments.append(_join([prefix, values]))
     if not fragments:
@@ -396,12 +398,13 @@ def _json_properties_by_value(chunk: Chunk, props: tuple[PropColumn, ...]) -> pa
     row = np.concatenate(rows) if rows else np.zeros(0, np.int64)
     col_of = np.concatenate(cols) if cols else np.zeros(0, np.int64)
     order = np.lexsort((col_of, row))
-    prefixes = pa.array(["," + json.dumps(c.key, ensure_ascii=False) + ":" for c in props],
-                        pa.string())
+    used, slot = np.unique(col_of[order], return_inverse=True)  # (prefixes of keys present)
+    prefixes = pa.array(["," + json.dumps(props[i].key, ensure_ascii=False) + ":"
+                         for i in used.tolist()], pa.string())
     values = pa.concat_arrays([t.cast(pa.string()) for t in texts]) if texts \
         else pa.array([], pa.string())
     fragments = pc.binary_join_element_wise(
-        prefixes.take(pa.array(col_of[order])), values.take(pa.array(order)), "")
+        prefixes.take(pa.array(slot.reshape(-1))), values.take(pa.array(order)), "")
     offsets = np.zeros(chunk.n + 1, np.int32)
     np.cumsum(np.bincount(row, minlength=chunk.n), out=offsets[1:])
     joined = pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets), fragments), "")
