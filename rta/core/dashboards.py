@@ -478,15 +478,10 @@ def known_properties(snap: Snapshot, event_type: str | None) -> dict[str, set[st
         if code >= len(counts) or not counts[code]:
             continue
         found = True
-        rows = block.type == code
-        for key, kinds in block.property_keys.items():
-            for kind in kinds:
-                if kind in keys.get(key, ()):
-                    continue
-                col = block.props[kind + ":" + key][rows]
-                present = ~np.isnan(col) if kind == "f" else col != NULL_DTYPES[kind][1]
-                if bool(present.any()):
-                    keys.setdefault(key, set()).add(kind)
+        # (sparse keys stay sparse: a pass over the values present, not keys x rows)
+        rows = np.flatnonzero(block.type == code)
+        for name in block.prop_columns.select(rows).names_with_values():
+            keys.setdefault(name[2:], set()).add(name[0])
     return keys if found else None
 
 
