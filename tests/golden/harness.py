@@ -308,7 +308,8 @@ class Normaliser:
     4. clock readings: epoch-ms integers, ISO-8601 / `YYYY-MM-DD HH:MM` / `YYYYMMDD-HHMMSS`
        texts from 35 days before the run (relative ranges such as last_30d) to 3 days after
        it -> `<now>` (the data set ends 2024-06-01, so no query result can be that recent);
-    5. in CLI text only: how long a command took (`in 0.25s`, `(1,234/s)`);
+    5. in CLI text only: how long a command took (`in 0.25s`, `(1,234/s)`), and trailing
+       blanks (rich pads a key/value row to the widest value, volatile ones included);
     6. `bytes` of a compressed (XLSX, Parquet) export and /stats' `bytesExported`: they
        depend on the receivedAt column (the ingest wall clock); the decoded rows are compared.
     """
@@ -352,6 +353,7 @@ class Normaliser:
             s = _TOOK.sub(r"\1<s>s", s)
             s = _RATE.sub("(<n>/s)", s)
             s = _TABLE_ROW.sub(lambda m: m.group(1) + "<volatile>", s)
+            s = "\n".join(line.rstrip() for line in s.split("\n"))
         return s
 
     def _server_id(self, m: re.Match[str]) -> str:
