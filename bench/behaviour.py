@@ -1,7 +1,7 @@
 """`python -m bench behaviour`: funnels, retention and an A/B test next to DuckDB, same run.
 
 Builds N demo events into a sealed on-disk store and times each behavioural query through the
-public facade (`rta.core.behaviour`; best of N after a first call, reported separately, that
+public facade (`rta.core.queries.behaviour`; best of N after a first call, reported separately, that
 builds the cached per-type user indexes) against equivalent DuckDB SQL on a native table
 (2 threads): ASOF joins for funnels (the next step-k event after step k-1, per attempt), a
 join on first entries for retention, and first-exposure aggregation for the A/B test. Then
@@ -27,10 +27,10 @@ from bench.common import (
     print_table,
     ratio,
 )
-from rta.core import behaviour
 from rta.core.config import EngineConfig
 from rta.core.engine import Engine
-from rta.core.timeparse import DAY, HOUR
+from rta.core.queries import behaviour
+from rta.core.queries.timeparse import DAY, HOUR
 
 StepSpec = tuple[str, tuple[str, str] | None]  # (event type, required (property, value))
 STEPS3: list[StepSpec] = [("pageview", None), ("click", ("category", "products")),

@@ -19,8 +19,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from rta.core.store import ColumnStore, StoreConfig
-from rta.core.timeparse import DAY
+from rta.core.embedded.store import ColumnStore, StoreConfig
+from rta.core.queries.timeparse import DAY
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
 
@@ -77,7 +77,7 @@ def build_store(table: pa.Table, data_dir: str) -> ColumnStore:
 
     The caller owns the store (it holds the directory lock): call `store.close()` when done.
     """
-    from rta.core.store.bulk import bulk_load
+    from rta.core.embedded.store.bulk import bulk_load
 
     store = ColumnStore(data_dir, StoreConfig(fsync=False))
     bulk_load(store, table)

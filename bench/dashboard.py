@@ -36,7 +36,7 @@ from rta.core import dashboards as dash
 from rta.core.config import EngineConfig
 from rta.core.dashboard_templates import builtin
 from rta.core.engine import Engine, open_engine
-from rta.core.timeparse import DAY, HOUR
+from rta.core.queries.timeparse import DAY, HOUR
 
 CHROMIUM = "/usr/bin/chromium"
 FUNNEL_STEPS = [("pageview", None), ("click", ("category", "products")),

@@ -1,7 +1,7 @@
 """`python -m bench ingest`: how fast events get in, and what they cost to keep.
 
 Measured in one run, next to yardsticks on the same data:
-- in-process bulk append (`rta.core.store.bulk.load_table`, fsync on) of N demo events:
+- in-process bulk append (`rta.core.embedded.store.bulk.load_table`, fsync on) of N demo events:
   events/s, bytes per event on disk and in RAM (the RSS growth of a fresh process that opens
   the store and runs a query mix over all of it), for the demo shape (20 property keys,
   client-sent UUIDs) and the standard shape (3 properties, server-generated ids); DuckDB's
@@ -53,7 +53,7 @@ import json, sys
 import numpy, pyarrow  # (in the baseline: every process that queries loads them)
 from rta.daemon import tune_malloc
 tune_malloc()  # (as rta serve does)
-from rta.core import analytics
+from rta.core.queries import analytics
 from rta.core.config import EngineConfig
 from rta.core.engine import Engine
 
@@ -151,8 +151,8 @@ def main(argv: list[str]) -> int:
 
 def _load(table: pa.Table, data_dir: str) -> tuple[float, dict[str, Any]]:
     """(seconds, store stats) of a bulk load into a new store."""
-    from rta.core.store import ColumnStore, StoreConfig
-    from rta.core.store.bulk import load_table
+    from rta.core.embedded.store import ColumnStore, StoreConfig
+    from rta.core.embedded.store.bulk import load_table
 
     gc.collect()
     store = ColumnStore(data_dir, StoreConfig(fsync=True))
@@ -520,8 +520,8 @@ def _bench_one_file(n: int, tmp: str, standard: bool) -> list[list[str]]:
     import duckdb
     import pyarrow.json as pajson
 
-    from rta.core.store import ColumnStore, StoreConfig
-    from rta.core.store.bulk import bulk_load_ndjson
+    from rta.core.embedded.store import ColumnStore, StoreConfig
+    from rta.core.embedded.store.bulk import bulk_load_ndjson
 
     path = ndjson_file(n, standard)
     shape = "standard shape" if standard else "demo shape"

@@ -2,7 +2,7 @@
 
 Builds N demo events (skewed users, 10 types, D days) into a sealed on-disk store, opens an
 engine over it with the result cache off (so every call computes), and times each query
-through the public facade (`rta.core.analytics`) against the equivalent DuckDB SQL on a
+through the public facade (`rta.core.queries.analytics`) against the equivalent DuckDB SQL on a
 native table (2 threads). Then serves the engine over HTTP and reports end-to-end latency
 percentiles of a simple aggregation (cache off, and cache on).
 """
@@ -26,10 +26,10 @@ from bench.common import (
     print_table,
     ratio,
 )
-from rta.core import analytics
 from rta.core.config import EngineConfig
 from rta.core.engine import Engine
-from rta.core.timeparse import DAY
+from rta.core.queries import analytics
+from rta.core.queries.timeparse import DAY
 
 FIVE_MIN = 300_000
 

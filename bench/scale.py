@@ -30,9 +30,9 @@ GIB = 1 << 30
 def build(data_dir: str, n: int, users: int, days: int, chunk: int) -> tuple[float, int]:
     """(seconds, end timestamp) of loading `n` events, `chunk` at a time, in time order."""
     from rta.core.demo import generate_arrow
-    from rta.core.store import ColumnStore, StoreConfig
-    from rta.core.store.bulk import load_table
-    from rta.core.timeparse import now_ms
+    from rta.core.embedded.store import ColumnStore, StoreConfig
+    from rta.core.embedded.store.bulk import load_table
+    from rta.core.queries.timeparse import now_ms
 
     end = now_ms() - 60_000
     chunks = max(1, -(-n // chunk))
@@ -129,7 +129,7 @@ def main(argv: list[str]) -> int:
             rows.append([f"bulk build, {fmt_count(args.events)} events, events/s",
                          fmt_count(args.events / seconds), ""])
         else:
-            from rta.core.timeparse import now_ms
+            from rta.core.queries.timeparse import now_ms
 
             end = now_ms()
         on_disk = sum(os.path.getsize(os.path.join(root, f))

@@ -137,7 +137,7 @@ def create(
 ) -> None:
     """Create an alert from options or a JSON file (the seed's POST /alerts payload)."""
     from rta.core.errors import ValidationError
-    from rta.core.filters import parse_cli_where, predicate_to_json
+    from rta.core.queries.filters import parse_cli_where, predicate_to_json
 
     body: dict[str, Any] = _read_body(file) if file else {}
     if not isinstance(body, dict):
@@ -212,7 +212,7 @@ def delete(alert_id: str = typer.Argument(..., help="Alert id."),
 def _render_history(data: dict[str, Any]) -> None:
     from rich.table import Table
 
-    from rta.core.timeparse import iso
+    from rta.core.queries.timeparse import iso
 
     table = Table(title=f"{data['count']} history entries", title_justify="left")
     for col in ("time", "alert", "event", "severity", "value", "detail"):
@@ -246,7 +246,7 @@ def history(limit: int = typer.Option(50, "--limit", "-n", help="How many entrie
 def _render_backtest(data: dict[str, Any]) -> None:
     from rich.table import Table
 
-    from rta.core.timeparse import iso
+    from rta.core.queries.timeparse import iso
 
     rng = data["range"]
     console().print(f"[bold]{data['name']}[/]: {data['condition']}\n"
@@ -307,7 +307,7 @@ def watch(count: int = typer.Option(0, "--count", hidden=True,
             sys.stdout.write(json.dumps(data, ensure_ascii=False) + "\n")
             sys.stdout.flush()
         else:
-            from rta.core.timeparse import iso
+            from rta.core.queries.timeparse import iso
 
             colour = {"fired": "bold red", "resolved": "green"}.get(data.get("event"), "yellow")
             value = data.get("value")

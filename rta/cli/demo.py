@@ -61,7 +61,7 @@ def generate(
     """
     from rta.core.demo import generate_arrow
     from rta.core.errors import RtaError
-    from rta.core.timeparse import int_text, parse_time
+    from rta.core.queries.timeparse import int_text, parse_time
 
     chosen = fmt or _format_from_suffix(output)
     if chosen not in FORMATS:
@@ -152,7 +152,7 @@ def demo_startup_hooks(events: int = DEMO_EVENTS, rate: float = TRICKLE_PER_SECO
         import trio
 
         from rta.core.demo import generate_arrow
-        from rta.core.store.bulk import load_table
+        from rta.core.embedded.store.bulk import load_table
 
         now = int(time.time() * 1000)
         if engine.store.stats()["events"] == 0 and events > 0:

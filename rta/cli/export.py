@@ -51,7 +51,7 @@ def export(
 ) -> None:
     """Export events, oldest first, streamed from the daemon (constant memory both ends)."""
     from rta.core.export import format_for_path
-    from rta.core.filters import parse_cli_where, predicate_to_json
+    from rta.core.queries.filters import parse_cli_where, predicate_to_json
 
     to_stdout = output == "-"
     if fmt is None:

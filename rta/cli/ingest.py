@@ -229,7 +229,7 @@ class _Run:
         return offset
 
     def _bulk(self, path: str, source: Source, sink: _LocalSink, task: TaskID) -> int:
-        from rta.core.store.bulk import NDJSON_CHUNK_BYTES
+        from rta.core.embedded.store.bulk import NDJSON_CHUNK_BYTES
 
         calls = [0, 0]  # progress callbacks, events read
         total = None if source.compressed else source.total
@@ -443,9 +443,9 @@ class _LocalSink:
 
     def __init__(self, data_dir: str | None) -> None:
         from rta.cli.output import load_settings
+        from rta.core.embedded.store import ColumnStore, StoreConfig
         from rta.core.errors import RtaError, StoreLockedError
         from rta.core.events import EventValidator
-        from rta.core.store import ColumnStore, StoreConfig
 
         settings = load_settings({"data_dir": data_dir})
         config = settings.engine_config()
@@ -478,14 +478,14 @@ class _LocalSink:
 
     def bulk_ndjson(self, path: str, progress: Callable[[int], None]) -> dict[str, Any]:
         """The columnar loader: pyarrow parses, checks run per column, segments are written
-        directly (all-or-nothing per flush; see rta.core.store.bulk)."""
+        directly (all-or-nothing per flush; see rta.core.embedded.store.bulk)."""
         import gzip
         import os
         import zlib
 
         from rta.client.readers import ReadError
+        from rta.core.embedded.store.bulk import BulkReadError, bulk_load_ndjson
         from rta.core.errors import RtaError
-        from rta.core.store.bulk import BulkReadError, bulk_load_ndjson
 
         try:
             result = bulk_load_ndjson(self.store, path, self.limits, progress=progress)

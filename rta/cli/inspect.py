@@ -35,7 +35,7 @@ def events(
 ) -> None:
     """Recent events, newest first."""
     from rta.core.errors import ValidationError
-    from rta.core.filters import parse_cli_where, predicate_to_json
+    from rta.core.queries.filters import parse_cli_where, predicate_to_json
 
     params: dict[str, Any] = {"type": ",".join(event_type) if event_type else None,
                               "userId": user, "startTime": since, "endTime": until,
@@ -54,7 +54,7 @@ def events(
 def _render_events(data: dict[str, Any]) -> None:
     from rich.table import Table
 
-    from rta.core.timeparse import iso
+    from rta.core.queries.timeparse import iso
 
     table = Table(title=f"{data['count']} events", title_justify="left")
     for col in ("time", "type", "user", "session", "properties"):

@@ -194,7 +194,7 @@ def tail(
     from rta.cli.output import load_settings
     from rta.client.ws import follow
     from rta.core.errors import ValidationError
-    from rta.core.filters import parse_cli_where, predicate_to_json
+    from rta.core.queries.filters import parse_cli_where, predicate_to_json
 
     settings = load_settings({"server": server})
     flt: dict[str, Any] = {}
@@ -219,7 +219,7 @@ def tail(
             err.print(f"[yellow]sampling: showing {data['sampleRate']:.1%} of matching events "
                       f"(live rate limit {data.get('maxRate')}/s)[/]")
         state["rate"] = data.get("sampleRate", 1.0)
-        from rta.core.timeparse import iso
+        from rta.core.queries.timeparse import iso
 
         for ev in data["events"]:
             if as_json:

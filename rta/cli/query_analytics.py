@@ -37,7 +37,7 @@ def _filter_params(event_type: list[str] | None, since: str | None, until: str |
                    segment: str | None) -> dict[str, Any]:
     from rta.cli.output import EXIT_USAGE, fail
     from rta.core.errors import ValidationError
-    from rta.core.filters import parse_cli_where, predicate_to_json
+    from rta.core.queries.filters import parse_cli_where, predicate_to_json
 
     params: dict[str, Any] = {"type": ",".join(event_type) if event_type else None,
                               "startTime": since, "endTime": until, "timeRange": time_range,
@@ -203,7 +203,7 @@ def _fmt(value: Any) -> str:
 
 
 def _time(ms: int | None) -> str:
-    from rta.core.timeparse import iso
+    from rta.core.queries.timeparse import iso
 
     return "-" if ms is None else iso(ms)
 
@@ -211,7 +211,7 @@ def _time(ms: int | None) -> str:
 def _range_line(data: dict[str, Any]) -> str:
     parts = [f"{_time(data.get('startTime'))} → {_time(data.get('endTime'))}"]
     if data.get("interval"):
-        from rta.core.timeparse import MINUTE
+        from rta.core.queries.timeparse import MINUTE
 
         step = data["interval"]
         parts.append(f"every {step // MINUTE}m" if step % MINUTE == 0 else f"every {step}ms")

@@ -25,7 +25,7 @@ SegmentOption = typer.Option(None, "--segment", help="Only users of this saved s
 def parse_where_list(items: list[str] | None) -> list[dict[str, Any]]:
     """CLI filter expressions ('plan=pro', 'n>3') as the API's predicate objects."""
     from rta.core.errors import ValidationError
-    from rta.core.filters import parse_cli_where, predicate_to_json
+    from rta.core.queries.filters import parse_cli_where, predicate_to_json
 
     try:
         return [predicate_to_json(parse_cli_where(w)) for w in items or [] if w.strip()]

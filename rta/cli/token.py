@@ -102,7 +102,7 @@ def list_tokens(data_dir: str = LocalOption, server: str = ServerOption,
 def _render(data: dict[str, Any]) -> None:
     from rich.table import Table
 
-    from rta.core.timeparse import iso
+    from rta.core.queries.timeparse import iso
 
     table = Table()
     for col in ("id", "name", "scope", "hint", "created"):

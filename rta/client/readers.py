@@ -17,7 +17,7 @@ from decimal import Decimal
 from typing import IO, Any
 
 from rta.core import jsonstrict
-from rta.core.timeparse import datetime_ms
+from rta.core.queries.timeparse import datetime_ms
 
 FORMATS = ("ndjson", "json", "csv", "parquet")
 TOP_LEVEL = ("id", "type", "userId", "sessionId", "timestamp")
@@ -315,7 +315,7 @@ def _csv_batches(f: IO[str], name: str, size: int) -> Iterator[Batch]:
 
 def _scalar(text: str) -> Any:
     """A CSV cell typed like a JSON scalar; an empty cell is a missing value."""
-    from rta.core.filters import parse_scalar
+    from rta.core.queries.filters import parse_scalar
 
     if text == "":
         return None

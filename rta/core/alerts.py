@@ -44,12 +44,12 @@ from urllib.parse import urlparse
 import numpy as np
 import trio
 
+from rta.core.embedded.store.snapshot import Snapshot
 from rta.core.errors import RtaError, ValidationError, field_error
 from rta.core.events import EventBatch
-from rta.core.filters import EventFilter, Group, parse_where
 from rta.core.live import batch_block
-from rta.core.store.snapshot import Snapshot
-from rta.core.timeparse import DAY, parse_duration, parse_time_range
+from rta.core.queries.filters import EventFilter, Group, parse_where
+from rta.core.queries.timeparse import DAY, parse_duration, parse_time_range
 
 log = logging.getLogger("rta.alerts")
 

@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rta.core import dashboard_templates
+from rta.core.embedded.store.block import NULL_DTYPES
+from rta.core.embedded.store.snapshot import Snapshot
 from rta.core.errors import (
     ConflictError,
     NotFoundError,
@@ -38,10 +40,8 @@ from rta.core.errors import (
     ValidationError,
     field_error,
 )
-from rta.core.filters import parse_filter, parse_where
-from rta.core.store.block import NULL_DTYPES
-from rta.core.store.snapshot import Snapshot
-from rta.core.timeparse import DAY, HOUR, MINUTE, now_ms, parse_duration, parse_time_range
+from rta.core.queries.filters import parse_filter, parse_where
+from rta.core.queries.timeparse import DAY, HOUR, MINUTE, now_ms, parse_duration, parse_time_range
 
 if TYPE_CHECKING:
     from rta.core.engine import Engine
@@ -717,13 +717,13 @@ def _engine_module(name: str, what: str) -> Any:
 def _analytics(kind: str, engine: Engine, params: dict[str, Any]) -> dict[str, Any]:
     """An analytics query computed directly (no result cache): the cache belongs to the
     event-loop thread, and dashboards resolve in a worker thread over a pinned snapshot."""
-    module = _engine_module("rta.core.analytics", "analytics")
+    module = _engine_module("rta.core.queries.analytics", "analytics")
     result: dict[str, Any] = module.prepare(kind, engine, params).compute()
     return result
 
 
 def _behaviour() -> Any:
-    return _engine_module("rta.core.behaviour", "behavioural")
+    return _engine_module("rta.core.queries.behaviour", "behavioural")
 
 
 class PinnedEngine:
@@ -784,7 +784,7 @@ def exact_aggregate(engine: Engine, src: dict[str, Any], win: Window) -> float |
     The analytics API widens ranges to epoch-aligned buckets (right for charts); a counter
     saying "revenue, last 24h" must cover exactly the last 24 hours.
     """
-    ts_mod = _engine_module("rta.core.timeseries", "analytics")
+    ts_mod = _engine_module("rta.core.embedded.timeseries", "analytics")
     agg = src.get("aggregation", "count")
     metric = _strip_prefix(src["metric"]) if src.get("metric") else None
     flt = _event_filter(engine, src, win)
@@ -878,7 +878,7 @@ def _run_funnel(engine: Engine, src: dict[str, Any], win: Window) -> dict[str, A
         if src.get(key) is not None:
             body[key] = src[key]
     snap = engine.snapshot()
-    funnel = _engine_module("rta.core.funnel", "behavioural")
+    funnel = _engine_module("rta.core.embedded.funnel", "behavioural")
     query = funnel.parse(body, win.now, engine, snap)  # segments resolve over all the data
     res: dict[str, Any] = funnel.answer(snap, query)  # answer() prunes to the window itself
     return res

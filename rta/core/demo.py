@@ -27,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rta.core.timeparse import DAY, HOUR, MINUTE, now_ms
+from rta.core.queries.timeparse import DAY, HOUR, MINUTE, now_ms
 
 EVENT_TYPES = ("pageview", "click", "signup", "login", "purchase", "experiment_assigned",
                "conversion", "form_submit", "error", "api_request")

@@ -19,13 +19,13 @@ import trio
 
 from rta import __version__
 from rta.core.config import EngineConfig
+from rta.core.embedded.store import ColumnStore, IngestResult, Snapshot, StoreConfig
+from rta.core.embedded.store.store import SealJob
 from rta.core.errors import RtaError, StorageError
 from rta.core.events import EventBatch, EventValidator
 from rta.core.key_budget import KeyBudget
 from rta.core.metadata import MetadataStore
 from rta.core.metrics import Registry
-from rta.core.store import ColumnStore, IngestResult, Snapshot, StoreConfig
-from rta.core.store.store import SealJob
 from rta.core.write_health import WriteHealth, probe_write
 
 log = logging.getLogger("rta.engine")

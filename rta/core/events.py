@@ -23,7 +23,7 @@ import orjson
 from rta.core.errors import ValidationError
 from rta.core.event_ids import new_event_id, new_event_ids
 from rta.core.key_budget import KeyBudget
-from rta.core.timeparse import HOUR, int_text, now_ms, parse_iso
+from rta.core.queries.timeparse import HOUR, int_text, now_ms, parse_iso
 
 MAX_TYPE_LENGTH = 200
 MAX_ID_LENGTH = 200

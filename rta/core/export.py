@@ -13,7 +13,7 @@ chunk at a time, so memory stays bounded by the chunk size whatever the export s
 
 Request shape (the seed's contract, extended):
     {"format": "csv" | "json" | "ndjson" | "parquet" | "xlsx",   # default csv
-     "filter": {...the filter language of rta.core.filters...},
+     "filter": {...the filter language of rta.core.queries.filters...},
      "fields": ["id", "type", "userId", "timestamp", "properties.page", ...],
      "limit": 10000}
 Default fields: id, type, userId, sessionId, timestamp, receivedAt and every property as a
@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from rta.core.embedded.store.block import NULL_DTYPES, Block, PropColumns, concat_props
+from rta.core.embedded.store.snapshot import Snapshot
 from rta.core.errors import ValidationError, field_error
 from rta.core.events import FLOAT, KINDS
 from rta.core.export_formats import (
@@ -43,9 +45,7 @@ from rta.core.export_formats import (
     PropColumn,
     Writer,
 )
-from rta.core.filters import EventFilter, SegmentResolver, parse_filter
-from rta.core.store.block import NULL_DTYPES, Block, PropColumns, concat_props
-from rta.core.store.snapshot import Snapshot
+from rta.core.queries.filters import EventFilter, SegmentResolver, parse_filter
 
 FORMATS = tuple(WRITERS)
 # Rows per chunk: Parquet's row groups want to be large; text formats build several

@@ -39,9 +39,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from rta.core.embedded.store.block import PropColumns, not_null
+from rta.core.embedded.store.dictionary import Dictionaries, Dictionary
 from rta.core.events import BOOL, FLOAT, INT, INT64_MIN, STR
-from rta.core.store.block import PropColumns, not_null
-from rta.core.store.dictionary import Dictionaries, Dictionary
 
 BASE_FIELDS = ("id", "type", "userId", "sessionId", "timestamp", "receivedAt")
 XLSX_MAX_ROWS = 1_048_576  # Excel's row limit per sheet (header included)

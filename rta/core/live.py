@@ -45,12 +45,12 @@ from typing import Any
 import numpy as np
 import trio
 
+from rta.core.embedded.store.block import Block, null_column
+from rta.core.embedded.store.dictionary import Dictionaries
+from rta.core.embedded.store.snapshot import Snapshot
 from rta.core.errors import RtaError, ValidationError, field_error
 from rta.core.events import STR, EventBatch
-from rta.core.filters import EventFilter, SegmentResolver, parse_filter
-from rta.core.store.block import Block, null_column
-from rta.core.store.dictionary import Dictionaries
-from rta.core.store.snapshot import Snapshot
+from rta.core.queries.filters import EventFilter, SegmentResolver, parse_filter
 
 BUILTIN_CHANNELS = ("metrics", "events", "alerts")
 COALESCING = frozenset({"metrics"})

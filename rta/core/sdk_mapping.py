@@ -26,7 +26,7 @@ from urllib.parse import parse_qs
 
 from rta.core.errors import PayloadTooLarge, ValidationError
 from rta.core.events import EventBatch, EventValidator
-from rta.core.timeparse import int_text, parse_iso
+from rta.core.queries.timeparse import int_text, parse_iso
 
 GZIP_MAGIC = b"\x1f\x8b"
 FORM_TYPE = "application/x-www-form-urlencoded"

@@ -1,6 +1,6 @@
 """Analytics endpoints: /analytics/aggregate, /count, /unique-users, /top.
 
-Thin by design: the request becomes a dict for `rta.core.analytics`, which parses and
+Thin by design: the request becomes a dict for `rta.core.queries.analytics`, which parses and
 answers from the result cache when it may; real work goes through `run_query` (a worker
 thread, a concurrency cap and a timeout) so the event loop keeps serving ingestion and
 WebSockets during a long query.
@@ -13,8 +13,8 @@ from typing import Any
 from quart import Blueprint, Response, request
 from quart_trio import QuartTrio
 
-from rta.core import analytics
 from rta.core.engine import Engine
+from rta.core.queries import analytics
 from rta.server.http import engine, json_object, json_response, run_query
 
 bp = Blueprint("analytics_api", __name__)

@@ -24,7 +24,7 @@ from quart_trio import QuartTrio
 from rta.core import dashboards as dash
 from rta.core.engine import Engine
 from rta.core.errors import NotFoundError, RtaError, field_error
-from rta.core.timeparse import parse_time_range
+from rta.core.queries.timeparse import parse_time_range
 from rta.server.http import engine, json_object, json_response
 
 log = logging.getLogger("rta.server.dashboards")

@@ -12,12 +12,12 @@ from quart import Blueprint, Response, request
 from quart_trio import QuartTrio
 
 from rta.core import jsonstrict
+from rta.core.embedded.eventlist import Cursor, list_events
 from rta.core.engine import Engine
 from rta.core.errors import PayloadTooLarge, RtaError, ValidationError, field_error
-from rta.core.eventlist import Cursor, list_events
 from rta.core.events import EventBatch
-from rta.core.filters import Group, Predicate, parse_filter, parse_where
-from rta.core.timeparse import int_text, now_ms
+from rta.core.queries.filters import Group, Predicate, parse_filter, parse_where
+from rta.core.queries.timeparse import int_text, now_ms
 from rta.server.http import (
     NDJSON_TYPES,
     UNPARSED,

@@ -14,8 +14,9 @@ import numpy as np
 from quart import Blueprint, Response
 from quart_trio import QuartTrio
 
-from rta.core import behaviour, segments
+from rta.core.embedded import segments
 from rta.core.engine import Engine
+from rta.core.queries import behaviour
 from rta.server.http import engine, int_arg, json_object, json_response, run_query
 
 bp = Blueprint("queries_api", __name__)

@@ -20,6 +20,7 @@ from rta.core.auth import PREFIX as TOKEN_PREFIX
 from rta.core.auth import scope_allows
 from rta.core.engine import Engine
 from rta.core.errors import PayloadTooLarge, RtaError
+from rta.core.queries.timeparse import now_ms
 from rta.core.sdk_mapping import (
     Mapped,
     decode_json,
@@ -28,7 +29,6 @@ from rta.core.sdk_mapping import (
     segment_batch,
     validate_mapped,
 )
-from rta.core.timeparse import now_ms
 from rta.server.http import engine, json_response, media_type, read_body
 
 bp = Blueprint("sdk_api", __name__)

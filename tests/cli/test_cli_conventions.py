@@ -278,7 +278,8 @@ def test_no_color_and_force_color(world: dict[str, str]) -> None:
 def test_closed_sets_are_checked_by_the_cli_and_match_the_core() -> None:
     """A typo in a closed set is a usage error before any request (the server is dead)."""
     from rta.cli import choices
-    from rta.core import alerts, auth, funnel, retention, timeseries
+    from rta.core import alerts, auth
+    from rta.core.embedded import funnel, retention, timeseries
 
     assert choices.FUNNEL_ORDERS == funnel.ORDERS and choices.FUNNEL_UNITS == funnel.UNITS
     assert choices.RETENTION_TYPES == retention.TYPES

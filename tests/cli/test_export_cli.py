@@ -14,8 +14,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from rta.core.render import render_events
-from rta.core.store import ColumnStore, StoreConfig
+from rta.core.embedded.render import render_events
+from rta.core.embedded.store import ColumnStore, StoreConfig
 from tests.cli.conftest import rta
 from tests.support import ServeProcess
 

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import integrate, stats
 
-from rta.core import abtest, behaviour
 from rta.core.errors import ValidationError
+from rta.core.queries import abtest, behaviour
 from tests.core.test_funnel_data import NOW, T0, make_engine
 
 

@@ -15,10 +15,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rta.core import analytics
 from rta.core.config import EngineConfig
 from rta.core.engine import Engine
 from rta.core.errors import ValidationError
+from rta.core.queries import analytics
 
 BASE = 1_700_000_000_000 - 1_700_000_000_000 % 3_600_000  # an hour boundary
 STEP = 60_000
@@ -389,7 +389,7 @@ def test_unknown_aggregation_lists_allowed_values() -> None:
 @pytest.mark.parametrize("size", [1, 40, 1000, 70_000])
 def test_quantile_kernel_paths_match_numpy(size: int) -> None:
     """Every quantile path (one key, few keys, many small keys, huge key space)."""
-    from rta.core.timeseries import Accumulator
+    from rta.core.embedded.timeseries import Accumulator
 
     rng = np.random.default_rng(size)
     keys = rng.integers(0, size, 5000)

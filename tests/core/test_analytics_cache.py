@@ -6,11 +6,11 @@ from typing import Any
 
 import numpy as np
 
-from rta.core import analytics
 from rta.core.config import EngineConfig
+from rta.core.embedded.hll import HyperLogLog
 from rta.core.engine import Engine
-from rta.core.hll import HyperLogLog
-from rta.core.query_cache import QueryCache
+from rta.core.queries import analytics
+from rta.core.queries.query_cache import QueryCache
 from tests.core.test_analytics import BASE, STEP, make_engine
 
 

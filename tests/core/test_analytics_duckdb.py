@@ -10,7 +10,7 @@ import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rta.core import analytics
+from rta.core.queries import analytics
 from tests.core.test_analytics import BASE, STEP, make_engine
 
 events_st = st.lists(st.fixed_dictionaries({

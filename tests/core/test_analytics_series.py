@@ -16,8 +16,9 @@ import pyarrow as pa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rta.core import analytics, timeseries
-from rta.core.timeseries import _select_quantile, _windowed_quantile
+from rta.core.embedded import timeseries
+from rta.core.embedded.timeseries import _select_quantile, _windowed_quantile
+from rta.core.queries import analytics
 from tests.core.test_analytics import BASE, STEP, make_engine
 
 SETTINGS = settings(max_examples=25, deadline=None,

@@ -17,12 +17,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rta.core.demo import generate_arrow, table_events
-from rta.core.eventlist import list_events
+from rta.core.embedded.eventlist import list_events
+from rta.core.embedded.store import ColumnStore, StoreConfig
+from rta.core.embedded.store.bulk import BulkReadError, bulk_load, bulk_load_ndjson, load_table
 from rta.core.events import EventValidator, Limits
-from rta.core.filters import EventFilter
-from rta.core.store import ColumnStore, StoreConfig
-from rta.core.store.bulk import BulkReadError, bulk_load, bulk_load_ndjson, load_table
-from rta.core.timeparse import now_ms
+from rta.core.queries.filters import EventFilter
+from rta.core.queries.timeparse import now_ms
 
 NOW = now_ms()  # bulk_load validates against the real clock
 END = NOW - 60_000

@@ -13,12 +13,12 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rta.core import analytics, behaviour
 from rta.core.config import EngineConfig
+from rta.core.embedded.eventlist import list_events
+from rta.core.embedded.store.segment import LazyBlock
 from rta.core.engine import Engine
-from rta.core.eventlist import list_events
-from rta.core.filters import EventFilter
-from rta.core.store.segment import LazyBlock
+from rta.core.queries import analytics, behaviour
+from rta.core.queries.filters import EventFilter
 from tests.core.test_funnel_data import NOW, T0, event_logs, make_engine
 
 DAY = 86_400_000

@@ -19,7 +19,7 @@ from rta.core.dashboard_templates import BUILTIN_TEMPLATES
 from rta.core.engine import Engine
 from rta.core.errors import NotFoundError, ValidationError
 from rta.core.events import EventValidator
-from rta.core.timeparse import DAY, HOUR, now_ms
+from rta.core.queries.timeparse import DAY, HOUR, now_ms
 
 NOW = now_ms()
 

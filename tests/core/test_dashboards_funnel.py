@@ -11,12 +11,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rta.core import dashboards as dash
-from rta.core import funnel
 from rta.core.config import EngineConfig
+from rta.core.embedded import funnel
+from rta.core.embedded.funnel import windowed_snapshot
 from rta.core.engine import Engine
 from rta.core.events import EventValidator
-from rta.core.funnel import windowed_snapshot
-from rta.core.timeparse import DAY, HOUR, now_ms
+from rta.core.queries.timeparse import DAY, HOUR, now_ms
 
 NOW = now_ms()
 TYPES = ["pageview", "click", "purchase", "signup"]

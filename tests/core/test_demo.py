@@ -21,7 +21,7 @@ from rta.core.demo import (
     table_events,
 )
 from rta.core.events import EventValidator
-from rta.core.timeparse import DAY
+from rta.core.queries.timeparse import DAY
 
 END = 1_790_000_000_000
 

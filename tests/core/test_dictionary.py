@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rta.core.store import dictionary as dictionary_module
-from rta.core.store.dictionary import Dictionary, HashIndex, string_hashes
+from rta.core.embedded.store import dictionary as dictionary_module
+from rta.core.embedded.store.dictionary import Dictionary, HashIndex, string_hashes
 
 TEXT = st.one_of(st.text(max_size=12), st.sampled_from(["", "a", "é", "user_1", "🙂" * 3]))
 
@@ -109,7 +109,7 @@ def test_array_slices_across_cold_chunks_and_the_hot_part() -> None:
 def test_first_format_files_load_and_are_rewritten_batched(tmp_path: Path) -> None:
     """A dictionary written one frame per string (the first format) loads with the same
     codes and is rewritten once in batch frames."""
-    from rta.core.store.records import frame, read_valid
+    from rta.core.embedded.store.records import frame, read_valid
 
     path = tmp_path / "users.dict"
     path.write_bytes(b"".join(frame(t.encode()) for t in ["u0", "u1", "é"]))

@@ -9,10 +9,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rta.core.eventlist import Cursor, list_events
+from rta.core.embedded.eventlist import Cursor, list_events
+from rta.core.embedded.store import ColumnStore, StoreConfig
 from rta.core.events import EventValidator
-from rta.core.filters import EventFilter
-from rta.core.store import ColumnStore, StoreConfig
+from rta.core.queries.filters import EventFilter
 
 NOW = 1_800_000_000_000
 BASE = NOW - 60_000

@@ -319,7 +319,7 @@ def test_generated_ids_differ_in_a_forked_child() -> None:
 def test_digit_like_timestamp_strings_are_a_400_not_a_crash(text: str) -> None:
     """`str.isdigit()` is true for '¹' and friends, which `int()` refuses: found by the
     fast-path property test. Both paths must answer with a field error."""
-    from rta.core.timeparse import int_text
+    from rta.core.queries.timeparse import int_text
 
     assert int_text(text) is None
     event = {"type": "t", "timestamp": text}

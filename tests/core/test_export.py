@@ -1,6 +1,6 @@
 """Export core: every format read back with an independent reader and compared with the store.
 
-The reference is the store itself decoded by `rta.core.render` (a separate, per-row code
+The reference is the store itself decoded by `rta.core.embedded.render` (a separate, per-row code
 path) and ordered with a plain stable sort; values are compared with their Python types so
 1 and 1.0 are different.
 """
@@ -22,13 +22,13 @@ from hypothesis import strategies as st
 
 from rta.client.readers import iter_batches
 from rta.core import export_formats
+from rta.core.embedded.render import render_events
+from rta.core.embedded.store import ColumnStore, StoreConfig
+from rta.core.embedded.store.dictionary import Dictionaries
+from rta.core.embedded.store.snapshot import Snapshot
 from rta.core.errors import ValidationError
 from rta.core.events import EventValidator
 from rta.core.export import Export, export_events, format_for_path, parse_export
-from rta.core.render import render_events
-from rta.core.store import ColumnStore, StoreConfig
-from rta.core.store.dictionary import Dictionaries
-from rta.core.store.snapshot import Snapshot
 from tests.core.test_export_support import custom_ids, numpy_block
 
 NOW = 1_800_000_000_000

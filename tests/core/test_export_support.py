@@ -7,10 +7,10 @@ import os
 import numpy as np
 import pyarrow as pa
 
+from rta.core.embedded.store.block import Block
+from rta.core.embedded.store.dictionary import Dictionaries
+from rta.core.embedded.store.segment import write_segment
 from rta.core.events import INT64_MIN
-from rta.core.store.block import Block
-from rta.core.store.dictionary import Dictionaries
-from rta.core.store.segment import write_segment
 
 TYPES = ("pageview", "click", "purchase", "signup")
 PAGES = ("/", "/pricing", "/docs", "/blog/a,b", 'say "hi"', "multi\nline", "ünï©ødé")
@@ -54,7 +54,7 @@ def numpy_block(dicts: Dictionaries, n: int, start_ts: int, seed: int = 0,
 def write_store(data_dir: str, n: int, per_segment: int = 250_000,
                 start_ts: int = 1_700_000_000_000) -> None:
     """A data directory holding `n` events in sealed segments (open it with ColumnStore)."""
-    from rta.core.store import ColumnStore, StoreConfig
+    from rta.core.embedded.store import ColumnStore, StoreConfig
 
     store = ColumnStore(data_dir, StoreConfig(fsync=False))
     seg_dir = os.path.join(data_dir, "segments")

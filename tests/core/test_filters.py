@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from rta.core.embedded.store import ColumnStore, StoreConfig
 from rta.core.errors import ValidationError
 from rta.core.events import EventValidator
-from rta.core.filters import parse_cli_where, parse_filter
-from rta.core.store import ColumnStore, StoreConfig
+from rta.core.queries.filters import parse_cli_where, parse_filter
 
 NOW = 1_800_000_000_000
 KEYS = ["page", "n", "flag"]

@@ -11,8 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rta.core import behaviour, funnel
+from rta.core.embedded import funnel
 from rta.core.errors import ValidationError
+from rta.core.queries import behaviour
 from tests.core.test_funnel_data import NOW, T0, event_logs, ingest, make_engine
 
 Step = tuple[str, int | None]  # (type, required value of property k or None)
@@ -250,7 +251,7 @@ def test_index_follows_new_and_dropped_segments(tmp_path: Any) -> None:
     when one goes away; answers always equal the row kernel's and the naive reference."""
     import random
 
-    from rta.core import user_index
+    from rta.core.embedded import user_index
 
     rng = random.Random(7)
     events = [{**_ev(rng.choice("abc"), f"u{rng.randrange(6)}", rng.randrange(0, 3000),
@@ -292,7 +293,7 @@ def test_index_cache_is_bounded(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) 
     answers from evicted (rebuilt) indexes stay equal to the naive reference."""
     import random
 
-    from rta.core import user_index
+    from rta.core.embedded import user_index
 
     rng = random.Random(11)
     events = [{**_ev(rng.choice("abcd"), f"u{rng.randrange(8)}", rng.randrange(0, 3000)),

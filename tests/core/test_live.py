@@ -10,10 +10,10 @@ from collections import Counter
 import pytest
 import trio
 
+from rta.core.embedded.store.dictionary import Dictionaries
 from rta.core.errors import NotFoundError, ValidationError
 from rta.core.events import EventValidator
 from rta.core.live import LiveHub, LiveMetrics, Subscriber
-from rta.core.store.dictionary import Dictionaries
 
 
 def batch_of(events: list[dict], now: int = 1_700_000_000_000):

@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rta.core import behaviour, user_index
+from rta.core.embedded import user_index
 from rta.core.errors import ValidationError
+from rta.core.queries import behaviour
 from tests.core.test_funnel_data import NOW, T0, event_logs, make_engine
 
 

@@ -10,16 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from rta.core.errors import DamagedSegmentError
-from rta.core.events import INT64_MIN, EventValidator
-from rta.core.store import ColumnStore, StoreConfig
-from rta.core.store.column_cache import ColumnCache
-from rta.core.store.encoding import (
+from rta.core.embedded.store import ColumnStore, StoreConfig
+from rta.core.embedded.store.column_cache import ColumnCache
+from rta.core.embedded.store.encoding import (
     compact_floats,
     decode_column,
     encode_column,
     restore_floats,
 )
+from rta.core.errors import DamagedSegmentError
+from rta.core.events import INT64_MIN, EventValidator
 
 DTYPES = [np.int64, np.int32, np.int8, np.uint64]
 
@@ -171,10 +171,10 @@ def test_format_1_segments_still_read_beside_new_ones(tmp_path: Path) -> None:
     import pyarrow as pa
     import pyarrow.ipc as ipc
 
-    from rta.core.eventlist import list_events
-    from rta.core.filters import EventFilter
-    from rta.core.store.block import BASE_COLUMNS
-    from rta.core.store.segment import segment_name
+    from rta.core.embedded.eventlist import list_events
+    from rta.core.embedded.store.block import BASE_COLUMNS
+    from rta.core.embedded.store.segment import segment_name
+    from rta.core.queries.filters import EventFilter
 
     def events(start: int) -> list[dict[str, object]]:
         return [{"id": f"e{start + i}", "type": "t", "userId": f"u{i % 3}",

@@ -8,8 +8,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rta.core import behaviour, segments
+from rta.core.embedded import segments
 from rta.core.errors import RtaError, ValidationError
+from rta.core.queries import behaviour
 from tests.core.test_funnel_data import NOW, T0, USERS, event_logs, make_engine
 
 

@@ -23,18 +23,18 @@ import pyarrow.ipc as ipc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rta.core import analytics
 from rta.core.config import EngineConfig
+from rta.core.embedded.render import render_events
+from rta.core.embedded.store import ColumnStore, StoreConfig
+from rta.core.embedded.store.block import Block, block_from_batch, concat_blocks, sort_block
+from rta.core.embedded.store.column_cache import ColumnCache
+from rta.core.embedded.store.dictionary import Dictionaries
+from rta.core.embedded.store.segment import read_segment, write_segment
+from rta.core.embedded.store.snapshot import Snapshot
 from rta.core.engine import Engine
 from rta.core.events import INT64_MIN, EventBatch, EventValidator, Limits
 from rta.core.export import export_events
-from rta.core.render import render_events
-from rta.core.store import ColumnStore, StoreConfig
-from rta.core.store.block import Block, block_from_batch, concat_blocks, sort_block
-from rta.core.store.column_cache import ColumnCache
-from rta.core.store.dictionary import Dictionaries
-from rta.core.store.segment import read_segment, write_segment
-from rta.core.store.snapshot import Snapshot
+from rta.core.queries import analytics
 
 NOW = 1_800_000_000_000
 MB = 1 << 20

@@ -11,12 +11,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rta.core.embedded.eventlist import list_events
+from rta.core.embedded.store import ColumnStore, StoreConfig
+from rta.core.embedded.store.block import dedup_keys, id_parts, parse_ids
 from rta.core.errors import StoreLockedError
-from rta.core.eventlist import list_events
 from rta.core.events import EventBatch, EventValidator
-from rta.core.filters import EventFilter
-from rta.core.store import ColumnStore, StoreConfig
-from rta.core.store.block import dedup_keys, id_parts, parse_ids
+from rta.core.queries.filters import EventFilter
 
 NOW = 1_800_000_000_000
 

@@ -9,7 +9,7 @@ import httpx
 import trio
 from trio_websocket import open_websocket_url
 
-from rta.core.timeparse import now_ms
+from rta.core.queries.timeparse import now_ms
 from tests.support import LiveServer
 
 COUNTER = {"type": "counter", "title": "Purchases", "position": {"x": 0, "y": 0, "w": 3, "h": 2},

@@ -15,7 +15,7 @@ import segment.analytics.request
 import trio
 from segment.analytics import Client
 
-from rta.core.timeparse import now_ms
+from rta.core.queries.timeparse import now_ms
 from tests.support import LiveServer
 
 T0 = datetime(2024, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from rta.core.timeparse import now_ms
+from rta.core.queries.timeparse import now_ms
 from tests.web.conftest import Site
 
 pytestmark = pytest.mark.browser

@@ -30,9 +30,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rta.core.embedded.store.block import Block, null_column
+from rta.core.embedded.store.snapshot import Snapshot
 from rta.core.errors import NotFoundError, RtaError, ValidationError, field_error
 from rta.core.events import BOOL, FLOAT, INT, INT64_MIN, STR
-from rta.core.filters import (
+from rta.core.queries.filters import (
     OPERATORS,
     EventFilter,
     Group,
@@ -40,9 +42,7 @@ from rta.core.filters import (
     parse_predicate,
     parse_where,
 )
-from rta.core.store.block import Block, null_column
-from rta.core.store.snapshot import Snapshot
-from rta.core.timeparse import parse_time_range
+from rta.core.queries.timeparse import parse_time_range
 
 if TYPE_CHECKING:
     from rta.core.engine import Engine

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rta.core.counts import BITMAP_LIMIT, DistinctCounter, GroupKeys, Part, rank, select
+from rta.core.embedded.counts import BITMAP_LIMIT, DistinctCounter, GroupKeys, Part, rank, select
+from rta.core.embedded.hll import HyperLogLog
+from rta.core.embedded.store.snapshot import Snapshot
 from rta.core.errors import field_error
-from rta.core.filters import EventFilter
-from rta.core.hll import HyperLogLog
-from rta.core.store.snapshot import Snapshot
-from rta.core.timeparse import DAY, HOUR, MINUTE, SECOND, WEEK
+from rta.core.queries.filters import EventFilter
+from rta.core.queries.timeparse import DAY, HOUR, MINUTE, SECOND, WEEK
 
 AGGREGATIONS = ("count", "sum", "avg", "min", "max", "p50", "p90", "p95", "p99",
                 "unique_users")

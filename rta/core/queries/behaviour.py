@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from rta.core import abtest, funnel, retention, segments
+from rta.core.embedded import funnel, retention, segments
+from rta.core.embedded.store.snapshot import Snapshot
 from rta.core.errors import field_error
-from rta.core.store.snapshot import Snapshot
+from rta.core.queries import abtest
 
 if TYPE_CHECKING:
     from rta.core.engine import Engine

@@ -11,7 +11,7 @@ import os
 import re
 from collections.abc import Iterator
 
-from rta.core.store.records import frame, fsync_dir, read_valid
+from rta.core.embedded.store.records import frame, fsync_dir, read_valid
 
 log = logging.getLogger("rta.wal")
 _NAME = re.compile(r"^wal-(\d{8})\.log$")

@@ -24,12 +24,12 @@ from typing import Any
 
 import numpy as np
 
+from rta.core.embedded.store.block import Block
+from rta.core.embedded.store.dictionary import Dictionary
+from rta.core.embedded.store.snapshot import Snapshot
 from rta.core.errors import ValidationError, field_error
 from rta.core.events import BOOL, STR
-from rta.core.store.block import Block
-from rta.core.store.dictionary import Dictionary
-from rta.core.store.snapshot import Snapshot
-from rta.core.timeparse import parse_time_range
+from rta.core.queries.timeparse import parse_time_range
 
 OPERATORS = ("eq", "neq", "gt", "gte", "lt", "lte", "in", "not_in", "contains", "not_contains",
              "starts_with", "ends_with", "exists", "not_exists")

@@ -6,9 +6,9 @@ from typing import Any
 
 import numpy as np
 
+from rta.core.embedded.store.block import Block, not_null
+from rta.core.embedded.store.dictionary import Dictionaries
 from rta.core.events import BOOL, FLOAT, INT, STR
-from rta.core.store.block import Block, not_null
-from rta.core.store.dictionary import Dictionaries
 
 
 def render_events(block: Block, rows: np.ndarray, dicts: Dictionaries) -> list[dict[str, Any]]:

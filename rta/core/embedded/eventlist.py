@@ -9,11 +9,11 @@ from typing import Any
 
 import numpy as np
 
+from rta.core.embedded.render import render_events
+from rta.core.embedded.store.block import Block
+from rta.core.embedded.store.snapshot import Snapshot
 from rta.core.errors import field_error
-from rta.core.filters import EventFilter
-from rta.core.render import render_events
-from rta.core.store.block import Block
-from rta.core.store.snapshot import Snapshot
+from rta.core.queries.filters import EventFilter
 
 MAX_LIMIT = 10_000
 

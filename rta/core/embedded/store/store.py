@@ -19,9 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from rta.core.errors import StorageError, StoreLockedError
-from rta.core.events import EventBatch
-from rta.core.store.block import (
+from rta.core.embedded.store.block import (
     Block,
     batch_dedup_keys,
     block_from_batch,
@@ -30,18 +28,20 @@ from rta.core.store.block import (
     empty_block,
     sort_block,
 )
-from rta.core.store.column_cache import ColumnCache
-from rta.core.store.dictionary import Dictionaries
-from rta.core.store.segment import (
+from rta.core.embedded.store.column_cache import ColumnCache
+from rta.core.embedded.store.dictionary import Dictionaries
+from rta.core.embedded.store.segment import (
     LazyBlock,
     Segment,
     list_segments,
     read_segment,
     write_segment,
 )
-from rta.core.store.snapshot import Snapshot
-from rta.core.store.wal import WriteAheadLog
-from rta.core.timeparse import DAY, now_ms
+from rta.core.embedded.store.snapshot import Snapshot
+from rta.core.embedded.store.wal import WriteAheadLog
+from rta.core.errors import StorageError, StoreLockedError
+from rta.core.events import EventBatch
+from rta.core.queries.timeparse import DAY, now_ms
 
 log = logging.getLogger("rta.store")
 SMALL_BATCH = 64  # batches below this many events are encoded together by apply_many

@@ -29,7 +29,7 @@ Semantics (docs/statistics.md has the long form):
   after an empty step both rates are 0 (nobody to convert or drop off).
 
 Vectorised, two kernels with identical results. `ordered` funnels of users without
-exclusions read each step's events from the per-type user indexes (`rta.core.user_index`:
+exclusions read each step's events from the per-type user indexes (`rta.core.embedded.user_index`:
 sealed segments' events already ordered by (user, ts, arrival), cached) and walk one chain
 per step-2 event instead of one per attempt (`_compute_indexed`). Everything else gathers the
 steps' events, sorts them once by (entity, ts) and advances every attempt one step per
@@ -46,9 +46,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rta.core.errors import field_error
-from rta.core.filters import EventFilter, Group, parse_where
-from rta.core.segments import (
+from rta.core.embedded.segments import (
     first_per_group,
     gather,
     member_lookup,
@@ -59,10 +57,12 @@ from rta.core.segments import (
     value_labels,
     where_of,
 )
-from rta.core.store.dictionary import Dictionaries
-from rta.core.store.snapshot import Snapshot
-from rta.core.timeparse import DAY, iso, parse_duration
-from rta.core.user_index import SHIFT, EventIndex, TypeIndex, count_before
+from rta.core.embedded.store.dictionary import Dictionaries
+from rta.core.embedded.store.snapshot import Snapshot
+from rta.core.embedded.user_index import SHIFT, EventIndex, TypeIndex, count_before
+from rta.core.errors import field_error
+from rta.core.queries.filters import EventFilter, Group, parse_where
+from rta.core.queries.timeparse import DAY, iso, parse_duration
 
 if TYPE_CHECKING:
     from rta.core.engine import Engine
@@ -464,11 +464,11 @@ def windowed_snapshot(snap: Snapshot, lo: int, hi: int) -> Snapshot:
     A funnel's steps all lie in [start, end - 1 + timeLimit] and each comes after the
     previous one, so events outside never change its answer, whatever the order or unit;
     dropping their blocks keeps arrival order among the rest. It matters for the indexed
-    kernel (`rta.core.user_index`), whose per-type indexes and filter masks span every block
-    of the snapshot: a funnel over the last 24h of 30 days of data paid for all 30. The pruned
-    snapshot shares the store's dictionaries through a second `Dictionaries` holding the same
-    `Dictionary` objects, so its index cache (keyed by that object) lives beside the store's
-    full-history one instead of evicting it on every call.
+    kernel (`rta.core.embedded.user_index`), whose per-type indexes and filter masks span
+    every block of the snapshot: a funnel over the last 24h of 30 days of data paid for all
+    30. The pruned snapshot shares the store's dictionaries through a second `Dictionaries`
+    holding the same `Dictionary` objects, so its index cache (keyed by that object) lives
+    beside the store's full-history one instead of evicting it on every call.
     """
     keep = [b for b in snap.blocks if b.n and b.max_ts >= lo and b.min_ts <= hi]
     if len(keep) == sum(1 for b in snap.blocks if b.n):

@@ -20,8 +20,8 @@ from typing import Any, cast
 import numpy as np
 import pyarrow as pa
 
+from rta.core.embedded.store.dictionary import Dictionaries
 from rta.core.events import BOOL, FLOAT, INT, INT64_MIN, STR, EventBatch
-from rta.core.store.dictionary import Dictionaries
 
 _HEX_LOWER = re.compile(r"[0-9a-f]{32}")
 NULL_DTYPES: dict[str, tuple[type, object]] = {

@@ -5,7 +5,7 @@ HTTP API, dashboards and alerts call. Each takes the POST body or the GET query 
 dict (values may be strings, as a query string gives them, or typed JSON values) and returns the
 response body.
 
-Every query accepts the one filter shape (see `rta.core.filters`): `type`/`eventType`
+Every query accepts the one filter shape (see `rta.core.queries.filters`): `type`/`eventType`
 (a name, a list, or "a,b"), `userId`, `startTime`, `endTime` (inclusive, as everywhere),
 `timeRange` ('last_7d'), `where` (a JSON list/object, a JSON string of one, or the CLI form
 'duration>1000'), `operator`, `segment`, a nested `filter` object (ANDed), and
@@ -34,16 +34,22 @@ from typing import Any
 
 import numpy as np
 
-from rta.core import counts as counts_mod
-from rta.core import timeseries as ts_mod
+from rta.core.embedded import counts as counts_mod
+from rta.core.embedded import timeseries as ts_mod
+from rta.core.embedded.hll import DEFAULT_PRECISION, standard_error
+from rta.core.embedded.segments import check_numeric
+from rta.core.embedded.store.snapshot import Snapshot
 from rta.core.engine import Engine
 from rta.core.errors import ValidationError, field_error
-from rta.core.filters import EventFilter, Group, parse_cli_where, parse_filter, predicate_to_json
-from rta.core.hll import DEFAULT_PRECISION, standard_error
-from rta.core.query_cache import QueryCache
-from rta.core.segments import check_numeric
-from rta.core.store.snapshot import Snapshot
-from rta.core.timeparse import now_ms, parse_duration
+from rta.core.queries.filters import (
+    EventFilter,
+    Group,
+    parse_cli_where,
+    parse_filter,
+    predicate_to_json,
+)
+from rta.core.queries.query_cache import QueryCache
+from rta.core.queries.timeparse import now_ms, parse_duration
 
 FILTER_KEYS = ("type", "eventType", "types", "userId", "userIds", "startTime", "endTime",
                "timeRange", "where", "filters", "operator", "segment", "filter")

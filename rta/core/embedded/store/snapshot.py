@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from rta.core.store.block import Block
-from rta.core.store.dictionary import Dictionaries
+from rta.core.embedded.store.block import Block
+from rta.core.embedded.store.dictionary import Dictionaries
 
 
 @dataclass

@@ -35,12 +35,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rta.core.embedded.segments import order_by
+from rta.core.embedded.store.block import Block, null_column
+from rta.core.embedded.store.dictionary import Dictionaries
+from rta.core.embedded.store.snapshot import Snapshot
 from rta.core.events import BOOL, FLOAT, INT, STR
-from rta.core.filters import EventFilter
-from rta.core.segments import order_by
-from rta.core.store.block import Block, null_column
-from rta.core.store.dictionary import Dictionaries
-from rta.core.store.snapshot import Snapshot
+from rta.core.queries.filters import EventFilter
 
 SHIFT = 40
 TIME_MASK = (1 << SHIFT) - 1

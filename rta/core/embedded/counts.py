@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from rta.core.embedded.store.block import Block
+from rta.core.embedded.store.snapshot import Snapshot
 from rta.core.events import BOOL, FLOAT, INT, INT64_MIN, STR
-from rta.core.filters import EventFilter
-from rta.core.store.block import Block
-from rta.core.store.snapshot import Snapshot
+from rta.core.queries.filters import EventFilter
 
 TOP_FIELDS = {"type": "type", "eventType": "type", "userId": "user", "sessionId": "session"}
 BITMAP_LIMIT = 1 << 25  # largest boolean bitmap (bytes) a distinct count may allocate

@@ -27,9 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rta.core.errors import field_error
-from rta.core.filters import EventFilter
-from rta.core.segments import (
+from rta.core.embedded.segments import (
     first_per_group,
     gather,
     last_per_group,
@@ -39,9 +37,11 @@ from rta.core.segments import (
     resolve_segment,
     where_of,
 )
-from rta.core.store.snapshot import Snapshot
-from rta.core.timeparse import DAY, iso, now_ms, parse_duration, parse_time_range
-from rta.core.user_index import EventIndex, TypeIndex
+from rta.core.embedded.store.snapshot import Snapshot
+from rta.core.embedded.user_index import EventIndex, TypeIndex
+from rta.core.errors import field_error
+from rta.core.queries.filters import EventFilter
+from rta.core.queries.timeparse import DAY, iso, now_ms, parse_duration, parse_time_range
 
 if TYPE_CHECKING:
     from rta.core.engine import Engine

@@ -31,10 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rta.core.errors import field_error
-from rta.core.events import FLOAT, INT, INT64_MIN
-from rta.core.filters import EventFilter
-from rta.core.segments import (
+from rta.core.embedded.segments import (
     check_numeric,
     first_per_group,
     gather,
@@ -45,7 +42,10 @@ from rta.core.segments import (
     value_labels,
     where_of,
 )
-from rta.core.store.snapshot import Snapshot
+from rta.core.embedded.store.snapshot import Snapshot
+from rta.core.errors import field_error
+from rta.core.events import FLOAT, INT, INT64_MIN
+from rta.core.queries.filters import EventFilter
 
 if TYPE_CHECKING:
     from rta.core.engine import Engine

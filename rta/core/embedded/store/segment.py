@@ -33,9 +33,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from rta.core.errors import DamagedSegmentError
-from rta.core.events import BOOL, FLOAT, INT, STR
-from rta.core.store.block import (
+from rta.core.embedded.store.block import (
     BASE_COLUMNS,
     Block,
     PropColumns,
@@ -43,14 +41,16 @@ from rta.core.store.block import (
     build_group,
     dedup_keys,
 )
-from rta.core.store.column_cache import ColumnCache
-from rta.core.store.encoding import (
+from rta.core.embedded.store.column_cache import ColumnCache
+from rta.core.embedded.store.encoding import (
     compact_floats,
     decode_column,
     encode_column,
     restore_floats,
 )
-from rta.core.store.records import fsync_dir
+from rta.core.embedded.store.records import fsync_dir
+from rta.core.errors import DamagedSegmentError
+from rta.core.events import BOOL, FLOAT, INT, STR
 
 FORMAT_VERSION = 3
 READ_VERSIONS = (2, 3)  # (format 1 is read by `_dense_block`)

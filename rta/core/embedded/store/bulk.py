@@ -44,6 +44,26 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 
 from rta.core import jsonstrict
+from rta.core.embedded.store.block import (
+    Block,
+    PropColumns,
+    block_from_batch,
+    build_group,
+    concat_blocks,
+    dedup_keys,
+    id_parts,
+    null_column,
+    sparse_fits,
+)
+from rta.core.embedded.store.dictionary import Dictionary
+from rta.core.embedded.store.records import fsync_dir
+from rta.core.embedded.store.segment import (
+    Segment,
+    read_segment,
+    segment_name,
+    write_segment_file,
+)
+from rta.core.embedded.store.store import ColumnStore
 from rta.core.errors import ValidationError
 from rta.core.event_ids import new_id_words
 from rta.core.events import (
@@ -60,27 +80,7 @@ from rta.core.events import (
     EventValidator,
     Limits,
 )
-from rta.core.store.block import (
-    Block,
-    PropColumns,
-    block_from_batch,
-    build_group,
-    concat_blocks,
-    dedup_keys,
-    id_parts,
-    null_column,
-    sparse_fits,
-)
-from rta.core.store.dictionary import Dictionary
-from rta.core.store.records import fsync_dir
-from rta.core.store.segment import (
-    Segment,
-    read_segment,
-    segment_name,
-    write_segment_file,
-)
-from rta.core.store.store import ColumnStore
-from rta.core.timeparse import now_ms
+from rta.core.queries.timeparse import now_ms
 
 PROPS = "properties."
 CHUNK_ROWS = 1 << 20  # rows encoded at once from an Arrow table (bounds temporaries)

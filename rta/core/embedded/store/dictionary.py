@@ -26,7 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from rta.core.store.records import frame, fsync_dir, read_valid
+from rta.core.embedded.store.records import frame, fsync_dir, read_valid
 
 log = logging.getLogger("rta.store")
 HOT_MAX = 1 << 17  # entries kept in the dict before they move to the cold part
