@@ -4,6 +4,9 @@ Segments on disk and the in-memory head both present themselves as Blocks, so ev
 kernel sees one shape. Missing values use sentinels instead of validity bitmaps (NaN for
 floats, INT64_MIN for ints, -1 for codes and booleans) so columns stay plain numpy arrays that
 memory-map zero-copy from Arrow IPC.
+
+Threads: a block is immutable once published (the store builds head blocks on its owner
+thread, under its head lock), so any number of threads may read one at once.
 """
 
 from __future__ import annotations

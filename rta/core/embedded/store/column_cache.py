@@ -4,6 +4,8 @@ Sealed segments are compressed on disk (a few bytes per event); queries need pla
 columns. Decoding on every query would cost more than the query, decoding everything at open
 would cost the RAM compression saved, so the columns queries use stay decoded here up to a
 budget and the least recently used ones are dropped past it.
+
+Threads: every method is safe from any thread (one lock; a miss decodes outside it).
 """
 
 from __future__ import annotations

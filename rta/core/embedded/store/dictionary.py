@@ -9,6 +9,9 @@ the most recent entries (the "hot" part, where a live stream's new sessions are)
 dict; older ones move in batches to a "cold" part of Arrow string arrays (the text plus
 4 bytes) indexed by a numpy open-addressing table of 64-bit string hashes (`HashIndex`),
 which is probed a whole batch at a time and every hit checked against the stored text.
+
+Threads: lookups, `encode` and `decode` are safe from any thread (an RLock); `sync` from
+any thread, one at a time (its write lock); loading and `close` on the store's owner thread.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ zstd alone sees 8-byte timestamps and 4-byte codes as mostly-noise bytes; after 
 the column's minimum (and, for time-ordered columns, taking differences first) the values fit
 1-4 bytes and what remains compresses to a fraction of that. Every transform is exact modulo
 2**64, so sentinels (INT64_MIN, -1) and full-width random ids survive unchanged.
+
+Threads: pure functions over arrays they do not keep; any thread.
 """
 
 from __future__ import annotations

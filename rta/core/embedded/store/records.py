@@ -3,6 +3,8 @@
 A crash can leave a torn last record; readers stop at the first frame whose length runs past
 the end of the file or whose CRC does not match, and report where the good data ends so the
 file can be truncated there.
+
+Threads: pure framing functions; a file is written by one thread at a time (its owner's).
 """
 
 from __future__ import annotations

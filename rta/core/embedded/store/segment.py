@@ -16,6 +16,10 @@ present, not keys x rows; type counts are stored as (codes, counts) of the types
 A sparse field is read and cached whole (every rare key of that kind, key-major) the first
 time any of its keys is read. Formats 1 (uncompressed, memory-mapped zero-copy) and 2 (format
 3 without sparse fields, dense type counts) are still read.
+
+Threads: `write_segment` runs in the sealing worker (one writer per file); a LazyBlock may be
+read by any number of threads at once (columns go through the thread-safe `ColumnCache`),
+and its file stays until the store deletes it, after the last snapshot holding it is gone.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ from rta.core.events import BOOL, FLOAT, INT, STR
 FORMAT_VERSION = 3
 READ_VERSIONS = (2, 3)  # (format 1 is read by `_dense_block`)
 _NAME = re.compile(r"^seg-(\d{8})\.arrow$")
+DROPPED = ".dropped"  # `seg-N.arrow.dropped`: retention dropped seg-N; delete, never load
 _WRITE_OPTIONS = ipc.IpcWriteOptions(compression=pa.Codec("zstd", compression_level=3))
 _ITEMSIZE = {"ts": 8, "recv": 8, "type": 4, "user": 4, "session": 4, "id_hi": 8, "id_lo": 8,
              STR: 4, INT: 8, FLOAT: 8, BOOL: 1}

@@ -1,4 +1,7 @@
-"""Snapshot: the immutable set of blocks one query reads, with zone-map pruning."""
+"""Snapshot: the immutable set of blocks one query reads, with zone-map pruning.
+
+Threads: any thread may read a snapshot. Hold the snapshot itself (not only its blocks) for
+the whole query: the store keeps the files of the segments it holds until it is released."""
 
 from __future__ import annotations
 

@@ -5,6 +5,17 @@ Ingest protocol, split so an async caller can group-commit (see rta.core.engine)
   write_wal(payloads) -> durable (may run in a worker thread),
   apply(batch) -> visible to queries; then seal when the head is full.
 `append()` runs the whole sequence synchronously for library use and bulk loads.
+
+Retention never removes a file a live snapshot may still read: snapshots are counted per
+epoch (bumped by each drop), a dropped segment is first marked on disk (`seg-N.arrow.dropped`,
+so a crash cannot bring it back) and its file deleted once no snapshot taken before the drop
+is alive. Quarantine keeps damaged files; sealing only adds files (no compaction).
+
+Threads: ingest and lifecycle (`reserve`, `release`, `apply*`, `begin_seal`, `finish_seal`,
+`append`, `apply_retention`, `close`) belong to one owner thread (the engine's event loop);
+`write_wal` and `run_seal` may run in a worker the owner waits on; `snapshot`, `head_block`,
+`changed_since` and `stats` are safe from any thread, and a snapshot's release (its
+finaliser) may run in any thread.
 """
 
 from __future__ import annotations
@@ -13,6 +24,7 @@ import fcntl
 import logging
 import os
 import threading
+import weakref
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,7 +42,9 @@ from rta.core.embedded.store.block import (
 )
 from rta.core.embedded.store.column_cache import ColumnCache
 from rta.core.embedded.store.dictionary import Dictionaries
+from rta.core.embedded.store.records import fsync_dir
 from rta.core.embedded.store.segment import (
+    DROPPED,
     LazyBlock,
     Segment,
     list_segments,
@@ -95,6 +109,17 @@ class ColumnStore:
         self.duplicates_dropped = 0
         self.events_ingested = 0
         self.wal: WriteAheadLog | None = None
+        # Deferred deletion (see the module docstring). `_live`: epoch -> snapshots alive
+        # that were taken in it; `_doomed`: (epoch of the drop, segment) not yet deleted;
+        # `_released`: epochs of snapshots finalised, counted down by whoever holds
+        # `_pin_lock` next (a finaliser may run inside any critical section, so it never
+        # waits for the lock).
+        self._pin_lock = threading.Lock()
+        self._epoch = 0
+        self._live: dict[int, int] = {}
+        self._doomed: list[tuple[int, Segment]] = []
+        self._released: deque[int] = deque()
+        self._closed = False
         if data_dir is None:
             self.dicts = Dictionaries(None)
             return
@@ -151,6 +176,9 @@ class ColumnStore:
         for name in os.listdir(directory):
             if name.endswith(".tmp"):
                 os.remove(os.path.join(directory, name))
+            elif name.endswith(DROPPED):  # dropped before a crash: finish the deletion
+                _remove_quietly(os.path.join(directory, name[:-len(DROPPED)]))
+                os.remove(os.path.join(directory, name))
         for seq, path in list_segments(directory):
             self._next_segment = max(self._next_segment, seq + 1)
             try:
@@ -204,7 +232,12 @@ class ColumnStore:
     def close(self) -> None:
         """Seal what the head holds so a restart needs no replay, then release the lock.
 
-        If sealing fails (disk full), the WAL still holds everything for the next start."""
+        If sealing fails (disk full), the WAL still holds everything for the next start.
+        Dropped segments still read by live snapshots stay marked on disk for the next
+        start to delete: after close, a late finaliser must not touch files a new store on
+        this directory may own."""
+        self._reap()
+        self._closed = True
         try:
             if self.wal is not None:
                 for job in list(self._sealing):
@@ -381,12 +414,62 @@ class ColumnStore:
         return self._head[0] if self._head else empty_block()
 
     def snapshot(self) -> Snapshot:
-        """A consistent, immutable view for one query (safe from any thread)."""
+        """A consistent, immutable view for one query (safe from any thread). The files of
+        the segments it holds stay on disk until it is released."""
         with self._head_lock:
             blocks = [s.block for s in self.segments] + [j.block for j in self._sealing]
             if self._head_rows:
                 blocks.append(self._merged_head())
-            return Snapshot(blocks=blocks, dicts=self.dicts, version=self.version)
+            snap = Snapshot(blocks=blocks, dicts=self.dicts, version=self.version)
+            if self.data_dir is None:
+                return snap
+            epoch = self._epoch
+            with self._pin_lock:
+                self._live[epoch] = self._live.get(epoch, 0) + 1
+        done = weakref.finalize(snap, self._unpin, epoch)
+        done.atexit = False  # (at exit the markers remain; the next start deletes)
+        return snap
+
+    def _unpin(self, epoch: int) -> None:
+        """A snapshot was released (any thread, possibly inside a critical section)."""
+        self._released.append(epoch)
+        self._reap()
+
+    def _reap(self) -> None:
+        """Count released snapshots down and delete dropped segments no live snapshot
+        taken before their drop can read. Never waits: if the lock is taken, its holder
+        sees the released epochs when it calls this after letting go."""
+        while True:
+            if not self._pin_lock.acquire(blocking=False):
+                return
+            try:
+                while self._released:
+                    epoch = self._released.popleft()
+                    left = self._live[epoch] - 1
+                    if left:
+                        self._live[epoch] = left
+                    else:
+                        del self._live[epoch]
+                due: list[Segment] = []
+                if self._doomed and not self._closed:
+                    oldest = min(self._live, default=self._epoch)
+                    due = [seg for dropped, seg in self._doomed if dropped < oldest]
+                    self._doomed = [d for d in self._doomed if d[0] >= oldest]
+            finally:
+                self._pin_lock.release()
+            for seg in due:
+                self._delete(seg)
+            if not self._released:
+                return
+
+    def _delete(self, seg: Segment) -> None:
+        """Remove a dropped segment's file, then its drop marker (a crash in between leaves
+        the marker, and the next start finishes)."""
+        _remove_quietly(seg.path)
+        self.column_cache.drop(seg.path)  # (what its last readers decoded)
+        if self.config.fsync:
+            fsync_dir(self._segments_dir())
+        _remove_quietly(seg.path + DROPPED)
 
     def changed_since(self, version: int, start: int | None, end: int | None) -> bool:
         """Whether events with start <= ts < end have landed after `version`."""
@@ -407,14 +490,23 @@ class ColumnStore:
             return 0
         horizon = (now_ms() if now is None else now) - self.config.retention_ms
         expired = [s for s in self.segments if s.block.max_ts < horizon]
-        for seg in expired:
-            self.segments.remove(seg)
-            if seg.path:
-                os.remove(seg.path)
-                self.column_cache.drop(seg.path)
-        if expired:
+        if not expired:
+            return 0
+        on_disk = [s for s in expired if s.path]
+        for seg in on_disk:  # recorded first: a crash from here on cannot bring them back
+            with open(seg.path + DROPPED, "wb"):
+                pass
+        if on_disk and self.config.fsync:
+            fsync_dir(self._segments_dir())
+        gone = {id(s) for s in expired}
+        with self._head_lock:
+            self.segments = [s for s in self.segments if id(s) not in gone]
             self.version += 1
             self._changes.append((self.version, 0, horizon))
+            with self._pin_lock:
+                self._doomed += [(self._epoch, seg) for seg in on_disk]
+                self._epoch += 1
+        self._reap()
         return sum(s.block.n for s in expired)
 
     def stats(self) -> dict[str, Any]:
@@ -432,3 +524,10 @@ class ColumnStore:
             "damagedSegments": self.damaged,
             "columnCache": self.column_cache.stats(),
         }
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass

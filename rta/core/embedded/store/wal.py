@@ -2,6 +2,9 @@
 
 The log is a sequence of files; sealing a segment rotates to a new file, and a file is deleted
 once a durable segment covers it (the segment records the highest WAL sequence it holds).
+
+Threads: one caller at a time: the store's owner thread, or a worker it waits on (group
+commit writes in a worker); `replay` at startup only.
 """
 
 from __future__ import annotations
