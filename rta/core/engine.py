@@ -26,6 +26,7 @@ from rta.core.events import EventBatch, EventValidator
 from rta.core.key_budget import KeyBudget
 from rta.core.metadata import MetadataStore
 from rta.core.metrics import Registry
+from rta.core.services import ExtensionsView, Services, Serving, ServingOptions
 from rta.core.write_health import WriteHealth, probe_write
 
 log = logging.getLogger("rta.engine")
@@ -101,7 +102,8 @@ class Engine:
         self._wake = trio.Event()
         self._nursery: trio.Nursery | None = None
         self._sealing = False
-        self.extensions: dict[str, Any] = {}  # feature services (alerts, live hub, metadata)
+        self.services = Services.build(self)
+        self.serving: Serving | None = None  # built by start_serving
 
     @property
     def events_rejected(self) -> int:
@@ -122,6 +124,25 @@ class Engine:
                          columns, self.store.dicts.types.strings)
 
     # -- wiring ----------------------------------------------------------------------------
+
+    def start_serving(self, options: ServingOptions | None = None) -> Serving:
+        """Build the live hub, live metrics and alert evaluator, once per engine; later
+        calls (a second app over the same engine) get the same services."""
+        if self.serving is None:
+            self.serving = Serving.build(self, options or ServingOptions())
+        return self.serving
+
+    @property
+    def served(self) -> Serving:
+        """The serving services; only the server reads them, after `start_serving`."""
+        if self.serving is None:
+            raise RuntimeError("the engine is not serving: call start_serving() first")
+        return self.serving
+
+    @property
+    def extensions(self) -> ExtensionsView:
+        """Deprecated read-only view of the services by their old string keys."""
+        return ExtensionsView(self)
 
     def on_ingest(self, listener: IngestListener) -> None:
         """Call `listener` with every batch once it is durable and visible to queries."""

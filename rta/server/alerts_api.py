@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Any
 
 from quart import Blueprint, Response, request
-from quart_trio import QuartTrio
 
 from rta.core.alerts import (
     ALERT_KIND,
@@ -18,41 +17,14 @@ from rta.core.alerts import (
     backtest_range,
     validate_alert,
 )
-from rta.core.engine import Engine
 from rta.core.errors import ValidationError
 from rta.server.http import engine, int_arg, json_object, json_response, parse_json
-from rta.server.notifiers import WebhookNotifier
 
 bp = Blueprint("alerts_api", __name__)
 
 
-def setup(app: QuartTrio, eng: Engine) -> None:
-    """Create the evaluator (rules loaded and primed from the store) and start it."""
-    if "alerts" in eng.extensions:
-        return
-    options = app.config.get("RTA_OPTIONS", {})
-    notifier = WebhookNotifier(timeout=float(options.get("webhook_timeout", 5.0)),
-                               retries=int(options.get("webhook_retries", 3)),
-                               backoff=float(options.get("webhook_backoff", 0.5)),
-                               allow_private=bool(options.get("allow_private_webhooks")))
-
-    def publish(payload: dict[str, Any]) -> None:
-        hub = eng.extensions.get("live_hub")  # set up later by ws_api
-        if hub is not None:
-            hub.publish("alerts", payload)
-
-    evaluator = AlertEvaluator(eng, interval_ms=eng.config.alert_interval_ms,
-                               publish=publish, send_webhook=notifier)
-    eng.extensions["alerts"] = evaluator
-    eng.extensions["webhook_notifier"] = notifier
-    eng.on_ingest(evaluator.on_ingest)
-    eng.extensions.setdefault("stats_providers", {})["alerts"] = evaluator.stats
-    eng.add_background(evaluator.run)
-
-
 def _evaluator() -> AlertEvaluator:
-    ev: AlertEvaluator = engine().extensions["alerts"]
-    return ev
+    return engine().served.alerts
 
 
 def _view(doc: dict[str, Any]) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import importlib
 import logging
+import os
 from typing import Any
 
 import trio
@@ -15,7 +16,9 @@ from werkzeug.exceptions import HTTPException
 
 from rta.core.engine import Engine
 from rta.core.errors import RtaError
+from rta.core.services import DEFAULT_EVENTS_RATE, DEFAULT_WS_QUEUE, ServingOptions
 from rta.server.http import error_response, json_response
+from rta.server.notifiers import WebhookNotifier
 from rta.server.security import drain_body
 from rta.server.transport import TransportGuard
 
@@ -53,6 +56,7 @@ def create_app(engine: Engine, compression: bool = True, **options: Any) -> Quar
     app.config["RTA_QUERIES"] = {
         "limiter": trio.CapacityLimiter(int(options.get("max_concurrent_queries") or 4)),
         "timeout_s": int(options.get("query_timeout_ms") or 30_000) / 1000}
+    engine.start_serving(serving_options(options))
     for name in FEATURE_MODULES:
         module = importlib.import_module(name)
         app.register_blueprint(module.bp)
@@ -99,6 +103,26 @@ def create_app(engine: Engine, compression: bool = True, **options: Any) -> Quar
             return await gzip_response(response)
 
     return app
+
+
+def serving_options(options: dict[str, Any]) -> ServingOptions:
+    """The live and alert services' settings, and the webhook sender only the server has."""
+    notifier = WebhookNotifier(timeout=float(options.get("webhook_timeout", 5.0)),
+                               retries=int(options.get("webhook_retries", 3)),
+                               backoff=float(options.get("webhook_backoff", 0.5)),
+                               allow_private=bool(options.get("allow_private_webhooks")))
+    return ServingOptions(
+        ws_queue=int(_option(options, "ws_queue", "RTA_WS_QUEUE", DEFAULT_WS_QUEUE)),
+        live_events_rate=_option(options, "live_events_rate", "RTA_LIVE_EVENTS_RATE",
+                                 DEFAULT_EVENTS_RATE),
+        notifier=notifier)
+
+
+def _option(options: dict[str, Any], name: str, env: str, default: float) -> float:
+    value = options.get(name)
+    if value is None:
+        value = os.environ.get(env)
+    return float(value) if value not in (None, "") else default
 
 
 async def gzip_response(response: Response) -> Response:

@@ -217,6 +217,5 @@ class DashboardPublisher:
 def setup(app: QuartTrio, eng: Engine) -> None:
     """Start the publisher in the engine's nursery; it registers with the hub once it exists."""
     publisher = DashboardPublisher(eng)
-    eng.extensions["dashboard_publisher"] = publisher
     eng.on_ingest(publisher.on_ingest)
     eng.add_background(publisher.run)

@@ -6,6 +6,7 @@ import gc
 import gzip
 import json
 import logging
+import weakref
 from typing import Any
 
 from quart import Blueprint, Response, request
@@ -48,6 +49,14 @@ RESERVED = {"type", "eventType", "userId", "sessionId", "startTime", "endTime", 
             "limit", "cursor", "where", "segment", "operator"}
 
 
+_LANES: weakref.WeakKeyDictionary[Engine, FastIngest] = weakref.WeakKeyDictionary()
+
+
+def fast_lane(eng: Engine) -> FastIngest | None:
+    """The ingest fast lane serving `eng` (None when it is switched off); for tests."""
+    return _LANES.get(eng)
+
+
 def setup(app: QuartTrio, eng: Engine) -> None:
     """Put `FastIngest` in front of Quart, and keep the collector's full passes short.
 
@@ -60,7 +69,7 @@ def setup(app: QuartTrio, eng: Engine) -> None:
     fast = FastIngest(app.asgi_app, app, eng)
     if app.config["RTA_OPTIONS"].get("fast_ingest", True):
         app.asgi_app = fast  # type: ignore[method-assign, assignment]
-        eng.extensions["fast_ingest"] = fast
+        _LANES[eng] = fast
 
     thresholds = gc.get_threshold()
 
@@ -419,7 +428,7 @@ def filter_from_args() -> dict[str, Any]:
 async def get_events() -> Response:
     eng = engine()
     spec = filter_from_args()
-    flt = parse_filter(spec, path="", segments=eng.extensions.get("segment_resolver"))
+    flt = parse_filter(spec, path="", segments=eng.services.segment_resolver)
     extra = _property_params()
     where_raw = request.args.get("where")
     if where_raw:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import trio
-from quart import Blueprint, Response
+from quart import Blueprint, Response, current_app
 from quart_trio import QuartTrio
 
 from rta.core.engine import Engine
@@ -47,15 +47,14 @@ class ExportStats:
 
 def setup(app: QuartTrio, eng: Engine) -> None:
     state = ExportStats()
-    eng.extensions["export"] = state
-    eng.extensions.setdefault("stats_providers", {})["export"] = state.statistics
+    app.config["RTA_EXPORT"] = state
+    eng.services.stats_providers["export"] = state.statistics
 
 
-def _state(eng: Engine) -> ExportStats:
-    state = eng.extensions.get("export")
+def _state() -> ExportStats:
+    state = current_app.config.get("RTA_EXPORT")
     if not isinstance(state, ExportStats):  # app built without setup (tests)
-        state = ExportStats()
-        eng.extensions["export"] = state
+        state = current_app.config["RTA_EXPORT"] = ExportStats()
     return state
 
 
@@ -63,8 +62,8 @@ def _state(eng: Engine) -> ExportStats:
 async def export() -> Response:
     eng = engine()
     body = await json_object()
-    spec = parse_export(body, segments=eng.extensions.get("segment_resolver"))
-    state = _state(eng)
+    spec = parse_export(body, segments=eng.services.segment_resolver)
+    state = _state()
     snap = eng.snapshot()
     prepared = await trio.to_thread.run_sync(Export, snap, spec, limiter=state.limiter)
     headers = {

@@ -214,8 +214,7 @@ def setup(app: QuartTrio, engine: Engine) -> None:
     origins = options.get("cors_origins") or []
     if isinstance(origins, str):
         origins = [o.strip() for o in origins.split(",") if o.strip()]
-    tokens = TokenStore(engine.metadata)
-    engine.extensions["tokens"] = tokens
+    tokens = engine.services.tokens
     auth_required = mode == "on" or (mode == "auto" and not is_loopback(host))
     app.config["RTA_SECURITY"] = {
         "mode": mode,

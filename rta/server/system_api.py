@@ -28,7 +28,7 @@ async def metrics() -> Response:
               "rta_store_bytes_in_memory": stats["bytesInMemory"],
               "rta_store_bytes_on_disk": stats["bytesOnDisk"], "rta_wal_bytes": stats["walBytes"],
               "rta_uptime_seconds": eng.health()["uptime"]}
-    for name, provider in eng.extensions.get("stats_providers", {}).items():
+    for name, provider in eng.services.stats_sections().items():
         for key, value in provider().items():
             if isinstance(value, int | float) and not isinstance(value, bool):
                 gauges[f"rta_{name}_{_snake(key)}"] = value
@@ -46,7 +46,7 @@ async def stats() -> Response:
     eng = engine()
     out: dict[str, Any] = eng.stats()
     # Feature services (alerts, websocket hub) contribute their own sections.
-    for name, provider in eng.extensions.get("stats_providers", {}).items():
+    for name, provider in eng.services.stats_sections().items():
         out[name] = provider()
     out.setdefault("alerts", {"alertsEvaluated": 0, "alertsTriggered": 0, "activeAlerts": 0})
     out.setdefault("websocket", {"activeConnections": 0, "messagesSent": 0, "channels": 0})

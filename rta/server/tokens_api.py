@@ -11,7 +11,7 @@ bp = Blueprint("tokens", __name__)
 
 
 def _tokens() -> TokenStore:
-    store: TokenStore = engine().extensions["tokens"]
+    store: TokenStore = engine().services.tokens
     return store
 
 

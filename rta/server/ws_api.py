@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import socket
 import time
 from collections import deque
@@ -54,7 +53,7 @@ from rta.core import jsonstrict
 from rta.core.engine import Engine
 from rta.core.errors import PayloadTooLarge, RtaError, ValidationError, field_error
 from rta.core.events import EventBatch
-from rta.core.live import LiveHub, LiveMetrics, Subscriber, encode, error_message
+from rta.core.live import LiveHub, Subscriber, encode, error_message
 from rta.server.http import engine as current_engine
 from rta.server.security import check_access, token_scope_allows
 
@@ -82,57 +81,10 @@ class Forbidden(RtaError):
     code = "forbidden"
 
 
-def _option(app: QuartTrio, name: str, env: str, default: float) -> float:
-    value = app.config.get("RTA_OPTIONS", {}).get(name)
-    if value is None:
-        value = os.environ.get(env)
-    return float(value) if value not in (None, "") else default
-
-
 def setup(app: QuartTrio, engine: Engine) -> None:
-    """Create the hub and the metrics counters once per engine (and start the 1 s ticker);
-    put the /ws middleware in front of this app."""
+    """Put the /ws middleware in front of this app (the hub is one of the engine's services,
+    built by `create_app` before any feature's setup)."""
     app.asgi_app = LiveWebSocketMiddleware(app.asgi_app, app)  # type: ignore[method-assign, assignment]
-    if "live_hub" in engine.extensions:
-        return
-    hub = LiveHub(max_queue=int(_option(app, "ws_queue", "RTA_WS_QUEUE", DEFAULT_QUEUE)),
-                  events_rate=_option(app, "live_events_rate", "RTA_LIVE_EVENTS_RATE",
-                                      DEFAULT_EVENTS_RATE),
-                  dicts=engine.store.dicts, version=engine.version,
-                  segments=engine.extensions.get("segment_resolver"))
-    metrics = LiveMetrics()
-    engine.extensions["live_hub"] = hub
-    engine.extensions["live_metrics"] = metrics
-    engine.on_ingest(_guarded(metrics.on_ingest))
-    engine.on_ingest(_guarded(hub.on_ingest))
-    engine.extensions.setdefault("stats_providers", {})["websocket"] = hub.stats
-
-    async def ticker() -> None:
-        while True:
-            await trio.sleep(1.0 - (time.time() % 1.0) + 0.0005)  # on the second
-            if hub.subscribers("metrics"):
-                hub.publish("metrics", metrics_data(engine))
-
-    engine.add_background(ticker)
-
-
-def _guarded(fn: Any) -> Any:
-    def listener(batch: EventBatch) -> None:
-        try:
-            fn(batch)
-        except Exception:  # a live view must never break ingestion
-            log.exception("live hub could not take a batch")
-    return listener
-
-
-def metrics_data(engine: Engine) -> dict[str, Any]:
-    metrics: LiveMetrics = engine.extensions["live_metrics"]
-    store = engine.store
-    return metrics.snapshot(totals={
-        "events": store.stats()["events"], "eventsProcessed": store.events_ingested,
-        "users": len(store.dicts.users), "eventTypes": len(store.dicts.types),
-        "eventsPerSecond5s": round(engine.rate.rate(), 2),
-        "eventsRejected": engine.events_rejected})
 
 
 # -- transports -------------------------------------------------------------------------------
@@ -423,7 +375,7 @@ async def run_session(eng: Engine, receive_text: ReceiveText, send_text: SendTex
     """Serve one connection until the peer leaves (or its token is revoked): a reader (this
     task), a sender draining the subscriber's queues, and an ingest committer."""
     can_write, can_read = access.can_write, access.can_read
-    hub: LiveHub = eng.extensions["live_hub"]
+    hub: LiveHub = eng.served.live_hub
     sub = hub.connect()
     sub.send_control(hub.welcome(sub))
     if direct is not None:
@@ -453,9 +405,7 @@ async def _end_when_revoked(eng: Engine, sub: Subscriber, token_id: str,
                             scope: trio.CancelScope) -> None:
     """Scopes are checked at the handshake; a token revoked later must not keep an open
     connection streaming or ingesting, so it is re-checked here and the session ended."""
-    tokens = eng.extensions.get("tokens")
-    if tokens is None:
-        return
+    tokens = eng.services.tokens
     while tokens.alive(token_id):
         await trio.sleep(TOKEN_RECHECK_S)
     sub.send_control(error_message(RtaError(
@@ -550,7 +500,7 @@ class _Connection:
                 info = await self.hub.subscribe(sub, msg.get("channel"), msg)
                 sub.send_control(encode("subscribed", channel, info, **_rid(request_id)))
                 if channel == "metrics":
-                    self.hub.send(sub, "metrics", metrics_data(self.eng))
+                    self.hub.send(sub, "metrics", self.eng.served.metrics_data(self.eng))
             elif kind == "unsubscribe":
                 self.hub.check_channel(msg.get("channel"))
                 was = self.hub.unsubscribe(sub, str(channel))

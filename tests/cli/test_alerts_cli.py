@@ -131,7 +131,7 @@ def test_watch_and_history(bg: BackgroundServer) -> None:
 
     thread = threading.Thread(target=watch)
     thread.start()
-    hub = bg.server.engine.extensions["live_hub"]  # type: ignore[union-attr]
+    hub = bg.server.engine.served.live_hub  # type: ignore[union-attr]
     deadline = time.monotonic() + 10
     while hub.subscribers("alerts") < 1 and time.monotonic() < deadline:
         time.sleep(0.02)

@@ -72,7 +72,7 @@ def test_tail_with_type_and_where(bg: BackgroundServer) -> None:
 
     thread = threading.Thread(target=tail)
     thread.start()
-    hub = bg.server.engine.extensions["live_hub"]  # type: ignore[union-attr]
+    hub = bg.server.engine.served.live_hub  # type: ignore[union-attr]
     wait_for(lambda: hub.subscribers("events") == 1)
     httpx.post(bg.url + "/events/batch", json=[
         {"type": "click", "userId": "a", "properties": {"page": "/products"}},

@@ -87,7 +87,7 @@ async def test_loopback_trust_answers_only_loopback_names(http: httpx.AsyncClien
 async def test_a_revoked_token_ends_its_open_stream(tmp_path: Path) -> None:
     config = EngineConfig(data_dir=str(tmp_path / "data"))
     async with live_server(config, auth="on") as srv:
-        tokens = srv.engine.extensions["tokens"]
+        tokens = srv.engine.services.tokens
         secret, record = tokens.create("admin", "a")
         async with connect(srv.url, secret) as conn:
             await conn.subscribe("metrics")

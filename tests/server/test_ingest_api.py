@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from rta.core.config import EngineConfig
+from rta.server.events_api import fast_lane
 from tests.server.test_hostile_transport import head, open_raw, read_answer
 from tests.support import LiveServer, live_server
 
@@ -346,7 +347,7 @@ async def test_fast_lane_answers_exactly_as_the_routes(tmp_path: Path,
             events = (await client.get("/events", params={"limit": 1000})).json()["events"]
             stored = sorted((e["type"], e["properties"], e["userId"], e["id"] if "-" in e["id"]
                              and len(e["id"]) < 36 else "") for e in events)
-            lane = srv.engine.extensions.get("fast_ingest")
+            lane = fast_lane(srv.engine)
             results.append((got, stored, lane.answered if lane else 0))
     (fast_got, fast_stored, answered), (slow_got, slow_stored, none) = results
     for request, a, b in zip([*requests, ("ro", {})], fast_got, slow_got, strict=True):
@@ -370,7 +371,8 @@ async def test_fast_lane_streams_and_replays_chunked_bodies(server: LiveServer,
     good = [{"type": "c", "id": f"c-{i}", "properties": {"i": i}} for i in range(40)]
     r = await http.post("/events/batch", content=chunks(good))
     assert r.status_code == 202 and r.json()["accepted"] == 40
-    lane = server.engine.extensions["fast_ingest"]
+    lane = fast_lane(server.engine)
+    assert lane is not None
     assert lane.answered == 1
     bad = [*good[:10], {"type": 5}, *good[10:]]
     r = await http.post("/events/batch", content=chunks(bad))

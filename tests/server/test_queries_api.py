@@ -73,7 +73,7 @@ async def test_segments_crud_and_filters(http: httpx.AsyncClient, server: LiveSe
     assert [s["name"] for s in r.json()["segments"]] == ["Premium Users"]
     r = await http.get(f"/segments/{seg_id}")
     assert r.json()["userCount"] == 8
-    assert set(server.engine.extensions) >= {"segment_resolver"}
+    assert server.engine.services.segment_resolver("Premium Users").size == 8
     r = await http.post("/queries/funnel", json={"steps": ["pageview", "click"],
                                                  "segment": "Premium Users"})
     assert [s["count"] for s in r.json()["steps"]] == [8, 8]

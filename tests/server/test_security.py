@@ -24,7 +24,7 @@ def bearer(token: str) -> dict[str, str]:
 
 
 async def test_scopes_are_enforced(secured: LiveServer) -> None:
-    tokens = secured.engine.extensions["tokens"]
+    tokens = secured.engine.services.tokens
     read, _ = tokens.create("read", "r")
     write, _ = tokens.create("write", "w")
     admin, admin_rec = tokens.create("admin", "a")
@@ -118,7 +118,7 @@ async def test_metrics_exposition(http: httpx.AsyncClient) -> None:
 
 
 async def test_sdk_keys_are_rta_tokens_when_auth_is_on(secured: LiveServer) -> None:
-    tokens = secured.engine.extensions["tokens"]
+    tokens = secured.engine.services.tokens
     write, _ = tokens.create("write", "sdk")
     read, _ = tokens.create("read", "reader")
     event = {"event": "pageview", "distinct_id": "u1", "properties": {}}

@@ -60,10 +60,10 @@ async def test_welcome_subscribe_unsubscribe_ping(srv: LiveServer) -> None:
         assert "metrics" in conn.welcome["data"]["channels"]
         reply = await conn.subscribe("alerts")
         assert reply["type"] == "subscribed" and reply["channel"] == "alerts"
-        assert srv.engine.extensions["live_hub"].subscribers("alerts") == 1
+        assert srv.engine.served.live_hub.subscribers("alerts") == 1
         reply = await conn.unsubscribe("alerts")
         assert reply["data"] == {"wasSubscribed": True}
-        assert srv.engine.extensions["live_hub"].subscribers("alerts") == 0
+        assert srv.engine.served.live_hub.subscribers("alerts") == 0
         pong = await conn.ping()
         assert pong["type"] == "pong" and isinstance(pong["timestamp"], int)
 
@@ -169,7 +169,7 @@ async def test_a_stalled_client_does_not_delay_others(srv: LiveServer) -> None:
         stalled = await stalled_client(srv.ws_url, nursery)
         async with connect(srv.url) as fast, httpx.AsyncClient(base_url=srv.url) as http:
             await fast.subscribe("events")
-            hub = srv.engine.extensions["live_hub"]
+            hub = srv.engine.served.live_hub
             with trio.fail_after(5):
                 while hub.subscribers("events") < 2:
                     await trio.sleep(0.01)
@@ -281,7 +281,7 @@ async def test_many_clients_get_each_tick(srv: LiveServer) -> None:
                 for ws in conns:
                     inner.start_soon(first_tick, ws)
         assert len(ticks) == 20
-        assert srv.engine.extensions["live_hub"].stats()["activeConnections"] == 20
+        assert srv.engine.served.live_hub.stats()["activeConnections"] == 20
         nursery.cancel_scope.cancel()
 
 
@@ -294,7 +294,7 @@ async def _open(url: str, task_status: trio.TaskStatus[WebSocketConnection]) -> 
 
 
 async def test_prefix_channels_reach_real_clients(srv: LiveServer) -> None:
-    hub = srv.engine.extensions["live_hub"]
+    hub = srv.engine.served.live_hub
     from rta.core.errors import NotFoundError
 
     def on_subscribe(channel: str, sub: Any) -> None:

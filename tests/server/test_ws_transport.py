@@ -46,7 +46,7 @@ async def srv(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[
 
 
 def hub_of(srv: LiveServer) -> Any:
-    return srv.engine.extensions["live_hub"]
+    return srv.engine.served.live_hub
 
 
 # -- frames -----------------------------------------------------------------------------------
@@ -74,7 +74,7 @@ async def test_handshake_runs_check_access(tmp_path: Path,
     no_protocol_pings(monkeypatch)
     config = EngineConfig(data_dir=str(tmp_path / "data"))
     async with live_server(config, auth="on") as srv:
-        tokens = srv.engine.extensions["tokens"]
+        tokens = srv.engine.services.tokens
         read, _ = tokens.create("read", "r")
         write, _ = tokens.create("write", "w")
         admin, _ = tokens.create("admin", "a")

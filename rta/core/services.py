@@ -1,0 +1,200 @@
+"""The engine's services as typed attributes, built in one explicit order.
+
+Two stages, because two kinds of caller open an engine:
+
+- `Services` (every engine, built in `Engine.__init__`): the token store, the query result
+  cache, the saved-segment resolver and its cache, and the `/stats` sections. Local
+  commands (`rta ingest --local`, `rta token --data-dir`, benchmarks) need these and nothing
+  else.
+- `Serving` (an engine that serves, built once by `Engine.start_serving`): the live metrics,
+  the live hub (which needs the segment resolver) and the alert evaluator (which publishes
+  to the hub and notifies through the webhook sender the server supplies). Building them
+  registers their ingest listeners and background tasks, so a local command never runs the
+  alert loop.
+
+Each service is created before anything that uses it, so nothing waits for another to
+appear. `ExtensionsView` keeps the old string-keyed `engine.extensions` readable while
+callers move to the attributes.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import trio
+
+from rta.core.alerts import AlertEvaluator, WebhookSender
+from rta.core.auth import TokenStore
+from rta.core.events import EventBatch
+from rta.core.live import LiveHub, LiveMetrics
+from rta.core.queries.query_cache import QueryCache
+
+if TYPE_CHECKING:
+    from rta.core.engine import Engine
+
+log = logging.getLogger("rta.services")
+
+StatsProvider = Callable[[], dict[str, Any]]
+SegmentCache = dict[tuple[str, int, int], np.ndarray]
+# `/stats` sections in the order the API has always listed them; others follow.
+STATS_ORDER = ("queryCache", "alerts", "export", "websocket")
+DEFAULT_WS_QUEUE = 256
+DEFAULT_EVENTS_RATE = 1000.0
+
+
+class SegmentResolver:
+    """name -> user codes (int32) of a saved segment; KeyError for an unknown name.
+
+    Call it on the event-loop thread (it takes a snapshot), like every snapshot.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def __call__(self, name: str) -> np.ndarray:
+        from rta.core.embedded.segments import resolve_codes  # the kernels import the engine
+        return resolve_codes(self._engine, name)
+
+
+@dataclass
+class Services:
+    """What every engine has; see the module docstring for the order."""
+
+    tokens: TokenStore
+    query_cache: QueryCache
+    segment_cache: SegmentCache
+    segment_resolver: SegmentResolver
+    stats_providers: dict[str, StatsProvider] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, engine: Engine) -> Services:
+        cache = QueryCache(engine.config.cache_ttl_ms)
+        services = cls(tokens=TokenStore(engine.metadata), query_cache=cache,
+                       segment_cache={}, segment_resolver=SegmentResolver(engine))
+        services.stats_providers["queryCache"] = cache.statistics
+        return services
+
+    def stats_sections(self) -> dict[str, StatsProvider]:
+        """The `/stats` sections a service contributes, in the API's order."""
+        known = [name for name in STATS_ORDER if name in self.stats_providers]
+        rest = [name for name in self.stats_providers if name not in STATS_ORDER]
+        return {name: self.stats_providers[name] for name in known + rest}
+
+
+@dataclass(frozen=True)
+class ServingOptions:
+    """What the server decides about the live services (from settings or environment)."""
+
+    ws_queue: int = DEFAULT_WS_QUEUE
+    live_events_rate: float = DEFAULT_EVENTS_RATE
+    notifier: WebhookSender | None = None  # only the server can build one (HTTP client)
+
+
+@dataclass
+class Serving:
+    """The services of an engine that serves: built once, in this order."""
+
+    live_metrics: LiveMetrics
+    live_hub: LiveHub
+    alerts: AlertEvaluator
+
+    @classmethod
+    def build(cls, engine: Engine, options: ServingOptions) -> Serving:
+        metrics = LiveMetrics()
+        hub = LiveHub(max_queue=int(options.ws_queue), events_rate=options.live_events_rate,
+                      dicts=engine.store.dicts, version=engine.version,
+                      segments=engine.services.segment_resolver)
+
+        def publish(payload: dict[str, Any]) -> None:
+            hub.publish("alerts", payload)
+
+        alerts = AlertEvaluator(engine, interval_ms=engine.config.alert_interval_ms,
+                                publish=publish, send_webhook=options.notifier)
+        serving = cls(metrics, hub, alerts)
+        engine.on_ingest(alerts.on_ingest)
+        engine.on_ingest(_guarded(metrics.on_ingest))
+        engine.on_ingest(_guarded(hub.on_ingest))
+        engine.services.stats_providers["alerts"] = alerts.stats
+        engine.services.stats_providers["websocket"] = hub.stats
+        engine.add_background(alerts.run)
+        engine.add_background(lambda: _metrics_ticker(engine, serving))
+        return serving
+
+    def metrics_data(self, engine: Engine) -> dict[str, Any]:
+        """The `metrics` channel's message: this second's counters and the store totals."""
+        store = engine.store
+        return self.live_metrics.snapshot(totals={
+            "events": store.stats()["events"], "eventsProcessed": store.events_ingested,
+            "users": len(store.dicts.users), "eventTypes": len(store.dicts.types),
+            "eventsPerSecond5s": round(engine.rate.rate(), 2),
+            "eventsRejected": engine.events_rejected})
+
+
+def _guarded(fn: Callable[[EventBatch], None]) -> Callable[[EventBatch], None]:
+    def listener(batch: EventBatch) -> None:
+        try:
+            fn(batch)
+        except Exception:  # a live view must never break ingestion
+            log.exception("live hub could not take a batch")
+    return listener
+
+
+async def _metrics_ticker(engine: Engine, serving: Serving) -> None:
+    """Publish the metrics channel on every second, while anyone listens."""
+    while True:
+        await trio.sleep(1.0 - (time.time() % 1.0) + 0.0005)  # on the second
+        if serving.live_hub.subscribers("metrics"):
+            serving.live_hub.publish("metrics", serving.metrics_data(engine))
+
+
+_EQUIVALENT_WRITES = frozenset({"segment_resolver"})
+
+
+class ExtensionsView(Mapping[str, Any]):
+    """Read-only string-keyed view of the typed services, for callers not yet moved.
+
+    `setdefault` is kept for the callers that use it to read (it returns the service, never
+    stores); any real write raises.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def _items(self) -> dict[str, Any]:
+        s = self._engine.services
+        out: dict[str, Any] = {"tokens": s.tokens, "query_cache": s.query_cache,
+                               "segment_cache": s.segment_cache,
+                               "segment_resolver": s.segment_resolver,
+                               "stats_providers": s.stats_providers}
+        serving = self._engine.serving
+        if serving is not None:
+            out.update(live_metrics=serving.live_metrics, live_hub=serving.live_hub,
+                       alerts=serving.alerts)
+        return out
+
+    def __getitem__(self, key: str) -> Any:
+        return self._items()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items())
+
+    def __len__(self) -> int:
+        return len(self._items())
+
+    def setdefault(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            raise TypeError(f"engine.extensions is read-only: {key!r} is not a service; "
+                            "add a typed attribute in rta/core/services.py") from None
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        if key in _EQUIVALENT_WRITES:  # queries_api.setup's own resolver: the same function
+            return
+        raise TypeError(f"engine.extensions is read-only (tried to set {key!r}); "
+                        "services are typed attributes (rta/core/services.py)")
