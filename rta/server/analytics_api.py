@@ -1,9 +1,10 @@
 """Analytics endpoints: /analytics/aggregate, /count, /unique-users, /top.
 
-Thin by design: the request becomes a dict for `rta.core.queries.analytics`, which parses and
-answers from the result cache when it may; real work goes through `run_query` (a worker
-thread, a concurrency cap and a timeout) so the event loop keeps serving ingestion and
-WebSockets during a long query.
+Thin by design: the request is parsed into a typed query (`rta.core.queries.analytics_specs`,
+pure), answered from the result cache on the event loop when it may, and otherwise executed
+through `run_query` (a worker thread, a concurrency cap and a timeout) so the event loop keeps
+serving ingestion and WebSockets during a long query. A query naming a saved segment is
+planned in the worker too: evaluating the segment is query work.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from typing import Any
 from quart import Blueprint, Response, request
 from quart_trio import QuartTrio
 
+from rta.core import query_services as services
 from rta.core.engine import Engine
 from rta.core.queries import analytics
+from rta.core.queries.analytics_specs import parse
 from rta.server.http import engine, json_object, json_response, run_query
 
 bp = Blueprint("analytics_api", __name__)
@@ -22,7 +25,7 @@ bp = Blueprint("analytics_api", __name__)
 
 def setup(app: QuartTrio, eng: Engine) -> None:
     """Expose the result cache's counters as the `queryCache` section of /stats."""
-    cache = analytics.query_cache(eng)
+    cache = services.query_cache(eng)
     eng.extensions.setdefault("stats_providers", {})["queryCache"] = cache.statistics
 
 
@@ -37,13 +40,18 @@ def args_dict() -> dict[str, Any]:
 
 async def _run(kind: str, params: dict[str, Any]) -> Response:
     eng = engine()
-    prepared = analytics.prepare(kind, eng, params)
-    hit = analytics.cached(eng, prepared)
-    if hit is None:
-        result = await run_query(prepared.compute)
-        analytics.remember(eng, prepared, result)
-        hit = {**result, "cached": False}
-    return json_response(hit)
+    now = services.now()
+    query = parse(kind, params, now)
+    ctx = services.context(eng, now)
+    cache = services.query_cache(eng)
+    if analytics.needs_worker(query):
+        result = await run_query(analytics.execute, query, ctx, cache)
+    else:
+        planned = analytics.plan(query, ctx)
+        hit = analytics.lookup(planned, cache)
+        result = hit if hit is not None else await run_query(
+            analytics.compute_and_remember, planned, cache)
+    return json_response(result.to_json())
 
 
 @bp.post("/analytics/aggregate")

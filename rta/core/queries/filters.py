@@ -61,6 +61,7 @@ class EventFilter:
     users: tuple[str, ...] | None = None
     where: Group | None = None
     segment_users: np.ndarray | None = None  # user codes of a saved segment
+    segment: str | None = None  # a saved segment's name, resolved when the query runs
     _luts: dict[tuple[str, str, str], np.ndarray] = field(default_factory=dict, repr=False)
 
     def intersect(self, other: EventFilter) -> EventFilter:
@@ -318,8 +319,14 @@ def parse_where(spec: Any, path: str = "where", op: str = "and") -> Group | None
 
 
 def parse_filter(spec: Any, path: str = "filter", now: int | None = None,
-                 segments: SegmentResolver | None = None) -> EventFilter:
-    """Compile the JSON filter shape (see module docstring); errors name the field path."""
+                 segments: SegmentResolver | None = None,
+                 defer_segment: bool = False) -> EventFilter:
+    """Compile the JSON filter shape (see module docstring); errors name the field path.
+
+    `defer_segment` keeps a saved segment's name (`flt.segment`) for the query to resolve
+    when it runs (in its worker thread, under its limiter and timeout), so parsing stays
+    pure; otherwise `segments` resolves it now.
+    """
     if spec is None:
         return EventFilter()
     if not isinstance(spec, dict):
@@ -342,6 +349,9 @@ def parse_filter(spec: Any, path: str = "filter", now: int | None = None,
     if name is not None:
         if not isinstance(name, str):
             raise field_error(prefix + "segment", "must be a segment name")
+        if defer_segment:
+            flt.segment = name
+            return flt
         if segments is None:
             raise field_error(prefix + "segment", "saved segments are not available here")
         try:

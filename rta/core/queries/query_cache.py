@@ -1,4 +1,4 @@
-"""Result cache for analytics queries.
+"""Result cache for analytics queries (typed results, keyed by the typed spec).
 
 A result is keyed by the fully resolved query (time range included) and remembers the store
 version its snapshot had. It is served only while it is younger than the TTL *and* the store
@@ -17,14 +17,12 @@ from typing import Any, Protocol
 
 
 class ChangeLog(Protocol):
-    version: int
-
     def changed_since(self, version: int, start: int | None, end: int | None) -> bool: ...
 
 
 @dataclass
 class _Entry:
-    value: dict[str, Any]
+    value: Any
     version: int
     start: int | None
     end: int | None
@@ -43,7 +41,7 @@ class QueryCache:
         self.invalidations = 0
         self._lock = threading.Lock()
 
-    def get(self, key: str, store: ChangeLog, now: float | None = None) -> dict[str, Any] | None:
+    def get(self, key: str, store: ChangeLog, now: float | None = None) -> Any:
         """The cached result for `key`, or None when absent, expired or overtaken by data."""
         if self.ttl_ms <= 0:
             self.misses += 1
@@ -51,7 +49,7 @@ class QueryCache:
         with self._lock:
             return self._get(key, store, now)
 
-    def _get(self, key: str, store: ChangeLog, now: float | None) -> dict[str, Any] | None:
+    def _get(self, key: str, store: ChangeLog, now: float | None) -> Any:
         entry = self._entries.get(key)
         if entry is None:
             self.misses += 1
@@ -67,7 +65,7 @@ class QueryCache:
         self.hits += 1
         return entry.value
 
-    def put(self, key: str, value: dict[str, Any], version: int, start: int | None,
+    def put(self, key: str, value: Any, version: int, start: int | None,
             end: int | None, now: float | None = None) -> None:
         """Remember `value`, computed from a snapshot at store `version`, covering [start, end)."""
         if self.ttl_ms <= 0:

@@ -1,0 +1,70 @@
+"""`EmbeddedBackend`: the query layer's `Backend` over one snapshot of the embedded store.
+
+Thread rule: built on any thread (taking a snapshot is cheap and thread-safe), then used by
+one query in its worker thread; blocks are immutable, so nothing here locks.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rta.core.embedded import analytics, counts
+from rta.core.embedded.segments import check_numeric
+from rta.core.embedded.store.snapshot import Snapshot
+from rta.core.queries.analytics_results import GroupedCount, SeriesData, TopData, UniqueRows
+from rta.core.queries.buckets import Buckets
+from rta.core.queries.filters import EventFilter
+
+if TYPE_CHECKING:
+    from rta.core.engine import Engine
+
+
+class EmbeddedBackend:
+    """Answers typed queries with the numpy kernels over `snap`; `engine` supplies the live
+    store (for cache invalidation) and saved segment documents."""
+
+    def __init__(self, engine: Engine, snap: Snapshot) -> None:
+        self.engine = engine
+        self.snap = snap
+
+    @property
+    def version(self) -> int:
+        return self.snap.version
+
+    def changed_since(self, version: int, start: int | None, end: int | None) -> bool:
+        return self.engine.store.changed_since(version, start, end)
+
+    def time_bounds(self) -> tuple[int, int] | None:
+        return self.snap.time_bounds()
+
+    def check_numeric(self, prop: str, field: str) -> None:
+        check_numeric(self.snap, prop, field)
+
+    # -- analytics ---------------------------------------------------------------------------
+    def series(self, flt: EventFilter, buckets: Buckets, aggregation: str,
+               metric: str | None, group_by: str | None, limit: int) -> SeriesData:
+        return analytics.series(self.snap, flt, buckets, aggregation, metric, group_by, limit)
+
+    def count(self, flt: EventFilter) -> int:
+        return counts.count_events(flt, self.snap)
+
+    def count_groups(self, flt: EventFilter, group_by: str, limit: int) -> GroupedCount:
+        return analytics.count_groups(self.snap, flt, group_by, limit)
+
+    def unique_users(self, flt: EventFilter) -> tuple[int, int]:
+        return counts.unique_users(flt, self.snap)
+
+    def unique_series(self, flt: EventFilter, buckets: Buckets) -> tuple[int, UniqueRows]:
+        return analytics.unique_series(self.snap, flt, buckets)
+
+    def unique_approx(self, flt: EventFilter, buckets: Buckets | None,
+                      precision: int) -> tuple[list[float], float, int]:
+        return analytics.unique_approx(self.snap, flt, buckets, precision)
+
+    def top(self, flt: EventFilter, prop: str, n: int, by_users: bool) -> TopData:
+        return analytics.top(self.snap, flt, prop, n, by_users)
+
+    def behaviour(self, kind: str, spec: Any, members: np.ndarray | None) -> Any:
+        raise NotImplementedError(kind)

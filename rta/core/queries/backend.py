@@ -1,0 +1,86 @@
+"""The backend boundary: what a storage engine must answer for the query layer.
+
+A `Backend` is one consistent view of the data (the embedded engine: one snapshot), so every
+part of a query reads the same events. The neutral layer parses requests into typed specs,
+resolves time ranges and saved segments, keys the result cache and does the pure maths (A/B
+statistics); the backend computes the partial aggregates below over its own storage. A second
+backend (ClickHouse) implements the same methods; see docs/architecture.md, "Backend boundary".
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+from rta.core.queries.analytics_results import (
+    GroupedCount,
+    SeriesData,
+    TopData,
+    UniqueRows,
+)
+from rta.core.queries.buckets import Buckets
+from rta.core.queries.filters import EventFilter
+
+SegmentResolver = Callable[[str], np.ndarray]  # saved segment name -> members (KeyError)
+
+
+class Backend(Protocol):
+    """One consistent view of the data, safe to use from the query's worker thread."""
+
+    @property
+    def version(self) -> int:
+        """The data version this view reads (the result cache's invalidation clock)."""
+
+    def changed_since(self, version: int, start: int | None, end: int | None) -> bool:
+        """Whether events in [start, end) landed (or were dropped) after `version`, in the
+        live data: the result cache serves an answer only while this is False."""
+
+    def time_bounds(self) -> tuple[int, int] | None:
+        """Earliest and latest event timestamp, or None without data."""
+
+    def check_numeric(self, prop: str, field: str) -> None:
+        """400 (naming `field`) when `prop` holds values but none of them numbers."""
+
+    # -- analytics ---------------------------------------------------------------------------
+    def series(self, flt: EventFilter, buckets: Buckets, aggregation: str,
+               metric: str | None, group_by: str | None, limit: int) -> SeriesData:
+        """`aggregation` per bucket (plus the top `limit` groups of `group_by`)."""
+
+    def count(self, flt: EventFilter) -> int:
+        """Matching events."""
+
+    def count_groups(self, flt: EventFilter, group_by: str, limit: int) -> GroupedCount:
+        """Matching events per value of `group_by` (a property, type or userId)."""
+
+    def unique_users(self, flt: EventFilter) -> tuple[int, int]:
+        """(distinct users, matching events) exactly."""
+
+    def unique_series(self, flt: EventFilter, buckets: Buckets) -> tuple[int, UniqueRows]:
+        """Exact distinct users per bucket, and over the whole range."""
+
+    def unique_approx(self, flt: EventFilter, buckets: Buckets | None,
+                      precision: int) -> tuple[list[float], float, int]:
+        """HyperLogLog estimates per bucket, for the whole range, and the events matched."""
+
+    def top(self, flt: EventFilter, prop: str, n: int, by_users: bool) -> TopData:
+        """The `n` most frequent values of `prop` (by events or by distinct users)."""
+
+    # -- behaviour: see rta.core.queries.behaviour -------------------------------------------
+    def behaviour(self, kind: str, spec: Any, members: np.ndarray | None) -> Any:
+        """Funnel, cohort, segment answers and A/B per-variant partial aggregates."""
+
+
+@dataclass(frozen=True)
+class QueryContext:
+    """Everything a query needs to run: the data, saved segments, the clock.
+
+    Build it where the query is accepted (it is cheap: a snapshot) and run the query in a
+    worker thread; segment resolution happens there, inside the query's limiter and timeout.
+    """
+
+    backend: Backend
+    segments: SegmentResolver | None
+    now: int
