@@ -34,7 +34,7 @@ from bench.common import (
 )
 from rta.core import dashboards as dash
 from rta.core.config import EngineConfig
-from rta.core.dashboard_templates import builtin
+from rta.core.dashboards.templates import builtin
 from rta.core.engine import Engine, open_engine
 from rta.core.queries.timeparse import DAY, HOUR
 

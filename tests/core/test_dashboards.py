@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from rta.core import dashboards as dash
 from rta.core.config import EngineConfig
-from rta.core.dashboard_templates import BUILTIN_TEMPLATES
+from rta.core.dashboards.templates import BUILTIN_TEMPLATES
 from rta.core.engine import Engine
 from rta.core.errors import NotFoundError, ValidationError
 from rta.core.events import EventValidator

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from rta.core import dashboards as dash
 from rta.core.config import EngineConfig
+from rta.core.dashboards.widgets import _funnel_view
 from rta.core.embedded import funnel
 from rta.core.embedded.funnel import windowed_snapshot
 from rta.core.engine import Engine
@@ -77,7 +78,7 @@ def test_funnel_widget_equals_the_funnel_over_every_block(
         body = {"steps": steps, "startTime": win["start"], "endTime": win["end"] - 1,
                 "timeLimit": limit, "order": order, "countBy": unit}
         full = funnel.run(eng, body, NOW, eng.snapshot())
-        assert widget["data"] == dash._funnel_view(full)
+        assert widget["data"] == _funnel_view(full)
         # the reference above read every block; so does a naive count of step-1 entrants
         entrants = {e["userId"] if unit == "users" else e.get("sessionId") for e in events
                     if e["type"] == "pageview" and win["start"] <= e["timestamp"] < win["end"]}

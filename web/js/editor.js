@@ -8,7 +8,7 @@ import { api } from "./api.js";
 
 const $ = (sel) => document.querySelector(sel);
 
-// Mirrors rta/core/dashboards.py (the server re-checks everything).
+// Mirrors rta/core/dashboards/model.py (the server re-checks everything).
 const COMPATIBLE = {
   "line-chart": ["aggregation", "count", "unique_users"],
   "bar-chart": ["aggregation", "count", "unique_users", "top", "funnel"],

@@ -1,6 +1,6 @@
 // Widget views: one per dashboard widget, drawing the server's resolved "view" data.
 //
-// Data kinds (see rta/core/dashboards.py): value, series, categories, table, heatmap, funnel.
+// Data kinds (see rta/core/dashboards/widgets.py): value, series, categories, table, heatmap, funnel.
 // Charts are Chart.js (vendored UMD build, global `Chart`); the heatmap is drawn on a canvas.
 // A widget whose data failed shows its error in place; the rest of the page keeps working.
 
