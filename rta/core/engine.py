@@ -21,8 +21,16 @@ from rta import __version__
 from rta.core.config import EngineConfig
 from rta.core.embedded.store import ColumnStore, IngestResult, Snapshot, StoreConfig
 from rta.core.embedded.store.store import SealJob
-from rta.core.errors import RtaError, StorageError
+from rta.core.errors import RtaError, StorageError, ValidationError
 from rta.core.events import EventBatch, EventValidator
+from rta.core.ingest import (
+    HTTP_PARTIAL_HINT,
+    Admitted,
+    Submitted,
+    invalid_batch,
+    rejection_details,
+    validate_many,
+)
 from rta.core.key_budget import KeyBudget
 from rta.core.metadata import MetadataStore
 from rta.core.metrics import Registry
@@ -157,7 +165,48 @@ class Engine:
     def snapshot(self) -> Snapshot:
         return self.store.snapshot()
 
-    # -- ingest ----------------------------------------------------------------------------
+    # -- ingest: the one path every transport takes (see rta.core.ingest) -------------------
+
+    def admit(self, items: list[Any], *, partial: bool, now: int,
+              size_bound: int | None = None, exact: Callable[[], list[Any]] | None = None,
+              hint: str = HTTP_PARTIAL_HINT) -> Admitted:
+        """Validate a batch (column-wise, else event by event over `exact()`), count the
+        rejected events, and refuse the whole batch with `invalid_batch` unless `partial`."""
+        batch, rejected = validate_many(self.validator, items, now, size_bound, exact)
+        if rejected:
+            self.events_rejected += len(rejected)
+            if not partial:
+                raise invalid_batch(len(rejected), len(items), rejection_details(rejected),
+                                    hint)
+        return Admitted(batch, rejected)
+
+    def admit_fast(self, items: list[Any], now: int | None = None,
+                   size_bound: int | None = None) -> EventBatch | None:
+        """The column-wise path alone: the batch when every event passes it, else None (the
+        caller then takes `admit`/`admit_one`, which decide exactly and word the errors)."""
+        return self.validator.fast_batch(items, now, size_bound)
+
+    def admit_one(self, item: Any, now: int,
+                  exact: Callable[[], Any] | None = None) -> EventBatch:
+        """One event, or its own ValidationError (counted as one rejected event)."""
+        batch = self.validator.fast_batch([item], now)
+        if batch is not None:
+            return batch
+        try:
+            return self.validator.validate_one(item if exact is None else exact(), now)
+        except ValidationError:
+            self.events_rejected += 1
+            raise
+
+    async def submit(self, items: list[Any], *, partial: bool, now: int,
+                     size_bound: int | None = None,
+                     exact: Callable[[], list[Any]] | None = None) -> Submitted:
+        """`admit` then `ingest`: validated, deduplicated and durable before return."""
+        admitted = self.admit(items, partial=partial, now=now, size_bound=size_bound,
+                              exact=exact)
+        result = await self.ingest(admitted.batch)
+        return Submitted(result.accepted, result.duplicates, result.ids, admitted.batch.ids,
+                         admitted.rejected)
 
     async def ingest(self, batch: EventBatch) -> IngestResult:
         """Durable before return: the batch shares one fsync with every batch waiting now."""

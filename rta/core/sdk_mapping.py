@@ -26,6 +26,7 @@ from urllib.parse import parse_qs
 
 from rta.core.errors import PayloadTooLarge, ValidationError
 from rta.core.events import EventBatch, EventValidator
+from rta.core.ingest import invalid_batch, validate_many
 from rta.core.queries.timeparse import int_text, parse_iso
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -426,7 +427,7 @@ def validate_mapped(validator: EventValidator, mapped: Mapped, now: int) -> Even
     Nothing is partial: one bad event rejects the request, so an SDK never sees a success
     for a batch that was only half stored.
     """
-    batch, rejected = validator.validate_batch(mapped.events, now)
+    batch, rejected = validate_many(validator, mapped.events, now, None)
     errors = list(mapped.errors)
     for r in rejected:
         i = r["index"]
@@ -437,8 +438,6 @@ def validate_mapped(validator: EventValidator, mapped: Mapped, now: int) -> Even
     if errors:
         errors.sort(key=lambda e: e["index"])
         first = errors[0]
-        where = f" (first: {first['field'] or 'event'} {first['message']})"
-        raise ValidationError(f"{len({e['index'] for e in errors})} of {mapped.total} events "
-                              f"are invalid; nothing was stored{where}", errors,
-                              code="invalid_batch")
+        where = f"(first: {first['field'] or 'event'} {first['message']})"
+        raise invalid_batch(len({e["index"] for e in errors}), mapped.total, errors, where)
     return batch

@@ -14,9 +14,11 @@ from quart_trio import QuartTrio
 
 from rta.core import jsonstrict
 from rta.core.embedded.eventlist import Cursor, list_events
+from rta.core.embedded.store import IngestResult
 from rta.core.engine import Engine
 from rta.core.errors import PayloadTooLarge, RtaError, ValidationError, field_error
 from rta.core.events import EventBatch
+from rta.core.ingest import Admitted
 from rta.core.queries.filters import Group, Predicate, parse_filter, parse_where
 from rta.core.queries.timeparse import int_text, now_ms
 from rta.server.http import (
@@ -206,13 +208,8 @@ class FastIngest:
         except RtaError as exc:  # could not be made durable (nothing was acknowledged)
             await self._respond(send, exc.status, exc.to_dict(), fields)
             return
-        if single:
-            payload: dict[str, Any] = {
-                "success": True, "id": batch.ids[0], "accepted": result.accepted,
-                "duplicates": result.duplicates, "duplicate": result.duplicates > 0}
-        else:
-            payload = {"success": True, "accepted": result.accepted,
-                       "duplicates": result.duplicates, "rejected": []}
+        payload = (accepted_one(batch, result) if single
+                   else accepted_many(Admitted(batch), result))
         await self._respond(send, 202, payload, fields)
 
     def _batch(self, path: str, raw: bytes, fields: dict[bytes, str],
@@ -221,21 +218,21 @@ class FastIngest:
         must answer (errors, unusual input)."""
         raw = decode_body(raw, fields.get(b"content-encoding"), limit)
         kind = (fields.get(b"content-type") or "").split(";")[0].strip().lower()
-        validator = self.engine.validator
+        eng = self.engine
         if path == "/events" and kind not in NDJSON_TYPES:
             if not is_json_type(kind):
                 return None
             body = parse_json_fast(raw)
             if type(body) is dict:
-                one = validator.fast_batch([body])
+                one = eng.admit_fast([body])
                 return None if one is None else (one, True)
             if not isinstance(body, list):
                 return None
             del body  # (parsed again below, as the route does)
         parsed = parse_events_body(raw, kind, fast=True)
-        if parsed is None or len(parsed[0]) > validator.limits.max_batch_events:
+        if parsed is None or len(parsed[0]) > eng.validator.limits.max_batch_events:
             return None
-        many = validator.fast_batch(parsed[0], None, parsed[1])
+        many = eng.admit_fast(parsed[0], None, parsed[1])
         return None if many is None else (many, False)
 
     async def _respond(self, send: Any, status: int, payload: dict[str, Any],
@@ -328,18 +325,9 @@ async def ingest_one() -> Response:
     if isinstance(body, list):
         del body  # (parsed again there: only that frame may hold the events while waiting)
         return await _ingest_many(raw, kind)
-    batch = None if exact else eng.validator.fast_batch([body])
-    if batch is None:
-        try:
-            batch = eng.validator.validate_one(body if exact else parse_json(raw))
-        except ValidationError:
-            eng.events_rejected += 1
-            raise
+    batch = eng.admit_one(body, now_ms(), None if exact else lambda: parse_json(raw))
     result = await eng.ingest(batch)
-    event_id = batch.ids[0]
-    return json_response({"success": True, "id": event_id, "accepted": result.accepted,
-                          "duplicates": result.duplicates,
-                          "duplicate": result.duplicates > 0}, 202)
+    return json_response(accepted_one(batch, result), 202)
 
 
 @bp.post("/events/batch")
@@ -364,33 +352,31 @@ async def _ingest_many(raw: bytes, kind: str) -> Response:
         raise PayloadTooLarge(f"batch has {len(items)} events; the limit is {limit}",
                               [{"field": "", "count": len(items), "limit": limit}],
                               code="batch_too_large")
-    partial = bool_arg("partial")
-    now = now_ms()
-    batch = eng.validator.fast_batch(items, now, size_bound)
-    rejected: list[dict[str, Any]] = []
-    if batch is None:
-        if not exact:
-            items, size_bound = parse_events_body(raw, kind) or ([], 0)
-        batch, rejected = eng.validator.validate_batch(items, now, size_bound=size_bound)
-    if rejected:
-        eng.events_rejected += len(rejected)
-        if not partial:
-            raise ValidationError(
-                f"{len(rejected)} of {len(items)} events are invalid; nothing was stored "
-                "(send ?partial=true to store the valid ones)",
-                [{"index": r["index"], "field": r["error"]["details"][0].get("field", ""),
-                  "code": r["error"]["code"], "message": r["error"]["message"]}
-                 for r in rejected],
-                code="invalid_batch")
+    admitted = eng.admit(items, partial=bool_arg("partial"), now=now_ms(),
+                         size_bound=size_bound,
+                         exact=None if exact else lambda: (parse_events_body(raw, kind)
+                                                           or ([], 0))[0])
     # Drop the parsed events before waiting for the fsync: objects alive across collections
     # get promoted, and a thousand dicts per batch would make full collections frequent.
     del items, parsed
-    result = await eng.ingest(batch)
+    result = await eng.ingest(admitted.batch)
+    return json_response(accepted_many(admitted, result, ids=bool_arg("ids")), 202)
+
+
+def accepted_one(batch: EventBatch, result: IngestResult) -> dict[str, Any]:
+    """The 202 body of `POST /events` with one event (the route's and the fast lane's)."""
+    return {"success": True, "id": batch.ids[0], "accepted": result.accepted,
+            "duplicates": result.duplicates, "duplicate": result.duplicates > 0}
+
+
+def accepted_many(admitted: Admitted, result: IngestResult, ids: bool = False
+                  ) -> dict[str, Any]:
+    """The 202 body of a batch (the route's and the fast lane's)."""
     payload: dict[str, Any] = {"success": True, "accepted": result.accepted,
-                               "duplicates": result.duplicates, "rejected": rejected}
-    if bool_arg("ids"):
-        payload["ids"] = batch.ids
-    return json_response(payload, 202)
+                               "duplicates": result.duplicates, "rejected": admitted.rejected}
+    if ids:
+        payload["ids"] = admitted.batch.ids
+    return payload
 
 
 def _property_params() -> Group | None:

@@ -37,7 +37,6 @@ from __future__ import annotations
 import json
 import logging
 import socket
-import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -51,11 +50,11 @@ from werkzeug.datastructures import Headers, MultiDict
 
 from rta.core import jsonstrict
 from rta.core.engine import Engine
-from rta.core.errors import PayloadTooLarge, RtaError, ValidationError, field_error
-from rta.core.events import EventBatch
+from rta.core.errors import PayloadTooLarge, RtaError, ValidationError
 from rta.core.live import LiveHub, Subscriber, encode, error_message
 from rta.server.http import engine as current_engine
 from rta.server.security import check_access, token_scope_allows
+from rta.server.ws_ingest import IngestRequest, ingest_group, message_size, parse_ingest
 
 bp = Blueprint("ws_api", __name__)
 log = logging.getLogger("rta.server.ws")
@@ -436,21 +435,6 @@ async def _sender(sub: Subscriber, send_text: SendText, scope: trio.CancelScope,
         scope.cancel()
 
 
-@dataclass
-class _IngestRequest:
-    request_id: Any
-    items: list[Any]
-    partial: bool
-    single: bool
-    size: int  # bytes of the message: a bound on any one event's size
-
-
-def _size(raw: str | bytes) -> int:
-    if isinstance(raw, bytes):
-        return len(raw)
-    return len(raw) if raw.isascii() else len(raw.encode())
-
-
 class _Connection:
     def __init__(self, eng: Engine, hub: LiveHub, sub: Subscriber, can_write: bool,
                  can_read: bool = True) -> None:
@@ -459,18 +443,18 @@ class _Connection:
         self.sub = sub
         self.can_write = can_write
         self.can_read = can_read
-        self.pending: deque[_IngestRequest] = deque()
+        self.pending: deque[IngestRequest] = deque()
         self.wake = trio.Event()
         self.room = trio.Event()
 
     async def handle(self, raw: str | bytes) -> None:
         sub = self.sub
         limit = self.eng.validator.limits.max_batch_bytes
-        if len(raw) > limit // 4 and _size(raw) > limit:
+        if len(raw) > limit // 4 and message_size(raw) > limit:
             # Refused unparsed (no message but ingest comes near this size), with an error
             # frame; the connection stays open. hypercorn's own cap on any message (16 MiB)
             # closes the connection with 1009 above that.
-            size = _size(raw)
+            size = message_size(raw)
             sub.send_control(error_message(PayloadTooLarge(
                 f"message is {size} bytes; the limit is {limit} (max_batch_bytes)",
                 [{"bytes": size, "limit": limit}])))
@@ -524,28 +508,13 @@ class _Connection:
     # -- ingest -------------------------------------------------------------------------------
 
     def parse_ingest(self, kind: str, msg: dict[str, Any], request_id: Any,
-                     raw: str | bytes) -> _IngestRequest:
+                     raw: str | bytes) -> IngestRequest:
         if not self.can_write:
             raise Forbidden("this token's scope does not allow ingest; it needs 'write'",
                             [{"field": "type", "need": "write"}])
-        partial = msg.get("partial", False)
-        if not isinstance(partial, bool):
-            raise field_error("partial", "must be true or false")
-        if kind == "event":
-            if "event" not in msg:
-                raise field_error("event", "is required: {\"type\": \"event\", \"event\": {...}}")
-            return _IngestRequest(request_id, [msg["event"]], False, True, _size(raw))
-        items = msg.get("events")
-        if not isinstance(items, list):
-            raise field_error("events", "must be a list of events")
-        limit = self.eng.validator.limits.max_batch_events
-        if len(items) > limit:
-            raise PayloadTooLarge(f"message has {len(items)} events; the limit is {limit}",
-                                  [{"field": "events", "count": len(items), "limit": limit}],
-                                  code="batch_too_large")
-        return _IngestRequest(request_id, items, partial, False, _size(raw))
+        return parse_ingest(self.eng, kind, msg, request_id, raw)
 
-    async def queue_ingest(self, req: _IngestRequest) -> None:
+    async def queue_ingest(self, req: IngestRequest) -> None:
         """Queue for the next commit; with INGEST_QUEUE messages waiting, stop reading."""
         while len(self.pending) >= INGEST_QUEUE:
             self.room = trio.Event()
@@ -574,79 +543,3 @@ def _rid(request_id: Any) -> dict[str, Any]:
     return {} if request_id is None else {"requestId": request_id}
 
 
-async def ingest_group(eng: Engine, group: list[_IngestRequest]) -> dict[str, Any]:
-    """Validate every message of `group` into one batch, commit it once; the ack's data."""
-    validator = eng.validator
-    max_bytes = validator.limits.max_event_bytes
-    now = time.time_ns() // 1_000_000
-    errors: list[dict[str, Any]] = []
-    rejected: list[dict[str, Any]] = []
-    batch = EventBatch(received_at=now)
-    committed: list[_IngestRequest] = []
-    refused = 0
-    for req in group:
-        if req.single:
-            try:
-                validator.append(batch, req.items[0], now, req.size > max_bytes)
-            except ValidationError as exc:
-                refused += 1
-                errors.append({"requestId": req.request_id, "error": exc.to_dict()["error"]})
-                continue
-            committed.append(req)
-            continue
-        part, bad = validator.validate_batch(req.items, now, size_bound=req.size)
-        if bad:
-            refused += len(bad)
-            if not req.partial:
-                err = ValidationError(
-                    f"{len(bad)} of {len(req.items)} events are invalid; nothing was stored "
-                    "(send \"partial\": true to store the valid ones)",
-                    [{"index": r["index"], **r["error"]} for r in bad], code="invalid_batch")
-                errors.append({"requestId": req.request_id, "error": err.to_dict()["error"]})
-                continue
-            rejected.extend({"requestId": req.request_id, **r} for r in bad)
-        if len(part):
-            extend_batch(batch, part)
-            committed.append(req)
-    if refused:
-        eng.events_rejected += refused
-    out: dict[str, Any] = {"messages": len(group),
-                           "requestIds": [r.request_id for r in group if r.request_id is not None],
-                           "accepted": 0, "duplicates": 0, "ids": [], "rejected": rejected,
-                           "errors": errors}
-    if len(batch):
-        try:
-            result = await eng.ingest(batch)
-        except RtaError as exc:
-            errors.extend({"requestId": req.request_id, "error": exc.to_dict()["error"]}
-                          for req in committed)
-        else:
-            out.update(accepted=result.accepted, duplicates=result.duplicates, ids=result.ids)
-    return out
-
-
-def extend_batch(dst: EventBatch, src: EventBatch) -> None:
-    """Append every row of `src` to `dst` (property rows re-indexed)."""
-    offset = len(dst)
-    dst.ids.extend(src.ids)
-    dst.timestamps.extend(src.timestamps)
-    dst.types.extend(src.types)
-    dst.users.extend(src.users)
-    dst.sessions.extend(src.sessions)
-    for col, (rows, values) in src.props.items():
-        target = dst.props.get(col)
-        if target is None:
-            dst.props[col] = ([r + offset for r in rows] if offset else list(rows), list(values))
-        else:
-            target[0].extend([r + offset for r in rows])
-            target[1].extend(values)
-
-
-def merge_batches(batches: list[EventBatch]) -> EventBatch:
-    """One batch holding every row of `batches`, in order (property rows re-indexed)."""
-    if len(batches) == 1:
-        return batches[0]
-    out = EventBatch(received_at=batches[0].received_at)
-    for b in batches:
-        extend_batch(out, b)
-    return out

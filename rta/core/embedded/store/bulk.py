@@ -54,6 +54,7 @@ from rta.core.embedded.store.block import (
     id_parts,
     null_column,
     sparse_fits,
+    uuid_words,
 )
 from rta.core.embedded.store.dictionary import Dictionary
 from rta.core.embedded.store.records import fsync_dir
@@ -658,33 +659,6 @@ def _encode_strings(d: Dictionary, enc: pa.DictionaryArray,
     return lut[idx.to_numpy()]
 
 
-_HEXVAL = np.full(256, 255, dtype=np.uint16)
-_HEXVAL[np.frombuffer(b"0123456789", np.uint8)] = np.arange(10)
-_HEXVAL[np.frombuffer(b"abcdef", np.uint8)] = np.arange(10, 16)
-# Two ASCII hex digits (as a little-endian uint16) -> their byte value, >= 256 if not hex.
-_PAIR = ((_HEXVAL[np.arange(65536) & 0xFF] << 4) | _HEXVAL[np.arange(65536) >> 8]).astype(
-    np.uint16)
-_PAIR[(_HEXVAL[np.arange(65536) & 0xFF] == 255) | (_HEXVAL[np.arange(65536) >> 8] == 255)] = 0xFFFF
-_DASHES = [8, 13, 18, 23]
-
-
-def _uuid_words(chars: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(hi, lo, canonical) for an (n, 36) ASCII matrix of candidate UUID texts.
-
-    Canonical = lowercase hex with dashes, exactly the texts `id_parts` stores as 16 bytes.
-    """
-    hexes = np.concatenate([chars[:, 0:8], chars[:, 9:13], chars[:, 14:18], chars[:, 19:23],
-                            chars[:, 24:36]], axis=1)
-    pairs = _PAIR[hexes.view(np.uint16)]  # (n, 16) byte values, >= 256 where not hex
-    wide = pairs.view(np.uint64)  # 4 lanes of 4 pairs: test the high bytes all at once
-    high = np.uint64(0xFF00FF00FF00FF00)
-    canon = ((wide[:, 0] | wide[:, 1] | wide[:, 2] | wide[:, 3]) & high) == 0
-    for i in _DASHES:
-        canon &= chars[:, i] == 45
-    words = pairs.astype(np.uint8).view(">u8").astype(np.uint64)
-    return words[:, 0], words[:, 1], canon
-
-
 def _parse_ids(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, pa.Array | None]:
     """(id_hi, id_lo, id_text) like `id_parts`: canonical UUID text parses vectorised, any
     other id is hashed (in Python) and its text kept; null ids get fresh random UUIDs."""
@@ -703,7 +677,7 @@ def _parse_ids(arr: pa.Array) -> tuple[np.ndarray, np.ndarray, pa.Array | None]:
             chars = data[offsets[0]:offsets[-1]].reshape(n, 36)
         else:
             chars = data[offsets[rows][:, None] + np.arange(36)]
-        h, low, canon = _uuid_words(chars)
+        h, low, canon = uuid_words(chars)
         if canon.all() and len(rows) == n:
             hi, lo = h, low
         else:
