@@ -427,3 +427,16 @@ def test_heatmap_matches_calendar_arithmetic(tmp_path_factory: pytest.TempPathFa
                     assert got == pytest.approx(want, abs=1e-3)
     finally:
         eng.close()
+
+
+def test_a_renamed_answer_field_fails_the_widget_instead_of_blanking_it(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rta.core.dashboards import widgets
+
+    ingest(engine, make_events(50))
+    monkeypatch.setattr(widgets, "_analytics", lambda kind, eng, params: {"total": 50})
+    doc = dash.validate_dashboard(body(counter(type="count")))
+    out = dash.resolve_dashboard(engine, doc, now=NOW)["widgets"][0]
+    assert out["data"] is None
+    assert out["error"]["code"] == "internal_error"
+    assert "no 'count' field" in out["error"]["message"]

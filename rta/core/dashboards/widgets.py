@@ -162,7 +162,11 @@ def _engine_module(name: str, what: str) -> Any:
 
 def _analytics(kind: str, engine: Engine, params: dict[str, Any]) -> dict[str, Any]:
     """An analytics query computed directly (no result cache): the cache belongs to the
-    event-loop thread, and dashboards resolve in a worker thread over a pinned snapshot."""
+    event-loop thread, and dashboards resolve in a worker thread over a pinned snapshot.
+
+    The seam for the typed query API (`rta.core.queries.analytics_specs` / `_results`): the
+    answer is read back with `_field` by the exact keys each query's JSON has, so switching
+    means building the spec here and reading the result's attributes where `_field` is."""
     module = _engine_module("rta.core.queries.analytics", "analytics")
     result: dict[str, Any] = module.prepare(kind, engine, params).compute()
     return result
@@ -217,10 +221,10 @@ def _scalar(engine: Engine, src: dict[str, Any], win: Window) -> float | None:
     stype = src["type"]
     if stype == "count":
         res = _analytics("count", engine, _params(src, win))
-        return _num(_pick(res, "count", "total", "value"))
+        return _num(_field(res, "count"))
     if stype == "unique_users":
         res = _analytics("unique-users", engine, _params(src, win))
-        return _num(_pick(res, "uniqueUsers", "count", "total", "value"))
+        return _num(_field(res, "uniqueUsers"))
     return exact_aggregate(engine, src, win)
 
 
@@ -286,35 +290,31 @@ def _categories(engine: Engine, src: dict[str, Any], win: Window) -> dict[str, A
     if src["type"] == "top":
         params = {**_params(src, win), "property": src["property"], "n": src.get("n", 10)}
         res = _analytics("top", engine, params)
-        rows = _pick(res, "values", "top", "results", "items") or []
         keys, values, extra = [], [], []
-        for r in rows:
-            keys.append(_pick(r, "value", "key", "name"))
-            values.append(_num(_pick(r, "count", "total")) or 0)
-            extra.append({k: r[k] for k in ("uniqueUsers", "share", "percentage") if k in r})
+        for r in _field(res, "values"):
+            keys.append(_field(r, "value"))
+            values.append(_num(_field(r, "count")) or 0)
+            extra.append({"uniqueUsers": _field(r, "uniqueUsers"), "share": _field(r, "share")})
+        # (a top answer has no total: a table's shares are of the values shown)
         return {"kind": "categories", "labels": _labels(keys), "values": values,
-                "extra": extra, "total": _num(_pick(res, "total"))}
+                "extra": extra, "total": None}
     params = _params(src, win)
     if src.get("groupBy"):
         params["groupBy"] = src["groupBy"]
     if src["type"] == "unique_users":
         res = _analytics("unique-users", engine, params)
         return {"kind": "categories", "labels": ["users"],
-                "values": [_num(_pick(res, "uniqueUsers", "count", "total")) or 0]}
+                "values": [_num(_field(res, "uniqueUsers")) or 0]}
     res = _analytics("count", engine, params)
-    groups = _pick(res, "groups", "counts", "byGroup", "values")
-    if isinstance(groups, dict):
-        items = list(groups.items())
-    elif isinstance(groups, list):
-        items = [(_pick(g, "value", "key", "group", "type", "name"), _pick(g, "count", "total"))
-                 for g in groups]
+    if src.get("groupBy"):
+        items = [(_field(g, "key"), _field(g, "count")) for g in _field(res, "groups")]
     else:
-        items = [("total", _pick(res, "total", "count"))]
+        items = [("total", _field(res, "count"))]
     items.sort(key=lambda kv: -(_num(kv[1]) or 0))
     labels = _labels([k for k, _ in items])
     values = [_num(v) or 0 for _, v in items]
     return {"kind": "categories", "labels": labels, "values": values,
-            "total": _num(_pick(res, "total", "count"))}
+            "total": _num(_field(res, "count"))}
 
 
 def _run_funnel(engine: Engine, src: dict[str, Any], win: Window) -> dict[str, Any]:
@@ -346,13 +346,16 @@ def _run_retention(engine: Engine, src: dict[str, Any], win: Window) -> dict[str
 # -- reshaping engine answers into views --------------------------------------------------------
 
 
-def _pick(obj: Any, *keys: str) -> Any:
-    if not isinstance(obj, dict):
-        return None
-    for key in keys:
-        if key in obj:
-            return obj[key]
-    return None
+class AnswerShapeError(LookupError):
+    """A query answer lacks a field a widget reads: a renamed field fails the widget loudly
+    (its `error`) instead of drawing it blank."""
+
+
+def _field(answer: Any, key: str) -> Any:
+    """`answer[key]`, the exact key the query's JSON answer has."""
+    if not isinstance(answer, dict) or key not in answer:
+        raise AnswerShapeError(f"the query answer has no {key!r} field")
+    return answer[key]
 
 
 def _num(value: Any) -> float | None:
@@ -380,31 +383,24 @@ def _labels(keys: list[Any]) -> list[str]:
             for k, p in zip(keys, plain, strict=True)]
 
 
-def _buckets(res: Any) -> list[dict[str, Any]]:
-    pts = _pick(res, "buckets", "data", "points", "timeseries", "series")
-    return pts if isinstance(pts, list) and (not pts or isinstance(pts[0], dict)) else []
-
-
 def _series_view(res: Any, name: str, interval: int) -> dict[str, Any]:
-    """Time series in either shape: one list of buckets, or several named series."""
-    series_list = _pick(res, "series", "groups")
+    """A time series: one per group when the aggregate is grouped (and has groups), else
+    the answer's buckets under `name`."""
+    series_list = res.get("series") if isinstance(res, dict) else None
     timestamps: list[int] = []
     out_series: list[dict[str, Any]] = []
-    if isinstance(series_list, list) and series_list and isinstance(series_list[0], dict) \
-            and any(k in series_list[0] for k in ("buckets", "data", "points", "values")):
-        names = _labels([_pick(s, "name", "group", "value", "key") for s in series_list])
+    if series_list:
+        names = _labels([_field(s, "key") for s in series_list])
         for s, series_name in zip(series_list, names, strict=True):
-            pts = _pick(s, "buckets", "data", "points", "values") or []
+            pts = _field(s, "buckets")
             if not timestamps:
-                timestamps = [int(_pick(p, "timestamp", "start", "t", "time") or 0) for p in pts]
+                timestamps = [int(_field(p, "timestamp")) for p in pts]
             out_series.append({"name": series_name,
-                               "values": [_num(_pick(p, "value", "count")) for p in pts]})
+                               "values": [_num(_field(p, "value")) for p in pts]})
     else:
-        pts = _buckets(res)
-        timestamps = [int(_pick(p, "timestamp", "start", "t", "time") or 0) for p in pts]
-        out_series.append({"name": name,
-                           "values": [_num(_pick(p, "value", "count", "uniqueUsers"))
-                                      for p in pts]})
+        pts = _field(res, "buckets")
+        timestamps = [int(_field(p, "timestamp")) for p in pts]
+        out_series.append({"name": name, "values": [_num(_field(p, "value")) for p in pts]})
     return {"kind": "series", "interval": interval, "timestamps": timestamps,
             "series": out_series}
 
@@ -421,21 +417,16 @@ def _funnel_view(res: dict[str, Any]) -> dict[str, Any]:
 
 
 def _retention_view(res: dict[str, Any], as_heatmap: bool) -> dict[str, Any]:
-    cohorts = _pick(res, "cohorts", "rows") or []
     periods = 0
     rows_pct: list[list[float | None]] = []
     labels: list[str] = []
     sizes: list[float] = []
-    for c in cohorts:
-        pct = _pick(c, "percentages", "retention", "rates") or []
-        counts = _pick(c, "counts", "retained") or []
-        size = _num(_pick(c, "size", "users", "count")) or 0
-        if not pct and counts and size:
-            pct = [100.0 * (_num(v) or 0) / size for v in counts]
+    for c in _field(res, "cohorts"):
+        pct = _field(c, "percentages")
+        size = _num(_field(c, "size")) or 0
         periods = max(periods, len(pct))
         rows_pct.append([_num(v) for v in pct])
-        start = _pick(c, "startTime", "cohortStart", "date", "cohort", "name")
-        labels.append(_date_label(start))
+        labels.append(_date_label(_field(c, "startTime")))
         sizes.append(size)
     x_labels = [f"P{p}" for p in range(periods)]
     if as_heatmap:
