@@ -1,14 +1,17 @@
 """The engine's query services, read in one place: backend, result cache, saved segments.
 
-Queries and their callers reach these through here rather than through `engine.extensions`
-directly, so when `Engine` carries them as typed attributes each accessor becomes one line.
+Queries and their callers reach the engine's services through these accessors only, so a
+change in how `Engine` holds them (now `engine.services`) is one line here.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
+from rta.core.embedded import segments
 from rta.core.embedded.backend import EmbeddedBackend
+from rta.core.embedded.segments import resolve_codes
 from rta.core.queries.backend import QueryContext, SegmentResolver
 from rta.core.queries.query_cache import QueryCache
 from rta.core.queries.timeparse import now_ms
@@ -24,23 +27,24 @@ def now() -> int:
 
 
 def query_cache(engine: Engine) -> QueryCache:
-    """The engine's result cache (created on first use with the configured TTL)."""
-    cache = engine.extensions.get("query_cache")
-    if not isinstance(cache, QueryCache):
-        cache = QueryCache(engine.config.cache_ttl_ms)
-        engine.extensions["query_cache"] = cache
-    return cache
+    """The engine's result cache."""
+    return engine.services.query_cache
 
 
-def segment_resolver(engine: Engine) -> SegmentResolver | None:
-    """Saved segment name -> members, when the server has published the resolver."""
-    resolver: SegmentResolver | None = engine.extensions.get("segment_resolver")
-    return resolver
+def segment_resolver(engine: Engine, snap: Snapshot) -> SegmentResolver:
+    """Saved segment name -> members evaluated over `snap`, the query's own snapshot, so a
+    query reads one consistent view (KeyError for an unknown name)."""
+    return partial(resolve_codes, engine, snap=snap)
 
 
 def context(engine: Engine, now: int | None = None,
             snap: Snapshot | None = None) -> QueryContext:
     """A query context over `snap` (default: a fresh `engine.snapshot()`)."""
     snap = engine.snapshot() if snap is None else snap
-    return QueryContext(EmbeddedBackend(engine, snap), segment_resolver(engine),
+    return QueryContext(EmbeddedBackend(engine, snap), segment_resolver(engine, snap),
                         now_ms() if now is None else now)
+
+
+def save_segment(engine: Engine, definition: dict[str, Any]) -> dict[str, Any]:
+    """Store a segment definition (409 on a name clash); the stored document."""
+    return segments.create(engine, definition)

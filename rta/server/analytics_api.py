@@ -12,21 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from quart import Blueprint, Response, request
-from quart_trio import QuartTrio
 
 from rta.core import query_services as services
-from rta.core.engine import Engine
 from rta.core.queries import analytics
 from rta.core.queries.analytics_specs import parse
 from rta.server.http import engine, json_object, json_response, run_query
 
 bp = Blueprint("analytics_api", __name__)
-
-
-def setup(app: QuartTrio, eng: Engine) -> None:
-    """Expose the result cache's counters as the `queryCache` section of /stats."""
-    cache = services.query_cache(eng)
-    eng.extensions.setdefault("stats_providers", {})["queryCache"] = cache.statistics
 
 
 def args_dict() -> dict[str, Any]:

@@ -1,73 +1,65 @@
 """Behavioural queries and saved segments: /queries/funnel|cohort|abtest|execute, /segments.
 
-Thin by design: each query takes its snapshot and runs in a worker thread through
-`run_query` (bounded concurrency, 504 past the query timeout), so ingestion and WebSockets
-keep flowing during a long query and the event loop never waits on query work.
+Thin by design: each query is parsed into a typed spec (pure), takes its snapshot and runs in
+a worker thread through `run_query` (bounded concurrency, 504 past the query timeout), so
+ingestion and WebSockets keep flowing during a long query and the event loop never waits on
+query work; saved segments are resolved inside that worker.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import dataclasses
 
-import numpy as np
 from quart import Blueprint, Response
-from quart_trio import QuartTrio
 
+from rta.core import query_services as services
 from rta.core.embedded import segments
-from rta.core.engine import Engine
 from rta.core.queries import behaviour
 from rta.server.http import engine, int_arg, json_object, json_response, run_query
 
 bp = Blueprint("queries_api", __name__)
 
 
-def setup(app: QuartTrio, eng: Engine) -> None:
-    """Publish the saved-segment resolver every filter uses (`"segment": "Premium Users"`)."""
-    resolve = segments.resolver(eng)
-
-    def segment_resolver(name: str) -> np.ndarray:
-        return resolve(name)
-
-    eng.extensions["segment_resolver"] = segment_resolver
-
-
-Runner = Callable[..., dict[str, Any]]  # (engine, body, now, snap) -> response
-
-
-def _snapshot_and_run(runner: Runner, eng: Engine, body: Any) -> dict[str, Any]:
-    return runner(eng, body, None, eng.snapshot())
-
-
-async def _run(runner: Runner, body: Any) -> Response:
-    result = await run_query(_snapshot_and_run, runner, engine(), body)
-    return json_response(result)
+async def _run(kind: str) -> Response:
+    """Parse (pure) on the event loop, then execute over a fresh snapshot in a worker."""
+    body = await json_object()
+    now = services.now()
+    query = behaviour.parse(kind, body, now)
+    ctx = services.context(engine(), now)
+    result = await run_query(behaviour.execute, query, ctx)
+    return json_response(result.to_json())
 
 
 @bp.post("/queries/funnel")
 async def funnel() -> Response:
-    return await _run(behaviour.run_funnel, await json_object())
+    return await _run("funnel")
 
 
 @bp.post("/queries/cohort")
 async def cohort() -> Response:
-    return await _run(behaviour.run_cohort, await json_object())
+    return await _run("cohort")
 
 
 @bp.post("/queries/abtest")
 async def abtest() -> Response:
-    return await _run(behaviour.run_abtest, await json_object())
+    return await _run("abtest")
 
 
 @bp.post("/queries/segment")
 async def segment() -> Response:
-    return await _run(behaviour.run_segment, await json_object())
+    return await _run("segment")
 
 
 @bp.post("/queries/execute")
 async def execute() -> Response:
     """`{"type": "segment" | "funnel" | "cohort" | "abtest", "config": {...}}`."""
-    return await _run(behaviour.run_query, await json_object())
+    eng = engine()
+    now = services.now()
+    query = behaviour.parse_execute(await json_object(), now)
+    result = await run_query(behaviour.execute_named, query, services.context(eng, now))
+    if query.save:
+        result = dataclasses.replace(result, saved=services.save_segment(eng, query.config))
+    return json_response(result.to_json())
 
 
 @bp.post("/segments")

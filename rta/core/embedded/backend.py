@@ -6,14 +6,21 @@ one query in its worker thread; blocks are immutable, so nothing here locks.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rta.core.embedded import analytics, counts
+from rta.core.embedded import abtest, analytics, counts, funnel, retention, segments
 from rta.core.embedded.segments import check_numeric
 from rta.core.embedded.store.snapshot import Snapshot
 from rta.core.queries.analytics_results import GroupedCount, SeriesData, TopData, UniqueRows
+from rta.core.queries.behaviour_results import (
+    AbExposures,
+    CohortResult,
+    FunnelResult,
+    SegmentResult,
+)
+from rta.core.queries.behaviour_specs import AbTestQuery, CohortQuery, FunnelQuery, SegmentQuery
 from rta.core.queries.buckets import Buckets
 from rta.core.queries.filters import EventFilter
 
@@ -66,5 +73,15 @@ class EmbeddedBackend:
     def top(self, flt: EventFilter, prop: str, n: int, by_users: bool) -> TopData:
         return analytics.top(self.snap, flt, prop, n, by_users)
 
-    def behaviour(self, kind: str, spec: Any, members: np.ndarray | None) -> Any:
-        raise NotImplementedError(kind)
+    # -- behaviour ---------------------------------------------------------------------------
+    def funnel(self, q: FunnelQuery) -> FunnelResult:
+        return funnel.result(self.snap, q)
+
+    def cohort(self, q: CohortQuery, members: np.ndarray | None) -> CohortResult:
+        return retention.result(self.snap, q, members)
+
+    def ab_exposures(self, q: AbTestQuery, members: np.ndarray | None) -> AbExposures:
+        return abtest.exposures(self.snap, q, members)
+
+    def segment(self, q: SegmentQuery) -> SegmentResult:
+        return segments.result(self.snap, q)

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -53,142 +53,35 @@ from rta.core.embedded.segments import (
     order_by,
     pct,
     resolve_segment,
-    time_range,
     value_labels,
-    where_of,
 )
 from rta.core.embedded.store.dictionary import Dictionaries
 from rta.core.embedded.store.snapshot import Snapshot
 from rta.core.embedded.user_index import SHIFT, EventIndex, TypeIndex, count_before
 from rta.core.errors import field_error
-from rta.core.queries.filters import EventFilter, Group, parse_where
-from rta.core.queries.timeparse import DAY, iso, parse_duration
+from rta.core.queries.behaviour_results import (
+    FunnelBreakdown,
+    FunnelResult,
+    FunnelStep,
+    FunnelSummary,
+)
+from rta.core.queries.behaviour_specs import (  # noqa: F401  (re-exported for callers)
+    DEFAULT_BREAKDOWN_LIMIT,
+    DEFAULT_WINDOW,
+    MAX_STEPS,
+    MIN_STEPS,
+    ORDERS,
+    UNITS,
+    Exclusion,
+    FunnelQuery,
+    Step,
+    parse_funnel,
+)
+from rta.core.queries.filters import EventFilter
+from rta.core.queries.timeparse import iso
 
 if TYPE_CHECKING:
     from rta.core.engine import Engine
-
-MIN_STEPS = 2
-MAX_STEPS = 20
-ORDERS = ("ordered", "strict", "any")
-UNITS = ("users", "sessions")
-DEFAULT_WINDOW = 14 * DAY
-DEFAULT_BREAKDOWN_LIMIT = 25
-
-
-@dataclass
-class Step:
-    name: str
-    event_type: str
-    flt: EventFilter
-
-
-@dataclass
-class Exclusion:
-    event_type: str
-    flt: EventFilter
-    from_step: int
-    to_step: int
-
-
-@dataclass
-class FunnelQuery:
-    steps: list[Step]
-    start: int | None
-    end: int | None  # exclusive
-    window: int
-    order: str = "ordered"
-    unit: str = "users"
-    exclusions: tuple[Exclusion, ...] = ()
-    breakdown: str | None = None
-    breakdown_limit: int = DEFAULT_BREAKDOWN_LIMIT
-    where: Group | None = None
-    segment_users: np.ndarray | None = None
-
-
-def parse(body: Any, now: int | None = None, engine: Engine | None = None,
-          snap: Snapshot | None = None) -> FunnelQuery:
-    """Validate the seed's funnel payload (plus options); errors name the field."""
-    if not isinstance(body, dict):
-        raise field_error("body", "must be a JSON object")
-    steps_spec = body.get("steps")
-    if not isinstance(steps_spec, list):
-        raise field_error("steps", "is required: a list of 2 to 20 steps")
-    if not MIN_STEPS <= len(steps_spec) <= MAX_STEPS:
-        raise field_error("steps", f"must have {MIN_STEPS} to {MAX_STEPS} steps, "
-                          f"got {len(steps_spec)}", count=len(steps_spec))
-    steps = [_parse_step(s, f"steps[{i}]") for i, s in enumerate(steps_spec)]
-    start, end = time_range(body, now)
-    window = parse_duration(body.get("timeLimit", DEFAULT_WINDOW), "timeLimit")
-    order = body.get("order", "ordered")
-    if order not in ORDERS:
-        raise field_error("order", f"must be one of {', '.join(ORDERS)}", value=order,
-                          allowed=list(ORDERS))
-    unit = body.get("countBy", body.get("unit", "users"))
-    if unit not in UNITS:
-        raise field_error("countBy", "must be users or sessions", value=unit,
-                          allowed=list(UNITS))
-    names = [s.name for s in steps]
-    excl_spec = body.get("exclusions", [])
-    if not isinstance(excl_spec, list):
-        raise field_error("exclusions", "must be a list")
-    exclusions = tuple(_parse_exclusion(x, f"exclusions[{i}]", names)
-                       for i, x in enumerate(excl_spec))
-    breakdown = body.get("breakdown")
-    if breakdown is not None:
-        if isinstance(breakdown, dict):
-            breakdown = breakdown.get("property")
-        if not isinstance(breakdown, str) or not breakdown:
-            raise field_error("breakdown", "must be a property name")
-        breakdown = breakdown.removeprefix("properties.")
-    limit = body.get("breakdownLimit", DEFAULT_BREAKDOWN_LIMIT)
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
-        raise field_error("breakdownLimit", "must be an integer from 1 to 1000", value=limit)
-    where = parse_where(body.get("where"), "where")
-    seg = resolve_segment(engine, body.get("segment"), snap) if engine is not None else None
-    if body.get("segment") is not None and engine is None:
-        raise field_error("segment", "saved segments are not available here")
-    return FunnelQuery(steps, start, end, window, order, unit, exclusions, breakdown, limit,
-                       where, seg)
-
-
-def _event_type(spec: dict[str, Any], path: str) -> str:
-    etype = spec.get("eventType", spec.get("type", spec.get("event")))
-    if not isinstance(etype, str) or not etype.strip():
-        raise field_error(f"{path}.eventType", "is required and must be an event type")
-    return etype
-
-
-def _parse_step(spec: Any, path: str) -> Step:
-    if isinstance(spec, str):
-        spec = {"eventType": spec}
-    if not isinstance(spec, dict):
-        raise field_error(path, "must be an object with eventType")
-    etype = _event_type(spec, path)
-    name = spec.get("name", etype)
-    if not isinstance(name, str) or not name:
-        raise field_error(f"{path}.name", "must be a non-empty string")
-    return Step(name, etype, EventFilter(types=(etype,), where=where_of(spec, path)))
-
-
-def _step_ref(value: Any, names: list[str], path: str) -> int:
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < len(names):
-        return value
-    if isinstance(value, str) and value in names:
-        return names.index(value)
-    raise field_error(path, f"must be a step index 0..{len(names) - 1} or a step name",
-                      value=value)
-
-
-def _parse_exclusion(spec: Any, path: str, names: list[str]) -> Exclusion:
-    if not isinstance(spec, dict):
-        raise field_error(path, "must be an object with eventType, fromStep, toStep")
-    etype = _event_type(spec, path)
-    lo = _step_ref(spec.get("fromStep", 0), names, f"{path}.fromStep")
-    hi = _step_ref(spec.get("toStep", len(names) - 1), names, f"{path}.toStep")
-    if hi <= lo:
-        raise field_error(f"{path}.toStep", "must come after fromStep", fromStep=lo, toStep=hi)
-    return Exclusion(etype, EventFilter(types=(etype,), where=where_of(spec, path)), lo, hi)
-
 
 # -- the kernel --------------------------------------------------------------------------------
 
@@ -420,37 +313,44 @@ def _compute_rows(snap: Snapshot, q: FunnelQuery) -> tuple[Attempts, Values | No
 
 
 def _summary(names: list[str], types: list[str], depth: np.ndarray,
-             times: np.ndarray) -> dict[str, Any]:
+             times: np.ndarray) -> FunnelSummary:
     nsteps = len(names)
     counts = [int((depth > k).sum()) for k in range(nsteps)]
     steps = []
     for k in range(nsteps):
         prev = counts[k - 1] if k else counts[0]
         conv = pct(counts[k], prev) if k else (100.0 if counts[0] else 0.0)
-        step: dict[str, Any] = {
-            "name": names[k], "eventType": types[k], "count": counts[k],
-            "conversionRate": conv, "dropoffRate": round(100.0 - conv, 2) if prev else 0.0,
-            "dropoff": prev - counts[k], "overallConversionRate": pct(counts[k], counts[0]),
-            "avgTimeToConvert": None, "medianTimeToConvert": None, "p90TimeToConvert": None,
-        }
+        avg = median = p90 = None
         if k:
             reached = depth > k
             if reached.any():
                 d = (times[k][reached] - times[k - 1][reached]).astype(np.float64)
-                step["avgTimeToConvert"] = round(float(d.mean()), 1)
-                step["medianTimeToConvert"] = round(float(np.median(d)), 1)
-                step["p90TimeToConvert"] = round(float(np.percentile(d, 90)), 1)
-        steps.append(step)
-    return {"steps": steps, "totalEntered": counts[0], "totalCompleted": counts[-1],
-            "overallConversionRate": pct(counts[-1], counts[0])}
+                avg = round(float(d.mean()), 1)
+                median = round(float(np.median(d)), 1)
+                p90 = round(float(np.percentile(d, 90)), 1)
+        steps.append(FunnelStep(names[k], types[k], counts[k], conv,
+                                round(100.0 - conv, 2) if prev else 0.0, prev - counts[k],
+                                pct(counts[k], counts[0]), avg, median, p90))
+    return FunnelSummary(tuple(steps), counts[0], counts[-1], pct(counts[-1], counts[0]))
+
+
+def parse(body: Any, now: int | None = None, engine: Engine | None = None,
+          snap: Snapshot | None = None) -> FunnelQuery:
+    """The funnel spec with its saved segment resolved over `snap` (for dashboards, until
+    they run the typed query through `rta.core.queries.behaviour.execute`)."""
+    q = parse_funnel(body, now)
+    if engine is None:
+        if q.segment is not None:
+            raise field_error("segment", "saved segments are not available here")
+        return q
+    return replace(q, segment_users=resolve_segment(engine, q.segment, snap))
 
 
 def run(engine: Engine, body: Any, now: int | None = None,
         snap: Snapshot | None = None) -> dict[str, Any]:
     """POST /queries/funnel: the seed's response shape plus times, breakdown, echo of options."""
     snap = snap or engine.snapshot()
-    q = parse(body, now, engine, snap)
-    return answer(snap, q)
+    return answer(snap, parse(body, now, engine, snap))
 
 
 _WINDOW_DICTS: weakref.WeakKeyDictionary[Dictionaries, Dictionaries] = \
@@ -484,30 +384,32 @@ def windowed_snapshot(snap: Snapshot, lo: int, hi: int) -> Snapshot:
 
 
 def answer(snap: Snapshot, q: FunnelQuery) -> dict[str, Any]:
+    """The funnel's API response (`result(...).to_json()`)."""
+    return result(snap, q).to_json()
+
+
+def result(snap: Snapshot, q: FunnelQuery) -> FunnelResult:
+    """Answer a funnel whose `segment_users` are resolved, over `snap`."""
     if q.start is not None or q.end is not None:
         snap = windowed_snapshot(snap, q.start if q.start is not None else -(2**62),
                                  q.end - 1 + q.window if q.end is not None else 2**62)
     attempts, values = compute(snap, q)
     names = [s.name for s in q.steps]
     types = [s.event_type for s in q.steps]
-    out = _summary(names, types, attempts.depth, attempts.times)
-    out.update({
-        "order": q.order, "countBy": q.unit, "timeLimit": q.window,
-        "startTime": q.start, "endTime": None if q.end is None else q.end - 1,
-    })
-    if q.start is not None:
-        out["startDate"] = iso(q.start)
-    if q.breakdown is not None:
-        assert values is not None
-        ids, labels = value_labels(values, snap)
-        groups = []
-        for gid in np.unique(ids).tolist():
-            sel = ids == gid
-            g = _summary(names, types, attempts.depth[sel], attempts.times[:, sel])
-            g = {"value": None if gid < 0 else labels[gid], **g}
-            groups.append(g)
-        groups.sort(key=lambda g: (-g["totalEntered"], str(g["value"])))
-        out["breakdownProperty"] = q.breakdown
-        out["breakdownTruncated"] = len(groups) > q.breakdown_limit
-        out["breakdown"] = groups[:q.breakdown_limit]
-    return out
+    summary = _summary(names, types, attempts.depth, attempts.times)
+    common = (summary, q.order, q.unit, q.window, q.start,
+              None if q.end is None else q.end - 1,
+              None if q.start is None else iso(q.start))
+    if q.breakdown is None:
+        return FunnelResult(*common)
+    assert values is not None
+    ids, labels = value_labels(values, snap)
+    groups = []
+    for gid in np.unique(ids).tolist():
+        sel = ids == gid
+        groups.append(FunnelBreakdown(None if gid < 0 else labels[gid],
+                                      _summary(names, types, attempts.depth[sel],
+                                               attempts.times[:, sel])))
+    groups.sort(key=lambda g: (-g.summary.total_entered, str(g.value)))
+    return FunnelResult(*common, q.breakdown, len(groups) > q.breakdown_limit,
+                        tuple(groups[:q.breakdown_limit]))

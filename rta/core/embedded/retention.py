@@ -35,64 +35,38 @@ from rta.core.embedded.segments import (
     order_by,
     pct,
     resolve_segment,
-    where_of,
 )
 from rta.core.embedded.store.snapshot import Snapshot
 from rta.core.embedded.user_index import EventIndex, TypeIndex
-from rta.core.errors import field_error
+from rta.core.queries.behaviour_results import CohortAverage, CohortResult, CohortRow
+from rta.core.queries.behaviour_specs import (  # noqa: F401  (re-exported for callers)
+    CRITERIA,
+    MAX_COHORTS,
+    MAX_PERIODS,
+    CohortQuery,
+    parse_cohort,
+)
 from rta.core.queries.filters import EventFilter
-from rta.core.queries.timeparse import DAY, iso, now_ms, parse_duration, parse_time_range
+from rta.core.queries.timeparse import iso, now_ms
 
 if TYPE_CHECKING:
     from rta.core.engine import Engine
 
-TYPES = ("first_time", "recurring")
-CRITERIA = ("on", "on_or_after")
-MAX_PERIODS = 1000
-MAX_COHORTS = 1000
 
 
 def run(engine: Engine, body: Any, now: int | None = None,
         snap: Snapshot | None = None) -> dict[str, Any]:
-    """POST /queries/cohort."""
-    if not isinstance(body, dict):
-        raise field_error("body", "must be a JSON object")
-    current = now_ms() if now is None else now
-    entry = _event(body, "entryEvent")
-    ret = _event(body, "retentionEvent", entry)
-    periods = body.get("periods", 7)
-    if isinstance(periods, bool) or not isinstance(periods, int) or \
-            not 1 <= periods <= MAX_PERIODS:
-        raise field_error("periods", f"must be an integer from 1 to {MAX_PERIODS}",
-                          value=periods)
-    length = parse_duration(body.get("periodLength", DAY), "periodLength")
-    rtype = body.get("retentionType", "first_time")
-    if rtype not in TYPES:
-        raise field_error("retentionType", f"must be one of {', '.join(TYPES)}", value=rtype,
-                          allowed=list(TYPES))
-    criterion = body.get("criterion", "on")
-    if criterion not in CRITERIA:
-        raise field_error("criterion", f"must be one of {', '.join(CRITERIA)}",
-                          value=criterion, allowed=list(CRITERIA))
-    start, end = parse_time_range(body.get("startTime"), body.get("endTime"), current,
-                                  time_range=body.get("timeRange"))
-    if end is None:
-        end = current + 1
-    if start is None:  # (no events precede 1970: a grid reaching further back is empty)
-        start = max(0, (current // length - periods) * length)
-    if start >= end:
-        raise field_error("startTime", "must be before endTime")
-    ncoh = -(-(end - start) // length)
-    if ncoh > MAX_COHORTS:
-        raise field_error("periodLength", f"the range holds {ncoh} periods; at most "
-                          f"{MAX_COHORTS} cohorts", cohorts=ncoh)
-    entry_flt = EventFilter(types=(entry,), where=where_of(
-        {"filters": body.get("entryFilters")}, "") if body.get("entryFilters") else None)
-    ret_flt = EventFilter(types=(ret,), where=where_of(
-        {"filters": body.get("retentionFilters")}, "") if body.get("retentionFilters")
-        else None)
+    """POST /queries/cohort as a dict call (the saved segment resolved over `snap`)."""
+    q = parse_cohort(body, now_ms() if now is None else now)
     snap = snap or engine.snapshot()
-    seg = resolve_segment(engine, body.get("segment"), snap)
+    return result(snap, q, resolve_segment(engine, q.segment, snap)).to_json()
+
+
+def result(snap: Snapshot, q: CohortQuery, seg: np.ndarray | None) -> CohortResult:
+    """The retention grid over `snap`, restricted to the users `seg` (codes) when given."""
+    current, entry, ret, periods, length = q.now, q.entry, q.ret, q.periods, q.length
+    rtype, criterion, start, end, ncoh = q.rtype, q.criterion, q.start, q.end, q.cohorts
+    entry_flt, ret_flt = q.entry_flt, q.ret_flt
     member = member_lookup(seg, snap)
 
     horizon = min(current + 1, start + (ncoh + periods) * length)
@@ -149,7 +123,7 @@ def run(engine: Engine, body: Any, now: int | None = None,
         np.add.at(grid, (cohort[has], best[has]), 1)
         grid = np.cumsum(grid[:, ::-1], axis=1)[:, ::-1]
 
-    cohorts: list[dict[str, Any]] = []
+    cohorts: list[CohortRow] = []
     for i in range(ncoh):
         cstart = start + i * length
         counts: list[int | None] = []
@@ -161,28 +135,23 @@ def run(engine: Engine, body: Any, now: int | None = None,
             else:
                 counts.append(int(grid[i, n]))
                 percentages.append(pct(int(grid[i, n]), int(sizes[i])))
-        cohorts.append({"cohort": i, "startTime": cstart, "date": iso(cstart),
-                        "size": int(sizes[i]), "counts": counts, "percentages": percentages})
+        cohorts.append(CohortRow(i, cstart, iso(cstart), int(sizes[i]), counts, percentages))
     avg_counts: list[int | None] = []
     avg_pct: list[float | None] = []
     for n in range(width):
-        seen = [c for c in cohorts if c["counts"][n] is not None]
+        seen = [c for c in cohorts if c.counts[n] is not None]
         if not seen:
             avg_counts.append(None)
             avg_pct.append(None)
             continue
-        num = sum(c["counts"][n] for c in seen)
-        den = sum(c["size"] for c in seen)
+        num = sum(c.counts[n] or 0 for c in seen)
+        den = sum(c.size for c in seen)
         avg_counts.append(num)
         avg_pct.append(pct(num, den))
-    return {
-        "name": body.get("name"), "entryEvent": entry, "retentionEvent": ret,
-        "retentionType": rtype, "criterion": criterion, "periods": periods,
-        "periodLength": length, "startTime": start, "endTime": end - 1,
-        "totalUsers": len(u) if rtype == "first_time" else len(np.unique(u)),
-        "cohorts": cohorts,
-        "average": {"size": int(sizes.sum()), "counts": avg_counts, "percentages": avg_pct},
-    }
+    return CohortResult(
+        q.name, entry, ret, rtype, criterion, periods, length, start, end - 1,
+        len(u) if rtype == "first_time" else len(np.unique(u)), tuple(cohorts),
+        CohortAverage(int(sizes.sum()), avg_counts, avg_pct))
 
 
 def _indexed(ix: EventIndex, entry: str, entry_flt: EventFilter, ret: str,
@@ -258,10 +227,3 @@ def _gathered(snap: Snapshot, entry_flt: EventFilter, ret_flt: EventFilter,
     order = order_by(rkey, rt)
     last = order[last_per_group(rkey[order])]
     return u, t, ru[last], rt[last]
-
-
-def _event(body: dict[str, Any], key: str, default: str | None = None) -> str:
-    value = body.get(key, default)
-    if not isinstance(value, str) or not value.strip():
-        raise field_error(key, "is required and must be an event type")
-    return value

@@ -27,31 +27,17 @@ from __future__ import annotations
 
 import math
 from statistics import NormalDist
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from rta.core.embedded.segments import (
-    check_numeric,
-    first_per_group,
-    gather,
-    member_lookup,
-    order_by,
-    resolve_segment,
-    time_range,
-    value_labels,
-    where_of,
-)
-from rta.core.embedded.store.snapshot import Snapshot
 from rta.core.errors import field_error
-from rta.core.events import FLOAT, INT, INT64_MIN
-from rta.core.queries.filters import EventFilter
-
-if TYPE_CHECKING:
-    from rta.core.engine import Engine
+from rta.core.queries.behaviour_results import AbExposures, AbTestResult, VariantMoments
+from rta.core.queries.behaviour_specs import AbTestQuery
 
 _NORMAL = NormalDist()
 SRM_THRESHOLD = 0.001
+_NOBODY = VariantMoments(0, 0, 0.0, 0.0, 0.0)  # a variant value nobody was exposed to
 
 
 # -- distributions ---------------------------------------------------------------------------
@@ -287,96 +273,11 @@ def srm_test(observed: list[int], weights: list[float]) -> tuple[float, float]:
 # -- the query ---------------------------------------------------------------------------------
 
 
-def _opt_str(body: dict[str, Any], key: str, required: bool = True,
-             default: str | None = None) -> str | None:
-    value = body.get(key, default)
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise field_error(key, "is required and must be a non-empty string")
-    return value.removeprefix("properties.") if key.endswith("Property") else value
-
-
-def run(engine: Engine, body: Any, now: int | None = None,
-        snap: Snapshot | None = None) -> dict[str, Any]:
-    """POST /queries/abtest."""
-    if not isinstance(body, dict):
-        raise field_error("body", "must be a JSON object")
-    assign = _opt_str(body, "eventType", default="experiment_assigned")
-    vprop = _opt_str(body, "variantProperty")
-    metric = _opt_str(body, "metricEvent")
-    mprop = _opt_str(body, "metricProperty", required=False)
-    assert assign is not None and vprop is not None and metric is not None
-    min_n = body.get("minimumSampleSize", 100)
-    if isinstance(min_n, bool) or not isinstance(min_n, int) or min_n < 0:
-        raise field_error("minimumSampleSize", "must be a non-negative integer", value=min_n)
-    control = body.get("control", "control")
-    if not isinstance(control, str | int | float) or isinstance(control, bool):
-        raise field_error("control", "must be the control variant's value")
-    level = body.get("confidenceLevel", 0.95)
-    if isinstance(level, bool) or not isinstance(level, int | float) or not 0.5 <= level < 1:
-        raise field_error("confidenceLevel", "must be a number in [0.5, 1)", value=level)
-    alpha = round(1.0 - float(level), 12)  # 0.05, not 0.050000000000000044
-    wanted = body.get("variants")
-    if wanted is not None and (not isinstance(wanted, list) or len(wanted) < 2 or not all(
-            isinstance(v, str | int | float) and not isinstance(v, bool) for v in wanted)):
-        raise field_error("variants", "must list at least two variant values")
-    split = body.get("expectedSplit")
-    if split is not None and (not isinstance(split, dict) or not split or not all(
-            isinstance(w, int | float) and not isinstance(w, bool) and w > 0
-            for w in split.values())):
-        raise field_error("expectedSplit", "must map variant values to positive weights")
-    start, end = time_range(body, now)
-    assign_flt = EventFilter(types=(assign,), where=where_of(body, "") if (
-        "filters" in body or "where" in body) else None)
-    metric_flt = EventFilter(types=(metric,), where=where_of(
-        {"filters": body["metricFilters"]}, "") if body.get("metricFilters") else None)
-    snap = snap or engine.snapshot()
-    seg = resolve_segment(engine, body.get("segment"), snap)
-    member = member_lookup(seg, snap)
-    nusers = len(snap.dicts.users)
-    if mprop:
-        check_numeric(snap, mprop, "metricProperty")
-
-    # exposures
-    rows = gather(snap, [assign_flt], start, end, member=member, props=[vprop])
-    vid, labels = value_labels(rows.props[vprop], snap)
-    keep = (rows.user >= 0) & (vid >= 0)
-    if wanted is not None:
-        allowed = np.array([i for i, lab in enumerate(labels) if lab in wanted], np.int64)
-        keep &= np.isin(vid, allowed)
-    u, t, v = rows.user[keep], rows.ts[keep], vid[keep]
-    order = order_by(u, t)
-    u, t, v = u[order], t[order], v[order]
-    firsts = first_per_group(u)
-    # users with more than one distinct variant are excluded
-    pair = np.unique(u.astype(np.int64) * max(len(labels), 1) + v)
-    nvar = np.bincount(pair // max(len(labels), 1), minlength=nusers) if len(pair) \
-        else np.zeros(nusers, np.int64)
-    eu, et, ev = u[firsts], t[firsts], v[firsts]
-    clean = nvar[eu] == 1
-    excluded = int((~clean).sum())
-    eu, et, ev = eu[clean], et[clean], ev[clean]
-    exp_ts = np.full(nusers + 1, np.iinfo(np.int64).max, dtype=np.int64)
-    exp_ts[eu] = et
-
-    # conversions and metric sums, counted from the exposure on
-    lo = int(et.min()) if len(et) else start
-    m = gather(snap, [metric_flt], lo, end, member=member, props=[mprop] if mprop else [])
-    counted = (m.user >= 0) & (m.ts >= exp_ts[m.user])
-    mu = m.user[counted]
-    conv = np.zeros(nusers, dtype=bool)
-    conv[mu] = True
-    value = np.zeros(nusers, dtype=np.float64)
-    if mprop:
-        pv = m.props[mprop]
-        num = np.where(pv[INT] == INT64_MIN, np.nan, pv[INT].astype(np.float64))
-        num = np.where(np.isnan(num), pv[FLOAT], num)[counted]
-        ok = ~np.isnan(num)
-        value += np.bincount(mu[ok], weights=num[ok], minlength=nusers)[:nusers]
-
-    # per variant
-    present = sorted(set(ev.tolist()), key=lambda i: str(labels[i]))
+def analyse(q: AbTestQuery, exp: AbExposures) -> AbTestResult:
+    """The A/B statistics over a backend's per-variant partials (pure maths)."""
+    alpha, control, wanted, split = q.alpha, q.control, q.variants, q.split
+    min_n, mprop, labels = q.minimum_sample, q.metric_property, exp.labels
+    present = sorted(exp.present, key=lambda i: str(labels[i]))
     names = [labels[i] for i in present]
     if wanted is not None:
         names = list(wanted)
@@ -392,11 +293,8 @@ def run(engine: Engine, body: Any, now: int | None = None,
     stats: dict[Any, tuple[int, int, float, float]] = {}
     for name in names:
         idx = labels.index(name) if name in labels else -1
-        users = eu[ev == idx] if idx >= 0 else np.zeros(0, np.int32)
-        n, c = len(users), int(conv[users].sum()) if len(users) else 0
-        vals = value[users] if len(users) else np.zeros(0)
-        mean = float(vals.mean()) if n else 0.0
-        var = float(vals.var(ddof=1)) if n > 1 else 0.0
+        mo = exp.moments.get(idx, _NOBODY)
+        n, c, mean, var = mo.exposures, mo.conversions, mo.mean, mo.variance
         stats[name] = (n, c, mean, var)
         ci = wilson(c, n, z95)
         entry: dict[str, Any] = {
@@ -409,7 +307,7 @@ def run(engine: Engine, body: Any, now: int | None = None,
         if mprop:
             entry["metricMean"] = round(mean, 6)
             entry["metricStdDev"] = round(math.sqrt(var), 6)
-            entry["metricTotal"] = round(float(vals.sum()), 6)
+            entry["metricTotal"] = round(mo.total, 6)
         variants.append(entry)
     variants.sort(key=lambda e: (not e["isControl"]))
     others = [v["name"] for v in variants if not v["isControl"]]
@@ -478,17 +376,11 @@ def run(engine: Engine, body: Any, now: int | None = None,
         raise field_error("expectedSplit", "must give a weight for every variant",
                           variants=[v["name"] for v in variants])
     chi, srm_p = srm_test(observed, weights)
-    return {
-        "name": body.get("name"), "eventType": assign, "variantProperty": vprop,
-        "metricEvent": metric, "metricProperty": mprop, "control": control,
-        "confidenceLevel": level, "alpha": alpha, "correction": "bonferroni" if k > 1 else None,
-        "adjustedAlpha": round(alpha_adj, 12), "minimumSampleSize": min_n,
-        "totalExposures": len(eu), "excludedUsers": excluded,
-        "variants": variants, "comparisons": comparisons,
-        "verdict": verdict, "winner": winner,
-        "sampleRatioMismatch": {"chiSquare": round(chi, 6), "pValue": srm_p,
-                                "detected": srm_p < SRM_THRESHOLD,
-                                "threshold": SRM_THRESHOLD,
-                                "expected": [round(sum(observed) * w / sum(weights), 3)
-                                             for w in weights] if observed else []},
-    }
+    return AbTestResult(
+        q.name, q.assign, q.variant_property, q.metric_event, mprop, control, q.level, alpha,
+        "bonferroni" if k > 1 else None, round(alpha_adj, 12), min_n, exp.total_exposures,
+        exp.excluded_users, tuple(variants), tuple(comparisons), verdict, winner,
+        {"chiSquare": round(chi, 6), "pValue": srm_p, "detected": srm_p < SRM_THRESHOLD,
+         "threshold": SRM_THRESHOLD,
+         "expected": [round(sum(observed) * w / sum(weights), 3)
+                      for w in weights] if observed else []})

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -21,6 +21,13 @@ from rta.core.queries.analytics_results import (
     TopData,
     UniqueRows,
 )
+from rta.core.queries.behaviour_results import (
+    AbExposures,
+    CohortResult,
+    FunnelResult,
+    SegmentResult,
+)
+from rta.core.queries.behaviour_specs import AbTestQuery, CohortQuery, FunnelQuery, SegmentQuery
 from rta.core.queries.buckets import Buckets
 from rta.core.queries.filters import EventFilter
 
@@ -68,9 +75,19 @@ class Backend(Protocol):
     def top(self, flt: EventFilter, prop: str, n: int, by_users: bool) -> TopData:
         """The `n` most frequent values of `prop` (by events or by distinct users)."""
 
-    # -- behaviour: see rta.core.queries.behaviour -------------------------------------------
-    def behaviour(self, kind: str, spec: Any, members: np.ndarray | None) -> Any:
-        """Funnel, cohort, segment answers and A/B per-variant partial aggregates."""
+    # -- behaviour (semantics: docs/statistics.md) --------------------------------------------
+    def funnel(self, q: FunnelQuery) -> FunnelResult:
+        """A funnel whose saved segment is resolved (`q.segment_users`)."""
+
+    def cohort(self, q: CohortQuery, members: np.ndarray | None) -> CohortResult:
+        """The retention grid, restricted to `members` when given."""
+
+    def ab_exposures(self, q: AbTestQuery, members: np.ndarray | None) -> AbExposures:
+        """Per-variant exposures, conversions and metric moments; the statistics over them
+        are pure maths (`rta.core.queries.abtest`)."""
+
+    def segment(self, q: SegmentQuery) -> SegmentResult:
+        """Evaluate a segment definition: members, universe, a sample of user ids."""
 
 
 @dataclass(frozen=True)

@@ -1,53 +1,68 @@
-"""Behavioural queries behind stable names: what the HTTP API, dashboards and alerts call.
+"""Behavioural queries: typed specs executed against a `QueryContext`.
 
-Each function takes the request body (the seed's JSON payload) and returns the exact API
-response; bad input raises `ValidationError` naming the field. `snap` pins the data a query
-reads (default: a fresh `engine.snapshot()`, which is safe from any thread).
+    query = parse("funnel", body, now)        # pure (behaviour_specs)
+    result = execute(query, ctx)              # worker thread: resolves the segment, computes
+    body = result.to_json()                   # the API's response, at the edge
+
+`parse_execute` reads the `/queries/execute` envelope. The dict-in, dict-out names
+(`run_funnel`, `run_cohort`, `run_abtest`, `run_segment`, `run_query`) remain only for callers
+not yet on the typed path (dashboards, alerts).
 """
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from rta.core.embedded import funnel, retention, segments
-from rta.core.embedded.store.snapshot import Snapshot
+import numpy as np
+
 from rta.core.errors import field_error
 from rta.core.queries import abtest
+from rta.core.queries.backend import QueryContext
+from rta.core.queries.behaviour_results import BehaviourResult, ExecuteResult
+from rta.core.queries.behaviour_specs import (
+    AbTestQuery,
+    CohortQuery,
+    FunnelQuery,
+    SegmentQuery,
+    parse_abtest,
+    parse_cohort,
+    parse_funnel,
+    parse_segment_query,
+)
 
 if TYPE_CHECKING:
+    from rta.core.embedded.store.snapshot import Snapshot
     from rta.core.engine import Engine
 
 QUERY_TYPES = ("segment", "funnel", "cohort", "abtest")
+BehaviourQuery = FunnelQuery | CohortQuery | AbTestQuery | SegmentQuery
+PARSERS: dict[str, Callable[[Any, int], BehaviourQuery]] = {
+    "funnel": parse_funnel, "cohort": parse_cohort, "abtest": parse_abtest,
+    "segment": parse_segment_query}
 
 
-def run_funnel(engine: Engine, body: Any, now: int | None = None,
-              snap: Snapshot | None = None) -> dict[str, Any]:
-    return funnel.run(engine, body, now, snap)
+def parse(kind: str, body: Any, now: int) -> BehaviourQuery:
+    """Parse a behavioural query by kind: funnel, cohort, abtest, segment."""
+    return PARSERS[kind](body, now)
 
 
-def run_cohort(engine: Engine, body: Any, now: int | None = None,
-              snap: Snapshot | None = None) -> dict[str, Any]:
-    return retention.run(engine, body, now, snap)
+@dataclass(frozen=True)
+class ExecuteQuery:
+    """POST /queries/execute: one behavioural query, named; `save` stores a segment."""
+
+    type: str
+    name: Any
+    query: BehaviourQuery
+    config: dict[str, Any]  # the definition as given (what `save` stores)
+    save: bool
 
 
-def run_abtest(engine: Engine, body: Any, now: int | None = None,
-              snap: Snapshot | None = None) -> dict[str, Any]:
-    return abtest.run(engine, body, now, snap)
-
-
-def run_segment(engine: Engine, body: Any, now: int | None = None,
-               snap: Snapshot | None = None) -> dict[str, Any]:
-    return segments.run(engine, body, now, snap)
-
-
-def run_query(engine: Engine, body: Any, now: int | None = None,
-              snap: Snapshot | None = None) -> dict[str, Any]:
-    """POST /queries/execute: `{"type": ..., "name": ..., "config": {...}}`.
-
-    For `segment`, `"save": true` also stores the definition as a saved segment (the seed's
-    example creates "Premium Users" this way); the answer then carries `segment` (the doc).
-    The answer is the query's own response with `type` and `name` added.
-    """
+def parse_execute(body: Any, now: int) -> ExecuteQuery:
+    """`{"type": ..., "name": ..., "config": {...}, "save": bool}`; errors in the config
+    name their field under `config.`."""
     if not isinstance(body, dict):
         raise field_error("body", "must be a JSON object")
     qtype = body.get("type")
@@ -60,22 +75,104 @@ def run_query(engine: Engine, body: Any, now: int | None = None,
     config = dict(config)
     if body.get("name") is not None and "name" not in config:
         config["name"] = body["name"]
-    runner = {"segment": run_segment, "funnel": run_funnel, "cohort": run_cohort,
-              "abtest": run_abtest}[qtype]
+    with rerooted():
+        query = parse(qtype, config, now)
+    return ExecuteQuery(qtype, config.get("name"), query, config,
+                        qtype == "segment" and body.get("save") is True)
+
+
+class rerooted:
+    """Re-root the field paths of errors raised inside under `config.`."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: object, exc: BaseException | None, tb: object) -> None:
+        details = getattr(exc, "details", None)
+        if not isinstance(details, list):
+            return
+        for d in details:
+            if isinstance(d, dict) and isinstance(d.get("field"), str):
+                d["field"] = "config." + d["field"] if d["field"] else "config"
+
+
+def resolve_segment(name: str | None, ctx: QueryContext) -> np.ndarray | None:
+    """Members of the saved segment a behavioural query names (None when none is)."""
+    if name is None:
+        return None
+    if ctx.segments is None:
+        raise field_error("segment", "saved segments are not available here")
     try:
-        result = runner(engine, config, now, snap)
-    except Exception as exc:  # re-root field paths under `config.`
-        _reroot(exc)
-        raise
-    if qtype == "segment" and body.get("save") is True:
-        result["segment"] = segments.create(engine, config)
-    return {"type": qtype, "name": config.get("name"), **result}
+        return ctx.segments(name)
+    except KeyError:
+        raise field_error("segment", f"no saved segment named {name!r}", value=name) from None
 
 
-def _reroot(exc: Exception) -> None:
-    details = getattr(exc, "details", None)
-    if not isinstance(details, list):
-        return
-    for d in details:
-        if isinstance(d, dict) and isinstance(d.get("field"), str):
-            d["field"] = "config." + d["field"] if d["field"] else "config"
+def execute(query: BehaviourQuery, ctx: QueryContext) -> BehaviourResult:
+    """Run a behavioural query (in the caller's worker thread)."""
+    backend = ctx.backend
+    if isinstance(query, FunnelQuery):
+        members = resolve_segment(query.segment, ctx)
+        return backend.funnel(dataclasses.replace(query, segment_users=members))
+    if isinstance(query, CohortQuery):
+        return backend.cohort(query, resolve_segment(query.segment, ctx))
+    if isinstance(query, AbTestQuery):
+        members = resolve_segment(query.segment, ctx)
+        if query.metric_property:
+            backend.check_numeric(query.metric_property, "metricProperty")
+        return abtest.analyse(query, backend.ab_exposures(query, members))
+    return backend.segment(query)
+
+
+def execute_named(query: ExecuteQuery, ctx: QueryContext) -> ExecuteResult:
+    """POST /queries/execute without the save (the caller stores the segment: I/O)."""
+    with rerooted():
+        result = execute(query.query, ctx)
+    return ExecuteResult(query.type, query.name, result)
+
+
+# -- compatibility: dict in, dict out (until dashboards and alerts use the typed path) -------
+
+def _context(engine: Engine, now: int | None, snap: Snapshot | None) -> QueryContext:
+    from rta.core import query_services as services
+
+    return services.context(engine, now, snap)
+
+
+def _run(kind: str, engine: Engine, body: Any, now: int | None,
+         snap: Snapshot | None) -> dict[str, Any]:
+    ctx = _context(engine, now, snap)
+    return execute(parse(kind, body, ctx.now), ctx).to_json()
+
+
+def run_funnel(engine: Engine, body: Any, now: int | None = None,
+               snap: Snapshot | None = None) -> dict[str, Any]:
+    return _run("funnel", engine, body, now, snap)
+
+
+def run_cohort(engine: Engine, body: Any, now: int | None = None,
+               snap: Snapshot | None = None) -> dict[str, Any]:
+    return _run("cohort", engine, body, now, snap)
+
+
+def run_abtest(engine: Engine, body: Any, now: int | None = None,
+               snap: Snapshot | None = None) -> dict[str, Any]:
+    return _run("abtest", engine, body, now, snap)
+
+
+def run_segment(engine: Engine, body: Any, now: int | None = None,
+                snap: Snapshot | None = None) -> dict[str, Any]:
+    return _run("segment", engine, body, now, snap)
+
+
+def run_query(engine: Engine, body: Any, now: int | None = None,
+              snap: Snapshot | None = None) -> dict[str, Any]:
+    """POST /queries/execute as a dict call, `"save": true` included."""
+    from rta.core import query_services as services
+
+    ctx = _context(engine, now, snap)
+    query = parse_execute(body, ctx.now)
+    result = execute_named(query, ctx)
+    if query.save:
+        result = dataclasses.replace(result, saved=services.save_segment(engine, query.config))
+    return result.to_json()
