@@ -156,23 +156,17 @@ class DashboardPublisher:
     async def on_subscribe(self, channel: str, subscriber: Any) -> None:
         dashboard_id, time_range, tz = parse_channel(channel)
         doc = dash.get_dashboard(self.engine, dashboard_id)  # NotFoundError refuses it
-        hub = self.engine.extensions.get("live_hub")
-        if hub is not None:
-            version = self.engine.store.version  # the initial snapshot's: later data pushes
-            data = await resolve(self.engine, doc, time_range, tz)
-            hub.send(subscriber, channel, data)
-            self.states[channel] = _ChannelState(version, time.monotonic(),
-                                                 doc.get("updatedAt"))
+        hub = self.engine.served.live_hub
+        version = self.engine.store.version  # the initial snapshot's: later data pushes
+        data = await resolve(self.engine, doc, time_range, tz)
+        hub.send(subscriber, channel, data)
+        self.states[channel] = _ChannelState(version, time.monotonic(), doc.get("updatedAt"))
 
     def on_ingest(self, _batch: Any) -> None:
         self.wake.set()
 
     async def run(self) -> None:
-        hub = None
-        while hub is None:  # the WebSocket feature may set its hub up after us
-            hub = self.engine.extensions.get("live_hub")
-            if hub is None:
-                await trio.sleep(0.2)
+        hub = self.engine.served.live_hub  # built by create_app before any feature's setup
         hub.register_prefix(CHANNEL_PREFIX, self.on_subscribe, coalesce=True)
         while True:
             with trio.move_on_after(0.5):

@@ -255,7 +255,7 @@ def _event_filter(engine: Engine, src: dict[str, Any], win: Window) -> Any:
     if src.get("filters") is not None:
         spec["where"] = src["filters"]
     return parse_filter(spec, "dataSource", win.now,
-                        segments=engine.extensions.get("segment_resolver"))
+                        segments=engine.services.segment_resolver)
 
 
 def _series(engine: Engine, src: dict[str, Any], win: Window,
