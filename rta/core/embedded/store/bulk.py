@@ -18,8 +18,10 @@ Durability: segment files are written as `.tmp`, fsynced together at the end of 
 which the store deletes on open, so a load is all-or-nothing per flush (default: every
 `flush_rows` rows). Dictionaries are fsynced before any segment that refers to them appears.
 
-Caller contract: nothing else may append to or seal the store during a load (it runs
-synchronously; in the daemon, before serving or while no ingest is in flight).
+Thread rule: the store's owner thread only (it installs segments through the store's public
+bulk methods, `known_id_keys`, `allocate_segment_seqs`, `install_segments`), and nothing else
+may append to or seal the store during a load (it runs synchronously; in the daemon, before
+serving or while no ingest is in flight).
 
 Known difference from the row path: pyarrow's JSON reader types a property that holds both
 integers and decimals in one block as float64, so those integers land in the `f:` column, not
@@ -817,11 +819,7 @@ def _dedup(store: ColumnStore, keys: np.ndarray, order: np.ndarray) -> np.ndarra
         keep[inv[np.r_[False, ik[1:] == ik[:-1]]]] = False
     hit = np.zeros(n, dtype=bool)  # in sorted position
     horizon = now_ms() - store.config.dedup_window_ms
-    known = [seg.sorted_ids for seg in store.segments if seg.max_recv >= horizon]
-    if store._recent_ids:
-        known.append(np.sort(np.fromiter(store._recent_ids, dtype=np.uint64,
-                                         count=len(store._recent_ids))))
-    for ids in known:
+    for ids in store.known_id_keys(horizon):
         if not len(ids):
             continue
         pos = np.minimum(np.searchsorted(sk, ids), n - 1)
@@ -839,22 +837,17 @@ def _write_segments(store: ColumnStore, blocks: list[Block], now: int) -> None:
     if not blocks:
         return
     # A bulk segment covers no WAL: replay after a restart must still cover the head.
-    wal_seq = max((s.wal_seq for s in store.segments), default=0)
+    wal_seq = store.covered_wal_seq()
+    seqs = store.allocate_segment_seqs(len(blocks))
     new: list[Segment] = []
     if store.data_dir is None:
-        for block in blocks:
-            seq = store._next_segment
-            store._next_segment += 1
+        for seq, block in zip(seqs, blocks, strict=True):
             block.label = f"bulk-{seq}"
             new.append(Segment(seq, "", block, 0, 0, now, 0))
     else:
         store.dicts.sync()  # dictionaries before any segment that refers to them
         directory = os.path.join(store.data_dir, "segments")
-        tmp_paths = []
-        for _block in blocks:
-            seq = store._next_segment
-            store._next_segment += 1
-            tmp_paths.append((seq, os.path.join(directory, segment_name(seq))))
+        tmp_paths = [(seq, os.path.join(directory, segment_name(seq))) for seq in seqs]
         # Encoding and zstd release the GIL for most of their time: both cores write.
         with ThreadPoolExecutor(2) as pool:
             list(pool.map(lambda job: write_segment_file(job[1][1] + ".tmp", job[0], wal_seq),
@@ -865,15 +858,9 @@ def _write_segments(store: ColumnStore, blocks: list[Block], now: int) -> None:
         for seq, final in tmp_paths:
             os.replace(final + ".tmp", final)
             new.append(read_segment(seq, final, store.column_cache))
-            store.watch(new[-1])
         if store.config.fsync:
             fsync_dir(directory)
-    with store._head_lock:  # swap atomically, as finish_seal does: snapshots see all or none
-        store.segments = sorted([*store.segments, *new], key=lambda s: s.seq)
-        for seg in new:
-            store.events_ingested += seg.block.n
-            store.version += 1
-            store._changes.append((store.version, seg.block.min_ts, seg.block.max_ts))
+    store.install_segments(new)
 
 
 def _fsync_path(path: str) -> None:

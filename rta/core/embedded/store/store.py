@@ -379,6 +379,39 @@ class ColumnStore:
                 for key in sealed:
                     recent.pop(key, None)
 
+    # -- bulk loads (rta ingest --local, rta serve --demo): owner thread only ---------------
+
+    def known_id_keys(self, horizon_ms: int) -> list[np.ndarray]:
+        """Sorted dedup keys of the ids a new event may duplicate: those of segments that
+        received events since `horizon_ms`, and those reserved since the last seal."""
+        known = [seg.sorted_ids for seg in self.segments if seg.max_recv >= horizon_ms]
+        recent = self._recent_ids
+        if recent:
+            known.append(np.sort(np.fromiter(recent, dtype=np.uint64, count=len(recent))))
+        return known
+
+    def covered_wal_seq(self) -> int:
+        """The WAL sequence the segments cover (a bulk segment covers no more of it)."""
+        return max((s.wal_seq for s in self.segments), default=0)
+
+    def allocate_segment_seqs(self, count: int) -> list[int]:
+        """Numbers for `count` new segment files, never reused."""
+        first = self._next_segment
+        self._next_segment += count
+        return list(range(first, first + count))
+
+    def install_segments(self, new: list[Segment]) -> None:
+        """Serve segments written outside the seal path, all at once: a snapshot sees all
+        of them or none."""
+        for seg in new:
+            self.watch(seg)
+        with self._head_lock:
+            self.segments = sorted([*self.segments, *new], key=lambda s: s.seq)
+            for seg in new:
+                self.events_ingested += seg.block.n
+                self.version += 1
+                self._changes.append((self.version, seg.block.min_ts, seg.block.max_ts))
+
     def append(self, batch: EventBatch) -> IngestResult:
         """Synchronous ingest: dedup, WAL + fsync, apply, seal when full."""
         kept, duplicates = self.reserve(batch)
