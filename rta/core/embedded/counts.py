@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from rta.core.embedded import filter_eval
 from rta.core.embedded.store.block import Block
 from rta.core.embedded.store.snapshot import Snapshot
 from rta.core.events import BOOL, FLOAT, INT, INT64_MIN, STR
@@ -104,7 +105,7 @@ def select(flt: EventFilter, snap: Snapshot) -> Iterator[Part]:
             mask = t == known[0] if len(known) == 1 else np.isin(t, known)
             yield Part(block, sl, mask)
         return
-    for block, sl, mask in flt.select(snap):
+    for block, sl, mask in filter_eval.select(flt, snap):
         yield Part(block, sl, mask)
 
 

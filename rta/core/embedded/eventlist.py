@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from rta.core.embedded import filter_eval
 from rta.core.embedded.render import render_events
 from rta.core.embedded.store.block import Block
 from rta.core.embedded.store.snapshot import Snapshot
@@ -69,7 +70,7 @@ def list_events(snap: Snapshot, flt: EventFilter, limit: int = 100,
         end = cursor.ts + 1 if end is None else min(end, cursor.ts + 1)
     window = EventFilter(flt.start, end, flt.types, flt.users, flt.where, flt.segment_users)
     order_of = {id(b): i for i, b in enumerate(snap.blocks)}
-    for block, sl, mask in window.select(snap):
+    for block, sl, mask in filter_eval.select(window, snap):
         rows = np.arange(sl.start, sl.stop) if mask is None else sl.start + np.flatnonzero(mask)
         if cursor is not None:
             at = block.ts[rows] == cursor.ts

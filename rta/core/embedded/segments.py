@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rta.core.embedded import filter_eval
 from rta.core.embedded.store.block import Block, null_column
 from rta.core.embedded.store.snapshot import Snapshot
 from rta.core.errors import NotFoundError, RtaError, ValidationError, field_error
@@ -110,13 +111,14 @@ def gather(snap: Snapshot, filters: list[EventFilter], start: int | None, end: i
             if not len(known) or not counts[known].any():
                 continue
         n = sl.stop - sl.start
-        base_mask = base.mask(block, sl, snap, type_codes(snap, base)) if base else None
+        base_mask = filter_eval.mask(base, block, sl, snap, type_codes(snap, base)) \
+            if base else None
         member_mask = member[block.user[sl]] if member is not None else None
         if member_mask is not None:
             base_mask = member_mask if base_mask is None else base_mask & member_mask
         masks = []
         for flt, c in zip(filters, codes, strict=True):
-            mk = flt.mask(block, sl, snap, c)
+            mk = filter_eval.mask(flt, block, sl, snap, c)
             if mk is None:
                 mk = np.ones(n, dtype=bool)
             if base_mask is not None:
@@ -310,7 +312,7 @@ def evaluate(snap: Snapshot, seg: SegmentDef) -> tuple[np.ndarray, np.ndarray]:
     zu = np.zeros(nusers, np.uint64)
     block = Block(z64, z64, m1, users, m1, zu, zu, props=props, label="users")
     where = tree if isinstance(tree, Group) else Group("and", (tree,))
-    mask = EventFilter(where=where).mask(block, slice(0, nusers), snap)
+    mask = filter_eval.mask(EventFilter(where=where), block, slice(0, nusers), snap)
     members = universe if mask is None else (mask & universe)
     return members, universe
 
@@ -334,7 +336,7 @@ def _event_counts(snap: Snapshot, flt: EventFilter, start: int | None, end: int 
     counts = np.zeros(nusers, dtype=np.int64)
     codes = type_codes(snap, flt)
     for block, sl in snap.ranges(start, end):
-        mask = flt.mask(block, sl, snap, codes)
+        mask = filter_eval.mask(flt, block, sl, snap, codes)
         u = block.user[sl] if mask is None else block.user[sl][mask]
         u = u[u >= 0]
         if len(u):

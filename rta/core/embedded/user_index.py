@@ -35,6 +35,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rta.core.embedded import filter_eval
 from rta.core.embedded.segments import order_by
 from rta.core.embedded.store.block import Block, null_column
 from rta.core.embedded.store.dictionary import Dictionaries
@@ -241,7 +242,7 @@ class EventIndex:
                 known = codes[(codes >= 0) & (codes < len(counts))]
                 if not len(known) or not counts[known].any():
                     continue
-            m = flt.mask(block, slice(0, block.n), self.snap, codes)
+            m = filter_eval.mask(flt, block, slice(0, block.n), self.snap, codes)
             full[self.bases[i]:self.bases[i + 1]] = True if m is None else m
         return full[index.gid]
 

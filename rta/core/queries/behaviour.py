@@ -34,8 +34,9 @@ from rta.core.queries.behaviour_specs import (
 )
 
 if TYPE_CHECKING:
-    from rta.core.embedded.store.snapshot import Snapshot
     from rta.core.engine import Engine
+
+Snapshot = Any  # the backend's view of the data (the embedded engine's snapshot)
 
 QUERY_TYPES = ("segment", "funnel", "cohort", "abtest")
 BehaviourQuery = FunnelQuery | CohortQuery | AbTestQuery | SegmentQuery

@@ -12,6 +12,9 @@ JSON shape (every key optional):
 A predicate's `property` is a property key ('page' or 'properties.page') or one of the
 top-level fields type, userId, sessionId, timestamp.
 
+This module is the filter *spec* (data and parsing, backend-neutral); evaluating one over
+the embedded store's blocks is `rta.core.embedded.filter_eval`.
+
 Missing values: `neq`, `not_in`, `not_contains` and `not_exists` match events that lack the
 property (as product-analytics tools do); every other operator needs the property present.
 """
@@ -20,15 +23,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
-from rta.core.embedded.store.block import Block
-from rta.core.embedded.store.dictionary import Dictionary
-from rta.core.embedded.store.snapshot import Snapshot
 from rta.core.errors import ValidationError, field_error
-from rta.core.events import BOOL, STR
 from rta.core.queries.timeparse import parse_time_range
 
 OPERATORS = ("eq", "neq", "gt", "gte", "lt", "lte", "in", "not_in", "contains", "not_contains",
@@ -81,159 +80,41 @@ class EventFilter:
                                                                            min),
                            types, users, Group("and", wheres) if wheres else None, seg)
 
-    def select(self, snap: Snapshot) -> Iterator[tuple[Block, slice, np.ndarray | None]]:
-        """(block, rows in the time range, mask within those rows or None for all)."""
-        type_codes = None
-        if self.types is not None:
-            type_codes = np.array([c for c in (snap.dicts.types.lookup(t) for t in self.types)
-                                   if c >= 0], dtype=np.int32)
-            if not len(type_codes):
-                return
-        only_types = (self.users is None and self.where is None
-                      and self.segment_users is None)
-        for block, sl in snap.ranges(self.start, self.end):
-            block_types = type_codes
-            if type_codes is not None:
-                counts = block.type_counts
-                known = type_codes[type_codes < len(counts)]
-                hits = int(counts[known].sum()) if len(known) else 0
-                if not hits:
-                    continue
-                if hits == block.n:  # the zone map says every row is of a wanted type
-                    if only_types:
-                        yield block, sl, None
-                        continue
-                    block_types = None
-            mask = self.mask(block, sl, snap, block_types, skip_types=block_types is None)
-            if mask is not None and not mask.any():
-                continue
-            yield block, sl, mask
+    def select(self, snap: Any) -> Iterator[tuple[Any, slice, np.ndarray | None]]:
+        """(block, rows in the time range, mask within those rows or None for all), by the
+        registered backend's evaluator (the embedded engine's `filter_eval.select`)."""
+        return _evaluator().select(self, snap)
 
-    def mask(self, block: Block, sl: slice, snap: Snapshot,
-             type_codes: np.ndarray | None = None,
+    def mask(self, block: Any, sl: slice, snap: Any, type_codes: np.ndarray | None = None,
              skip_types: bool = False) -> np.ndarray | None:
-        mask: np.ndarray | None = None
-
-        def both(m: np.ndarray) -> None:
-            nonlocal mask
-            mask = m if mask is None else mask & m
-
-        if self.types is not None and not skip_types:
-            if type_codes is None:
-                type_codes = np.array([snap.dicts.types.lookup(t) for t in self.types])
-            t = block.type[sl]
-            both(t == type_codes[0] if len(type_codes) == 1 else np.isin(t, type_codes))
-        if self.users is not None:
-            codes = np.array([snap.dicts.users.lookup(u) for u in self.users], dtype=np.int32)
-            both(np.isin(block.user[sl], codes[codes >= 0]))
-        if self.segment_users is not None:
-            both(np.isin(block.user[sl], self.segment_users))
-        if self.where is not None:
-            both(self._eval(self.where, block, sl, snap))
-        return mask
-
-    def _eval(self, node: Predicate | Group, block: Block, sl: slice,
-              snap: Snapshot) -> np.ndarray:
-        if isinstance(node, Group):
-            out = self._eval(node.items[0], block, sl, snap)
-            for item in node.items[1:]:
-                m = self._eval(item, block, sl, snap)
-                out = out & m if node.op == "and" else out | m
-            return out
-        if node.op in NEGATIVE:
-            return ~self._eval(Predicate(node.prop, NEGATIVE[node.op], node.value),
-                               block, sl, snap)
-        if node.prop in TOP_LEVEL:
-            return self._eval_top(node, block, sl, snap)
-        if node.prop.startswith(PROPERTY_PREFIX):  # 'properties.type': the property, not
-            node = Predicate(node.prop[len(PROPERTY_PREFIX):], node.op, node.value)  # the field
-        n = sl.stop - sl.start
-        if node.op == "exists":
-            return block.present(node.prop)[sl]
-        values = node.value if node.op == "in" else [node.value]
-        out = np.zeros(n, dtype=bool)
-        strs = [v for v in values if isinstance(v, str)]
-        nums = [v for v in values if isinstance(v, int | float) and not isinstance(v, bool)]
-        bools = [v for v in values if isinstance(v, bool)]
-        if strs:
-            col = block.column(STR, node.prop)
-            if col is not None:
-                out |= self._string_match(node, strs, col[sl], snap.dicts.values)
-        if nums and node.op not in ("contains", "starts_with", "ends_with"):
-            num = block.numeric(node.prop)[sl]
-            target = np.asarray(nums, dtype=np.float64)
-            out |= _compare(num, node.op, target)
-        if bools and node.op in ("eq", "in"):
-            col = block.column(BOOL, node.prop)
-            if col is not None:
-                out |= np.isin(col[sl], np.asarray(bools, dtype=np.int8))
-        return out
-
-    def _string_match(self, node: Predicate, strs: list[str], codes: np.ndarray,
-                      dictionary: Dictionary) -> np.ndarray:
-        if node.op in ("eq", "in"):
-            wanted = np.array([dictionary.lookup(s) for s in strs], dtype=np.int32)
-            wanted = wanted[wanted >= 0]
-            if not len(wanted):
-                return np.zeros(len(codes), dtype=bool)
-            return codes == wanted[0] if len(wanted) == 1 else np.isin(codes, wanted)
-        lut = self._lut(node, strs[0], dictionary)
-        return lut[np.where(codes < 0, len(lut) - 1, codes)]
-
-    def _lut(self, node: Predicate, value: str, dictionary: Dictionary) -> np.ndarray:
-        """A per-code truth table for a string operator, built once per query."""
-        key = (node.prop, node.op, value)
-        lut = self._luts.get(key)
-        if lut is None or len(lut) != len(dictionary) + 1:
-            words = dictionary.strings
-            test: Callable[[str], bool]
-            if node.op == "contains":
-                test = lambda s: value in s  # noqa: E731
-            elif node.op == "starts_with":
-                test = lambda s: s.startswith(value)  # noqa: E731
-            elif node.op == "ends_with":
-                test = lambda s: s.endswith(value)  # noqa: E731
-            else:
-                ops = {"gt": str.__gt__, "gte": str.__ge__, "lt": str.__lt__, "lte": str.__le__}
-                cmp = ops[node.op]
-                test = lambda s: cmp(s, value)  # noqa: E731
-            lut = np.fromiter((test(s) for s in words), dtype=bool, count=len(words))
-            lut = np.append(lut, False)
-            self._luts[key] = lut
-        return lut
-
-    def _eval_top(self, node: Predicate, block: Block, sl: slice,
-                  snap: Snapshot) -> np.ndarray:
-        col = TOP_LEVEL[node.prop]
-        arr = getattr(block, col)[sl]
-        if col == "ts":
-            if node.op == "exists":
-                return np.ones(len(arr), dtype=bool)
-            values = node.value if node.op == "in" else [node.value]
-            return _compare(arr.astype(np.float64), node.op, np.asarray(values, np.float64))
-        if node.op == "exists":
-            return arr >= 0
-        dictionary = {"type": snap.dicts.types, "user": snap.dicts.users,
-                      "session": snap.dicts.sessions}[col]
-        values = node.value if node.op == "in" else [node.value]
-        strs = [str(v) for v in values]
-        return self._string_match(node, strs, arr, dictionary)
+        """This filter's rows among `block[sl]` (None: all), by the registered evaluator."""
+        return _evaluator().mask(self, block, sl, snap, type_codes, skip_types)
 
 
-def _compare(values: np.ndarray, op: str, targets: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore"):
-        if op in ("eq", "in"):
-            return np.isin(values, targets) if len(targets) > 1 else values == targets[0]
-        t = targets[0]
-        if op == "gt":
-            return values > t
-        if op == "gte":
-            return values >= t
-        if op == "lt":
-            return values < t
-        if op == "lte":
-            return values <= t
-    return np.zeros(len(values), dtype=bool)
+class FilterEvaluator(Protocol):
+    """How a backend evaluates a filter over its own blocks (the embedded engine registers
+    `rta.core.embedded.filter_eval` when it is imported, i.e. before any snapshot exists)."""
+
+    def select(self, flt: EventFilter, snap: Any) -> Iterator[tuple[Any, slice,
+                                                                    np.ndarray | None]]: ...
+
+    def mask(self, flt: EventFilter, block: Any, sl: slice, snap: Any,
+             type_codes: np.ndarray | None = None,
+             skip_types: bool = False) -> np.ndarray | None: ...
+
+
+_EVALUATOR: list[FilterEvaluator] = []
+
+
+def register_evaluator(evaluator: FilterEvaluator) -> None:
+    """Install the evaluator `EventFilter.select/mask` delegate to."""
+    _EVALUATOR[:] = [evaluator]
+
+
+def _evaluator() -> FilterEvaluator:
+    if not _EVALUATOR:
+        raise RuntimeError("no filter evaluator registered: import a backend first")
+    return _EVALUATOR[0]
 
 
 def _names(value: Any, fieldname: str) -> tuple[str, ...] | None:
