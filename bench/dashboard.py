@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
         config = EngineConfig(data_dir=tmp, fsync=False, cache_ttl_ms=0)
         engine = Engine(config)
         try:
-            pinned = dash.PinnedEngine(engine)
+            pinned = dash.pin(engine)
             total_ours = total_duck = 0.0
             for i, widget in enumerate(doc["widgets"]):
                 def one(i: int = i, widget: dict[str, Any] = widget) -> None:

@@ -36,7 +36,7 @@ MIN_PUSH_INTERVAL_S = 1.0  # new events push at most once a second per channel
 async def resolve(eng: Engine, doc: dict[str, Any], time_range: str | None = None,
                   tz_offset: int = 0) -> dict[str, Any]:
     """Resolve in a worker thread over a snapshot pinned here, on the event-loop thread."""
-    pinned = dash.PinnedEngine(eng)
+    pinned = dash.pin(eng)
     result: dict[str, Any] = await trio.to_thread.run_sync(
         lambda: dash.resolve_dashboard(pinned, doc, time_range, tz_offset))
     return result

@@ -416,7 +416,7 @@ def test_heatmap_matches_calendar_arithmetic(tmp_path_factory: pytest.TempPathFa
         elif measure in ("sum", "avg"):
             src = {"type": "aggregation", "metric": "duration", "aggregation": measure}
         win = dash.Window(NOW - 30 * DAY, NOW + 1, NOW, None)
-        view = dash.heatmap_view(eng, src, win, tz)
+        view = dash.heatmap_view(dash.pin(eng, NOW), src, win, tz)
         expected = naive_heatmap(events, measure, tz)
         assert view["yLabels"][0] == "Mon" and len(view["values"]) == 7
         for got_row, want_row in zip(view["values"], expected, strict=True):
@@ -429,14 +429,14 @@ def test_heatmap_matches_calendar_arithmetic(tmp_path_factory: pytest.TempPathFa
         eng.close()
 
 
-def test_a_renamed_answer_field_fails_the_widget_instead_of_blanking_it(
+def test_an_answer_of_the_wrong_type_fails_the_widget_instead_of_blanking_it(
         engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     from rta.core.dashboards import widgets
 
     ingest(engine, make_events(50))
-    monkeypatch.setattr(widgets, "_analytics", lambda kind, eng, params: {"total": 50})
+    monkeypatch.setattr(widgets, "_analytics", lambda query, pinned: {"total": 50})
     doc = dash.validate_dashboard(body(counter(type="count")))
     out = dash.resolve_dashboard(engine, doc, now=NOW)["widgets"][0]
     assert out["data"] is None
     assert out["error"]["code"] == "internal_error"
-    assert "no 'count' field" in out["error"]["message"]
+    assert "answered a dict, not a CountResult" in out["error"]["message"]

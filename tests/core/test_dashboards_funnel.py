@@ -77,7 +77,8 @@ def test_funnel_widget_equals_the_funnel_over_every_block(
         win = widget["window"]
         body = {"steps": steps, "startTime": win["start"], "endTime": win["end"] - 1,
                 "timeLimit": limit, "order": order, "countBy": unit}
-        full = funnel.run(eng, body, NOW, eng.snapshot())
+        snap = eng.snapshot()
+        full = funnel.result(snap, funnel.parse(body, NOW, eng, snap))
         assert widget["data"] == _funnel_view(full)
         # the reference above read every block; so does a naive count of step-1 entrants
         entrants = {e["userId"] if unit == "users" else e.get("sessionId") for e in events

@@ -53,11 +53,12 @@ from rta.core.dashboards.storage import (
 from rta.core.dashboards.widgets import (
     AUTO_INTERVALS,
     WEEKDAYS,
-    PinnedEngine,
+    Pinned,
     Window,
     auto_interval,
     exact_aggregate,
     heatmap_view,
+    pin,
     resolve_dashboard,
     resolve_widget,
 )
@@ -66,10 +67,10 @@ __all__ = [
     "AGGREGATIONS", "AUTO_INTERVALS", "COLUMNS", "COMPATIBLE", "DEFAULT_REFRESH_MS",
     "DEFAULT_SIZE", "DEFAULT_TIME_RANGE", "HEATMAP_MEASURES", "KIND", "MAX_ROWS",
     "MAX_WIDGETS", "MAX_WIDGET_HEIGHT", "MIN_REFRESH_MS", "SOURCE_TYPES", "TEMPLATE_KIND",
-    "TEMPLATE_NAME", "WEEKDAYS", "WIDGET_TYPES", "PinnedEngine", "Window", "auto_interval",
+    "TEMPLATE_NAME", "WEEKDAYS", "WIDGET_TYPES", "Pinned", "Window", "auto_interval",
     "check_source_properties", "check_widget_properties", "create_dashboard",
     "create_from_template", "delete_dashboard", "delete_template", "exact_aggregate",
     "get_dashboard", "get_template", "heatmap_view", "known_properties", "list_dashboards",
-    "list_templates", "normalise_source", "property_kinds", "register_template",
+    "list_templates", "normalise_source", "pin", "property_kinds", "register_template",
     "resolve_dashboard", "resolve_widget", "update_dashboard", "validate_dashboard",
 ]

@@ -1,5 +1,7 @@
-"""Resolving every widget's data: each widget's `dataSource` is answered by the query
-engines (analytics and behaviour modules) and reshaped into a small *view* the browser draws
+"""Resolving every widget's data: each widget's `dataSource` becomes a typed query (the
+analytics and behaviour specs, built here or by their pure parsers so errors name the same
+fields as the API's), run against one `QueryContext` over one snapshot for the whole
+dashboard (`pin`), and its typed result is reshaped into a small *view* the browser draws
 without further computation (the view shapes are listed in the package docstring).
 
 A widget that fails at query time (data changed, a backend error) carries its own `error`
@@ -8,15 +10,15 @@ while the rest of the dashboard resolves.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
+from rta.core import query_services as services
 from rta.core.dashboards.model import (
     DEFAULT_REFRESH_MS,
     DEFAULT_TIME_RANGE,
@@ -26,8 +28,33 @@ from rta.core.dashboards.model import (
 )
 from rta.core.embedded.store.snapshot import Snapshot
 from rta.core.errors import RtaError, field_error
-from rta.core.queries.filters import parse_filter
-from rta.core.queries.timeparse import DAY, HOUR, MINUTE, now_ms, parse_duration, parse_time_range
+from rta.core.queries import analytics, behaviour
+from rta.core.queries import params as qparams
+from rta.core.queries.analytics_results import (
+    AggregateResult,
+    AnalyticsResult,
+    CountResult,
+    TopResult,
+    UniqueUsersResult,
+)
+from rta.core.queries.analytics_specs import (
+    DEFAULT_PRECISION,
+    MAX_GROUPS,
+    MAX_SERIES,
+    UNIQUE_KEYS,
+    AggregateQuery,
+    AnalyticsQuery,
+    CountQuery,
+    TopQuery,
+    UniqueUsersQuery,
+)
+from rta.core.queries.backend import QueryContext
+from rta.core.queries.behaviour_results import CohortResult, FunnelResult
+from rta.core.queries.behaviour_specs import parse_cohort, parse_funnel
+from rta.core.queries.buckets import AGGREGATIONS, METRIC_AGGREGATIONS, Buckets
+from rta.core.queries.filters import EventFilter, parse_filter
+from rta.core.queries.params import FilterSpec
+from rta.core.queries.timeparse import DAY, HOUR, MINUTE, parse_duration, parse_time_range
 
 if TYPE_CHECKING:
     from rta.core.engine import Engine
@@ -38,6 +65,10 @@ WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 # most ~120 points over the range wins.
 AUTO_INTERVALS = (MINUTE, 5 * MINUTE, 15 * MINUTE, HOUR, 3 * HOUR, 6 * HOUR, 12 * HOUR, DAY,
                   7 * DAY)
+COUNT_LIMIT = 100  # the count API's default number of groups
+SERIES_LIMIT = 10  # the aggregate API's default number of series
+GROUP_LIMIT = 8  # series a grouped chart shows unless its source says
+R = TypeVar("R")
 
 
 # -- resolving data -----------------------------------------------------------------------------
@@ -70,19 +101,38 @@ def auto_interval(span_ms: int, target: int = 120) -> int:
     return AUTO_INTERVALS[-1]
 
 
-def resolve_dashboard(engine: Engine | PinnedEngine, dashboard: dict[str, Any],
+@dataclass(frozen=True)
+class Pinned:
+    """One dashboard's view of the data: every widget reads the same snapshot.
+
+    `ctx` runs the typed queries; `snap` (the one `ctx` reads) serves what the backend
+    protocol has no operation for yet: the property checks and the heatmap's weekday x hour
+    cells. Pin on the event-loop thread, then resolve in a worker thread.
+    """
+
+    ctx: QueryContext
+    snap: Snapshot
+
+
+def pin(engine: Engine, now: int | None = None) -> Pinned:
+    """Take the snapshot every widget of one dashboard reads, and the context over it."""
+    snap = engine.snapshot()
+    return Pinned(services.context(engine, now, snap), snap)
+
+
+def resolve_dashboard(source: Engine | Pinned, dashboard: dict[str, Any],
                       time_range: str | None = None, tz_offset_min: int = 0,
                       now: int | None = None) -> dict[str, Any]:
     """Every widget's data in one response; a failing widget carries its own `error`.
 
-    All widgets read one snapshot. Pure reads with no result cache: with a `PinnedEngine`
-    made on the event-loop thread, this may run in a worker thread.
+    All widgets read one snapshot. Pure reads with no result cache (the cache belongs to
+    the event-loop thread): given a `Pinned` made there, this may run in a worker thread.
     """
     if time_range is not None:
         parse_time_range(None, None, None, time_range=time_range)
-    current = now_ms() if now is None else now
+    pinned = source if isinstance(source, Pinned) else pin(source, now)
+    current = pinned.ctx.now if now is None else now
     t0 = time.perf_counter()
-    pinned: Any = engine if isinstance(engine, PinnedEngine) else PinnedEngine(engine)
     widgets = []
     for i, widget in enumerate(dashboard.get("widgets", [])):
         widgets.append(resolve_widget(pinned, dashboard, widget, i, time_range, tz_offset_min,
@@ -94,10 +144,10 @@ def resolve_dashboard(engine: Engine | PinnedEngine, dashboard: dict[str, Any],
             "tookMs": round((time.perf_counter() - t0) * 1000, 2), "widgets": widgets}
 
 
-def resolve_widget(engine: Engine, dashboard: dict[str, Any], widget: dict[str, Any], index: int,
-                   time_range: str | None = None, tz_offset_min: int = 0,
+def resolve_widget(pinned: Pinned, dashboard: dict[str, Any], widget: dict[str, Any],
+                   index: int, time_range: str | None = None, tz_offset_min: int = 0,
                    now: int | None = None) -> dict[str, Any]:
-    current = now_ms() if now is None else now
+    current = pinned.ctx.now if now is None else now
     out: dict[str, Any] = {"id": widget.get("id", f"w{index + 1}"), "index": index,
                            "type": widget.get("type"), "title": widget.get("title"),
                            "data": None, "error": None}
@@ -106,7 +156,7 @@ def resolve_widget(engine: Engine, dashboard: dict[str, Any], widget: dict[str, 
         src = widget["dataSource"]
         win = _window(src, dashboard, time_range, current)
         out["window"] = {"start": win.start, "end": win.end, "timeRange": win.time_range}
-        out["data"] = _widget_view(engine, widget, index, src, win, tz_offset_min)
+        out["data"] = _widget_view(pinned, widget, index, src, win, tz_offset_min)
     except RtaError as exc:
         out["error"] = exc.to_dict()["error"]
     except Exception as exc:  # one broken widget must not take the dashboard down
@@ -117,19 +167,19 @@ def resolve_widget(engine: Engine, dashboard: dict[str, Any], widget: dict[str, 
     return out
 
 
-def _widget_view(engine: Engine, widget: dict[str, Any], index: int, src: dict[str, Any],
+def _widget_view(pinned: Pinned, widget: dict[str, Any], index: int, src: dict[str, Any],
                  win: Window, tz_offset_min: int) -> dict[str, Any]:
     wtype = widget["type"]
     stype = src["type"]
-    check_widget_properties(engine.snapshot(), widget, index, missing_ok=True)
+    check_widget_properties(pinned.snap, widget, index, missing_ok=True)
     if wtype == "heatmap":
         if stype == "retention":
-            return _retention_view(_run_retention(engine, src, win), as_heatmap=True)
-        return heatmap_view(engine, src, win, tz_offset_min)
+            return _retention_view(_run_retention(pinned, src, win), as_heatmap=True)
+        return heatmap_view(pinned, src, win, tz_offset_min)
     if wtype in ("counter", "gauge"):
-        return {"kind": "value", "value": _scalar(engine, src, win)}
+        return {"kind": "value", "value": _scalar(pinned, src, win)}
     if wtype == "funnel" or stype == "funnel":
-        view = _funnel_view(_run_funnel(engine, src, win))
+        view = _funnel_view(_run_funnel(pinned, src, win))
         if wtype == "table":
             return _table_from_funnel(view)
         if wtype == "bar-chart":
@@ -137,78 +187,49 @@ def _widget_view(engine: Engine, widget: dict[str, Any], index: int, src: dict[s
                     "values": [s["count"] for s in view["steps"]]}
         return view
     if stype == "retention":
-        return _retention_view(_run_retention(engine, src, win), as_heatmap=False)
+        return _retention_view(_run_retention(pinned, src, win), as_heatmap=False)
     if wtype == "line-chart" or (wtype == "bar-chart" and stype in ("aggregation",
                                                                     "unique_users")):
-        return _series(engine, src, win, tz_offset_min)
+        return _series(pinned, src, win, tz_offset_min)
     if wtype == "table" and stype in ("aggregation", "unique_users"):
-        return _table_from_series(_series(engine, src, win, tz_offset_min))
+        return _table_from_series(_series(pinned, src, win, tz_offset_min))
     # categories: pie, bar (count/top), table (count/top)
-    view = _categories(engine, src, win)
+    view = _categories(pinned, src, win)
     return _table_from_categories(view, src) if wtype == "table" else view
 
 
-# -- adapters onto the query engines ------------------------------------------------------------
+# -- typed queries: a widget's source as a spec, run against the dashboard's context ------------
 
 
-def _engine_module(name: str, what: str) -> Any:
-    """The query module, imported late so dashboards load even in a partial build."""
-    try:
-        return importlib.import_module(name)
-    except ImportError:  # pragma: no cover - both modules ship with the package
-        raise RtaError(f"{what} queries are not available in this build",
-                       code="not_available") from None
+class AnswerShapeError(LookupError):
+    """A query answered with another result type than the widget reads: the widget fails
+    loudly (its `error`) instead of drawing blank."""
 
 
-def _analytics(kind: str, engine: Engine, params: dict[str, Any]) -> dict[str, Any]:
-    """An analytics query computed directly (no result cache): the cache belongs to the
-    event-loop thread, and dashboards resolve in a worker thread over a pinned snapshot.
-
-    The seam for the typed query API (`rta.core.queries.analytics_specs` / `_results`): the
-    answer is read back with `_field` by the exact keys each query's JSON has, so switching
-    means building the spec here and reading the result's attributes where `_field` is."""
-    module = _engine_module("rta.core.queries.analytics", "analytics")
-    result: dict[str, Any] = module.prepare(kind, engine, params).compute()
+def _expect(result: object, kind: type[R]) -> R:
+    if not isinstance(result, kind):
+        raise AnswerShapeError(f"the query answered a {type(result).__name__}, "
+                               f"not a {kind.__name__}")
     return result
 
 
-def _behaviour() -> Any:
-    return _engine_module("rta.core.queries.behaviour", "behavioural")
+def _analytics(query: AnalyticsQuery, pinned: Pinned) -> AnalyticsResult:
+    """An analytics query computed directly, without the result cache (it belongs to the
+    event-loop thread; dashboards resolve in a worker over their pinned snapshot)."""
+    return analytics.compute(analytics.plan(query, pinned.ctx))
 
 
-class PinnedEngine:
-    """The engine seen through one snapshot, so every widget of a dashboard reads the same
-    data and a worker thread never asks the live store for a snapshot while ingest runs."""
-
-    def __init__(self, engine: Engine, snap: Snapshot | None = None) -> None:
-        self._engine = engine
-        self._snap = snap if snap is not None else engine.snapshot()
-
-    def snapshot(self) -> Snapshot:
-        return self._snap
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._engine, name)
-
-
-def _common(src: dict[str, Any], win: Window) -> dict[str, Any]:
-    body: dict[str, Any] = {"startTime": win.start, "endTime": win.end - 1}
+def _filter(src: dict[str, Any], win: Window) -> FilterSpec:
+    """The source's filter over the window, parsed as the analytics API parses its own
+    (same error fields: `where[0].value`, `segment`); the segment resolves at execution."""
+    params: dict[str, Any] = {"startTime": win.start, "endTime": win.end - 1}
     if src.get("eventType") is not None:
-        body["eventType"] = src["eventType"]
+        params["eventType"] = src["eventType"]
     if src.get("filters") is not None:
-        body["where"] = src["filters"]
+        params["where"] = src["filters"]
     if src.get("segment") is not None:
-        body["segment"] = src["segment"]
-    return body
-
-
-def _params(src: dict[str, Any], win: Window) -> dict[str, Any]:
-    """Query-string style parameters for the GET-shaped analytics calls."""
-    params = _common(src, win)
-    if "eventType" in params:
-        etype = params.pop("eventType")
-        params["type"] = etype if isinstance(etype, str) else ",".join(etype)
-    return params
+        params["segment"] = src["segment"]
+    return qparams.filter_spec(params, win.now)
 
 
 def _interval(src: dict[str, Any], win: Window) -> int:
@@ -217,48 +238,98 @@ def _interval(src: dict[str, Any], win: Window) -> int:
     return auto_interval(win.end - win.start)
 
 
-def _scalar(engine: Engine, src: dict[str, Any], win: Window) -> float | None:
+def _count_query(src: dict[str, Any], win: Window, grouped: bool = False) -> CountQuery:
+    flt = _filter(src, win)
+    group_by = qparams.property_name(src, "groupBy", False) if grouped else None
+    return CountQuery(flt, win.now, group_by, COUNT_LIMIT)
+
+
+def _unique_query(src: dict[str, Any], win: Window, interval: int | None = None,
+                  tz_offset_min: int = 0) -> UniqueUsersQuery:
+    flt = _filter(src, win)
+    step = None if interval is None else qparams.interval({"interval": interval})
+    return UniqueUsersQuery(flt, win.now, step, qparams.tz_offset({"tzOffset": tz_offset_min}),
+                            False, DEFAULT_PRECISION)
+
+
+def _aggregate_query(src: dict[str, Any], win: Window, aggregation: Any, interval: int,
+                     tz_offset_min: int) -> AggregateQuery:
+    """The series a chart shows, with the checks `parse_aggregate` makes, in its order."""
+    flt = _filter(src, win)
+    metric = qparams.property_name(src, "metric", False) if src.get("metric") else None
+    if metric is not None:
+        metric = metric.removeprefix("properties.")
+    if aggregation is None or aggregation == "":
+        aggregation = "avg" if metric else "count"
+    if not isinstance(aggregation, str) or aggregation.lower() not in AGGREGATIONS:
+        raise field_error("aggregation", "must be one of " + ", ".join(AGGREGATIONS),
+                          value=aggregation, allowed=list(AGGREGATIONS))
+    aggregation = aggregation.lower()
+    if aggregation in METRIC_AGGREGATIONS and not metric:
+        raise field_error("metric", f"is required for aggregation {aggregation!r}: the "
+                          "numeric property to aggregate")
+    step = qparams.interval({"interval": interval})
+    offset = qparams.tz_offset({"tzOffset": tz_offset_min})
+    group_by = qparams.property_name(src, "groupBy", False) if src.get("groupBy") else None
+    limit = SERIES_LIMIT
+    if group_by is not None:  # (an explicit null limit means the API's default)
+        limit = qparams.int_param({"limit": src.get("limit", GROUP_LIMIT)}, "limit",
+                                  SERIES_LIMIT, 1, MAX_SERIES)
+    return AggregateQuery(flt, win.now, metric, aggregation, step, offset, group_by, limit)
+
+
+def _top_query(src: dict[str, Any], win: Window) -> TopQuery:
+    prop = src["property"]
+    flt = _filter(src, win)
+    name = qparams.property_name({"property": prop}, "property", True)
+    assert name is not None
+    n = qparams.int_param({"n": src.get("n", 10)}, "n", 10, 1, MAX_GROUPS)
+    return TopQuery(flt, win.now, name, n, "count")
+
+
+def _scalar(pinned: Pinned, src: dict[str, Any], win: Window) -> float | None:
     stype = src["type"]
     if stype == "count":
-        res = _analytics("count", engine, _params(src, win))
-        return _num(_field(res, "count"))
+        return _num(_expect(_analytics(_count_query(src, win), pinned), CountResult).count)
     if stype == "unique_users":
-        res = _analytics("unique-users", engine, _params(src, win))
-        return _num(_field(res, "uniqueUsers"))
-    return exact_aggregate(engine, src, win)
+        res = _expect(_analytics(_unique_query(src, win), pinned), UniqueUsersResult)
+        return _num(res.unique_users)
+    return exact_aggregate(pinned, src, win)
 
 
-def exact_aggregate(engine: Engine, src: dict[str, Any], win: Window) -> float | None:
-    """One aggregation over exactly [start, end): a single bucket of the time-series kernel.
+def exact_aggregate(pinned: Pinned, src: dict[str, Any], win: Window) -> float | None:
+    """One aggregation over exactly [start, end): a series of a single bucket.
 
     The analytics API widens ranges to epoch-aligned buckets (right for charts); a counter
     saying "revenue, last 24h" must cover exactly the last 24 hours.
     """
-    ts_mod = _engine_module("rta.core.embedded.timeseries", "analytics")
     agg = src.get("aggregation", "count")
     metric = _strip_prefix(src["metric"]) if src.get("metric") else None
-    flt = _event_filter(engine, src, win)
-    snap = engine.snapshot()
-    buckets = ts_mod.Buckets(win.start, max(1, win.end - win.start), 1)
-    res = ts_mod.timeseries(flt, snap, buckets, agg, metric)
-    value = float(res.total_value)
-    if value != value or value in (float("inf"), float("-inf")):
+    flt = _source_filter(pinned, src, win)
+    buckets = Buckets(win.start, max(1, win.end - win.start), 1)
+    data = pinned.ctx.backend.series(flt, buckets, agg, metric, None, 1)
+    value = data.total.value
+    if value is None:
         return 0.0 if agg in ("count", "sum", "unique_users") else None
-    return value
+    return float(value)
 
 
-def _event_filter(engine: Engine, src: dict[str, Any], win: Window) -> Any:
+def _source_filter(pinned: Pinned, src: dict[str, Any], win: Window) -> EventFilter:
+    """The source's filter over exactly [start, end) (errors under `dataSource.`), its saved
+    segment resolved over the dashboard's snapshot."""
     spec: dict[str, Any] = {"startTime": win.start, "endTime": win.end - 1}
     for key in ("eventType", "segment"):
         if src.get(key) is not None:
             spec[key] = src[key]
     if src.get("filters") is not None:
         spec["where"] = src["filters"]
-    return parse_filter(spec, "dataSource", win.now,
-                        segments=engine.services.segment_resolver)
+    flt = parse_filter(spec, "dataSource", win.now, defer_segment=True)
+    named = () if flt.segment is None else (("dataSource.segment", flt.segment),)
+    flt.segment = None
+    return analytics.resolve_filter(FilterSpec(flt, spec, named), pinned.ctx)
 
 
-def _series(engine: Engine, src: dict[str, Any], win: Window,
+def _series(pinned: Pinned, src: dict[str, Any], win: Window,
             tz_offset_min: int = 0) -> dict[str, Any]:
     """A chart's series: buckets follow the viewer's time zone (daily ones start at local
     midnight), and a rolling window starts at a bucket boundary, so the first bucket of
@@ -268,69 +339,69 @@ def _series(engine: Engine, src: dict[str, Any], win: Window,
     offset = int(tz_offset_min) * MINUTE
     if interval >= HOUR and win.time_range not in ("today", "yesterday"):
         win = replace(win, start=win.start - (win.start + offset) % interval)
-    zone = {"tzOffset": int(tz_offset_min)}
     if src["type"] == "unique_users":
-        res = _analytics("unique-users", engine, {**_params(src, win), "interval": interval,
-                                                  **zone})
-        name = "unique users"
-    else:
-        agg = src.get("aggregation", "count") if src["type"] == "aggregation" else "count"
-        body = {**_common(src, win), "aggregation": agg, "interval": interval, **zone}
-        if src.get("metric"):
-            body["metric"] = src["metric"]
-        if src.get("groupBy"):
-            body["groupBy"] = src["groupBy"]
-            body["limit"] = src.get("limit", 8)
-        res = _analytics("aggregate", engine, body)
-        name = agg if not src.get("metric") else f"{agg}({src['metric']})"
-    return _series_view(res, name, interval)
+        unique = _expect(_analytics(_unique_query(src, win, interval, int(tz_offset_min)),
+                                    pinned), UniqueUsersResult)
+        if unique.buckets is None:
+            raise AnswerShapeError("the unique-users answer has no buckets")
+        return _series_view([("unique users", unique.buckets.timestamps,
+                              unique.buckets.values)], interval)
+    agg = src.get("aggregation", "count") if src["type"] == "aggregation" else "count"
+    res = _expect(_analytics(_aggregate_query(src, win, agg, interval, int(tz_offset_min)),
+                             pinned), AggregateResult)
+    groups = res.data.series if res.group_by else ()
+    if groups:
+        names = _labels([g.key for g in groups])
+        return _series_view([(name, g.rows.timestamps, g.rows.values)
+                             for g, name in zip(groups, names, strict=True)], interval)
+    name = agg if not src.get("metric") else f"{agg}({src['metric']})"
+    return _series_view([(name, res.data.rows.timestamps, res.data.rows.values)], interval)
 
 
-def _categories(engine: Engine, src: dict[str, Any], win: Window) -> dict[str, Any]:
+def _categories(pinned: Pinned, src: dict[str, Any], win: Window) -> dict[str, Any]:
     if src["type"] == "top":
-        params = {**_params(src, win), "property": src["property"], "n": src.get("n", 10)}
-        res = _analytics("top", engine, params)
+        top = _expect(_analytics(_top_query(src, win), pinned), TopResult)
         keys, values, extra = [], [], []
-        for r in _field(res, "values"):
-            keys.append(_field(r, "value"))
-            values.append(_num(_field(r, "count")) or 0)
-            extra.append({"uniqueUsers": _field(r, "uniqueUsers"), "share": _field(r, "share")})
+        for v in top.data.values:
+            keys.append(v.value)
+            values.append(_num(v.count) or 0)
+            extra.append({"uniqueUsers": v.unique_users, "share": v.share})
         # (a top answer has no total: a table's shares are of the values shown)
         return {"kind": "categories", "labels": _labels(keys), "values": values,
                 "extra": extra, "total": None}
-    params = _params(src, win)
-    if src.get("groupBy"):
-        params["groupBy"] = src["groupBy"]
+    grouped = bool(src.get("groupBy"))
     if src["type"] == "unique_users":
-        res = _analytics("unique-users", engine, params)
+        if grouped:  # (unique users take no groupBy: refused as the analytics API does)
+            raise field_error("groupBy", "unknown parameter",
+                              allowed=[*sorted({*qparams.FILTER_KEYS, *UNIQUE_KEYS}),
+                                       "properties.<key>"])
+        res = _expect(_analytics(_unique_query(src, win), pinned), UniqueUsersResult)
         return {"kind": "categories", "labels": ["users"],
-                "values": [_num(_field(res, "uniqueUsers")) or 0]}
-    res = _analytics("count", engine, params)
-    if src.get("groupBy"):
-        items = [(_field(g, "key"), _field(g, "count")) for g in _field(res, "groups")]
+                "values": [_num(res.unique_users) or 0]}
+    counted = _expect(_analytics(_count_query(src, win, grouped), pinned), CountResult)
+    items: list[tuple[Any, Any]]
+    if counted.grouped is not None:
+        items = [(g.key, g.count) for g in counted.grouped.groups]
     else:
-        items = [("total", _field(res, "count"))]
+        items = [("total", counted.count)]
     items.sort(key=lambda kv: -(_num(kv[1]) or 0))
     labels = _labels([k for k, _ in items])
     values = [_num(v) or 0 for _, v in items]
     return {"kind": "categories", "labels": labels, "values": values,
-            "total": _num(_field(res, "count"))}
+            "total": _num(counted.count)}
 
 
-def _run_funnel(engine: Engine, src: dict[str, Any], win: Window) -> dict[str, Any]:
+def _run_funnel(pinned: Pinned, src: dict[str, Any], win: Window) -> FunnelResult:
+    """The funnel over the window, parsed by the funnel API's own parser (same errors)."""
     body: dict[str, Any] = {"steps": src["steps"], "startTime": win.start,
                             "endTime": win.end - 1}
     for key in ("timeLimit", "order", "countBy"):
         if src.get(key) is not None:
             body[key] = src[key]
-    snap = engine.snapshot()
-    funnel = _engine_module("rta.core.embedded.funnel", "behavioural")
-    query = funnel.parse(body, win.now, engine, snap)  # segments resolve over all the data
-    res: dict[str, Any] = funnel.answer(snap, query)  # answer() prunes to the window itself
-    return res
+    return _expect(behaviour.execute(parse_funnel(body, win.now), pinned.ctx), FunnelResult)
 
 
-def _run_retention(engine: Engine, src: dict[str, Any], win: Window) -> dict[str, Any]:
+def _run_retention(pinned: Pinned, src: dict[str, Any], win: Window) -> CohortResult:
     body: dict[str, Any] = {"entryEvent": src["entryEvent"],
                             "retentionEvent": src["retentionEvent"],
                             "periods": src.get("periods", 7),
@@ -339,23 +410,10 @@ def _run_retention(engine: Engine, src: dict[str, Any], win: Window) -> dict[str
     for key in ("retentionType", "criterion"):
         if src.get(key) is not None:
             body[key] = src[key]
-    res: dict[str, Any] = _behaviour().run_cohort(engine, body, win.now, engine.snapshot())
-    return res
+    return _expect(behaviour.execute(parse_cohort(body, win.now), pinned.ctx), CohortResult)
 
 
 # -- reshaping engine answers into views --------------------------------------------------------
-
-
-class AnswerShapeError(LookupError):
-    """A query answer lacks a field a widget reads: a renamed field fails the widget loudly
-    (its `error`) instead of drawing it blank."""
-
-
-def _field(answer: Any, key: str) -> Any:
-    """`answer[key]`, the exact key the query's JSON answer has."""
-    if not isinstance(answer, dict) or key not in answer:
-        raise AnswerShapeError(f"the query answer has no {key!r} field")
-    return answer[key]
 
 
 def _num(value: Any) -> float | None:
@@ -383,51 +441,35 @@ def _labels(keys: list[Any]) -> list[str]:
             for k, p in zip(keys, plain, strict=True)]
 
 
-def _series_view(res: Any, name: str, interval: int) -> dict[str, Any]:
-    """A time series: one per group when the aggregate is grouped (and has groups), else
-    the answer's buckets under `name`."""
-    series_list = res.get("series") if isinstance(res, dict) else None
-    timestamps: list[int] = []
-    out_series: list[dict[str, Any]] = []
-    if series_list:
-        names = _labels([_field(s, "key") for s in series_list])
-        for s, series_name in zip(series_list, names, strict=True):
-            pts = _field(s, "buckets")
-            if not timestamps:
-                timestamps = [int(_field(p, "timestamp")) for p in pts]
-            out_series.append({"name": series_name,
-                               "values": [_num(_field(p, "value")) for p in pts]})
-    else:
-        pts = _field(res, "buckets")
-        timestamps = [int(_field(p, "timestamp")) for p in pts]
-        out_series.append({"name": name, "values": [_num(_field(p, "value")) for p in pts]})
+def _series_view(lines: list[tuple[Any, list[int], list[Any]]],
+                 interval: int) -> dict[str, Any]:
+    """A time series view from (name, bucket starts, values) per line; the lines share the
+    first one's timestamps (a grouped aggregate's series share one grid)."""
+    timestamps = [int(t) for t in lines[0][1]] if lines else []
     return {"kind": "series", "interval": interval, "timestamps": timestamps,
-            "series": out_series}
+            "series": [{"name": name, "values": [_num(v) for v in values]}
+                       for name, _, values in lines]}
 
 
-def _funnel_view(res: dict[str, Any]) -> dict[str, Any]:
-    steps = []
-    for s in res.get("steps", []):
-        steps.append({"name": s.get("name"), "count": s.get("count", 0),
-                      "conversionRate": s.get("conversionRate"),
-                      "dropoffRate": s.get("dropoffRate")})
-    return {"kind": "funnel", "steps": steps, "totalEntered": res.get("totalEntered"),
-            "totalCompleted": res.get("totalCompleted"),
-            "overallConversionRate": res.get("overallConversionRate")}
+def _funnel_view(res: FunnelResult) -> dict[str, Any]:
+    summary = res.summary
+    steps = [{"name": s.name, "count": s.count, "conversionRate": s.conversion_rate,
+              "dropoffRate": s.dropoff_rate} for s in summary.steps]
+    return {"kind": "funnel", "steps": steps, "totalEntered": summary.total_entered,
+            "totalCompleted": summary.total_completed,
+            "overallConversionRate": summary.overall_conversion_rate}
 
 
-def _retention_view(res: dict[str, Any], as_heatmap: bool) -> dict[str, Any]:
+def _retention_view(res: CohortResult, as_heatmap: bool) -> dict[str, Any]:
     periods = 0
     rows_pct: list[list[float | None]] = []
     labels: list[str] = []
     sizes: list[float] = []
-    for c in _field(res, "cohorts"):
-        pct = _field(c, "percentages")
-        size = _num(_field(c, "size")) or 0
-        periods = max(periods, len(pct))
-        rows_pct.append([_num(v) for v in pct])
-        labels.append(_date_label(_field(c, "startTime")))
-        sizes.append(size)
+    for c in res.cohorts:
+        periods = max(periods, len(c.percentages))
+        rows_pct.append([_num(v) for v in c.percentages])
+        labels.append(_date_label(c.start_time))
+        sizes.append(_num(c.size) or 0)
     x_labels = [f"P{p}" for p in range(periods)]
     if as_heatmap:
         return {"kind": "heatmap", "xLabels": x_labels, "yLabels": labels, "values": rows_pct,
@@ -485,14 +527,14 @@ def _hour_cell_counts(ts: np.ndarray, offset: int) -> np.ndarray:
     return np.bincount(cell, weights=per_hour, minlength=168)
 
 
-def heatmap_view(engine: Engine, src: dict[str, Any], win: Window,
+def heatmap_view(pinned: Pinned, src: dict[str, Any], win: Window,
                  tz_offset_min: int = 0) -> dict[str, Any]:
     """7 x 24 matrix (Mon..Sun x 00..23, local to `tz_offset_min`) of the source's measure.
 
     count: events per cell; unique_users: distinct users per cell; aggregation: the metric's
     sum/avg/min/max (or count) per cell. One pass of numpy per block, no per-event Python.
     """
-    flt = _event_filter(engine, src, win)
+    flt = _source_filter(pinned, src, win)
     measure = "count"
     metric = None
     if src["type"] == "unique_users":
@@ -503,7 +545,7 @@ def heatmap_view(engine: Engine, src: dict[str, Any], win: Window,
         if measure not in HEATMAP_MEASURES:  # (refused when the widget is saved)
             raise field_error("dataSource.aggregation", "a heatmap shows "
                               f"{', '.join(HEATMAP_MEASURES)} per cell", value=measure)
-    snap = engine.snapshot()
+    snap = pinned.snap  # (no backend operation for weekday x hour cells yet)
     offset = int(tz_offset_min) * MINUTE
     counts = np.zeros(168, dtype=np.float64)
     sums = np.zeros(168, dtype=np.float64)
