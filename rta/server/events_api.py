@@ -12,14 +12,14 @@ from typing import Any
 from quart import Blueprint, Response, request
 from quart_trio import QuartTrio
 
-from rta.core import jsonstrict
-from rta.core.embedded.eventlist import Cursor, list_events
+from rta.core import jsonstrict, query_services
 from rta.core.embedded.store import IngestResult
 from rta.core.engine import Engine
-from rta.core.errors import PayloadTooLarge, RtaError, ValidationError, field_error
+from rta.core.errors import PayloadTooLarge, RtaError, ValidationError
 from rta.core.events import EventBatch
 from rta.core.ingest import Admitted
-from rta.core.queries.filters import Group, Predicate, parse_filter, parse_where
+from rta.core.queries import event_list
+from rta.core.queries.event_list import parse_event_list
 from rta.core.queries.timeparse import int_text, now_ms
 from rta.server.http import (
     NDJSON_TYPES,
@@ -27,7 +27,6 @@ from rta.server.http import (
     bool_arg,
     decode_body,
     engine,
-    int_arg,
     is_json_type,
     json_response,
     json_text,
@@ -47,9 +46,6 @@ log = logging.getLogger("rta.server.events")
 # would traverse and promote them all (only cycles wait for the collector; the rest is freed
 # by reference counting as before).
 GC_THRESHOLDS = (50_000, 20, 100)
-RESERVED = {"type", "eventType", "userId", "sessionId", "startTime", "endTime", "timeRange",
-            "limit", "cursor", "where", "segment", "operator"}
-
 
 _LANES: weakref.WeakKeyDictionary[Engine, FastIngest] = weakref.WeakKeyDictionary()
 
@@ -379,60 +375,11 @@ def accepted_many(admitted: Admitted, result: IngestResult, ids: bool = False
     return payload
 
 
-def _property_params() -> Group | None:
-    """Query parameters that are not reserved become property equality filters."""
-    items: list[Predicate | Group] = []
-    for key, value in request.args.items(multi=True):
-        if key in RESERVED:
-            continue
-        prop = key[len("properties."):] if key.startswith("properties.") else key
-        options: list[Predicate | Group] = [Predicate(prop, "eq", value)]
-        try:
-            options.append(Predicate(prop, "eq", float(value)))
-        except ValueError:
-            if value in ("true", "false"):
-                options.append(Predicate(prop, "eq", value == "true"))
-        items.append(options[0] if len(options) == 1 else Group("or", tuple(options)))
-    return Group("and", tuple(items)) if items else None
-
-
-def filter_from_args() -> dict[str, Any]:
-    spec: dict[str, Any] = {}
-    for name in ("startTime", "endTime", "timeRange", "segment"):
-        if request.args.get(name):
-            spec[name] = request.args[name]
-    types = request.args.getlist("type") or request.args.getlist("eventType")
-    if types:
-        spec["type"] = [t for v in types for t in v.split(",") if t]
-    users = request.args.getlist("userId")
-    if users:
-        spec["userId"] = users
-    return spec
-
-
 @bp.get("/events")
 async def get_events() -> Response:
     eng = engine()
-    spec = filter_from_args()
-    flt = parse_filter(spec, path="", segments=eng.services.segment_resolver)
-    extra = _property_params()
-    where_raw = request.args.get("where")
-    if where_raw:
-        try:
-            where_json = json.loads(where_raw)
-        except json.JSONDecodeError:
-            raise field_error("where", "must be a JSON filter list") from None
-        extra_where = parse_where(where_json, "where")
-        if extra_where is not None:
-            extra = extra_where if extra is None else Group("and", (extra, extra_where))
-    session = request.args.get("sessionId")
-    if session:
-        sess = Predicate("sessionId", "eq", session)
-        extra = Group("and", (sess,)) if extra is None else Group("and", (extra, sess))
-    if extra is not None:
-        flt.where = extra if flt.where is None else Group("and", (flt.where, extra))
-    limit = int_arg("limit", 100, 1, 10_000) or 100
-    cursor_text = request.args.get("cursor")
-    cursor = Cursor.decode(cursor_text) if cursor_text else None
-    # (off the event loop like every query: a page over millions of events took 100-250 ms)
-    return json_response(await run_query(list_events, eng.snapshot(), flt, limit, cursor))
+    query = parse_event_list(list(request.args.items(multi=True)))
+    # (off the event loop like every query: a page over millions of events took 100-250 ms;
+    # a saved segment named in it is resolved there too)
+    page = await run_query(event_list.execute, query, query_services.context(eng))
+    return json_response(page.to_json())

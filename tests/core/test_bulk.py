@@ -32,7 +32,7 @@ def visible(store: ColumnStore, drop_ids: bool = False) -> list[tuple[Any, ...]]
     """Every event as the API lists it, numbers normalised to float (see bulk.py: a key with
     ints and decimals in one JSON block is typed float by pyarrow)."""
     out = []
-    for e in list_events(store.snapshot(), EventFilter(), limit=10_000)["events"]:
+    for e in list_events(store.snapshot(), EventFilter(), limit=10_000).events:
         props = tuple(sorted((k, float(v) if isinstance(v, int | float) and
                               not isinstance(v, bool) else v)
                              for k, v in e["properties"].items()))

@@ -42,7 +42,7 @@ def answers(eng: Engine) -> dict[str, Any]:
         "cohort": behaviour.run_cohort(eng, {
             "name": "r", "entryEvent": "a", "retentionEvent": "b", "periods": 3,
             "periodLength": 100, "startTime": T0 - 10, "endTime": T0 + 400}, NOW),
-        "events": list_events(eng.snapshot(), EventFilter(), limit=1000)["events"],
+        "events": list_events(eng.snapshot(), EventFilter(), limit=1000).events,
     }
 
 

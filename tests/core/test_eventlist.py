@@ -9,9 +9,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rta.core.embedded.eventlist import Cursor, list_events
+from rta.core.embedded.eventlist import list_events
 from rta.core.embedded.store import ColumnStore, StoreConfig
 from rta.core.events import EventValidator
+from rta.core.queries.event_list import Cursor
 from rta.core.queries.filters import EventFilter
 
 NOW = 1_800_000_000_000
@@ -32,10 +33,10 @@ def page_through(store: ColumnStore, size: int, flt: EventFilter,
     cursor = None
     while True:
         out = list_events(store.snapshot(), flt, limit=size, cursor=cursor)
-        got += [e["properties"]["n"] for e in out["events"]]
-        if out["nextCursor"] is None:
+        got += [e["properties"]["n"] for e in out.events]
+        if out.next_cursor is None:
             return got
-        cursor = Cursor.decode(out["nextCursor"])
+        cursor = Cursor.decode(out.to_json()["nextCursor"])  # (as a client sends it back)
         if between:  # newer arrivals between pages must not show up in later pages
             append(store, between)
             between = None
@@ -60,3 +61,15 @@ def test_pages_run_newest_first_by_time_then_arrival(stamps: list[int], client_i
              for i in range(4)]
     assert page_through(store, size, flt, later) == expected
     store.close()
+
+
+def test_parse_keeps_a_saved_segment_as_a_name_and_token_never_filters() -> None:
+    """Parsing touches no data: the segment is resolved when the query runs (in its worker
+    thread); `token` authenticates browsers and must not become a property filter."""
+    from rta.core.queries.event_list import parse_event_list
+
+    q = parse_event_list([("segment", "vip"), ("token", "secret"), ("plan", "pro"),
+                          ("limit", "5")])
+    assert q.filter.segments == (("segment", "vip"),)
+    assert q.limit == 5 and q.cursor is None
+    assert "token" not in repr(q.filter.flt.where) and "plan" in repr(q.filter.flt.where)

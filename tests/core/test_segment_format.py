@@ -207,7 +207,7 @@ def test_format_1_segments_still_read_beside_new_ones(tmp_path: Path) -> None:
     assert len(reopened.segments) == 2
     first, second = (s.block for s in reopened.segments)
     assert type(first).__name__ == "Block" and type(second).__name__ == "LazyBlock"
-    listed = list_events(reopened.snapshot(), EventFilter(), limit=100)["events"]
+    listed = list_events(reopened.snapshot(), EventFilter(), limit=100).events
     assert sorted(e["id"] for e in listed) == sorted(f"e{i}" for i in range(10))
     assert sorted(e["properties"]["n"] for e in listed) == list(range(10))
     reopened.close()

@@ -37,7 +37,7 @@ def make_events(n: int, start: int = 0, prefix: str = "e") -> list[dict[str, Any
 
 
 def all_events(store: ColumnStore) -> list[dict[str, Any]]:
-    out = list_events(store.snapshot(), EventFilter(), limit=10_000)["events"]
+    out = list_events(store.snapshot(), EventFilter(), limit=10_000).events
     for e in out:
         e.pop("receivedAt")
     return sorted(out, key=lambda e: e["id"])

@@ -70,7 +70,7 @@ def test_a_snapshot_reads_segments_dropped_after_it_was_taken(tmp_path: Path) ->
     assert store.apply_retention(now=NOW + 100 * STEP) == 4 * ROWS
     assert store.segments == [] and store.snapshot().blocks == []
     assert read_all(snap) == 4 * ROWS  # (today's files were gone: a 503 here)
-    assert len(list_events(snap, EventFilter(), limit=10_000)["events"]) == 4 * ROWS
+    assert len(list_events(snap, EventFilter(), limit=10_000).events) == 4 * ROWS
     assert len(files(tmp_path)) == 8  # four segments and their drop markers
     del snap
     gc.collect()
@@ -119,7 +119,7 @@ def test_retention_sealing_and_long_queries_run_together(tmp_path: Path) -> None
                     total += read_all(type(snap)(blocks=[block], dicts=snap.dicts,
                                                  version=snap.version))
                 assert total == snap.total_events
-                events = list_events(snap, EventFilter(), limit=50)["events"]
+                events = list_events(snap, EventFilter(), limit=50).events
                 assert len(events) == min(50, snap.total_events)
                 del snap
             except BaseException as exc:  # (reported by the test thread)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rta.core.embedded import abtest, analytics, counts, funnel, retention, segments
+from rta.core.embedded import abtest, analytics, counts, eventlist, funnel, retention, segments
 from rta.core.embedded.segments import check_numeric
 from rta.core.embedded.store.snapshot import Snapshot
 from rta.core.queries.analytics_results import GroupedCount, SeriesData, TopData, UniqueRows
@@ -22,6 +22,7 @@ from rta.core.queries.behaviour_results import (
 )
 from rta.core.queries.behaviour_specs import AbTestQuery, CohortQuery, FunnelQuery, SegmentQuery
 from rta.core.queries.buckets import Buckets
+from rta.core.queries.event_list import Cursor, EventPage
 from rta.core.queries.filters import EventFilter
 
 if TYPE_CHECKING:
@@ -53,6 +54,9 @@ class EmbeddedBackend:
     def series(self, flt: EventFilter, buckets: Buckets, aggregation: str,
                metric: str | None, group_by: str | None, limit: int) -> SeriesData:
         return analytics.series(self.snap, flt, buckets, aggregation, metric, group_by, limit)
+
+    def events(self, flt: EventFilter, limit: int, cursor: Cursor | None) -> EventPage:
+        return eventlist.list_events(self.snap, flt, limit, cursor)
 
     def count(self, flt: EventFilter) -> int:
         return counts.count_events(flt, self.snap)

@@ -1,10 +1,8 @@
-"""Listing raw events newest first with keyset (cursor) paging."""
+"""Listing raw events newest first with keyset (cursor) paging (the embedded backend's
+`events`; the query and its cursor are `rta.core.queries.event_list`)."""
 
 from __future__ import annotations
 
-import base64
-import json
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -14,32 +12,10 @@ from rta.core.embedded.render import render_events
 from rta.core.embedded.store.block import Block
 from rta.core.embedded.store.snapshot import Snapshot
 from rta.core.errors import field_error
+from rta.core.queries.event_list import Cursor, EventPage
 from rta.core.queries.filters import EventFilter
 
 MAX_LIMIT = 10_000
-
-
-@dataclass(frozen=True)
-class Cursor:
-    """Where a page ended: the last event's timestamp and its arrival rank among the events
-    with that exact timestamp (0 = the first to arrive). Ranks are stable: events arriving
-    later take higher ones, and sealing keeps arrival order among equal timestamps."""
-
-    ts: int
-    rank: int
-
-    def encode(self) -> str:
-        raw = json.dumps([self.ts, self.rank]).encode()
-        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-    @classmethod
-    def decode(cls, text: str) -> Cursor:
-        try:
-            raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-            ts, rank = json.loads(raw)
-            return cls(int(ts), int(rank))
-        except Exception:
-            raise field_error("cursor", "is not a cursor this server issued") from None
 
 
 def _ranks(snap: Snapshot, block: Block, rows: np.ndarray, ts: int) -> np.ndarray:
@@ -57,7 +33,7 @@ def _ranks(snap: Snapshot, block: Block, rows: np.ndarray, ts: int) -> np.ndarra
 
 
 def list_events(snap: Snapshot, flt: EventFilter, limit: int = 100,
-                cursor: Cursor | None = None) -> dict[str, Any]:
+                cursor: Cursor | None = None) -> EventPage:
     """The newest `limit` matching events older than `cursor`, and the next cursor.
 
     Newest first: by timestamp, then by arrival (the last to arrive first), so events sent
@@ -85,7 +61,7 @@ def list_events(snap: Snapshot, flt: EventFilter, limit: int = 100,
         if len(rows):
             candidates.append((block, rows, order_of[id(block)]))
     if not candidates:
-        return {"events": [], "count": 0, "nextCursor": None}
+        return EventPage([], None)
     ts = np.concatenate([b.ts[r] for b, r, _ in candidates])
     which = np.concatenate([np.full(len(r), i) for i, (_, r, _) in enumerate(candidates)])
     block_order = np.concatenate([np.full(len(r), k) for _, r, k in candidates])
@@ -103,5 +79,5 @@ def list_events(snap: Snapshot, flt: EventFilter, limit: int = 100,
         last = order[-1]
         block = candidates[int(which[last])][0]
         rank = int(_ranks(snap, block, pos[last:last + 1], int(ts[last]))[0])
-        next_cursor = Cursor(int(ts[last]), rank).encode()
-    return {"events": events, "count": len(events), "nextCursor": next_cursor}
+        next_cursor = Cursor(int(ts[last]), rank)
+    return EventPage(events, next_cursor)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
@@ -28,6 +28,9 @@ from rta.core.queries.behaviour_results import (
     SegmentResult,
 )
 from rta.core.queries.behaviour_specs import AbTestQuery, CohortQuery, FunnelQuery, SegmentQuery
+
+if TYPE_CHECKING:  # (event_list builds on this module)
+    from rta.core.queries.event_list import Cursor, EventPage
 from rta.core.queries.buckets import Buckets
 from rta.core.queries.filters import EventFilter
 
@@ -74,6 +77,10 @@ class Backend(Protocol):
 
     def top(self, flt: EventFilter, prop: str, n: int, by_users: bool) -> TopData:
         """The `n` most frequent values of `prop` (by events or by distinct users)."""
+
+    def events(self, flt: EventFilter, limit: int, cursor: Cursor | None) -> EventPage:
+        """The newest `limit` matching events older than `cursor` (by timestamp, then the
+        last to arrive first), rendered as the API shows them, and the next page's cursor."""
 
     # -- behaviour (semantics: docs/statistics.md) --------------------------------------------
     def funnel(self, q: FunnelQuery) -> FunnelResult:
