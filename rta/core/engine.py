@@ -34,7 +34,7 @@ from rta.core.ingest import (
 from rta.core.key_budget import KeyBudget
 from rta.core.metadata import MetadataStore
 from rta.core.metrics import Registry
-from rta.core.services import ExtensionsView, Services, Serving, ServingOptions
+from rta.core.services import Services, Serving, ServingOptions
 from rta.core.write_health import WriteHealth, probe_write
 
 log = logging.getLogger("rta.engine")
@@ -146,11 +146,6 @@ class Engine:
         if self.serving is None:
             raise RuntimeError("the engine is not serving: call start_serving() first")
         return self.serving
-
-    @property
-    def extensions(self) -> ExtensionsView:
-        """Deprecated read-only view of the services by their old string keys."""
-        return ExtensionsView(self)
 
     def on_ingest(self, listener: IngestListener) -> None:
         """Call `listener` with every batch once it is durable and visible to queries."""

@@ -13,15 +13,14 @@ Two stages, because two kinds of caller open an engine:
   alert loop.
 
 Each service is created before anything that uses it, so nothing waits for another to
-appear. `ExtensionsView` keeps the old string-keyed `engine.extensions` readable while
-callers move to the attributes.
+appear.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -152,49 +151,3 @@ async def _metrics_ticker(engine: Engine, serving: Serving) -> None:
             serving.live_hub.publish("metrics", serving.metrics_data(engine))
 
 
-_EQUIVALENT_WRITES = frozenset({"segment_resolver"})
-
-
-class ExtensionsView(Mapping[str, Any]):
-    """Read-only string-keyed view of the typed services, for callers not yet moved.
-
-    `setdefault` is kept for the callers that use it to read (it returns the service, never
-    stores); any real write raises.
-    """
-
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-
-    def _items(self) -> dict[str, Any]:
-        s = self._engine.services
-        out: dict[str, Any] = {"tokens": s.tokens, "query_cache": s.query_cache,
-                               "segment_cache": s.segment_cache,
-                               "segment_resolver": s.segment_resolver,
-                               "stats_providers": s.stats_providers}
-        serving = self._engine.serving
-        if serving is not None:
-            out.update(live_metrics=serving.live_metrics, live_hub=serving.live_hub,
-                       alerts=serving.alerts)
-        return out
-
-    def __getitem__(self, key: str) -> Any:
-        return self._items()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._items())
-
-    def __len__(self) -> int:
-        return len(self._items())
-
-    def setdefault(self, key: str, default: Any = None) -> Any:
-        try:
-            return self[key]
-        except KeyError:
-            raise TypeError(f"engine.extensions is read-only: {key!r} is not a service; "
-                            "add a typed attribute in rta/core/services.py") from None
-
-    def __setitem__(self, key: str, value: Any) -> None:
-        if key in _EQUIVALENT_WRITES:  # queries_api.setup's own resolver: the same function
-            return
-        raise TypeError(f"engine.extensions is read-only (tried to set {key!r}); "
-                        "services are typed attributes (rta/core/services.py)")

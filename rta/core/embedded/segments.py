@@ -487,8 +487,7 @@ def resolve_codes(engine: Engine, name: str, snap: Snapshot | None = None) -> np
     Cached per (segment id, its update time, snapshot version): one query naming a segment
     in several places evaluates it once, and new events are always seen.
     """
-    cache: dict[tuple[str, int, int], np.ndarray] = engine.extensions.setdefault(
-        "segment_cache", {})
+    cache = engine.services.segment_cache
     doc = engine.metadata.find_by_name(KIND, name)
     if doc is None:
         raise KeyError(name)
