@@ -914,6 +914,31 @@ def backtest_range(spec: Any, now: int | None = None) -> tuple[int, int]:
     return start, end
 
 
+@dataclass(frozen=True)
+class BacktestQuery:
+    """POST /alerts/{id}/test, parsed: the stored rule, the range to replay over stored
+    events, and whether to send a test notification too."""
+
+    rule: Rule
+    start: int
+    end: int  # exclusive
+    notify: bool
+
+
+def parse_backtest(doc: dict[str, Any], body: Any, now: int) -> BacktestQuery:
+    """Pure (the clock is `now`, no data read): the request body ({} for an empty one)
+    against the stored alert `doc`; errors name the field as they always did."""
+    if not isinstance(body, dict):
+        raise ValidationError("body must be a JSON object", [{"field": ""}])
+    start, end = backtest_range(body, now)
+    return BacktestQuery(Rule.from_doc(doc), start, end, bool(body.get("notify")))
+
+
+def run_backtest(query: BacktestQuery, snap: Snapshot) -> dict[str, Any]:
+    """The backtest's answer over `snap` (see `backtest`)."""
+    return backtest(query.rule, snap, query.start, query.end)
+
+
 def describe_doc(doc: dict[str, Any]) -> str:
     """One-line summary of a stored alert (CLI tables)."""
     try:

@@ -13,11 +13,11 @@ from rta.core.alerts import (
     HISTORY_KIND,
     AlertEvaluator,
     Rule,
-    backtest,
-    backtest_range,
+    now_ms,
+    parse_backtest,
+    run_backtest,
     validate_alert,
 )
-from rta.core.errors import ValidationError
 from rta.server.http import engine, int_arg, json_object, json_response, parse_json
 
 bp = Blueprint("alerts_api", __name__)
@@ -105,15 +105,11 @@ async def delete_alert(alert_id: str) -> Response:
 async def test_alert(alert_id: str) -> Response:
     eng = engine()
     doc = eng.metadata.get(ALERT_KIND, alert_id)
-    body: Any = {}
     raw = await request.get_data(as_text=False)
-    if isinstance(raw, bytes) and raw.strip():
-        body = parse_json(raw)
-        if not isinstance(body, dict):
-            raise ValidationError("body must be a JSON object", [{"field": ""}])
-    start, end = backtest_range(body)
-    result = backtest(Rule.from_doc(doc), eng.snapshot(), start, end)
-    if body.get("notify"):
+    body: Any = parse_json(raw) if isinstance(raw, bytes) and raw.strip() else {}
+    query = parse_backtest(doc, body, now_ms())
+    result = run_backtest(query, eng.snapshot())
+    if query.notify:
         ev = _evaluator()
         if alert_id not in ev.states:
             ev.load(doc)

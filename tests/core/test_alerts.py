@@ -440,3 +440,19 @@ async def test_live_anomaly_matches_backtest(monkeypatch: pytest.MonkeyPatch) ->
         assert state.last_detail["zScore"] > 3
     finally:
         eng.close()
+
+
+def test_parse_backtest_is_pure_and_names_the_field() -> None:
+    from rta.core.alerts import parse_backtest
+
+    doc = {**validate_alert({"name": "n", "condition": {"threshold": 1}}), "id": "a1"}
+    q = parse_backtest(doc, {"timeRange": "last_1h", "notify": True}, T0)
+    assert (q.start, q.end, q.notify, q.rule.id) == (T0 - 3_600_000, T0 + 1, True, "a1")
+    assert (parse_backtest(doc, {}, T0).start, parse_backtest(doc, {}, T0).end) == (
+        T0 - 86_400_000, T0)
+    with pytest.raises(ValidationError) as bad:
+        parse_backtest(doc, None, T0)
+    assert bad.value.details == [{"field": ""}]
+    with pytest.raises(ValidationError) as late:
+        parse_backtest(doc, {"startTime": T0, "endTime": T0 - 1}, T0)
+    assert late.value.details[0]["field"] == "startTime"
