@@ -23,6 +23,7 @@ JSON and NDJSON rows have the API's event shape: {"id", ..., "properties": {...}
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -84,9 +85,9 @@ def format_for_path(path: str) -> str | None:
     return None
 
 
-def parse_export(body: Any, now: int | None = None,
-                 segments: SegmentResolver | None = None) -> ExportSpec:
-    """Validate a request body; every error names its field."""
+def parse_export(body: Any, now: int | None = None) -> ExportSpec:
+    """Validate a request body; every error names its field. Pure: a saved segment stays a
+    name (`spec.flt.segment`), resolved by `Export` in the worker that plans the export."""
     if not isinstance(body, dict):
         raise ValidationError("body must be a JSON object", [{"field": ""}])
     fmt = body.get("format", "csv")
@@ -103,9 +104,24 @@ def parse_export(body: Any, now: int | None = None,
             raise field_error(clash[0], "is given both at the top level and in filter; "
                               "give it once", value=loose[clash[0]])
         spec = {**(spec or {}), **loose}
-    flt = parse_filter(spec, "filter", now, segments)
+    flt = parse_filter(spec, "filter", now, defer_segment=True)
     return ExportSpec(fmt.lower(), flt, parse_fields(body.get("fields")),
                       parse_limit(body.get("limit")))
+
+
+def resolve_segment(spec: ExportSpec, segments: SegmentResolver | None) -> ExportSpec:
+    """`spec` with its saved segment's members in place of the segment's name."""
+    name = spec.flt.segment
+    if name is None:
+        return spec
+    if segments is None:
+        raise field_error("filter.segment", "saved segments are not available here")
+    try:
+        members = segments(name)
+    except KeyError:
+        raise field_error("filter.segment", f"no saved segment named {name!r}") from None
+    flt = dataclasses.replace(spec.flt, segment=None, segment_users=members, _luts={})
+    return dataclasses.replace(spec, flt=flt)
 
 
 # Filter keys also read at the top level of an export body (the seed nests them in `filter`;
@@ -431,9 +447,10 @@ class Export:
     """A prepared export: validated, columns known, ready to stream with `chunks()`."""
 
     def __init__(self, snap: Snapshot, spec: ExportSpec,
-                 chunk_rows: int | None = None, now: float | None = None) -> None:
+                 chunk_rows: int | None = None, now: float | None = None,
+                 segments: SegmentResolver | None = None) -> None:
         self.snap = snap
-        self.spec = spec
+        self.spec = spec = resolve_segment(spec, segments)
         self.chunk_rows = chunk_rows = chunk_rows or CHUNK_ROWS[spec.format]
         self.layout, self.rows = _layout(snap, spec, chunk_rows)
         if spec.format in TABLE_FORMATS:
@@ -514,4 +531,4 @@ def export_events(snap: Snapshot, body: Any, now: int | None = None,
                   segments: SegmentResolver | None = None,
                   chunk_rows: int | None = None) -> Export:
     """Parse a request body and prepare its export (library entry point)."""
-    return Export(snap, parse_export(body, now, segments), chunk_rows)
+    return Export(snap, parse_export(body, now), chunk_rows, segments=segments)

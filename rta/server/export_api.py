@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Generator
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import trio
@@ -62,10 +63,13 @@ def _state() -> ExportStats:
 async def export() -> Response:
     eng = engine()
     body = await json_object()
-    spec = parse_export(body, segments=eng.services.segment_resolver)
+    spec = parse_export(body)
     state = _state()
     snap = eng.snapshot()
-    prepared = await trio.to_thread.run_sync(Export, snap, spec, limiter=state.limiter)
+    # (the saved segment, if any, is evaluated here, in the worker that plans the export)
+    prepared = await trio.to_thread.run_sync(
+        partial(Export, snap, spec, segments=eng.services.segment_resolver),
+        limiter=state.limiter)
     headers = {
         "Content-Disposition": f'attachment; filename="{prepared.filename}"',
         "X-Export-Rows": str(prepared.rows),
