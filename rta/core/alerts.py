@@ -27,6 +27,9 @@ States: ok -> (pending, while waiting out `for`) -> firing -> resolved -> ... A 
 goes out when a rule fires and when it resolves; `cooldown` suppresses a new firing
 notification within `cooldown` ms of the last one and, while a rule stays firing, repeats
 the notification every `cooldown` ms (0: once per firing).
+
+Thread rule: the evaluator runs on the event loop (its counters follow ingest there);
+backtests run in a query worker over one immutable snapshot.
 """
 
 from __future__ import annotations

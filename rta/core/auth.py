@@ -2,6 +2,8 @@
 
 Scopes: `read` (queries, exports, live streams), `write` (ingest), `admin` (everything,
 including alerts, dashboards, segments and tokens).
+
+Thread rule: any thread: tokens live in the metadata store, which serialises its own access.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Engine configuration: everything the core needs, with the product's defaults."""
+"""Engine configuration: everything the core needs, with the product's defaults.
+
+Thread rule: immutable; any thread.
+"""
 
 from __future__ import annotations
 

@@ -15,6 +15,8 @@ every part of rta is exercised on data with real structure rather than uniform n
 - a daily activity cycle peaking in the UTC afternoon.
 
 Same arguments and seed -> the same table, byte for byte (ids included).
+
+Thread rule: pure (seeded); any thread.
 """
 
 from __future__ import annotations

@@ -3,6 +3,10 @@
 `open_engine(config)` owns a nursery (structured concurrency): the commit loop, segment
 sealing and retention run there, along with any task a feature registers with
 `add_background`. Closing it flushes, seals and releases the data directory.
+
+Thread rule: the event loop owns the engine: ingest, group commit, sealing and retention
+start there; WAL writes and seals run in worker threads it waits on; `snapshot()`, `stats()`
+and `health()` are safe from any thread.
 """
 
 from __future__ import annotations

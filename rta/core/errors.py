@@ -1,4 +1,7 @@
-"""Errors the engine raises; every layer above maps them to the JSON error body."""
+"""Errors the engine raises; every layer above maps them to the JSON error body.
+
+Thread rule: any thread.
+"""
 
 from __future__ import annotations
 

@@ -8,6 +8,8 @@ out of every event with C-level `map`s, checked once per distinct value or by mi
 properties of flat-ish events are grouped into columns in one loop. Anything it cannot clear
 (an invalid event, a huge number, an oversized event) makes it give up, and the per-event path
 decides, so the accepted batch and every error message are exactly the per-event path's.
+
+Thread rule: pure validation; any thread (the key budget it claims from locks itself).
 """
 
 from __future__ import annotations

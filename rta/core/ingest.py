@@ -5,6 +5,9 @@ SDK routes) goes through `Engine.admit*` and `Engine.ingest` (or `Engine.submit`
 once), so validation (column-wise fast path, per-event fallback), the rejection counter,
 the `invalid_batch` error and deduplication + the WAL group commit behave the same on every
 transport. The bulk loader shares `EventValidator` and the store's deduplication.
+
+Thread rule: event loop: admission and the group commit; validating a batch is pure and
+touches no shared state but the key budget, which locks itself.
 """
 
 from __future__ import annotations

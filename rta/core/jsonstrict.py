@@ -4,6 +4,8 @@
 stored without that property (no JSON number can represent it) or sent on as null by a
 client, a silent loss. Every place that parses JSON from outside uses `loads` here instead, so
 such input is refused as invalid JSON, with its position, like any other syntax error.
+
+Thread rule: pure; any thread.
 """
 
 from __future__ import annotations

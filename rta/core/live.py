@@ -29,6 +29,9 @@ For the dashboards feature (and any other prefix channel)::
     hub.publish(channel, data) -> int        subscribers the message was offered to
     hub.subscribers(channel) -> int          current subscriber count of one channel
     hub.active_channels() -> list[str]       channels with at least one subscriber
+
+Thread rule: event loop only: the hub's queues are trio objects, and ingest listeners run on
+the loop after a batch is applied.
 """
 
 from __future__ import annotations

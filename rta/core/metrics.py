@@ -1,4 +1,8 @@
-"""Minimal Prometheus-style metrics: counters and fixed-bucket histograms, text exposition."""
+"""Minimal Prometheus-style metrics: counters and fixed-bucket histograms, text exposition.
+
+Thread rule: counters are bumped on the event loop; rendering may read them from any thread
+(plain numbers).
+"""
 
 from __future__ import annotations
 

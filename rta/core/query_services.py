@@ -2,6 +2,9 @@
 
 Queries and their callers reach the engine's services through these accessors only, so a
 change in how `Engine` holds them (now `engine.services`) is one line here.
+
+Thread rule: build a context on the event loop (it takes the snapshot the whole query
+reads), then run the query in a worker thread.
 """
 
 from __future__ import annotations

@@ -12,6 +12,8 @@ sending) gives `now - offset`; the property `$ignore_sent_at: true` turns correc
 (historical imports). A corrected time still further ahead than the validator's
 future tolerance is stored at `now` (PostHog does the same) with the client's value kept in
 `$original_timestamp`, rather than failing the whole batch over one bad device clock.
+
+Thread rule: pure; any thread.
 """
 
 from __future__ import annotations

@@ -14,6 +14,10 @@ Two stages, because two kinds of caller open an engine:
 
 Each service is created before anything that uses it, so nothing waits for another to
 appear.
+
+Thread rule: built and wired on the event loop, in the order above; the query cache and the
+segment resolver are also called from query worker threads (the cache locks itself; the
+segment cache is a dict of immutable arrays, written whole).
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@
 WAL errors): monitors would keep routing traffic to a daemon that loses nothing but accepts
 nothing either. Failures are recorded by where they happened and cleared by the next
 success there, or by `probe_write` once the disk takes writes again.
+
+Thread rule: updated and read on the event loop; `probe_write` runs in a worker thread.
 """
 
 from __future__ import annotations

@@ -12,6 +12,9 @@ here. Each widget's `dataSource` is answered by the query engines and reshaped i
     table      {"kind": "table", "columns": [...], "rows": [[...]]}
     heatmap    {"kind": "heatmap", "xLabels", "yLabels", "values": [[...]] (rows = y)}
     funnel     {"kind": "funnel", "steps": [{"name", "count", "conversionRate", ...}]}
+
+Thread rule: see each module: model is pure, storage runs on the event loop, widgets resolve
+in a worker over one pinned snapshot.
 """
 
 from rta.core.dashboards.model import (

@@ -4,6 +4,8 @@ the properties a data source reads against the stored events.
 Validation is strict and names the widget index and field (`widgets[2].dataSource.metric`),
 so a bad dashboard is refused at the door. Pure functions over a body (and, for the property
 checks, a snapshot): no persistence, no queries.
+
+Thread rule: pure validation; any thread (property checks read one snapshot).
 """
 
 from __future__ import annotations

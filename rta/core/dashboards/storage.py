@@ -1,5 +1,7 @@
 """Dashboards and custom templates kept in the engine's metadata store (kinds "dashboard"
 and "dashboard_template"); every document written has passed `model.validate_dashboard`.
+
+Thread rule: event loop (the metadata store serialises its own access).
 """
 
 from __future__ import annotations

@@ -6,6 +6,8 @@ purchase {amount, currency, product, quantity}, experiment_assigned {experiment,
 conversion {revenue}, form_submit {form}, error {message, code, page} and api_request
 {endpoint, method, status, duration ms}. Each template is a complete dashboard body, validated
 by the same rules as a user's dashboard, so a template can never produce a broken dashboard.
+
+Thread rule: constant data; any thread.
 """
 
 from __future__ import annotations

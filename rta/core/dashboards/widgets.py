@@ -6,6 +6,9 @@ without further computation (the view shapes are listed in the package docstring
 
 A widget that fails at query time (data changed, a backend error) carries its own `error`
 while the rest of the dashboard resolves.
+
+Thread rule: `pin` on the event loop (it takes the snapshot); resolving widgets runs in a
+worker thread over that pinned snapshot only.
 """
 
 from __future__ import annotations
