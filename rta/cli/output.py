@@ -209,11 +209,12 @@ def quiet_stdout() -> None:
 
 
 def call(fn: Callable[[], Any]) -> Any:
-    """Run a client call, turning client errors into messages and exit codes."""
+    """Run a client call, turning client errors into messages and exit codes; warnings in
+    the answer go to stderr."""
     from rta.client.client import ApiError, DaemonUnreachable
 
     try:
-        return fn()
+        result = fn()
     except DaemonUnreachable as exc:
         fail(str(exc), EXIT_UNREACHABLE)
     except ApiError as exc:
@@ -229,3 +230,17 @@ def call(fn: Callable[[], Any]) -> Any:
                     parts.append(f"  - {line}")
             detail = "\n" + "\n".join(parts) if parts else ""
         fail(f"{exc.message}{detail}", EXIT_BAD_INPUT if 400 <= exc.status < 500 else EXIT_ERROR)
+    warn_about(result)
+    return result
+
+
+def warn_about(answer: Any) -> None:
+    """The daemon's `warnings` (a misspelt type or property, a comparison that cannot
+    match) on stderr, one line each: the answer stands and the exit status stays 0."""
+    if not isinstance(answer, dict) or not isinstance(answer.get("warnings"), list):
+        return
+    err = console(stderr=True)
+    for w in answer["warnings"]:
+        text = w.get("message") if isinstance(w, dict) else w
+        err.print(f"[bold yellow]warning:[/] {text}", markup=True, soft_wrap=True,
+                  highlight=False)

@@ -4,7 +4,8 @@ Thin by design: the request is parsed into a typed query (`rta.core.queries.anal
 pure), answered from the result cache on the event loop when it may, and otherwise executed
 through `run_query` (a worker thread, a concurrency cap and a timeout) so the event loop keeps
 serving ingestion and WebSockets during a long query. A query naming a saved segment is
-planned in the worker too: evaluating the segment is query work.
+planned in the worker too: evaluating the segment is query work. A misspelt type or property,
+or a comparison no stored value can match, adds `warnings` (`query_warnings`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 from quart import Blueprint, Response, request
 
 from rta.core import query_services as services
-from rta.core.queries import analytics
+from rta.core.queries import analytics, query_warnings
 from rta.core.queries.analytics_specs import parse
 from rta.server.http import engine, json_object, json_response, run_query
 
@@ -43,7 +44,8 @@ async def _run(kind: str, params: dict[str, Any]) -> Response:
         hit = analytics.lookup(planned, cache)
         result = hit if hit is not None else await run_query(
             analytics.compute_and_remember, planned, cache)
-    return json_response(result.to_json())
+    warnings = query_warnings.for_query(query, ctx.backend.vocabulary())
+    return json_response(query_warnings.add_to(result.to_json(), warnings))
 
 
 @bp.post("/analytics/aggregate")

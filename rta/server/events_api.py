@@ -18,7 +18,7 @@ from rta.core.engine import Engine
 from rta.core.errors import PayloadTooLarge, RtaError, ValidationError
 from rta.core.events import EventBatch
 from rta.core.ingest import Admitted
-from rta.core.queries import event_list
+from rta.core.queries import event_list, query_warnings
 from rta.core.queries.event_list import parse_event_list
 from rta.core.queries.timeparse import int_text, now_ms
 from rta.server.http import (
@@ -381,5 +381,7 @@ async def get_events() -> Response:
     query = parse_event_list(list(request.args.items(multi=True)))
     # (off the event loop like every query: a page over millions of events took 100-250 ms;
     # a saved segment named in it is resolved there too)
-    page = await run_query(event_list.execute, query, query_services.context(eng))
-    return json_response(page.to_json())
+    ctx = query_services.context(eng)
+    page = await run_query(event_list.execute, query, ctx)
+    warnings = query_warnings.for_query(query, ctx.backend.vocabulary())
+    return json_response(query_warnings.add_to(page.to_json(), warnings))

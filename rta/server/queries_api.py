@@ -3,7 +3,8 @@
 Thin by design: each query is parsed into a typed spec (pure), takes its snapshot and runs in
 a worker thread through `run_query` (bounded concurrency, 504 past the query timeout), so
 ingestion and WebSockets keep flowing during a long query and the event loop never waits on
-query work; saved segments are resolved inside that worker.
+query work; saved segments are resolved inside that worker. Misspelt types and properties
+add `warnings`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from quart import Blueprint, Response
 
 from rta.core import query_services as services
 from rta.core.embedded import segments
-from rta.core.queries import behaviour
+from rta.core.queries import behaviour, query_warnings
 from rta.server.http import engine, int_arg, json_object, json_response, run_query
 
 bp = Blueprint("queries_api", __name__)
@@ -27,7 +28,8 @@ async def _run(kind: str) -> Response:
     query = behaviour.parse(kind, body, now)
     ctx = services.context(engine(), now)
     result = await run_query(behaviour.execute, query, ctx)
-    return json_response(result.to_json())
+    warnings = query_warnings.for_query(query, ctx.backend.vocabulary())
+    return json_response(query_warnings.add_to(result.to_json(), warnings))
 
 
 @bp.post("/queries/funnel")
@@ -56,10 +58,13 @@ async def execute() -> Response:
     eng = engine()
     now = services.now()
     query = behaviour.parse_execute(await json_object(), now)
-    result = await run_query(behaviour.execute_named, query, services.context(eng, now))
+    ctx = services.context(eng, now)
+    result = await run_query(behaviour.execute_named, query, ctx)
     if query.save:
         result = dataclasses.replace(result, saved=services.save_segment(eng, query.config))
-    return json_response(result.to_json())
+    warnings = [dataclasses.replace(w, field=f"config.{w.field}") for w in
+                query_warnings.for_query(query.query, ctx.backend.vocabulary())]
+    return json_response(query_warnings.add_to(result.to_json(), warnings))
 
 
 @bp.post("/segments")

@@ -13,6 +13,7 @@ import numpy as np
 from rta.core.embedded import abtest, analytics, counts, eventlist, funnel, retention, segments
 from rta.core.embedded.segments import check_numeric
 from rta.core.embedded.store.snapshot import Snapshot
+from rta.core.events import BOOL, FLOAT, INT, STR
 from rta.core.queries.analytics_results import GroupedCount, SeriesData, TopData, UniqueRows
 from rta.core.queries.behaviour_results import (
     AbExposures,
@@ -24,9 +25,30 @@ from rta.core.queries.behaviour_specs import AbTestQuery, CohortQuery, FunnelQue
 from rta.core.queries.buckets import Buckets
 from rta.core.queries.event_list import Cursor, EventPage
 from rta.core.queries.filters import EventFilter
+from rta.core.queries.query_warnings import Vocabulary
 
 if TYPE_CHECKING:
     from rta.core.engine import Engine
+
+KIND_NAMES = {INT: "number", FLOAT: "number", STR: "string", BOOL: "boolean"}
+_last_vocabulary: list[tuple[object, int, Vocabulary]] = []
+
+
+def vocabulary(snap: Snapshot) -> Vocabulary:
+    """The types dictionary and the union of the blocks' property keys (each block keeps its
+    keys in its metadata), remembered for the latest snapshot version: cheap per query."""
+    last = _last_vocabulary[:1]  # (one read: another thread may replace it)
+    if last and last[0][0] is snap.dicts and last[0][1] == snap.version:
+        return last[0][2]
+    kinds: dict[str, set[str]] = {}
+    for block in snap.blocks:
+        if block.n:
+            for prop, ks in block.property_keys.items():
+                kinds.setdefault(prop, set()).update(KIND_NAMES.get(k, k) for k in ks)
+    vocab = Vocabulary(frozenset(snap.dicts.types.strings),
+                       {k: frozenset(v) for k, v in kinds.items()})
+    _last_vocabulary[:] = [(snap.dicts, snap.version, vocab)]
+    return vocab
 
 
 class EmbeddedBackend:
@@ -49,6 +71,9 @@ class EmbeddedBackend:
 
     def check_numeric(self, prop: str, field: str) -> None:
         check_numeric(self.snap, prop, field)
+
+    def vocabulary(self) -> Vocabulary:
+        return vocabulary(self.snap)
 
     # -- analytics ---------------------------------------------------------------------------
     def series(self, flt: EventFilter, buckets: Buckets, aggregation: str,

@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # (event_list builds on this module)
     from rta.core.queries.event_list import Cursor, EventPage
 from rta.core.queries.buckets import Buckets
 from rta.core.queries.filters import EventFilter
+from rta.core.queries.query_warnings import Vocabulary
 
 SegmentResolver = Callable[[str], np.ndarray]  # saved segment name -> members (KeyError)
 
@@ -53,6 +54,11 @@ class Backend(Protocol):
 
     def check_numeric(self, prop: str, field: str) -> None:
         """400 (naming `field`) when `prop` holds values but none of them numbers."""
+
+    def vocabulary(self) -> Vocabulary:
+        """Event types ever stored and each property's value kinds (`number`, `string`,
+        `boolean`), for the warnings on misspelt names (`query_warnings`); must be cheap
+        (metadata, not a scan), since every query asks."""
 
     # -- analytics ---------------------------------------------------------------------------
     def series(self, flt: EventFilter, buckets: Buckets, aggregation: str,

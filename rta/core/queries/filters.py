@@ -244,7 +244,12 @@ def parse_filter(spec: Any, path: str = "filter", now: int | None = None,
 
 def parse_cli_where(expr: str) -> Predicate:
     """The compact CLI form: 'page=/products', 'duration>1000', 'plan!=free', 'page~prod',
-    'url^=/docs', 'email?' (exists), '!email?' (not exists), 'plan in pro,team'."""
+    'url^=/docs', 'email?' (exists), '!email?' (not exists), 'plan in pro,team'.
+
+    A missing value ('plan=', 'plan==') cannot be read: a ValidationError (the CLI exits 2),
+    since it is a slip of the keyboard, not a question. A value of the wrong kind for the
+    property ('amount>abc') reads fine (text compares as text) and only the data can tell it
+    cannot match: the query answers with a warning (`query_warnings`)."""
     text = expr.strip()
     if text.endswith("?"):
         neg = text.startswith("!")
@@ -263,6 +268,11 @@ def parse_cli_where(expr: str) -> Predicate:
                 raise ValidationError(  # 'n>>3', 'n<=>3': a typo, not a text to compare with
                     f"cannot read filter {expr!r}: the value after {token!r} starts with an "
                     "operator (a doubled operator?)", [{"field": "where", "value": expr}])
+            if not raw.strip():
+                raise ValidationError(  # 'plan=', 'plan==': the value is missing
+                    f"cannot read filter {expr!r}: no value after {token!r} (to test whether "
+                    f"the property is set, write '{key.strip()}?' or '!{key.strip()}?')",
+                    [{"field": "where", "value": expr}])
             key = _property_name(key.strip())
             value: Any = raw.strip() if op in ("starts_with", "ends_with", "contains",
                                                "not_contains") else parse_scalar(raw)
