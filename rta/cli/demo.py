@@ -26,7 +26,6 @@ FORMATS = ("ndjson", "parquet", "csv")
 DEMO_EVENTS = 200_000  # loaded by `rta serve --demo` into an empty store
 DEMO_USERS = 5_000
 DEMO_DAYS = 30
-TRICKLE_PER_SECOND = 4.0
 log = logging.getLogger("rta.demo")
 
 demo_app = typer.Typer(help="Demo data: realistic, deterministic events for trying rta out.",
@@ -139,25 +138,29 @@ def write_ndjson(table: pa.Table, out: Any) -> None:
 # -- rta serve --demo ----------------------------------------------------------------------
 
 
-def demo_startup_hooks(events: int = DEMO_EVENTS, rate: float = TRICKLE_PER_SECOND,
-                       seed: int = 7) -> list[Callable[[Engine], Awaitable[None]]]:
+def demo_startup_hooks(events: int = DEMO_EVENTS, seed: int = 7
+                       ) -> list[Callable[[Engine], Awaitable[None]]]:
     """Hooks for `rta serve --demo`: fill an empty store, then keep demo events flowing.
 
     The initial load goes straight into sealed segments via the bulk loader (about a second
     for 200k events) before the server accepts requests; the trickle then goes through
     `engine.ingest`, so live views, alerts and WebSocket streams see it like real traffic.
+    The trickle continues the history at the history's own rate (`hourly_rates`: a few
+    events a minute at night, a few times more in the afternoon), not faster, so charts
+    have no spike at "now".
     """
 
     async def load_and_trickle(engine: Engine) -> None:
         import trio
 
-        from rta.core.demo import generate_arrow
+        from rta.core.demo import generate_arrow, hourly_rates
         from rta.core.embedded.store.bulk import load_table
 
         now = int(time.time() * 1000)
+        # (the same history on a restart, generated again: its rates pace the trickle)
+        table = await trio.to_thread.run_sync(lambda: generate_arrow(
+            max(events, 1), users=DEMO_USERS, days=DEMO_DAYS, seed=seed, end_ms=now))
         if engine.store.stats()["events"] == 0 and events > 0:
-            table = await trio.to_thread.run_sync(lambda: generate_arrow(
-                events, users=DEMO_USERS, days=DEMO_DAYS, seed=seed, end_ms=now))
             # Synchronous on purpose: nothing else touches the store before serving starts.
             result = load_table(engine.store, table, limits=engine.validator.limits, now=now)
             message(f"demo: loaded {result.accepted:,} events in {result.seconds:.2f}s")
@@ -166,28 +169,29 @@ def demo_startup_hooks(events: int = DEMO_EVENTS, rate: float = TRICKLE_PER_SECO
         if not list_dashboards(engine):  # a new user lands on a moving dashboard at once
             board = create_from_template(engine, {"template": "overview"})
             message(f"demo: created dashboard {board['name']!r} from the overview template")
+        rates = hourly_rates(table, now)
         pool = await trio.to_thread.run_sync(lambda: generate_arrow(
             20_000, users=DEMO_USERS, days=1, seed=seed + 1, end_ms=now))
-        engine.add_background(lambda: trickle(engine, pool, rate))
+        engine.add_background(lambda: trickle(engine, pool, rates))
 
     return [load_and_trickle]
 
 
-async def trickle(engine: Engine, pool: pa.Table, rate: float) -> None:
-    """Replay demo events from `pool` at about `rate` per second, stamped now (new ids)."""
-    import random
-
+async def trickle(engine: Engine, pool: pa.Table, rates: Any) -> None:
+    """Replay demo events from `pool`, stamped now (new ids), at `rates[hour of day]` events
+    a second (`trickle_pace`); the first goes out at once, so live views move from the start.
+    """
     import trio
 
-    from rta.core.demo import table_events
+    from rta.core.demo import table_events, trickle_pace
     from rta.core.errors import RtaError
 
-    rng = random.Random(0)
     events = list(table_events(pool))
     i = 0
+    owed = 1.0
     while True:
-        count = max(1, round(rng.expovariate(1.0) * rate))
         now = int(time.time() * 1000)
+        count, owed = trickle_pace(rates, now, owed)
         batch = []
         for _ in range(count):
             event = dict(events[i % len(events)])
@@ -195,11 +199,12 @@ async def trickle(engine: Engine, pool: pa.Table, rate: float) -> None:
             event.pop("id")
             event["timestamp"] = now
             batch.append(event)
-        valid, _rejected = engine.validator.validate_batch(batch, now=now)
-        try:
-            await engine.ingest(valid)
-        except RtaError as exc:  # e.g. disk full: keep the daemon up, try again later
-            log.warning("demo trickle: %s", exc.message)
+        if batch:
+            valid, _rejected = engine.validator.validate_batch(batch, now=now)
+            try:
+                await engine.ingest(valid)
+            except RtaError as exc:  # e.g. disk full: keep the daemon up, try again later
+                log.warning("demo trickle: %s", exc.message)
         await trio.sleep(1.0)
 
 

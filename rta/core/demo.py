@@ -449,3 +449,28 @@ def iter_demo_events(n: int, users: int = 10_000, days: float = 30, seed: int = 
     integers, as the vocabulary says.
     """
     yield from table_events(generate_arrow(n, users=users, days=days, seed=seed, end_ms=end_ms))
+
+
+# -- a live trickle that continues the history ---------------------------------------------
+
+def hourly_rates(table: pa.Table, end_ms: int) -> np.ndarray:
+    """Events per second in each UTC hour of the day, over the history's last week (24
+    values; a week, since one day of a few users' sessions is noisy).
+
+    A live trickle paced by these continues the history at its own level and daily shape
+    (the history grows denser towards its end, as returning users accumulate), so charts
+    show no cliff or spike where the history meets the live data. (The very last day is
+    left out: sessions and sign-ups that would fall after `end_ms` crowd into its last hour.)
+    """
+    ts = np.asarray(table.column("timestamp"), dtype=np.int64)
+    week = ts[(ts >= end_ms - 8 * DAY) & (ts < end_ms - DAY)]
+    return np.bincount((week % DAY) // HOUR, minlength=24)[:24] / (7 * HOUR / 1000)
+
+
+def trickle_pace(rates: np.ndarray, at_ms: int, owed: float) -> tuple[int, float]:
+    """(events to send for the second at `at_ms`, what is still owed): one second's rate is
+    added to `owed` and its whole part sent, so a low rate still sends an event every few
+    seconds, evenly, instead of rounding to nothing (or to one a second)."""
+    owed += float(rates[(at_ms % DAY) // HOUR])
+    due = int(owed)
+    return due, owed - due
