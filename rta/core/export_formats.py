@@ -8,7 +8,9 @@ userId, sessionId, string properties) are decoded and escaped once per dictionar
 Faithful types where they vary per event (the store keeps one typed column per kind of a key):
 - ndjson / json: each value keeps its JSON type (ints without a point, floats with one), so
   the export is lossless and `rta ingest` rebuilds the same store.
-- parquet: a key with one type gets a typed column `properties.<key>` (int64, double, string,
+- parquet: `timestamp` and `receivedAt` are `timestamp[ms, UTC]` columns, so pandas, DuckDB
+  and Spark read them as times (CSV and JSON keep the epoch-ms integers the API uses); a key
+  with one type gets a typed column `properties.<key>` (int64, double, string,
   bool), and so does a key holding both integers and fractions (49 and 49.99: one double
   column, as any table would hold prices; integers beyond +-2**53 round there); keys whose
   type varies otherwise go together into one `properties` column holding a JSON object per
@@ -558,6 +560,22 @@ def _base_type(name: str) -> pa.DataType:
     return pa.int64() if name in ("timestamp", "receivedAt") else pa.string()
 
 
+TIME_TYPE = pa.timestamp("ms", tz="UTC")
+
+
+def _parquet_base_type(name: str) -> pa.DataType:
+    """Parquet carries times as times (an int64 of ms is just a number to every reader)."""
+    return TIME_TYPE if name in ("timestamp", "receivedAt") else pa.string()
+
+
+def _parquet_base(chunk: Chunk, name: str) -> pa.Array:
+    if name == "timestamp":
+        return pa.array(chunk.ts, TIME_TYPE)
+    if name == "receivedAt":
+        return pa.array(chunk.recv, TIME_TYPE)
+    return _tabular_base(chunk, name)
+
+
 class _ArrowTableWriter(Writer):
     """A pyarrow writer (CSV, Parquet) streaming into a `_Sink`: subclasses set `writer`
     and `sink` and build the table in `prepare`."""
@@ -629,7 +647,7 @@ class ParquetWriter(_ArrowTableWriter):
         self.tabular = [c for c in layout.columns if isinstance(c, str) or not c.varied]
         self.typed = [c for c in self.tabular if not isinstance(c, str)]
         self.mixed = tuple(c for c in layout.props if c.varied)
-        fields = [pa.field(c, _base_type(c)) if isinstance(c, str) else
+        fields = [pa.field(c, _parquet_base_type(c)) if isinstance(c, str) else
                   pa.field(c.name, _ARROW_TYPES[c.table_kind] if c.table_kind else pa.string())
                   for c in self.tabular]
         if self.mixed:
@@ -651,7 +669,7 @@ class ParquetWriter(_ArrowTableWriter):
         return self.sink.drain()
 
     def prepare(self, chunk: Chunk) -> pa.Table:
-        arrays = [_tabular_base(chunk, c) if isinstance(c, str) else
+        arrays = [_parquet_base(chunk, c) if isinstance(c, str) else
                   table_values(chunk, c) if c.kinds else pa.nulls(chunk.n, pa.string())
                   for c in self.tabular]
         if self.mixed:

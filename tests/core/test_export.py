@@ -164,7 +164,13 @@ def test_parquet_typed_columns_and_mixed_json(snap: Snapshot) -> None:
     assert table.schema.field("properties.n").type == pa.int64()
     assert table.schema.field("properties.flag").type == pa.bool_()
     assert table.schema.field("properties.nested.deep").type == pa.float64()
-    assert table.schema.field("timestamp").type == pa.int64()
+    # times are times (#23): pandas, DuckDB and Spark read them as such, to the ms
+    assert table.schema.field("timestamp").type == pa.timestamp("ms", tz="UTC")
+    assert table.schema.field("receivedAt").type == pa.timestamp("ms", tz="UTC")
+    table = table.set_column(table.column_names.index("timestamp"), "timestamp",
+                             table.column("timestamp").cast(pa.int64()))
+    table = table.set_column(table.column_names.index("receivedAt"), "receivedAt",
+                             table.column("receivedAt").cast(pa.int64()))
     meta = pq.ParquetFile(io.BytesIO(data)).metadata  # a row group per chunk (<= 7 rows)
     assert meta.num_row_groups >= 6
     assert all(meta.row_group(i).num_rows <= 7 for i in range(meta.num_row_groups))
@@ -179,6 +185,24 @@ def test_parquet_typed_columns_and_mixed_json(snap: Snapshot) -> None:
                                           "receivedAt")}) == typed(
             {k: event[k] for k in ("id", "type", "userId", "sessionId", "timestamp",
                                    "receivedAt")})
+
+
+def test_parquet_timestamps_read_as_times_in_duckdb(snap: Snapshot, tmp_path: Any) -> None:
+    """DuckDB (like pandas and Spark) sees a time, not a number of ms; CSV keeps the ms."""
+    import duckdb
+
+    _, data = run(snap, {"format": "parquet", "fields": ["timestamp", "receivedAt"]})
+    path = tmp_path / "x.parquet"
+    path.write_bytes(data)
+    first = reference(snap)[0]
+    con = duckdb.connect()
+    kinds = con.execute(f"DESCRIBE SELECT * FROM '{path}'").fetchall()
+    assert [(k[0], k[1]) for k in kinds] == [("timestamp", "TIMESTAMP WITH TIME ZONE"),
+                                             ("receivedAt", "TIMESTAMP WITH TIME ZONE")]
+    ms = con.execute(f"SELECT epoch_ms(timestamp) FROM '{path}' LIMIT 1").fetchone()
+    assert ms == (first["timestamp"],)
+    _, text = run(snap, {"format": "csv", "fields": ["timestamp"]})
+    assert text.decode().split("\n")[1] == str(first["timestamp"])
 
 
 def test_integers_and_fractions_of_one_key_are_one_number_column() -> None:

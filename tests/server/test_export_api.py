@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import openpyxl
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import trio
@@ -104,6 +105,9 @@ async def test_parquet_and_xlsx_exports(http: httpx.AsyncClient) -> None:
     r = await http.post("/export", json={"format": "parquet"})
     assert r.headers["content-type"] == "application/vnd.apache.parquet"
     table = pq.read_table(io.BytesIO(r.content))
+    assert table.schema.field("timestamp").type == pa.timestamp("ms", tz="UTC")
+    ms = table.column("timestamp").cast(pa.int64())
+    table = table.set_column(table.column_names.index("timestamp"), "timestamp", ms)
     rows = table.to_pylist()
     got = []
     for row in rows:
