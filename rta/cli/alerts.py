@@ -41,13 +41,32 @@ def _render_list(data: dict[str, Any]) -> None:
 
     table = Table(title=f"{data['count']} alerts", title_justify="left")
     for col in ("id", "name", "condition", "state", "value", "channels", "severity"):
-        table.add_column(col, overflow="fold")
+        # (ids are copied into other commands: whole, never folded; the text wraps instead)
+        table.add_column(col, no_wrap=col in ("id", "state", "value", "severity"),
+                         overflow="fold")
     for a in data["alerts"]:
         value = a.get("state", {}).get("value")
-        table.add_row(a["id"], a["name"], a.get("summary", ""), _state(a),
+        table.add_row(a["id"], a["name"], _summary(a), _state(a),
                       "" if value is None else f"{value:g}",
                       ",".join(a["notification"]["channels"]), a["notification"]["severity"])
     console().print(table)
+
+
+def duration_text(ms: Any) -> str:
+    """5m rather than 300000 ms: the largest unit that divides the duration exactly."""
+    if not isinstance(ms, int) or isinstance(ms, bool) or ms <= 0:
+        return f"{ms} ms"
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms} ms"
+
+
+def _summary(a: dict[str, Any]) -> str:
+    """The daemon's one-line condition with its window as a duration ('over 5m')."""
+    text = str(a.get("summary", ""))
+    window = a.get("condition", {}).get("timeWindow")
+    return text.replace(f"over {window} ms", f"over {duration_text(window)}")
 
 
 def _render_alert(a: dict[str, Any]) -> None:
@@ -57,7 +76,7 @@ def _render_alert(a: dict[str, Any]) -> None:
     table.add_column(style="bold")
     table.add_column(overflow="fold")
     table.add_row("id", a["id"])
-    table.add_row("condition", a.get("summary", json.dumps(a["condition"])))
+    table.add_row("condition", _summary(a) if a.get("summary") else json.dumps(a["condition"]))
     table.add_row("enabled", str(a.get("enabled", True)).lower())
     table.add_row("state", _state(a))
     for key, value in a.get("state", {}).items():
@@ -70,9 +89,10 @@ def _render_alert(a: dict[str, Any]) -> None:
         table.add_row("message", note["message"])
     if note.get("webhookUrl"):
         table.add_row("webhook", note["webhookUrl"])
-    table.add_row("cooldown", f"{a.get('cooldown', 0)} ms")
+    table.add_row("cooldown", duration_text(a.get("cooldown", 0)) if a.get("cooldown")
+                  else "0")
     if a.get("for"):
-        table.add_row("for", f"{a['for']} ms")
+        table.add_row("for", duration_text(a["for"]))
     console().print(table)
 
 

@@ -30,10 +30,13 @@ def events(
     limit: int = typer.Option(20, "--limit", "-n", min=1, max=10_000,
                               help="How many events (max 10000)."),
     cursor: str = typer.Option(None, "--cursor", help="Continue from a previous page."),
+    all_properties: bool = typer.Option(
+        False, "--all-properties", help="Show every property: the SDKs' own `$` ones "
+        "(PostHog's $browser, $lib...) are otherwise counted, not listed."),
     server: str = ServerOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Recent events, newest first."""
+    """Recent events, newest first (the properties you sent first)."""
     from rta.core.errors import ValidationError
     from rta.core.queries.filters import parse_cli_where, predicate_to_json
 
@@ -48,10 +51,22 @@ def events(
             fail(exc.message, EXIT_USAGE)
     with get_client(server) as client:
         data = call(lambda: client.get("/events", **params))
-    emit(data, as_json, _render_events)
+    emit(data, as_json, lambda d: render_events(d, all_properties))
 
 
-def _render_events(data: dict[str, Any]) -> None:
+def properties_text(props: dict[str, Any], all_properties: bool = False) -> str:
+    """The user's own properties first, then the SDK's `$` ones: with PostHog data these
+    are dozens per event ($browser, $current_url, $lib...), so unless `all_properties`
+    they are only counted, and one event stays a line or two instead of sixty."""
+    own = [f"{k}={v}" for k, v in props.items() if not k.startswith("$")]
+    sdk = [f"{k}={v}" for k, v in props.items() if k.startswith("$")]
+    if all_properties:
+        return ", ".join(own + sdk)
+    text = ", ".join(own)
+    return f"{text} (+{len(sdk)} $ properties)".lstrip() if sdk else text
+
+
+def render_events(data: dict[str, Any], all_properties: bool = False) -> None:
     from rich.table import Table
 
     from rta.core.queries.timeparse import iso
@@ -60,7 +75,7 @@ def _render_events(data: dict[str, Any]) -> None:
     for col in ("time", "type", "user", "session", "properties"):
         table.add_column(col, overflow="fold")
     for ev in data["events"]:
-        props = ", ".join(f"{k}={v}" for k, v in ev["properties"].items())
+        props = properties_text(ev["properties"], all_properties)
         table.add_row(iso(ev["timestamp"]), ev["type"], ev.get("userId") or "",
                       ev.get("sessionId") or "", props)
     console().print(table)

@@ -27,7 +27,10 @@ RangeOption = typer.Option(None, "--range", "-r",
                            help="Relative range: last_15m, last_24h, last_7d, today, ...")
 WhereOption = typer.Option(None, "--where", "-w",
                            help="Property filter: 'page=/x', 'duration>1000', 'page~prod', "
-                                "'email?', 'plan in pro,team' (repeatable, ANDed).")
+                                "'email?', 'plan in pro,team' (repeatable, ANDed). A "
+                                "missing value ('plan=') is a usage error; an unknown "
+                                "property or a value of the wrong kind ('amount>abc') "
+                                "answers with a warning on stderr.")
 UserOption = typer.Option(None, "--user", "-u", help="Only these user ids (repeatable).")
 SegmentOption = typer.Option(None, "--segment", help="Only users of this saved segment.")
 

@@ -138,7 +138,33 @@ def cohort(
         if value is not None:
             body[key] = value
     _time(body, since, until, time_range)
+    _align_cohort_start(body)
     emit(_post(server, "/queries/cohort", body), as_json, render_cohort)
+
+
+def _align_cohort_start(body: dict[str, Any]) -> None:
+    """Start a `--since`/`--range` grid at a period boundary (UTC midnight for days), as the
+    default grid does: the API counts periods from the exact startTime it is given, so
+    '--since 7d' made every cohort run from this time of day to the next. Values the CLI
+    cannot read go to the daemon unchanged (it names the field at fault)."""
+    if "startTime" not in body and "timeRange" not in body:
+        return
+    from rta.core.errors import RtaError
+    from rta.core.queries.timeparse import now_ms, parse_duration, parse_time_range
+
+    now = now_ms()
+    try:
+        length = parse_duration(body["periodLength"], "periodLength")
+        start, end = parse_time_range(body.get("startTime"), body.get("endTime"), now,
+                                      time_range=body.get("timeRange"))
+    except RtaError:
+        return
+    if start is None:
+        return
+    body.pop("timeRange", None)
+    body["startTime"] = start // length * length
+    if end is not None:
+        body["endTime"] = end - 1  # (inclusive, as requests give it)
 
 
 def abtest(
@@ -242,6 +268,15 @@ def _ms(value: float | None) -> str:
     return f"{s / 86400:.1f}d"
 
 
+def split_percent(part: float, rest: float) -> tuple[str, str]:
+    """Two shares of one whole shown to one decimal so they still add up to 100.0 (rounded
+    separately, 33.35 and 66.65 both round up: 33.4% + 66.7%)."""
+    shown = round(part, 1)
+    if abs(part + rest - 100) < 0.5:
+        return f"{shown:.1f}%", f"{100 - shown:.1f}%"
+    return f"{shown:.1f}%", f"{rest:.1f}%"
+
+
 def render_funnel(data: dict[str, Any]) -> None:
     from rich.table import Table
 
@@ -255,10 +290,11 @@ def render_funnel(data: dict[str, Any]) -> None:
             tbl.add_column(col, justify=just)  # type: ignore[arg-type]
         for i, s in enumerate(steps):
             width = round(30 * s["overallConversionRate"] / 100)
+            conv, drop = split_percent(s["conversionRate"], s["dropoffRate"])
             tbl.add_row(str(i + 1), s["name"], f"{s['count']:,}",
                         "[green]" + "█" * width + "[/]" + "░" * (30 - width),
-                        f"{s['overallConversionRate']:.1f}%", f"{s['conversionRate']:.1f}%",
-                        f"{s['dropoffRate']:.1f}%", _ms(s.get("medianTimeToConvert")))
+                        f"{s['overallConversionRate']:.1f}%", conv, drop,
+                        _ms(s.get("medianTimeToConvert")))
         return tbl
 
     con = console()
@@ -273,15 +309,19 @@ def render_funnel(data: dict[str, Any]) -> None:
 _HEAT = ("grey19", "dark_green", "green4", "green3", "bright_green")
 
 
-def _heat(p: float | None) -> str:
+def _heat(p: float | None, running: bool = False) -> str:
+    """A retention cell; one whose period is not over is marked `…` and not coloured (its
+    0.0% an hour into the day means nothing yet)."""
     if p is None:
         return ""
+    if running:
+        return f"[dim] {p:5.1f}%…[/]"
     level = min(len(_HEAT) - 1, int(p / 100 * len(_HEAT)))
     fg = "black" if level >= 3 else "white"
     return f"[{fg} on {_HEAT[level]}] {p:5.1f}% [/]"
 
 
-def render_cohort(data: dict[str, Any]) -> None:
+def render_cohort(data: dict[str, Any], now: int | None = None) -> None:
     from rich.table import Table
 
     from rta.cli.output import console
@@ -294,12 +334,25 @@ def render_cohort(data: dict[str, Any]) -> None:
     tbl.add_column("users", justify="right")
     for n in range(width):
         tbl.add_column(f"P{n}", justify="right")
+    from rta.core.queries.timeparse import now_ms
+
+    now = now_ms() if now is None else now
+    length = data["periodLength"]
+    end = min(data["endTime"] + 1, now)  # periods ending after this are not over yet
+    partial = False
     for c in data["cohorts"]:
-        tbl.add_row(c["date"][:16].replace("T", " "), f"{c['size']:,}",
-                    *[_heat(p) for p in c["percentages"]])
+        cells = []
+        for n, p in enumerate(c["percentages"]):
+            running = p is not None and c["startTime"] + (n + 1) * length > end
+            partial |= running
+            cells.append(_heat(p, running))
+        tbl.add_row(c["date"][:16].replace("T", " "), f"{c['size']:,}", *cells)
     avg = data["average"]
     tbl.add_row("[bold]average[/]", f"{avg['size']:,}", *[_heat(p) for p in avg["percentages"]])
     console().print(tbl)
+    if partial:
+        console().print("[dim]…: the period is still in progress (or cut by the range's "
+                        "end), so its share can still grow[/]")
 
 
 def render_abtest(data: dict[str, Any]) -> None:

@@ -279,11 +279,12 @@ def test_closed_sets_are_checked_by_the_cli_and_match_the_core() -> None:
     """A typo in a closed set is a usage error before any request (the server is dead)."""
     from rta.cli import choices
     from rta.core import alerts, auth
-    from rta.core.embedded import funnel, retention, timeseries
+    from rta.core.embedded import timeseries
+    from rta.core.queries import behaviour_specs as specs
 
-    assert choices.FUNNEL_ORDERS == funnel.ORDERS and choices.FUNNEL_UNITS == funnel.UNITS
-    assert choices.RETENTION_TYPES == retention.TYPES
-    assert choices.RETENTION_CRITERIA == retention.CRITERIA
+    assert choices.FUNNEL_ORDERS == specs.ORDERS and choices.FUNNEL_UNITS == specs.UNITS
+    assert choices.RETENTION_TYPES == specs.RETENTION_TYPES
+    assert choices.RETENTION_CRITERIA == specs.CRITERIA
     assert choices.SERIES_AGGREGATIONS == timeseries.AGGREGATIONS
     assert choices.ALERT_AGGREGATIONS == alerts.AGGREGATIONS
     assert tuple(alerts.OPERATOR_SYMBOLS) == choices.ALERT_OPERATORS
