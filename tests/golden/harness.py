@@ -241,7 +241,8 @@ def decode(data: bytes, kind: str) -> Any:
 
         table = pq.read_table(io.BytesIO(data))
         return {"schema": [f"{f.name}: {f.type}" for f in table.schema],
-                "rows": table.to_pylist()}
+                "rows": [{k: v.isoformat() if hasattr(v, "isoformat") else v
+                          for k, v in row.items()} for row in table.to_pylist()]}
     if kind == "xlsx":
         import openpyxl
 
