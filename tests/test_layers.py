@@ -37,3 +37,18 @@ def test_the_check_sees_imports_inside_functions(tmp_path: Path) -> None:
                       "    import rta.core.embedded.funnel\n")
     found = imported_modules(sample)
     assert "rta.core.embedded.counts" in found and "rta.core.embedded.funnel" in found
+
+
+def test_every_core_module_states_its_thread_rule() -> None:
+    """#16: queries run in worker threads while the event loop ingests, so each module of
+    the engine says which thread may call what ('Thread rule:' or, in the store, 'Threads:')."""
+    import ast
+    from pathlib import Path
+
+    core = Path(__file__).resolve().parent.parent / "rta" / "core"
+    missing = []
+    for path in sorted(core.rglob("*.py")):
+        doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+        if "Thread rule:" not in doc and "Threads:" not in doc:
+            missing.append(str(path.relative_to(core)))
+    assert not missing, f"modules without a thread rule: {missing}"

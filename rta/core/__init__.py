@@ -1,7 +1,10 @@
 """The rta engine: events, store, queries. Imports nothing from server, client or CLI.
 
 `Engine`, `EngineConfig` and `open_engine` load on first use (PEP 562), so commands that
-need only the store (`rta ingest --local`) skip the engine's trio and feature imports."""
+need only the store (`rta ingest --local`) skip the engine's trio and feature imports.
+
+Thread rule: importing is side-effect free; any thread.
+"""
 
 from __future__ import annotations
 

@@ -4,6 +4,8 @@ Random (version 4) ids cost 16 incompressible bytes per event on disk, more than
 a typical event together. These are as unique in practice (the prefix carries 60 random bits,
 drawn again in every process and after a fork) but consecutive within a process, so a sealed
 segment stores them in a fraction of a byte each (see `store.encoding`).
+
+Thread rule: any thread; the generator locks its counter.
 """
 
 from __future__ import annotations

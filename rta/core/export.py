@@ -19,6 +19,9 @@ Request shape (the seed's contract, extended):
 Default fields: id, type, userId, sessionId, timestamp, receivedAt and every property as a
 `properties.<key>` column (keys sorted); the field "properties" stands for every property.
 JSON and NDJSON rows have the API's event shape: {"id", ..., "properties": {...}}.
+
+Thread rule: an `Export` is planned in a worker thread (it holds one snapshot); `chunks()`
+runs in a worker and renders the next chunk on one helper thread of its own.
 """
 
 from __future__ import annotations

@@ -24,6 +24,9 @@ Faithful types where they vary per event (the store keeps one typed column per k
   cell limit is cut there, and control characters XML cannot carry become U+FFFD. Past
   1,048,576 rows the export continues on further sheets (`events`, `events 2`, ...), each with
   the header row.
+
+Thread rule: writers belong to one export's worker; the shared string decode cache is
+locked.
 """
 
 from __future__ import annotations

@@ -8,6 +8,9 @@ new ones are claimed at validation time (so concurrent batches cannot overshoot 
 and refused with a 400 once the cap is reached. Nothing already stored is touched, and
 events that only use known names are always accepted. A claim becomes a stored name when
 its batch is applied and is given back when the batch is dropped unstored.
+
+Thread rule: any thread; the budget locks itself (validation may run on worker threads, and
+finalisers release claims from whichever thread frees a batch).
 """
 
 from __future__ import annotations

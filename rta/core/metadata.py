@@ -2,6 +2,8 @@
 
 sqlite3 in the data dir (or in memory), one table of documents keyed by (kind, id). Writes
 commit immediately: these are user-authored objects that must survive a restart.
+
+Thread rule: any thread; one lock serialises the sqlite connection.
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 The statistics are pure maths in `rta.core.queries.abtest`; this gathers what they need from
 one snapshot (semantics in docs/statistics.md: first exposure per user, users in more than
 one variant excluded, conversions counted from the exposure on).
+
+Thread rule: any thread, over one snapshot the caller holds for the whole query (blocks are
+immutable).
 """
 
 from __future__ import annotations

@@ -2,6 +2,9 @@
 
 `EmbeddedBackend` calls these; they run the numpy kernels (`timeseries`, `counts`, `hll`)
 over one snapshot and label group keys with the snapshot's dictionaries.
+
+Thread rule: any thread, over one snapshot the caller holds for the whole query (blocks are
+immutable).
 """
 
 from __future__ import annotations

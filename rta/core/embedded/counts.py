@@ -4,6 +4,9 @@ Everything works block by block on the rows a filter selects (partial aggregatio
 small per-block results (bincounts over dense dictionary codes, user bitmaps) instead of
 concatenating columns. Group-by keys of any field map to one dense integer key space
 (`GroupKeys`), so one kernel serves event types, users and properties of every kind.
+
+Thread rule: any thread, over one snapshot the caller holds for the whole query (blocks are
+immutable).
 """
 
 from __future__ import annotations

@@ -1,5 +1,9 @@
 """Listing raw events newest first with keyset (cursor) paging (the embedded backend's
-`events`; the query and its cursor are `rta.core.queries.event_list`)."""
+`events`; the query and its cursor are `rta.core.queries.event_list`).
+
+Thread rule: any thread, over one snapshot the caller holds for the whole query (blocks are
+immutable).
+"""
 
 from __future__ import annotations
 

@@ -5,6 +5,9 @@ in `rta.core.queries.filters`; this turns one into row masks over the embedded s
 columns: time and type pruning by zone maps, string operators through per-code truth tables
 built once per query (kept in the filter's `_luts`). Registered with `filters` on import of
 `rta.core.embedded`, so `EventFilter.select/mask` keep working for their existing callers.
+
+Thread rule: any thread, over one snapshot the caller holds for the whole query (blocks are
+immutable).
 """
 
 from __future__ import annotations

@@ -35,6 +35,9 @@ per step-2 event instead of one per attempt (`_compute_indexed`). Everything els
 steps' events, sorts them once by (entity, ts) and advances every attempt one step per
 iteration with `searchsorted` (`_compute_rows`). Python loops run once per step, never per
 event.
+
+Thread rule: any thread, over one snapshot the caller holds for the whole query (blocks are
+immutable).
 """
 
 from __future__ import annotations

@@ -3,6 +3,9 @@
 Used when a caller asks for `approximate=true`: the sketch is built from 64-bit hashes of the
 dense user codes (codes are stable for the life of a store), one register array per bucket,
 so per-block partial sketches merge with an element-wise max.
+
+Thread rule: any thread, over one snapshot the caller holds for the whole query (blocks are
+immutable).
 """
 
 from __future__ import annotations

@@ -1,4 +1,8 @@
-"""Turn stored columns back into events as the API shows them (small row counts only)."""
+"""Turn stored columns back into events as the API shows them (small row counts only).
+
+Thread rule: any thread, over one snapshot the caller holds for the whole query (blocks are
+immutable).
+"""
 
 from __future__ import annotations
 

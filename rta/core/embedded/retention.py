@@ -19,6 +19,9 @@ Semantics (docs/statistics.md has the long form):
 - Output periods 0..periods. Periods that have not started yet (after `now`) are null; the
   weighted average row for period N is sum(counts) / sum(sizes) over cohorts where period N
   has started.
+
+Thread rule: any thread, over one snapshot the caller holds for the whole query (blocks are
+immutable).
 """
 
 from __future__ import annotations

@@ -20,6 +20,9 @@ evaluated by the ordinary filter language over a synthetic block whose rows are 
 
 Saved segments live in the metadata store (kind "segment") and are resolved by name, so any
 query filter can say `"segment": "Premium Users"`.
+
+Thread rule: any thread, over one snapshot the caller holds for the whole query (blocks are
+immutable).
 """
 
 from __future__ import annotations

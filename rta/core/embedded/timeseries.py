@@ -6,6 +6,9 @@ block's span). Counts need no per-row work; sums keep bincount's row order; extr
 per run; distinct users scatter each run into its bucket's bitmap row; exact percentiles
 select (np.partition) per bucket over the gathered runs, and the whole range's from the
 window between the per-bucket order statistics. Grouped series fold per-row keys instead.
+
+Thread rule: any thread, over one snapshot the caller holds for the whole query (blocks are
+immutable).
 """
 
 from __future__ import annotations

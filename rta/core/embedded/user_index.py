@@ -23,6 +23,9 @@ concurrent index can cost time but never change an answer.
 
 Limits: keys need ts within [tmin, tmin + 2**SHIFT) (35 years) and fewer than 2**23 users;
 `EventIndex.ok` is False otherwise, and callers use their generic path.
+
+Thread rule: any thread, over one snapshot the caller holds for the whole query (blocks are
+immutable).
 """
 
 from __future__ import annotations

@@ -21,6 +21,8 @@ Semantics (formulas in docs/statistics.md):
 
 The distributions are implemented here with `math` (regularised incomplete beta and gamma
 functions by continued fractions, as in Numerical Recipes), so the product needs no scipy.
+
+Thread rule: pure functions over their arguments; any thread.
 """
 
 from __future__ import annotations

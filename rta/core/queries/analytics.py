@@ -17,6 +17,9 @@ sum, unique_users) or null (avg, min, max, percentiles — there is no value to 
 
 `run_aggregate`, `run_count`, `run_unique_users`, `run_top` and `prepare` (dict in, dict
 out) remain only for callers not yet on the typed path (dashboards, alerts).
+
+Thread rule: parse anywhere (pure); `execute` and `plan` in the query's worker thread,
+except cache lookups of queries that name no saved segment, which the event loop may answer.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 Rows are kept columnar (timestamps, values, counts) and zipped into objects only at the edge,
 so a long series costs no Python object per bucket until it is written out. `cached` says
 whether the answer came from the result cache (the cache stores results with it False).
+
+Thread rule: pure functions over their arguments; any thread.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 Each `parse_*` checks the parameters and returns a frozen spec; it reads no data, so checks
 that need data (is the metric numeric? which users are in the saved segment?) happen when the
 query runs (`rta.core.queries.analytics.execute`).
+
+Thread rule: pure functions over their arguments; any thread.
 """
 
 from __future__ import annotations

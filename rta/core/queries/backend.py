@@ -5,6 +5,9 @@ part of a query reads the same events. The neutral layer parses requests into ty
 resolves time ranges and saved segments, keys the result cache and does the pure maths (A/B
 statistics); the backend computes the partial aggregates below over its own storage. A second
 backend (ClickHouse) implements the same methods; see docs/architecture.md, "Backend boundary".
+
+Thread rule: build a `QueryContext` where the query is accepted (the event loop: it takes
+the snapshot), then use it and its backend from the query's worker thread only.
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@
 `parse_execute` reads the `/queries/execute` envelope. The dict-in, dict-out names
 (`run_funnel`, `run_cohort`, `run_abtest`, `run_segment`, `run_query`) remain only for callers
 not yet on the typed path (dashboards, alerts).
+
+Thread rule: parse anywhere (pure); `execute` in the query's worker thread.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Typed behavioural results; `to_json()` gives the API's response body, field for field."""
+"""Typed behavioural results; `to_json()` gives the API's response body, field for field.
+
+Thread rule: pure functions over their arguments; any thread.
+"""
 
 from __future__ import annotations
 

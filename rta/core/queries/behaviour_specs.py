@@ -3,6 +3,8 @@
 Each parser validates the request body (the seed's payloads, see docs/statistics.md) into a
 frozen spec; errors name the field, in the order the API always reported them. A saved
 segment stays a name here: it is resolved when the query runs.
+
+Thread rule: pure functions over their arguments; any thread.
 """
 
 from __future__ import annotations

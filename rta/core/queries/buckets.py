@@ -2,6 +2,8 @@
 
 Bucket alignment, the automatic interval and the bucket cap decide what a client sees, so they
 live with the query specs rather than in one backend's kernels.
+
+Thread rule: pure functions over their arguments; any thread.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@
 saved segment stays a name); `execute` resolves it and asks the backend for one page, in the
 query's worker thread. The cursor is part of the spec: where the previous page ended, as the
 last event's timestamp and its arrival rank among events with that exact timestamp.
+
+Thread rule: parse anywhere (pure); `execute` in the query's worker thread.
 """
 
 from __future__ import annotations

@@ -17,6 +17,8 @@ the embedded store's blocks is `rta.core.embedded.filter_eval`.
 
 Missing values: `neq`, `not_in`, `not_contains` and `not_exists` match events that lack the
 property (as product-analytics tools do); every other operator needs the property present.
+
+Thread rule: pure functions over their arguments; any thread.
 """
 
 from __future__ import annotations

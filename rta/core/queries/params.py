@@ -3,6 +3,8 @@
 Values may be strings (a query string gives them) or typed JSON values (a POST body). The
 filter part becomes a `FilterSpec` that keeps a saved segment's *name*: resolving it needs
 data, so it happens when the query runs, not here.
+
+Thread rule: pure functions over their arguments; any thread.
 """
 
 from __future__ import annotations

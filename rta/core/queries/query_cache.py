@@ -5,6 +5,9 @@ version its snapshot had. It is served only while it is younger than the TTL *an
 reports no event landed in the result's time range since that version
 (`store.changed_since`), so a cached answer is never older than the data it covers. Retention
 bumps the store version too, so dropped segments invalidate what they touched.
+
+Thread rule: any thread; the cache locks itself (queries look up and store from their
+worker threads, cache hits are served on the event loop).
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 A segment is a tree of conditions (see `rta.core.embedded.segments` for how the embedded
 engine evaluates one): property predicates on each user's latest value, `EventCondition`s
 (performed an event so many times), and AND/OR groups. Parsing needs no data.
+
+Thread rule: pure functions over their arguments; any thread.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Time values accepted everywhere: ms epoch, ISO-8601, relative names and durations."""
+"""Time values accepted everywhere: ms epoch, ISO-8601, relative names and durations.
+
+Thread rule: pure functions over their arguments; any thread.
+"""
 
 from __future__ import annotations
 
