@@ -50,11 +50,12 @@ from rta.core.queries.analytics_specs import (
     CountQuery,
     TopQuery,
     UniqueUsersQuery,
+    checked_aggregation,
 )
 from rta.core.queries.backend import QueryContext
 from rta.core.queries.behaviour_results import CohortResult, FunnelResult
 from rta.core.queries.behaviour_specs import parse_cohort, parse_funnel
-from rta.core.queries.buckets import AGGREGATIONS, METRIC_AGGREGATIONS, Buckets
+from rta.core.queries.buckets import Buckets
 from rta.core.queries.filters import EventFilter, parse_filter
 from rta.core.queries.params import FilterSpec
 from rta.core.queries.timeparse import DAY, HOUR, MINUTE, parse_duration, parse_time_range
@@ -262,15 +263,7 @@ def _aggregate_query(src: dict[str, Any], win: Window, aggregation: Any, interva
     metric = qparams.property_name(src, "metric", False) if src.get("metric") else None
     if metric is not None:
         metric = metric.removeprefix("properties.")
-    if aggregation is None or aggregation == "":
-        aggregation = "avg" if metric else "count"
-    if not isinstance(aggregation, str) or aggregation.lower() not in AGGREGATIONS:
-        raise field_error("aggregation", "must be one of " + ", ".join(AGGREGATIONS),
-                          value=aggregation, allowed=list(AGGREGATIONS))
-    aggregation = aggregation.lower()
-    if aggregation in METRIC_AGGREGATIONS and not metric:
-        raise field_error("metric", f"is required for aggregation {aggregation!r}: the "
-                          "numeric property to aggregate")
+    aggregation = checked_aggregation(aggregation, metric)
     step = qparams.interval({"interval": interval})
     offset = qparams.tz_offset({"tzOffset": tz_offset_min})
     group_by = qparams.property_name(src, "groupBy", False) if src.get("groupBy") else None

@@ -79,13 +79,9 @@ class TopQuery:
 AnalyticsQuery = AggregateQuery | CountQuery | UniqueUsersQuery | TopQuery
 
 
-def parse_aggregate(body: Any, now: int) -> AggregateQuery:
-    p.check_keys(body, AGGREGATE_KEYS)
-    flt = p.filter_spec(body, now)
-    metric = p.property_name(body, "metric", False) or p.property_name(body, "property", False)
-    if metric is not None and metric.startswith("properties."):
-        metric = metric[len("properties."):]
-    aggregation = p.one(body, "aggregation")
+def checked_aggregation(aggregation: Any, metric: str | None) -> str:
+    """The aggregation asked for (default: avg of a metric, else count), checked against the
+    metric it needs; shared with dashboard widgets, which build their specs directly."""
     if aggregation is None or aggregation == "":
         aggregation = "avg" if metric else "count"
     if not isinstance(aggregation, str) or aggregation.lower() not in AGGREGATIONS:
@@ -95,6 +91,16 @@ def parse_aggregate(body: Any, now: int) -> AggregateQuery:
     if aggregation in METRIC_AGGREGATIONS and not metric:
         raise field_error("metric", f"is required for aggregation {aggregation!r}: the "
                           "numeric property to aggregate")
+    return aggregation
+
+
+def parse_aggregate(body: Any, now: int) -> AggregateQuery:
+    p.check_keys(body, AGGREGATE_KEYS)
+    flt = p.filter_spec(body, now)
+    metric = p.property_name(body, "metric", False) or p.property_name(body, "property", False)
+    if metric is not None and metric.startswith("properties."):
+        metric = metric[len("properties."):]
+    aggregation = checked_aggregation(p.one(body, "aggregation"), metric)
     interval = p.interval(body)
     offset = p.tz_offset(body)
     group_by = p.property_name(body, "groupBy", False)
