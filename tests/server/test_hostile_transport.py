@@ -389,13 +389,13 @@ async def test_host_and_origin_rules_hold_on_every_path(tmp_path: Path, case: st
 async def test_event_listing_runs_off_the_event_loop(config: EngineConfig,
                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     threads: list[str] = []
-    original = events_api.list_events
+    original = events_api.event_list.execute
 
     def spy(*args: Any) -> Any:
         threads.append(threading.current_thread().name)
         return original(*args)
 
-    monkeypatch.setattr(events_api, "list_events", spy)
+    monkeypatch.setattr(events_api.event_list, "execute", spy)
     async with live_server(config) as srv, httpx.AsyncClient(base_url=srv.url) as http:
         assert (await http.post("/events", json=EVENT)).status_code == 202
         r = await http.get("/events")
