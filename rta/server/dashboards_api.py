@@ -38,7 +38,23 @@ async def resolve(eng: Engine, doc: dict[str, Any], time_range: str | None = Non
     """Resolve in a worker thread over a snapshot pinned here, on the event-loop thread."""
     pinned = dash.pin(eng)
     result: dict[str, Any] = await trio.to_thread.run_sync(
-        lambda: dash.resolve_dashboard(pinned, doc, time_range, tz_offset))
+        lambda: _annotated(pinned, dash.resolve_dashboard(pinned, doc, time_range, tz_offset),
+                           doc))
+    return result
+
+
+def _annotated(pinned: dash.Pinned, result: dict[str, Any],
+               doc: dict[str, Any]) -> dict[str, Any]:
+    """`storeEvents` (0: nothing was ever sent, the page shows how to send the first event)
+    and, on a widget whose property no stored event carries, `warnings` saying why it shows
+    no data."""
+    result["storeEvents"] = pinned.snap.total_events
+    for i, (out, widget) in enumerate(zip(result["widgets"], doc.get("widgets", []),
+                                          strict=True)):
+        if out.get("error") is None and isinstance(widget.get("dataSource"), dict):
+            warnings = dash.widget_warnings(pinned.snap, widget, i)
+            if warnings:
+                out["warnings"] = warnings
     return result
 
 

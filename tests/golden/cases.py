@@ -564,7 +564,8 @@ post(A, "err.metric_missing", "/dashboards", {"name": "x", "widgets": [
 post(A, "err.metric_unknown", "/dashboards", {"name": "x", "widgets": [
     WIDGETS[0], {"type": "counter", "dataSource": {"type": "aggregation",
                                                    "eventType": "purchase", "metric": "amont",
-                                                   "aggregation": "sum"}}]})
+                                                   "aggregation": "sum"}}]},
+     capture={"dash_warn": "id"})
 post(A, "err.pie_aggregation", "/dashboards", {"name": "x", "widgets": [
     WIDGETS[0], {"type": "pie-chart", "dataSource": {"type": "aggregation", "metric": "x",
                                                      "aggregation": "sum"}}]})

@@ -72,7 +72,7 @@ async def test_bad_input_is_a_400_naming_widget_and_field(http: httpx.AsyncClien
         ({"type": "counter", "position": {"x": 11, "y": 3, "w": 2, "h": 2},
           "dataSource": {"type": "count"}}, "widgets[1].position.w"),
         ({"type": "counter", "dataSource": {"type": "aggregation", "eventType": "purchase",
-                                            "metric": "amont", "aggregation": "sum"}},
+                                            "aggregation": "sum"}},
          "widgets[1].dataSource.metric"),
     ]
     for widget, field in cases:
@@ -80,6 +80,16 @@ async def test_bad_input_is_a_400_naming_widget_and_field(http: httpx.AsyncClien
         assert r.status_code == 400, r.text
         detail = r.json()["error"]["details"][0]
         assert detail["field"] == field and detail["widget"] == 1
+    # a property no stored event carries is what the data says, not a malformed dashboard:
+    # saved, with a warning (#23)
+    typo = {"type": "counter", "dataSource": {"type": "aggregation", "eventType": "purchase",
+                                              "metric": "amont", "aggregation": "sum"}}
+    r = await http.post("/dashboards", json={"name": "x", "widgets": [COUNTER, typo]})
+    assert r.status_code == 201, r.text
+    assert r.json()["warnings"] == [{"field": "widgets[1].dataSource.metric",
+                                     "message": "no 'purchase' events carry property 'amont'; "
+                                                "known: amount, page"}]
+    await http.delete(f"/dashboards/{r.json()['id']}")
     for raw in (b"[]", b"{not json", b'"x"'):
         r = await http.post("/dashboards", content=raw,
                             headers={"Content-Type": "application/json"})
@@ -281,3 +291,65 @@ async def test_cli_dashboards_commands(server: LiveServer, http: httpx.AsyncClie
     r = await rta("dashboards", "delete", created["id"])
     assert r.exit_code == 0
     assert (await http.get("/dashboards")).json()["total"] == 0
+
+
+async def sdk_data(http: httpx.AsyncClient) -> None:
+    """What posthog-js and analytics.js send: `$`-properties, no `page`, no `amount`."""
+    now = now_ms()
+    batch = [{"event": event, "distinct_id": f"d{i}", "timestamp": now - 60_000 - i,
+              "properties": {"$current_url": "https://shop.example/cart", **props}}
+             for i, (event, props) in enumerate([("$pageview", {}), ("pageview", {}),
+                                                 ("purchase", {"price": 12.5})])]
+    r = await http.post("/batch/", json={"api_key": "k", "batch": batch})
+    assert r.status_code == 200, r.text
+    r = await http.post("/v1/page", auth=("k", ""), json={
+        "userId": "u1", "name": "Cart", "properties": {"path": "/cart"}})
+    assert r.status_code == 200, r.text
+
+
+async def test_template_dashboard_saves_over_sdk_data_with_warnings(
+        http: httpx.AsyncClient) -> None:
+    """#23: once PostHog/Segment data exists, a template's widgets read properties no event
+    carries (`page` on pageview, `amount` on purchase). Saving still succeeds, with
+    `warnings`; the widget says why it is empty; structural errors are still refused."""
+    await sdk_data(http)
+    r = await http.post("/dashboards/template", json={"template": "overview"})
+    assert r.status_code == 201, r.text
+    doc = r.json()
+    r = await http.put(f"/dashboards/{doc['id']}", json={"name": "Shop"})
+    assert r.status_code == 200, r.text
+    renamed = r.json()
+    assert renamed["name"] == "Shop"
+    fields = {w["field"]: w["message"] for w in renamed["warnings"]}
+    assert "no 'pageview' events carry property 'page'" in fields[
+        "widgets[6].dataSource.property"]
+    assert "$current_url" in fields["widgets[6].dataSource.property"]
+    assert "widgets[2].dataSource.metric" in fields
+    assert all(set(w) == {"field", "message"} for w in renamed["warnings"])
+    # the unchanged document PUT back (warnings included) is accepted, and never stored
+    r = await http.put(f"/dashboards/{doc['id']}", json=renamed)
+    assert r.status_code == 200, r.text
+    assert r.json()["warnings"] == renamed["warnings"]
+    stored = (await http.get(f"/dashboards/{doc['id']}")).json()
+    assert "warnings" not in stored and stored["name"] == "Shop"
+    # adding a widget over data that does not exist yet is a save too
+    extra = {"type": "table", "dataSource": {"type": "top", "property": "colour"}}
+    r = await http.put(f"/dashboards/{doc['id']}",
+                       json={"widgets": [*stored["widgets"], extra]})
+    assert r.status_code == 200, r.text
+    assert any(w["field"].endswith("dataSource.property") and "'colour'" in w["message"]
+               for w in r.json()["warnings"])
+    r = await http.post("/dashboards", json={"name": "Ok", "widgets": [COUNTER]})
+    assert r.status_code == 201 and "warnings" not in r.json()
+    # structure is still checked: a bad widget type is a 400
+    bad = {"type": "sparkline", "dataSource": {"type": "count"}}
+    r = await http.put(f"/dashboards/{doc['id']}", json={"widgets": [bad]})
+    assert r.status_code == 400
+    assert r.json()["error"]["details"][0]["field"] == "widgets[0].type"
+    # the widget over missing data renders empty and carries the reason
+    data = (await http.get(f"/dashboards/{doc['id']}/data")).json()
+    assert data["storeEvents"] == 4
+    top = data["widgets"][6]
+    assert top["error"] is None and top["data"]["labels"] == []
+    assert top["warnings"][0]["field"] == "widgets[6].dataSource.property"
+    assert "warnings" not in data["widgets"][0]

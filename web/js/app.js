@@ -29,6 +29,7 @@ const state = {
   notice: "", // shown once the next dashboard opens (why the page moved there)
   noticeUntil: 0,
   reloading: false,
+  storeEvents: null, // events stored on the server (0: show how to send the first one)
 };
 
 const live = new LiveConnection({ onMessage, onState });
@@ -73,6 +74,7 @@ function onMessage(msg) {
     const d = msg.data;
     const eps = d.eventsPerSecond ?? d.eps ?? (d.aggregator && d.aggregator.eventsPerSecond);
     $("#eps").textContent = eps === undefined ? "" : `${formatNumber(eps, { decimals: 1 })} ev/s`;
+    if (state.storeEvents === 0 && eps > 0) checkStore(); // the first events are landing
   } else if (msg.type === "dashboard" && msg.channel === state.channel && msg.data) {
     applyData(msg.data);
   } else if (msg.type === "error" && msg.channel && msg.channel === state.channel) {
@@ -98,6 +100,34 @@ function resubscribe() {
   if (state.channel) live.unsubscribe(state.channel);
   state.channel = next;
   if (next) live.subscribe(next);
+}
+
+// -- an empty store: how to send the first event ---------------------------------------------
+
+function onboardingText() {
+  const origin = location.origin;
+  const body = '{"type":"pageview","userId":"user_123","properties":{"page":"/products"}}';
+  $("#onboard-curl").textContent = `curl -X POST ${origin}/events -H 'Content-Type: application/json' \\\n  -d '${body}'`;
+  $("#onboard-posthog").textContent = `posthog.init("any-project-key", { api_host: "${origin}" })`;
+  $("#onboard-segment").textContent = `new Analytics({ writeKey: "any-write-key", host: "${origin}" })`;
+  $("#onboard-demo").textContent = `rta demo generate -o events.ndjson\nrta ingest -s ${origin} events.ndjson`;
+}
+
+function setStoreEvents(n) {
+  if (typeof n !== "number") return;
+  const was = state.storeEvents;
+  state.storeEvents = n;
+  if (n === 0 && was !== 0) onboardingText();
+  $("#onboarding").hidden = n !== 0;
+  // the first events landed while a dashboard is open: show them now
+  if (was === 0 && n > 0 && state.current) fetchData();
+}
+
+async function checkStore() {
+  try {
+    const stats = await api.get("/stats");
+    setStoreEvents(stats && stats.store ? stats.store.events : undefined);
+  } catch { /* the onboarding is a hint; the page works without it */ }
 }
 
 // -- routing -----------------------------------------------------------------------------------
@@ -147,6 +177,7 @@ async function loadList() {
     return o;
   }));
   sel.disabled = state.dashboards.length === 0;
+  sel.closest(".switcher").hidden = state.dashboards.length === 0; // nothing to switch to yet
   if (state.current) sel.value = state.current.id;
 }
 
@@ -263,9 +294,15 @@ function setEditing(on) {
   $("#edit-dashboard").textContent = on ? "Done" : "Edit";
 }
 
-// A change saved from the editor: show the server's copy at once, then its data.
-async function onEdited(doc) {
+// A change saved from the editor: show the server's copy at once, then its data (and the
+// editor's note about it, such as what the data says about a new widget).
+async function onEdited(saved, note = "") {
+  const { warnings, ...doc } = saved;
   showDoc(doc);
+  if (note) {
+    banner(note);
+    state.noticeUntil = Date.now() + 10000;
+  }
   schedulePoll();
   await fetchData();
 }
@@ -297,6 +334,7 @@ function applyData(data) {
   }
   if (Date.now() >= state.noticeUntil) banner("");
   state.lastData = Date.now();
+  setStoreEvents(data.storeEvents);
   for (const w of data.widgets || []) {
     const view = state.views.get(w.id);
     if (view) view.update(w);
@@ -364,6 +402,7 @@ async function createFromTemplate(name, customName, beforeOpen) {
 async function showWelcome() {
   show("welcome");
   document.title = "rta · dashboards";
+  checkStore();
   try {
     await loadTemplates();
   } catch (e) {

@@ -1,8 +1,9 @@
 // Editing a dashboard in the page: rename it, add, change and remove widgets.
 //
 // Every change is one PUT /dashboards/<id> of the changed part; the server validates it
-// exactly as it validates the API's callers, and a refusal (a missing property, an
-// overlapping position...) is shown in the dialog next to the field it names.
+// exactly as it validates the API's callers, and a refusal (an overlapping position, a
+// missing metric...) is shown in the dialog next to the field it names. What the stored data
+// says (a property no event carries yet) comes back as `warnings`: saved, with a note.
 
 import { api } from "./api.js";
 
@@ -42,7 +43,8 @@ function option(value, text) {
 }
 
 export class DashboardEditor {
-  // getDoc(): the open dashboard; onSaved(doc): the server's copy after a change.
+  // getDoc(): the open dashboard; onSaved(doc, note): the server's copy after a change, and
+  // what to tell the user about it ("" for nothing).
   constructor({ getDoc, onSaved }) {
     this.getDoc = getDoc;
     this.onSaved = onSaved;
@@ -175,7 +177,10 @@ export class DashboardEditor {
       return;
     }
     $("#widget-dialog").close();
-    this.onSaved(saved);
+    // saved either way; what the data says about this widget is a note, never a refusal
+    const index = this.editing ? doc.widgets.findIndex((w) => w.id === this.editing.id) : widgets.length - 1;
+    const mine = (saved.warnings || []).filter((w) => String(w.field).startsWith(`widgets[${index}].`));
+    this.onSaved(saved, mine.length ? `Saved “${spec.title}”. ${mine.map((w) => w.message).join(" · ")}` : "");
   }
 
   async removeWidget(widget) {
@@ -232,7 +237,10 @@ export class DashboardEditor {
     const name = field.includes(".steps") ? "steps" : field.split(".").pop();
     const input = this.form.elements[name];
     let text = error.message;
-    if (detail.known && detail.known.length) text += ` (known: ${detail.known.slice(0, 12).join(", ")})`;
+    // (a message that lists the known names already must not list them twice)
+    if (detail.known && detail.known.length && !text.includes("known:")) {
+      text += ` (known: ${detail.known.slice(0, 12).join(", ")})`;
+    }
     box.textContent = text;
     box.hidden = false;
     if (input && input.focus) {

@@ -60,6 +60,16 @@ function el(tag, cls, text) {
   return node;
 }
 
+// "no 'pageview' events carry property 'page'; known: a, b, ..." -> the reason plus the
+// first few known names (the full message is the note's tooltip).
+function warningText(message) {
+  const [reason, known] = String(message || "").split("; known: ");
+  if (!known) return `No data: ${reason}`;
+  const names = known.split(", ");
+  const more = names.length > 6 ? ", …" : "";
+  return `No data: ${reason} (it has ${names.slice(0, 6).join(", ")}${more})`;
+}
+
 function describeSource(src) {
   if (!src) return "";
   const what = Array.isArray(src.eventType) ? src.eventType.join(", ") : src.eventType || "all events";
@@ -129,6 +139,7 @@ export class WidgetView {
     try {
       this.draw(data);
       this.node.dataset.state = "ok";
+      this.showWarnings(result.warnings);
     } catch (e) {
       this.showError({ code: "render_error", message: String((e && e.message) || e) });
     }
@@ -196,6 +207,29 @@ export class WidgetView {
     // updates go through chart.update("none") above
     config.options.animation = false;
     this.chart = new Chart(canvas, config);
+  }
+
+  // Why a widget has nothing to show (a property no stored event carries), in its empty
+  // state: the one its draw set, else one covering a meaningless value (a counter's $0.00).
+  showWarnings(warnings) {
+    const list = warnings || [];
+    this.node.classList.toggle("has-warning", list.length > 0);
+    for (const old of this.body.querySelectorAll(".empty-note .why, .empty-note.for-warning")) old.remove();
+    const drawn = this.body.querySelector(".empty-note");
+    if (drawn && drawn.dataset.text) drawn.firstChild.textContent = drawn.dataset.text;
+    if (!list.length) return;
+    let empty = drawn;
+    if (!empty) {
+      empty = el("div", "empty-note for-warning", "Nothing to show");
+      this.body.append(empty);
+    } else {
+      // not "No events in this range": there are events, just not with that property
+      drawn.dataset.text = drawn.firstChild.textContent;
+      drawn.firstChild.textContent = "Nothing to show";
+    }
+    const why = el("span", "why", list.map((w) => warningText(w.message)).join(" · "));
+    why.title = list.map((w) => w.message).join("\n");
+    empty.append(why);
   }
 
   setEmpty(empty, text = "No events in this range") {

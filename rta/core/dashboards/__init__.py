@@ -37,6 +37,7 @@ from rta.core.dashboards.model import (
     normalise_source,
     property_kinds,
     validate_dashboard,
+    widget_warnings,
 )
 from rta.core.dashboards.storage import (
     KIND,
@@ -76,4 +77,5 @@ __all__ = [
     "get_dashboard", "get_template", "heatmap_view", "known_properties", "list_dashboards",
     "list_templates", "normalise_source", "pin", "property_kinds", "register_template",
     "resolve_dashboard", "resolve_widget", "update_dashboard", "validate_dashboard",
+    "widget_warnings",
 ]

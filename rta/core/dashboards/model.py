@@ -1,9 +1,11 @@
 """Dashboard model and validation: the grid, widget and data-source rules, and the checks of
 the properties a data source reads against the stored events.
 
-Validation is strict and names the widget index and field (`widgets[2].dataSource.metric`),
-so a bad dashboard is refused at the door. Pure functions over a body (and, for the property
-checks, a snapshot): no persistence, no queries.
+Structural validation is strict and names the widget index and field
+(`widgets[2].dataSource.metric`), so a malformed dashboard is refused at the door. What the
+stored data says about the properties a widget reads is a warning (`property_warnings`),
+never a refusal: saving must not depend on which data happens to exist. Pure functions over
+a body (and, for the property checks, a snapshot): no persistence, no queries.
 
 Thread rule: pure validation; any thread (property checks read one snapshot).
 """
@@ -222,13 +224,14 @@ def validate_dashboard(body: Any, engine: Engine | None = None,
                        check_properties: bool = True) -> dict[str, Any]:
     """The normalised dashboard document, or a ValidationError naming widget and field.
 
-    With an engine, property names in data sources are checked against the stored events
-    (an event type with no events yet cannot be checked and is accepted).
+    Structural checks only, unless an engine is given with `check_properties` (strict
+    mode): then property names are checked against the stored events too (an event type
+    with no events yet is accepted). Saving uses `property_warnings` instead.
     """
     if not isinstance(body, dict):
         raise ValidationError("dashboard must be a JSON object", [{"field": ""}])
     doc: dict[str, Any] = {k: v for k, v in body.items()
-                           if k not in ("id", "createdAt", "updatedAt")}
+                           if k not in ("id", "createdAt", "updatedAt", "warnings")}
     doc["name"] = _require_str(body.get("name"), "name")
     doc["name"] = doc["name"].strip()[:200]
     desc = body.get("description", "")
@@ -351,9 +354,23 @@ def _strip_prefix(key: str) -> str:
 
 
 def check_source_properties(snap: Snapshot, widgets: list[dict[str, Any]]) -> None:
-    """400 when a data source reads a property no stored event of its type carries."""
+    """Strict mode: 400 for the first data source reading a property no stored event of its
+    type carries (or a non-numeric one it aggregates). Saving uses `property_warnings`."""
     for i, widget in enumerate(widgets):
         check_widget_properties(snap, widget, i)
+
+
+def property_warnings(snap: Snapshot, widgets: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """What the stored data says about the properties the widgets read, as `{field,
+    message}` warnings: saving never depends on what data happens to exist."""
+    return [{"field": w["field"], "message": w["message"]}
+            for i, widget in enumerate(widgets) for w in _property_notes(snap, widget, i)]
+
+
+def widget_warnings(snap: Snapshot, widget: dict[str, Any], index: int) -> list[dict[str, str]]:
+    """One widget's property warnings (why it shows no data), `{field, message}`."""
+    return [{"field": w["field"], "message": w["message"]}
+            for w in _property_notes(snap, widget, index)]
 
 
 def check_widget_properties(snap: Snapshot, widget: dict[str, Any], index: int,
@@ -361,28 +378,39 @@ def check_widget_properties(snap: Snapshot, widget: dict[str, Any], index: int,
     """400 for a property a widget cannot use. `missing_ok` (when rendering): a property no
     event carries yet is not an error, the widget shows no data (a template's widgets often
     read properties that only some deployments send)."""
+    for note in _property_notes(snap, widget, index):
+        if missing_ok and note["missing"]:
+            continue
+        extra = {"known": note["known"]} if note["missing"] else {}
+        raise _widget_error(note["field"], note["message"], index, value=note["value"],
+                            **extra)
+
+
+def _property_notes(snap: Snapshot, widget: dict[str, Any], index: int) -> list[dict[str, Any]]:
+    """Each property the widget reads that no event of its type carries (`missing`), or
+    that it aggregates but is not numeric: field, message, value, missing, known."""
     src = widget["dataSource"]
     etype = src.get("eventType")
     etype = etype if isinstance(etype, str) else None
+    notes: list[dict[str, Any]] = []
     for fieldname, key in _source_properties(src):
         numeric = fieldname == "metric" and src.get("aggregation") not in ("count",
                                                                             "unique_users")
         kinds = property_kinds(snap, etype, key, numeric)
         if kinds is None:
-            return  # no events of that type yet: nothing to check against
+            break  # no events of that type yet: nothing to check against
         path = f"widgets[{index}].dataSource.{fieldname}"
         where = f"{etype!r} events" if etype else "stored events"
         if not kinds:
-            if missing_ok:
-                continue
             known = sorted(known_properties(snap, etype) or {})
             listing = ", ".join(known[:30]) or "none"
-            raise _widget_error(path, f"no {where} carry property {key!r}; known: {listing}",
-                                index, value=key, known=known[:100])
-        if numeric and not kinds & {"i", "f"}:
-            raise _widget_error(path, f"property {key!r} of {where} is not numeric, so it "
-                                f"cannot be aggregated with {src.get('aggregation')}", index,
-                                value=key)
+            notes.append({"field": path, "value": key, "missing": True, "known": known[:100],
+                          "message": f"no {where} carry property {key!r}; known: {listing}"})
+        elif numeric and not kinds & {"i", "f"}:
+            notes.append({"field": path, "value": key, "missing": False, "known": [],
+                          "message": f"property {key!r} of {where} is not numeric, so it "
+                                     f"cannot be aggregated with {src.get('aggregation')}"})
+    return notes
 
 
 def property_kinds(snap: Snapshot, event_type: str | None, key: str,

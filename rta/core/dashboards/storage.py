@@ -1,5 +1,7 @@
 """Dashboards and custom templates kept in the engine's metadata store (kinds "dashboard"
-and "dashboard_template"); every document written has passed `model.validate_dashboard`.
+and "dashboard_template"); every document written has passed `model.validate_dashboard`'s
+structural checks. Property checks against the stored data come back as `warnings` on the
+create/update answer (never stored, never a refusal).
 
 Thread rule: event loop (the metadata store serialises its own access).
 """
@@ -11,7 +13,12 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from rta.core.dashboards import templates as dashboard_templates
-from rta.core.dashboards.model import DEFAULT_REFRESH_MS, DEFAULT_TIME_RANGE, validate_dashboard
+from rta.core.dashboards.model import (
+    DEFAULT_REFRESH_MS,
+    DEFAULT_TIME_RANGE,
+    property_warnings,
+    validate_dashboard,
+)
 from rta.core.errors import ConflictError, NotFoundError, ValidationError, field_error
 
 if TYPE_CHECKING:
@@ -22,19 +29,26 @@ TEMPLATE_KIND = "dashboard_template"
 TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
+def _with_warnings(engine: Engine, saved: dict[str, Any]) -> dict[str, Any]:
+    """The saved document plus `warnings` (not stored) when the stored data says a widget
+    reads a property no event of its type carries: saving never depends on the data."""
+    warnings = property_warnings(engine.snapshot(), saved.get("widgets", []))
+    return {**saved, "warnings": warnings} if warnings else saved
+
+
 def create_dashboard(engine: Engine, body: Any) -> dict[str, Any]:
-    doc = validate_dashboard(body, engine)
-    return engine.metadata.create(KIND, doc)
+    doc = validate_dashboard(body, engine, check_properties=False)
+    return _with_warnings(engine, engine.metadata.create(KIND, doc))
 
 
 def update_dashboard(engine: Engine, dashboard_id: str, body: Any) -> dict[str, Any]:
     current = engine.metadata.get(KIND, dashboard_id)
     # PUT with a partial body keeps the rest of the document.
     merged = {**current, **body} if isinstance(body, dict) else body
-    doc = validate_dashboard(merged, engine)
+    doc = validate_dashboard(merged, engine, check_properties=False)
     if current.get("template") and "template" not in doc:
         doc["template"] = current["template"]
-    return engine.metadata.put(KIND, dashboard_id, doc)
+    return _with_warnings(engine, engine.metadata.put(KIND, dashboard_id, doc))
 
 
 def get_dashboard(engine: Engine, dashboard_id: str) -> dict[str, Any]:
@@ -125,4 +139,4 @@ def create_from_template(engine: Engine, body: Any) -> dict[str, Any]:
             doc[key] = body[key]
     doc["template"] = body["template"]
     doc = validate_dashboard(doc, engine, check_properties=False)
-    return engine.metadata.create(KIND, doc)
+    return _with_warnings(engine, engine.metadata.create(KIND, doc))
