@@ -170,11 +170,13 @@ def check_access(method: str, path: str, headers: Any, args: Any,
                 401, "unauthorized", "invalid or revoked token",
                 {"WWW-Authenticate": 'Bearer realm="rta"'})
         g.rta_token = record
-    if need_auth is not None and opts["auth_required"]:
-        if g.rta_token is None:
-            return _error(401, "unauthorized", "this endpoint needs a token: send "
-                          "'Authorization: Bearer <token>' (create one with `rta token create`)",
-                          {"WWW-Authenticate": 'Bearer realm="rta"'})
+    if need_auth is not None and opts["auth_required"] and g.rta_token is None:
+        return _error(401, "unauthorized", "this endpoint needs a token: send "
+                      "'Authorization: Bearer <token>' (create one with `rta token create`)",
+                      {"WWW-Authenticate": 'Bearer realm="rta"'})
+    if need_auth is not None and g.rta_token is not None:
+        # A presented token is held to its scope even where auth is optional (loopback
+        # with `auth auto`): a read token given to a dashboard must not write.
         scope = g.rta_token["scope"]
         # /ws: a write-only token may connect to stream ingest (subscribing needs read).
         if not (scope_allows(scope, need_auth) or (path == "/ws" and scope == "write")):

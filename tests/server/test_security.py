@@ -62,9 +62,17 @@ async def test_scopes_are_enforced(secured: LiveServer) -> None:
 
 
 async def test_loopback_default_needs_no_token_but_checks_presented_ones(
-        http: httpx.AsyncClient) -> None:
+        http: httpx.AsyncClient, server: LiveServer) -> None:
     assert (await http.get("/events")).status_code == 200
     assert (await http.get("/events", headers=bearer("rta_wrong"))).status_code == 401
+    # a presented token is held to its scope even where none is required
+    read, _ = server.engine.services.tokens.create("read", "r")
+    write, _ = server.engine.services.tokens.create("write", "w")
+    r = await http.post("/events", json={"type": "t"}, headers=bearer(read))
+    assert r.status_code == 403 and r.json()["error"]["code"] == "forbidden"
+    assert (await http.get("/tokens", headers=bearer(write))).status_code == 403
+    assert (await http.get("/events", headers=bearer(read))).status_code == 200
+    assert (await http.post("/events", json={"type": "t"})).status_code == 202  # anonymous
 
 
 async def test_rate_limit_answers_429_with_retry_after(engine_config: EngineConfig) -> None:
