@@ -148,15 +148,20 @@ def test_layout_and_top_level_errors() -> None:
     assert error_of(exc)["field"] == "widgets[1].id"
 
 
+def check(engine: Engine, doc: dict[str, Any]) -> None:
+    """The strict property check of a structurally valid dashboard against stored data."""
+    dash.check_source_properties(engine.snapshot(), dash.validate_dashboard(doc)["widgets"])
+
+
 def test_missing_and_non_numeric_properties_are_refused_once_data_exists(
         engine: Engine) -> None:
     revenue = {"type": "counter", "dataSource": {"type": "aggregation", "eventType": "purchase",
                                                  "metric": "amout", "aggregation": "sum"}}
     # no purchases stored yet: nothing to check against
-    dash.validate_dashboard(body(counter(), revenue), engine)
+    check(engine, body(counter(), revenue))
     ingest(engine, make_events(50))
     with pytest.raises(ValidationError) as exc:
-        dash.validate_dashboard(body(counter(), revenue), engine)
+        check(engine, body(counter(), revenue))
     detail = error_of(exc)
     assert detail["field"] == "widgets[1].dataSource.metric"
     assert detail["widget"] == 1
@@ -164,14 +169,14 @@ def test_missing_and_non_numeric_properties_are_refused_once_data_exists(
     # a property that exists on another event type, but not on purchases
     revenue["dataSource"]["metric"] = "duration"
     with pytest.raises(ValidationError, match="'purchase' events"):
-        dash.validate_dashboard(body(counter(), revenue), engine)
+        check(engine, body(counter(), revenue))
     # a string property cannot be summed
     revenue["dataSource"]["metric"] = "page"
     with pytest.raises(ValidationError, match="not numeric"):
-        dash.validate_dashboard(body(counter(), revenue), engine)
+        check(engine, body(counter(), revenue))
     top = {"type": "table", "dataSource": {"type": "top", "property": "colour"}}
     with pytest.raises(ValidationError) as exc:
-        dash.validate_dashboard(body(counter(), top), engine)
+        check(engine, body(counter(), top))
     assert error_of(exc)["field"] == "widgets[1].dataSource.property"
 
 
@@ -282,7 +287,7 @@ def test_resolved_widgets_match_naive_python(engine: Engine) -> None:
         {"type": "pie-chart", "dataSource": {"type": "count", "groupBy": "type"}},
         {"type": "table", "dataSource": {"type": "top", "property": "page", "n": 2}},
         {"type": "line-chart", "dataSource": {"type": "aggregation", "interval": "1h"}},
-    ), engine)
+    ))
     out = dash.resolve_dashboard(engine, doc, "last_24h", now=NOW)
     assert all(w["error"] is None for w in out["widgets"]), out["widgets"]
     win = in_window(events, 24)
@@ -317,7 +322,7 @@ def test_one_failing_widget_does_not_fail_the_dashboard(engine: Engine) -> None:
                                            "metric": "amount", "aggregation": "avg"}},
         {"type": "funnel", "dataSource": {"type": "funnel", "steps": [
             {"eventType": "pageview"}, {"eventType": "purchase"}]}},
-    ), engine)
+    ))
     # data arrives after the dashboard was saved: `amount` turns out to be text
     ingest(engine, [{"type": "purchase", "userId": "u", "timestamp": NOW - 1000,
                      "properties": {"amount": "lots"}},
@@ -350,7 +355,7 @@ def test_category_labels_stay_distinct_across_value_types(engine: Engine) -> Non
 
 
 def test_time_range_override_and_empty_store(engine: Engine) -> None:
-    doc = dash.validate_dashboard(body(counter(), timeRange="last_1h"), engine)
+    doc = dash.validate_dashboard(body(counter(), timeRange="last_1h"))
     empty = dash.resolve_dashboard(engine, doc, now=NOW)
     assert empty["widgets"][0]["data"]["value"] == 0
     events = make_events(200, seed=3)

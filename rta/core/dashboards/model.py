@@ -23,7 +23,7 @@ from rta.core.queries.filters import parse_where
 from rta.core.queries.timeparse import DAY, parse_duration, parse_time_range
 
 if TYPE_CHECKING:
-    from rta.core.engine import Engine
+    pass
 
 COLUMNS = 12
 MAX_ROWS = 200
@@ -220,13 +220,12 @@ def _place(pos_list: list[dict[str, int] | None], wtypes: list[str]) -> list[dic
     return out
 
 
-def validate_dashboard(body: Any, engine: Engine | None = None,
-                       check_properties: bool = True) -> dict[str, Any]:
+def validate_dashboard(body: Any) -> dict[str, Any]:
     """The normalised dashboard document, or a ValidationError naming widget and field.
 
-    Structural checks only, unless an engine is given with `check_properties` (strict
-    mode): then property names are checked against the stored events too (an event type
-    with no events yet is accepted). Saving uses `property_warnings` instead.
+    Structural checks only: saving never depends on what data exists. What the stored events
+    say about the widgets' properties is `check_source_properties` (strict) or
+    `widget_warnings` (what saving reports).
     """
     if not isinstance(body, dict):
         raise ValidationError("dashboard must be a JSON object", [{"field": ""}])
@@ -319,8 +318,6 @@ def validate_dashboard(body: Any, engine: Engine | None = None,
                     other=j)
         out[i]["position"] = pos
     doc["widgets"] = out
-    if engine is not None and check_properties:
-        check_source_properties(engine.snapshot(), out)
     return doc
 
 

@@ -37,7 +37,7 @@ def _with_warnings(engine: Engine, saved: dict[str, Any]) -> dict[str, Any]:
 
 
 def create_dashboard(engine: Engine, body: Any) -> dict[str, Any]:
-    doc = validate_dashboard(body, engine, check_properties=False)
+    doc = validate_dashboard(body)
     return _with_warnings(engine, engine.metadata.create(KIND, doc))
 
 
@@ -45,7 +45,7 @@ def update_dashboard(engine: Engine, dashboard_id: str, body: Any) -> dict[str, 
     current = engine.metadata.get(KIND, dashboard_id)
     # PUT with a partial body keeps the rest of the document.
     merged = {**current, **body} if isinstance(body, dict) else body
-    doc = validate_dashboard(merged, engine, check_properties=False)
+    doc = validate_dashboard(merged)
     if current.get("template") and "template" not in doc:
         doc["template"] = current["template"]
     return _with_warnings(engine, engine.metadata.put(KIND, dashboard_id, doc))
@@ -116,8 +116,7 @@ def register_template(engine: Engine, body: Any) -> dict[str, Any]:
         raise ConflictError(f"template {name!r} exists: delete it first "
                             f"(DELETE /dashboards/templates/{name}) or choose another name",
                             [{"field": "template", "value": name}])
-    doc = validate_dashboard({**body, "name": body.get("name") or name}, engine,
-                             check_properties=False)
+    doc = validate_dashboard({**body, "name": body.get("name") or name})
     doc.pop("template", None)
     return {**engine.metadata.create(TEMPLATE_KIND, doc, doc_id=name), "template": name}
 
@@ -138,5 +137,5 @@ def create_from_template(engine: Engine, body: Any) -> dict[str, Any]:
         if body.get(key) is not None:
             doc[key] = body[key]
     doc["template"] = body["template"]
-    doc = validate_dashboard(doc, engine, check_properties=False)
+    doc = validate_dashboard(doc)
     return _with_warnings(engine, engine.metadata.create(KIND, doc))
