@@ -49,6 +49,7 @@ from rta.core.export_formats import (
     PropColumn,
     Writer,
 )
+from rta.core.memory import release_free_memory
 from rta.core.queries.filters import EventFilter, SegmentResolver, parse_filter
 
 FORMATS = tuple(WRITERS)
@@ -508,7 +509,9 @@ class Export:
                 if pending is not None:
                     n, prepared = pending.result()
                     data = writer.write(prepared)
+                    del prepared
                     self.rows_written += n
+                    release_free_memory()  # (the chunk's temporaries, see core.memory)
                     if data:
                         yield data
                 pending = ahead

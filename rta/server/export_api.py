@@ -95,6 +95,7 @@ async def _stream(prepared: Export, state: ExportStats) -> AsyncIterator[bytes]:
                 break
             state.bytes += len(data)
             yield data
+            del data  # (freed before the next chunk is rendered and memory trimmed)
     finally:
         chunks.close()  # runs the writers' cleanup; drops the snapshot's blocks
         state.active -= 1
