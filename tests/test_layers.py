@@ -52,3 +52,15 @@ def test_every_core_module_states_its_thread_rule() -> None:
         if "Thread rule:" not in doc and "Threads:" not in doc:
             missing.append(str(path.relative_to(core)))
     assert not missing, f"modules without a thread rule: {missing}"
+
+
+def test_backends_are_siblings() -> None:
+    """The ClickHouse backend and the embedded engine import nothing of each other: each
+    implements the query layer's Backend protocol on its own."""
+    core = QUERIES.parent
+    pairs = (("clickhouse", "rta.core.embedded"), ("embedded", "rta.core.clickhouse"))
+    bad = {f"{folder}/{path.name}: {name}" for folder, forbidden in pairs
+           for path in sorted((core / folder).rglob("*.py"))
+           for name in imported_modules(path)
+           if name == forbidden or name.startswith(forbidden + ".")}
+    assert not bad, sorted(bad)

@@ -1,0 +1,162 @@
+"""`ClickHouseBackend`: the query layer's `Backend` answered by ClickHouse SQL.
+
+Each query family is a module of SQL builders over a `View` (analytics_sql, eventlist_sql,
+funnel_sql, retention_sql, abtest_sql, segment_sql); this class only routes. Saved segment
+members travel as user id strings (the embedded engine's travel as dictionary codes): each
+backend reads only members it produced itself.
+
+Thread rule: build anywhere; use from the query's worker thread (blocking I/O).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+from rta.core.clickhouse.connection import ClickHouse
+from rta.core.clickhouse.filter_sql import Params
+from rta.core.clickhouse.schema import EVENTS
+from rta.core.clickhouse.view import View
+from rta.core.errors import field_error
+from rta.core.events import BOOL, FLOAT, INT, STR
+from rta.core.queries.analytics_results import GroupedCount, SeriesData, TopData, UniqueRows
+from rta.core.queries.behaviour_results import (
+    AbExposures,
+    CohortResult,
+    FunnelResult,
+    SegmentResult,
+)
+from rta.core.queries.behaviour_specs import AbTestQuery, CohortQuery, FunnelQuery, SegmentQuery
+from rta.core.queries.buckets import Buckets
+from rta.core.queries.event_list import Cursor, EventPage
+from rta.core.queries.filters import EventFilter
+from rta.core.queries.query_warnings import Vocabulary
+
+KIND_NAMES = {INT: "number", FLOAT: "number", STR: "string", BOOL: "boolean"}
+VOCABULARY_TTL_S = 5.0
+
+
+class _VocabularyCache:
+    """The vocabulary tables read at most every few seconds per connection (every query
+    asks for it, to warn about misspelt names)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.value: tuple[float, Vocabulary, dict[str, set[str]]] | None = None
+
+
+_vocabularies: dict[tuple[int, str], _VocabularyCache] = {}
+
+
+class ClickHouseBackend:
+    """Answers typed queries with ClickHouse SQL over `table` (default `events`)."""
+
+    def __init__(self, ch: ClickHouse, table: str = EVENTS, version: int = 0) -> None:
+        self.view = View(ch, table)
+        self._version = version
+
+    # -- data clock and metadata --------------------------------------------------------------
+    @property
+    def version(self) -> int:
+        return self._version
+
+    def changed_since(self, version: int, start: int | None, end: int | None) -> bool:
+        # Other daemons ship into the same tables unseen, so no cached answer is trusted.
+        return True
+
+    def time_bounds(self) -> tuple[int, int] | None:
+        (n, lo, hi), = self.view.rows(f"SELECT count(), min(ts), max(ts) FROM {self.view.events}")
+        return None if not n else (int(lo), int(hi))
+
+    def _kinds(self) -> tuple[Vocabulary, dict[str, set[str]]]:
+        key = (id(self.view.ch), self.view.table)
+        cache = _vocabularies.setdefault(key, _VocabularyCache())
+        with cache.lock:
+            if cache.value is not None and time.monotonic() - cache.value[0] < VOCABULARY_TTL_S:
+                return cache.value[1], cache.value[2]
+            db = f"`{self.view.ch.database}`"
+            types = frozenset(str(t) for t, in self.view.rows(
+                f"SELECT DISTINCT type FROM {db}.event_types"))
+            raw: dict[str, set[str]] = {}
+            for key_name, kind in self.view.rows(
+                    f"SELECT DISTINCT key, kind FROM {db}.property_kinds"):
+                raw.setdefault(str(key_name), set()).add(str(kind))
+            vocab = Vocabulary(types, {k: frozenset(KIND_NAMES.get(x, x) for x in v)
+                                       for k, v in raw.items()})
+            cache.value = (time.monotonic(), vocab, raw)
+            return vocab, raw
+
+    def check_numeric(self, prop: str, field: str) -> None:
+        kinds = self._kinds()[1].get(prop, set())
+        if kinds and not kinds & {INT, FLOAT}:
+            names = sorted({STR: "string", BOOL: "boolean"}.get(k, k) for k in kinds)
+            raise field_error(field, f"property {prop!r} is not numeric (it holds "
+                              f"{' and '.join(names)} values)", value=prop,
+                              allowed="a property with numeric values")
+
+    def vocabulary(self) -> Vocabulary:
+        return self._kinds()[0]
+
+    def forget_vocabulary(self) -> None:
+        """Read the vocabulary tables again on the next query (after an insert)."""
+        _vocabularies.pop((id(self.view.ch), self.view.table), None)
+
+    # -- analytics ---------------------------------------------------------------------------
+    def series(self, flt: EventFilter, buckets: Buckets, aggregation: str,
+               metric: str | None, group_by: str | None, limit: int) -> SeriesData:
+        from rta.core.clickhouse import analytics_sql
+        return analytics_sql.series(self.view, flt, buckets, aggregation, metric, group_by,
+                                    limit)
+
+    def count(self, flt: EventFilter) -> int:
+        params = Params()
+        (n,), = self.view.rows(f"SELECT count() FROM {self.view.events} "
+                               f"WHERE {self.view.where(flt, params)}", params)
+        return int(n)
+
+    def count_groups(self, flt: EventFilter, group_by: str, limit: int) -> GroupedCount:
+        from rta.core.clickhouse import analytics_sql
+        return analytics_sql.count_groups(self.view, flt, group_by, limit)
+
+    def unique_users(self, flt: EventFilter) -> tuple[int, int]:
+        params = Params()
+        (users, n), = self.view.rows(
+            f"SELECT uniqExact(user), count() FROM {self.view.events} "
+            f"WHERE {self.view.where(flt, params)}", params)
+        return int(users), int(n)
+
+    def unique_series(self, flt: EventFilter, buckets: Buckets) -> tuple[int, UniqueRows]:
+        from rta.core.clickhouse import analytics_sql
+        return analytics_sql.unique_series(self.view, flt, buckets)
+
+    def unique_approx(self, flt: EventFilter, buckets: Buckets | None,
+                      precision: int) -> tuple[list[float], float, int]:
+        from rta.core.clickhouse import analytics_sql
+        return analytics_sql.unique_approx(self.view, flt, buckets, precision)
+
+    def top(self, flt: EventFilter, prop: str, n: int, by_users: bool) -> TopData:
+        from rta.core.clickhouse import analytics_sql
+        return analytics_sql.top(self.view, flt, prop, n, by_users)
+
+    def events(self, flt: EventFilter, limit: int, cursor: Cursor | None) -> EventPage:
+        from rta.core.clickhouse import eventlist_sql
+        return eventlist_sql.list_events(self.view, flt, limit, cursor)
+
+    # -- behaviour ---------------------------------------------------------------------------
+    def funnel(self, q: FunnelQuery) -> FunnelResult:
+        from rta.core.clickhouse import funnel_sql
+        return funnel_sql.result(self.view, q)
+
+    def cohort(self, q: CohortQuery, members: np.ndarray | None) -> CohortResult:
+        from rta.core.clickhouse import retention_sql
+        return retention_sql.result(self.view, q, members)
+
+    def ab_exposures(self, q: AbTestQuery, members: np.ndarray | None) -> AbExposures:
+        from rta.core.clickhouse import abtest_sql
+        return abtest_sql.exposures(self.view, q, members)
+
+    def segment(self, q: SegmentQuery) -> SegmentResult:
+        from rta.core.clickhouse import segment_sql
+        return segment_sql.result(self.view, q)

@@ -1,0 +1,107 @@
+"""rta's ClickHouse tables, created and migrated by rta (idempotent, versioned).
+
+    events          one row per stored event; MergeTree partitioned by month, ordered by
+                    (type, user, ts, seq) so per-user scans of one event type read one range.
+                    Properties keep rta's value kinds apart: one Map column per kind
+                    (props_s text, props_i integer, props_f float, props_b boolean), as the
+                    embedded store keeps one column per (kind, key).
+    event_types     every event type stored      } the vocabulary (query warnings): read
+    property_kinds  every (property, kind) seen  } cheaply instead of scanning events
+    schema_version  the migrations applied
+
+`seq` is the arrival order (a daemon's WAL position and row), the tie-break among events
+with the same timestamp that the API's paging and funnels use.
+
+With a cluster (`clickhouse_cluster`) each table is created ON CLUSTER as a local table per
+shard (`events_local`), and `events` is a Distributed table over it sharded by a hash of the
+user, so per-user work (funnels, retention, segments) runs whole on each shard.
+
+Thread rule: call from one thread at start (blocking DDL).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from rta.core.clickhouse.connection import ClickHouse, ClickHouseError
+
+SCHEMA_VERSION = 1
+EVENTS = "events"
+
+
+def _on_cluster(cluster: str | None) -> str:
+    return f" ON CLUSTER `{cluster}`" if cluster else ""
+
+
+def _events_ddl(db: str, table: str, cluster: str | None, retention_days: float) -> str:
+    ttl = ""
+    if retention_days > 0:
+        seconds = int(retention_days * 86400)
+        ttl = f"\nTTL toDateTime(intDiv(ts, 1000)) + INTERVAL {seconds} SECOND"
+    return f"""CREATE TABLE IF NOT EXISTS `{db}`.`{table}`{_on_cluster(cluster)} (
+    ts Int64 CODEC(Delta, ZSTD(1)),
+    recv Int64 CODEC(Delta, ZSTD(1)),
+    seq UInt64,
+    id String,
+    type LowCardinality(String),
+    user Nullable(String),
+    session Nullable(String),
+    props_s Map(LowCardinality(String), String),
+    props_i Map(LowCardinality(String), Int64),
+    props_f Map(LowCardinality(String), Float64),
+    props_b Map(LowCardinality(String), Bool)
+) ENGINE = MergeTree
+PARTITION BY toYYYYMM(toDateTime(intDiv(ts, 1000), 'UTC'))
+ORDER BY (type, user, ts, seq){ttl}
+SETTINGS allow_nullable_key = 1, non_replicated_deduplication_window = 100000"""
+
+
+def _steps(db: str, cluster: str | None, retention_days: float) -> dict[int, list[str]]:
+    on = _on_cluster(cluster)
+    local = f"{EVENTS}_local" if cluster else EVENTS
+    v1 = [
+        _events_ddl(db, local, cluster, retention_days),
+        f"""CREATE TABLE IF NOT EXISTS `{db}`.event_types{on} (type String)
+ENGINE = ReplacingMergeTree ORDER BY type""",
+        f"""CREATE TABLE IF NOT EXISTS `{db}`.property_kinds{on} (
+    key String, kind LowCardinality(String)) ENGINE = ReplacingMergeTree ORDER BY (key, kind)""",
+    ]
+    if cluster:
+        v1.append(f"""CREATE TABLE IF NOT EXISTS `{db}`.{EVENTS}{on} AS `{db}`.{local}
+ENGINE = Distributed(`{cluster}`, `{db}`, {local}, cityHash64(ifNull(user, '')))""")
+    return {1: v1}
+
+
+def schema_version(ch: ClickHouse) -> int:
+    """The highest migration applied (0 for a database rta has not set up)."""
+    found = ch.rows("SELECT count() FROM system.tables WHERE database = {db:String} "
+                    "AND name = 'schema_version'", {"db": ch.database})
+    if not found[0][0]:
+        return 0
+    return int(ch.rows(f"SELECT max(version) FROM `{ch.database}`.schema_version")[0][0])
+
+
+def ensure_schema(ch: ClickHouse, cluster: str | None = None, retention_days: float = 0,
+                  progress: Callable[[str], None] | None = None) -> int:
+    """Create or migrate rta's tables; the schema version now in place.
+
+    Refuses (ClickHouseError naming both versions) a database set up by a newer rta."""
+    db = ch.database
+    on = _on_cluster(cluster)
+    ch.command(f"CREATE DATABASE IF NOT EXISTS `{db}`{on}")
+    ch.command(f"""CREATE TABLE IF NOT EXISTS `{db}`.schema_version{on} (
+    version UInt32, applied DateTime DEFAULT now()) ENGINE = MergeTree ORDER BY version""")
+    current = schema_version(ch)
+    if current > SCHEMA_VERSION:
+        raise ClickHouseError(
+            f"the database {db!r} has rta schema version {current}, newer than this rta "
+            f"knows ({SCHEMA_VERSION}): upgrade rta")
+    for version, statements in sorted(_steps(db, cluster, retention_days).items()):
+        if version <= current:
+            continue
+        for sql in statements:
+            ch.command(sql)
+        ch.command(f"INSERT INTO `{db}`.schema_version (version) VALUES ({version})")
+        if progress is not None:
+            progress(f"schema version {version} applied")
+    return SCHEMA_VERSION

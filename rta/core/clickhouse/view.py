@@ -1,0 +1,39 @@
+"""What every ClickHouse query module reads through: the connection and the events table.
+
+The table is a parameter (not a constant) so the sharding check can point the same SQL at
+one shard's table, and a cluster at its Distributed table.
+
+Thread rule: immutable; any thread (the connection is thread-safe).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+
+from rta.core.clickhouse.connection import ClickHouse
+from rta.core.clickhouse.filter_sql import Params, where_sql
+from rta.core.clickhouse.schema import EVENTS
+from rta.core.queries.filters import EventFilter
+
+
+@dataclass(frozen=True)
+class View:
+    ch: ClickHouse
+    table: str = EVENTS
+
+    @property
+    def events(self) -> str:
+        """The events table, qualified and quoted for SQL."""
+        return f"`{self.ch.database}`.`{self.table}`"
+
+    def where(self, flt: EventFilter, params: Params, times: bool = True) -> str:
+        return where_sql(flt, params, times=times)
+
+    def rows(self, sql: str, params: Params | None = None) -> list[tuple[Any, ...]]:
+        return self.ch.rows(sql, None if params is None else params.values)
+
+    def arrow(self, sql: str, params: Params | None = None) -> pa.Table:
+        return self.ch.arrow(sql, None if params is None else params.values)
