@@ -19,8 +19,11 @@ PREDICATES = st.one_of(
     st.builds(lambda op, v: {"property": "amount", "operator": op, "value": v},
               st.sampled_from(("gt", "gte", "lt", "lte", "eq", "neq")), st.integers(0, 500)),
     st.builds(lambda op, v: {"property": "mixed", "operator": op, "value": v},
-              st.sampled_from(("eq", "neq", "gt", "lt")),
+              st.sampled_from(("eq", "neq")),
               st.one_of(st.integers(-5, 50), st.sampled_from(PAGES), st.booleans())),
+    st.builds(lambda op, v: {"property": "mixed", "operator": op, "value": v},
+              st.sampled_from(("gt", "lte")),
+              st.one_of(st.integers(-5, 50), st.sampled_from(PAGES))),
     st.builds(lambda op, v: {"property": "page", "operator": op, "value": v},
               st.sampled_from(("contains", "not_contains", "starts_with", "ends_with", "gt")),
               st.sampled_from(("/", "p", "é", "docs", ""))),
@@ -31,7 +34,8 @@ PREDICATES = st.one_of(
     st.builds(lambda op, v: {"property": "userId", "operator": op, "value": v},
               st.sampled_from(("eq", "neq", "starts_with", "exists", "not_exists")),
               st.sampled_from(("u1", "u", "ü-ser"))),
-    st.builds(lambda op, v: {"property": "sessionId", "operator": op, "value": v},
+    st.builds(lambda op, v: {"property": "sessionId", "operator": op,
+                             "value": [v] if op == "in" else v},
               st.sampled_from(("eq", "in", "not_exists")), st.sampled_from(("s1", "s2"))),
 )
 
