@@ -18,6 +18,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import trio
 
 from rta.core import query_services
@@ -62,7 +63,8 @@ class Pair:
             return (await self.engine.submit(events, partial=False, now=now)).accepted
         accepted = trio.run(submit)
         for batch in self.batches:
-            insert_batch(self.ch, batch, self.seq, f"test-{self.seq}")
+            seqs = np.arange(self.seq, self.seq + len(batch), dtype=np.uint64)
+            insert_batch(self.ch, batch, seqs, f"test-{self.seq}")
             self.seq += len(batch)
         self.batches.clear()
         return accepted

@@ -36,8 +36,8 @@ def _map_column(n: int, kind: str, entries: list[tuple[str, list[int], list[Any]
     return pa.MapArray.from_arrays(pa.array(offsets), key_arr, value_arr)
 
 
-def batch_table(batch: EventBatch, first_seq: int) -> pa.Table:
-    """The batch as `events` rows; `seq` counts up from `first_seq` in the batch's order."""
+def batch_table(batch: EventBatch, seqs: np.ndarray) -> pa.Table:
+    """The batch as `events` rows; `seqs` is each row's arrival order."""
     n = len(batch)
     by_kind: dict[str, list[tuple[str, list[int], list[Any]]]] = {k: [] for k in MAP_COLUMNS}
     for name, (rows, values) in batch.props.items():
@@ -46,7 +46,7 @@ def batch_table(batch: EventBatch, first_seq: int) -> pa.Table:
     columns: dict[str, pa.Array] = {
         "ts": pa.array(batch.timestamps, pa.int64()),
         "recv": pa.array(np.full(n, batch.received_at, dtype=np.int64)),
-        "seq": pa.array(np.arange(first_seq, first_seq + n, dtype=np.uint64)),
+        "seq": pa.array(np.asarray(seqs, dtype=np.uint64)),
         "id": pa.array(batch.ids, pa.string()),
         "type": pa.array(batch.types, pa.string()),
         "user": pa.array(batch.users, pa.string()),

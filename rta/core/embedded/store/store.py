@@ -26,6 +26,7 @@ import os
 import threading
 import weakref
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -68,6 +69,9 @@ class StoreConfig:
     dedup_window_ms: int = DAY
     fsync: bool = True
     column_cache_bytes: int = 1 << 30  # decoded segment columns kept in RAM (LRU)
+    # The highest WAL file another reader (the ClickHouse shipper) has finished with; files
+    # after it are kept even once a segment covers them. None: nobody else reads the WAL.
+    wal_floor: Callable[[], int] | None = None
 
 
 @dataclass
@@ -221,13 +225,25 @@ class ColumnStore:
         assert self.wal is not None
         covered = max((s.wal_seq for s in self.segments), default=0)
         replayed = 0
-        for _seq, payload in self.wal.replay(covered):
+        for _seq, payload in self.wal.replay(covered, keep_after=self._wal_floor(covered)):
             batch = EventBatch.from_json(payload)
             self._recent_ids.update(dict.fromkeys(batch_dedup_keys(batch).tolist()))
             self.apply(batch)
             replayed += len(batch)
         if replayed:
             log.info("replayed %d events from the write-ahead log", replayed)
+
+    def _wal_floor(self, sealed: int) -> int:
+        """The WAL files that may go: those a segment covers and the shipper has read."""
+        floor = self.config.wal_floor
+        return sealed if floor is None else min(sealed, floor())
+
+    def release_wal(self) -> None:
+        """Delete WAL files every reader is done with (the shipper calls it as it advances)."""
+        if self.wal is None:
+            return
+        covered = max((s.wal_seq for s in self.segments), default=0)
+        self.wal.drop_through(self._wal_floor(covered))
 
     def close(self) -> None:
         """Seal what the head holds so a restart needs no replay, then release the lock.
@@ -369,7 +385,7 @@ class ColumnStore:
             self.segments = sorted([*self.segments, segment], key=lambda s: s.seq)
             self._sealing = [j for j in self._sealing if j is not job]
         if job.segment is not None and self.wal is not None:
-            self.wal.drop_through(job.wal_seq)
+            self.wal.drop_through(self._wal_floor(job.wal_seq))
         recent = self._recent_ids
         if recent:
             sealed = dedup_keys(job.block.id_hi, job.block.id_lo).tolist()

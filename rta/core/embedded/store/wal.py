@@ -40,12 +40,16 @@ class WriteAheadLog:
     def path(self, seq: int) -> str:
         return os.path.join(self.directory, f"wal-{seq:08d}.log")
 
-    def replay(self, after_seq: int) -> Iterator[tuple[int, bytes]]:
-        """Intact records of files newer than `after_seq`; torn tails are truncated."""
+    def replay(self, after_seq: int, keep_after: int | None = None
+               ) -> Iterator[tuple[int, bytes]]:
+        """Intact records of files newer than `after_seq`; torn tails are truncated. Older
+        files are deleted, except those after `keep_after` (another reader still needs them)."""
+        keep_after = after_seq if keep_after is None else keep_after
         for seq in self.sequences():
             path = self.path(seq)
             if seq <= after_seq:
-                os.remove(path)
+                if seq <= keep_after:
+                    os.remove(path)
                 continue
             payloads, good, size = read_valid(path)
             if good < size:
