@@ -56,6 +56,14 @@ SPEC: dict[str, tuple[type, Any, str]] = {
     "webhook_backoff": (float, 0.5, "first retry delay in seconds (doubles each time)"),
     "live_events_rate": (float, 1000.0, "events/s the live tail sends before sampling"),
     "ws_queue": (int, 256, "messages queued per WebSocket client before coalescing/dropping"),
+    "backend": (str, "embedded", "where events are stored and queried: embedded or clickhouse"),
+    "clickhouse_url": (str, "", "ClickHouse to use with backend clickhouse: "
+                       "http(s)://user:pass@host:8123/db or chdb:///path"),
+    "clickhouse_cluster": (str, "", "cluster name for ON CLUSTER DDL and a Distributed table"),
+    "clickhouse_local_days": (float, 2.0, "days of events the local store keeps for live "
+                              "views and alerts when ClickHouse holds the history"),
+    "clickhouse_max_backlog_mb": (int, 10_240, "MiB of events waiting to ship to ClickHouse "
+                                  "before ingest answers 503"),
 }
 SERVER_OPTIONS = ("host", "auth", "cors_origins", "rate_limit_rps", "rate_limit_burst",
                   "max_concurrent_queries", "query_timeout_ms", "allow_private_webhooks",
@@ -81,7 +89,8 @@ def default_data_dir() -> str:
 
 # Values a key may take beyond its type: a mistyped `--auth true` must not mean "off".
 CHOICES: dict[str, tuple[str, ...]] = {"auth": ("auto", "on", "off"),
-                                       "log_format": ("text", "json")}
+                                       "log_format": ("text", "json"),
+                                       "backend": ("embedded", "clickhouse")}
 # Inclusive lower (and upper) bounds of numeric keys; unlisted numbers must be >= 0.
 RANGES: dict[str, tuple[float, float | None]] = {
     "port": (0, 65535), "max_events": (1, None), "max_event_bytes": (1, None),
@@ -149,6 +158,10 @@ class Settings:
             cache_ttl_ms=self.cache_ttl_ms, alert_interval_ms=self.alert_interval_ms,
             column_cache_mb=self.column_cache_mb,
             max_property_keys=self.max_property_keys, max_event_types=self.max_event_types,
+            backend=self.backend, clickhouse_url=self.clickhouse_url or None,
+            clickhouse_cluster=self.clickhouse_cluster or None,
+            clickhouse_local_days=self.clickhouse_local_days,
+            clickhouse_max_backlog_mb=self.clickhouse_max_backlog_mb,
             limits=Limits(max_event_bytes=self.max_event_bytes,
                           max_event_properties=self.max_event_properties,
                           max_batch_property_keys=self.max_batch_property_keys,

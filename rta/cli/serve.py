@@ -7,7 +7,7 @@ from typing import Any
 
 import typer
 
-from rta.cli.output import EXIT_ERROR, EXIT_OK, fail, leaf_exception
+from rta.cli.output import EXIT_ERROR, EXIT_OK, EXIT_UNREACHABLE, fail, leaf_exception
 
 
 def serve(
@@ -24,18 +24,28 @@ def serve(
                               "and keep a live trickle of demo events going."),
     log_format: str = typer.Option(None, "--log-format", help="text or json."),
     auth: str = typer.Option(None, "--auth", help="auto (required off loopback), on or off."),
+    backend: str = typer.Option(None, "--backend", help="embedded (this machine's store) or "
+                                "clickhouse (ship events to --clickhouse-url and query it) "
+                                "[default: embedded]."),
+    clickhouse_url: str = typer.Option(None, "--clickhouse-url", help="ClickHouse for "
+                                       "--backend clickhouse: http(s)://user:pass@host:8123/db "
+                                       "or chdb:///path/to/dir (in-process)."),
+    clickhouse_cluster: str = typer.Option(None, "--clickhouse-cluster", help="Cluster name "
+                                           "for ON CLUSTER DDL and a Distributed table."),
 ) -> None:
     """Start the rta daemon: REST API, WebSocket streams and the dashboard at /."""
     import trio
 
-    from rta.core.errors import StoreLockedError
+    from rta.core.errors import BackendUnavailable, StoreLockedError
     from rta.daemon import configure_logging, run_daemon
     from rta.settings import load_settings
 
     try:
         settings = load_settings({"host": host, "port": port, "data_dir": data_dir,
                                   "max_events": max_events, "retention_days": retention_days,
-                                  "log_format": log_format, "auth": auth})
+                                  "log_format": log_format, "auth": auth, "backend": backend,
+                                  "clickhouse_url": clickhouse_url,
+                                  "clickhouse_cluster": clickhouse_cluster})
     except ValueError as exc:
         fail(str(exc), 2)
     configure_logging(settings.log_format)
@@ -58,6 +68,9 @@ def serve(
                  f"  dashboard: {binds[0]}/",
                  f"  data dir:  {config.data_dir} ({stats['events']} events)",
                  f"  auth:      {auth_line}"]
+        if engine.clickhouse is not None:
+            lines.append(f"  backend:   clickhouse at {engine.clickhouse.ch.target.display} "
+                         f"(the local store keeps {config.clickhouse_local_days:g} days)")
         sys.stderr.write("\n".join(lines) + "\n")
         sys.stderr.flush()
 
@@ -70,6 +83,8 @@ def serve(
         leaf = leaf_exception(exc)
         if isinstance(leaf, StoreLockedError):
             fail(leaf.message, EXIT_ERROR)
+        if isinstance(leaf, BackendUnavailable):  # ClickHouse unreachable or misconfigured
+            fail(leaf.message, EXIT_UNREACHABLE)
         if isinstance(leaf, OSError):  # address in use, unknown host, unwritable data dir
             where = f"{settings.host}:{settings.port}"
             fail(f"cannot start on {where}: {leaf.strerror or leaf}", EXIT_ERROR)

@@ -22,6 +22,7 @@ from typing import Any
 import trio
 
 from rta import __version__
+from rta.core.clickhouse_mode import ClickHouseMode, open_mode, ship_log_for
 from rta.core.config import EngineConfig
 from rta.core.embedded.store import ColumnStore, IngestResult, Snapshot, StoreConfig
 from rta.core.embedded.store.store import SealJob
@@ -84,10 +85,21 @@ class Engine:
     def __init__(self, config: EngineConfig | None = None) -> None:
         self.config = config or EngineConfig()
         limits = replace(self.config.limits, past_horizon_ms=self.config.retention_ms)
+        ship_log = ship_log_for(self.config)
         self.store = ColumnStore(self.config.data_dir, StoreConfig(
-            max_head_events=self.config.max_events, retention_ms=self.config.retention_ms,
+            max_head_events=self.config.max_events,
+            retention_ms=self.config.local_retention_ms,
             dedup_window_ms=self.config.dedup_window_ms, fsync=self.config.fsync,
-            column_cache_bytes=self.config.column_cache_mb << 20))
+            column_cache_bytes=self.config.column_cache_mb << 20,
+            wal_floor=None if ship_log is None else ship_log.floor))
+        # With ClickHouse holding the history: its connection and the WAL shipper.
+        self.clickhouse: ClickHouseMode | None = None
+        if ship_log is not None:
+            try:
+                self.clickhouse = open_mode(self.config, ship_log)
+            except BaseException:
+                self.store.close()
+                raise
         self.key_budget = self._key_budget()
         self.validator = EventValidator(limits, budget=self.key_budget)
         self.write_health = WriteHealth()
@@ -116,6 +128,20 @@ class Engine:
         self._sealing = False
         self.services = Services.build(self)
         self.serving: Serving | None = None  # built by start_serving
+        if self.clickhouse is not None:
+            shipper = self.clickhouse.shipper
+            shipper.on_advance.append(self.store.release_wal)
+            self.add_background(shipper.run)
+            self.metrics.gauge("rta_clickhouse_lag_events", "Events read from the WAL and "
+                               "not yet in ClickHouse.", lambda: shipper.pending_events)
+            self.metrics.gauge("rta_clickhouse_lag_seconds", "Age of the oldest event "
+                               "waiting to ship.", lambda: shipper.stats()["lagSeconds"])
+            self.metrics.gauge("rta_clickhouse_backlog_bytes", "WAL bytes not yet shipped.",
+                               lambda: shipper.backlog_bytes)
+            self.metrics.gauge("rta_clickhouse_shipped_events", "Events shipped since start.",
+                               lambda: shipper.shipped_events)
+            self.metrics.gauge("rta_clickhouse_reachable", "1 while ClickHouse answers.",
+                               lambda: float(shipper.reachable))
 
     @property
     def events_rejected(self) -> int:
@@ -209,6 +235,8 @@ class Engine:
 
     async def ingest(self, batch: EventBatch) -> IngestResult:
         """Durable before return: the batch shares one fsync with every batch waiting now."""
+        if self.clickhouse is not None:
+            self.clickhouse.check_backlog()
         kept, duplicates = self.store.reserve(batch)
         if duplicates:
             self._duplicates.inc(duplicates)
@@ -353,6 +381,7 @@ class Engine:
             },
             "store": store,
             "limits": self.key_budget.stats(),
+            **({"clickhouse": self.clickhouse.stats()} if self.clickhouse is not None else {}),
         }
 
     def health(self) -> dict[str, Any]:
@@ -360,6 +389,11 @@ class Engine:
         reasons = self.write_health.reasons()
         if damaged:
             reasons.append(f"{len(damaged)} damaged segment(s) are not served")
+        shipping = None
+        if self.clickhouse is not None:
+            shipping = self.clickhouse.stats()
+            if not shipping["reachable"]:
+                reasons.append(f"ClickHouse is unreachable: {shipping['lastError']}")
         return {
             "status": "degraded" if reasons else "ok",
             "reasons": reasons,
@@ -372,6 +406,7 @@ class Engine:
                 "damagedSegments": damaged,
                 "persistent": self.config.data_dir is not None,
             },
+            **({"clickhouse": shipping} if shipping is not None else {}),
         }
 
 

@@ -72,3 +72,18 @@ class StoreLockedError(RtaError):
 def field_error(field: str, message: str, **extra: Any) -> ValidationError:
     """A validation error about one field, with the field path in the details."""
     return ValidationError(f"{field}: {message}", [{"field": field, "message": message, **extra}])
+
+
+class BackendUnavailable(RtaError):
+    """The query backend (ClickHouse) cannot answer now: unreachable, or it refused."""
+
+    status = 503
+    code = "backend_unavailable"
+
+
+class BacklogFull(RtaError):
+    """Events waiting to ship to ClickHouse fill their disk bound: nothing more is accepted
+    until they ship (acknowledging what could not be kept would lose it)."""
+
+    status = 503
+    code = "backlog_full"

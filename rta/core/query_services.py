@@ -12,6 +12,8 @@ from __future__ import annotations
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from rta.core.embedded import segments
 from rta.core.embedded.backend import EmbeddedBackend
 from rta.core.embedded.segments import resolve_codes
@@ -42,10 +44,32 @@ def segment_resolver(engine: Engine, snap: Snapshot) -> SegmentResolver:
 
 def context(engine: Engine, now: int | None = None,
             snap: Snapshot | None = None) -> QueryContext:
-    """A query context over `snap` (default: a fresh `engine.snapshot()`)."""
+    """A query context over `snap` (default: a fresh `engine.snapshot()`), or over ClickHouse
+    when it holds the history (`backend = "clickhouse"`)."""
+    clock = now_ms() if now is None else now
+    if engine.clickhouse is not None and snap is None:
+        return clickhouse_context(engine, clock)
     snap = engine.snapshot() if snap is None else snap
-    return QueryContext(EmbeddedBackend(engine, snap), segment_resolver(engine, snap),
-                        now_ms() if now is None else now)
+    return QueryContext(EmbeddedBackend(engine, snap), segment_resolver(engine, snap), clock)
+
+
+def clickhouse_context(engine: Engine, now: int) -> QueryContext:
+    """Queries answered by ClickHouse SQL; saved segments evaluated there too (members travel
+    as user ids)."""
+    from rta.core.clickhouse.backend import ClickHouseBackend
+
+    assert engine.clickhouse is not None
+    backend = ClickHouseBackend(engine.clickhouse.ch)
+
+    def resolve(name: str) -> np.ndarray:
+        from rta.core.clickhouse import segment_sql
+
+        doc = engine.metadata.find_by_name(segments.KIND, name)
+        if doc is None:
+            raise KeyError(name)
+        return segment_sql.members(backend.view, segments.parse_segment(doc, ""))
+
+    return QueryContext(backend, resolve, now)
 
 
 def save_segment(engine: Engine, definition: dict[str, Any]) -> dict[str, Any]:

@@ -250,6 +250,12 @@ class Shipper:
         return self.backlog_bytes >= self.max_backlog_bytes
 
     def stats(self) -> dict[str, Any]:
+        """Shipping figures for /stats, /health and /metrics; the backlog is measured now
+        (a directory listing), so an acknowledged event always shows until it has shipped."""
+        try:
+            self.backlog_bytes = self._backlog(self._files())
+        except OSError:
+            pass
         now = time.time() * 1000
         lag_s = 0.0 if self.oldest_pending_ms is None else max(
             0.0, (now - self.oldest_pending_ms) / 1000)

@@ -14,6 +14,8 @@ worker threads, never the event loop).
 
 from __future__ import annotations
 
+import logging
+import re
 import threading
 from dataclasses import dataclass
 from typing import Any
@@ -21,14 +23,21 @@ from urllib.parse import unquote, urlsplit
 
 import pyarrow as pa
 
+from rta.core.errors import BackendUnavailable
+
 DEFAULT_DATABASE = "rta"
 # chdb runs one ClickHouse engine per process, at one path: one client each, calls serialised.
 _CHDB_CLIENTS: dict[str, Any] = {}
 _CHDB_LOCK = threading.RLock()
+# clickhouse-connect and urllib3 log every failed attempt as a warning with a traceback-like
+# line; rta reports the failure itself, once, in one line.
+for _name in ("clickhouse_connect", "urllib3.connectionpool"):
+    logging.getLogger(_name).setLevel(logging.ERROR)
 
 
-class ClickHouseError(Exception):
-    """ClickHouse could not be reached or refused a statement; the message names which."""
+class ClickHouseError(BackendUnavailable):
+    """ClickHouse could not be reached or refused a statement; the message names which
+    (a 503 with a JSON error body at the API, never a stack trace)."""
 
 
 @dataclass(frozen=True)
@@ -78,9 +87,11 @@ class ClickHouse:
         target = parse_url(url, database)
         conn = cls(target)
         try:
-            conn.command("SELECT 1")
+            conn._call("command", "SELECT 1")
         except ClickHouseError as exc:
-            raise ClickHouseError(f"cannot reach ClickHouse at {target.display}: {exc}") from None
+            reason = _one_line(exc.__cause__) if exc.__cause__ is not None else str(exc)
+            raise ClickHouseError(f"cannot reach ClickHouse at {target.display}: {reason}"
+                                  ) from None
         return conn
 
     def _client(self) -> Any:
@@ -114,7 +125,8 @@ class ClickHouse:
         except ClickHouseError:
             raise
         except Exception as exc:  # clickhouse-connect raises its own and OS errors
-            raise ClickHouseError(_one_line(exc)) from exc
+            raise ClickHouseError(f"ClickHouse ({self.target.display}): {_one_line(exc)}"
+                                  ) from exc
 
     def command(self, sql: str, parameters: dict[str, Any] | None = None,
                 settings: dict[str, Any] | None = None) -> Any:
@@ -147,6 +159,10 @@ class ClickHouse:
 
 
 def _one_line(exc: BaseException) -> str:
+    """The reason in one line: the OS error inside an HTTP client's wrapping when there is
+    one ('[Errno 111] Connection refused'), else the first line of the message."""
     text = str(exc).strip() or type(exc).__name__
-    first = text.splitlines()[0]
-    return first[:500]
+    errno = re.search(r"\[Errno -?\d+\] [^'\")]+", text)
+    if errno:
+        return errno.group(0).strip()
+    return text.splitlines()[0][:500]
