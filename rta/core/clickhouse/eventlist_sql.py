@@ -1,0 +1,63 @@
+"""GET /events in ClickHouse SQL: raw events newest first with the embedded engine's cursors.
+
+Clients page with cursors one backend issued and may resume on another (a daemon switched to
+ClickHouse), so the order and the cursor must be the embedded ones: by timestamp, then the
+last to arrive first (`seq`, the arrival order), and a cursor is (timestamp, arrival rank
+among every stored event with that exact timestamp, matching or not). A rank is turned back
+into a set of events as "the first `rank` arrivals at that timestamp", which is what the
+embedded engine keeps. Events render as the embedded engine renders them: properties in
+their stored kinds (integers as ints), flattened keys, missing user or session as null.
+
+Thread rule: blocking I/O; the query's worker thread.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rta.core.clickhouse.filter_sql import Params
+from rta.core.clickhouse.view import View
+from rta.core.errors import field_error
+from rta.core.queries.event_list import Cursor, EventPage
+from rta.core.queries.filters import EventFilter
+
+MAX_LIMIT = 10_000
+
+
+def list_events(view: View, flt: EventFilter, limit: int = 100,
+                cursor: Cursor | None = None) -> EventPage:
+    """The newest `limit` matching events older than `cursor`, and the next cursor (set
+    whenever the page is full, as the embedded engine does)."""
+    if limit < 1 or limit > MAX_LIMIT:
+        raise field_error("limit", f"must be between 1 and {MAX_LIMIT}", value=limit)
+    params = Params()
+    conds = [view.where(flt, params)]
+    if cursor is not None:
+        at = params.add(int(cursor.ts), "Int64")
+        conds.append(f"ts < {at} OR (ts = {at} AND seq IN (SELECT seq FROM {view.events} "
+                     f"WHERE ts = {at} ORDER BY seq LIMIT {max(int(cursor.rank), 0)}))")
+    rows = view.rows(
+        f"SELECT id, type, user, session, ts, recv, seq, props_s, props_i, props_f, props_b "
+        f"FROM {view.events} WHERE {' AND '.join(f'({c})' for c in conds)} "
+        f"ORDER BY ts DESC, seq DESC LIMIT {int(limit)}", params)
+    events = [_render(row) for row in rows]
+    next_cursor = None
+    if len(rows) == limit:
+        last_ts, last_seq = int(rows[-1][4]), int(rows[-1][6])
+        p = Params()
+        (rank,), = view.rows(
+            f"SELECT count() FROM {view.events} WHERE ts = {p.add(last_ts, 'Int64')} "
+            f"AND seq < {p.add(last_seq, 'UInt64')}", p)
+        next_cursor = Cursor(last_ts, int(rank))
+    return EventPage(events, next_cursor)
+
+
+def _render(row: tuple[Any, ...]) -> dict[str, Any]:
+    """One event as the API shows it (a page holds at most MAX_LIMIT of them)."""
+    event_id, etype, user, session, ts, recv, _, strs, ints, floats, bools = row
+    props: dict[str, Any] = {}
+    for kind_values, cast in ((strs, str), (ints, int), (floats, float), (bools, bool)):
+        for key, value in kind_values.items():
+            props[str(key)] = cast(value)
+    return {"id": str(event_id), "type": str(etype), "userId": user, "sessionId": session,
+            "timestamp": int(ts), "receivedAt": int(recv), "properties": props}
