@@ -38,6 +38,7 @@ COMMAND_MODULES = (
     "rta.cli.token",
     "rta.cli.config",
     "rta.cli.demo",
+    "rta.cli.clickhouse",
 )
 
 

@@ -20,6 +20,16 @@ MAP_COLUMNS = {STR: "props_s", INT: "props_i", FLOAT: "props_f", BOOL: "props_b"
 _VALUE_TYPES = {STR: pa.string(), INT: pa.int64(), FLOAT: pa.float64(), BOOL: pa.bool_()}
 
 
+def map_column(n: int, kind: str, rows: np.ndarray, keys: pa.Array, values: pa.Array
+               ) -> pa.Array:
+    """One kind's Map column for `n` rows from (row, key, value) triples in any order."""
+    order = pa.array(np.argsort(rows, kind="stable"))
+    offsets = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(np.bincount(rows, minlength=n), out=offsets[1:])
+    return pa.MapArray.from_arrays(pa.array(offsets), keys.take(order),
+                                   values.cast(_VALUE_TYPES[kind]).take(order))
+
+
 def _map_column(n: int, kind: str, entries: list[tuple[str, list[int], list[Any]]]) -> pa.Array:
     rows = [np.asarray(r, dtype=np.int64) for _, r, _ in entries]
     all_rows = np.concatenate(rows) if rows else np.zeros(0, np.int64)
@@ -28,12 +38,8 @@ def _map_column(n: int, kind: str, entries: list[tuple[str, list[int], list[Any]
     for key, r, v in entries:
         keys.extend([key] * len(r))
         values.extend(v)
-    order = np.argsort(all_rows, kind="stable")
-    offsets = np.zeros(n + 1, dtype=np.int32)
-    np.cumsum(np.bincount(all_rows, minlength=n), out=offsets[1:])
-    key_arr = pa.array(keys, pa.string()).take(pa.array(order))
-    value_arr = pa.array(values, _VALUE_TYPES[kind]).take(pa.array(order))
-    return pa.MapArray.from_arrays(pa.array(offsets), key_arr, value_arr)
+    return map_column(n, kind, all_rows, pa.array(keys, pa.string()),
+                      pa.array(values, _VALUE_TYPES[kind]))
 
 
 def batch_table(batch: EventBatch, seqs: np.ndarray) -> pa.Table:
