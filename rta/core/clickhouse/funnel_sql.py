@@ -137,24 +137,26 @@ def _build_sql(view: View, q: FunnelQuery, params: Params) -> str:
         vlam = ", ".join(f"y{j}" for j in range(len(voids)))
         cols.append(f"arrayMap((dp, s, {vlam}) -> if("
                     + " OR ".join(f"y{j}" for j in range(len(voids)))
-                    + f", toUInt64(0), dp * {_HIGH} + ({_HIGH - 1} - s)), depth, p0, "
+                    + f", toUInt64(0), toUInt64(dp * {_HIGH} + ({_HIGH - 1} - s))), depth, p0, "
                     f"{', '.join(voids)}) AS key")
     else:
-        cols.append(f"arrayMap((dp, s) -> dp * {_HIGH} + ({_HIGH - 1} - s), depth, p0) AS key")
-    best = [f"intDiv(arrayMax(key), {_HIGH}) AS d", "indexOf(key, arrayMax(key)) AS a"]
-    best += [f"tm{k}[a] - tm{k - 1}[a] AS dt{k}" for k in range(1, nsteps)]
+        cols.append(f"arrayMap((dp, s) -> toUInt64(dp * {_HIGH} + ({_HIGH - 1} - s)), "
+                    "depth, p0) AS key")
+    best = [f"intDiv(arrayMax(key), {_HIGH}) AS best_depth",
+            "indexOf(key, arrayMax(key)) AS best_at"]
+    best += [f"tm{k}[best_at] - tm{k - 1}[best_at] AS dt{k}" for k in range(1, nsteps)]
     if q.breakdown is not None:
         nb = 3 + nwords
         cols += [f"ev.{nb} AS bka", f"ev.{nb + 1} AS bsa", f"ev.{nb + 2} AS bna"]
-        best += ["bka[p0[a]] AS bk", "bsa[p0[a]] AS bs", "bna[p0[a]] AS bn"]
+        best += ["bka[p0[best_at]] AS bk", "bsa[p0[best_at]] AS bs", "bna[p0[best_at]] AS bn"]
     walk = f"SELECT {', '.join(cols)} FROM ({gather})"
     pick = (f"SELECT {', '.join(best)} FROM ({walk}) "
             f"WHERE length(p0) > 0 AND arrayMax(key) > 0")
 
-    aggs = [f"countIf(d > {k}) AS n{k}" for k in range(nsteps)]
+    aggs = [f"countIf(best_depth > {k}) AS n{k}" for k in range(nsteps)]
     for k in range(1, nsteps):
-        aggs.append(f"sumIf(dt{k}, d > {k}) AS s{k}")
-        aggs.append(f"arraySort(groupArrayIf(dt{k}, d > {k})) AS q{k}")
+        aggs.append(f"sumIf(dt{k}, best_depth > {k}) AS s{k}")
+        aggs.append(f"arraySort(groupArrayIf(dt{k}, best_depth > {k})) AS q{k}")
     if q.breakdown is not None:
         # one pass for every breakdown value and the whole funnel (grouping() = 1): the
         # counts would add up over values, but the median and p90 would not
