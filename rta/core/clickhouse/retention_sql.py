@@ -1,0 +1,136 @@
+"""Cohort retention in ClickHouse SQL, with the embedded engine's answers.
+
+Retention is per-user work, so it is one GROUP BY user over the entry and retention events
+(on a cluster each shard runs it whole for its users, and only the grid travels): per user,
+the memberships (a cohort and its first entry time: the first-ever entry for `first_time`,
+the first entry of every period for `recurring`, as `minMap`) and the latest retention event
+of every grid period (`maxMap`). A membership returned in period n when the period i + n
+holds a retention event at or after its entry time; the latest event of a period is the one
+that best meets that, so one per period is enough. Array functions then give each
+membership's periods, and one final aggregation sums the sizes and the grid (`sumMap`), so a
+few hundred numbers come back, never users.
+
+Semantics are those of docs/statistics.md ("Cohort retention"): the grid, the horizon
+(retention events up to now, and up to N periods after the last cohort), `on` and
+`on_or_after`, nulls for periods not started, and the weighted average row.
+
+Thread rule: blocking I/O; the query's worker thread.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from rta.core.clickhouse.filter_sql import Params, where_sql
+from rta.core.clickhouse.view import View
+from rta.core.queries.behaviour_results import CohortAverage, CohortResult, CohortRow
+from rta.core.queries.behaviour_specs import CohortQuery
+from rta.core.queries.segment_spec import pct
+from rta.core.queries.timeparse import iso
+
+
+def result(view: View, q: CohortQuery, members: np.ndarray | None) -> CohortResult:
+    """The retention grid, restricted to the users `members` (user ids) when given."""
+    ncoh, width, length, start = q.cohorts, q.periods + 1, q.length, q.start
+    horizon = max(min(q.now + 1, start + (ncoh + q.periods) * length), start + 1)
+    params = Params()
+    member_sql = None if members is None else params.add([str(u) for u in members],
+                                                         "Array(String)")
+    p_start = params.add(start, "Int64")
+    p_end = params.add(q.end, "Int64")
+    p_horizon = params.add(horizon, "Int64")
+    p_len = params.add(length, "Int64")
+    entry = where_sql(q.entry_flt, params, times=False)
+    ret = where_sql(q.ret_flt, params, times=False)
+    if member_sql is not None:
+        entry = f"({entry}) AND ifNull(user IN {member_sql}, 0)"
+        ret = f"({ret}) AND ifNull(user IN {member_sql}, 0)"
+    # (values are offset by 1 - start so that none is 0, which the map functions may drop)
+    if q.rtype == "first_time":
+        entry_cond = f"({entry}) AND ts < {p_end}"
+        first = f"minIf(ts, {entry_cond})"
+        memberships = f"""
+            if(countIf({entry_cond}) > 0 AND {first} >= {p_start},
+               ([intDiv({first} - {p_start}, {p_len})], [{first} - {p_start} + 1]),
+               ([], []))"""
+    else:
+        entry_cond = f"({entry}) AND ts >= {p_start} AND ts < {p_end}"
+        memberships = f"""
+            minMapIf([intDiv(ts - {p_start}, {p_len})], [ts - {p_start} + 1], {entry_cond})"""
+    ret_cond = f"({ret}) AND ts >= {p_start} AND ts < {p_horizon}"
+    per_user = f"""
+        SELECT user,
+               {memberships} AS mem,
+               maxMapIf([intDiv(ts - {p_start}, {p_len})], [ts - {p_start} + 1],
+                        {ret_cond}) AS ret
+        FROM {view.events}
+        WHERE user IS NOT NULL AND (({entry_cond}) OR ({ret_cond}))
+        GROUP BY user
+        HAVING notEmpty(mem.1)"""
+    # one row per membership: its cohort and the periods n it returned in
+    p_periods = params.add(q.periods, "Int64")
+    per_membership = f"""
+        SELECT user, c,
+               arrayMap(p -> p - c, arrayFilter((p, rt) -> p - c >= 0
+                                                AND p - c <= {p_periods} AND rt >= t,
+                                                ret.1, ret.2)) AS ns
+        FROM ({per_user})
+        ARRAY JOIN mem.1 AS c, mem.2 AS t"""
+    p_width = params.add(width, "Int64")
+    if q.criterion == "on":
+        hits = f"arrayMap(n -> c * {p_width} + n, ns)"
+    else:  # counted once, at its latest period; the suffix sums below do the rest
+        hits = f"if(empty(ns), [], [c * {p_width} + arrayMax(ns)])"
+    sql = f"""
+        SELECT uniqExact(user), sumMap([c], [toUInt64(1)]),
+               sumMap({hits}, arrayMap(x -> toUInt64(1), {hits}))
+        FROM ({per_membership})"""
+    (users, size_map, grid_map), = view.rows(sql, params)
+    sizes = _dense(size_map, ncoh)
+    grid = _dense(grid_map, ncoh * width).reshape(ncoh, width)
+    if q.criterion != "on":
+        grid = np.cumsum(grid[:, ::-1], axis=1)[:, ::-1]
+    return _assemble(q, int(users), sizes, grid)
+
+
+def _dense(pairs: Any, n: int) -> np.ndarray:
+    """A sumMap's (keys, values) as a dense vector of length n."""
+    out = np.zeros(n, dtype=np.int64)
+    keys, values = pairs
+    if len(keys):
+        out[np.asarray(keys, dtype=np.int64)] = np.asarray(values, dtype=np.int64)
+    return out
+
+
+def _assemble(q: CohortQuery, users: int, sizes: np.ndarray, grid: np.ndarray) -> CohortResult:
+    width = q.periods + 1
+    cohorts: list[CohortRow] = []
+    for i in range(q.cohorts):
+        cstart = q.start + i * q.length
+        counts: list[int | None] = []
+        percentages: list[float | None] = []
+        for n in range(width):
+            if cstart + n * q.length > q.now:
+                counts.append(None)
+                percentages.append(None)
+            else:
+                counts.append(int(grid[i, n]))
+                percentages.append(pct(int(grid[i, n]), int(sizes[i])))
+        cohorts.append(CohortRow(i, cstart, iso(cstart), int(sizes[i]), counts, percentages))
+    avg_counts: list[int | None] = []
+    avg_pct: list[float | None] = []
+    for n in range(width):
+        seen = [c for c in cohorts if c.counts[n] is not None]
+        if not seen:
+            avg_counts.append(None)
+            avg_pct.append(None)
+            continue
+        num = sum(c.counts[n] or 0 for c in seen)
+        den = sum(c.size for c in seen)
+        avg_counts.append(num)
+        avg_pct.append(pct(num, den))
+    return CohortResult(
+        q.name, q.entry, q.ret, q.rtype, q.criterion, q.periods, q.length, q.start, q.end - 1,
+        users, tuple(cohorts), CohortAverage(int(sizes.sum()), avg_counts, avg_pct))
