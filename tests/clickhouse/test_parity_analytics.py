@@ -25,20 +25,22 @@ from tests.clickhouse.harness import Pair, same
 from tests.clickhouse.test_parity_basics import PREDICATES
 
 # RTA_PARITY_EXAMPLES=500 searches harder (minutes) than the default CI run (seconds).
-SETTINGS = settings(max_examples=int(os.environ.get("RTA_PARITY_EXAMPLES", "25")),
+SETTINGS = settings(max_examples=int(os.environ.get("RTA_PARITY_EXAMPLES", "20")),
                     deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
 GROUP_FIELDS = ("page", "type", "eventType", "userId", "sessionId", "mixed", "plan", "amount",
                 "properties.variant", "absent")
-METRICS = ("amount", "mixed", "absent", "page")  # page: text only, a 400 on both sides
+# page is text only (a 400 on both sides), absent is nowhere (empty series)
+METRICS = ("amount", "amount", "amount", "mixed", "mixed", "absent", "page")
 
 
 def _common(draw: st.DrawFn, body: dict[str, Any]) -> None:
-    if draw(st.booleans()):
+    # (rarely narrowed: most queries should see many events and groups)
+    if draw(st.integers(0, 3)) == 0:
         body["timeRange"] = draw(st.sampled_from(("last_7d", "last_30d", "last_24h")))
-    if draw(st.integers(0, 3)) == 0:
+    if draw(st.integers(0, 4)) == 0:
         body["eventType"] = draw(st.sampled_from(TYPES))
-    if draw(st.integers(0, 3)) == 0:
+    if draw(st.integers(0, 4)) == 0:
         body["where"] = draw(st.lists(PREDICATES, min_size=1, max_size=2))
 
 
@@ -54,7 +56,7 @@ def aggregate_params(draw: st.DrawFn) -> dict[str, Any]:
     interval = draw(st.sampled_from((None, "1h", "6h", "1d", "7d")))
     if interval is not None:
         body["interval"] = interval
-    if draw(st.integers(0, 2)):
+    if draw(st.integers(0, 3)):
         body["groupBy"] = draw(st.sampled_from(GROUP_FIELDS))
         body["limit"] = draw(st.integers(1, 6))
     if draw(st.integers(0, 3)) == 0:
@@ -142,7 +144,7 @@ def _approximately(want: dict[str, Any], got: dict[str, Any], path: str) -> None
 
 
 @SETTINGS
-@given(log=event_logs(), queries=st.lists(aggregate_params(), min_size=1, max_size=6))
+@given(log=event_logs(), queries=st.lists(aggregate_params(), min_size=1, max_size=5))
 def test_aggregate_matches(log: Log, queries: list[dict[str, Any]]) -> None:
     pair = _loaded(log)
     try:
@@ -152,8 +154,8 @@ def test_aggregate_matches(log: Log, queries: list[dict[str, Any]]) -> None:
 
 
 @SETTINGS
-@given(log=event_logs(), counts=st.lists(count_params(), min_size=1, max_size=3),
-       tops=st.lists(top_params(), min_size=1, max_size=3),
+@given(log=event_logs(), counts=st.lists(count_params(), min_size=1, max_size=2),
+       tops=st.lists(top_params(), min_size=1, max_size=2),
        uniques=st.lists(unique_params(), min_size=1, max_size=3))
 def test_count_top_and_unique_users_match(log: Log, counts: list[dict[str, Any]],
                                           tops: list[dict[str, Any]],
@@ -252,5 +254,28 @@ def test_event_page_renders_every_kind() -> None:
         ], NOW)
         for limit in ("1", "2", "3"):
             _pages(pair, [("limit", limit)], None)
+    finally:
+        pair.close()
+
+
+def test_mixed_kind_group_keys_and_ties() -> None:
+    """'1', 1, 1.0, true, -0.0 and 0 as group keys, equal scores everywhere (the tie order
+    decides), percentiles of one and two values, negative sums."""
+    pair = Pair.create()
+    try:
+        values: list[Any] = ["1", 1, 1.0, True, False, -0.0, 0, 2.5, "", "b", "a", -3, 2**60]
+        events = [{"type": "t", "timestamp": NOW - DAY + i * 3_600_000, "userId": f"u{i % 3}",
+                   "properties": {"mixed": v, "amount": (-1) ** i * (i % 4) + 0.5}}
+                  for i, v in enumerate(values * 2)]
+        pair.ingest(events, NOW)
+        pair.ingest([{"type": "t", "timestamp": NOW - DAY, "properties": {"amount": 7}}], NOW)
+        _check(pair, "aggregate", [
+            {"aggregation": a, "metric": m, "groupBy": g, "limit": lim, "interval": "6h"}
+            for a in AGGREGATIONS for m, g, lim in (("amount", "mixed", 3),
+                                                    ("mixed", "mixed", 20),
+                                                    ("amount", "userId", 1))])
+        _check(pair, "count", [{"groupBy": "mixed", "limit": lim} for lim in (1, 2, 5, 50)])
+        _check(pair, "top", [{"property": "mixed", "n": n, "sort": s}
+                             for n in (1, 2, 5, 50) for s in ("count", "users")])
     finally:
         pair.close()

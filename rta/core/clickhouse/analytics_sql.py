@@ -261,22 +261,33 @@ def _share(part: int, whole: int) -> float:
 
 def top(view: View, flt: EventFilter, prop: str, n: int, by_users: bool) -> TopData:
     """The `n` most frequent values of `prop` (by events, or by distinct users then events;
-    ties by key) with their distinct users."""
+    ties by key) with their distinct users. Ranked by events, users are counted for the
+    chosen values only (a second pass), as the embedded engine does: a distinct set per
+    value of a high-cardinality property would cost far more than a second scan."""
     params = Params()
+    users = "uniqExact(user)" if by_users else "toUInt64(0)"
     order = "u DESC, c DESC" if by_users else "c DESC"
+    source = (f"SELECT {group_columns(prop, params)}, user FROM {view.events} "
+              f"WHERE {view.where(flt, params)}")
     rows = view.rows(
-        f"SELECT gk, gn, gs, count() AS c, uniqExact(user) AS u, sum(c) OVER () AS total, "
+        f"SELECT gk, gn, gs, count() AS c, {users} AS u, sum(c) OVER () AS total, "
         f"sum(if(gk = {MISSING}, 0, c)) OVER () AS with_value, "
-        f"sum(gk != {MISSING}) OVER () AS present "
-        f"FROM (SELECT {group_columns(prop, params)}, user FROM {view.events} "
-        f"WHERE {view.where(flt, params)}) GROUP BY gk, gn, gs "
+        f"sum(gk != {MISSING}) OVER () AS present FROM ({source}) GROUP BY gk, gn, gs "
         f"ORDER BY gk = {MISSING} DESC, {order}, gk, gn, gs LIMIT {int(n) + 1}", params)
     if not rows:
         return TopData(0, 0, 0, ())
     total, with_value, distinct = int(rows[0][5]), int(rows[0][6]), int(rows[0][7])
     shown = [r for r in rows if r[0] != MISSING][:n]
-    values = tuple(TopValue(label(gk, gn, gs), int(c), int(u), _share(int(c), with_value))
-                   for gk, gn, gs, c, u, *_ in shown)
+    keys: list[GroupKey] = [(int(gk), float(gn), str(gs)) for gk, gn, gs, *_ in shown]
+    per_key = {k: int(r[4]) for k, r in zip(keys, shown, strict=True)}
+    if not by_users and keys:
+        chosen = params.add(keys, "Array(Tuple(UInt8, Float64, String))")
+        for gk, gn, gs, u in view.rows(
+                f"SELECT gk, gn, gs, uniqExact(user) FROM ({source}) "
+                f"WHERE (gk, gn, gs) IN {chosen} GROUP BY gk, gn, gs", params):
+            per_key[(int(gk), float(gn), str(gs))] = int(u)
+    values = tuple(TopValue(label(*k), int(r[3]), per_key[k], _share(int(r[3]), with_value))
+                   for k, r in zip(keys, shown, strict=True))
     return TopData(total, with_value, distinct, values)
 
 

@@ -5,8 +5,9 @@ ClickHouse), so the order and the cursor must be the embedded ones: by timestamp
 last to arrive first (`seq`, the arrival order), and a cursor is (timestamp, arrival rank
 among every stored event with that exact timestamp, matching or not). A rank is turned back
 into a set of events as "the first `rank` arrivals at that timestamp", which is what the
-embedded engine keeps. Events render as the embedded engine renders them: properties in
-their stored kinds (integers as ints), flattened keys, missing user or session as null.
+embedded engine keeps (so events arriving after a page was read never shift the next one).
+Events render as the embedded engine renders them: properties in their stored kinds
+(integers as ints), flattened keys, a missing user or session as null.
 
 Thread rule: blocking I/O; the query's worker thread.
 """
@@ -33,9 +34,7 @@ def list_events(view: View, flt: EventFilter, limit: int = 100,
     params = Params()
     conds = [view.where(flt, params)]
     if cursor is not None:
-        at = params.add(int(cursor.ts), "Int64")
-        conds.append(f"ts < {at} OR (ts = {at} AND seq IN (SELECT seq FROM {view.events} "
-                     f"WHERE ts = {at} ORDER BY seq LIMIT {max(int(cursor.rank), 0)}))")
+        conds.append(_older_than(view, cursor, params))
     rows = view.rows(
         f"SELECT id, type, user, session, ts, recv, seq, props_s, props_i, props_f, props_b "
         f"FROM {view.events} WHERE {' AND '.join(f'({c})' for c in conds)} "
@@ -50,6 +49,19 @@ def list_events(view: View, flt: EventFilter, limit: int = 100,
             f"AND seq < {p.add(last_seq, 'UInt64')}", p)
         next_cursor = Cursor(last_ts, int(rank))
     return EventPage(events, next_cursor)
+
+
+def _older_than(view: View, cursor: Cursor, params: Params) -> str:
+    """Events before the cursor: older timestamps, and at its timestamp the first `rank`
+    arrivals (found first, so no subquery runs per shard of a Distributed table)."""
+    at = params.add(int(cursor.ts), "Int64")
+    p = Params()
+    found = view.rows(f"SELECT seq FROM {view.events} "
+                      f"WHERE ts = {p.add(int(cursor.ts), 'Int64')} "
+                      f"ORDER BY seq LIMIT 1 OFFSET {max(int(cursor.rank), 0)}", p)
+    if not found:  # fewer events at that timestamp than the rank: every one is older
+        return f"ts <= {at}"
+    return f"ts < {at} OR (ts = {at} AND seq < {params.add(int(found[0][0]), 'UInt64')})"
 
 
 def _render(row: tuple[Any, ...]) -> dict[str, Any]:
