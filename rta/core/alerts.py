@@ -47,10 +47,12 @@ from urllib.parse import urlparse
 import numpy as np
 import trio
 
+from rta.core.embedded.backend import EmbeddedBackend
 from rta.core.embedded.store.snapshot import Snapshot
 from rta.core.errors import RtaError, ValidationError, field_error
 from rta.core.events import EventBatch
 from rta.core.live import batch_block
+from rta.core.queries.backend import Backend
 from rta.core.queries.filters import EventFilter, Group, parse_where
 from rta.core.queries.timeparse import DAY, parse_duration, parse_time_range
 
@@ -499,36 +501,21 @@ def rule_columns(rule: Rule, ts: np.ndarray, numeric: Callable[[], np.ndarray]
     return ts[keep] // rule.bucket_ms, vals[keep]
 
 
-def stored_columns(rule: Rule, snap: Snapshot, start: int | None, end: int | None
+def stored_columns(rule: Rule, backend: Backend, start: int | None, end: int | None
                    ) -> tuple[np.ndarray, np.ndarray | None]:
     """The rule's bucket indexes (and values) from stored events in [start, end)."""
     flt = rule.event_filter()
     flt.start, flt.end = start, end
-    parts_b: list[np.ndarray] = []
-    parts_v: list[np.ndarray] = []
-    for block, sl, mask in flt.select(snap):
-        ts = block.ts[sl]
-        if mask is not None:
-            ts = ts[mask]
-
-        def numeric(block: Any = block, sl: slice = sl, mask: Any = mask) -> np.ndarray:
-            v = block.numeric(rule.prop)[sl]
-            return v if mask is None else v[mask]
-
-        b, v = rule_columns(rule, ts, numeric)
-        parts_b.append(b)
-        if v is not None:
-            parts_v.append(v)
-    buckets = np.concatenate(parts_b) if parts_b else np.zeros(0, np.int64)
-    if rule.counts_events or rule.aggregation == "count":
-        return buckets, None
-    return buckets, np.concatenate(parts_v) if parts_v else np.zeros(0)
+    metric = None if rule.counts_events else rule.prop
+    ts, values = backend.timestamps(flt, metric)
+    return rule_columns(rule, ts, lambda: values if values is not None
+                        else np.full(len(ts), np.nan))
 
 
 # -- backtest ---------------------------------------------------------------------------------
 
 
-def backtest(rule: Rule, snap: Snapshot, start: int, end: int,
+def backtest(rule: Rule, backend: Backend, start: int, end: int,
              max_points: int = 100_000) -> dict[str, Any]:
     """When the rule would have fired over stored events in [start, end).
 
@@ -542,7 +529,7 @@ def backtest(rule: Rule, snap: Snapshot, start: int, end: int,
     lead = rule.horizon_buckets
     first = first_eval - lead
     n = last_eval - first + 1
-    buckets, values = stored_columns(rule, snap, first * bms, (last_eval + 1) * bms)
+    buckets, values = stored_columns(rule, backend, first * bms, (last_eval + 1) * bms)
     b = Buckets.build(first, n, buckets, values, rule.aggregation == "p95")
     step = max(1, -(-(last_eval - first_eval + 1) // max_points))
     if rule.aggregation == "p95":
@@ -564,7 +551,7 @@ def backtest(rule: Rule, snap: Snapshot, start: int, end: int,
         base[base_ends < w - 1] = np.nan
         oldest = points - w * rule.baseline_windows - w + 1  # (the live ring's horizon)
         base[before_first_event(b, base_ends, oldest[:, None])] = np.nan
-        bounds = snap.time_bounds()
+        bounds = backend.time_bounds()
         if bounds is not None:  # windows before the store's first event: no data
             since = bounds[0] - bounds[0] % bms
             base[(base_ends - w + 1 + first) * bms < since] = np.nan
@@ -703,7 +690,8 @@ class AlertEvaluator:
         rule = state.rule
         now_b = now_ms() // rule.bucket_ms
         first = now_b - rule.horizon_buckets
-        b, v = stored_columns(rule, self.engine.snapshot(), first * rule.bucket_ms, None)
+        local = EmbeddedBackend(self.engine, self.engine.snapshot())  # (the local store: it
+        b, v = stored_columns(rule, local, first * rule.bucket_ms, None)  # covers the horizon)
         state.ring.add(b, v, now_b)
 
     def on_ingest(self, batch: EventBatch) -> None:
@@ -937,9 +925,9 @@ def parse_backtest(doc: dict[str, Any], body: Any, now: int) -> BacktestQuery:
     return BacktestQuery(Rule.from_doc(doc), start, end, bool(body.get("notify")))
 
 
-def run_backtest(query: BacktestQuery, snap: Snapshot) -> dict[str, Any]:
-    """The backtest's answer over `snap` (see `backtest`)."""
-    return backtest(query.rule, snap, query.start, query.end)
+def run_backtest(query: BacktestQuery, backend: Backend) -> dict[str, Any]:
+    """The backtest's answer over `backend`'s data (see `backtest`): a worker thread."""
+    return backtest(query.rule, backend, query.start, query.end)
 
 
 def describe_doc(doc: dict[str, Any]) -> str:

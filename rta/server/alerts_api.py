@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import trio
 from quart import Blueprint, Response, request
 
+from rta.core import query_services
 from rta.core.alerts import (
     ALERT_KIND,
     HISTORY_KIND,
@@ -108,7 +110,8 @@ async def test_alert(alert_id: str) -> Response:
     raw = await request.get_data(as_text=False)
     body: Any = parse_json(raw) if isinstance(raw, bytes) and raw.strip() else {}
     query = parse_backtest(doc, body, now_ms())
-    result = run_backtest(query, eng.snapshot())
+    ctx = query_services.context(eng)
+    result = await trio.to_thread.run_sync(run_backtest, query, ctx.backend)
     if query.notify:
         ev = _evaluator()
         if alert_id not in ev.states:

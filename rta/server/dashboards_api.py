@@ -48,11 +48,11 @@ def _annotated(pinned: dash.Pinned, result: dict[str, Any],
     """`storeEvents` (0: nothing was ever sent, the page shows how to send the first event)
     and, on a widget whose property no stored event carries, `warnings` saying why it shows
     no data."""
-    result["storeEvents"] = pinned.snap.total_events
+    result["storeEvents"] = pinned.ctx.backend.total_events()
     for i, (out, widget) in enumerate(zip(result["widgets"], doc.get("widgets", []),
                                           strict=True)):
         if out.get("error") is None and isinstance(widget.get("dataSource"), dict):
-            warnings = dash.widget_warnings(pinned.snap, widget, i)
+            warnings = dash.widget_warnings(pinned.ctx.backend, widget, i)
             if warnings:
                 out["warnings"] = warnings
     return result

@@ -26,6 +26,7 @@ from rta.core.alerts import (
 from rta.core.config import EngineConfig
 from rta.core.engine import Engine
 from rta.core.errors import ValidationError
+from rta.core.query_services import context
 
 SEED_EXAMPLE = {
     "name": "High Error Rate", "enabled": True,
@@ -212,7 +213,7 @@ def test_backtest_matches_a_naive_replay(seconds: list[tuple[int, int]], agg: st
     rule = rule_from(body)
     eng = engine_with(events)
     start, end = T0, T0 + 120_000
-    result = backtest(rule, eng.snapshot(), start, end)
+    result = backtest(rule, context(eng).backend, start, end)
     breach_times = naive_backtest(rule, events, start, end)
     assert result["breachingEvaluations"] == len(breach_times)
     # firings start at the beginning of each run of consecutive breaching points
@@ -228,11 +229,11 @@ def test_backtest_for_and_cooldown() -> None:
               for i in range(10)]
     eng = engine_with(events)
     rule = rule_from({**threshold_body(threshold=5, timeWindow=1000), "for": 3000})
-    result = backtest(rule, eng.snapshot(), T0, T0 + 60_000)
+    result = backtest(rule, context(eng).backend, T0, T0 + 60_000)
     assert [f["firedAt"] for f in result["firings"]] == [T0 + 14_000, T0 + 44_000]
     assert [f["resolvedAt"] for f in result["firings"]] == [T0 + 21_000, T0 + 46_000]
     cooled = rule_from({**threshold_body(threshold=5, timeWindow=1000), "cooldown": 60_000})
-    result = backtest(cooled, eng.snapshot(), T0, T0 + 60_000)
+    result = backtest(cooled, context(eng).backend, T0, T0 + 60_000)
     assert [f["notified"] for f in result["firings"]] == [True, False]
     assert result["wouldHaveFired"]
     eng.close()
@@ -378,13 +379,13 @@ def noisy_events(seed: int, seconds: int, spike_at: int | None = None) -> list[d
 
 def test_anomaly_fires_on_a_spike_and_stays_quiet_on_noise() -> None:
     spiky = engine_with(noisy_events(1, 60, spike_at=40))
-    result = backtest(anomaly_rule(), spiky.snapshot(), T0 + 25_000, T0 + 60_000)
+    result = backtest(anomaly_rule(), context(spiky).backend, T0 + 25_000, T0 + 60_000)
     assert [f["firedAt"] for f in result["firings"]] == [T0 + 41_000]
     assert result["firings"][0]["zScore"] > 3
-    assert backtest(anomaly_rule(direction="down"), spiky.snapshot(), T0 + 25_000,
+    assert backtest(anomaly_rule(direction="down"), context(spiky).backend, T0 + 25_000,
                     T0 + 60_000)["firings"] == []
     # too little history: no verdict
-    short = backtest(anomaly_rule(minBaselinePoints=12), spiky.snapshot(), T0 + 1000,
+    short = backtest(anomaly_rule(minBaselinePoints=12), context(spiky).backend, T0 + 1000,
                      T0 + 10_000)
     assert short["firings"] == []
     spiky.close()
@@ -393,7 +394,7 @@ def test_anomaly_fires_on_a_spike_and_stays_quiet_on_noise() -> None:
     noise_breaches = evaluations = caught = 0
     for seed in range(8):
         eng = engine_with(noisy_events(100 + seed, 60, spike_at=30 + seed * 3))
-        res = backtest(anomaly_rule(), eng.snapshot(), T0 + 25_000, T0 + 60_000)
+        res = backtest(anomaly_rule(), context(eng).backend, T0 + 25_000, T0 + 60_000)
         spike_end = T0 + (31 + seed * 3) * 1000
         caught += any(f["firedAt"] == spike_end for f in res["firings"])
         noise_breaches += sum(1 for f in res["firings"] if f["firedAt"] != spike_end)
@@ -408,16 +409,16 @@ def test_anomaly_needs_history_of_its_own_metric() -> None:
     make its empty past zeros); a sparse count needs more than one event to be anomalous."""
     other = [{"type": "other", "timestamp": T0 + s * 1000} for s in range(40)]
     first_ever = engine_with([*other, {"type": "e", "timestamp": T0 + 30_500}])
-    assert backtest(anomaly_rule(), first_ever.snapshot(), T0 + 26_000,
+    assert backtest(anomaly_rule(), context(first_ever).backend, T0 + 26_000,
                     T0 + 40_000)["firings"] == []
     first_ever.close()
     seen_before = [*other, {"type": "e", "timestamp": T0 + 10_500}]
     one = engine_with([*seen_before, {"type": "e", "timestamp": T0 + 30_500}])
-    assert backtest(anomaly_rule(), one.snapshot(), T0 + 26_000, T0 + 40_000)["firings"] == []
+    assert backtest(anomaly_rule(), context(one).backend, T0 + 26_000, T0 + 40_000)["firings"] == []
     one.close()
     burst = engine_with([*seen_before, *({"type": "e", "timestamp": T0 + 30_000 + i}
                                          for i in range(5))])
-    fired = backtest(anomaly_rule(), burst.snapshot(), T0 + 26_000, T0 + 40_000)["firings"]
+    fired = backtest(anomaly_rule(), context(burst).backend, T0 + 26_000, T0 + 40_000)["firings"]
     assert [(f["firedAt"], f["zScore"]) for f in fired] == [(T0 + 31_000, 5.0)]
     burst.close()
 

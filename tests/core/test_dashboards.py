@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rta.core import dashboards as dash
+from rta.core import query_services
 from rta.core.config import EngineConfig
 from rta.core.dashboards.templates import BUILTIN_TEMPLATES
 from rta.core.engine import Engine
@@ -150,7 +151,8 @@ def test_layout_and_top_level_errors() -> None:
 
 def check(engine: Engine, doc: dict[str, Any]) -> None:
     """The strict property check of a structurally valid dashboard against stored data."""
-    dash.check_source_properties(engine.snapshot(), dash.validate_dashboard(doc)["widgets"])
+    dash.check_source_properties(query_services.context(engine).backend,
+                                 dash.validate_dashboard(doc)["widgets"])
 
 
 def test_missing_and_non_numeric_properties_are_refused_once_data_exists(

@@ -99,6 +99,29 @@ class ClickHouseBackend:
     def vocabulary(self) -> Vocabulary:
         return self._kinds()[0]
 
+    def total_events(self) -> int:
+        from rta.core.clickhouse import dashboard_sql
+        return dashboard_sql.total_events(self.view)
+
+    def property_kinds(self, event_type: str | None, key: str,
+                       numeric: bool = False) -> set[str] | None:
+        from rta.core.clickhouse import dashboard_sql
+        return dashboard_sql.property_kinds(self.view, event_type, key)
+
+    def known_properties(self, event_type: str | None) -> dict[str, set[str]] | None:
+        from rta.core.clickhouse import dashboard_sql
+        return dashboard_sql.known_properties(self.view, event_type)
+
+    def heatmap(self, flt: EventFilter, measure: str, metric: str | None,
+                offset_ms: int) -> np.ndarray:
+        from rta.core.clickhouse import dashboard_sql
+        return dashboard_sql.heatmap(self.view, flt, measure, metric, offset_ms)
+
+    def timestamps(self, flt: EventFilter, metric: str | None
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
+        from rta.core.clickhouse import dashboard_sql
+        return dashboard_sql.timestamps(self.view, flt, metric)
+
     def forget_vocabulary(self) -> None:
         """Read the vocabulary tables again on the next query (after an insert)."""
         _vocabularies.pop((id(self.view.ch), self.view.table), None)

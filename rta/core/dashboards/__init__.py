@@ -33,9 +33,7 @@ from rta.core.dashboards.model import (
     WIDGET_TYPES,
     check_source_properties,
     check_widget_properties,
-    known_properties,
     normalise_source,
-    property_kinds,
     validate_dashboard,
     widget_warnings,
 )
@@ -74,8 +72,8 @@ __all__ = [
     "TEMPLATE_NAME", "WEEKDAYS", "WIDGET_TYPES", "Pinned", "Window", "auto_interval",
     "check_source_properties", "check_widget_properties", "create_dashboard",
     "create_from_template", "delete_dashboard", "delete_template", "exact_aggregate",
-    "get_dashboard", "get_template", "heatmap_view", "known_properties", "list_dashboards",
-    "list_templates", "normalise_source", "pin", "property_kinds", "register_template",
+    "get_dashboard", "get_template", "heatmap_view", "list_dashboards",
+    "list_templates", "normalise_source", "pin", "register_template",
     "resolve_dashboard", "resolve_widget", "update_dashboard", "validate_dashboard",
     "widget_warnings",
 ]

@@ -5,20 +5,17 @@ Structural validation is strict and names the widget index and field
 (`widgets[2].dataSource.metric`), so a malformed dashboard is refused at the door. What the
 stored data says about the properties a widget reads is a warning (`property_warnings`),
 never a refusal: saving must not depend on which data happens to exist. Pure functions over
-a body (and, for the property checks, a snapshot): no persistence, no queries.
+a body (and, for the property checks, a query backend): no persistence, no queries.
 
-Thread rule: pure validation; any thread (property checks read one snapshot).
+Thread rule: pure validation; any thread (property checks ask one backend view: a worker).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from rta.core.embedded.store.block import NULL_DTYPES
-from rta.core.embedded.store.snapshot import Snapshot
 from rta.core.errors import ValidationError, field_error
+from rta.core.queries.backend import Backend
 from rta.core.queries.filters import parse_where
 from rta.core.queries.timeparse import DAY, parse_duration, parse_time_range
 
@@ -350,32 +347,32 @@ def _strip_prefix(key: str) -> str:
     return key[len("properties."):] if key.startswith("properties.") else key
 
 
-def check_source_properties(snap: Snapshot, widgets: list[dict[str, Any]]) -> None:
+def check_source_properties(backend: Backend, widgets: list[dict[str, Any]]) -> None:
     """Strict mode: 400 for the first data source reading a property no stored event of its
     type carries (or a non-numeric one it aggregates). Saving uses `property_warnings`."""
     for i, widget in enumerate(widgets):
-        check_widget_properties(snap, widget, i)
+        check_widget_properties(backend, widget, i)
 
 
-def property_warnings(snap: Snapshot, widgets: list[dict[str, Any]]) -> list[dict[str, str]]:
+def property_warnings(backend: Backend, widgets: list[dict[str, Any]]) -> list[dict[str, str]]:
     """What the stored data says about the properties the widgets read, as `{field,
     message}` warnings: saving never depends on what data happens to exist."""
     return [{"field": w["field"], "message": w["message"]}
-            for i, widget in enumerate(widgets) for w in _property_notes(snap, widget, i)]
+            for i, widget in enumerate(widgets) for w in _property_notes(backend, widget, i)]
 
 
-def widget_warnings(snap: Snapshot, widget: dict[str, Any], index: int) -> list[dict[str, str]]:
+def widget_warnings(backend: Backend, widget: dict[str, Any], index: int) -> list[dict[str, str]]:
     """One widget's property warnings (why it shows no data), `{field, message}`."""
     return [{"field": w["field"], "message": w["message"]}
-            for w in _property_notes(snap, widget, index)]
+            for w in _property_notes(backend, widget, index)]
 
 
-def check_widget_properties(snap: Snapshot, widget: dict[str, Any], index: int,
+def check_widget_properties(backend: Backend, widget: dict[str, Any], index: int,
                             missing_ok: bool = False) -> None:
     """400 for a property a widget cannot use. `missing_ok` (when rendering): a property no
     event carries yet is not an error, the widget shows no data (a template's widgets often
     read properties that only some deployments send)."""
-    for note in _property_notes(snap, widget, index):
+    for note in _property_notes(backend, widget, index):
         if missing_ok and note["missing"]:
             continue
         extra = {"known": note["known"]} if note["missing"] else {}
@@ -383,7 +380,7 @@ def check_widget_properties(snap: Snapshot, widget: dict[str, Any], index: int,
                             **extra)
 
 
-def _property_notes(snap: Snapshot, widget: dict[str, Any], index: int) -> list[dict[str, Any]]:
+def _property_notes(backend: Backend, widget: dict[str, Any], index: int) -> list[dict[str, Any]]:
     """Each property the widget reads that no event of its type carries (`missing`), or
     that it aggregates but is not numeric: field, message, value, missing, known."""
     src = widget["dataSource"]
@@ -393,13 +390,13 @@ def _property_notes(snap: Snapshot, widget: dict[str, Any], index: int) -> list[
     for fieldname, key in _source_properties(src):
         numeric = fieldname == "metric" and src.get("aggregation") not in ("count",
                                                                             "unique_users")
-        kinds = property_kinds(snap, etype, key, numeric)
+        kinds = backend.property_kinds(etype, key, numeric)
         if kinds is None:
             break  # no events of that type yet: nothing to check against
         path = f"widgets[{index}].dataSource.{fieldname}"
         where = f"{etype!r} events" if etype else "stored events"
         if not kinds:
-            known = sorted(known_properties(snap, etype) or {})
+            known = sorted(backend.known_properties(etype) or {})
             listing = ", ".join(known[:30]) or "none"
             notes.append({"field": path, "value": key, "missing": True, "known": known[:100],
                           "message": f"no {where} carry property {key!r}; known: {listing}"})
@@ -408,70 +405,3 @@ def _property_notes(snap: Snapshot, widget: dict[str, Any], index: int) -> list[
                           "message": f"property {key!r} of {where} is not numeric, so it "
                                      f"cannot be aggregated with {src.get('aggregation')}"})
     return notes
-
-
-def property_kinds(snap: Snapshot, event_type: str | None, key: str,
-                   numeric: bool = False) -> set[str] | None:
-    """Value kinds of `key` seen on `event_type` events (any event if None): None when there
-    are no such events, an empty set when none carries the key. Stops at the first block that
-    settles the question, so the check costs about one column scan, not a table scan."""
-    code = -1
-    if event_type is not None:
-        code = snap.dicts.types.lookup(event_type)
-        if code < 0:
-            return None
-    found = False
-    kinds: set[str] = set()
-    for block in snap.blocks:
-        if not block.n:
-            continue
-        if event_type is not None:
-            counts = block.type_counts
-            if code >= len(counts) or not counts[code]:
-                continue
-        found = True
-        rows: np.ndarray | None = None
-        for kind in block.property_keys.get(key, ()):
-            if kind in kinds:
-                continue
-            if event_type is None:
-                kinds.add(kind)
-                continue
-            if rows is None:
-                rows = block.type == code
-            col = block.props[kind + ":" + key][rows]
-            present = ~np.isnan(col) if kind == "f" else col != NULL_DTYPES[kind][1]
-            if bool(present.any()):
-                kinds.add(kind)
-        if kinds and (not numeric or kinds & {"i", "f"}):
-            break
-    return kinds if found else None
-
-
-def known_properties(snap: Snapshot, event_type: str | None) -> dict[str, set[str]] | None:
-    """Property key -> value kinds seen on `event_type` (or on any event); None when there
-    are no such events yet, so nothing can be known."""
-    keys: dict[str, set[str]] = {}
-    found = False
-    code = -1
-    if event_type is not None:
-        code = snap.dicts.types.lookup(event_type)
-        if code < 0:
-            return None
-    for block in snap.blocks:
-        if not block.n:
-            continue
-        if event_type is None:
-            found = True
-            for key, kinds in block.property_keys.items():
-                keys.setdefault(key, set()).update(kinds)
-            continue
-        counts = block.type_counts
-        if code >= len(counts) or not counts[code]:
-            continue
-        found = True
-        # (sparse keys stay sparse: a pass over the values present, not keys x rows)
-        rows = np.flatnonzero(block.type == code)
-        for name in block.prop_columns.select(rows).names_with_values():
-            keys.setdefault(name[2:], set()).add(name[0])
-    return keys if found else None

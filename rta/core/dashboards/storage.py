@@ -32,7 +32,10 @@ TEMPLATE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 def _with_warnings(engine: Engine, saved: dict[str, Any]) -> dict[str, Any]:
     """The saved document plus `warnings` (not stored) when the stored data says a widget
     reads a property no event of its type carries: saving never depends on the data."""
-    warnings = property_warnings(engine.snapshot(), saved.get("widgets", []))
+    from rta.core import query_services
+
+    warnings = property_warnings(query_services.context(engine).backend,
+                                 saved.get("widgets", []))
     return {**saved, "warnings": warnings} if warnings else saved
 
 

@@ -1,14 +1,14 @@
 """Resolving every widget's data: each widget's `dataSource` becomes a typed query (the
 analytics and behaviour specs, built here or by their pure parsers so errors name the same
-fields as the API's), run against one `QueryContext` over one snapshot for the whole
+fields as the API's), run against one `QueryContext` (one backend view) for the whole
 dashboard (`pin`), and its typed result is reshaped into a small *view* the browser draws
 without further computation (the view shapes are listed in the package docstring).
 
 A widget that fails at query time (data changed, a backend error) carries its own `error`
 while the rest of the dashboard resolves.
 
-Thread rule: `pin` on the event loop (it takes the snapshot); resolving widgets runs in a
-worker thread over that pinned snapshot only.
+Thread rule: `pin` on the event loop (it takes the view); resolving widgets runs in a
+worker thread over that pinned view only.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from rta.core.dashboards.model import (
     _strip_prefix,
     check_widget_properties,
 )
-from rta.core.embedded.store.snapshot import Snapshot
 from rta.core.errors import RtaError, field_error
 from rta.core.queries import analytics, behaviour
 from rta.core.queries import params as qparams
@@ -107,21 +106,16 @@ def auto_interval(span_ms: int, target: int = 120) -> int:
 
 @dataclass(frozen=True)
 class Pinned:
-    """One dashboard's view of the data: every widget reads the same snapshot.
-
-    `ctx` runs the typed queries; `snap` (the one `ctx` reads) serves what the backend
-    protocol has no operation for yet: the property checks and the heatmap's weekday x hour
-    cells. Pin on the event-loop thread, then resolve in a worker thread.
-    """
+    """One dashboard's view of the data: every widget asks the same backend view (on the
+    embedded engine, one snapshot). Pin on the event-loop thread, then resolve in a worker
+    thread."""
 
     ctx: QueryContext
-    snap: Snapshot
 
 
 def pin(engine: Engine, now: int | None = None) -> Pinned:
-    """Take the snapshot every widget of one dashboard reads, and the context over it."""
-    snap = engine.snapshot()
-    return Pinned(services.context(engine, now, snap), snap)
+    """The query context every widget of one dashboard reads."""
+    return Pinned(services.context(engine, now))
 
 
 def resolve_dashboard(source: Engine | Pinned, dashboard: dict[str, Any],
@@ -175,7 +169,7 @@ def _widget_view(pinned: Pinned, widget: dict[str, Any], index: int, src: dict[s
                  win: Window, tz_offset_min: int) -> dict[str, Any]:
     wtype = widget["type"]
     stype = src["type"]
-    check_widget_properties(pinned.snap, widget, index, missing_ok=True)
+    check_widget_properties(pinned.ctx.backend, widget, index, missing_ok=True)
     if wtype == "heatmap":
         if stype == "retention":
             return _retention_view(_run_retention(pinned, src, win), as_heatmap=True)
@@ -510,19 +504,6 @@ def _table_from_funnel(view: dict[str, Any]) -> dict[str, Any]:
 # -- heatmap: events by weekday x hour of day (vectorised) -------------------------------------
 
 
-def _hour_cell_counts(ts: np.ndarray, offset: int) -> np.ndarray:
-    """Events per heatmap cell for time-sorted `ts`: binary search on the local hour
-    boundaries instead of bucketing every event (a day of events spans ~25 hours)."""
-    first = (int(ts[0]) + offset) // HOUR
-    last = (int(ts[-1]) + offset) // HOUR
-    hours = np.arange(first, last + 2, dtype=np.int64)  # local hour indexes, one past the end
-    edges = np.searchsorted(ts, hours * HOUR - offset, "left")
-    per_hour = np.diff(edges).astype(np.float64)
-    h = hours[:-1]
-    cell = ((h // 24 + 3) % 7) * 24 + h % 24  # 1970-01-01 was a Thursday (Mon = 0)
-    return np.bincount(cell, weights=per_hour, minlength=168)
-
-
 def heatmap_view(pinned: Pinned, src: dict[str, Any], win: Window,
                  tz_offset_min: int = 0) -> dict[str, Any]:
     """7 x 24 matrix (Mon..Sun x 00..23, local to `tz_offset_min`) of the source's measure.
@@ -541,57 +522,7 @@ def heatmap_view(pinned: Pinned, src: dict[str, Any], win: Window,
         if measure not in HEATMAP_MEASURES:  # (refused when the widget is saved)
             raise field_error("dataSource.aggregation", "a heatmap shows "
                               f"{', '.join(HEATMAP_MEASURES)} per cell", value=measure)
-    snap = pinned.snap  # (no backend operation for weekday x hour cells yet)
-    offset = int(tz_offset_min) * MINUTE
-    counts = np.zeros(168, dtype=np.float64)
-    sums = np.zeros(168, dtype=np.float64)
-    mins = np.full(168, np.inf)
-    maxs = np.full(168, -np.inf)
-    pairs: list[np.ndarray] = []
-    for block, sl, mask in flt.select(snap):
-        ts = block.ts[sl]
-        if mask is None and metric is None and measure != "unique_users" and len(ts):
-            counts += _hour_cell_counts(ts, offset)
-            continue
-        if mask is not None:
-            ts = ts[mask]
-        local = ts + offset
-        days = np.floor_divide(local, DAY)
-        hour = np.floor_divide(local - days * DAY, HOUR)
-        cell = ((days + 3) % 7) * 24 + hour  # 1970-01-01 was a Thursday (Mon = 0)
-        if measure == "unique_users":
-            users = block.user[sl] if mask is None else block.user[sl][mask]
-            ok = users >= 0
-            pairs.append(cell[ok] * (1 << 32) + users[ok].astype(np.int64))
-            continue
-        if metric is None:
-            counts += np.bincount(cell, minlength=168)
-            continue
-        vals = block.numeric(metric)[sl]
-        if mask is not None:
-            vals = vals[mask]
-        ok = ~np.isnan(vals)
-        c, v = cell[ok], vals[ok]
-        counts += np.bincount(c, minlength=168)
-        sums += np.bincount(c, weights=v, minlength=168)
-        if measure in ("min", "max") and len(c):
-            np.minimum.at(mins, c, v)
-            np.maximum.at(maxs, c, v)
-    values: np.ndarray
-    if measure == "unique_users":
-        uniq = np.unique(np.concatenate(pairs)) if pairs else np.zeros(0, np.int64)
-        values = np.bincount(uniq >> 32, minlength=168).astype(np.float64)
-    elif measure == "sum":
-        values = sums
-    elif measure == "avg":
-        with np.errstate(invalid="ignore", divide="ignore"):
-            values = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
-    elif measure == "min":
-        values = np.where(np.isfinite(mins), mins, np.nan)
-    elif measure == "max":
-        values = np.where(np.isfinite(maxs), maxs, np.nan)
-    else:
-        values = counts
+    values = pinned.ctx.backend.heatmap(flt, measure, metric, int(tz_offset_min) * MINUTE)
     grid = values.reshape(7, 24)
     rows = [[None if v != v else (int(v) if float(v).is_integer() else round(float(v), 3))
              for v in row] for row in grid.tolist()]

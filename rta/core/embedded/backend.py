@@ -10,7 +10,18 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rta.core.embedded import abtest, analytics, counts, eventlist, funnel, retention, segments
+from rta.core.embedded import (
+    abtest,
+    analytics,
+    counts,
+    eventlist,
+    funnel,
+    heatmap,
+    properties,
+    raw_rows,
+    retention,
+    segments,
+)
 from rta.core.embedded.segments import check_numeric
 from rta.core.embedded.store.snapshot import Snapshot
 from rta.core.events import BOOL, FLOAT, INT, STR
@@ -74,6 +85,24 @@ class EmbeddedBackend:
 
     def vocabulary(self) -> Vocabulary:
         return vocabulary(self.snap)
+
+    def total_events(self) -> int:
+        return self.snap.total_events
+
+    def property_kinds(self, event_type: str | None, key: str,
+                       numeric: bool = False) -> set[str] | None:
+        return properties.property_kinds(self.snap, event_type, key, numeric)
+
+    def known_properties(self, event_type: str | None) -> dict[str, set[str]] | None:
+        return properties.known_properties(self.snap, event_type)
+
+    def heatmap(self, flt: EventFilter, measure: str, metric: str | None,
+                offset_ms: int) -> np.ndarray:
+        return heatmap.heatmap(self.snap, flt, measure, metric, offset_ms)
+
+    def timestamps(self, flt: EventFilter, metric: str | None
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
+        return raw_rows.timestamps(self.snap, flt, metric)
 
     # -- analytics ---------------------------------------------------------------------------
     def series(self, flt: EventFilter, buckets: Buckets, aggregation: str,

@@ -63,6 +63,20 @@ class Backend(Protocol):
         `boolean`), for the warnings on misspelt names (`query_warnings`); must be cheap
         (metadata, not a scan), since every query asks."""
 
+    def total_events(self) -> int:
+        """Every stored event (the dashboards' empty-store hint)."""
+
+    def property_kinds(self, event_type: str | None, key: str,
+                       numeric: bool = False) -> set[str] | None:
+        """Value kinds ('i', 'f', 's', 'b') of `key` on `event_type` events (any event if
+        None): None when there are no such events, empty when none carries the key. With
+        `numeric`, the answer may stop at the first numeric kind found (the question is
+        only whether the key can be aggregated)."""
+
+    def known_properties(self, event_type: str | None) -> dict[str, set[str]] | None:
+        """Property key -> value kinds on `event_type` events (any if None); None without
+        such events. For the dashboards' 'known:' lists, so it may scan."""
+
     # -- analytics ---------------------------------------------------------------------------
     def series(self, flt: EventFilter, buckets: Buckets, aggregation: str,
                metric: str | None, group_by: str | None, limit: int) -> SeriesData:
@@ -86,6 +100,18 @@ class Backend(Protocol):
 
     def top(self, flt: EventFilter, prop: str, n: int, by_users: bool) -> TopData:
         """The `n` most frequent values of `prop` (by events or by distinct users)."""
+
+    def heatmap(self, flt: EventFilter, measure: str, metric: str | None,
+                offset_ms: int) -> np.ndarray:
+        """168 values, weekday (Mon = 0) x hour of day in local time (`offset_ms` east of
+        UTC): `count` events, `unique_users` distinct users, or the metric's `sum`, `avg`,
+        `min`, `max`; NaN where a cell has no value (avg, min, max)."""
+
+    def timestamps(self, flt: EventFilter, metric: str | None
+                   ) -> tuple[np.ndarray, np.ndarray | None]:
+        """Matching events' timestamps (int64, any order) and, with `metric`, its numeric
+        value per event (float64, NaN where missing): the raw rows alerts bucket their own
+        way (priming, backtests)."""
 
     def events(self, flt: EventFilter, limit: int, cursor: Cursor | None) -> EventPage:
         """The newest `limit` matching events older than `cursor` (by timestamp, then the
