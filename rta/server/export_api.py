@@ -18,8 +18,10 @@ import trio
 from quart import Blueprint, Response, current_app
 from quart_trio import QuartTrio
 
+from rta.core import query_services
 from rta.core.engine import Engine
 from rta.core.export import Export, parse_export
+from rta.core.export_clickhouse import ClickHouseExport
 from rta.server.http import engine, json_object
 
 bp = Blueprint("export_api", __name__)
@@ -65,11 +67,17 @@ async def export() -> Response:
     body = await json_object()
     spec = parse_export(body)
     state = _state()
-    snap = eng.snapshot()
     # (the saved segment, if any, is evaluated here, in the worker that plans the export)
-    prepared = await trio.to_thread.run_sync(
-        partial(Export, snap, spec, segments=eng.services.segment_resolver),
-        limiter=state.limiter)
+    prepared: Export | ClickHouseExport
+    if eng.clickhouse is not None:  # ClickHouse holds the history: export from it
+        segments = query_services.context(eng).segments
+        prepared = await trio.to_thread.run_sync(
+            partial(ClickHouseExport, eng.clickhouse.ch, spec, segments=segments),
+            limiter=state.limiter)
+    else:
+        prepared = await trio.to_thread.run_sync(
+            partial(Export, eng.snapshot(), spec, segments=eng.services.segment_resolver),
+            limiter=state.limiter)
     headers = {
         "Content-Disposition": f'attachment; filename="{prepared.filename}"',
         "X-Export-Rows": str(prepared.rows),
@@ -82,7 +90,7 @@ async def export() -> Response:
     return response
 
 
-async def _stream(prepared: Export, state: ExportStats) -> AsyncIterator[bytes]:
+async def _stream(prepared: Export | ClickHouseExport, state: ExportStats) -> AsyncIterator[bytes]:
     chunks: Generator[bytes, None, None] = prepared.chunks()
     state.active += 1
     state.started += 1

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -144,6 +145,31 @@ class ClickHouse:
         """A query's answer as an Arrow table (columnar answers)."""
         return self._call("query_arrow", sql, parameters=parameters, settings=settings,
                           use_strings=True)
+
+    def arrow_stream(self, sql: str, parameters: dict[str, Any] | None = None,
+                     settings: dict[str, Any] | None = None) -> Iterator[pa.RecordBatch]:
+        """A query's answer as Arrow record batches, read as the caller consumes them (a
+        streamed export). chdb's engine stays locked until the stream is closed."""
+        if self._lock is not None:
+            with self._lock:
+                yield from self._stream(sql, parameters, settings)
+        else:
+            yield from self._stream(sql, parameters, settings)
+
+    def _stream(self, sql: str, parameters: dict[str, Any] | None,
+                settings: dict[str, Any] | None) -> Iterator[pa.RecordBatch]:
+        try:
+            stream = self._client().query_arrow_stream(sql, parameters=parameters,
+                                                       settings=settings, use_strings=True)
+            with stream:
+                yield from stream
+        except ClickHouseError:
+            raise
+        except GeneratorExit:
+            raise
+        except Exception as exc:
+            raise ClickHouseError(f"ClickHouse ({self.target.display}): {_one_line(exc)}"
+                                  ) from exc
 
     def insert_arrow(self, table: str, data: pa.Table,
                      settings: dict[str, Any] | None = None) -> None:

@@ -1,0 +1,220 @@
+"""Exports answered by ClickHouse (`backend = "clickhouse"`): the same five formats, bytes for
+bytes, as exports of the embedded store.
+
+One streamed query reads the selected rows in time order (ties in arrival order: ORDER BY ts,
+seq); each slice of rows becomes the writers' `Chunk` (strings dictionary-coded in
+export-local dictionaries, properties as the store's sentinel-filled columns), so every
+writer of `export_formats` serves both backends unchanged. The layout (which property
+columns and kinds appear) comes from one aggregate query first, as the embedded export's
+first pass does.
+
+Thread rule: a worker thread (blocking I/O); the HTTP route drives `chunks()` as it drives
+the embedded `Export`'s.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Generator
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from rta.core.clickhouse.connection import ClickHouse
+from rta.core.clickhouse.filter_sql import Params, where_sql
+from rta.core.clickhouse.rows import MAP_COLUMNS
+from rta.core.embedded.store.block import PropColumns
+from rta.core.embedded.store.dictionary import Dictionaries, Dictionary
+from rta.core.errors import field_error
+from rta.core.events import BOOL, FLOAT, INT, INT64_MIN, KINDS, STR
+from rta.core.export import (
+    ALL_PROPERTIES,
+    CHUNK_ROWS,
+    EXTENSIONS,
+    TABLE_CELLS,
+    TABLE_FORMATS,
+    ExportSpec,
+    resolve_segment,
+)
+from rta.core.export_formats import (
+    BASE_FIELDS,
+    MEDIA_TYPES,
+    MIXED_COLUMN,
+    WRITERS,
+    Chunk,
+    Layout,
+    PropColumn,
+    Writer,
+)
+from rta.core.memory import release_free_memory
+from rta.core.queries.filters import SegmentResolver
+
+_SELECT = "ts, recv, id, type, user, session, props_s, props_i, props_f, props_b"
+
+
+class ClickHouseExport:
+    """A prepared export over ClickHouse; the interface of `rta.core.export.Export`."""
+
+    def __init__(self, ch: ClickHouse, spec: ExportSpec, chunk_rows: int | None = None,
+                 now: float | None = None, segments: SegmentResolver | None = None) -> None:
+        self.ch = ch
+        self.spec = spec = resolve_segment(spec, segments)
+        self.chunk_rows = chunk_rows = chunk_rows or CHUNK_ROWS[spec.format]
+        self._params = Params()
+        where = where_sql(spec.flt, self._params)
+        events = f"`{ch.database}`.events"
+        limit = f" LIMIT {int(spec.limit)}" if spec.limit is not None else ""
+        self._rows_sql = f"SELECT {_SELECT} FROM {events} WHERE {where} ORDER BY ts, seq{limit}"
+        source = f"({self._rows_sql})" if limit else f"(SELECT * FROM {events} WHERE {where})"
+        self.layout, self.rows = self._layout(source)
+        if spec.format in TABLE_FORMATS:
+            cells_per_row = max(1, len(self.layout.columns))
+            self.chunk_rows = max(1, min(chunk_rows, TABLE_CELLS // cells_per_row))
+        self.rows_written = 0
+        self.created = time.time() if now is None else now
+
+    def _layout(self, source: str) -> tuple[Layout, int]:
+        spec = self.spec
+        found: dict[str, set[str]] = {}
+        keys = ", ".join(f"groupUniqArrayArray(mapKeys({col}))" for col in MAP_COLUMNS.values())
+        (rows, *per_kind), = self.ch.rows(f"SELECT count(), {keys} FROM {source}",
+                                          self._params.values)
+        for kind, names in zip(MAP_COLUMNS, per_kind, strict=True):
+            for key in names:
+                found.setdefault(str(key), set()).add(kind)
+
+        def column(key: str) -> PropColumn:
+            return PropColumn(key, tuple(k for k in KINDS if k in found.get(key, ())))
+
+        if spec.fields is None:
+            return Layout(BASE_FIELDS, tuple(column(k) for k in sorted(found)), True), rows
+        base = tuple(f for f in spec.fields if f in BASE_FIELDS)
+        known = {str(k) for k, in self.ch.rows(
+            f"SELECT DISTINCT key FROM `{self.ch.database}`.property_kinds")}
+        wanted: list[str] = []
+        for i, name in enumerate(spec.fields):
+            if name == ALL_PROPERTIES:
+                wanted.append(ALL_PROPERTIES)
+            elif name.startswith("properties."):
+                key = name[len("properties."):]
+                if key not in known:
+                    raise field_error(f"fields[{i}]", f"no stored event has property {key!r}",
+                                      value=name)
+                wanted.append(key)
+        listed = [k for k in wanted if k != ALL_PROPERTIES]
+        order: list[str | PropColumn] = []
+        for name in spec.fields:
+            if name == ALL_PROPERTIES:
+                order += [column(k) for k in sorted(found) if k not in listed]
+            elif name.startswith("properties."):
+                order.append(column(name[len("properties."):]))
+            elif name in BASE_FIELDS:
+                order.append(name)
+        props = tuple(c for c in order if isinstance(c, PropColumn))
+        return Layout(base, props, bool(wanted), tuple(order)), rows
+
+    @property
+    def media_type(self) -> str:
+        return MEDIA_TYPES[self.spec.format]
+
+    @property
+    def filename(self) -> str:
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(self.created))
+        return f"events-{stamp}.{EXTENSIONS[self.spec.format]}"
+
+    @property
+    def columns(self) -> list[str]:
+        if self.spec.format != "parquet":
+            return self.layout.names
+        names = [c if isinstance(c, str) else c.name for c in self.layout.columns
+                 if isinstance(c, str) or not c.varied]
+        return names + ([MIXED_COLUMN] if any(c.varied for c in self.layout.props) else [])
+
+    def chunks(self) -> Generator[bytes, None, None]:
+        writer: Writer = WRITERS[self.spec.format](self.layout, self.rows)
+        dicts = Dictionaries(None)  # (this export's own codes for the writers' decoding)
+        try:
+            head = writer.start()
+            if head:
+                yield head
+            pending: list[pa.RecordBatch] = []
+            held = 0
+            for batch in self.ch.arrow_stream(self._rows_sql, self._params.values):
+                pending.append(batch)
+                held += batch.num_rows
+                while held >= self.chunk_rows:
+                    table = pa.Table.from_batches(pending)
+                    data = self._write(writer, table.slice(0, self.chunk_rows), dicts)
+                    rest = table.slice(self.chunk_rows)
+                    pending, held = rest.to_batches(), rest.num_rows
+                    if data:
+                        yield data
+            if held:
+                data = self._write(writer, pa.Table.from_batches(pending), dicts)
+                if data:
+                    yield data
+            tail = writer.finish()
+            if tail:
+                yield tail
+        finally:
+            writer.close()
+
+    def _write(self, writer: Writer, table: pa.Table, dicts: Dictionaries) -> bytes:
+        chunk = _chunk(table.combine_chunks(), self.layout, dicts)
+        data = writer.write(writer.prepare(chunk))
+        self.rows_written += chunk.n
+        release_free_memory()
+        return data
+
+    def write_to(self, out: Any) -> int:
+        total = 0
+        for data in self.chunks():
+            out.write(data)
+            total += len(data)
+        return total
+
+
+def _codes(arr: pa.ChunkedArray | pa.Array, dictionary: Dictionary) -> np.ndarray:
+    """Dictionary codes of a string column (-1 for null), encoding each distinct value once."""
+    enc = pc.dictionary_encode(arr)
+    if isinstance(enc, pa.ChunkedArray):
+        enc = enc.combine_chunks()
+    words = enc.dictionary.to_pylist()
+    mapping = dictionary.encode(words) if words else np.zeros(0, np.int32)
+    idx = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+    out = np.full(len(idx), -1, dtype=np.int32)
+    ok = idx >= 0
+    out[ok] = mapping[idx[ok]]
+    return out
+
+
+def _sentinel(kind: str, values: pa.Array, dicts: Dictionaries) -> np.ndarray:
+    if kind == STR:
+        return _codes(values, dicts.values)
+    if kind == INT:
+        return values.fill_null(INT64_MIN).to_numpy(zero_copy_only=False).astype(np.int64)
+    if kind == FLOAT:
+        return values.cast(pa.float64()).to_numpy(zero_copy_only=False).astype(np.float64)
+    assert kind == BOOL
+    ints = pc.cast(values, pa.int8()).fill_null(-1)
+    return ints.to_numpy(zero_copy_only=False).astype(np.int8)
+
+
+def _chunk(table: pa.Table, layout: Layout, dicts: Dictionaries) -> Chunk:
+    n = table.num_rows
+    dense: dict[str, np.ndarray] = {}
+    maps = {kind: table.column(column).combine_chunks() for kind, column in MAP_COLUMNS.items()}
+    for col in layout.props:  # (the columns the layout names, as the embedded export reads)
+        for kind in col.kinds:
+            values = pc.map_lookup(maps[kind], pa.scalar(col.key), "first")
+            dense[f"{kind}:{col.key}"] = _sentinel(kind, values, dicts)
+    id_text = table.column("id").combine_chunks()
+    zeros = np.zeros(n, dtype=np.uint64)
+    return Chunk(table.column("ts").to_numpy().astype(np.int64),
+                 table.column("recv").to_numpy().astype(np.int64),
+                 _codes(table.column("type"), dicts.types),
+                 _codes(table.column("user"), dicts.users),
+                 _codes(table.column("session"), dicts.sessions),
+                 zeros, zeros, id_text, PropColumns(n, dense), dicts)
