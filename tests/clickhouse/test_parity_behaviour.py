@@ -115,6 +115,12 @@ def behaviour_logs(draw: st.DrawFn) -> list[list[dict[str, Any]]]:
     rnd = random.Random(draw(st.integers(0, 2**32)))
     dense = [[behaviour_event(rnd) for _ in range(rnd.randint(10, 50))]
              for _ in range(rnd.randint(1, 3))]
+    for batch in dense:  # the same user doing another event in the same millisecond
+        for ev in rnd.sample(batch, len(batch) // 5):
+            batch.insert(rnd.randint(0, len(batch)),
+                         {**ev, "type": rnd.choice(BEHAVIOUR_TYPES), "properties": {
+                             k: v for k, v in ev.get("properties", {}).items()
+                             if rnd.random() < 0.5}})
     general = draw(event_logs(max_size=30))
     return draw(st.permutations(dense + general))
 

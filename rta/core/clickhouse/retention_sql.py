@@ -47,26 +47,31 @@ def result(view: View, q: CohortQuery, members: np.ndarray | None) -> CohortResu
     if member_sql is not None:
         entry = f"({entry}) AND ifNull(user IN {member_sql}, 0)"
         ret = f"({ret}) AND ifNull(user IN {member_sql}, 0)"
-    # (values are offset by 1 - start so that none is 0, which the map functions may drop)
     if q.rtype == "first_time":
         entry_cond = f"({entry}) AND ts < {p_end}"
-        first = f"minIf(ts, {entry_cond})"
-        memberships = f"""
-            if(countIf({entry_cond}) > 0 AND {first} >= {p_start},
-               ([intDiv({first} - {p_start}, {p_len})], [{first} - {p_start} + 1]),
-               ([], []))"""
     else:
         entry_cond = f"({entry}) AND ts >= {p_start} AND ts < {p_end}"
-        memberships = f"""
-            minMapIf([intDiv(ts - {p_start}, {p_len})], [ts - {p_start} + 1], {entry_cond})"""
     ret_cond = f"({ret}) AND ts >= {p_start} AND ts < {p_horizon}"
-    per_user = f"""
-        SELECT user,
-               {memberships} AS mem,
-               maxMapIf([intDiv(ts - {p_start}, {p_len})], [ts - {p_start} + 1],
-                        {ret_cond}) AS ret
+    # first the (user, grid period) pairs, by plain aggregates (events before the grid, which
+    # only a first-time entry reads, in period -1); then each user's periods as arrays
+    per_period = f"""
+        SELECT user, if(ts < {p_start}, -1, intDiv(ts - {p_start}, {p_len})) AS p,
+               countIf({entry_cond}) AS ne, minIf(ts, {entry_cond}) AS e,
+               countIf({ret_cond}) AS nr, maxIf(ts, {ret_cond}) AS r
         FROM {view.events}
         WHERE user IS NOT NULL AND (({entry_cond}) OR ({ret_cond}))
+        GROUP BY user, p"""
+    if q.rtype == "first_time":  # the first-ever entry, when it lies in the grid
+        first = "minIf(e, ne > 0)"
+        memberships = f"""
+            if({first} >= {p_start} AND countIf(ne > 0) > 0,
+               ([intDiv({first} - {p_start}, {p_len})], [{first}]), ([], []))"""
+    else:
+        memberships = "(groupArrayIf(p, ne > 0), groupArrayIf(e, ne > 0))"
+    per_user = f"""
+        SELECT user, {memberships} AS mem,
+               (groupArrayIf(p, nr > 0), groupArrayIf(r, nr > 0)) AS ret
+        FROM ({per_period})
         GROUP BY user
         HAVING notEmpty(mem.1)"""
     # one row per membership: its cohort and the periods n it returned in
