@@ -91,7 +91,10 @@ def unique_params(draw: st.DrawFn) -> dict[str, Any]:
         body["interval"] = interval
     if draw(st.booleans()):
         body["approximate"] = "true"
-        body["precision"] = draw(st.sampled_from((4, 10, 14, 18)))
+        # (precision 18 only over few buckets: the embedded engine allocates 2^18 registers
+        # per bucket, ~17 s for hourly buckets over 20 days)
+        body["precision"] = draw(st.sampled_from((4, 10, 14, 18) if interval in (None, "7d")
+                                                 else (4, 10, 14)))
     _common(draw, body)
     return body
 
