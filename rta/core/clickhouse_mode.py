@@ -12,6 +12,7 @@ the shipper's (see `rta.core.shipper`).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,7 @@ class ClickHouseMode:
     ch: ClickHouse
     ship_log: ShipLog
     shipper: Shipper
+    wal_end: Callable[[], tuple[int, int]] = lambda: (0, 0)  # set by the engine
 
     def check_backlog(self) -> None:
         """BacklogFull (503) when the events waiting to ship fill their disk bound."""
@@ -39,6 +41,11 @@ class ClickHouseMode:
 
     def stats(self) -> dict[str, Any]:
         return self.shipper.stats()
+
+    def ack_mark(self) -> tuple[int, int]:
+        """The WAL position past every event acknowledged so far: a query waits until the
+        shipper is there (read-your-writes), so an ingested event is in its answer."""
+        return self.wal_end()
 
 
 def ship_log_for(config: EngineConfig) -> ShipLog | None:

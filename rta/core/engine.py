@@ -130,6 +130,9 @@ class Engine:
         self.serving: Serving | None = None  # built by start_serving
         if self.clickhouse is not None:
             shipper = self.clickhouse.shipper
+            wal = self.store.wal
+            assert wal is not None
+            self.clickhouse.wal_end = lambda: wal.end
             shipper.on_advance.append(self.store.release_wal)
             self.add_background(shipper.run)
             self.metrics.gauge("rta_clickhouse_lag_events", "Events read from the WAL and "

@@ -15,7 +15,7 @@ the embedded `Export`'s.
 from __future__ import annotations
 
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from typing import Any
 
 import numpy as np
@@ -58,7 +58,10 @@ class ClickHouseExport:
     """A prepared export over ClickHouse; the interface of `rta.core.export.Export`."""
 
     def __init__(self, ch: ClickHouse, spec: ExportSpec, chunk_rows: int | None = None,
-                 now: float | None = None, segments: SegmentResolver | None = None) -> None:
+                 now: float | None = None, segments: SegmentResolver | None = None,
+                 ready: Callable[[], object] | None = None) -> None:
+        if ready is not None:  # (read-your-writes: what was acknowledged has shipped)
+            ready()
         self.ch = ch
         self.spec = spec = resolve_segment(spec, segments)
         self.chunk_rows = chunk_rows = chunk_rows or CHUNK_ROWS[spec.format]

@@ -57,9 +57,14 @@ def clickhouse_context(engine: Engine, now: int) -> QueryContext:
     """Queries answered by ClickHouse SQL; saved segments evaluated there too (members travel
     as user ids)."""
     from rta.core.clickhouse.backend import ClickHouseBackend
+    from rta.core.clickhouse.view import Barrier
 
     assert engine.clickhouse is not None
-    backend = ClickHouseBackend(engine.clickhouse.ch)
+    shipper = engine.clickhouse.shipper
+    backend = ClickHouseBackend(engine.clickhouse.ch, version=shipper.version,
+                                changes=shipper.changed_since,
+                                ready=Barrier(partial(shipper.wait_shipped,
+                                                      engine.clickhouse.ack_mark())))
 
     def resolve(name: str) -> np.ndarray:
         from rta.core.clickhouse import segment_sql

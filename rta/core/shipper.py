@@ -26,8 +26,10 @@ import json
 import logging
 import os
 import re
+import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
@@ -122,6 +124,13 @@ class Shipper:
         self.backlog_bytes = 0
         self.reachable = True
         self.on_advance: list[Any] = []  # callables run on the loop after each advance
+        # The data clock of what this daemon shipped (the result cache's invalidation, as
+        # the store's version is for the embedded backend): (version, min ts, max ts).
+        self.version = 0
+        self._changes: deque[tuple[int, int, int]] = deque(maxlen=4096)
+        self._shipped = threading.Condition()
+        self._wake: trio.Event | None = None
+        self._token: trio.lowlevel.TrioToken | None = None
 
     # -- reading the WAL --------------------------------------------------------------------
     def _files(self) -> list[int]:
@@ -214,6 +223,11 @@ class Shipper:
         token = f"{self.log.daemon_id}-{rng.file}-{rng.start}-{rng.end}"
         insert_batch(self.ch, rng.batch, rng.seqs, token)
         self.log.save(Position(rng.file, rng.end))
+        ts = rng.batch.timestamps
+        with self._shipped:
+            self.version += 1
+            self._changes.append((self.version, min(ts), max(ts)))
+            self._shipped.notify_all()
         self.shipped_events += len(rng.batch)
         self.shipped_batches += 1
         self.last_shipped_at = time.time()
@@ -221,9 +235,62 @@ class Shipper:
         self.oldest_pending_ms = None
         return len(rng.batch)
 
+    # -- what queries need: a data clock, and read-your-writes ---------------------------------
+    def changed_since(self, version: int, start: int | None, end: int | None) -> bool:
+        """Whether this daemon shipped events with start <= ts < end after `version` (other
+        daemons' shipments are not seen: cached answers are then up to cache_ttl_ms old)."""
+        with self._shipped:
+            if version == self.version:
+                return False
+            if not self._changes or self._changes[0][0] > version + 1:
+                return True
+            for v, lo, hi in reversed(self._changes):
+                if v <= version:
+                    break
+                if (start is None or hi >= start) and (end is None or lo < end):
+                    return True
+            return False
+
+    def shipped_through(self, mark: tuple[int, int]) -> bool:
+        """Whether everything before WAL position `mark` (file, offset) is in ClickHouse."""
+        pos = self.log.position
+        return (pos.file, pos.offset) >= mark  # (an in-flight range starts at the position)
+
+    def wait_shipped(self, mark: tuple[int, int], timeout: float = 10.0) -> bool:
+        """Block (a query's worker thread) until every event acknowledged before `mark`
+        is in ClickHouse, asking the shipper to go now; False after `timeout`."""
+        if self.shipped_through(mark):
+            return True
+        self.request_ship()
+        deadline = time.monotonic() + timeout
+        with self._shipped:
+            while not self.shipped_through(mark):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._shipped.wait(min(left, 0.5))
+        return True
+
+    def request_ship(self) -> None:
+        """Wake the shipping loop now instead of at its next tick (from any thread)."""
+        wake, token = self._wake, self._token
+        if wake is None or token is None:
+            return
+        try:
+            trio.from_thread.run_sync(wake.set, trio_token=token)
+        except (trio.RunFinishedError, RuntimeError):  # (the loop thread itself, or gone)
+            wake.set()
+
+    async def _pause(self, seconds: float) -> None:
+        wake = self._wake = trio.Event()
+        with trio.move_on_after(seconds):
+            await wake.wait()
+
     async def run(self) -> None:
-        """Ship forever: at once while there is a backlog, else every INTERVAL_S; back off
-        (up to 30 s) while ClickHouse fails."""
+        """Ship forever: at once while there is a backlog, else every INTERVAL_S or when a
+        query asks (`request_ship`); back off (up to 30 s) while ClickHouse fails."""
+        self._token = trio.lowlevel.current_trio_token()
+        self._wake = trio.Event()
         delay = INTERVAL_S
         while True:
             try:
@@ -240,10 +307,12 @@ class Shipper:
             self.reachable = True
             self.last_error = None
             delay = INTERVAL_S
+            with self._shipped:  # (the position may have moved without an insert)
+                self._shipped.notify_all()
             for callback in self.on_advance:
                 callback()
             if shipped < MAX_BATCH_EVENTS:
-                await trio.sleep(INTERVAL_S)
+                await self._pause(INTERVAL_S)
 
     @property
     def backlog_full(self) -> bool:

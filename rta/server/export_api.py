@@ -71,8 +71,10 @@ async def export() -> Response:
     prepared: Export | ClickHouseExport
     if eng.clickhouse is not None:  # ClickHouse holds the history: export from it
         segments = query_services.context(eng).segments
+        mark = eng.clickhouse.ack_mark()
         prepared = await trio.to_thread.run_sync(
-            partial(ClickHouseExport, eng.clickhouse.ch, spec, segments=segments),
+            partial(ClickHouseExport, eng.clickhouse.ch, spec, segments=segments,
+                    ready=partial(eng.clickhouse.shipper.wait_shipped, mark)),
             limiter=state.limiter)
     else:
         prepared = await trio.to_thread.run_sync(

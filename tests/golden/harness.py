@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -84,8 +84,11 @@ class Daemon:
 
 
 @contextmanager
-def golden_daemon() -> Iterator[Daemon]:
-    """Start `rta serve` on a fresh data dir and load the data set through POST /events/batch."""
+def golden_daemon(*extra: str, settle: Callable[[httpx.Client], None] | None = None
+                  ) -> Iterator[Daemon]:
+    """Start `rta serve` (with `extra` arguments) on a fresh data dir and load the data set
+    through POST /events/batch; `settle(client)` then waits for whatever must happen before
+    the cases run (ClickHouse shipping)."""
     started = int(time.time() * 1000)
     tmp = tempfile.mkdtemp(prefix="rta-golden-")
     home = os.path.join(tmp, "home")
@@ -95,8 +98,9 @@ def golden_daemon() -> Iterator[Daemon]:
     os.environ.clear()
     os.environ.update(env)  # ServeProcess starts from os.environ
     try:
-        proc = ServeProcess(os.path.join(tmp, "data"))
-        proc.start()
+        proc = ServeProcess(os.path.join(tmp, "data"), *[e.replace("{tmp}", tmp)
+                                                          for e in extra])
+        proc.start(timeout=60)
     finally:
         os.environ.clear()
         os.environ.update(saved)
@@ -107,6 +111,8 @@ def golden_daemon() -> Iterator[Daemon]:
                 r = client.post("/events/batch", json=events[i:i + LOAD_BATCH])
                 assert r.status_code == 202 and r.json()["accepted"] == len(
                     events[i:i + LOAD_BATCH]), r.text
+            if settle is not None:
+                settle(client)
         yield Daemon(proc.url, tmp, env, proc, started)
     finally:
         if proc.proc is not None and proc.proc.poll() is None:

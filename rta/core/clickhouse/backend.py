@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 
 import numpy as np
 
 from rta.core.clickhouse.connection import ClickHouse
 from rta.core.clickhouse.filter_sql import Params
 from rta.core.clickhouse.schema import EVENTS
-from rta.core.clickhouse.view import View
+from rta.core.clickhouse.view import Barrier, View
 from rta.core.errors import field_error
 from rta.core.events import BOOL, FLOAT, INT, STR
 from rta.core.queries.analytics_results import GroupedCount, SeriesData, TopData, UniqueRows
@@ -53,9 +54,12 @@ _vocabularies: dict[tuple[int, str], _VocabularyCache] = {}
 class ClickHouseBackend:
     """Answers typed queries with ClickHouse SQL over `table` (default `events`)."""
 
-    def __init__(self, ch: ClickHouse, table: str = EVENTS, version: int = 0) -> None:
-        self.view = View(ch, table)
+    def __init__(self, ch: ClickHouse, table: str = EVENTS, version: int = 0,
+                 changes: Callable[[int, int | None, int | None], bool] | None = None,
+                 ready: Barrier | None = None) -> None:
+        self.view = View(ch, table, ready)
         self._version = version
+        self._changes = changes
 
     # -- data clock and metadata --------------------------------------------------------------
     @property
@@ -63,8 +67,9 @@ class ClickHouseBackend:
         return self._version
 
     def changed_since(self, version: int, start: int | None, end: int | None) -> bool:
-        # Other daemons ship into the same tables unseen, so no cached answer is trusted.
-        return True
+        """By the shipping daemon's clock (`changes`); without one, nothing cached is
+        trusted."""
+        return True if self._changes is None else self._changes(version, start, end)
 
     def time_bounds(self) -> tuple[int, int] | None:
         (n, lo, hi), = self.view.rows(f"SELECT count(), min(ts), max(ts) FROM {self.view.events}")

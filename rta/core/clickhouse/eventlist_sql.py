@@ -72,4 +72,5 @@ def _render(row: tuple[Any, ...]) -> dict[str, Any]:
         for key, value in kind_values.items():
             props[str(key)] = cast(value)
     return {"id": str(event_id), "type": str(etype), "userId": user, "sessionId": session,
-            "timestamp": int(ts), "receivedAt": int(recv), "properties": props}
+            "timestamp": int(ts), "receivedAt": int(recv),
+            "properties": dict(sorted(props.items()))}  # (key order: as the embedded one)

@@ -8,6 +8,7 @@ Thread rule: immutable; any thread (the connection is thread-safe).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,10 +20,25 @@ from rta.core.clickhouse.schema import EVENTS
 from rta.core.queries.filters import EventFilter
 
 
+class Barrier:
+    """Something to wait for once before the first statement of a query (the daemon's
+    read-your-writes: events acknowledged before the query shipped)."""
+
+    def __init__(self, wait: Callable[[], object]) -> None:
+        self._wait = wait
+        self._done = False
+
+    def __call__(self) -> None:
+        if not self._done:
+            self._wait()
+            self._done = True
+
+
 @dataclass(frozen=True)
 class View:
     ch: ClickHouse
     table: str = EVENTS
+    ready: Barrier | None = None
 
     @property
     def events(self) -> str:
@@ -33,7 +49,11 @@ class View:
         return where_sql(flt, params, times=times)
 
     def rows(self, sql: str, params: Params | None = None) -> list[tuple[Any, ...]]:
+        if self.ready is not None:
+            self.ready()
         return self.ch.rows(sql, None if params is None else params.values)
 
     def arrow(self, sql: str, params: Params | None = None) -> pa.Table:
+        if self.ready is not None:
+            self.ready()
         return self.ch.arrow(sql, None if params is None else params.values)

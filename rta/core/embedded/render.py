@@ -44,8 +44,11 @@ def render_events(block: Block, rows: np.ndarray, dicts: Dictionaries) -> list[d
         for i, key, v in zip(order[pos[hit]].tolist(), keys,
                              _python_values(kind, group.values[hit], values), strict=True):
             props[i][names[key][2:]] = v
+    # Keys in sorted order: the store keeps no order of its own (columns are ordered by first
+    # appearance per block, which sealing and merging change), and every backend agrees.
     return [{"id": ids[i], "type": types[i], "userId": users[i], "sessionId": sessions[i],
-             "timestamp": ts[i], "receivedAt": recv[i], "properties": props[i]}
+             "timestamp": ts[i], "receivedAt": recv[i],
+             "properties": dict(sorted(props[i].items()))}
             for i in range(len(rows))]
 
 

@@ -28,6 +28,9 @@ class WriteAheadLog:
         self._fd: int | None = None
         self.seq = max(self.sequences(), default=0)
         self.bytes_written = 0
+        # (file, offset) just past the last record written: every acknowledged event lies
+        # before it (the ClickHouse shipper's read-your-writes mark)
+        self.end: tuple[int, int] = (self.seq, 0)
 
     def sequences(self) -> list[int]:
         out = []
@@ -67,6 +70,7 @@ class WriteAheadLog:
         self.seq += 1
         self._fd = os.open(self.path(self.seq), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         fsync_dir(self.directory)
+        self.end = (self.seq, os.lseek(self._fd, 0, os.SEEK_END))
         return previous
 
     def write(self, payloads: list[bytes]) -> None:
@@ -87,6 +91,7 @@ class WriteAheadLog:
             self._roll_back(start)
             raise
         self.bytes_written += len(data)
+        self.end = (self.seq, start + len(data))
 
     def _roll_back(self, offset: int) -> None:
         """Remove a failed group's partial records so later appends follow intact ones; if
