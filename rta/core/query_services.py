@@ -62,7 +62,7 @@ def clickhouse_context(engine: Engine, now: int) -> QueryContext:
     assert engine.clickhouse is not None
     shipper = engine.clickhouse.shipper
     backend = ClickHouseBackend(engine.clickhouse.ch, version=shipper.version,
-                                changes=shipper.changed_since,
+                                changes=shipper.changed_since, clock=lambda: shipper.version,
                                 ready=Barrier(partial(shipper.wait_shipped,
                                                       engine.clickhouse.ack_mark())))
 

@@ -45,7 +45,9 @@ class _VocabularyCache:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.value: tuple[float, Vocabulary, dict[str, set[str]]] | None = None
+        # (read at, data version, vocabulary, raw kinds): reused while this daemon shipped
+        # nothing since and for at most VOCABULARY_TTL_S (other daemons' new names)
+        self.value: tuple[float, int, Vocabulary, dict[str, set[str]]] | None = None
 
 
 _vocabularies: dict[tuple[int, str], _VocabularyCache] = {}
@@ -56,10 +58,11 @@ class ClickHouseBackend:
 
     def __init__(self, ch: ClickHouse, table: str = EVENTS, version: int = 0,
                  changes: Callable[[int, int | None, int | None], bool] | None = None,
-                 ready: Barrier | None = None) -> None:
+                 ready: Barrier | None = None, clock: Callable[[], int] | None = None) -> None:
         self.view = View(ch, table, ready)
         self._version = version
         self._changes = changes
+        self._clock = clock  # the shipper's version now (after the read-your-writes wait)
 
     # -- data clock and metadata --------------------------------------------------------------
     @property
@@ -78,9 +81,14 @@ class ClickHouseBackend:
     def _kinds(self) -> tuple[Vocabulary, dict[str, set[str]]]:
         key = (id(self.view.ch), self.view.table)
         cache = _vocabularies.setdefault(key, _VocabularyCache())
+        if self.view.ready is not None:
+            self.view.ready()
+        version = self._version if self._clock is None else self._clock()
         with cache.lock:
-            if cache.value is not None and time.monotonic() - cache.value[0] < VOCABULARY_TTL_S:
-                return cache.value[1], cache.value[2]
+            value = cache.value
+            if value is not None and value[1] == version and \
+                    time.monotonic() - value[0] < VOCABULARY_TTL_S:
+                return value[2], value[3]
             db = f"`{self.view.ch.database}`"
             types = frozenset(str(t) for t, in self.view.rows(
                 f"SELECT DISTINCT type FROM {db}.event_types"))
@@ -90,7 +98,7 @@ class ClickHouseBackend:
                 raw.setdefault(str(key_name), set()).add(str(kind))
             vocab = Vocabulary(types, {k: frozenset(KIND_NAMES.get(x, x) for x in v)
                                        for k, v in raw.items()})
-            cache.value = (time.monotonic(), vocab, raw)
+            cache.value = (time.monotonic(), version, vocab, raw)
             return vocab, raw
 
     def check_numeric(self, prop: str, field: str) -> None:
