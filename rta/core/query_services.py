@@ -22,6 +22,7 @@ from rta.core.queries.query_cache import QueryCache
 from rta.core.queries.timeparse import now_ms
 
 if TYPE_CHECKING:
+    from rta.core.clickhouse.backend import ClickHouseBackend
     from rta.core.embedded.store.snapshot import Snapshot
     from rta.core.engine import Engine
 
@@ -66,6 +67,11 @@ def clickhouse_context(engine: Engine, now: int) -> QueryContext:
                                 ready=Barrier(partial(shipper.wait_shipped,
                                                       engine.clickhouse.ack_mark())))
 
+    return QueryContext(backend, clickhouse_segments(engine, backend), now)
+
+
+def clickhouse_segments(engine: Engine, backend: ClickHouseBackend) -> SegmentResolver:
+    """Saved segment name -> members evaluated by ClickHouse SQL (user id strings)."""
     def resolve(name: str) -> np.ndarray:
         from rta.core.clickhouse import segment_sql
 
@@ -74,7 +80,7 @@ def clickhouse_context(engine: Engine, now: int) -> QueryContext:
             raise KeyError(name)
         return segment_sql.members(backend.view, segments.parse_segment(doc, ""))
 
-    return QueryContext(backend, resolve, now)
+    return resolve
 
 
 def save_segment(engine: Engine, definition: dict[str, Any]) -> dict[str, Any]:

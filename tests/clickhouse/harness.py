@@ -74,7 +74,8 @@ class Pair:
         embedded = query_services.context(self.engine, now=now)
         backend = ClickHouseBackend(self.ch)
         backend.forget_vocabulary()
-        return embedded, QueryContext(backend, embedded.segments, now)
+        return embedded, QueryContext(backend, query_services.clickhouse_segments(
+            self.engine, backend), now)
 
     def close(self) -> None:
         self.ch.command(f"DROP DATABASE IF EXISTS `{self.ch.database}`")

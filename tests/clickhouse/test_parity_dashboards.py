@@ -72,7 +72,7 @@ RULES = (
 )
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(log=event_logs(min_size=2))
 def test_alert_backtests_match(log: Log) -> None:
     pair = Pair.create()

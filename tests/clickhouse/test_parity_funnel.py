@@ -139,7 +139,7 @@ def run(log: list[list[dict[str, Any]]], bodies: list[dict[str, Any]],
         pair.close()
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(log=dense_logs(), bodies=st.lists(funnel_body(FEW_TYPES, True), min_size=3, max_size=6),
        members=st.one_of(st.none(), st.lists(st.sampled_from((*FEW_USERS, "nobody")),
                                              unique=True, max_size=3)))
