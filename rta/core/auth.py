@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from rta.core.errors import NotFoundError, field_error
-from rta.core.metadata import MetadataStore
+from rta.core.metadata import Metadata
 
 SCOPES = ("read", "write", "admin")
 KIND = "token"
@@ -31,7 +31,7 @@ def scope_allows(have: str, need: str) -> bool:
 
 
 class TokenStore:
-    def __init__(self, metadata: MetadataStore) -> None:
+    def __init__(self, metadata: Metadata) -> None:
         self.metadata = metadata
         self._cache: tuple[float, list[dict[str, Any]]] | None = None
 

@@ -3,6 +3,10 @@
 sqlite3 in the data dir (or in memory), one table of documents keyed by (kind, id). Writes
 commit immediately: these are user-authored objects that must survive a restart.
 
+`Metadata` is the interface the engine holds: this sqlite store, or (several daemons on one
+ClickHouse server) `rta.core.clickhouse.metadata_store.ClickHouseMetadataStore`, the same
+documents in ClickHouse tables so every daemon sees them.
+
 Thread rule: any thread; one lock serialises the sqlite connection.
 """
 
@@ -15,7 +19,7 @@ import sqlite3
 import threading
 import time
 import uuid
-from typing import Any
+from typing import Any, Protocol
 
 from rta.core.errors import NotFoundError
 
@@ -39,6 +43,40 @@ CREATE TABLE IF NOT EXISTS history (
 );
 CREATE INDEX IF NOT EXISTS history_kind ON history (kind, seq);
 """
+
+
+class Metadata(Protocol):
+    """What the engine needs of a metadata store (both stores satisfy it).
+
+    Documents are JSON objects keyed by (kind, id); every stored copy carries `id`,
+    `createdAt` and `updatedAt` (ms). `get`, `put` and `delete` raise NotFoundError for an
+    id the kind does not hold; `create` replaces a document of the same id. Name uniqueness
+    (ConflictError, 409) is the callers' rule, checked with `find_by_name`."""
+
+    def create(self, kind: str, body: dict[str, Any],
+               doc_id: str | None = None) -> dict[str, Any]: ...
+
+    def put(self, kind: str, doc_id: str, body: dict[str, Any]) -> dict[str, Any]: ...
+
+    def get(self, kind: str, doc_id: str) -> dict[str, Any]: ...
+
+    def find_by_name(self, kind: str, name: str) -> dict[str, Any] | None: ...
+
+    def list(self, kind: str) -> builtins.list[dict[str, Any]]: ...
+
+    def delete(self, kind: str, doc_id: str) -> None: ...
+
+    def append_history(self, kind: str, ref: str | None, body: dict[str, Any]) -> None: ...
+
+    def history(self, kind: str, limit: int = 50,
+                ref: str | None = None) -> builtins.list[dict[str, Any]]: ...
+
+    def close(self) -> None: ...
+
+
+def not_found(kind: str, doc_id: str) -> NotFoundError:
+    """The error every store raises for a missing document."""
+    return NotFoundError(f"no {kind} with id {doc_id!r}", [{"field": "id", "value": doc_id}])
 
 
 class MetadataStore:
@@ -88,7 +126,7 @@ class MetadataStore:
             row = self._db.execute("SELECT body FROM documents WHERE kind = ? AND id = ?",
                                    (kind, doc_id)).fetchone()
         if row is None:
-            raise NotFoundError(f"no {kind} with id {doc_id!r}", [{"field": "id", "value": doc_id}])
+            raise not_found(kind, doc_id)
         doc: dict[str, Any] = json.loads(row[0])
         return doc
 
@@ -111,7 +149,7 @@ class MetadataStore:
             cur = self._db.execute("DELETE FROM documents WHERE kind = ? AND id = ?",
                                    (kind, doc_id))
         if cur.rowcount == 0:
-            raise NotFoundError(f"no {kind} with id {doc_id!r}", [{"field": "id", "value": doc_id}])
+            raise not_found(kind, doc_id)
 
     def append_history(self, kind: str, ref: str | None, body: dict[str, Any]) -> None:
         now = int(time.time() * 1000)

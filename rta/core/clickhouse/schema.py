@@ -8,13 +8,26 @@
     event_types     every event type stored      } the vocabulary (query warnings): read
     property_kinds  every (property, kind) seen  } cheaply instead of scanning events
     schema_version  the migrations applied
+  version 2 (several daemons, one database: `rta.core.clickhouse.metadata_store`, `lease`):
+    metadata        the documents (alerts, dashboards, segments, tokens, templates): one row
+                    per write, ReplacingMergeTree(version) ordered by (kind, id); readers
+                    take each id's newest row (argMax), a delete writes a tombstone row
+    metadata_history  append-only history (alert notifications, webhook outcomes)
+    leases          one row per (lease, daemon) claim, renewed by rewriting it; expired rows
+                    leave by TTL a day later
 
 `seq` is the arrival order (a daemon's WAL position and row), the tie-break among events
 with the same timestamp that the API's paging and funnels use.
 
 With a cluster (`clickhouse_cluster`) each table is created ON CLUSTER as a local table per
 shard (`events_local`), and `events` is a Distributed table over it sharded by a hash of the
-user, so per-user work (funnels, retention, segments) runs whole on each shard.
+user, so per-user work (funnels, retention, segments) runs whole on each shard. The small
+version 2 tables follow the same shape: plain (not Replicated) ReplacingMergeTree/MergeTree
+local tables ON CLUSTER, each behind a Distributed table sharded by a hash of its key, so
+every version of one document (or one daemon's lease claim) lands on one shard and the
+argMax readers are exact; writers insert with `insert_distributed_sync` so a write is
+visible to every daemon when it returns (`WRITE_SETTINGS`). No Keeper is needed; a shard
+with replicas gets its copies from the Distributed table's own fan-out.
 
 Thread rule: call from one thread at start (blocking DDL).
 """
@@ -25,8 +38,17 @@ from collections.abc import Callable
 
 from rta.core.clickhouse.connection import ClickHouse, ClickHouseError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 EVENTS = "events"
+METADATA = "metadata"
+HISTORY = "metadata_history"
+LEASES = "leases"
+
+
+def write_settings(cluster: str | None) -> dict[str, int] | None:
+    """Insert settings for the version 2 tables: with a cluster, wait for the Distributed
+    table to deliver the rows (read-your-writes for every daemon)."""
+    return {"insert_distributed_sync": 1} if cluster else None
 
 
 def _on_cluster(cluster: str | None) -> str:
@@ -69,7 +91,31 @@ ENGINE = ReplacingMergeTree ORDER BY type""",
     if cluster:
         v1.append(f"""CREATE TABLE IF NOT EXISTS `{db}`.{EVENTS}{on} AS `{db}`.{local}
 ENGINE = Distributed(`{cluster}`, `{db}`, {local}, cityHash64(ifNull(user, '')))""")
-    return {1: v1}
+    return {1: v1, 2: _v2(db, cluster)}
+
+
+def _v2(db: str, cluster: str | None) -> list[str]:
+    on = _on_cluster(cluster)
+    tables = {
+        METADATA: ('''kind LowCardinality(String), id String, name Nullable(String),
+    body String, created_at Int64, updated_at Int64, version UInt64, deleted UInt8''',
+                   "ReplacingMergeTree(version) ORDER BY (kind, id)", "cityHash64(kind, id)"),
+        HISTORY: ('''kind LowCardinality(String), ref Nullable(String), at Int64, seq UInt64,
+    body String''', "MergeTree ORDER BY (kind, seq)", "cityHash64(kind, ifNull(ref, ''))"),
+        LEASES: ('''name String, holder String, claimed Int64, expires Int64, version UInt64''',
+                 "ReplacingMergeTree(version) ORDER BY (name, holder)\n"
+                 "TTL toDateTime(intDiv(expires, 1000)) + INTERVAL 1 DAY",
+                 "cityHash64(name, holder)"),
+    }
+    out = []
+    for table, (columns, engine, key) in tables.items():
+        local = f"{table}_local" if cluster else table
+        out.append(f"CREATE TABLE IF NOT EXISTS `{db}`.{local}{on} (\n    {columns}\n) "
+                   f"ENGINE = {engine}")
+        if cluster:
+            out.append(f"CREATE TABLE IF NOT EXISTS `{db}`.{table}{on} AS `{db}`.{local}\n"
+                       f"ENGINE = Distributed(`{cluster}`, `{db}`, {local}, {key})")
+    return out
 
 
 def schema_version(ch: ClickHouse) -> int:
