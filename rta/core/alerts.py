@@ -28,6 +28,12 @@ goes out when a rule fires and when it resolves; `cooldown` suppresses a new fir
 notification within `cooldown` ms of the last one and, while a rule stays firing, repeats
 the notification every `cooldown` ms (0: once per firing).
 
+Several daemons on one ClickHouse server (the engine's `alert_lease`): only the daemon that
+holds the lease evaluates and notifies; the others skip the evaluation round and keep their
+counters, ready to take over. Rules may be created, changed or deleted through any daemon,
+so with a lease every daemon re-reads the shared rules every RELOAD_MS and as soon as it
+becomes the holder. Without a lease (the embedded default) the loop is exactly as before.
+
 Thread rule: the evaluator runs on the event loop (its counters follow ingest there);
 backtests run in a query worker over one immutable snapshot.
 """
@@ -41,7 +47,7 @@ import operator
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlparse
 
 import numpy as np
@@ -72,6 +78,17 @@ MAX_BUCKETS_PER_WINDOW = 600
 FUTURE_BUCKETS = 5  # events this many buckets ahead of the clock still count (clock skew)
 HISTORY_KIND = "alert"
 ALERT_KIND = "alert"
+RELOAD_MS = 5_000  # with a lease: how often the shared rules are re-read
+
+
+class LeaseView(Protocol):
+    """What the evaluator reads of the engine's alerts lease (rta.core.clickhouse.lease)."""
+
+    @property
+    def held(self) -> bool: ...
+
+    def stats(self) -> dict[str, object]: ...
+
 
 WebhookSender = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
 Publisher = Callable[[dict[str, Any]], None]
@@ -657,6 +674,11 @@ class AlertEvaluator:
         self._nursery: trio.Nursery | None = None
         self._pending_webhooks: list[tuple[str, str, dict[str, Any]]] = []
         self._wake = trio.Event()
+        self.lease: LeaseView | None = getattr(engine, "alert_lease", None)
+        self._loaded: dict[str, Any] = {}  # rule id -> the updatedAt of the doc loaded
+        self._changes = 0  # loads and removals: a reload that raced one is not applied
+        self._holding = False
+        self._reloaded_at = 0.0
         bounds = engine.snapshot().time_bounds()
         self.data_since: int | None = None if bounds is None else bounds[0]
         for doc in engine.metadata.list(ALERT_KIND):
@@ -669,7 +691,12 @@ class AlertEvaluator:
 
     def load(self, doc: dict[str, Any]) -> RuleState:
         """(Re)load a stored rule; its ring is primed from the store."""
+        self._changes += 1
+        return self._load(doc)
+
+    def _load(self, doc: dict[str, Any]) -> RuleState:
         rule = Rule.from_doc(doc)
+        self._loaded[rule.id] = doc.get("updatedAt")
         old = self.states.get(rule.id)
         ring = Ring(rule.horizon_buckets + 2 * FUTURE_BUCKETS, rule.aggregation == "p95")
         state = RuleState(rule, ring)
@@ -684,7 +711,31 @@ class AlertEvaluator:
         return state
 
     def remove(self, alert_id: str) -> None:
+        self._changes += 1
         self.states.pop(alert_id, None)
+        self._loaded.pop(alert_id, None)
+
+    async def reload(self) -> None:
+        """Follow the shared store: load rules added or changed (a newer `updatedAt`) by any
+        daemon, drop those deleted. The read runs in a worker thread; if this daemon loaded or
+        removed a rule meanwhile, the answer may predate it and is dropped (the next reload
+        takes it)."""
+        changes = self._changes
+        docs = await trio.to_thread.run_sync(self.engine.metadata.list, ALERT_KIND)
+        if changes != self._changes:
+            return
+        self._reloaded_at = time.monotonic()
+        for doc in docs:
+            if doc.get("id") in self.states and \
+                    self._loaded.get(doc["id"]) == doc.get("updatedAt"):
+                continue
+            try:
+                self._load(doc)
+            except RtaError as exc:
+                log.warning("alert %s not loaded: %s", doc.get("id"), exc.message)
+        for gone in set(self.states) - {doc.get("id") for doc in docs}:
+            self.states.pop(gone, None)
+            self._loaded.pop(gone, None)
 
     def _prime(self, state: RuleState) -> None:
         rule = state.rule
@@ -737,10 +788,30 @@ class AlertEvaluator:
             self._nursery = nursery
             try:
                 while True:
-                    self.evaluate_all()
+                    if self.lease is None:
+                        self.evaluate_all()
+                    else:
+                        await self._leased_round()
                     await trio.sleep(self.interval_ms / 1000)
             finally:
                 self._nursery = None
+
+    async def _leased_round(self) -> None:
+        """One round with a lease: re-read the rules when due (at once on becoming the
+        holder), then evaluate only while this daemon holds the lease."""
+        assert self.lease is not None
+        held = self.lease.held
+        due = time.monotonic() - self._reloaded_at >= RELOAD_MS / 1000
+        if due or (held and not self._holding):
+            try:
+                await self.reload()
+            except RtaError as exc:  # ClickHouse unreachable: keep the rules we have
+                log.warning("alert rules not reloaded: %s", exc.message)
+                self._reloaded_at = time.monotonic()
+            held = self.lease.held
+        self._holding = held
+        if held:
+            self.evaluate_all()
 
     def evaluate_all(self, now: int | None = None) -> None:
         now = now_ms() if now is None else now
@@ -889,7 +960,8 @@ class AlertEvaluator:
                 "rules": len(self.states),
                 "enabledRules": sum(1 for s in self.states.values() if s.rule.enabled),
                 "notificationsSent": self.notifications,
-                "intervalMs": self.interval_ms}
+                "intervalMs": self.interval_ms,
+                **({} if self.lease is None else {"lease": self.lease.stats()})}
 
 
 def backtest_range(spec: Any, now: int | None = None) -> tuple[int, int]:

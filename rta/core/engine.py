@@ -4,6 +4,14 @@
 sealing and retention run there, along with any task a feature registers with
 `add_background`. Closing it flushes, seals and releases the data directory.
 
+With a ClickHouse server as the backend, several daemons can stand in front of one
+database: the metadata (alerts, dashboards, segments, tokens, templates, history) is then
+the shared `ClickHouseMetadataStore`, and the `alerts` lease (`alert_lease`) picks the one
+daemon that evaluates alerts. With chdb (ClickHouse inside this process, a directory no
+other process can open) nothing can be shared, so the metadata stays in the data dir's
+sqlite file and there is no lease: its one engine lock would otherwise put metadata reads on
+the event loop behind running queries.
+
 Thread rule: the event loop owns the engine: ingest, group commit, sealing and retention
 start there; WAL writes and seals run in worker threads it waits on; `snapshot()`, `stats()`
 and `health()` are safe from any thread.
@@ -22,6 +30,8 @@ from typing import Any
 import trio
 
 from rta import __version__
+from rta.core.clickhouse.lease import Lease
+from rta.core.clickhouse.metadata_store import ClickHouseMetadataStore
 from rta.core.clickhouse_mode import ClickHouseMode, open_mode, ship_log_for
 from rta.core.config import EngineConfig
 from rta.core.embedded.store import ColumnStore, IngestResult, Snapshot, StoreConfig
@@ -37,7 +47,7 @@ from rta.core.ingest import (
     validate_many,
 )
 from rta.core.key_budget import KeyBudget
-from rta.core.metadata import MetadataStore
+from rta.core.metadata import Metadata, MetadataStore
 from rta.core.metrics import Registry
 from rta.core.services import Services, Serving, ServingOptions
 from rta.core.write_health import WriteHealth, probe_write
@@ -45,6 +55,7 @@ from rta.core.write_health import WriteHealth, probe_write
 log = logging.getLogger("rta.engine")
 IngestListener = Callable[[EventBatch], None]
 BackgroundTask = Callable[[], Awaitable[None]]
+ALERT_LEASE = "alerts"
 
 
 @dataclass
@@ -103,7 +114,11 @@ class Engine:
         self.key_budget = self._key_budget()
         self.validator = EventValidator(limits, budget=self.key_budget)
         self.write_health = WriteHealth()
-        self.metadata = MetadataStore(self.config.data_dir)
+        self.metadata: Metadata = MetadataStore(self.config.data_dir)
+        self.alert_lease: Lease | None = None
+        if self.clickhouse is not None and shares_metadata(self.clickhouse):
+            self.metadata, self.alert_lease = shared_metadata(self.config, self.clickhouse,
+                                                              self.metadata)
         self.metrics = Registry()
         self._ingested = self.metrics.counter("rta_events_ingested_total",
                                               "Events accepted and durable.")
@@ -145,6 +160,11 @@ class Engine:
                                lambda: shipper.shipped_events)
             self.metrics.gauge("rta_clickhouse_reachable", "1 while ClickHouse answers.",
                                lambda: float(shipper.reachable))
+        if self.alert_lease is not None:
+            lease = self.alert_lease
+            self.add_background(lease.run)
+            self.metrics.gauge("rta_alert_lease_held", "1 while this daemon evaluates alerts "
+                               "(it holds the alerts lease).", lambda: float(lease.held))
 
     @property
     def events_rejected(self) -> int:
@@ -364,6 +384,11 @@ class Engine:
 
     def close(self) -> None:
         try:
+            if self.alert_lease is not None:
+                try:
+                    self.alert_lease.release()  # the next daemon takes over without a wait
+                except RtaError as exc:
+                    log.warning("could not release the alerts lease: %s", exc.message)
             self.store.close()
         finally:
             self.metadata.close()
@@ -411,6 +436,19 @@ class Engine:
             },
             **({"clickhouse": shipping} if shipping is not None else {}),
         }
+
+
+def shares_metadata(mode: ClickHouseMode) -> bool:
+    """Whether other daemons can reach this database (a server, not in-process chdb)."""
+    return not mode.ch.target.in_process
+
+
+def shared_metadata(config: EngineConfig, mode: ClickHouseMode,
+                    local: MetadataStore) -> tuple[Metadata, Lease]:
+    """The metadata every daemon on the database shares (the data dir's own tokens still
+    count: see ClickHouseMetadataStore) and this daemon's place in the alerts lease."""
+    return (ClickHouseMetadataStore(mode.ch, config.clickhouse_cluster, local=local),
+            Lease(mode.ch, ALERT_LEASE, cluster=config.clickhouse_cluster))
 
 
 @asynccontextmanager
