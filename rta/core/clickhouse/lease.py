@@ -140,8 +140,8 @@ class Lease:
         """Give the lease up now (the next in line takes it at its next renewal)."""
         self._held_until = 0
         claimed, self._claimed, self._expires = self._claimed, None, 0
-        if claimed is not None:
-            self._write(claimed, 0)
+        if claimed is not None:  # (expired now: 0 would be dropped by the TTL on insert)
+            self._write(claimed, self.clock())
 
     async def run(self) -> None:
         """Renew every `renew_ms` for as long as the engine runs."""
