@@ -17,7 +17,7 @@ import pytest
 import trio
 
 from rta.core.alerts import AlertEvaluator
-from rta.core.clickhouse.connection import ClickHouse
+from rta.core.clickhouse.connection import ClickHouse, ClickHouseError, parse_url
 from rta.core.clickhouse.lease import Lease, wall_ms
 from rta.core.clickhouse.metadata_store import ClickHouseMetadataStore
 from rta.core.config import EngineConfig
@@ -164,6 +164,19 @@ def test_data_dir_tokens_still_count(ch: ClickHouse, tmp_path: Path) -> None:
     with pytest.raises(NotFoundError):
         store.delete("token", mine["id"])
     store.close()
+
+
+def test_tokens_answer_from_the_last_read_while_clickhouse_is_away(ch: ClickHouse) -> None:
+    """Authentication is on the ingest path, which keeps acknowledging while ClickHouse is
+    unreachable: token lists then answer from the last read; other reads fail (503)."""
+    store = ClickHouseMetadataStore(ch)
+    token = store.create("token", {"name": "t", "scope": "write"})
+    assert store.list("token") == [token]
+    store.ch = ClickHouse(parse_url("http://127.0.0.1:9/rta"))  # nothing listens there
+    assert store.list("token") == [token]
+    assert store.list("token") == [token]  # (not retried for a few seconds)
+    with pytest.raises(ClickHouseError):
+        store.list("dashboard")
 
 
 # -- the lease ---------------------------------------------------------------------------

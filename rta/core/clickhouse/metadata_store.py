@@ -28,7 +28,9 @@ two documents; `find_by_name` then answers the earlier created, as the sqlite st
 Tokens created in a data directory's sqlite file (`rta token create --data-dir`, the way to
 make the first admin token) stay valid on that daemon: with `local` given, reads of the
 kinds in LOCAL_KINDS also see the local file's documents (ClickHouse's win on an id clash),
-and deleting one that is only local deletes it there.
+and deleting one that is only local deletes it there. Tokens are read on the ingest path
+(authentication), and ingest must keep acknowledging while ClickHouse is away: so while it
+is unreachable, token lists answer from the last list read (retried every STALE_S).
 
 Thread rule: any thread (the connection is thread-safe; writes and their version counter
 take this store's lock). Every call is blocking I/O; callers on the event loop accept a
@@ -39,16 +41,19 @@ from __future__ import annotations
 
 import builtins
 import json
+import logging
 import threading
 import time
 import uuid
 from typing import Any
 
-from rta.core.clickhouse.connection import ClickHouse
+from rta.core.clickhouse.connection import ClickHouse, ClickHouseError
 from rta.core.clickhouse.schema import HISTORY, METADATA, write_settings
 from rta.core.metadata import Metadata, not_found
 
 LOCAL_KINDS = ("token",)
+STALE_S = 5.0  # while ClickHouse is unreachable: how long a failed token read is not retried
+log = logging.getLogger("rta.metadata")
 
 _LATEST = """SELECT id, t.2 AS created, t.4 AS body FROM (
     SELECT id, argMax((deleted, created_at, name, body), (version, body)) AS t
@@ -66,6 +71,8 @@ class ClickHouseMetadataStore:
         self._settings = write_settings(cluster)
         self._lock = threading.Lock()
         self._last = 0
+        self._known: dict[str, builtins.list[dict[str, Any]]] = {}  # kind -> last list read
+        self._retry_at = 0.0
 
     # -- writes ----------------------------------------------------------------------------
 
@@ -157,8 +164,23 @@ class ClickHouseMetadataStore:
 
     def list(self, kind: str) -> builtins.list[dict[str, Any]]:
         """Every document of `kind`, oldest created first (ties by id)."""
-        docs = self._docs(kind)
-        if self.local is not None and kind in LOCAL_KINDS:
+        if kind not in LOCAL_KINDS:
+            return self._docs(kind)
+        known = self._known.get(kind)
+        if known is not None and time.monotonic() < self._retry_at:
+            docs = list(known)
+        else:
+            try:
+                docs = self._docs(kind)
+            except ClickHouseError as exc:
+                if known is None:
+                    raise
+                log.warning("%s list answered from its last read: %s", kind, exc.message)
+                self._retry_at = time.monotonic() + STALE_S
+                docs = list(known)
+            else:
+                self._known[kind] = list(docs)
+        if self.local is not None:
             shared = {d["id"] for d in docs}
             docs += [d for d in self.local.list(kind) if d["id"] not in shared]
             docs.sort(key=lambda d: (int(d.get("createdAt", 0)), str(d["id"])))
