@@ -34,7 +34,16 @@ from typing import Any
 import numpy as np
 
 from rta.core.errors import field_error
-from rta.core.queries.behaviour_results import AbExposures, AbTestResult, VariantMoments
+from rta.core.queries.behaviour_results import (
+    AbExposures,
+    AbTestResult,
+    Comparison,
+    MetricComparison,
+    SampleRatio,
+    VariantMetric,
+    VariantMoments,
+    VariantStats,
+)
 from rta.core.queries.behaviour_specs import AbTestQuery
 
 _NORMAL = NormalDist()
@@ -290,7 +299,7 @@ def analyse(q: AbTestQuery, exp: AbExposures) -> AbTestResult:
                               f"{', '.join(map(str, names))}", value=control,
                               allowed=names)
         control = same[0]  # "1" given for the variant value 1
-    variants = []
+    variants: list[VariantStats] = []
     z95 = norm_ppf(1 - alpha / 2)
     stats: dict[Any, tuple[int, int, float, float]] = {}
     for name in names:
@@ -299,24 +308,18 @@ def analyse(q: AbTestQuery, exp: AbExposures) -> AbTestResult:
         n, c, mean, var = mo.exposures, mo.conversions, mo.mean, mo.variance
         stats[name] = (n, c, mean, var)
         ci = wilson(c, n, z95)
-        entry: dict[str, Any] = {
-            "name": name, "isControl": name == control, "exposures": n, "conversions": c,
-            "conversionRate": round(100.0 * c / n, 4) if n else 0.0,
-            "conversionInterval": None if ci is None else [round(100 * ci[0], 4),
-                                                           round(100 * ci[1], 4)],
-            "sufficientSample": n >= min_n,
-        }
-        if mprop:
-            entry["metricMean"] = round(mean, 6)
-            entry["metricStdDev"] = round(math.sqrt(var), 6)
-            entry["metricTotal"] = round(mo.total, 6)
-        variants.append(entry)
-    variants.sort(key=lambda e: (not e["isControl"]))
-    others = [v["name"] for v in variants if not v["isControl"]]
+        variants.append(VariantStats(
+            name, name == control, n, c, round(100.0 * c / n, 4) if n else 0.0,
+            None if ci is None else (round(100 * ci[0], 4), round(100 * ci[1], 4)),
+            n >= min_n,
+            VariantMetric(round(mean, 6), round(math.sqrt(var), 6), round(mo.total, 6))
+            if mprop else None))
+    variants.sort(key=lambda v: not v.is_control)
+    others = [v.name for v in variants if not v.is_control]
     k = max(1, len(others))
     alpha_adj = alpha / k
     z_adj = norm_ppf(1 - alpha_adj / 2)
-    comparisons = []
+    comparisons: list[Comparison] = []
     n0, c0, mean0, var0 = stats.get(control, (0, 0, 0.0, 0.0))
     for name in others:
         n1, c1, mean1, var1 = stats[name]
@@ -325,64 +328,53 @@ def analyse(q: AbTestQuery, exp: AbExposures) -> AbTestResult:
         p0, p1 = (c0 / n0 if n0 else 0.0), (c1 / n1 if n1 else 0.0)
         pval = None if zt is None else zt[1]
         adj = None if pval is None else min(1.0, pval * k)
-        comp: dict[str, Any] = {
-            "variant": name, "control": control,
-            "difference": round(100 * (p1 - p0), 4),
-            "lift": round(100 * (p1 / p0 - 1), 4) if p0 > 0 else None,
-            "liftInterval": None if li is None else [round(100 * li[0], 4),
-                                                     round(100 * li[1], 4)],
-            "zScore": None if zt is None else round(zt[0], 6),
-            "pValue": pval, "adjustedPValue": adj,
-            "probabilityToBeatControl": round(prob_beats(c0, n0, c1, n1), 6),
-        }
+        metric = None
         if mprop:
             w = welch(mean0, var0, n0, mean1, var1, n1)
-            if w is None:
-                comp["metric"] = None
-            else:
+            if w is not None:
                 tq = t_ppf(1 - alpha_adj / 2, w[1])
                 diff = mean1 - mean0
-                comp["metric"] = {
-                    "meanDifference": round(diff, 6), "tStatistic": round(w[0], 6),
-                    "degreesOfFreedom": round(w[1], 4), "pValue": w[2],
-                    "adjustedPValue": min(1.0, w[2] * k),
-                    "interval": [round(diff - tq * w[3], 6), round(diff + tq * w[3], 6)],
-                    "significant": min(1.0, w[2] * k) < alpha,
-                }
+                metric = MetricComparison(
+                    round(diff, 6), round(w[0], 6), round(w[1], 4), w[2], min(1.0, w[2] * k),
+                    (round(diff - tq * w[3], 6), round(diff + tq * w[3], 6)),
+                    min(1.0, w[2] * k) < alpha)
         if n0 < min_n or n1 < min_n:
             verdict = "insufficient_sample"
         elif adj is not None and adj < alpha:
             verdict = "significant"
         else:
             verdict = "not_significant"
-        comp["significant"] = verdict == "significant"
-        comp["verdict"] = verdict
-        comparisons.append(comp)
-    if any(c["verdict"] == "insufficient_sample" for c in comparisons) or not comparisons \
+        comparisons.append(Comparison(
+            name, control, round(100 * (p1 - p0), 4),
+            round(100 * (p1 / p0 - 1), 4) if p0 > 0 else None,
+            None if li is None else (round(100 * li[0], 4), round(100 * li[1], 4)),
+            None if zt is None else round(zt[0], 6), pval, adj,
+            round(prob_beats(c0, n0, c1, n1), 6), verdict == "significant", verdict,
+            bool(mprop), metric))
+    if any(c.verdict == "insufficient_sample" for c in comparisons) or not comparisons \
             or n0 < min_n:
         verdict = "insufficient_sample"
-    elif any(c["significant"] for c in comparisons):
+    elif any(c.significant for c in comparisons):
         verdict = "significant"
     else:
         verdict = "not_significant"
     winner = None
     if verdict == "significant":
-        wins = [c for c in comparisons if c["significant"] and c["difference"] > 0]
+        wins = [c for c in comparisons if c.significant and c.difference > 0]
         if wins:
-            winner = max(wins, key=lambda c: c["difference"])["variant"]
-        elif all(c["significant"] and c["difference"] < 0 for c in comparisons):
+            winner = max(wins, key=lambda c: c.difference).variant
+        elif all(c.significant and c.difference < 0 for c in comparisons):
             winner = control
-    observed = [v["exposures"] for v in variants]
-    weights = [float(split.get(str(v["name"]), 0)) if split else 1.0 for v in variants]
+    observed = [v.exposures for v in variants]
+    weights = [float(split.get(str(v.name), 0)) if split else 1.0 for v in variants]
     if split and not all(w > 0 for w in weights):
         raise field_error("expectedSplit", "must give a weight for every variant",
-                          variants=[v["name"] for v in variants])
+                          variants=[v.name for v in variants])
     chi, srm_p = srm_test(observed, weights)
     return AbTestResult(
         q.name, q.assign, q.variant_property, q.metric_event, mprop, control, q.level, alpha,
         "bonferroni" if k > 1 else None, round(alpha_adj, 12), min_n, exp.total_exposures,
         exp.excluded_users, tuple(variants), tuple(comparisons), verdict, winner,
-        {"chiSquare": round(chi, 6), "pValue": srm_p, "detected": srm_p < SRM_THRESHOLD,
-         "threshold": SRM_THRESHOLD,
-         "expected": [round(sum(observed) * w / sum(weights), 3)
-                      for w in weights] if observed else []})
+        SampleRatio(round(chi, 6), srm_p, srm_p < SRM_THRESHOLD, SRM_THRESHOLD,
+                    tuple(round(sum(observed) * w / sum(weights), 3) for w in weights)
+                    if observed else ()))

@@ -169,9 +169,109 @@ class AbExposures:
 
 
 @dataclass(frozen=True)
+class VariantMetric:
+    """A variant's metric (the `metricProperty` values of its exposed users)."""
+
+    mean: float
+    std_dev: float
+    total: float
+
+
+@dataclass(frozen=True)
+class VariantStats:
+    name: Any
+    is_control: bool
+    exposures: int
+    conversions: int
+    conversion_rate: float
+    conversion_interval: tuple[float, float] | None
+    sufficient_sample: bool
+    metric: VariantMetric | None = None  # only when the test has a metric property
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "name": self.name, "isControl": self.is_control, "exposures": self.exposures,
+            "conversions": self.conversions, "conversionRate": self.conversion_rate,
+            "conversionInterval": None if self.conversion_interval is None
+            else list(self.conversion_interval),
+            "sufficientSample": self.sufficient_sample}
+        if self.metric is not None:
+            out.update(metricMean=self.metric.mean, metricStdDev=self.metric.std_dev,
+                       metricTotal=self.metric.total)
+        return out
+
+
+@dataclass(frozen=True)
+class MetricComparison:
+    """Welch's t-test of a variant's metric mean against the control's."""
+
+    mean_difference: float
+    t_statistic: float
+    degrees_of_freedom: float
+    p_value: float
+    adjusted_p_value: float
+    interval: tuple[float, float]
+    significant: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"meanDifference": self.mean_difference, "tStatistic": self.t_statistic,
+                "degreesOfFreedom": self.degrees_of_freedom, "pValue": self.p_value,
+                "adjustedPValue": self.adjusted_p_value, "interval": list(self.interval),
+                "significant": self.significant}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One variant against the control: conversion difference, lift, tests, verdict."""
+
+    variant: Any
+    control: Any
+    difference: float
+    lift: float | None
+    lift_interval: tuple[float, float] | None
+    z_score: float | None
+    p_value: float | None
+    adjusted_p_value: float | None
+    probability_to_beat_control: float
+    significant: bool
+    verdict: str
+    has_metric: bool = False  # whether `metric` is part of the answer (it may be None)
+    metric: MetricComparison | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "variant": self.variant, "control": self.control, "difference": self.difference,
+            "lift": self.lift,
+            "liftInterval": None if self.lift_interval is None else list(self.lift_interval),
+            "zScore": self.z_score, "pValue": self.p_value,
+            "adjustedPValue": self.adjusted_p_value,
+            "probabilityToBeatControl": self.probability_to_beat_control}
+        if self.has_metric:
+            out["metric"] = None if self.metric is None else self.metric.to_json()
+        out["significant"] = self.significant
+        out["verdict"] = self.verdict
+        return out
+
+
+@dataclass(frozen=True)
+class SampleRatio:
+    """The sample-ratio-mismatch check: exposures against the expected split."""
+
+    chi_square: float
+    p_value: float
+    detected: bool
+    threshold: float
+    expected: tuple[float, ...]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"chiSquare": self.chi_square, "pValue": self.p_value, "detected": self.detected,
+                "threshold": self.threshold, "expected": list(self.expected)}
+
+
+@dataclass(frozen=True)
 class AbTestResult:
-    """The A/B answer; variants and comparisons are built by the pure statistics in
-    `rta.core.queries.abtest` (their JSON objects, already in the API's shape)."""
+    """The A/B answer; variants and comparisons come from the pure statistics in
+    `rta.core.queries.abtest`."""
 
     name: Any
     event_type: str
@@ -186,11 +286,11 @@ class AbTestResult:
     minimum_sample_size: int
     total_exposures: int
     excluded_users: int
-    variants: tuple[dict[str, Any], ...]
-    comparisons: tuple[dict[str, Any], ...]
+    variants: tuple[VariantStats, ...]
+    comparisons: tuple[Comparison, ...]
     verdict: str
     winner: Any
-    sample_ratio_mismatch: dict[str, Any]
+    sample_ratio_mismatch: SampleRatio
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -201,9 +301,10 @@ class AbTestResult:
             "correction": self.correction, "adjustedAlpha": self.adjusted_alpha,
             "minimumSampleSize": self.minimum_sample_size,
             "totalExposures": self.total_exposures, "excludedUsers": self.excluded_users,
-            "variants": list(self.variants), "comparisons": list(self.comparisons),
+            "variants": [v.to_json() for v in self.variants],
+            "comparisons": [c.to_json() for c in self.comparisons],
             "verdict": self.verdict, "winner": self.winner,
-            "sampleRatioMismatch": self.sample_ratio_mismatch}
+            "sampleRatioMismatch": self.sample_ratio_mismatch.to_json()}
 
 
 BehaviourResult = FunnelResult | CohortResult | SegmentResult | AbTestResult
