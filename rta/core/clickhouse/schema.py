@@ -26,8 +26,9 @@ version 2 tables follow the same shape: plain (not Replicated) ReplacingMergeTre
 local tables ON CLUSTER, each behind a Distributed table sharded by a hash of its key, so
 every version of one document (or one daemon's lease claim) lands on one shard and the
 argMax readers are exact; writers insert with `insert_distributed_sync` so a write is
-visible to every daemon when it returns (`WRITE_SETTINGS`). No Keeper is needed; a shard
-with replicas gets its copies from the Distributed table's own fan-out.
+visible to every daemon when it returns (`write_settings`). No Keeper is needed; a shard
+with replicas gets its copies from the Distributed table's own fan-out (the default
+`internal_replication` false; with it true, create these tables Replicated by hand).
 
 Thread rule: call from one thread at start (blocking DDL).
 """
