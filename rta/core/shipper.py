@@ -122,6 +122,7 @@ class Shipper:
         self.pending_events = 0  # read from the WAL, not yet in ClickHouse
         self.oldest_pending_ms: int | None = None
         self.backlog_bytes = 0
+        self._backlog_at = 0.0
         self.reachable = True
         self.on_advance: list[Any] = []  # callables run on the loop after each advance
         # The data clock of what this daemon shipped (the result cache's invalidation, as
@@ -261,12 +262,14 @@ class Shipper:
         is in ClickHouse, asking the shipper to go now; False after `timeout`."""
         if self.shipped_through(mark):
             return True
+        if not self.reachable:  # (ClickHouse is down: the query itself will say so at once)
+            return False
         self.request_ship()
         deadline = time.monotonic() + timeout
         with self._shipped:
             while not self.shipped_through(mark):
                 left = deadline - time.monotonic()
-                if left <= 0:
+                if left <= 0 or not self.reachable:
                     return False
                 self._shipped.wait(min(left, 0.5))
         return True
@@ -301,7 +304,9 @@ class Shipper:
                 if self.last_error != str(exc):
                     log.warning("shipping to ClickHouse failed (will retry): %s", exc)
                 self.last_error = str(exc)
-                await trio.sleep(delay)
+                with self._shipped:
+                    self._shipped.notify_all()  # (waiting queries give up: it is down)
+                await self._pause(delay)
                 delay = min(30.0, delay * 2)
                 continue
             self.reachable = True
@@ -316,6 +321,15 @@ class Shipper:
 
     @property
     def backlog_full(self) -> bool:
+        """Whether the unshipped WAL fills its bound (measured at most every 0.1 s: ingest
+        asks on every request)."""
+        now = time.monotonic()
+        if now - self._backlog_at > 0.1:
+            self._backlog_at = now
+            try:
+                self.backlog_bytes = self._backlog(self._files())
+            except OSError:
+                pass
         return self.backlog_bytes >= self.max_backlog_bytes
 
     def stats(self) -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Reaching ClickHouse: a server over HTTP(S), or ClickHouse in-process through chdb.
 
     http(s)://user:password@host:8123/database     a server or a cluster's node
-    chdb:///path/to/dir                             in-process (tests, one machine)
+    chdb:///path/to/dir[?database=name]             in-process (tests, one machine)
 
 clickhouse-connect serves both URL kinds through one client API and moves results as Arrow.
 A client holds one session and is not safe for concurrent queries, so `ClickHouse` keeps one
@@ -20,7 +20,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import pyarrow as pa
 
@@ -62,7 +62,9 @@ def parse_url(url: str, database: str | None = None) -> Target:
         path = unquote(parts.netloc + parts.path)
         if not path:
             raise ValueError(f"{url!r}: a chdb URL names a directory: chdb:///path/to/dir")
-        return Target(url, "chdb", database or DEFAULT_DATABASE, f"chdb://{path}")
+        named = parse_qs(parts.query).get("database", [None])[0]  # (chdb:///dir?database=x)
+        return Target(f"chdb://{path}", "chdb", database or named or DEFAULT_DATABASE,
+                      f"chdb://{path}")
     if parts.scheme in ("http", "https"):
         if not parts.hostname:
             raise ValueError(f"{url!r}: no host (http://user:password@host:8123/database)")
