@@ -35,9 +35,16 @@ CHDB_DIR = os.environ.get("RTA_TEST_CHDB_DIR") or os.path.join(
     tempfile.gettempdir(), f"rta-test-chdb-{os.getpid()}")
 
 
+# With RTA_CLICKHOUSE_URL (a real server or cluster node), every parity test runs there
+# instead of in chdb, each in a database of its own.
+SERVER_URL = os.environ.get("RTA_CLICKHOUSE_URL") or None
+
+
 def chdb_database() -> ClickHouse:
-    """A fresh database in the process's chdb engine, with rta's schema."""
-    ch = ClickHouse(parse_url(f"chdb://{CHDB_DIR}", database=f"t_{uuid.uuid4().hex[:12]}"))
+    """A fresh database with rta's schema: in the process's chdb engine, or on the server
+    RTA_CLICKHOUSE_URL names."""
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    ch = ClickHouse(parse_url(SERVER_URL or f"chdb://{CHDB_DIR}", database=name))
     ensure_schema(ch)
     return ch
 
