@@ -90,6 +90,10 @@ CLI_JSON: dict[str, tuple[str, ...]] = {
     "config path": ("path",),
     "config set": ("key", "value", "path"),
     "demo generate": ("events", "output", "format", "seed", "days", "users", "end", "seconds"),
+    "clickhouse init": ("target", "database", "schemaVersion"),
+    "clickhouse status": ("target", "database", "schemaVersion", "events", "users",
+                          "firstTimestamp", "lastTimestamp"),
+    "clickhouse migrate": ("events", "blocks", "verified", "mismatches"),
 }
 
 

@@ -28,6 +28,7 @@ from typer.testing import CliRunner
 from rta.cli.main import app
 from rta.cli.output import EXIT_UNREACHABLE, EXIT_USAGE
 from scripts.generate_docs import API_JSON, CLI_JSON, leaf_commands
+from tests.clickhouse.harness import CHDB_DIR
 from tests.support import ServeProcess
 
 # Arguments that make each command succeed against the loaded daemon; {name} placeholders
@@ -70,10 +71,14 @@ ARGS: dict[str, list[str]] = {
     "config path": [],
     "config set": ["cache_ttl_ms", "1234"],
     "demo generate": ["-n", "20", "-o", "{demo_file}"],
+    "clickhouse init": ["--clickhouse-url", "{chdb}"],
+    "clickhouse status": ["--clickhouse-url", "{chdb}"],
+    "clickhouse migrate": ["--data-dir", "{empty_store}", "--clickhouse-url", "{chdb}"],
 }
 STREAMS = {"tail", "alerts watch"}
 NO_DATA = {"serve"}  # prints no data: only its startup lines on stderr
-LOCAL = {"config show", "config path", "config set", "demo generate"}
+LOCAL = {"config show", "config path", "config set", "demo generate", "clickhouse init",
+         "clickhouse status", "clickhouse migrate"}
 # A --where the CLI cannot parse is a usage error (2). Known deviations pinned by their own
 # tests: `tail` exits 4 (tests/cli/test_live_cli.py).
 WHERE_COMMANDS = {"events": [], "export": ["-o", "-"], "query aggregate": [],
@@ -124,7 +129,9 @@ def world(daemon: ServeProcess, tmp_path_factory: pytest.TempPathFactory) -> dic
     (tmp / "events.ndjson").write_text("".join(json.dumps(e) + "\n" for e in events[:5]))
     ids.update(url=daemon.url, events_file=str(tmp / "events.ndjson"),
                export_file=str(tmp / "out.csv"), demo_file=str(tmp / "demo.ndjson"),
-               config=str(tmp / "config.toml"))
+               config=str(tmp / "config.toml"), empty_store=str(tmp / "empty-store"),
+               # (the process's one chdb engine path, shared with tests/clickhouse)
+               chdb=f"chdb://{CHDB_DIR}?database=cli_conventions")
     return ids
 
 
