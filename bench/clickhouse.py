@@ -15,6 +15,7 @@ funnels and retention no slower than DuckDB.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 import uuid
@@ -115,7 +116,8 @@ def main(argv: list[str] | None = None) -> None:
     table = generate_events(args.events, users=args.users, days=args.days)
     end = int(table.column("timestamp").to_numpy().max()) + 1
     con = duckdb_from_table(table)
-    with tempfile.TemporaryDirectory(prefix="rta-bench-ch-") as tmp:
+    tmp = tempfile.mkdtemp(prefix="rta-bench-ch-")
+    try:
         build_store(table, tmp + "/store").close()
         ch = ClickHouse(parse_url(f"chdb://{tmp}/chdb", database=f"b{uuid.uuid4().hex[:8]}"))
         ensure_schema(ch)
@@ -147,6 +149,8 @@ def main(argv: list[str] | None = None) -> None:
                          fmt_count(rate) + "/s", "-", "-", "-"])
         finally:
             engine.close()
+    finally:  # (chdb may still hold files of its own there: no error for leftovers)
+        shutil.rmtree(tmp, ignore_errors=True)
     print_table(f"ClickHouse backend, {fmt_count(args.events)} events, {args.users:,} users, "
                 f"{args.days} days (best of {args.repeat})", rows)
 
