@@ -533,7 +533,7 @@ def stored_columns(rule: Rule, backend: Backend, start: int | None, end: int | N
 
 
 def backtest(rule: Rule, backend: Backend, start: int, end: int,
-             max_points: int = 100_000) -> dict[str, Any]:
+             max_points: int = 100_000) -> BacktestResult:
     """When the rule would have fired over stored events in [start, end).
 
     Evaluates the same windows as the live evaluator at every bucket boundary (or every
@@ -582,16 +582,59 @@ def backtest(rule: Rule, backend: Backend, start: int, end: int,
         extra["zScore"] = zs
     times = (points + first + 1) * bms  # a window ending at bucket i is complete at its end
     firings = _replay(rule, times, breach, vals, extra)
-    return {"alertId": rule.id, "name": rule.name, "condition": rule.describe(),
-            "range": {"start": start, "end": end}, "bucketMs": bms, "stepMs": step * bms,
-            "evaluations": len(points), "breachingEvaluations": int(breach.sum()),
-            "wouldHaveFired": any(f["notified"] for f in firings), "firings": firings}
+    return BacktestResult(rule.id, rule.name, rule.describe(), start, end, bms, step * bms,
+                          len(points), int(breach.sum()), tuple(firings))
+
+
+@dataclass(frozen=True)
+class Firing:
+    """One time the rule would have fired: when, until when, its value then and at the
+    peak, whether it notified (cooldown), and the anomaly's z-score (anomaly rules)."""
+
+    fired_at: int
+    resolved_at: int | None
+    value: float | None
+    peak: float | None
+    notified: bool
+    extra: tuple[tuple[str, float | None], ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"firedAt": self.fired_at, "resolvedAt": self.resolved_at, "value": self.value,
+                "peak": self.peak, "notified": self.notified, **dict(self.extra)}
+
+
+@dataclass(frozen=True)
+class BacktestResult:
+    """POST /alerts/{id}/test: when the rule would have fired over stored events."""
+
+    alert_id: str
+    name: str
+    condition: str
+    start: int
+    end: int
+    bucket_ms: int
+    step_ms: int
+    evaluations: int
+    breaching_evaluations: int
+    firings: tuple[Firing, ...]
+
+    @property
+    def would_have_fired(self) -> bool:
+        return any(f.notified for f in self.firings)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"alertId": self.alert_id, "name": self.name, "condition": self.condition,
+                "range": {"start": self.start, "end": self.end}, "bucketMs": self.bucket_ms,
+                "stepMs": self.step_ms, "evaluations": self.evaluations,
+                "breachingEvaluations": self.breaching_evaluations,
+                "wouldHaveFired": self.would_have_fired,
+                "firings": [f.to_json() for f in self.firings]}
 
 
 def _replay(rule: Rule, times: np.ndarray, breach: np.ndarray, vals: np.ndarray,
-            extra: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+            extra: dict[str, np.ndarray]) -> list[Firing]:
     """Runs of breaching points -> firings, honouring `for` and `cooldown`."""
-    out: list[dict[str, Any]] = []
+    out: list[Firing] = []
     if not breach.any():
         return out
     edges = np.diff(np.concatenate([[0], breach.astype(np.int8), [0]]))
@@ -611,12 +654,9 @@ def _replay(rule: Rule, times: np.ndarray, breach: np.ndarray, vals: np.ndarray,
                                rule.operator in ("gt", "gte") else
                                int(np.nanargmin(seg)) if rule.kind == "threshold" and
                                rule.operator in ("lt", "lte") else 0)
-        item: dict[str, Any] = {
-            "firedAt": fired_at, "resolvedAt": int(times[e]) if e < len(times) else None,
-            "value": _num(vals[fire_idx]), "peak": _num(vals[peak_idx]), "notified": notified}
-        for k, arr in extra.items():
-            item[k] = _num(arr[fire_idx])
-        out.append(item)
+        out.append(Firing(fired_at, int(times[e]) if e < len(times) else None,
+                          _num(vals[fire_idx]), _num(vals[peak_idx]), notified,
+                          tuple((k, _num(arr[fire_idx])) for k, arr in extra.items())))
     return out
 
 
@@ -997,7 +1037,7 @@ def parse_backtest(doc: dict[str, Any], body: Any, now: int) -> BacktestQuery:
     return BacktestQuery(Rule.from_doc(doc), start, end, bool(body.get("notify")))
 
 
-def run_backtest(query: BacktestQuery, backend: Backend) -> dict[str, Any]:
+def run_backtest(query: BacktestQuery, backend: Backend) -> BacktestResult:
     """The backtest's answer over `backend`'s data (see `backtest`): a worker thread."""
     return backtest(query.rule, backend, query.start, query.end)
 
