@@ -33,12 +33,13 @@ def map_column(n: int, kind: str, rows: np.ndarray, keys: pa.Array, values: pa.A
 def _map_column(n: int, kind: str, entries: list[tuple[str, list[int], list[Any]]]) -> pa.Array:
     rows = [np.asarray(r, dtype=np.int64) for _, r, _ in entries]
     all_rows = np.concatenate(rows) if rows else np.zeros(0, np.int64)
-    keys: list[str] = []
     values: list[Any] = []
-    for key, r, v in entries:
-        keys.extend([key] * len(r))
+    for _, _, v in entries:
         values.extend(v)
-    return map_column(n, kind, all_rows, pa.array(keys, pa.string()),
+    # each key's name once, repeated by index (no Python string per value)
+    names = pa.array([key for key, _, _ in entries], pa.string())
+    which = np.repeat(np.arange(len(entries), dtype=np.int32), [len(r) for r in rows])
+    return map_column(n, kind, all_rows, names.take(pa.array(which)),
                       pa.array(values, _VALUE_TYPES[kind]))
 
 
