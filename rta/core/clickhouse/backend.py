@@ -50,7 +50,8 @@ class _VocabularyCache:
         self.value: tuple[float, int, Vocabulary, dict[str, set[str]]] | None = None
 
 
-_vocabularies: dict[tuple[int, str], _VocabularyCache] = {}
+_vocabularies: dict[tuple[str, str, str], _VocabularyCache] = {}
+_bounds: dict[tuple[str, str, str], tuple[float, int, tuple[int, int] | None]] = {}
 
 
 class ClickHouseBackend:
@@ -63,6 +64,7 @@ class ClickHouseBackend:
         self._version = version
         self._changes = changes
         self._clock = clock  # the shipper's version now (after the read-your-writes wait)
+        self._cache_key = (ch.target.url, ch.database, table)
 
     # -- data clock and metadata --------------------------------------------------------------
     @property
@@ -75,11 +77,23 @@ class ClickHouseBackend:
         return True if self._changes is None else self._changes(version, start, end)
 
     def time_bounds(self) -> tuple[int, int] | None:
+        """The data's first and last timestamp: a scan of the ts column, so remembered like
+        the vocabulary (until this daemon ships more, at most VOCABULARY_TTL_S)."""
+        if self.view.ready is not None:
+            self.view.ready()
+        version = self._version if self._clock is None else self._clock()
+        key = self._cache_key
+        found = _bounds.get(key) if self._clock is not None else None  # (no clock: no cache)
+        if found is not None and found[1] == version and \
+                time.monotonic() - found[0] < VOCABULARY_TTL_S:
+            return found[2]
         (n, lo, hi), = self.view.rows(f"SELECT count(), min(ts), max(ts) FROM {self.view.events}")
-        return None if not n else (int(lo), int(hi))
+        bounds = None if not n else (int(lo), int(hi))
+        _bounds[key] = (time.monotonic(), version, bounds)
+        return bounds
 
     def _kinds(self) -> tuple[Vocabulary, dict[str, set[str]]]:
-        key = (id(self.view.ch), self.view.table)
+        key = self._cache_key
         cache = _vocabularies.setdefault(key, _VocabularyCache())
         if self.view.ready is not None:
             self.view.ready()
@@ -136,8 +150,10 @@ class ClickHouseBackend:
         return dashboard_sql.timestamps(self.view, flt, metric)
 
     def forget_vocabulary(self) -> None:
-        """Read the vocabulary tables again on the next query (after an insert)."""
-        _vocabularies.pop((id(self.view.ch), self.view.table), None)
+        """Read the vocabulary tables and time bounds again on the next query (tests insert
+        without a shipper's clock)."""
+        _vocabularies.pop(self._cache_key, None)
+        _bounds.pop(self._cache_key, None)
 
     # -- analytics ---------------------------------------------------------------------------
     def series(self, flt: EventFilter, buckets: Buckets, aggregation: str,
