@@ -133,7 +133,8 @@ def main(argv: list[str] | None = None) -> None:
         engine = Engine(EngineConfig(data_dir=tmp + "/store", fsync=False, cache_ttl_ms=0))
         try:
             embedded = query_services.context(engine, now=end)
-            clickhouse = QueryContext(ClickHouseBackend(ch), None, end)
+            # (as in the daemon: a data clock, here idle, lets bounds and names be remembered)
+            clickhouse = QueryContext(ClickHouseBackend(ch, clock=lambda: 0), None, end)
             rows: list[list[str]] = [["query", "embedded", "ClickHouse (chdb)", "DuckDB",
                                       "CH/embedded", "CH/DuckDB"]]
             for name, run, sql in _cases(end, args.days, args.users):
