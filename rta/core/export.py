@@ -310,22 +310,7 @@ def _present(col: np.ndarray, kind: str, rows: Rows) -> bool:
 def _layout(snap: Snapshot, spec: ExportSpec,
             chunk_rows: int) -> tuple[Layout, int]:
     """Output columns (only property kinds that occur in the exported rows) and row count."""
-    if spec.fields is None:
-        base: tuple[str, ...] = BASE_FIELDS
-        wanted: list[str] | None = None  # every key found
-    else:
-        base = tuple(f for f in spec.fields if f in BASE_FIELDS)
-        known = _all_keys(snap.blocks)
-        wanted = []
-        for i, name in enumerate(spec.fields):
-            if name == ALL_PROPERTIES:
-                wanted.append(ALL_PROPERTIES)
-            elif name.startswith("properties."):
-                key = name[len("properties."):]
-                if key not in known:
-                    raise field_error(f"fields[{i}]", f"no stored event has property {key!r}",
-                                      value=name)
-                wanted.append(key)
+    wanted = None if spec.fields is None else wanted_keys(spec, _all_keys(snap.blocks))
     candidates: set[str] | None = None if wanted is None or ALL_PROPERTIES in wanted \
         else set(wanted)
     found: dict[str, set[str]] = {}
@@ -355,12 +340,38 @@ def _layout(snap: Snapshot, spec: ExportSpec,
             for col_name in hits:
                 found.setdefault(col_name[2:], set()).add(col_name[0])
 
+    return layout_of(spec, found), rows_total
+
+
+def wanted_keys(spec: ExportSpec, known: set[str]) -> list[str] | None:
+    """The property keys `spec.fields` names (`properties` for all), None without fields;
+    400 for a key no stored event has (`known`: every stored key)."""
+    if spec.fields is None:
+        return None
+    wanted = []
+    for i, name in enumerate(spec.fields):
+        if name == ALL_PROPERTIES:
+            wanted.append(ALL_PROPERTIES)
+        elif name.startswith("properties."):
+            key = name[len("properties."):]
+            if key not in known:
+                raise field_error(f"fields[{i}]", f"no stored event has property {key!r}",
+                                  value=name)
+            wanted.append(key)
+    return wanted
+
+
+def layout_of(spec: ExportSpec, found: dict[str, set[str]]) -> Layout:
+    """The output columns, given each property key in the exported rows and its kinds
+    (every backend finds those its own way; the columns follow from them alike)."""
     def column(key: str) -> PropColumn:
         return PropColumn(key, tuple(k for k in KINDS if k in found.get(key, ())))
 
-    if spec.fields is None or wanted is None:
-        return Layout(base, tuple(column(k) for k in sorted(found)), True), rows_total
-    listed = [k for k in wanted if k != ALL_PROPERTIES]
+    if spec.fields is None:
+        return Layout(BASE_FIELDS, tuple(column(k) for k in sorted(found)), True)
+    base = tuple(f for f in spec.fields if f in BASE_FIELDS)
+    wanted = [f for f in spec.fields if f == ALL_PROPERTIES or f.startswith("properties.")]
+    listed = [f[len("properties."):] for f in wanted if f != ALL_PROPERTIES]
     order: list[str | PropColumn] = []  # (the table columns, in the order of `fields`)
     for name in spec.fields:
         if name == ALL_PROPERTIES:
@@ -370,7 +381,7 @@ def _layout(snap: Snapshot, spec: ExportSpec,
         elif name in BASE_FIELDS:
             order.append(name)
     props = tuple(c for c in order if isinstance(c, PropColumn))
-    return Layout(base, props, bool(wanted), tuple(order)), rows_total
+    return Layout(base, props, bool(wanted), tuple(order))
 
 
 _SCANNED_BASE = ("ts", "recv", "type", "user", "session", "id_hi", "id_lo")
@@ -447,22 +458,15 @@ def _gather(pieces: list[Piece], order: np.ndarray | None, layout: Layout,
                  base("id_hi"), base("id_lo"), id_text, props, snap.dicts)
 
 
-class Export:
-    """A prepared export: validated, columns known, ready to stream with `chunks()`."""
+class PreparedExport:
+    """What every prepared export offers its caller (the HTTP route, the CLI): the media
+    type, file name and output columns, and `write_to`; subclasses stream `chunks()`."""
 
-    def __init__(self, snap: Snapshot, spec: ExportSpec,
-                 chunk_rows: int | None = None, now: float | None = None,
-                 segments: SegmentResolver | None = None) -> None:
-        self.snap = snap
-        self.spec = spec = resolve_segment(spec, segments)
-        self.chunk_rows = chunk_rows = chunk_rows or CHUNK_ROWS[spec.format]
-        self.layout, self.rows = _layout(snap, spec, chunk_rows)
-        if spec.format in TABLE_FORMATS:
-            cells_per_row = max(1, len(self.layout.columns))
-            self.chunk_rows = max(1, min(chunk_rows, TABLE_CELLS // cells_per_row))
-        self.rows_written = 0
-        self.created = time.time() if now is None else now
-        self._writer: Writer | None = None
+    spec: ExportSpec
+    layout: Layout
+    rows: int
+    rows_written: int
+    created: float
 
     @property
     def media_type(self) -> str:
@@ -481,6 +485,41 @@ class Export:
         names = [c if isinstance(c, str) else c.name for c in self.layout.columns
                  if isinstance(c, str) or not c.varied]
         return names + ([MIXED_COLUMN] if any(c.varied for c in self.layout.props) else [])
+
+    def table_chunk_rows(self, chunk_rows: int) -> int:
+        """Rows per chunk: tables hold a cell per row and column, so fewer rows when the
+        layout is wide (bounded memory with many rare keys)."""
+        if self.spec.format not in TABLE_FORMATS:
+            return chunk_rows
+        return max(1, min(chunk_rows, TABLE_CELLS // max(1, len(self.layout.columns))))
+
+    def chunks(self) -> Generator[bytes, None, None]:
+        raise NotImplementedError
+
+    def write_to(self, out: Any) -> int:
+        """Write the whole export to a binary file object; returns bytes written."""
+        total = 0
+        for data in self.chunks():
+            out.write(data)
+            total += len(data)
+        return total
+
+
+class Export(PreparedExport):
+    """A prepared export of the embedded store: validated, columns known, ready to stream
+    with `chunks()`."""
+
+    def __init__(self, snap: Snapshot, spec: ExportSpec,
+                 chunk_rows: int | None = None, now: float | None = None,
+                 segments: SegmentResolver | None = None) -> None:
+        self.snap = snap
+        self.spec = spec = resolve_segment(spec, segments)
+        self.chunk_rows = chunk_rows = chunk_rows or CHUNK_ROWS[spec.format]
+        self.layout, self.rows = _layout(snap, spec, chunk_rows)
+        self.chunk_rows = self.table_chunk_rows(chunk_rows)
+        self.rows_written = 0
+        self.created = time.time() if now is None else now
+        self._writer: Writer | None = None
 
     def chunks(self) -> Generator[bytes, None, None]:
         """The export's bytes, one piece per chunk of rows (empty pieces skipped)."""
@@ -523,14 +562,6 @@ class Export:
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
             writer.close()
-
-    def write_to(self, out: Any) -> int:
-        """Write the whole export to a binary file object; returns bytes written."""
-        total = 0
-        for data in self.chunks():
-            out.write(data)
-            total += len(data)
-        return total
 
 
 def export_events(snap: Snapshot, body: Any, now: int | None = None,

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Generator
-from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -27,34 +26,23 @@ from rta.core.clickhouse.filter_sql import Params, where_sql
 from rta.core.clickhouse.rows import MAP_COLUMNS
 from rta.core.embedded.store.block import PropColumns
 from rta.core.embedded.store.dictionary import Dictionaries, Dictionary
-from rta.core.errors import field_error
-from rta.core.events import BOOL, FLOAT, INT, INT64_MIN, KINDS, STR
+from rta.core.events import BOOL, FLOAT, INT, INT64_MIN, STR
 from rta.core.export import (
-    ALL_PROPERTIES,
     CHUNK_ROWS,
-    EXTENSIONS,
-    TABLE_CELLS,
-    TABLE_FORMATS,
     ExportSpec,
+    PreparedExport,
+    layout_of,
     resolve_segment,
+    wanted_keys,
 )
-from rta.core.export_formats import (
-    BASE_FIELDS,
-    MEDIA_TYPES,
-    MIXED_COLUMN,
-    WRITERS,
-    Chunk,
-    Layout,
-    PropColumn,
-    Writer,
-)
+from rta.core.export_formats import WRITERS, Chunk, Layout, Writer
 from rta.core.memory import release_free_memory
 from rta.core.queries.filters import SegmentResolver
 
 _SELECT = "ts, recv, id, type, user, session, props_s, props_i, props_f, props_b"
 
 
-class ClickHouseExport:
+class ClickHouseExport(PreparedExport):
     """A prepared export over ClickHouse; the interface of `rta.core.export.Export`."""
 
     def __init__(self, ch: ClickHouse, spec: ExportSpec, chunk_rows: int | None = None,
@@ -64,76 +52,26 @@ class ClickHouseExport:
             ready()
         self.ch = ch
         self.spec = spec = resolve_segment(spec, segments)
-        self.chunk_rows = chunk_rows = chunk_rows or CHUNK_ROWS[spec.format]
         self._params = Params()
         where = where_sql(spec.flt, self._params)
         events = f"`{ch.database}`.events"
         limit = f" LIMIT {int(spec.limit)}" if spec.limit is not None else ""
         self._rows_sql = f"SELECT {_SELECT} FROM {events} WHERE {where} ORDER BY ts, seq{limit}"
         source = f"({self._rows_sql})" if limit else f"(SELECT * FROM {events} WHERE {where})"
-        self.layout, self.rows = self._layout(source)
-        if spec.format in TABLE_FORMATS:
-            cells_per_row = max(1, len(self.layout.columns))
-            self.chunk_rows = max(1, min(chunk_rows, TABLE_CELLS // cells_per_row))
-        self.rows_written = 0
-        self.created = time.time() if now is None else now
-
-    def _layout(self, source: str) -> tuple[Layout, int]:
-        spec = self.spec
+        if spec.fields is not None:  # (400 for a key no stored event has, as embedded)
+            wanted_keys(spec, {str(k) for k, in ch.rows(
+                f"SELECT DISTINCT key FROM `{ch.database}`.property_kinds")})
         found: dict[str, set[str]] = {}
         keys = ", ".join(f"groupUniqArrayArray(mapKeys({col}))" for col in MAP_COLUMNS.values())
-        (rows, *per_kind), = self.ch.rows(f"SELECT count(), {keys} FROM {source}",
-                                          self._params.values)
+        (rows, *per_kind), = ch.rows(f"SELECT count(), {keys} FROM {source}",
+                                     self._params.values)
         for kind, names in zip(MAP_COLUMNS, per_kind, strict=True):
             for key in names:
                 found.setdefault(str(key), set()).add(kind)
-
-        def column(key: str) -> PropColumn:
-            return PropColumn(key, tuple(k for k in KINDS if k in found.get(key, ())))
-
-        if spec.fields is None:
-            return Layout(BASE_FIELDS, tuple(column(k) for k in sorted(found)), True), rows
-        base = tuple(f for f in spec.fields if f in BASE_FIELDS)
-        known = {str(k) for k, in self.ch.rows(
-            f"SELECT DISTINCT key FROM `{self.ch.database}`.property_kinds")}
-        wanted: list[str] = []
-        for i, name in enumerate(spec.fields):
-            if name == ALL_PROPERTIES:
-                wanted.append(ALL_PROPERTIES)
-            elif name.startswith("properties."):
-                key = name[len("properties."):]
-                if key not in known:
-                    raise field_error(f"fields[{i}]", f"no stored event has property {key!r}",
-                                      value=name)
-                wanted.append(key)
-        listed = [k for k in wanted if k != ALL_PROPERTIES]
-        order: list[str | PropColumn] = []
-        for name in spec.fields:
-            if name == ALL_PROPERTIES:
-                order += [column(k) for k in sorted(found) if k not in listed]
-            elif name.startswith("properties."):
-                order.append(column(name[len("properties."):]))
-            elif name in BASE_FIELDS:
-                order.append(name)
-        props = tuple(c for c in order if isinstance(c, PropColumn))
-        return Layout(base, props, bool(wanted), tuple(order)), rows
-
-    @property
-    def media_type(self) -> str:
-        return MEDIA_TYPES[self.spec.format]
-
-    @property
-    def filename(self) -> str:
-        stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime(self.created))
-        return f"events-{stamp}.{EXTENSIONS[self.spec.format]}"
-
-    @property
-    def columns(self) -> list[str]:
-        if self.spec.format != "parquet":
-            return self.layout.names
-        names = [c if isinstance(c, str) else c.name for c in self.layout.columns
-                 if isinstance(c, str) or not c.varied]
-        return names + ([MIXED_COLUMN] if any(c.varied for c in self.layout.props) else [])
+        self.layout, self.rows = layout_of(spec, found), int(rows)
+        self.chunk_rows = self.table_chunk_rows(chunk_rows or CHUNK_ROWS[spec.format])
+        self.rows_written = 0
+        self.created = time.time() if now is None else now
 
     def chunks(self) -> Generator[bytes, None, None]:
         writer: Writer = WRITERS[self.spec.format](self.layout, self.rows)
@@ -170,13 +108,6 @@ class ClickHouseExport:
         self.rows_written += chunk.n
         release_free_memory()
         return data
-
-    def write_to(self, out: Any) -> int:
-        total = 0
-        for data in self.chunks():
-            out.write(data)
-            total += len(data)
-        return total
 
 
 def _codes(arr: pa.ChunkedArray | pa.Array, dictionary: Dictionary) -> np.ndarray:

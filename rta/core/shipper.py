@@ -29,13 +29,13 @@ import re
 import threading
 import time
 import uuid
-from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import trio
 
+from rta.core.change_log import ChangeLog
 from rta.core.clickhouse.connection import ClickHouse, ClickHouseError
 from rta.core.clickhouse.inserts import insert_batch
 from rta.core.embedded.store.records import fsync_dir, read_frames
@@ -127,8 +127,7 @@ class Shipper:
         self.on_advance: list[Any] = []  # callables run on the loop after each advance
         # The data clock of what this daemon shipped (the result cache's invalidation, as
         # the store's version is for the embedded backend): (version, min ts, max ts).
-        self.version = 0
-        self._changes: deque[tuple[int, int, int]] = deque(maxlen=4096)
+        self._log = ChangeLog()
         self._shipped = threading.Condition()
         self._wake: trio.Event | None = None
         self._token: trio.lowlevel.TrioToken | None = None
@@ -226,8 +225,7 @@ class Shipper:
         self.log.save(Position(rng.file, rng.end))
         ts = rng.batch.timestamps
         with self._shipped:
-            self.version += 1
-            self._changes.append((self.version, min(ts), max(ts)))
+            self._log.record(min(ts), max(ts))
             self._shipped.notify_all()
         self.shipped_events += len(rng.batch)
         self.shipped_batches += 1
@@ -237,20 +235,15 @@ class Shipper:
         return len(rng.batch)
 
     # -- what queries need: a data clock, and read-your-writes ---------------------------------
+    @property
+    def version(self) -> int:
+        """The data version: bumped by every shipped range."""
+        return self._log.version
+
     def changed_since(self, version: int, start: int | None, end: int | None) -> bool:
         """Whether this daemon shipped events with start <= ts < end after `version` (other
         daemons' shipments are not seen: cached answers are then up to cache_ttl_ms old)."""
-        with self._shipped:
-            if version == self.version:
-                return False
-            if not self._changes or self._changes[0][0] > version + 1:
-                return True
-            for v, lo, hi in reversed(self._changes):
-                if v <= version:
-                    break
-                if (start is None or hi >= start) and (end is None or lo < end):
-                    return True
-            return False
+        return self._log.since(version, start, end)
 
     def shipped_through(self, mark: tuple[int, int]) -> bool:
         """Whether everything before WAL position `mark` (file, offset) is in ClickHouse."""

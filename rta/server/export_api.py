@@ -20,7 +20,7 @@ from quart_trio import QuartTrio
 
 from rta.core import query_services
 from rta.core.engine import Engine
-from rta.core.export import Export, parse_export
+from rta.core.export import Export, PreparedExport, parse_export
 from rta.core.export_clickhouse import ClickHouseExport
 from rta.server.http import engine, json_object
 
@@ -68,7 +68,7 @@ async def export() -> Response:
     spec = parse_export(body)
     state = _state()
     # (the saved segment, if any, is evaluated here, in the worker that plans the export)
-    prepared: Export | ClickHouseExport
+    prepared: PreparedExport
     if eng.clickhouse is not None:  # ClickHouse holds the history: export from it
         segments = query_services.context(eng).segments
         mark = eng.clickhouse.ack_mark()
@@ -92,7 +92,7 @@ async def export() -> Response:
     return response
 
 
-async def _stream(prepared: Export | ClickHouseExport, state: ExportStats) -> AsyncIterator[bytes]:
+async def _stream(prepared: PreparedExport, state: ExportStats) -> AsyncIterator[bytes]:
     chunks: Generator[bytes, None, None] = prepared.chunks()
     state.active += 1
     state.started += 1

@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from rta.core.change_log import ChangeLog
 from rta.core.embedded.store.block import (
     Block,
     batch_dedup_keys,
@@ -108,8 +109,7 @@ class ColumnStore:
         self._recent_ids: dict[int, None] = {}
         self._lock_fd: int | None = None
         self._next_segment = 1
-        self.version = 0
-        self._changes: deque[tuple[int, int, int]] = deque(maxlen=4096)
+        self._log = ChangeLog()
         self.duplicates_dropped = 0
         self.events_ingested = 0
         self.wal: WriteAheadLog | None = None
@@ -210,8 +210,7 @@ class ColumnStore:
             if not bad:
                 return
             self.segments = [s for s in self.segments if s.path != path]
-            self.version += 1
-            self._changes.append((self.version, bad[0].block.min_ts, bad[0].block.max_ts))
+            self._log.record(bad[0].block.min_ts, bad[0].block.max_ts)
         self.column_cache.drop(path)
         log.error("segment %s is damaged and is no longer served: %s", path, error)
         self.damaged.append({"segment": os.path.basename(path), "error": error})
@@ -352,8 +351,7 @@ class ColumnStore:
             self._head.append(block)
             self._head_rows += block.n
             self.events_ingested += block.n
-            self.version += 1
-            self._changes.append((self.version, int(block.ts.min()), int(block.ts.max())))
+            self._log.record(int(block.ts.min()), int(block.ts.max()))
 
     def needs_seal(self) -> bool:
         return self._head_rows >= self.config.max_head_events
@@ -425,8 +423,7 @@ class ColumnStore:
             self.segments = sorted([*self.segments, *new], key=lambda s: s.seq)
             for seg in new:
                 self.events_ingested += seg.block.n
-                self.version += 1
-                self._changes.append((self.version, seg.block.min_ts, seg.block.max_ts))
+                self._log.record(seg.block.min_ts, seg.block.max_ts)
 
     def append(self, batch: EventBatch) -> IngestResult:
         """Synchronous ingest: dedup, WAL + fsync, apply, seal when full."""
@@ -522,16 +519,12 @@ class ColumnStore:
 
     def changed_since(self, version: int, start: int | None, end: int | None) -> bool:
         """Whether events with start <= ts < end have landed after `version`."""
-        if version == self.version:
-            return False
-        if not self._changes or self._changes[0][0] > version + 1:
-            return True  # the change log no longer reaches back that far
-        for v, lo, hi in reversed(self._changes):
-            if v <= version:
-                break
-            if (start is None or hi >= start) and (end is None or lo < end):
-                return True
-        return False
+        return self._log.since(version, start, end)
+
+    @property
+    def version(self) -> int:
+        """The data version snapshots carry (the result cache's clock)."""
+        return self._log.version
 
     def apply_retention(self, now: int | None = None) -> int:
         """Drop whole segments whose newest event is past the retention horizon."""
@@ -550,8 +543,7 @@ class ColumnStore:
         gone = {id(s) for s in expired}
         with self._head_lock:
             self.segments = [s for s in self.segments if id(s) not in gone]
-            self.version += 1
-            self._changes.append((self.version, 0, horizon))
+            self._log.record(0, horizon)
             with self._pin_lock:
                 self._doomed += [(self._epoch, seg) for seg in on_disk]
                 self._epoch += 1
