@@ -105,6 +105,9 @@ async def _watch_keys(scope: Any) -> None:
         termios.tcsetattr(fd, termios.TCSADRAIN, old)
 
 
+PIPE_WIDTH = 100  # columns of `rta top`'s panels when its output is not a terminal
+
+
 def top(
     live: bool = typer.Option(False, "--live", "-l", help="Full-screen view that updates every "
                               "second and reconnects on its own (q or Ctrl-C quits)."),
@@ -134,7 +137,9 @@ def top(
         if as_json:
             print_json(box["data"])
         else:
-            console().print(render_metrics(box["data"], settings.server, live=False))
+            out = console()  # (panels fill the width: a pipe gets a page's, not 65,536)
+            out.print(render_metrics(box["data"], settings.server, live=False),
+                      width=None if out.is_terminal else PIPE_WIDTH)
         return
 
     from rich.live import Live

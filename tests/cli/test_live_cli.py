@@ -85,3 +85,18 @@ def test_tail_with_type_and_where(bg: BackgroundServer) -> None:
     assert [json.loads(line)["userId"] for line in r.stdout.splitlines()] == ["a", "d"]
     r = run("tail", "--where", "nonsense")
     assert r.exit_code == 2  # a usage error: the command line is wrong
+
+
+def test_top_into_a_pipe_keeps_a_page_width(bg: BackgroundServer) -> None:
+    """Piped output is not wrapped (ids survive `| grep`), but `rta top`'s panels fill the
+    width: into a pipe they were 65,536 columns wide (#23, the newcomer walk)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
+    out = subprocess.run([sys.executable, "-m", "rta", "top", "--server", bg.url],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "rta top" in out.stdout
+    assert max(len(line) for line in out.stdout.splitlines()) <= 100
