@@ -17,6 +17,7 @@ from rta.cli.output import (
     ServerOption,
     call,
     console,
+    duration_text,
     emit,
     fail,
     get_client,
@@ -50,16 +51,6 @@ def _render_list(data: dict[str, Any]) -> None:
                       "" if value is None else f"{value:g}",
                       ",".join(a["notification"]["channels"]), a["notification"]["severity"])
     console().print(table)
-
-
-def duration_text(ms: Any) -> str:
-    """5m rather than 300000 ms: the largest unit that divides the duration exactly."""
-    if not isinstance(ms, int) or isinstance(ms, bool) or ms <= 0:
-        return f"{ms} ms"
-    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
-        if ms % size == 0:
-            return f"{ms // size}{unit}"
-    return f"{ms} ms"
 
 
 def _summary(a: dict[str, Any]) -> str:

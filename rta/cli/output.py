@@ -244,3 +244,13 @@ def warn_about(answer: Any) -> None:
         text = w.get("message") if isinstance(w, dict) else w
         err.print(f"[bold yellow]warning:[/] {text}", markup=True, soft_wrap=True,
                   highlight=False)
+
+
+def duration_text(ms: Any) -> str:
+    """5m rather than 300000 ms: the largest unit that divides the duration exactly."""
+    if not isinstance(ms, int) or isinstance(ms, bool) or ms <= 0:
+        return f"{ms} ms"
+    for unit, size in (("d", 86_400_000), ("h", 3_600_000), ("m", 60_000), ("s", 1000)):
+        if ms % size == 0:
+            return f"{ms // size}{unit}"
+    return f"{ms} ms"

@@ -15,7 +15,15 @@ from typing import Any
 import typer
 
 from rta.cli.choices import SERIES_AGGREGATIONS, TOP_SORTS, one_of
-from rta.cli.output import JsonOption, ServerOption, call, console, emit, get_client
+from rta.cli.output import (
+    JsonOption,
+    ServerOption,
+    call,
+    console,
+    duration_text,
+    emit,
+    get_client,
+)
 
 SPARKS = "▁▂▃▄▅▆▇█"
 TABLE_MAX_BUCKETS = 48
@@ -214,10 +222,7 @@ def _time(ms: int | None) -> str:
 def _range_line(data: dict[str, Any]) -> str:
     parts = [f"{_time(data.get('startTime'))} → {_time(data.get('endTime'))}"]
     if data.get("interval"):
-        from rta.core.queries.timeparse import MINUTE
-
-        step = data["interval"]
-        parts.append(f"every {step // MINUTE}m" if step % MINUTE == 0 else f"every {step}ms")
+        parts.append(f"every {duration_text(data['interval'])}")  # (1d, not 1440m)
     if data.get("eventType"):
         et = data["eventType"]
         parts.append("type " + (",".join(et) if isinstance(et, list) else et))

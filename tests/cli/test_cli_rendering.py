@@ -11,8 +11,9 @@ import pytest
 from rich.console import Console
 
 from rta.cli import output
-from rta.cli.alerts import _render_list, duration_text
+from rta.cli.alerts import _render_list
 from rta.cli.inspect import properties_text, render_events
+from rta.cli.output import duration_text
 from rta.cli.query_behaviour import _align_cohort_start, render_cohort, render_funnel
 
 DAY = 86_400_000
@@ -107,3 +108,12 @@ def test_alerts_list_keeps_ids_whole_and_windows_as_durations(screen: io.StringI
     assert alert_id in text and "over 5m >" in text and "300000" not in text
     assert [duration_text(v) for v in (300_000, 3_600_000, 90_000, 1500, 86_400_000)] == [
         "5m", "1h", "90s", "1500 ms", "1d"]
+
+
+def test_range_line_says_intervals_in_their_unit() -> None:
+    """'every 1d', not 'every 1440m' (#23, found walking the README's tour)."""
+    from rta.cli.query_analytics import _range_line
+
+    line = _range_line({"startTime": 0, "endTime": 86_400_000, "interval": 86_400_000})
+    assert "every 1d" in line and "1440m" not in line
+    assert "every 5m" in _range_line({"interval": 300_000})
