@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -260,9 +261,11 @@ def _render_backtest(data: dict[str, Any]) -> None:
     from rta.core.queries.timeparse import iso
 
     rng = data["range"]
-    console().print(f"[bold]{data['name']}[/]: {data['condition']}\n"
+    condition = re.sub(r"over (\d+) ms", lambda m: f"over {duration_text(int(m.group(1)))}",
+                       str(data["condition"]))
+    console().print(f"[bold]{data['name']}[/]: {condition}\n"
                     f"{iso(rng['start'])} .. {iso(rng['end'])}: {data['evaluations']:,} "
-                    f"evaluations every {data['stepMs']} ms, "
+                    f"evaluations every {duration_text(data['stepMs'])}, "
                     f"{data['breachingEvaluations']:,} breaching")
     if not data["firings"]:
         console().print("would not have fired")

@@ -117,3 +117,14 @@ def test_range_line_says_intervals_in_their_unit() -> None:
     line = _range_line({"startTime": 0, "endTime": 86_400_000, "interval": 86_400_000})
     assert "every 1d" in line and "1440m" not in line
     assert "every 5m" in _range_line({"interval": 300_000})
+
+
+def test_backtest_header_says_durations(capsys: pytest.CaptureFixture[str]) -> None:
+    """'over 5m' and 'every 7s', not 'over 300000 ms' and 'every 7000 ms' (#23, the walk)."""
+    from rta.cli.alerts import _render_backtest
+
+    _render_backtest({"name": "burst", "condition": "count of error over 300000 ms > 1",
+                      "range": {"start": 0, "end": 86_400_000}, "evaluations": 10,
+                      "stepMs": 7000, "breachingEvaluations": 0, "firings": []})
+    out = capsys.readouterr().out
+    assert "over 5m > 1" in out and "every 7s" in out and " ms" not in out
