@@ -35,6 +35,7 @@ export const api = {
   get: (path) => request("GET", path),
   listDashboards: () => request("GET", "/dashboards"),
   updateDashboard: (id, change) => request("PUT", `/dashboards/${encodeURIComponent(id)}`, change),
+  createDashboard: (body) => request("POST", "/dashboards", body),
   getDashboard: (id) => request("GET", `/dashboards/${encodeURIComponent(id)}`),
   deleteDashboard: (id) => request("DELETE", `/dashboards/${encodeURIComponent(id)}`),
   templates: () => request("GET", "/dashboards/templates"),

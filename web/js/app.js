@@ -370,9 +370,13 @@ async function loadTemplates() {
   return state.templates;
 }
 
+// A blank dashboard comes first: no widgets, opened in edit mode (the next step is Add widget).
+const BLANK = { name: "", title: "Blank dashboard", description: "No widgets: add your own.",
+  widgets: 0, timeRange: "", builtin: true };
+
 function templateCards(container, onPick) {
   container.replaceChildren();
-  for (const t of state.templates || []) {
+  for (const t of [BLANK, ...(state.templates || [])]) {
     const card = document.createElement("button");
     card.type = "button";
     card.className = "template-card";
@@ -382,20 +386,25 @@ function templateCards(container, onPick) {
     const desc = document.createElement("span");
     desc.textContent = t.description || "";
     const meta = document.createElement("small");
-    meta.textContent = `${t.widgets} widgets · ${rangeLabel(t.timeRange)}${t.builtin ? "" : " · custom"}`;
+    meta.textContent = t === BLANK ? "Start empty"
+      : `${t.widgets} widgets · ${rangeLabel(t.timeRange)}${t.builtin ? "" : " · custom"}`;
     card.append(title, desc, meta);
     card.addEventListener("click", () => onPick(t.name, card));
     container.append(card);
   }
 }
 
+// `name` "" is the blank dashboard.
 async function createFromTemplate(name, customName, beforeOpen) {
-  const doc = await api.fromTemplate(name, customName || undefined);
+  const doc = name
+    ? await api.fromTemplate(name, customName || undefined)
+    : await api.createDashboard({ name: customName || "New dashboard", widgets: [] });
   if (beforeOpen) beforeOpen(doc);
   state.range = "";
   await loadList();
   setHash(doc.id, "");
   await route();
+  if (!name) setEditing(true);
   return doc;
 }
 
@@ -452,22 +461,26 @@ function renderRangePicker() {
   }
 }
 
+function setRange(range) {
+  state.range = range;
+  renderRangePicker();
+  if (!state.current) return;
+  setHash(state.current.id, state.range);
+  resubscribe();
+  for (const v of state.views.values()) v.node.classList.add("is-loading");
+  fetchData();
+}
+
 function wireControls() {
   $("#dashboard-select").addEventListener("change", (e) => {
     setHash(e.target.value, state.range);
     route();
   });
   for (const b of document.querySelectorAll("#range-picker button")) {
-    b.addEventListener("click", () => {
-      state.range = b.dataset.range;
-      renderRangePicker();
-      if (!state.current) return;
-      setHash(state.current.id, state.range);
-      resubscribe();
-      for (const v of state.views.values()) v.node.classList.add("is-loading");
-      fetchData();
-    });
+    b.addEventListener("click", () => setRange(b.dataset.range));
   }
+  // a widget offers its natural range (a weekday x hour heatmap: the last 7 days)
+  $("#grid").addEventListener("rta:range", (e) => setRange(e.detail.range));
   $("#new-dashboard").addEventListener("click", openTemplateDialog);
   editor = new DashboardEditor({ getDoc: () => state.current, onSaved: onEdited });
   $("#edit-dashboard").addEventListener("click", () => setEditing(!document.body.classList.contains("editing")));

@@ -139,13 +139,40 @@ export class WidgetView {
     try {
       this.draw(data);
       this.node.dataset.state = "ok";
+      this.showNote(data);
       this.showWarnings(result.warnings);
     } catch (e) {
       this.showError({ code: "render_error", message: String((e && e.message) || e) });
     }
   }
 
+  // A view's `note` (a weekday x hour heatmap over less than a week) under the title, with
+  // its `suggestedRange` as one click: it asks the page (an `rta:range` event) for that range.
+  showNote(data) {
+    let note = this.node.querySelector(":scope > .widget-note");
+    if (!data || !data.note) {
+      if (note) note.remove();
+      return;
+    }
+    if (!note) {
+      note = el("p", "widget-note");
+      note.setAttribute("role", "note");
+      this.body.before(note);
+    }
+    note.replaceChildren(el("span", null, data.note));
+    const win = this.window || {};
+    if (data.suggestedRange && win.timeRange !== data.suggestedRange) {
+      const b = el("button", "link", `Show ${rangeLabel(data.suggestedRange).toLowerCase()}`);
+      b.type = "button";
+      b.dataset.range = data.suggestedRange;
+      b.addEventListener("click", () => this.node.dispatchEvent(new CustomEvent("rta:range", {
+        bubbles: true, detail: { range: data.suggestedRange } })));
+      note.append(" ", b);
+    }
+  }
+
   showError(error) {
+    this.showNote(null);
     this.reset();
     this.kind = "error";
     this.node.dataset.state = "error";
@@ -530,20 +557,41 @@ export class WidgetView {
         const { steps, first } = view.funnel;
         const { ctx } = chart;
         const meta = chart.getDatasetMeta(0);
+        const drawn = []; // where each label went, for tests: {text, left, right} in CSS px
         ctx.save();
         ctx.font = "600 12px system-ui, sans-serif";
         ctx.textBaseline = "middle";
+        ctx.textAlign = "left";
+        const area = chart.chartArea;
+        const mid = area.left + (area.right - area.left) / 2;
         meta.data.forEach((bar, i) => {
           const s = steps[i];
           const pct = i === 0 ? "100%" : `${(first ? (100 * s.count) / first : 0).toFixed(1)}%`;
-          const text = `${formatShort(s.count)} · ${pct}`;
+          // the whole label or, where even that cannot fit (a very narrow widget), the share
+          let text = `${formatShort(s.count)} · ${pct}`;
+          if (ctx.measureText(text).width > area.right - area.left) text = pct;
+          const tw = ctx.measureText(text).width;
           const width = Math.abs(bar.x - bar.base);
-          const inside = width > ctx.measureText(text).width + 16;
-          ctx.fillStyle = inside ? "#fff" : pal.text;
-          ctx.textAlign = inside ? "center" : "left";
-          const x = inside ? chart.chartArea.left + (chart.chartArea.right - chart.chartArea.left) / 2 : Math.max(bar.x, bar.base) + 6;
-          ctx.fillText(text, x, bar.y);
+          const barRight = Math.max(bar.x, bar.base);
+          let left;
+          if (width > tw + 16) { // inside the bar, on white
+            ctx.fillStyle = "#fff";
+            left = mid - tw / 2;
+          } else if (barRight + 6 + tw <= area.right) { // beside the bar
+            ctx.fillStyle = pal.text;
+            left = barRight + 6;
+          } else { // over the bar's edge, kept inside the chart, with a halo to stay legible
+            left = Math.max(area.left, Math.min(area.right - tw, mid - tw / 2));
+            ctx.lineWidth = 3;
+            ctx.lineJoin = "round";
+            ctx.strokeStyle = pal.surface || "#fff";
+            ctx.strokeText(text, left, bar.y);
+            ctx.fillStyle = pal.text;
+          }
+          ctx.fillText(text, left, bar.y);
+          drawn.push({ text, left, right: left + tw });
         });
+        view.chartBox().dataset.labels = JSON.stringify({ width: chart.width, labels: drawn });
         ctx.restore();
       },
     };

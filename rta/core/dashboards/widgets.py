@@ -527,8 +527,41 @@ def heatmap_view(pinned: Pinned, src: dict[str, Any], win: Window,
     rows = [[None if v != v else (int(v) if float(v).is_integer() else round(float(v), 3))
              for v in row] for row in grid.tolist()]
     finite = values[~np.isnan(values)]
-    return {"kind": "heatmap", "xLabels": [f"{h:02d}" for h in range(24)],
-            "yLabels": list(WEEKDAYS), "values": rows,
-            "max": float(finite.max()) if len(finite) else 0.0,
-            "total": float(finite.sum()) if measure in ("count", "sum") else None,
-            "measure": measure, "tzOffsetMinutes": int(tz_offset_min)}
+    out: dict[str, Any] = {
+        "kind": "heatmap", "xLabels": [f"{h:02d}" for h in range(24)],
+        "yLabels": list(WEEKDAYS), "values": rows,
+        "max": float(finite.max()) if len(finite) else 0.0,
+        "total": float(finite.sum()) if measure in ("count", "sum") else None,
+        "measure": measure, "tzOffsetMinutes": int(tz_offset_min)}
+    note = short_range_note(win, WEEK_MS, "a weekday-by-hour pattern")
+    if note:
+        out.update(note)
+    return out
+
+
+WEEK_MS = 7 * DAY
+# the range the page offers when a widget's range is shorter than its natural period
+NATURAL_RANGES = ((WEEK_MS, "last_7d"), (30 * DAY, "last_30d"))
+
+
+def short_range_note(win: Window, period_ms: int, what: str) -> dict[str, Any] | None:
+    """A long-period widget (the weekday x hour heatmap) over a range shorter than its period
+    is mostly empty cells, which reads as "no activity" rather than "not measured": its view
+    says so (`note`) and names the shortest range that covers the period (`suggestedRange`),
+    which the page offers as one click. The data itself is still the range's: every widget of
+    a dashboard answers for the same range."""
+    span = win.end - win.start
+    if span >= period_ms:
+        return None
+    suggested = next((name for ms, name in NATURAL_RANGES if ms >= period_ms), None)
+    return {"note": f"This range covers {_span_text(span)}; {what} needs at least "
+                    f"{_span_text(period_ms)}, so most cells are empty.",
+            "suggestedRange": suggested}
+
+
+def _span_text(ms: int) -> str:
+    for unit, name in ((DAY, "day"), (HOUR, "hour"), (MINUTE, "minute")):
+        if ms >= unit:
+            n = round(ms / unit)
+            return f"{n} {name}{'s' if n != 1 else ''}"
+    return f"{ms} ms"
