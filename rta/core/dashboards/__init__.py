@@ -13,8 +13,11 @@ here. Each widget's `dataSource` is answered by the query engines and reshaped i
     heatmap    {"kind": "heatmap", "xLabels", "yLabels", "values": [[...]] (rows = y)}
     funnel     {"kind": "funnel", "steps": [{"name", "count", "conversionRate", ...}]}
 
+Any view may carry `note` (why it looks empty or thin, e.g. a weekday x hour heatmap over
+less than a week) and `suggestedRange` (the range it is made for); the page shows both.
+
 Thread rule: see each module: model is pure, storage runs on the event loop, widgets resolve
-in a worker over one pinned snapshot.
+in a worker over one pinned backend view.
 """
 
 from rta.core.dashboards.model import (
