@@ -25,10 +25,9 @@ import numpy as np
 
 from rta.core.clickhouse.filter_sql import Params, where_sql
 from rta.core.clickhouse.view import View
-from rta.core.queries.behaviour_results import CohortAverage, CohortResult, CohortRow
+from rta.core.queries.behaviour_results import CohortResult
 from rta.core.queries.behaviour_specs import CohortQuery
-from rta.core.queries.segment_spec import pct
-from rta.core.queries.timeparse import iso
+from rta.core.queries.retention_grid import cohort_result
 
 
 def result(view: View, q: CohortQuery, members: np.ndarray | None) -> CohortResult:
@@ -97,7 +96,7 @@ def result(view: View, q: CohortQuery, members: np.ndarray | None) -> CohortResu
     grid = _dense(grid_map, ncoh * width).reshape(ncoh, width)
     if q.criterion != "on":
         grid = np.cumsum(grid[:, ::-1], axis=1)[:, ::-1]
-    return _assemble(q, int(users), sizes, grid)
+    return cohort_result(q, int(users), sizes, grid)
 
 
 def _dense(pairs: Any, n: int) -> np.ndarray:
@@ -107,35 +106,3 @@ def _dense(pairs: Any, n: int) -> np.ndarray:
     if len(keys):
         out[np.asarray(keys, dtype=np.int64)] = np.asarray(values, dtype=np.int64)
     return out
-
-
-def _assemble(q: CohortQuery, users: int, sizes: np.ndarray, grid: np.ndarray) -> CohortResult:
-    width = q.periods + 1
-    cohorts: list[CohortRow] = []
-    for i in range(q.cohorts):
-        cstart = q.start + i * q.length
-        counts: list[int | None] = []
-        percentages: list[float | None] = []
-        for n in range(width):
-            if cstart + n * q.length > q.now:
-                counts.append(None)
-                percentages.append(None)
-            else:
-                counts.append(int(grid[i, n]))
-                percentages.append(pct(int(grid[i, n]), int(sizes[i])))
-        cohorts.append(CohortRow(i, cstart, iso(cstart), int(sizes[i]), counts, percentages))
-    avg_counts: list[int | None] = []
-    avg_pct: list[float | None] = []
-    for n in range(width):
-        seen = [c for c in cohorts if c.counts[n] is not None]
-        if not seen:
-            avg_counts.append(None)
-            avg_pct.append(None)
-            continue
-        num = sum(c.counts[n] or 0 for c in seen)
-        den = sum(c.size for c in seen)
-        avg_counts.append(num)
-        avg_pct.append(pct(num, den))
-    return CohortResult(
-        q.name, q.entry, q.ret, q.rtype, q.criterion, q.periods, q.length, q.start, q.end - 1,
-        users, tuple(cohorts), CohortAverage(int(sizes.sum()), avg_counts, avg_pct))

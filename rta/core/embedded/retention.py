@@ -36,12 +36,11 @@ from rta.core.embedded.segments import (
     last_per_group,
     member_lookup,
     order_by,
-    pct,
     resolve_segment,
 )
 from rta.core.embedded.store.snapshot import Snapshot
 from rta.core.embedded.user_index import EventIndex, TypeIndex
-from rta.core.queries.behaviour_results import CohortAverage, CohortResult, CohortRow
+from rta.core.queries.behaviour_results import CohortResult
 from rta.core.queries.behaviour_specs import (  # noqa: F401  (re-exported for callers)
     CRITERIA,
     MAX_COHORTS,
@@ -50,7 +49,8 @@ from rta.core.queries.behaviour_specs import (  # noqa: F401  (re-exported for c
     parse_cohort,
 )
 from rta.core.queries.filters import EventFilter
-from rta.core.queries.timeparse import iso, now_ms
+from rta.core.queries.retention_grid import cohort_result
+from rta.core.queries.timeparse import now_ms
 
 if TYPE_CHECKING:
     from rta.core.engine import Engine
@@ -126,35 +126,8 @@ def result(snap: Snapshot, q: CohortQuery, seg: np.ndarray | None) -> CohortResu
         np.add.at(grid, (cohort[has], best[has]), 1)
         grid = np.cumsum(grid[:, ::-1], axis=1)[:, ::-1]
 
-    cohorts: list[CohortRow] = []
-    for i in range(ncoh):
-        cstart = start + i * length
-        counts: list[int | None] = []
-        percentages: list[float | None] = []
-        for n in range(width):
-            if cstart + n * length > current:
-                counts.append(None)
-                percentages.append(None)
-            else:
-                counts.append(int(grid[i, n]))
-                percentages.append(pct(int(grid[i, n]), int(sizes[i])))
-        cohorts.append(CohortRow(i, cstart, iso(cstart), int(sizes[i]), counts, percentages))
-    avg_counts: list[int | None] = []
-    avg_pct: list[float | None] = []
-    for n in range(width):
-        seen = [c for c in cohorts if c.counts[n] is not None]
-        if not seen:
-            avg_counts.append(None)
-            avg_pct.append(None)
-            continue
-        num = sum(c.counts[n] or 0 for c in seen)
-        den = sum(c.size for c in seen)
-        avg_counts.append(num)
-        avg_pct.append(pct(num, den))
-    return CohortResult(
-        q.name, entry, ret, rtype, criterion, periods, length, start, end - 1,
-        len(u) if rtype == "first_time" else len(np.unique(u)), tuple(cohorts),
-        CohortAverage(int(sizes.sum()), avg_counts, avg_pct))
+    users = len(u) if rtype == "first_time" else len(np.unique(u))
+    return cohort_result(q, users, sizes, grid)
 
 
 def _indexed(ix: EventIndex, entry: str, entry_flt: EventFilter, ret: str,
