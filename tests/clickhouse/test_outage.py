@@ -89,3 +89,16 @@ async def test_outage_acks_refuses_queries_and_catches_up(
     (total, distinct), = ch.rows(f"SELECT count(), uniqExact(id) FROM `{database}`.events")
     assert total == distinct == sent
     ch.command(f"DROP DATABASE `{database}`")
+
+
+def test_a_statement_past_its_bound_is_stopped_by_clickhouse() -> None:
+    """A query whose HTTP request timed out keeps its worker thread: ClickHouse itself stops
+    the statement at `statement_timeout_s`, and the caller gets a ClickHouseError (503)."""
+    import time
+
+    ch = ClickHouse(ClickHouse.open(f"chdb://{CHDB_DIR}").target, statement_timeout_s=1)
+    started = time.monotonic()
+    with pytest.raises(ClickHouseError) as info:
+        ch.rows("SELECT count() FROM numbers(1000000000000)")
+    assert time.monotonic() - started < 10
+    assert "Timeout exceeded" in str(info.value) and info.value.status == 503

@@ -78,8 +78,12 @@ def parse_url(url: str, database: str | None = None) -> Target:
 class ClickHouse:
     """A ClickHouse connection for rta: SQL with server-side parameters, Arrow in and out."""
 
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: Target, statement_timeout_s: float = 60.0) -> None:
         self.target = target
+        # A query's HTTP request gives up after query_timeout_ms (30 s), but its worker
+        # thread cannot be cancelled: ClickHouse itself stops a statement past this bound,
+        # so an abandoned query does not run on. (Streamed exports have no bound.)
+        self.statement_timeout_s = statement_timeout_s
         self.database = target.database
         self._local = threading.local()
         self._lock = _CHDB_LOCK if target.in_process else None
@@ -140,13 +144,16 @@ class ClickHouse:
              settings: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         """A query's rows as Python tuples (small answers)."""
         return list(self._call("query", sql, parameters=parameters,
-                               settings=settings).result_rows)
+                               settings=self._bounded(settings)).result_rows)
 
     def arrow(self, sql: str, parameters: dict[str, Any] | None = None,
               settings: dict[str, Any] | None = None) -> pa.Table:
         """A query's answer as an Arrow table (columnar answers)."""
-        return self._call("query_arrow", sql, parameters=parameters, settings=settings,
-                          use_strings=True)
+        return self._call("query_arrow", sql, parameters=parameters,
+                          settings=self._bounded(settings), use_strings=True)
+
+    def _bounded(self, settings: dict[str, Any] | None) -> dict[str, Any]:
+        return {"max_execution_time": self.statement_timeout_s, **(settings or {})}
 
     def arrow_stream(self, sql: str, parameters: dict[str, Any] | None = None,
                      settings: dict[str, Any] | None = None) -> Iterator[pa.RecordBatch]:
