@@ -80,7 +80,6 @@ class Pair:
         """(embedded, clickhouse) contexts over the same data and clock."""
         embedded = query_services.context(self.engine, now=now)
         backend = ClickHouseBackend(self.ch)
-        backend.forget_vocabulary()
         return embedded, QueryContext(backend, query_services.clickhouse_segments(
             self.engine, backend), now)
 

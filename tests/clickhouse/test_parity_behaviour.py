@@ -277,7 +277,6 @@ def _answer(kind: str, body: dict[str, Any], ctx: QueryContext) -> Any:
 def _clickhouse_context(pair: Pair, now: int) -> QueryContext:
     """ClickHouse answering, saved segments evaluated by ClickHouse too (user ids)."""
     backend = ClickHouseBackend(pair.ch)
-    backend.forget_vocabulary()
 
     def resolve(name: str) -> np.ndarray:
         doc = pair.engine.metadata.find_by_name(segments.KIND, name)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -20,7 +21,6 @@ from rta.core.clickhouse.connection import ClickHouse
 from rta.core.clickhouse.filter_sql import Params
 from rta.core.clickhouse.schema import EVENTS
 from rta.core.clickhouse.view import Barrier, View
-from rta.core.errors import field_error
 from rta.core.events import BOOL, FLOAT, INT, STR
 from rta.core.queries.analytics_results import GroupedCount, SeriesData, TopData, UniqueRows
 from rta.core.queries.behaviour_results import (
@@ -33,25 +33,35 @@ from rta.core.queries.behaviour_specs import AbTestQuery, CohortQuery, FunnelQue
 from rta.core.queries.buckets import Buckets
 from rta.core.queries.event_list import Cursor, EventPage
 from rta.core.queries.filters import EventFilter
+from rta.core.queries.params import require_numeric
 from rta.core.queries.query_warnings import Vocabulary
 
 KIND_NAMES = {INT: "number", FLOAT: "number", STR: "string", BOOL: "boolean"}
 VOCABULARY_TTL_S = 5.0
 
 
-class _VocabularyCache:
-    """The vocabulary tables read at most every few seconds per connection (every query
-    asks for it, to warn about misspelt names)."""
+class _Remembered:
+    """Answers read from small metadata tables or a column scan that every query asks for
+    (time bounds, the vocabulary), kept per database and table while the shipping daemon's
+    data version is unchanged, and for at most VOCABULARY_TTL_S (other daemons' data)."""
 
     def __init__(self) -> None:
-        self.lock = threading.Lock()
-        # (read at, data version, vocabulary, raw kinds): reused while this daemon shipped
-        # nothing since and for at most VOCABULARY_TTL_S (other daemons' new names)
-        self.value: tuple[float, int, Vocabulary, dict[str, set[str]]] | None = None
+        self._lock = threading.Lock()
+        self._values: dict[tuple[str, ...], tuple[float, int, Any]] = {}
+
+    def get(self, key: tuple[str, ...], version: int, compute: Callable[[], Any]) -> Any:
+        with self._lock:
+            found = self._values.get(key)
+        if found is not None and found[1] == version and \
+                time.monotonic() - found[0] < VOCABULARY_TTL_S:
+            return found[2]
+        value = compute()
+        with self._lock:
+            self._values[key] = (time.monotonic(), version, value)
+        return value
 
 
-_vocabularies: dict[tuple[str, str, str], _VocabularyCache] = {}
-_bounds: dict[tuple[str, str, str], tuple[float, int, tuple[int, int] | None]] = {}
+_remembered = _Remembered()
 
 
 class ClickHouseBackend:
@@ -76,33 +86,25 @@ class ClickHouseBackend:
         trusted."""
         return True if self._changes is None else self._changes(version, start, end)
 
-    def time_bounds(self) -> tuple[int, int] | None:
-        """The data's first and last timestamp: a scan of the ts column, so remembered like
-        the vocabulary (until this daemon ships more, at most VOCABULARY_TTL_S)."""
+    def _remember(self, what: str, compute: Callable[[], Any]) -> Any:
+        """`compute()`, or its remembered answer; without a data clock (no shipping daemon
+        to say when data changed) always computed."""
         if self.view.ready is not None:
-            self.view.ready()
-        version = self._version if self._clock is None else self._clock()
-        key = self._cache_key
-        found = _bounds.get(key) if self._clock is not None else None  # (no clock: no cache)
-        if found is not None and found[1] == version and \
-                time.monotonic() - found[0] < VOCABULARY_TTL_S:
-            return found[2]
-        (n, lo, hi), = self.view.rows(f"SELECT count(), min(ts), max(ts) FROM {self.view.events}")
-        bounds = None if not n else (int(lo), int(hi))
-        _bounds[key] = (time.monotonic(), version, bounds)
+            self.view.ready()  # (read-your-writes first: the clock then covers those events)
+        if self._clock is None:
+            return compute()
+        return _remembered.get((*self._cache_key, what), self._clock(), compute)
+
+    def time_bounds(self) -> tuple[int, int] | None:
+        def scan() -> tuple[int, int] | None:
+            (n, lo, hi), = self.view.rows(
+                f"SELECT count(), min(ts), max(ts) FROM {self.view.events}")
+            return None if not n else (int(lo), int(hi))
+        bounds: tuple[int, int] | None = self._remember("bounds", scan)
         return bounds
 
     def _kinds(self) -> tuple[Vocabulary, dict[str, set[str]]]:
-        key = self._cache_key
-        cache = _vocabularies.setdefault(key, _VocabularyCache())
-        if self.view.ready is not None:
-            self.view.ready()
-        version = self._version if self._clock is None else self._clock()
-        with cache.lock:
-            value = cache.value
-            if value is not None and value[1] == version and \
-                    time.monotonic() - value[0] < VOCABULARY_TTL_S:
-                return value[2], value[3]
+        def read() -> tuple[Vocabulary, dict[str, set[str]]]:
             db = f"`{self.view.ch.database}`"
             types = frozenset(str(t) for t, in self.view.rows(
                 f"SELECT DISTINCT type FROM {db}.event_types"))
@@ -112,16 +114,12 @@ class ClickHouseBackend:
                 raw.setdefault(str(key_name), set()).add(str(kind))
             vocab = Vocabulary(types, {k: frozenset(KIND_NAMES.get(x, x) for x in v)
                                        for k, v in raw.items()})
-            cache.value = (time.monotonic(), version, vocab, raw)
             return vocab, raw
+        kinds: tuple[Vocabulary, dict[str, set[str]]] = self._remember("vocabulary", read)
+        return kinds
 
     def check_numeric(self, prop: str, field: str) -> None:
-        kinds = self._kinds()[1].get(prop, set())
-        if kinds and not kinds & {INT, FLOAT}:
-            names = sorted({STR: "string", BOOL: "boolean"}.get(k, k) for k in kinds)
-            raise field_error(field, f"property {prop!r} is not numeric (it holds "
-                              f"{' and '.join(names)} values)", value=prop,
-                              allowed="a property with numeric values")
+        require_numeric(self._kinds()[1].get(prop, set()), prop, field)
 
     def vocabulary(self) -> Vocabulary:
         return self._kinds()[0]
@@ -148,12 +146,6 @@ class ClickHouseBackend:
                    ) -> tuple[np.ndarray, np.ndarray | None]:
         from rta.core.clickhouse import dashboard_sql
         return dashboard_sql.timestamps(self.view, flt, metric)
-
-    def forget_vocabulary(self) -> None:
-        """Read the vocabulary tables and time bounds again on the next query (tests insert
-        without a shipper's clock)."""
-        _vocabularies.pop(self._cache_key, None)
-        _bounds.pop(self._cache_key, None)
 
     # -- analytics ---------------------------------------------------------------------------
     def series(self, flt: EventFilter, buckets: Buckets, aggregation: str,

@@ -41,6 +41,7 @@ from rta.core.events import BOOL, FLOAT, INT, INT64_MIN, STR
 from rta.core.queries.behaviour_results import SegmentResult
 from rta.core.queries.behaviour_specs import SegmentQuery, parse_segment_query
 from rta.core.queries.filters import OPERATORS, EventFilter, Group, Predicate
+from rta.core.queries.params import require_numeric
 from rta.core.queries.segment_spec import (  # noqa: F401  (re-exported for the kernels)
     DEFAULT_SAMPLE,
     MAX_SAMPLE,
@@ -172,12 +173,7 @@ def _empty_rows(nfilters: int, props: Iterable[str]) -> Rows:
 
 def check_numeric(snap: Snapshot, key: str, field: str) -> None:
     """A property that exists only as text or booleans cannot be summed: say so (400)."""
-    kinds = snap.property_kinds(key)
-    if kinds and not kinds & {INT, FLOAT}:
-        names = sorted({STR: "string", BOOL: "boolean"}.get(k, k) for k in kinds)
-        raise field_error(field, f"property {key!r} is not numeric (it holds "
-                          f"{' and '.join(names)} values)", value=key,
-                          allowed="a property with numeric values")
+    require_numeric(snap.property_kinds(key), key, field)
 
 
 def value_labels(values: dict[str, np.ndarray], snap: Snapshot) -> tuple[np.ndarray, list[Any]]:

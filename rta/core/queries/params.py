@@ -222,3 +222,13 @@ def interval(params: dict[str, Any]) -> int | None:
     if raw is None or raw == "" or raw == "auto":
         return None
     return parse_duration(raw, "interval")
+
+
+def require_numeric(kinds: set[str], prop: str, field: str) -> None:
+    """400 (naming `field`) when property `prop` holds values (`kinds`: 'i', 'f', 's', 'b')
+    but none of them numbers: it cannot be summed. Every backend's `check_numeric`."""
+    if kinds and not kinds & {"i", "f"}:
+        names = sorted({"s": "string", "b": "boolean"}.get(k, k) for k in kinds)
+        raise field_error(field, f"property {prop!r} is not numeric (it holds "
+                          f"{' and '.join(names)} values)", value=prop,
+                          allowed="a property with numeric values")
