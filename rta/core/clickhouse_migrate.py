@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 
 from rta.core.clickhouse.connection import ClickHouse
+from rta.core.clickhouse.inserts import insert_events
 from rta.core.clickhouse.rows import MAP_COLUMNS, map_column
 from rta.core.clickhouse.schema import EVENTS
 from rta.core.embedded.store import ColumnStore, StoreConfig
@@ -102,17 +103,15 @@ def migrate(data_dir: str, ch: ClickHouse,
         total = sum(b.n for b in blocks)
         seq = 0
         for index, block in enumerate(blocks):
+            types, pairs = _vocabulary(block, snap.dicts)
             for start in range(0, block.n, SLICE_ROWS):
                 part = block if block.n <= SLICE_ROWS else block.take(
                     np.arange(start, min(block.n, start + SLICE_ROWS)))
-                table = block_table(part, snap.dicts, seq + start)
-                ch.insert_arrow(EVENTS, table, settings={
-                    "insert_deduplication_token": f"migrate-{index}-{start}-{seq}",
-                    "insert_deduplicate": 1})
+                insert_events(ch, block_table(part, snap.dicts, seq + start), types, pairs,
+                              f"migrate-{index}-{start}-{seq}")
                 report.events += part.n
                 if progress is not None:
                     progress(report.events, total)
-            _insert_vocabulary(ch, block, snap.dicts)
             seq += block.n
             report.blocks += 1
         report.mismatches = verify(blocks, snap.dicts, ch)
@@ -121,15 +120,12 @@ def migrate(data_dir: str, ch: ClickHouse,
     return report
 
 
-def _insert_vocabulary(ch: ClickHouse, block: Block, dicts: Dictionaries) -> None:
+def _vocabulary(block: Block, dicts: Dictionaries) -> tuple[list[str], list[tuple[str, str]]]:
+    """The block's event types and (property, kind) pairs, for the vocabulary tables."""
     types = sorted({t for t in dicts.types.decode(np.unique(block.type)) if t is not None})
     pairs = sorted({(key, kind) for key, kinds in block.property_keys.items()
                     for kind in kinds})
-    ch.insert_arrow("event_types", pa.table({"type": pa.array(types, pa.string())}))
-    if pairs:
-        ch.insert_arrow("property_kinds", pa.table({
-            "key": pa.array([k for k, _ in pairs], pa.string()),
-            "kind": pa.array([k for _, k in pairs], pa.string())}))
+    return types, pairs
 
 
 def verify(blocks: list[Block], dicts: Dictionaries, ch: ClickHouse

@@ -64,10 +64,15 @@ def batch_table(batch: EventBatch, seqs: np.ndarray) -> pa.Table:
     return pa.table(columns)
 
 
-def vocabulary_tables(batch: EventBatch) -> tuple[pa.Table, pa.Table]:
+def batch_vocabulary(batch: EventBatch) -> tuple[list[str], list[tuple[str, str]]]:
     """The batch's distinct event types, and (property, kind) pairs."""
-    types = sorted(set(batch.types))
-    pairs = sorted({(name.partition(":")[2], name.partition(":")[0]) for name in batch.props})
+    return (sorted(set(batch.types)),
+            sorted({(name.partition(":")[2], name.partition(":")[0]) for name in batch.props}))
+
+
+def vocabulary_tables(types: list[str], pairs: list[tuple[str, str]]
+                      ) -> tuple[pa.Table, pa.Table]:
+    """Rows of the `event_types` and `property_kinds` tables."""
     return (pa.table({"type": pa.array(types, pa.string())}),
             pa.table({"key": pa.array([k for k, _ in pairs], pa.string()),
                       "kind": pa.array([k for _, k in pairs], pa.string())}))
