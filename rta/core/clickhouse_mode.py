@@ -28,7 +28,7 @@ class ClickHouseMode:
     ch: ClickHouse
     ship_log: ShipLog
     shipper: Shipper
-    wal_end: Callable[[], tuple[int, int]] = lambda: (0, 0)  # set by the engine
+    wal_end: Callable[[], tuple[int, int]]  # the local WAL's end: (file, offset)
 
     def check_backlog(self) -> None:
         """BacklogFull (503) when the events waiting to ship fill their disk bound."""
@@ -59,7 +59,8 @@ def ship_log_for(config: EngineConfig) -> ShipLog | None:
     return ShipLog(config.data_dir)
 
 
-def open_mode(config: EngineConfig, ship_log: ShipLog) -> ClickHouseMode:
+def open_mode(config: EngineConfig, ship_log: ShipLog,
+              wal_end: Callable[[], tuple[int, int]]) -> ClickHouseMode:
     """Connect, set up the schema and build the shipper; ClickHouseError names what failed."""
     if not config.clickhouse_url:
         raise BackendUnavailable("backend clickhouse needs clickhouse_url (--clickhouse-url or "
@@ -73,4 +74,4 @@ def open_mode(config: EngineConfig, ship_log: ShipLog) -> ClickHouseMode:
     assert config.data_dir is not None
     shipper = Shipper(ch, ship_log, os.path.join(config.data_dir, "wal"),
                       config.clickhouse_max_backlog_mb << 20)
-    return ClickHouseMode(ch, ship_log, shipper)
+    return ClickHouseMode(ch, ship_log, shipper, wal_end)

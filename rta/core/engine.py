@@ -107,7 +107,9 @@ class Engine:
         self.clickhouse: ClickHouseMode | None = None
         if ship_log is not None:
             try:
-                self.clickhouse = open_mode(self.config, ship_log)
+                wal = self.store.wal
+                assert wal is not None  # (ship_log_for required a data directory)
+                self.clickhouse = open_mode(self.config, ship_log, lambda: wal.end)
             except BaseException:
                 self.store.close()
                 raise
@@ -145,9 +147,6 @@ class Engine:
         self.serving: Serving | None = None  # built by start_serving
         if self.clickhouse is not None:
             shipper = self.clickhouse.shipper
-            wal = self.store.wal
-            assert wal is not None
-            self.clickhouse.wal_end = lambda: wal.end
             shipper.on_advance.append(self.store.release_wal)
             self.add_background(shipper.run)
             self.metrics.gauge("rta_clickhouse_lag_events", "Events read from the WAL and "

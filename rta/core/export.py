@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -458,7 +459,7 @@ def _gather(pieces: list[Piece], order: np.ndarray | None, layout: Layout,
                  base("id_hi"), base("id_lo"), id_text, props, snap.dicts)
 
 
-class PreparedExport:
+class PreparedExport(ABC):
     """What every prepared export offers its caller (the HTTP route, the CLI): the media
     type, file name and output columns, and `write_to`; subclasses stream `chunks()`."""
 
@@ -493,8 +494,9 @@ class PreparedExport:
             return chunk_rows
         return max(1, min(chunk_rows, TABLE_CELLS // max(1, len(self.layout.columns))))
 
+    @abstractmethod
     def chunks(self) -> Generator[bytes, None, None]:
-        raise NotImplementedError
+        """The export's bytes, one piece per chunk of rows."""
 
     def write_to(self, out: Any) -> int:
         """Write the whole export to a binary file object; returns bytes written."""

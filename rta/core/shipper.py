@@ -312,26 +312,28 @@ class Shipper:
             if shipped < MAX_BATCH_EVENTS:
                 await self._pause(INTERVAL_S)
 
-    @property
-    def backlog_full(self) -> bool:
-        """Whether the unshipped WAL fills its bound (measured at most every 0.1 s: ingest
-        asks on every request)."""
+    def measure_backlog(self, max_age_s: float = 0.0) -> int:
+        """Unshipped WAL bytes (a directory listing), re-measured when older than
+        `max_age_s`."""
         now = time.monotonic()
-        if now - self._backlog_at > 0.1:
+        if now - self._backlog_at >= max_age_s:
             self._backlog_at = now
             try:
                 self.backlog_bytes = self._backlog(self._files())
-            except OSError:
+            except OSError:  # (a WAL file removed mid-listing: the next call sees it right)
                 pass
-        return self.backlog_bytes >= self.max_backlog_bytes
+        return self.backlog_bytes
+
+    @property
+    def backlog_full(self) -> bool:
+        """Whether the unshipped WAL fills its bound (at most every 0.1 s: ingest asks on
+        every request)."""
+        return self.measure_backlog(0.1) >= self.max_backlog_bytes
 
     def stats(self) -> dict[str, Any]:
         """Shipping figures for /stats, /health and /metrics; the backlog is measured now
         (a directory listing), so an acknowledged event always shows until it has shipped."""
-        try:
-            self.backlog_bytes = self._backlog(self._files())
-        except OSError:
-            pass
+        self.measure_backlog()
         now = time.time() * 1000
         lag_s = 0.0 if self.oldest_pending_ms is None else max(
             0.0, (now - self.oldest_pending_ms) / 1000)

@@ -12,15 +12,12 @@ Thread rule: pure validation; any thread (property checks ask one backend view: 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from rta.core.errors import ValidationError, field_error
 from rta.core.queries.backend import Backend
 from rta.core.queries.filters import parse_where
 from rta.core.queries.timeparse import DAY, parse_duration, parse_time_range
-
-if TYPE_CHECKING:
-    pass
 
 COLUMNS = 12
 MAX_ROWS = 200
