@@ -111,15 +111,22 @@ class PageLog:
         self.errors.append(f"pageerror: {exc}")
 
 
-@pytest.fixture
-def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+def logged_page(context: Any) -> Any:
+    """A new page of `context` whose console errors and page errors are collected in
+    `page.rta_log` (the tests assert none happened)."""
     pg = context.new_page()
     pg.set_default_timeout(10_000)
     log = PageLog()
     pg.on("console", log.console)
     pg.on("pageerror", log.page_error)
     pg.rta_log = log
+    return pg
+
+
+@pytest.fixture
+def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    pg = logged_page(context)
     try:
         yield pg
     finally:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.web.conftest import PageLog, Site
+from tests.web.conftest import Site, logged_page
 from tests.web.test_dashboard_browser import open_dashboard
 
 pytestmark = pytest.mark.browser
@@ -21,12 +21,7 @@ PHONE = {"width": 390, "height": 844}
 def phone(browser: Any) -> Iterator[Any]:
     context = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True,
                                   has_touch=True)
-    pg = context.new_page()
-    pg.set_default_timeout(10_000)
-    log = PageLog()
-    pg.on("console", log.console)
-    pg.on("pageerror", log.page_error)
-    pg.rta_log = log
+    pg = logged_page(context)
     try:
         yield pg
     finally:
