@@ -10,34 +10,8 @@ from hypothesis import strategies as st
 
 from rta.core.queries import analytics
 from rta.core.queries.analytics_specs import parse
-from tests.clickhouse.event_logs import NOW, PAGES, TYPES, event_logs
+from tests.clickhouse.event_logs import NOW, PREDICATES, TYPES, event_logs
 from tests.clickhouse.harness import Pair, same
-
-PREDICATES = st.one_of(
-    st.builds(lambda v: {"property": "page", "operator": "eq", "value": v},
-              st.sampled_from(PAGES)),
-    st.builds(lambda op, v: {"property": "amount", "operator": op, "value": v},
-              st.sampled_from(("gt", "gte", "lt", "lte", "eq", "neq")), st.integers(0, 500)),
-    st.builds(lambda op, v: {"property": "mixed", "operator": op, "value": v},
-              st.sampled_from(("eq", "neq")),
-              st.one_of(st.integers(-5, 50), st.sampled_from(PAGES), st.booleans())),
-    st.builds(lambda op, v: {"property": "mixed", "operator": op, "value": v},
-              st.sampled_from(("gt", "lte")),
-              st.one_of(st.integers(-5, 50), st.sampled_from(PAGES))),
-    st.builds(lambda op, v: {"property": "page", "operator": op, "value": v},
-              st.sampled_from(("contains", "not_contains", "starts_with", "ends_with", "gt")),
-              st.sampled_from(("/", "p", "é", "docs", ""))),
-    st.builds(lambda op: {"property": "plan", "operator": op},
-              st.sampled_from(("exists", "not_exists"))),
-    st.builds(lambda vs: {"property": "plan", "operator": "in", "value": vs},
-              st.lists(st.sampled_from(("free", "pro", 3, True)), min_size=1, max_size=3)),
-    st.builds(lambda op, v: {"property": "userId", "operator": op, "value": v},
-              st.sampled_from(("eq", "neq", "starts_with", "exists", "not_exists")),
-              st.sampled_from(("u1", "u", "ü-ser"))),
-    st.builds(lambda op, v: {"property": "sessionId", "operator": op,
-                             "value": [v] if op == "in" else v},
-              st.sampled_from(("eq", "in", "not_exists")), st.sampled_from(("s1", "s2"))),
-)
 
 
 def _filters() -> st.SearchStrategy[dict[str, Any]]:

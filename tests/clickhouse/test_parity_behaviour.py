@@ -18,7 +18,16 @@ from rta.core.embedded import segments
 from rta.core.errors import RtaError
 from rta.core.queries.backend import QueryContext
 from rta.core.queries.behaviour import execute, parse
-from tests.clickhouse.event_logs import DAY, HOUR, NOW, PAGES, T0, TYPES, USERS, event_logs
+from tests.clickhouse.event_logs import (
+    DAY,
+    HOUR,
+    NOW,
+    PREDICATES,
+    T0,
+    TYPES,
+    USERS,
+    event_logs,
+)
 from tests.clickhouse.harness import Pair, same
 
 # (RTA_PARITY_EXAMPLES=500 for a long hunt)
@@ -28,39 +37,6 @@ SAVED = "saved ✓"  # the saved segment the queries may name
 # query clocks: the log's end, and inside it (periods not started yet, events after now)
 CLOCKS = st.sampled_from((NOW, NOW, T0 + 20 * DAY + 5 * HOUR, T0 + 3 * DAY))
 
-PREDICATES = st.one_of(
-    st.builds(lambda op, v: {"property": "page", "operator": op, "value": v},
-              st.sampled_from(("eq", "neq")), st.sampled_from(PAGES)),
-    st.builds(lambda op, v: {"property": "amount", "operator": op, "value": v},
-              st.sampled_from(("gt", "gte", "lt", "lte", "eq", "neq")), st.integers(0, 500)),
-    st.builds(lambda op, v: {"property": "mixed", "operator": op, "value": v},
-              st.sampled_from(("eq", "neq")),
-              st.one_of(st.integers(-5, 50), st.sampled_from(PAGES), st.booleans())),
-    st.builds(lambda op, v: {"property": "mixed", "operator": op, "value": v},
-              st.sampled_from(("gt", "lte")),
-              st.one_of(st.integers(-5, 50), st.sampled_from(PAGES))),
-    st.builds(lambda op, v: {"property": "page", "operator": op, "value": v},
-              st.sampled_from(("contains", "not_contains", "starts_with", "ends_with", "gt")),
-              st.sampled_from(("/", "p", "é", "docs", ""))),
-    st.builds(lambda op, v: {"property": "variant", "operator": op,
-                             "value": [v] if op in ("in", "not_in") else v},
-              st.sampled_from(("eq", "neq", "in", "not_in")),
-              st.sampled_from(("control", "test", 1, True))),
-    st.builds(lambda p, op: {"property": p, "operator": op},
-              st.sampled_from(("plan", "variant", "mixed")),
-              st.sampled_from(("exists", "not_exists"))),
-    st.builds(lambda op, vs: {"property": "plan", "operator": op, "value": vs},
-              st.sampled_from(("in", "not_in")),
-              st.lists(st.sampled_from(("free", "pro", 3, True)), min_size=1, max_size=3)),
-    st.builds(lambda op, v: {"property": "userId", "operator": op, "value": v},
-              st.sampled_from(("eq", "neq", "starts_with", "gt")),
-              st.sampled_from(("u1", "u", "ü-ser"))),
-    st.builds(lambda p, op, v: {"property": p, "operator": op, "value": v},
-              st.sampled_from(("sessionId", "type", "properties.type")),
-              st.sampled_from(("eq", "neq", "contains")), st.sampled_from(("s1", "click"))),
-    st.builds(lambda op, v: {"property": "timestamp", "operator": op, "value": v},
-              st.sampled_from(("gt", "lte", "eq")), st.sampled_from((-1, 0, T0))),
-)
 
 
 def _where() -> st.SearchStrategy[Any]:
