@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from rta.core.clickhouse.filter_sql import Params
-from rta.core.clickhouse.view import View
+from rta.core.clickhouse.view import ALL_KINDS, View
 from rta.core.queries.analytics_results import (
     CountGroup,
     GroupedCount,
@@ -55,31 +55,96 @@ _USE_NULLS = " SETTINGS group_by_use_nulls = 1"
 
 # -- shared SQL pieces -----------------------------------------------------------------------
 
-def _has_number(key: str) -> str:
-    return f"(mapContains(props_i, {key}) OR mapContains(props_f, {key}))"
+def _has_number(key: str, kinds: frozenset[str] = ALL_KINDS) -> str:
+    """Whether the event holds `key` as a number (only the Map columns of `kinds` read)."""
+    maps = [f"mapContains({col}, {key})" for kind, col in (("i", "props_i"), ("f", "props_f"))
+            if kind in kinds]
+    return f"({' OR '.join(maps)})" if maps else "false"
 
 
-def _number(key: str) -> str:
+def _number(key: str, kinds: frozenset[str] = ALL_KINDS) -> str:
     """The property's numeric value (integer kind first, as the embedded engine reads it);
     only meaningful where `_has_number` holds."""
+    if "f" not in kinds:
+        return f"toFloat64(props_i[{key}])"
+    if "i" not in kinds:
+        return f"props_f[{key}]"
     return f"if(mapContains(props_i, {key}), toFloat64(props_i[{key}]), props_f[{key}])"
 
 
-def group_columns(field: str, params: Params) -> str:
-    """`gk, gn, gs`: the group key of `field` (a property, type, userId or sessionId)."""
+def property_name(field: str) -> str:
+    """The property key a group-by or metric field names (`properties.x` or `x`)."""
+    return field[len(PROPERTY_PREFIX):] if field.startswith(PROPERTY_PREFIX) else field
+
+
+def group_columns(field: str, params: Params, kinds: frozenset[str] = ALL_KINDS) -> str:
+    """`gk, gn, gs`: the group key of `field` (a property, type, userId or sessionId);
+    `kinds`: the value kinds the property may hold (see `View.kinds_of`)."""
     top = TOP_FIELDS.get(field)
     if top is not None:
         return (f"if({top} IS NULL, {MISSING}, {TEXT}) AS gk, 0. AS gn, "
                 f"toString(ifNull({top}, '')) AS gs")
-    key = params.add(field[len(PROPERTY_PREFIX):] if field.startswith(PROPERTY_PREFIX)
-                     else field, "String")
-    has_num = _has_number(key)
-    # (a value is one kind per event; where kinds could overlap numbers win, as embedded)
-    return (f"toUInt8(multiIf({has_num}, {NUMBER}, mapContains(props_b, {key}), {BOOLEAN}, "
-            f"mapContains(props_s, {key}), {TEXT}, {MISSING})) AS gk, "
-            f"multiIf({has_num}, {_number(key)} + 0., mapContains(props_b, {key}), "
-            f"toFloat64(props_b[{key}]), 0.) AS gn, "
-            f"if(gk = {TEXT}, props_s[{key}], '') AS gs")
+    key = params.add(property_name(field), "String")
+    number = bool(kinds & {"i", "f"})
+    # (a value is one kind per event; where kinds could overlap numbers win, as embedded;
+    # only the kinds the key holds are read, a text-only key reads one Map column of four)
+    branches = [(_has_number(key, kinds), NUMBER, f"{_number(key, kinds)} + 0.")] if number \
+        else []
+    if "b" in kinds:
+        branches.append((f"mapContains(props_b, {key})", BOOLEAN, f"toFloat64(props_b[{key}])"))
+    if "s" in kinds:
+        branches.append((f"mapContains(props_s, {key})", TEXT, "0."))
+    if not branches:
+        return f"toUInt8({MISSING}) AS gk, 0. AS gn, '' AS gs"
+    kind_sql = "".join(f"{cond}, {code}, " for cond, code, _ in branches)
+    number_sql = "".join(f"{cond}, {value}, " for cond, _, value in branches)
+    text_value = f"props_s[{key}]" if "s" in kinds else "''"
+    return (f"toUInt8(multiIf({kind_sql}{MISSING})) AS gk, "
+            f"toFloat64(multiIf({number_sql}0.)) AS gn, "
+            f"if(gk = {TEXT}, {text_value}, '') AS gs")
+
+
+def _users_of(view: View, flt: EventFilter, field: str, keys: list[GroupKey]
+              ) -> dict[GroupKey, int]:
+    """Distinct users of each chosen value of `field`, grouped by the stored column of each
+    value kind rather than by the computed key (an event holds a property in one kind only):
+    half the time of grouping every event by its key triple."""
+    params = Params()
+    where = view.where(flt, params)
+    top = TOP_FIELDS.get(field)
+    parts: list[str] = []
+
+    def select(kind: int, value: str, cond: str, wanted: list[Any], ch_type: str) -> None:
+        number, text = ("v", "''") if ch_type == "Float64" else ("0.", "v")
+        parts.append(f"SELECT toUInt8({kind}) AS gk, {number} AS gn, {text} AS gs, "
+                     f"uniqExact(user) AS u FROM (SELECT {value} AS v, user "
+                     f"FROM {view.events} WHERE ({where}) AND {cond} AND "
+                     f"v IN {params.add(wanted, f'Array({ch_type})')}) GROUP BY v")
+
+    texts = [gs for gk, _, gs in keys if gk == TEXT]
+    if top is not None:
+        select(TEXT, f"toString({top})", f"{top} IS NOT NULL", texts, "String")
+    else:
+        key = params.add(property_name(field), "String")
+        kinds = view.kinds_of(property_name(field))
+        numbers = [gn for gk, gn, _ in keys if gk == NUMBER]
+        flags = [gn for gk, gn, _ in keys if gk == BOOLEAN]
+        if texts:
+            select(TEXT, f"props_s[{key}]", f"mapContains(props_s, {key})", texts, "String")
+        if numbers:
+            select(NUMBER, f"{_number(key, kinds)} + 0.", _has_number(key, kinds), numbers,
+                   "Float64")
+        if flags:
+            select(BOOLEAN, f"toFloat64(props_b[{key}])", f"mapContains(props_b, {key})",
+                   flags, "Float64")
+    out: dict[GroupKey, int] = {}
+    for gk, gn, gs, u in view.rows(" UNION ALL ".join(parts), params):
+        out[(int(gk), float(gn), str(gs))] = int(u)
+    return out
+
+
+def _group_kinds(view: View, field: str) -> frozenset[str]:
+    return ALL_KINDS if field in TOP_FIELDS else view.kinds_of(property_name(field))
 
 
 def number_label(value: float) -> int | float:
@@ -131,13 +196,14 @@ def _base(view: View, flt: EventFilter, params: Params, buckets: Buckets, aggreg
     cols = [f"intDiv(ts - {start}, {interval}) AS b", "user"]
     if aggregation in METRIC_AGGREGATIONS or (aggregation == "count" and metric):
         assert metric is not None
+        kinds = view.kinds_of(metric)
         key = params.add(metric, "String")
-        conds.append(_has_number(key))
-        cols.append(f"{_number(key)} AS v")
+        conds.append(_has_number(key, kinds))
+        cols.append(f"{_number(key, kinds)} AS v")
     elif aggregation == "unique_users":
         conds.append("user IS NOT NULL")
     if group_by is not None:
-        cols.append(group_columns(group_by, params))
+        cols.append(group_columns(group_by, params, _group_kinds(view, group_by)))
     return (f"SELECT {', '.join(cols)} FROM {view.events} "
             f"WHERE {' AND '.join(f'({c})' for c in conds)}")
 
@@ -246,7 +312,8 @@ def count_groups(view: View, flt: EventFilter, group_by: str, limit: int) -> Gro
             f"count() AS c FROM {view.events} WHERE {view.where(flt, params)} GROUP BY raw)")
     else:
         grouped = (f"SELECT gk, gn, gs, count() AS c FROM (SELECT "
-                   f"{group_columns(group_by, params)} FROM {view.events} WHERE "
+                   f"{group_columns(group_by, params, _group_kinds(view, group_by))} "
+                   f"FROM {view.events} WHERE "
                    f"{view.where(flt, params)}) GROUP BY gk, gn, gs")
     rows = view.rows(
         f"SELECT gk, gn, gs, c, sum(c) OVER () AS total, "
@@ -275,8 +342,9 @@ def top(view: View, flt: EventFilter, prop: str, n: int, by_users: bool) -> TopD
     params = Params()
     users = "uniqExact(user)" if by_users else "toUInt64(0)"
     order = "u DESC, c DESC" if by_users else "c DESC"
-    source = (f"SELECT {group_columns(prop, params)}, user FROM {view.events} "
-              f"WHERE {view.where(flt, params)}")
+    columns = f"SELECT {group_columns(prop, params, _group_kinds(view, prop))}, user "
+    where = view.where(flt, params)
+    source = f"{columns} FROM {view.events} WHERE {where}"
     rows = view.rows(
         f"SELECT gk, gn, gs, count() AS c, {users} AS u, sum(c) OVER () AS total, "
         f"sum(if(gk = {MISSING}, 0, c)) OVER () AS with_value, "
@@ -289,11 +357,7 @@ def top(view: View, flt: EventFilter, prop: str, n: int, by_users: bool) -> TopD
     keys: list[GroupKey] = [(int(gk), float(gn), str(gs)) for gk, gn, gs, *_ in shown]
     per_key = {k: int(r[4]) for k, r in zip(keys, shown, strict=True)}
     if not by_users and keys:
-        chosen = params.add(keys, "Array(Tuple(UInt8, Float64, String))")
-        for gk, gn, gs, u in view.rows(
-                f"SELECT gk, gn, gs, uniqExact(user) FROM ({source}) "
-                f"WHERE (gk, gn, gs) IN {chosen} GROUP BY gk, gn, gs", params):
-            per_key[(int(gk), float(gn), str(gs))] = int(u)
+        per_key.update(_users_of(view, flt, prop, keys))
     values = tuple(TopValue(label(*k), int(r[3]), per_key[k], _share(int(r[3]), with_value))
                    for k, r in zip(keys, shown, strict=True))
     return TopData(total, with_value, distinct, values)

@@ -70,7 +70,7 @@ class ClickHouseBackend:
     def __init__(self, ch: ClickHouse, table: str = EVENTS, version: int = 0,
                  changes: Callable[[int, int | None, int | None], bool] | None = None,
                  ready: Barrier | None = None, clock: Callable[[], int] | None = None) -> None:
-        self.view = View(ch, table, ready)
+        self.view = View(ch, table, ready, self._key_kinds)
         self._version = version
         self._changes = changes
         self._clock = clock  # the shipper's version now (after the read-your-writes wait)
@@ -117,6 +117,14 @@ class ClickHouseBackend:
             return vocab, raw
         kinds: tuple[Vocabulary, dict[str, set[str]]] = self._remember("vocabulary", read)
         return kinds
+
+    def _key_kinds(self, key: str) -> frozenset[str] | None:
+        """A property's stored kinds, for `View.kinds_of`: only with a data clock, where the
+        vocabulary is remembered (otherwise reading it would cost more than it saves)."""
+        if self._clock is None:
+            return None
+        kinds = self._kinds()[1].get(key)
+        return None if kinds is None else frozenset(kinds)
 
     def check_numeric(self, prop: str, field: str) -> None:
         require_numeric(self._kinds()[1].get(prop, set()), prop, field)

@@ -34,11 +34,25 @@ class Barrier:
             self._done = True
 
 
+# The raw value kinds a Map column per kind can hold ("s", "i", "f", "b").
+ALL_KINDS = frozenset({"s", "i", "f", "b"})
+
+
 @dataclass(frozen=True)
 class View:
+    """`kinds(key)`: the value kinds a property was ever stored with (the vocabulary tables,
+    which every insert fills before its rows), or None where that is not known cheaply;
+    SQL then reads only those kinds' Map columns: a text-only key skips three of four."""
+
     ch: ClickHouse
     table: str = EVENTS
     ready: Barrier | None = None
+    kinds: Callable[[str], frozenset[str] | None] | None = None
+
+    def kinds_of(self, key: str) -> frozenset[str]:
+        """The kinds `key` may hold here (all four when unknown)."""
+        known = None if self.kinds is None else self.kinds(key)
+        return ALL_KINDS if known is None else known
 
     @property
     def events(self) -> str:
