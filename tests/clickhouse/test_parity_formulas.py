@@ -4,9 +4,8 @@ between the embedded engine and ClickHouse, on hypothesis-generated logs."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import os
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
