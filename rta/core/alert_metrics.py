@@ -319,14 +319,18 @@ def evaluate_every(cond: dict[str, Any]) -> int:
     return every
 
 
-COUNTER_KEYS = ("eventType", "property", "aggregation", "aggregate", "filters", "where")
+# counter fields and the values they are stored with when a metric replaces them (a stored
+# rule read back and PUT or PATCHed carries them)
+COUNTER_DEFAULTS: dict[str, tuple[Any, ...]] = {
+    "eventType": (None, "*"), "property": (None, "count"), "aggregation": (None, "count"),
+    "aggregate": (None, "count"), "filters": (None,), "where": (None,)}
 
 
 def validate_condition(cond: dict[str, Any], window_ms: int) -> dict[str, Any]:
     """What `condition.metric` adds to a stored condition: the metric and `evaluateEvery`.
     A metric replaces the counter fields, so giving both is refused (naming the field)."""
-    for key in COUNTER_KEYS:
-        if key in cond and not (key == "property" and cond[key] == "count"):
+    for key, defaults in COUNTER_DEFAULTS.items():
+        if key in cond and cond[key] not in defaults:
             raise field_error(f"condition.{key}", "is not used with condition.metric: put "
                               "the metric's event types and filters inside it")
     return {"metric": validate_metric(cond["metric"], window_ms),

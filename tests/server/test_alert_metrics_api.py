@@ -91,6 +91,16 @@ async def test_funnel_conversion_alert_fires_and_backtests(srv: LiveServer,
         (37.5, now - 20_000 - (now - 20_000) % 1000 + 1000)]
     assert test["firings"][0]["resolvedAt"] == now - 25_000 - (now - 25_000) % 1000 + 1000
 
+    # the stored rule round-trips through PUT and PATCH (its counter fields at defaults)
+    stored = (await http.get(f"/alerts/{alert_id}")).json()
+    r = await http.put(f"/alerts/{alert_id}", json={
+        k: stored[k] for k in ("name", "condition", "notification", "cooldown", "for")})
+    assert r.status_code == 200, r.text
+    r = await http.patch(f"/alerts/{alert_id}", json={"condition": {"threshold": 30}})
+    assert r.status_code == 200, r.text
+    assert r.json()["condition"]["metric"]["kind"] == "funnel"
+    await wait_state(http, alert_id, "status", "resolved")  # 37.5 % is not below 30 %
+
 
 async def test_bad_metrics_name_the_field(http: httpx.AsyncClient) -> None:
     cases: list[tuple[dict[str, Any], str]] = [
