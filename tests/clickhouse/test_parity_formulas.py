@@ -4,12 +4,15 @@ between the embedded engine and ClickHouse, on hypothesis-generated logs."""
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from rta.core import alert_metrics as am
+from rta.core.alerts import Rule, validate_alert
 from rta.core.queries import analytics
 from rta.core.queries import compare as cmp
 from rta.core.queries import formula_query as fq
@@ -97,11 +100,24 @@ def _compared(kind: str, body: dict[str, Any], ctx: QueryContext) -> Any:
         return {"error": type(exc).__name__, "message": str(exc)}
 
 
+METRICS = st.sampled_from([
+    {"kind": "funnel", "steps": ["pageview", "signup"], "timeLimit": "1d"},
+    {"kind": "funnel", "steps": ["pageview", "signup", "purchase"], "step": 2,
+     "order": "any"},
+    {"kind": "retention", "entryEvent": "signup", "retentionEvent": "pageview", "day": 2},
+    {"kind": "unique_users", "eventType": "click"},
+    {"kind": "formula", "series": [{"name": "A", "eventType": "purchase"},
+                                   {"name": "B", "eventType": "pageview"}],
+     "formula": "A / B"}])
+
+
 @SETTINGS
 @given(log=event_logs(), bodies=st.lists(formula_body(), min_size=1, max_size=3),
-       compares=st.lists(compare_params(), min_size=1, max_size=3))
+       compares=st.lists(compare_params(), min_size=1, max_size=3),
+       metrics=st.lists(METRICS, min_size=1, max_size=2, unique_by=lambda m: m["kind"]))
 def test_formulas_and_comparisons_match(log: Log, bodies: list[dict[str, Any]],
-                                        compares: list[tuple[str, dict[str, Any]]]) -> None:
+                                        compares: list[tuple[str, dict[str, Any]]],
+                                        metrics: list[dict[str, Any]]) -> None:
     pair = _loaded(log)
     try:
         embedded, clickhouse = pair.contexts(NOW)
@@ -112,5 +128,13 @@ def test_formulas_and_comparisons_match(log: Log, bodies: list[dict[str, Any]],
             want = _compared(kind, body, embedded)
             assert "error" not in want, want
             same(want, _compared(kind, body, clickhouse), f"{kind} {body}")
+        for metric in metrics:  # alert metrics run the same typed queries on either backend
+            rule = Rule.from_doc({**validate_alert({
+                "name": "m", "condition": {"type": "threshold", "threshold": 1,
+                                           "timeWindow": "10d", "metric": metric}}), "id": "r"})
+            for end in (NOW, NOW - 3 * 86_400_000 + 7):
+                a = am.window_value(rule, embedded, end)
+                b = am.window_value(rule, clickhouse, end)
+                assert (math.isnan(a) and math.isnan(b)) or math.isclose(a, b), (metric, a, b)
     finally:
         pair.close()
