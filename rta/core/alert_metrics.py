@@ -464,7 +464,7 @@ async def run_metric_rules(evaluator: AlertEvaluator,
 
     make = context or (lambda now: query_services.context(evaluator.engine, now))
     last: dict[str, int] = {}
-    baselines: dict[str, Baselines] = {}
+    baselines: dict[str, tuple[Any, Baselines]] = {}  # rule id -> (its state, baselines)
     limiter = trio.CapacityLimiter(1)
     while True:
         await trio.sleep(TICK_S)
@@ -478,7 +478,10 @@ async def run_metric_rules(evaluator: AlertEvaluator,
             if now - last.get(rule_id, -rule.evaluate_every_ms) < rule.evaluate_every_ms:
                 continue
             last[rule_id] = now
-            base = baselines.setdefault(rule_id, Baselines())
+            kept = baselines.get(rule_id)
+            if kept is None or kept[0] is not state:  # (a changed rule: new baselines)
+                kept = baselines[rule_id] = (state, Baselines())
+            base = kept[1]
             started = time.monotonic()
             try:
                 ctx = make(now)

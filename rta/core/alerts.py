@@ -749,7 +749,8 @@ class AlertEvaluator:
         rule = Rule.from_doc(doc)
         self._loaded[rule.id] = doc.get("updatedAt")
         old = self.states.get(rule.id)
-        ring = Ring(rule.horizon_buckets + 2 * FUTURE_BUCKETS, rule.aggregation == "p95")
+        size = 1 if rule.metric is not None else rule.horizon_buckets + 2 * FUTURE_BUCKETS
+        ring = Ring(size, rule.aggregation == "p95")  # (metric rules keep no counters)
         state = RuleState(rule, ring)
         if old is not None:
             state.triggered = old.triggered  # (a lifetime count: disabling does not reset it)
