@@ -47,12 +47,6 @@ def test_formula_and_compare(loaded: str) -> None:
     assert "poisson_exact_conditional" in res.stdout and "not significant" in res.stdout
 
 
-def test_bad_formula(loaded: str) -> None:
-    res = rta("query", "aggregate", "--server", loaded, "--series", "A=signup",
-              "--formula", "A +")
-    assert res.returncode == 4 and "formula" in res.stderr and "character 3" in res.stderr
-
-
 @pytest.mark.parametrize("spec", ["A", "=signup", "A=", "A=a:b:c:d", "A=signup;plan="])
 def test_bad_series_option_is_a_usage_error(spec: str, capsys: pytest.CaptureFixture[str]
                                             ) -> None:

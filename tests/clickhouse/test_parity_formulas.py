@@ -23,7 +23,7 @@ from tests.clickhouse.harness import same
 from tests.clickhouse.test_parity_analytics import _loaded
 from tests.clickhouse.test_parity_basics import PREDICATES
 
-SETTINGS = settings(max_examples=int(os.environ.get("RTA_PARITY_EXAMPLES", "8")),
+SETTINGS = settings(max_examples=int(os.environ.get("RTA_PARITY_EXAMPLES", "6")),
                     deadline=None, suppress_health_check=[HealthCheck.too_slow])
 RANGES = (("startTime", NOW - 10 * 86_400_000 - 3_600_000 * 5), ("timeRange", "last_7d"),
           ("timeRange", "last_24h"), (None, None))
