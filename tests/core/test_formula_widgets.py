@@ -64,6 +64,10 @@ def test_formula_widgets(engine: Engine) -> None:
     assert counter == {"kind": "value", "value": 200.0}
     assert table["kind"] == "table"
     assert gauge["value"] == sum((2 * (h + 1)) // 2 for h in range(6))
+    # the page's editor sends aggregation: count (its default) with any aggregation source
+    again = dash.validate_dashboard({"name": "f", "widgets": [
+        widget("counter", formula="P / S * 100", aggregation="count")]})
+    assert "aggregation" not in again["widgets"][0]["dataSource"]
 
 
 @pytest.mark.parametrize(("source", "wtype", "field"), [
@@ -73,6 +77,7 @@ def test_formula_widgets(engine: Engine) -> None:
      "widgets[0].dataSource.series[0].where"),
     ({"metric": "amount"}, "line-chart", "widgets[0].dataSource.metric"),
     ({"formula": "P"}, "pie-chart", "widgets[0].dataSource.series"),
+    ({"aggregation": "sum"}, "line-chart", "widgets[0].dataSource.aggregation"),
 ])
 def test_bad_formula_sources(source: dict[str, Any], wtype: str, field: str) -> None:
     with pytest.raises(ValidationError) as info:

@@ -55,6 +55,9 @@ def check(src: dict[str, Any], path: str, wtype: str | None) -> dict[str, Any]:
     if wtype is not None and wtype not in WIDGETS:
         raise field_error(f"{path}.series", "named series and formulas are drawn by "
                           + ", ".join(WIDGETS) + " widgets", value=wtype)
+    src = dict(src)
+    if src.get("aggregation") == "count":  # (the editor's default for aggregation sources)
+        del src["aggregation"]
     for key in src:
         if key not in KEYS:
             raise field_error(f"{path}.{key}", "is not used with series (give it per series)",
@@ -68,7 +71,7 @@ def check(src: dict[str, Any], path: str, wtype: str | None) -> dict[str, Any]:
         first = exc.details[0]["field"] if exc.details else path
         raise ValidationError(f"{first}: {exc.details[0].get('message', exc.message)}"
                               if exc.details else exc.message, exc.details) from None
-    return dict(src)
+    return src
 
 
 def view(pinned: Pinned, wtype: str, src: dict[str, Any], win: Window,
