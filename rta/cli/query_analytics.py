@@ -41,6 +41,9 @@ WhereOption = typer.Option(None, "--where", "-w",
                                 "answers with a warning on stderr.")
 UserOption = typer.Option(None, "--user", "-u", help="Only these user ids (repeatable).")
 SegmentOption = typer.Option(None, "--segment", help="Only users of this saved segment.")
+CompareOption = typer.Option(False, "--compare", help="Also answer the previous period (same "
+                             "length, aligned buckets): the change and whether it is "
+                             "significant.")
 
 
 def _filter_params(event_type: list[str] | None, since: str | None, until: str | None,
@@ -74,6 +77,15 @@ def aggregate(
     group_by: str = typer.Option(None, "--group-by", "-g",
                                  help="One series per value of this property (or type)."),
     limit: int = typer.Option(None, "--limit", "-n", help="Series to keep with --group-by."),
+    series: list[str] = typer.Option(None, "--series", "-s",
+                                     help="A named series for --formula: NAME=TYPE[:AGGREGATION"
+                                          "[:PROPERTY]][;WHERE...], e.g. 'A=signup', "
+                                          "'R=purchase:sum:amount;plan=pro' (repeatable, up "
+                                          "to 10; the filter options apply to every series)."),
+    formula: str = typer.Option(None, "--formula", "-f",
+                                help="Arithmetic over the series names: + - * / ( ) and "
+                                     "numbers, e.g. 'A/B*100'."),
+    compare: bool = CompareOption,
     event_type: list[str] = TypeOption,
     since: str = SinceOption,
     until: str = UntilOption,
@@ -84,22 +96,30 @@ def aggregate(
     server: str = ServerOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """A time series: one aggregation per aligned, zero-filled bucket."""
+    """A time series: one aggregation per aligned, zero-filled bucket (or named series and
+    a formula over them)."""
+    from rta.cli import query_formula
+
     body = _filter_params(event_type, since, until, time_range, where, user, segment)
     body.update(metric=metric, aggregation=aggregation, interval=interval, groupBy=group_by,
-                limit=limit)
+                limit=limit, formula=formula,
+                compare="previous_period" if compare else None)
+    if series:
+        body["series"] = query_formula.parse_series(series)
     body = {k: v for k, v in body.items() if v is not None}
     if "where" in body:
         body["where"] = json.loads(body["where"])
     with get_client(server) as client:
         data = call(lambda: client.post("/analytics/aggregate", body))
-    emit(data, as_json, _render_aggregate)
+    render = query_formula.render_formula if series else _render_aggregate
+    emit(data, as_json, query_formula.with_comparison(render))
 
 
 def count(
     group_by: str = typer.Option(None, "--group-by", "-g",
                                  help="Count per event type ('type') or property value."),
     limit: int = typer.Option(None, "--limit", "-n", help="Groups to show (default 100)."),
+    compare: bool = CompareOption,
     event_type: list[str] = TypeOption,
     since: str = SinceOption,
     until: str = UntilOption,
@@ -112,10 +132,13 @@ def count(
 ) -> None:
     """Count matching events, in total or per type or property value."""
     params = _filter_params(event_type, since, until, time_range, where, user, segment)
-    params.update(groupBy=group_by, limit=limit)
+    from rta.cli.query_formula import with_comparison
+
+    params.update(groupBy=group_by, limit=limit,
+                  compare="previous_period" if compare else None)
     with get_client(server) as client:
         data = call(lambda: client.get("/analytics/count", **params))
-    emit(data, as_json, _render_count)
+    emit(data, as_json, with_comparison(_render_count))
 
 
 def unique(
@@ -123,6 +146,7 @@ def unique(
                                  help="Per-bucket distinct users (e.g. 1d for DAU)."),
     approximate: bool = typer.Option(False, "--approximate", "--approx",
                                      help="HyperLogLog estimate with its standard error."),
+    compare: bool = CompareOption,
     event_type: list[str] = TypeOption,
     since: str = SinceOption,
     until: str = UntilOption,
@@ -135,10 +159,13 @@ def unique(
 ) -> None:
     """Distinct users among matching events (exact unless --approximate)."""
     params = _filter_params(event_type, since, until, time_range, where, user, segment)
-    params.update(interval=interval, approximate="true" if approximate else None)
+    params.update(interval=interval, approximate="true" if approximate else None,
+                  compare="previous_period" if compare else None)
     with get_client(server) as client:
         data = call(lambda: client.get("/analytics/unique-users", **params))
-    emit(data, as_json, _render_unique)
+    from rta.cli.query_formula import with_comparison
+
+    emit(data, as_json, with_comparison(_render_unique))
 
 
 def top(

@@ -58,7 +58,7 @@ from rta.core.embedded.store.snapshot import Snapshot
 from rta.core.errors import RtaError, ValidationError, field_error
 from rta.core.events import EventBatch
 from rta.core.live import batch_block
-from rta.core.queries.backend import Backend
+from rta.core.queries.backend import Backend, QueryContext
 from rta.core.queries.filters import EventFilter, Group, parse_where
 from rta.core.queries.timeparse import DAY, parse_duration, parse_time_range
 
@@ -124,6 +124,8 @@ class Rule:
     severity: str
     message: str
     webhook_url: str | None
+    metric: dict[str, Any] | None = None  # a query's value instead of counters (alert_metrics)
+    evaluate_every_ms: int = 60_000  # (metric rules only)
 
     @property
     def bucket_ms(self) -> int:
@@ -150,6 +152,10 @@ class Rule:
                            where=self.where)
 
     def describe(self) -> str:
+        if self.metric is not None:
+            from rta.core import alert_metrics
+
+            return alert_metrics.describe_rule(self)
         what = "count" if self.counts_events else f"{self.aggregation}({self.prop})"
         scope = self.event_type or "*"
         if self.kind == "threshold":
@@ -172,7 +178,8 @@ class Rule:
             sensitivity=c.get("sensitivity", 3.0), min_baseline=c.get("minBaselinePoints", 5),
             baseline_windows=c.get("baselineWindows", 24), direction=c.get("direction", "both"),
             channels=tuple(n["channels"]), severity=n["severity"], message=n.get("message", ""),
-            webhook_url=n.get("webhookUrl"))
+            webhook_url=n.get("webhookUrl"), metric=c.get("metric"),
+            evaluate_every_ms=c.get("evaluateEvery", 60_000))
 
 
 def _number(value: Any, path: str) -> float:
@@ -236,6 +243,10 @@ def validate_alert(body: Any) -> dict[str, Any]:
     if filters is not None:
         parse_where(filters, "condition.filters")
         out_cond["filters"] = filters
+    if "metric" in cond:  # a funnel, formula, retention... value: rta.core.alert_metrics
+        from rta.core import alert_metrics
+
+        out_cond.update(alert_metrics.validate_condition(cond, window))
     if kind == "threshold":
         out_cond["operator"] = _choice(cond.get("operator", "gt"), "condition.operator",
                                        tuple(COMPARATORS))
@@ -738,7 +749,8 @@ class AlertEvaluator:
         rule = Rule.from_doc(doc)
         self._loaded[rule.id] = doc.get("updatedAt")
         old = self.states.get(rule.id)
-        ring = Ring(rule.horizon_buckets + 2 * FUTURE_BUCKETS, rule.aggregation == "p95")
+        size = 1 if rule.metric is not None else rule.horizon_buckets + 2 * FUTURE_BUCKETS
+        ring = Ring(size, rule.aggregation == "p95")  # (metric rules keep no counters)
         state = RuleState(rule, ring)
         if old is not None:
             state.triggered = old.triggered  # (a lifetime count: disabling does not reset it)
@@ -746,7 +758,8 @@ class AlertEvaluator:
             for name in ("status", "pending_since", "fired_at", "resolved_at", "last_notified",
                          "episode_notified"):
                 setattr(state, name, getattr(old, name))
-        self._prime(state)
+        if rule.metric is None:  # (metric rules run their query instead: alert_metrics)
+            self._prime(state)
         self.states[rule.id] = state
         return state
 
@@ -805,7 +818,8 @@ class AlertEvaluator:
         types = set(batch.types)
         for state in self.states.values():
             rule = state.rule
-            if not rule.enabled or (rule.event_type is not None and rule.event_type not in types):
+            if not rule.enabled or rule.metric is not None or (
+                    rule.event_type is not None and rule.event_type not in types):
                 continue
             mask = rule.event_filter().mask(block, slice(0, block.n), snap)
             ts = block.ts if mask is None else block.ts[mask]
@@ -824,8 +838,11 @@ class AlertEvaluator:
 
     async def run(self) -> None:
         """Evaluate every `interval_ms`; webhook deliveries run beside, never blocking it."""
+        from rta.core.alert_metrics import run_metric_rules
+
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
+            nursery.start_soon(run_metric_rules, self)  # (rules on a query's value)
             try:
                 while True:
                     if self.lease is None:
@@ -856,7 +873,7 @@ class AlertEvaluator:
     def evaluate_all(self, now: int | None = None) -> None:
         now = now_ms() if now is None else now
         for state in list(self.states.values()):
-            if not state.rule.enabled:
+            if not state.rule.enabled or state.rule.metric is not None:
                 continue
             try:
                 self.evaluate(state, now)
@@ -869,6 +886,12 @@ class AlertEvaluator:
         n = rule.horizon_buckets
         b = state.ring.extract(now_b - n + 1, n)
         result = evaluate_point(rule, b, n - 1, self.data_since)
+        self.apply(state, now, result)
+
+    def apply(self, state: RuleState, now: int, result: dict[str, Any]) -> None:
+        """Move the rule's state on one evaluation's outcome (value, breach): pending, `for`,
+        firing, cooldown repeats, resolution; shared by counter and metric rules."""
+        rule = state.rule
         self.evaluated += 1
         state.evaluations += 1
         state.last_evaluated = now
@@ -1037,8 +1060,15 @@ def parse_backtest(doc: dict[str, Any], body: Any, now: int) -> BacktestQuery:
     return BacktestQuery(Rule.from_doc(doc), start, end, bool(body.get("notify")))
 
 
-def run_backtest(query: BacktestQuery, backend: Backend) -> BacktestResult:
-    """The backtest's answer over `backend`'s data (see `backtest`): a worker thread."""
+def run_backtest(query: BacktestQuery, backend: Backend,
+                 ctx: QueryContext | None = None) -> BacktestResult:
+    """The backtest's answer over `backend`'s data (see `backtest`): a worker thread.
+    Metric rules run their query at each step (`alert_metrics.backtest`, over `ctx`)."""
+    if query.rule.metric is not None:
+        from rta.core import alert_metrics
+
+        ctx = ctx if ctx is not None else QueryContext(backend, None, query.end)
+        return alert_metrics.backtest(query.rule, ctx, query.start, query.end)
     return backtest(query.rule, backend, query.start, query.end)
 
 

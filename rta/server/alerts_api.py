@@ -111,7 +111,7 @@ async def test_alert(alert_id: str) -> Response:
     body: Any = parse_json(raw) if isinstance(raw, bytes) and raw.strip() else {}
     query = parse_backtest(doc, body, now_ms())
     ctx = query_services.context(eng)
-    result = (await trio.to_thread.run_sync(run_backtest, query, ctx.backend)).to_json()
+    result = (await trio.to_thread.run_sync(run_backtest, query, ctx.backend, ctx)).to_json()
     if query.notify:
         ev = _evaluator()
         if alert_id not in ev.states:

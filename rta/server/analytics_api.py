@@ -16,6 +16,8 @@ from quart import Blueprint, Response, request
 
 from rta.core import query_services as services
 from rta.core.queries import analytics, query_warnings
+from rta.core.queries import compare as comparisons
+from rta.core.queries import formula_query as formulas
 from rta.core.queries.analytics_specs import parse
 from rta.server.http import engine, json_object, json_response, run_query
 
@@ -32,6 +34,9 @@ def args_dict() -> dict[str, Any]:
 
 
 async def _run(kind: str, params: dict[str, Any]) -> Response:
+    params, compare = comparisons.split_compare(params, kind)
+    if kind == "aggregate" and formulas.is_formula_body(params):
+        return await _run_formula(params, compare)
     eng = engine()
     now = services.now()
     query = parse(kind, params, now)
@@ -44,8 +49,28 @@ async def _run(kind: str, params: dict[str, Any]) -> Response:
         hit = analytics.lookup(planned, cache)
         result = hit if hit is not None else await run_query(
             analytics.compute_and_remember, planned, cache)
+    body = result.to_json()
+    if compare is not None:  # (the previous period: a second query of the same shape)
+        body["comparison"] = (await run_query(comparisons.compare, query, result, ctx,
+                                              cache)).to_json()
     warnings = query_warnings.for_query(query, ctx.backend.vocabulary())
-    return json_response(query_warnings.add_to(result.to_json(), warnings))
+    return json_response(query_warnings.add_to(body, warnings))
+
+
+async def _run_formula(params: dict[str, Any], compare: str | None) -> Response:
+    """Named series and a formula (`series`, `formula`): rta.core.queries.formula_query."""
+    eng = engine()
+    now = services.now()
+    query = formulas.parse_formula_query(params, now)
+    ctx = services.context(eng, now)
+    cache = services.query_cache(eng)
+    result = await run_query(formulas.execute, query, ctx, cache)
+    body = result.to_json()
+    if compare is not None:
+        body["comparison"] = (await run_query(comparisons.compare, query, result, ctx,
+                                              cache)).to_json()
+    warnings = formulas.warnings(query, ctx.backend.vocabulary())
+    return json_response(query_warnings.add_to(body, warnings))
 
 
 @bp.post("/analytics/aggregate")

@@ -109,6 +109,10 @@ def normalise_source(spec: Any, path: str, wtype: str | None = None) -> dict[str
         src["filters"] = filters
     if src.get("interval") is not None:
         parse_duration(src["interval"], f"{path}.interval")
+    if stype == "aggregation" and "series" in src:  # named series and a formula
+        from rta.core.dashboards import formula_source
+
+        return formula_source.check(src, path, wtype)
     if stype == "aggregation":
         agg = src.setdefault("aggregation", "count")
         if agg not in AGGREGATIONS:

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from rta.core import query_services as services
+from rta.core.dashboards import formula_source
 from rta.core.dashboards.model import (
     DEFAULT_REFRESH_MS,
     DEFAULT_TIME_RANGE,
@@ -170,6 +171,8 @@ def _widget_view(pinned: Pinned, widget: dict[str, Any], index: int, src: dict[s
     wtype = widget["type"]
     stype = src["type"]
     check_widget_properties(pinned.ctx.backend, widget, index, missing_ok=True)
+    if formula_source.has_series(src):
+        return formula_source.view(pinned, wtype, src, win, tz_offset_min)
     if wtype == "heatmap":
         if stype == "retention":
             return _retention_view(_run_retention(pinned, src, win), as_heatmap=True)
