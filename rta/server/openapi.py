@@ -22,6 +22,8 @@ OBJ: dict[str, Any] = {"type": "object", "additionalProperties": True}
 TIME = {"oneOf": [{"type": "integer"}, {"type": "string"}],
         "description": "ms since epoch (0 to 9999-12-31), ISO-8601, or relative "
                        "(last_15m, last_24h, today)"}
+COMPARE = {"enum": ["previous_period"], "description": "also answer the previous period: "
+                                                    "its values, the change, a test"}
 FILTER_PARAMS = ["type", "userId", "startTime", "endTime", "timeRange", "where", "segment"]
 SCHEMAS: dict[str, Any] = {
     "Error": {"type": "object", "required": ["error"], "properties": {"error": {
@@ -60,7 +62,13 @@ SCHEMAS: dict[str, Any] = {
         "groupBy": {"type": "string"}, "limit": {"type": "integer"},
         "tzOffset": {"type": "integer", "minimum": -840, "maximum": 840,
                      "description": "minutes east of UTC that buckets align to (default 0)"},
-        "startTime": TIME, "endTime": TIME}},
+        "startTime": TIME, "endTime": TIME,
+        "series": {"type": "array", "minItems": 1, "maxItems": 10, "items": OBJ,
+                   "description": "named series ({name, eventType, where, aggregation, "
+                                  "property}) sharing the range and buckets"},
+        "formula": {"type": "string", "description": "arithmetic over the series names "
+                                                     "(+ - * / ( ) numbers), e.g. A / B * 100"},
+        "compare": COMPARE}},
     "FunnelStep": {"type": "object", "required": ["eventType"], "properties": {
         "name": {"type": "string"}, "eventType": {"type": "string"},
         "filters": {"description": "{key: value} equality or a predicate list"}}},
@@ -97,6 +105,11 @@ SCHEMAS: dict[str, Any] = {
                       "property": {"type": "string"},
                       "operator": {"enum": ["gt", "gte", "lt", "lte", "eq", "neq"]},
                       "threshold": {"type": "number"}, "timeWindow": {"type": "integer"},
+                      "metric": {"type": "object", "additionalProperties": True,
+                                 "description": "a query's value instead of a counter: kind "
+                                                "funnel, formula, retention, unique_users"},
+                      "evaluateEvery": {"type": "integer",
+                                        "description": "ms between metric evaluations"},
                       "sensitivity": {"type": "number"},
                       "direction": {"enum": ["both", "up", "down"]}}},
                   "notification": {"type": "object", "properties": {
@@ -171,14 +184,14 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                                         "analytics", query=[*FILTER_PARAMS, "metric",
                                                             "aggregation", "interval",
                                                             "groupBy", "limit",
-                                                            "tzOffset"]),
+                                                            "tzOffset", "compare"]),
     ("GET", "/analytics/count"): op("Count events, optionally grouped", "analytics",
-                                    query=[*FILTER_PARAMS, "groupBy", "limit"]),
+                                    query=[*FILTER_PARAMS, "groupBy", "limit", "compare"]),
     ("POST", "/analytics/count"): op("Count events (JSON body)", "analytics",
                                      request=body(OBJ)),
     ("GET", "/analytics/unique-users"): op("Unique users (exact or HyperLogLog)", "analytics",
                                            query=[*FILTER_PARAMS, "interval", "approximate",
-                                                  "tzOffset"]),
+                                                  "tzOffset", "compare"]),
     ("POST", "/analytics/unique-users"): op("Unique users (JSON body)", "analytics",
                                             request=body(OBJ)),
     ("GET", "/analytics/top"): op("Top-N values of a property", "analytics",
