@@ -1,0 +1,60 @@
+"""Paths next to DuckDB (part of `python -m bench behaviour`), and the DuckDB SQL that
+computes the same walk transitions rta's paths do (the tests check rta against it too).
+
+`duckdb_sql(source, ...)` reads `source`, a SELECT of (unit, ts, arrival, name), and returns
+(step, name, next name or NULL, paths) rows: window functions number each unit's events by
+(ts, arrival), mark breaks (the first event, or a gap over the window), find the anchor (the
+first start point, the last end point, or the first event), keep the anchor's run, drop
+repeats when asked and take `steps` nodes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def duckdb_sql(source: str, *, point: str | None, backward: bool, steps: int, window_ms: int,
+               collapse: bool) -> str:
+    if point is None:
+        anchor = "SELECT unit, 1 AS arn FROM s GROUP BY unit"
+    else:
+        pick = "max" if backward else "min"
+        anchor = (f"SELECT unit, {pick}(rn) AS arn FROM s WHERE name = {_text(point)} "
+                  "GROUP BY unit")
+    side = "<=" if backward else ">="
+    direction = "DESC" if backward else "ASC"
+    keep = "WHERE prev IS NULL OR name <> prev" if collapse else ""
+    return f"""
+WITH e AS (
+    SELECT unit, ts, name,
+           row_number() OVER (PARTITION BY unit ORDER BY ts, arrival) AS rn,
+           ts - lag(ts) OVER (PARTITION BY unit ORDER BY ts, arrival) AS gap
+    FROM ({source})),
+s AS (
+    SELECT *, sum(CASE WHEN gap IS NULL OR gap > {int(window_ms)} THEN 1 ELSE 0 END)
+              OVER (PARTITION BY unit ORDER BY rn ROWS UNBOUNDED PRECEDING) AS seg
+    FROM e),
+a AS ({anchor}),
+w AS (
+    SELECT s.unit, s.rn, s.name FROM s JOIN a ON s.unit = a.unit
+    JOIN s AS x ON x.unit = a.unit AND x.rn = a.arn
+    WHERE s.seg = x.seg AND s.rn {side} a.arn),
+c AS (SELECT *, lag(name) OVER (PARTITION BY unit ORDER BY rn) AS prev FROM w),
+k AS (
+    SELECT unit, name, row_number() OVER (PARTITION BY unit ORDER BY rn {direction}) AS step
+    FROM c {keep}),
+l AS (
+    SELECT step, name, lead(name) OVER (PARTITION BY unit ORDER BY step) AS nxt
+    FROM k WHERE step <= {int(steps)})
+SELECT step, name, nxt, count(*) AS paths FROM l GROUP BY step, name, nxt
+"""
+
+
+def transitions(con: Any, sql: str) -> list[tuple[int, str, str | None, int]]:
+    return sorted(((int(k), str(a), None if b is None else str(b), int(c))
+                   for k, a, b, c in con.execute(sql).fetchall()),
+                  key=lambda r: (r[0], r[1], r[2] or "", r[3]))
