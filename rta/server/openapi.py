@@ -74,6 +74,20 @@ SCHEMAS: dict[str, Any] = {
                    "order": {"enum": ["ordered", "strict", "any"]},
                    "breakdown": {"type": "string"}, "countBy": {"enum": ["users", "sessions"]},
                    "exclusions": {"type": "array", "items": OBJ}}},
+    "Paths": {"type": "object", "additionalProperties": True, "properties": {
+        "pathType": {"enum": ["events", "pages"],
+                     "description": "pages: pageview (page) and $pageview ($pathname) events"},
+        "startPoint": {"type": "string", "description": "event type (or page) paths start at"},
+        "endPoint": {"type": "string", "description": "event type (or page) paths end at"},
+        "steps": {"type": "integer", "minimum": 1, "maximum": 20, "default": 5},
+        "unit": {"enum": ["users", "sessions"]},
+        "windowMinutes": {"type": "integer", "minimum": 1, "default": 30,
+                          "description": "a gap longer than this between events ends a path"},
+        "topK": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10,
+                 "description": "names kept per step; the rest are grouped as $other"},
+        "collapseRepeats": {"type": "boolean"}, "startTime": TIME, "endTime": TIME,
+        "where": {"type": "array", "items": {"$ref": "#/components/schemas/Predicate"}},
+        "segment": {"type": "string"}}},
     "Cohort": {"type": "object", "required": ["entryEvent"], "additionalProperties": True,
                "properties": {
                    "name": {"type": "string"}, "entryEvent": {"type": "string"},
@@ -188,7 +202,11 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/queries/cohort"): op("Cohort retention", "queries", request=ref("Cohort")),
     ("POST", "/queries/abtest"): op("A/B test statistics", "queries", request=ref("ABTest")),
     ("POST", "/queries/segment"): op("Evaluate a user segment", "queries", request=body(OBJ)),
-    ("POST", "/queries/execute"): op("Run a query by type (segment, funnel, cohort, abtest)",
+    ("POST", "/queries/paths"): op("Most frequent paths from a start or to an end point "
+                                   "(nodes, links, drop-offs)", "queries",
+                                   request=ref("Paths")),
+    ("POST", "/queries/execute"): op("Run a query by type (segment, funnel, cohort, abtest, "
+                                     "paths)",
                                      "queries", request=body(OBJ)),
     ("GET", "/segments"): op("Saved segments", "segments"),
     ("POST", "/segments"): op("Save a segment", "segments", ok=201, request=body(OBJ)),
