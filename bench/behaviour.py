@@ -10,11 +10,13 @@ serves the engine over HTTP and reports end-to-end latency of a 3-step funnel.
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from bench import paths as paths_bench
 from bench.common import (
     best_of,
     build_store,
@@ -132,6 +134,7 @@ def main(argv: list[str] | None = None) -> None:
              "eventType": "experiment_assigned", "variantProperty": "variant",
              "metricEvent": "conversion", "metricProperty": "revenue"}, end),
          ABTEST_SQL),
+        paths_bench.case("pageview", start, end),
     ]
     with tempfile.TemporaryDirectory(prefix="rta-bench-behaviour-") as tmp:
         build_store(table, tmp).close()
@@ -148,6 +151,8 @@ def main(argv: list[str] | None = None) -> None:
                 theirs = best_of(partial(_fetch, con, sql), args.repeat)
                 rows.append([name, fmt_seconds(ours), fmt_seconds(theirs),
                              ratio(ours, theirs), fmt_seconds(first)])
+            if not paths_bench.same_answer(engine, con, "pageview", start, end):
+                print("paths: rta and DuckDB disagree", file=sys.stderr)
             body = funnel_body(STEPS3, start, end, HOUR)
             p50, p99 = http_latency(engine, "POST", "/queries/funnel", body, args.requests)
             rows.append(["HTTP POST /queries/funnel 3 steps p50 / p99",

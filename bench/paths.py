@@ -10,6 +10,7 @@ repeats when asked and take `steps` nodes.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 
@@ -58,3 +59,43 @@ def transitions(con: Any, sql: str) -> list[tuple[int, str, str | None, int]]:
     return sorted(((int(k), str(a), None if b is None else str(b), int(c))
                    for k, a, b, c in con.execute(sql).fetchall()),
                   key=lambda r: (r[0], r[1], r[2] or "", r[3]))
+
+
+def body(point: str, start: int, end: int, steps: int = 5) -> dict[str, Any]:
+    return {"startPoint": point, "steps": steps, "startTime": start, "endTime": end - 1}
+
+
+def source_sql(start: int, end: int) -> str:
+    """Users' events in [start, end) as (unit, ts, arrival, name): the bench table's rows
+    are in arrival order (bulk loaded in order), so `rowid` is the arrival rank."""
+    return (f"SELECT userId AS unit, timestamp AS ts, rowid AS arrival, type AS name "
+            f"FROM events WHERE userId IS NOT NULL AND timestamp >= {int(start)} "
+            f"AND timestamp < {int(end)}")
+
+
+def case(point: str, start: int, end: int, steps: int = 5
+         ) -> tuple[str, Callable[[Any], Any], str]:
+    """(name, rta call on an engine, DuckDB SQL) for `python -m bench behaviour`."""
+    from rta.core.queries import behaviour
+
+    def ours(engine: Any) -> Any:
+        return behaviour.run_query(engine, {"type": "paths",
+                                            "config": body(point, start, end, steps)}, end)
+
+    sql = duckdb_sql(source_sql(start, end), point=point, backward=False, steps=steps,
+                     window_ms=30 * 60_000, collapse=False)
+    return f"paths, {steps} steps from {point}", ours, sql
+
+
+def same_answer(engine: Any, con: Any, point: str, start: int, end: int,
+                steps: int = 5) -> bool:
+    """Whether rta's walk transitions equal DuckDB's (checked once per run, not timed)."""
+    from rta.core.embedded import paths
+    from rta.core.queries.paths_specs import parse_paths
+
+    q = parse_paths(body(point, start, end, steps), end)
+    mine = sorted(paths.counts(engine.snapshot(), q, None).transitions,
+                  key=lambda r: (r[0], r[1], r[2] or "", r[3]))
+    sql = duckdb_sql(source_sql(start, end), point=point, backward=False, steps=steps,
+                     window_ms=q.window_ms, collapse=False)
+    return mine == transitions(con, sql)
