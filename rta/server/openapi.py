@@ -126,7 +126,8 @@ SCHEMAS: dict[str, Any] = {
                       "layout": OBJ, "refreshInterval": {"type": "integer"},
                       "widgets": {"type": "array", "items": {"type": "object", "properties": {
                           "type": {"enum": ["line-chart", "bar-chart", "pie-chart", "gauge",
-                                            "counter", "table", "heatmap", "funnel"]},
+                                            "counter", "table", "heatmap", "funnel",
+                                            "sankey"]},
                           "title": {"type": "string"}, "position": OBJ, "config": OBJ,
                           "dataSource": OBJ}}}}},
     "Export": {"type": "object", "additionalProperties": True, "properties": {
