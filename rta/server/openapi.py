@@ -88,6 +88,29 @@ SCHEMAS: dict[str, Any] = {
         "collapseRepeats": {"type": "boolean"}, "startTime": TIME, "endTime": TIME,
         "where": {"type": "array", "items": {"$ref": "#/components/schemas/Predicate"}},
         "segment": {"type": "string"}}},
+    "PathsAnswer": {
+        "type": "object", "description": "POST /queries/paths answers this (semantics: "
+        "docs/statistics.md, Paths). Node ids are '<step>_<name>'; names outside a step's "
+        "top K are grouped as '$other'. Links point forward in time: with endPoint "
+        "(direction backward) step 1 is the end point and links go from step k + 1 to k.",
+        "properties": {
+            "pathType": {"enum": ["events", "pages"]}, "unit": {"enum": ["users", "sessions"]},
+            "startPoint": {"type": ["string", "null"]}, "endPoint": {"type": ["string", "null"]},
+            "direction": {"enum": ["forward", "backward"]}, "steps": {"type": "integer"},
+            "windowMinutes": {"type": "integer"}, "topK": {"type": "integer"},
+            "collapseRepeats": {"type": "boolean"},
+            "startTime": {"type": ["integer", "null"]}, "endTime": {"type": ["integer", "null"]},
+            "totalPaths": {"type": "integer", "description": "units with a path"},
+            "nodes": {"type": "array", "items": {"type": "object", "properties": {
+                "id": {"type": "string"}, "step": {"type": "integer", "minimum": 1},
+                "name": {"type": "string"},
+                "users": {"type": "integer", "description": "paths (users or sessions) "
+                                                           "through this node"},
+                "dropoff": {"type": "integer", "description": "paths that stop here"}}}},
+            "links": {"type": "array", "items": {"type": "object", "properties": {
+                "source": {"type": "string"}, "target": {"type": "string"},
+                "users": {"type": "integer"}}}},
+            "warnings": {"type": "array", "items": OBJ}}},
     "Cohort": {"type": "object", "required": ["entryEvent"], "additionalProperties": True,
                "properties": {
                    "name": {"type": "string"}, "entryEvent": {"type": "string"},
@@ -204,7 +227,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/queries/abtest"): op("A/B test statistics", "queries", request=ref("ABTest")),
     ("POST", "/queries/segment"): op("Evaluate a user segment", "queries", request=body(OBJ)),
     ("POST", "/queries/paths"): op("Most frequent paths from a start or to an end point "
-                                   "(nodes, links, drop-offs)", "queries",
+                                   "(answer: PathsAnswer)", "queries",
                                    request=ref("Paths")),
     ("POST", "/queries/execute"): op("Run a query by type (segment, funnel, cohort, abtest, "
                                      "paths)",
