@@ -25,6 +25,7 @@ from collections.abc import Callable
 import numpy as np
 
 from rta.core.embedded import filter_eval
+from rta.core.embedded.funnel import windowed_snapshot
 from rta.core.embedded.segments import first_per_group, last_per_group, member_lookup, order_by
 from rta.core.embedded.store.block import Block
 from rta.core.embedded.store.snapshot import Snapshot
@@ -281,6 +282,9 @@ def counts(snap: Snapshot, q: PathsQuery, members: np.ndarray | None,
            indexed: bool = True) -> PathCounts:
     """Walk transitions of every unit's path (`members`: the saved segment's user codes).
     `indexed=False` forces the gathered sequence (tests compare the two)."""
+    if q.start is not None or q.end is not None:  # only blocks in the range (as funnels)
+        snap = windowed_snapshot(snap, q.start if q.start is not None else -(2**62),
+                                 q.end - 1 if q.end is not None else 2**62)
     member = member_lookup(members, snap)
     seq = (_indexed(snap, q, member) if indexed else None) or _dense(snap, q, member)
     point = q.start_point if q.start_point is not None else q.end_point
