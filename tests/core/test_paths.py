@@ -11,7 +11,7 @@ import duckdb
 import pytest
 from hypothesis import HealthCheck, given, settings
 
-from bench.paths import duckdb_sql, transitions
+from bench.paths import duckdb_forward_sql, duckdb_sql, transitions
 from rta.core import query_services
 from rta.core.config import EngineConfig
 from rta.core.embedded import paths
@@ -97,6 +97,10 @@ def test_transitions_match_duckdb(log: Log, body: dict[str, Any]) -> None:
                                        steps=q.steps, window_ms=q.window_ms,
                                        collapse=q.collapse_repeats))
     assert want == reference_transitions(log, body)
+    if q.start_point is not None and not q.collapse_repeats:  # the bench's DuckDB form
+        assert transitions(con, duckdb_forward_sql(
+            "SELECT * FROM ev", point=q.start_point, steps=q.steps,
+            window_ms=q.window_ms)) == want
     eng = _engine(log, None)
     try:
         got = paths.counts(eng.snapshot(), q, None).transitions
