@@ -20,6 +20,7 @@ Thread rule: any thread, over one snapshot the caller holds for the whole query.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 
 import numpy as np
@@ -36,24 +37,24 @@ from rta.core.queries.paths_results import PathCounts, Transition
 from rta.core.queries.paths_specs import PAGE_PROPERTIES, PathsQuery
 
 
-class Sequence:
+class EventSequence(ABC):
     """The events paths are made of, in (unit, ts, arrival) order, read by position."""
 
     n: int
     decode: Callable[[np.ndarray], list[str]]
 
-    def unit_at(self, pos: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+    @abstractmethod
+    def unit_at(self, pos: np.ndarray) -> np.ndarray: ...
 
-    def ts_at(self, pos: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+    @abstractmethod
+    def ts_at(self, pos: np.ndarray) -> np.ndarray: ...
 
-    def name_at(self, pos: np.ndarray) -> np.ndarray:
-        raise NotImplementedError
+    @abstractmethod
+    def name_at(self, pos: np.ndarray) -> np.ndarray: ...
 
+    @abstractmethod
     def starts(self, code: int, last: bool) -> np.ndarray:
         """Each unit's first (`last`: last) position named `code`."""
-        raise NotImplementedError
 
     def firsts(self) -> np.ndarray:
         """Each unit's first position."""
@@ -66,7 +67,7 @@ class Sequence:
             (self.ts_at(pos) - self.ts_at(prev) > window)
 
 
-class DenseSequence(Sequence):
+class DenseSequence(EventSequence):
     """Gathered rows, sorted per query (sessions, pages, or when the index cannot key)."""
 
     def __init__(self, unit: np.ndarray, ts: np.ndarray, names: np.ndarray,
@@ -91,7 +92,7 @@ class DenseSequence(Sequence):
         return at[pick(self.unit[at])]
 
 
-class IndexedSequence(Sequence):
+class IndexedSequence(EventSequence):
     """Users' event paths over the cached every-type user index: names (event types) are
     read from the blocks only at the positions a walk visits."""
 
@@ -212,7 +213,7 @@ def _page_names(block: Block, sl: slice, page_types: list[tuple[int, str]]) -> n
 
 # -- the walk ----------------------------------------------------------------------------------
 
-def walk(seq: Sequence, starts: np.ndarray, q: PathsQuery) -> np.ndarray:
+def walk(seq: EventSequence, starts: np.ndarray, q: PathsQuery) -> np.ndarray:
     """The name codes of each path's nodes, (paths, steps), -1 past a path's end."""
     out = np.full((len(starts), q.steps), -1, dtype=np.int64)
     if not len(starts):
