@@ -16,7 +16,7 @@ from tests.clickhouse.harness import Pair, same
 from tests.clickhouse.test_parity_behaviour import SAVED, _clickhouse_context
 from tests.paths_data import NOW, Log, path_bodies, path_logs, reference_answer
 
-SETTINGS = settings(max_examples=int(os.environ.get("RTA_PARITY_EXAMPLES", "20")),
+SETTINGS = settings(max_examples=int(os.environ.get("RTA_PARITY_EXAMPLES", "15")),
                     deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 

@@ -227,7 +227,7 @@ def test_builtin_templates_are_valid_and_use_every_position_once(name: str) -> N
 def test_templates_cover_every_widget_and_source_type() -> None:
     widgets = [w for t in BUILTIN_TEMPLATES.values() for w in t["widgets"]]
     # (sankey/paths are in no built-in template yet: adding one changes the golden dashboard
-    # answers, which need a re-record; tests/web/test_sankey_browser.py draws one)
+    # answers, which need a re-record; tests/web/test_dashboard_browser.py draws one)
     assert {w["type"] for w in widgets} == set(dash.WIDGET_TYPES) - {"sankey"}
     assert {w["dataSource"]["type"] for w in widgets} == set(dash.SOURCE_TYPES) - {"paths"}
 
