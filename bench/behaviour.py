@@ -4,7 +4,8 @@ Builds N demo events into a sealed on-disk store and times each behavioural quer
 public facade (`rta.core.queries.behaviour`; best of N after a first call, reported separately, that
 builds the cached per-type user indexes) against equivalent DuckDB SQL on a native table
 (2 threads): ASOF joins for funnels (the next step-k event after step k-1, per attempt), a
-join on first entries for retention, and first-exposure aggregation for the A/B test. Then
+join on first entries for retention, first-exposure aggregation for the A/B test, and for
+paths a `lead()` window pass (`bench/paths.py`, answer checked equal once per run). Then
 serves the engine over HTTP and reports end-to-end latency of a 3-step funnel.
 """
 
