@@ -1,8 +1,9 @@
 """`rta query paths`: the most frequent paths from a start event (or to an end event), drawn
 as a tree of steps; `--json` prints the API's answer unchanged.
 
-The tree follows the links step by step from the first step's nodes; every node shows its
-paths and share of the parent, and how many paths stop there.
+The tree follows the links step by step from the first step's nodes; every node shows the
+paths of its link, their share of the parent's paths, and how many paths stop there. Where
+paths merge (a node reached from several parents) its subtree is drawn once.
 """
 
 from __future__ import annotations
@@ -99,13 +100,25 @@ def render_paths(data: dict[str, Any]) -> None:
         name = f"[italic]{node['name']}[/]" if node["name"] == "$other" else node["name"]
         return f"{arrow} {name}  [cyan]{users:,}[/]{share}{stop}"
 
-    def grow(branch: Tree, node_id: str, users: int, depth: int) -> None:
+    expanded: set[str] = set()
+
+    def grow(branch: Tree, node_id: str) -> None:
+        """A node's links as children, shares of the node's paths; a node reached from
+        several parents (paths merge) is expanded under the first only."""
+        expanded.add(node_id)
+        total = nodes[node_id]["users"]
         for child, n in children.get(node_id, []):
-            if child in nodes and depth < 20:
-                grow(branch.add(label(nodes[child], n, users)), child, n, depth + 1)
+            if child not in nodes:
+                continue
+            text = label(nodes[child], n, total)
+            if child in expanded:
+                more = "  [dim](continues above)[/]" if children.get(child) else ""
+                branch.add(text + more)
+            else:
+                grow(branch.add(text), child)
 
     for node in (n for n in nodes.values() if n["step"] == 1):
-        grow(tree.add(label(node, node["users"], None)), node["id"], node["users"], 1)
+        grow(tree.add(label(node, node["users"], None)), node["id"])
     if not nodes:
         tree.add("[dim]no paths[/]")
     console().print(tree)
