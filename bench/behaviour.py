@@ -4,17 +4,20 @@ Builds N demo events into a sealed on-disk store and times each behavioural quer
 public facade (`rta.core.queries.behaviour`; best of N after a first call, reported separately, that
 builds the cached per-type user indexes) against equivalent DuckDB SQL on a native table
 (2 threads): ASOF joins for funnels (the next step-k event after step k-1, per attempt), a
-join on first entries for retention, and first-exposure aggregation for the A/B test. Then
+join on first entries for retention, first-exposure aggregation for the A/B test, and for
+paths a `lead()` window pass (`bench/paths.py`, answer checked equal once per run). Then
 serves the engine over HTTP and reports end-to-end latency of a 3-step funnel.
 """
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
+from bench import paths as paths_bench
 from bench.common import (
     best_of,
     build_store,
@@ -132,6 +135,7 @@ def main(argv: list[str] | None = None) -> None:
              "eventType": "experiment_assigned", "variantProperty": "variant",
              "metricEvent": "conversion", "metricProperty": "revenue"}, end),
          ABTEST_SQL),
+        paths_bench.case("pageview", start, end),
     ]
     with tempfile.TemporaryDirectory(prefix="rta-bench-behaviour-") as tmp:
         build_store(table, tmp).close()
@@ -148,6 +152,8 @@ def main(argv: list[str] | None = None) -> None:
                 theirs = best_of(partial(_fetch, con, sql), args.repeat)
                 rows.append([name, fmt_seconds(ours), fmt_seconds(theirs),
                              ratio(ours, theirs), fmt_seconds(first)])
+            if not paths_bench.same_answer(engine, con, "pageview", start, end):
+                print("paths: rta and DuckDB disagree", file=sys.stderr)
             body = funnel_body(STEPS3, start, end, HOUR)
             p50, p99 = http_latency(engine, "POST", "/queries/funnel", body, args.requests)
             rows.append(["HTTP POST /queries/funnel 3 steps p50 / p99",

@@ -61,6 +61,7 @@ API_JSON: dict[str, str] = {
     "query cohort": "POST /queries/cohort",
     "query abtest": "POST /queries/abtest",
     "query segment": "POST /queries/execute (type segment)",
+    "query paths": "POST /queries/paths",
     "alerts list": "GET /alerts",
     "alerts create": "POST /alerts",
     "alerts show": "GET /alerts/{id}",

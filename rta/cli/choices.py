@@ -21,6 +21,8 @@ SERIES_AGGREGATIONS = ("count", "sum", "avg", "min", "max", "p50", "p90", "p95",
 ALERT_AGGREGATIONS = ("count", "sum", "avg", "min", "max", "p95")
 ALERT_OPERATORS = ("gt", "gte", "lt", "lte", "eq", "neq")
 TOKEN_SCOPES = ("read", "write", "admin")
+PATH_TYPES = ("events", "pages")
+PATH_UNITS = ("users", "sessions")
 
 
 def one_of(choices: tuple[str, ...]) -> Callable[[str | None], str | None]:

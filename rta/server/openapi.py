@@ -82,6 +82,43 @@ SCHEMAS: dict[str, Any] = {
                    "order": {"enum": ["ordered", "strict", "any"]},
                    "breakdown": {"type": "string"}, "countBy": {"enum": ["users", "sessions"]},
                    "exclusions": {"type": "array", "items": OBJ}}},
+    "Paths": {"type": "object", "additionalProperties": True, "properties": {
+        "pathType": {"enum": ["events", "pages"],
+                     "description": "pages: pageview (page) and $pageview ($pathname) events"},
+        "startPoint": {"type": "string", "description": "event type (or page) paths start at"},
+        "endPoint": {"type": "string", "description": "event type (or page) paths end at"},
+        "steps": {"type": "integer", "minimum": 1, "maximum": 20, "default": 5},
+        "unit": {"enum": ["users", "sessions"]},
+        "windowMinutes": {"type": "integer", "minimum": 1, "default": 30,
+                          "description": "a gap longer than this between events ends a path"},
+        "topK": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10,
+                 "description": "names kept per step; the rest are grouped as $other"},
+        "collapseRepeats": {"type": "boolean"}, "startTime": TIME, "endTime": TIME,
+        "where": {"type": "array", "items": {"$ref": "#/components/schemas/Predicate"}},
+        "segment": {"type": "string"}}},
+    "PathsAnswer": {
+        "type": "object", "description": "POST /queries/paths answers this (semantics: "
+        "docs/statistics.md, Paths). Node ids are '<step>_<name>'; names outside a step's "
+        "top K are grouped as '$other'. Links point forward in time: with endPoint "
+        "(direction backward) step 1 is the end point and links go from step k + 1 to k.",
+        "properties": {
+            "pathType": {"enum": ["events", "pages"]}, "unit": {"enum": ["users", "sessions"]},
+            "startPoint": {"type": ["string", "null"]}, "endPoint": {"type": ["string", "null"]},
+            "direction": {"enum": ["forward", "backward"]}, "steps": {"type": "integer"},
+            "windowMinutes": {"type": "integer"}, "topK": {"type": "integer"},
+            "collapseRepeats": {"type": "boolean"},
+            "startTime": {"type": ["integer", "null"]}, "endTime": {"type": ["integer", "null"]},
+            "totalPaths": {"type": "integer", "description": "units with a path"},
+            "nodes": {"type": "array", "items": {"type": "object", "properties": {
+                "id": {"type": "string"}, "step": {"type": "integer", "minimum": 1},
+                "name": {"type": "string"},
+                "users": {"type": "integer", "description": "paths (users or sessions) "
+                                                           "through this node"},
+                "dropoff": {"type": "integer", "description": "paths that stop here"}}}},
+            "links": {"type": "array", "items": {"type": "object", "properties": {
+                "source": {"type": "string"}, "target": {"type": "string"},
+                "users": {"type": "integer"}}}},
+            "warnings": {"type": "array", "items": OBJ}}},
     "Cohort": {"type": "object", "required": ["entryEvent"], "additionalProperties": True,
                "properties": {
                    "name": {"type": "string"}, "entryEvent": {"type": "string"},
@@ -125,7 +162,8 @@ SCHEMAS: dict[str, Any] = {
                       "layout": OBJ, "refreshInterval": {"type": "integer"},
                       "widgets": {"type": "array", "items": {"type": "object", "properties": {
                           "type": {"enum": ["line-chart", "bar-chart", "pie-chart", "gauge",
-                                            "counter", "table", "heatmap", "funnel"]},
+                                            "counter", "table", "heatmap", "funnel",
+                                            "sankey"]},
                           "title": {"type": "string"}, "position": OBJ, "config": OBJ,
                           "dataSource": OBJ}}}}},
     "Export": {"type": "object", "additionalProperties": True, "properties": {
@@ -201,7 +239,11 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/queries/cohort"): op("Cohort retention", "queries", request=ref("Cohort")),
     ("POST", "/queries/abtest"): op("A/B test statistics", "queries", request=ref("ABTest")),
     ("POST", "/queries/segment"): op("Evaluate a user segment", "queries", request=body(OBJ)),
-    ("POST", "/queries/execute"): op("Run a query by type (segment, funnel, cohort, abtest)",
+    ("POST", "/queries/paths"): op("Most frequent paths from a start or to an end point "
+                                   "(answer: PathsAnswer)", "queries",
+                                   request=ref("Paths")),
+    ("POST", "/queries/execute"): op("Run a query by type (segment, funnel, cohort, abtest, "
+                                     "paths)",
                                      "queries", request=body(OBJ)),
     ("GET", "/segments"): op("Saved segments", "segments"),
     ("POST", "/segments"): op("Save a segment", "segments", ok=201, request=body(OBJ)),

@@ -1,4 +1,5 @@
-"""Behavioural queries and saved segments: /queries/funnel|cohort|abtest|execute, /segments.
+"""Behavioural queries and saved segments: /queries/funnel|cohort|abtest|paths|execute,
+/segments.
 
 Thin by design: each query is parsed into a typed spec (pure), takes its snapshot and runs in
 a worker thread through `run_query` (bounded concurrency, 504 past the query timeout), so
@@ -52,9 +53,14 @@ async def segment() -> Response:
     return await _run("segment")
 
 
+@bp.post("/queries/paths")
+async def paths() -> Response:
+    return await _run("paths")
+
+
 @bp.post("/queries/execute")
 async def execute() -> Response:
-    """`{"type": "segment" | "funnel" | "cohort" | "abtest", "config": {...}}`."""
+    """`{"type": "segment" | "funnel" | "cohort" | "abtest" | "paths", "config": {...}}`."""
     eng = engine()
     now = services.now()
     query = behaviour.parse_execute(await json_object(), now)

@@ -48,6 +48,7 @@ ARGS: dict[str, list[str]] = {
     "query cohort": ["--entry", "signup", "--periods", "2"],
     "query abtest": ["--metric", "purchase"],
     "query segment": ["--performed", "purchase"],
+    "query paths": ["--start", "pageview", "--steps", "3"],
     "alerts list": [],
     "alerts create": ["--name", "made by test", "-t", "error", "--threshold", "1000"],
     "alerts show": ["{alert}"],
@@ -85,6 +86,7 @@ WHERE_COMMANDS = {"events": [], "export": ["-o", "-"], "query aggregate": [],
                   "query count": [], "query unique": [], "query top": ["page"],
                   "query funnel": ["--step", "a", "--step", "b"],
                   "query abtest": ["--metric", "m"], "query segment": [],
+                  "query paths": [],
                   "alerts create": ["--name", "x", "--threshold", "1"],
                   "segment create": ["x"], "tail": []}
 
@@ -296,6 +298,9 @@ def test_closed_sets_are_checked_by_the_cli_and_match_the_core() -> None:
     assert choices.ALERT_AGGREGATIONS == alerts.AGGREGATIONS
     assert tuple(alerts.OPERATOR_SYMBOLS) == choices.ALERT_OPERATORS
     assert choices.TOKEN_SCOPES == auth.SCOPES
+    from rta.core.queries import paths_specs
+    assert choices.PATH_TYPES == paths_specs.PATH_TYPES
+    assert choices.PATH_UNITS == paths_specs.UNITS
     dead = ["--server", f"http://127.0.0.1:{free_port()}"]
     for args in (["query", "funnel", "--step", "a", "--step", "b", "--order", "sideways"],
                  ["query", "top", "page", "--sort", "bogus"],

@@ -1,8 +1,10 @@
 """The dashboard in real headless Chromium: every widget type draws, counters agree with the
-API, live updates arrive without a reload, and a dashboard can be created from the UI."""
+API, live updates arrive without a reload, a dashboard can be created from the UI, and the
+sankey widget lays out the paths answer's nodes."""
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Any
 
@@ -292,4 +294,37 @@ def test_widgets_are_added_changed_and_removed_in_the_page(page: Any, site: Site
     assert changed["position"]["w"] == 12
     options = page.eval_on_selector_all("#dashboard-select option", "os => os.map(o => o.text)")
     assert "Edited in the page" in options
+    assert page.rta_log.errors == []
+
+
+def test_sankey_widget_draws_the_paths_answer(page: Any, site: Site) -> None:
+    """A paths source drawn as a Sankey (vendored chartjs-chart-sankey): the nodes laid out
+    are the linked nodes of the server's answer, with its numbers, steps left to right."""
+    doc = site.post("/dashboards", {"name": "Paths", "timeRange": "last_7d", "widgets": [
+        {"id": "flow", "type": "sankey", "title": "After a pageview",
+         "dataSource": {"type": "paths", "startPoint": "pageview", "steps": 4, "topK": 4}},
+        {"id": "pages", "type": "sankey", "title": "Pages",
+         "dataSource": {"type": "paths", "pathType": "pages", "collapseRepeats": True}}]})
+    open_dashboard(page, site, doc["id"])
+    data = {w["id"]: w["data"] for w in site.get(f"/dashboards/{doc['id']}/data")["widgets"]}
+    flow = data["flow"]
+    assert flow["kind"] == "sankey" and flow["links"], flow
+    widgets = {w["id"]: w for w in page.evaluate(WIDGET_PROBE)}
+    for wid in ("flow", "pages"):
+        assert widgets[wid]["state"] == "ok", widgets[wid]
+    assert widgets["flow"]["painted"] > 0.02, widgets["flow"]
+    canvas = ".widget[data-widget-id='flow'] canvas"
+    page.wait_for_function(f"() => document.querySelector(\"{canvas}\").dataset.nodes")
+    drawn = json.loads(page.get_attribute(canvas, "data-nodes"))
+    linked = {link["source"] for link in flow["links"]} | {link["target"]
+                                                             for link in flow["links"]}
+    users = {n["id"]: n["users"] for n in flow["nodes"]}
+    assert {n["id"] for n in drawn} == linked
+    for n in drawn:
+        assert n["users"] == users[n["id"]]
+    # steps are columns, left to right
+    x = {n["id"]: n["x"] for n in drawn}
+    assert x["1_pageview"] < min(v for k, v in x.items() if k.startswith("2_"))
+    label = page.get_attribute(canvas, "aria-label")
+    assert f"{flow['totalPaths']:,} paths" in label.replace("\u202f", ",")
     assert page.rta_log.errors == []

@@ -19,21 +19,23 @@ const COMPATIBLE = {
   table: ["aggregation", "count", "unique_users", "top", "funnel", "retention"],
   heatmap: ["count", "unique_users", "aggregation", "retention"],
   funnel: ["funnel"],
+  sankey: ["paths"],
 };
 const WIDGET_LABELS = {
   "line-chart": "Line chart", "bar-chart": "Bar chart", "pie-chart": "Pie chart", gauge: "Gauge",
-  counter: "Counter", table: "Table", heatmap: "Heatmap", funnel: "Funnel",
+  counter: "Counter", table: "Table", heatmap: "Heatmap", funnel: "Funnel", sankey: "Paths (Sankey)",
 };
 const SOURCE_LABELS = {
   aggregation: "Aggregation of a property", count: "Event count", unique_users: "Unique users",
   top: "Top values of a property", funnel: "Funnel", retention: "Cohort retention",
+  paths: "Paths from an event",
 };
 const AGGREGATIONS = ["count", "sum", "avg", "min", "max", "p50", "p90", "p95", "p99", "unique_users"];
 const DEFAULT_SIZE = { counter: [3, 2], gauge: [3, 2], "line-chart": [6, 4], "bar-chart": [6, 4],
-  "pie-chart": [4, 4], table: [6, 4], heatmap: [12, 4], funnel: [6, 4] };
+  "pie-chart": [4, 4], table: [6, 4], heatmap: [12, 4], funnel: [6, 4], sankey: [12, 5] };
 // Keys each source type owns: switching type drops the others, keeps the rest (filters...).
 const SOURCE_KEYS = ["eventType", "aggregation", "metric", "groupBy", "property", "n", "steps",
-  "entryEvent", "retentionEvent", "limit"];
+  "entryEvent", "retentionEvent", "limit", "startPoint"];
 
 function option(value, text) {
   const o = document.createElement("option");
@@ -78,11 +80,11 @@ export class DashboardEditor {
     const types = src.eventType;
     f.eventType.value = Array.isArray(types) ? types.join(", ") : types || "";
     f.aggregation.value = src.aggregation || "count";
-    for (const key of ["metric", "groupBy", "property", "entryEvent", "retentionEvent"]) {
+    for (const key of ["metric", "groupBy", "property", "entryEvent", "retentionEvent", "startPoint"]) {
       f[key].value = src[key] || "";
     }
     f.n.value = src.n || 10;
-    f.steps.value = (src.steps || []).map((s) => s.eventType).join(", ");
+    f.steps.value = (Array.isArray(src.steps) ? src.steps : []).map((s) => s.eventType).join(", ");
     f.timeRange.value = src.timeRange || "";
     const [dw, dh] = DEFAULT_SIZE[f.type.value];
     const pos = (widget && widget.position) || {};
@@ -141,6 +143,7 @@ export class DashboardEditor {
       src.n = Number(f.n.value) || 10;
     }
     if (source === "funnel") src.steps = list(text("steps")).map((eventType) => ({ eventType }));
+    if (source === "paths" && text("startPoint")) src.startPoint = text("startPoint");
     if (source === "retention") {
       src.entryEvent = text("entryEvent");
       src.retentionEvent = text("retentionEvent");

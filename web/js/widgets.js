@@ -1,10 +1,12 @@
 // Widget views: one per dashboard widget, drawing the server's resolved "view" data.
 //
-// Data kinds (see rta/core/dashboards/widgets.py): value, series, categories, table, heatmap, funnel.
+// Data kinds (see rta/core/dashboards/widgets.py): value, series, categories, table, heatmap, funnel,
+// sankey (web/js/sankey.js).
 // Charts are Chart.js (vendored UMD build, global `Chart`); the heatmap is drawn on a canvas.
 // A widget whose data failed shows its error in place; the rest of the page keeps working.
 
 import { formatNumber, formatShort, rangeLabel, timeLabels } from "./format.js";
+import { drawSankey } from "./sankey.js";
 
 function css(name) {
   return getComputedStyle(document.documentElement).getPropertyValue(name).trim();
@@ -81,6 +83,7 @@ function describeSource(src) {
     case "top": return `top ${src.property} · ${what}`;
     case "funnel": return `${(src.steps || []).length}-step funnel`;
     case "retention": return `${src.entryEvent} → ${src.retentionEvent}`;
+    case "paths": return src.endPoint ? `paths to ${src.endPoint}` : src.startPoint ? `paths from ${src.startPoint}` : "paths";
     default: return src.type || "";
   }
 }
@@ -201,6 +204,7 @@ export class WidgetView {
       case "table": return this.drawTable(data);
       case "heatmap": return this.drawHeatmap(data);
       case "funnel": return this.drawFunnel(data);
+      case "sankey": return drawSankey(this, data);
       default: throw new Error(`unknown data kind ${data.kind}`);
     }
   }

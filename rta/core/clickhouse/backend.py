@@ -34,6 +34,8 @@ from rta.core.queries.buckets import Buckets
 from rta.core.queries.event_list import Cursor, EventPage
 from rta.core.queries.filters import EventFilter
 from rta.core.queries.params import require_numeric
+from rta.core.queries.paths_results import PathCounts
+from rta.core.queries.paths_specs import PathsQuery
 from rta.core.queries.query_warnings import Vocabulary
 
 KIND_NAMES = {INT: "number", FLOAT: "number", STR: "string", BOOL: "boolean"}
@@ -210,6 +212,10 @@ class ClickHouseBackend:
     def ab_exposures(self, q: AbTestQuery, members: np.ndarray | None) -> AbExposures:
         from rta.core.clickhouse import abtest_sql
         return abtest_sql.exposures(self.view, q, members)
+
+    def paths(self, q: PathsQuery, members: np.ndarray | None) -> PathCounts:
+        from rta.core.clickhouse import paths_sql
+        return paths_sql.counts(self.view, q, members)
 
     def segment(self, q: SegmentQuery) -> SegmentResult:
         from rta.core.clickhouse import segment_sql

@@ -28,8 +28,8 @@ MIN_REFRESH_MS = 1_000
 DEFAULT_TIME_RANGE = "last_24h"
 
 WIDGET_TYPES = ("line-chart", "bar-chart", "pie-chart", "gauge", "counter", "table", "heatmap",
-                "funnel")
-SOURCE_TYPES = ("aggregation", "count", "unique_users", "top", "funnel", "retention")
+                "funnel", "sankey")
+SOURCE_TYPES = ("aggregation", "count", "unique_users", "top", "funnel", "retention", "paths")
 AGGREGATIONS = ("count", "sum", "avg", "min", "max", "p50", "p90", "p95", "p99", "unique_users")
 # Which data sources each widget type can draw.
 COMPATIBLE: dict[str, tuple[str, ...]] = {
@@ -38,12 +38,14 @@ COMPATIBLE: dict[str, tuple[str, ...]] = {
     "pie-chart": ("count", "top"),
     "gauge": ("aggregation", "count", "unique_users"),
     "counter": ("aggregation", "count", "unique_users"),
-    "table": SOURCE_TYPES,
+    "table": tuple(s for s in SOURCE_TYPES if s != "paths"),
     "heatmap": ("count", "unique_users", "aggregation", "retention"),
     "funnel": ("funnel",),
+    "sankey": ("paths",),  # rta/core/dashboards/paths_widget.py
 }
 DEFAULT_SIZE = {"counter": (3, 2), "gauge": (3, 2), "line-chart": (6, 4), "bar-chart": (6, 4),
-                "pie-chart": (4, 4), "table": (6, 4), "heatmap": (12, 4), "funnel": (6, 4)}
+                "pie-chart": (4, 4), "table": (6, 4), "heatmap": (12, 4), "funnel": (6, 4),
+                "sankey": (12, 5)}
 
 
 # -- validation ---------------------------------------------------------------------------------
@@ -147,6 +149,9 @@ def normalise_source(spec: Any, path: str, wtype: str | None = None) -> dict[str
                 parse_where(step["filters"], f"{spath}.filters")
         if src.get("timeLimit") is not None:
             parse_duration(src["timeLimit"], f"{path}.timeLimit")
+    elif stype == "paths":
+        from rta.core.dashboards import paths_widget
+        paths_widget.normalise(src, path)
     elif stype == "retention":
         _require_str(src.get("entryEvent"), f"{path}.entryEvent")
         _require_str(src.get("retentionEvent"), f"{path}.retentionEvent")

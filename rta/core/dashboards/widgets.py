@@ -179,6 +179,9 @@ def _widget_view(pinned: Pinned, widget: dict[str, Any], index: int, src: dict[s
         return heatmap_view(pinned, src, win, tz_offset_min)
     if wtype in ("counter", "gauge"):
         return {"kind": "value", "value": _scalar(pinned, src, win)}
+    if stype == "paths":
+        from rta.core.dashboards import paths_widget
+        return paths_widget.view(pinned.ctx, src, win.start, win.end, win.now)
     if wtype == "funnel" or stype == "funnel":
         view = _funnel_view(_run_funnel(pinned, src, win))
         if wtype == "table":

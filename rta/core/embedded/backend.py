@@ -36,6 +36,8 @@ from rta.core.queries.behaviour_specs import AbTestQuery, CohortQuery, FunnelQue
 from rta.core.queries.buckets import Buckets
 from rta.core.queries.event_list import Cursor, EventPage
 from rta.core.queries.filters import EventFilter
+from rta.core.queries.paths_results import PathCounts
+from rta.core.queries.paths_specs import PathsQuery
 from rta.core.queries.query_warnings import Vocabulary
 
 if TYPE_CHECKING:
@@ -140,6 +142,10 @@ class EmbeddedBackend:
 
     def ab_exposures(self, q: AbTestQuery, members: np.ndarray | None) -> AbExposures:
         return abtest.exposures(self.snap, q, members)
+
+    def paths(self, q: PathsQuery, members: np.ndarray | None) -> PathCounts:
+        from rta.core.embedded import paths
+        return paths.counts(self.snap, q, members)
 
     def segment(self, q: SegmentQuery) -> SegmentResult:
         return segments.result(self.snap, q)

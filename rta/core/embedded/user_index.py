@@ -50,6 +50,7 @@ SHIFT = 40
 TIME_MASK = (1 << SHIFT) - 1
 MAX_USERS = 1 << (63 - SHIFT)
 _MARGIN = 1 << 38  # tmin sits this far (8.7 years) before the data, for late backfills
+ALL_TYPES = -1  # the cache code of the every-type index (`EventIndex.all_events`)
 CACHE_BUDGET_BYTES = 256 << 20  # cached sealed-prefix indexes per store (LRU beyond it)
 
 
@@ -171,17 +172,25 @@ class EventIndex:
 
     def events(self, type_name: str) -> TypeIndex:
         """Every event of `type_name` with a user, in (user, ts, arrival) order."""
-        assert self.ok and self._cache is not None
-        found = self._memo.get(type_name)
-        if found is not None:
-            return found
         code = self.snap.dicts.types.lookup(type_name)
         if code < 0:
             return TypeIndex(np.zeros(0, np.int64), np.zeros(0, np.int64))
+        return self._typed(code, type_name)
+
+    def all_events(self) -> TypeIndex:
+        """Every event with a user, whatever its type, in (user, ts, arrival) order (paths
+        walk each user's whole sequence). Cached like a type's index, under code -1."""
+        return self._typed(ALL_TYPES, "\x00all")
+
+    def _typed(self, code: int, memo: str) -> TypeIndex:
+        assert self.ok and self._cache is not None
+        found = self._memo.get(memo)
+        if found is not None:
+            return found
         main = self._prefix_index(code, self._cache) if self.nprefix else None
         tail = self._build(code, range(self.nprefix, len(self.blocks)))
         index = tail if main is None else _merge(main, tail)
-        self._memo[type_name] = index
+        self._memo[memo] = index
         return index
 
     def _prefix_index(self, code: int, cache: _StoreCache) -> TypeIndex:
@@ -212,10 +221,13 @@ class EventIndex:
         users, stamps, gids = [], [], []
         for i in which:
             block = self.blocks[i]
-            counts = block.type_counts
-            if code >= len(counts) or not counts[code]:
-                continue
-            rows = np.flatnonzero((block.type == code) & (block.user >= 0))
+            if code == ALL_TYPES:
+                rows = np.flatnonzero(block.user >= 0)
+            else:
+                counts = block.type_counts
+                if code >= len(counts) or not counts[code]:
+                    continue
+                rows = np.flatnonzero((block.type == code) & (block.user >= 0))
             users.append(block.user[rows])
             stamps.append(block.ts[rows])
             gids.append(rows + self.bases[i])

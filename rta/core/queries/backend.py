@@ -36,6 +36,8 @@ if TYPE_CHECKING:  # (event_list builds on this module)
     from rta.core.queries.event_list import Cursor, EventPage
 from rta.core.queries.buckets import Buckets
 from rta.core.queries.filters import EventFilter
+from rta.core.queries.paths_results import PathCounts
+from rta.core.queries.paths_specs import PathsQuery
 from rta.core.queries.query_warnings import Vocabulary
 
 SegmentResolver = Callable[[str], np.ndarray]  # saved segment name -> members (KeyError)
@@ -130,6 +132,10 @@ class Backend(Protocol):
 
     def segment(self, q: SegmentQuery) -> SegmentResult:
         """Evaluate a segment definition: members, universe, a sample of user ids."""
+
+    def paths(self, q: PathsQuery, members: np.ndarray | None) -> PathCounts:
+        """Every unit's path walked and counted as transitions (restricted to `members`);
+        the neutral layer groups and totals them (`queries.paths_results.build`)."""
 
 
 @dataclass(frozen=True)

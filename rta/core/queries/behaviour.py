@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rta.core.errors import field_error
-from rta.core.queries import abtest
+from rta.core.queries import abtest, paths_results
 from rta.core.queries.backend import QueryContext
 from rta.core.queries.behaviour_results import BehaviourResult, ExecuteResult
 from rta.core.queries.behaviour_specs import (
@@ -34,17 +34,18 @@ from rta.core.queries.behaviour_specs import (
     parse_funnel,
     parse_segment_query,
 )
+from rta.core.queries.paths_specs import PathsQuery, parse_paths
 
 if TYPE_CHECKING:
     from rta.core.engine import Engine
 
 Snapshot = Any  # the backend's view of the data (the embedded engine's snapshot)
 
-QUERY_TYPES = ("segment", "funnel", "cohort", "abtest")
-BehaviourQuery = FunnelQuery | CohortQuery | AbTestQuery | SegmentQuery
+QUERY_TYPES = ("segment", "funnel", "cohort", "abtest", "paths")
+BehaviourQuery = FunnelQuery | CohortQuery | AbTestQuery | SegmentQuery | PathsQuery
 PARSERS: dict[str, Callable[[Any, int], BehaviourQuery]] = {
     "funnel": parse_funnel, "cohort": parse_cohort, "abtest": parse_abtest,
-    "segment": parse_segment_query}
+    "segment": parse_segment_query, "paths": parse_paths}
 
 
 def parse(kind: str, body: Any, now: int) -> BehaviourQuery:
@@ -124,6 +125,9 @@ def execute(query: BehaviourQuery, ctx: QueryContext) -> BehaviourResult:
         if query.metric_property:
             backend.check_numeric(query.metric_property, "metricProperty")
         return abtest.analyse(query, backend.ab_exposures(query, members))
+    if isinstance(query, PathsQuery):
+        return paths_results.build(query, backend.paths(query, resolve_segment(query.segment,
+                                                                               ctx)))
     return backend.segment(query)
 
 

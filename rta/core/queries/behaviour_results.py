@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from rta.core.queries.paths_results import PathsResult
+
 
 @dataclass(frozen=True)
 class FunnelStep:
@@ -307,7 +309,7 @@ class AbTestResult:
             "sampleRatioMismatch": self.sample_ratio_mismatch.to_json()}
 
 
-BehaviourResult = FunnelResult | CohortResult | SegmentResult | AbTestResult
+BehaviourResult = FunnelResult | CohortResult | SegmentResult | AbTestResult | PathsResult
 
 
 @dataclass(frozen=True)

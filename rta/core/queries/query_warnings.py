@@ -180,6 +180,7 @@ def for_query(query: Any, vocab: Vocabulary) -> list[QueryWarning]:
     from rta.core.queries import analytics_specs as a
     from rta.core.queries import behaviour_specs as b
     from rta.core.queries.event_list import EventListQuery
+    from rta.core.queries.paths_specs import PathsQuery
 
     out: list[QueryWarning] = []
     if isinstance(query, a.AggregateQuery | a.CountQuery | a.UniqueUsersQuery | a.TopQuery
@@ -214,6 +215,13 @@ def for_query(query: Any, vocab: Vocabulary) -> list[QueryWarning]:
         out += property_name(query.metric_property, vocab, "metricProperty")
         out += where(query.assign_flt.where, vocab, "filters")
         out += where(query.metric_flt.where, vocab, "metricFilters")
+    elif isinstance(query, PathsQuery):
+        if query.path_type == "events":
+            out += event_types([query.start_point] if query.start_point else None, vocab,
+                               "startPoint")
+            out += event_types([query.end_point] if query.end_point else None, vocab,
+                               "endPoint")
+        out += where(query.where, vocab, "where")
     elif isinstance(query, b.SegmentQuery):
         out += _segment(query.definition.tree, vocab, "filters")
     return _unique(out)
