@@ -44,7 +44,7 @@ class Client:
 def is_browser_agent(user_agent: str | None) -> bool:
     """Browsers (and crawlers posing as them) say "Mozilla/..." or "Opera/..."; SDKs on
     servers name themselves ("posthog-python/3.1", "analytics-node/...")."""
-    return bool(user_agent) and user_agent.startswith(("Mozilla/", "Opera/"))  # type: ignore[union-attr]
+    return user_agent is not None and user_agent.startswith(("Mozilla/", "Opera/"))
 
 
 class Enricher:
