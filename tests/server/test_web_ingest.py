@@ -3,6 +3,7 @@ enrichment on the SDK routes, and the first-party script's `POST /api/event`."""
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 from collections.abc import AsyncIterator
@@ -209,3 +210,12 @@ async def test_api_event_with_odd_but_valid_input_is_stored(web: httpx.AsyncClie
     (event,) = await events(web)
     assert event["properties"]["$referrer"] == "::not a url::"
     assert not any(k.startswith(("$geoip", "$browser")) for k in event["properties"])
+
+
+async def test_the_script_is_served_small_and_cacheable(http: httpx.AsyncClient) -> None:
+    r = await http.get("/js/rta.js", headers={"Origin": SITE})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/javascript")
+    assert r.headers["etag"] and "cookie" not in {k.lower() for k in r.headers}
+    assert len(gzip.compress(r.content, 9)) < 2048
+    assert b"localStorage" not in r.content.split(b"*/", 1)[1]  # (code, not the comment)
+    assert b"document.cookie" not in r.content
