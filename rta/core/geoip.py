@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+from bisect import bisect_right
 from collections.abc import Callable
 from typing import Any
 
@@ -48,13 +49,15 @@ class GeoIp:
         return result
 
     def _compute(self, text: str) -> Derived:
-        address = parse_ip(text)
-        if address is None or not address.is_global:
-            return {}
+        if ipv4_int(text) is None:  # (a plain IPv4 address goes straight to the lookup,
+            address = parse_ip(text)  # whose data knows the private and reserved ranges)
+            if address is None or not address.is_global:
+                return {}
+            text = str(address)
         if self._lookup is None:
             self._lookup = self._open()
         try:
-            return self._lookup(str(address))
+            return self._lookup(text)
         except Exception:  # (a damaged database or a reader bug must never reject an event)
             return {}
 
@@ -96,7 +99,86 @@ def _geoip2fast_lookup() -> Callable[[str], Derived]:
         if name and not name.startswith("<"):
             out["$geoip_country_name"] = name
         return out
-    return lookup
+
+    table = _Ipv4Table.of_geoip2fast()
+    return lookup if table is None else table.with_fallback(lookup)
+
+
+class _Ipv4Table:
+    """geoip2fast's IPv4 networks as flat lists, for a lookup of ~1 us instead of ~8 us.
+
+    geoip2fast keeps its networks in module-level chunked lists (first address, prefix
+    length, country index) and answers through objects with timing strings; a first sight
+    of an address is the cost that matters at ingest, so the lists are flattened once and
+    searched with `bisect`. Built only when those lists look as expected (else None, and
+    geoip2fast's own lookup is used); IPv6 and unusual spellings always take that path.
+    """
+
+    def __init__(self, starts: list[int], sizes: list[int], answers: list[Derived]) -> None:
+        self.starts, self.sizes, self.answers = starts, sizes, answers
+
+    @classmethod
+    def of_geoip2fast(cls) -> _Ipv4Table | None:
+        try:
+            import geoip2fast.geoip2fast as data
+
+            counts = data.numIPsv4  # addresses in a network, by prefix length
+            starts: list[int] = []
+            sizes: list[int] = []
+            ids: list[int] = []
+            for first, lengths, countries in zip(data.mainListFirstIP,
+                                                 data.mainListNetlength,
+                                                 data.mainListIDCountryCodes, strict=True):
+                for start, length, country in zip(first, lengths, countries, strict=True):
+                    if start >= 1 << 32:
+                        break
+                    starts.append(start)
+                    sizes.append(counts[length])
+                    ids.append(country)
+            answers: list[Derived] = []
+            for index, entry in enumerate(data.mainListNamesCountry):
+                code, _, name = entry.partition(":")
+                private = index < 16  # geoip2fast's private, reserved and unknown networks
+                answers.append({} if private or len(code) != 2 or not code.isalpha() else
+                               {"$geoip_country_code": code.upper(),
+                                "$geoip_country_name": name})
+            if not starts or starts != sorted(starts):
+                return None
+            table = cls(starts, sizes, [answers[i] for i in ids])
+        except Exception:  # (another geoip2fast layout: its own lookup will do)
+            return None
+        return table
+
+    def with_fallback(self, fallback: Callable[[str], Derived]) -> Callable[[str], Derived]:
+        starts, sizes, answers = self.starts, self.sizes, self.answers
+
+        def lookup(ip: str) -> Derived:
+            value = ipv4_int(ip)
+            if value is None:
+                return fallback(ip)
+            i = bisect_right(starts, value) - 1
+            if i < 0 or value >= starts[i] + sizes[i]:
+                return {}
+            return answers[i]
+        return lookup
+
+
+def ipv4_int(text: str) -> int | None:
+    """A dotted-quad IPv4 address as an int (strictly: four decimal parts, no leading
+    zeros), else None."""
+    parts = text.split(".")
+    if len(parts) != 4:
+        return None
+    value = 0
+    for part in parts:
+        if not (part.isascii() and part.isdigit()) or len(part) > 3 or (
+                len(part) > 1 and part[0] == "0"):
+            return None
+        octet = int(part)
+        if octet > 255:
+            return None
+        value = value << 8 | octet
+    return value
 
 
 def _mmdb_lookup(path: str) -> Callable[[str], Derived]:

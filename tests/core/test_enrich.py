@@ -285,3 +285,48 @@ def test_a_configured_mmdb_file_gives_region_and_city(tmp_path: Any) -> None:
         "$geoip_subdivision_1_name": "England", "$geoip_city_name": "London"}
     assert geo.derive("8.8.8.8") == {}  # not in this file
     assert GeoIp(str(tmp_path / "missing.mmdb")).derive("8.8.8.8") == {}
+
+
+def test_the_flat_ipv4_table_answers_as_geoip2fast_does(geo: GeoIp) -> None:
+    """The fast path (geoip2fast's networks flattened and bisected) against geoip2fast's
+    own lookup, on random addresses over the whole IPv4 space and at network edges."""
+    import random
+
+    from geoip2fast import GeoIP2Fast
+
+    from rta.core.geoip import _geoip2fast_lookup, _Ipv4Table
+
+    reader = GeoIP2Fast(geoip2fast_data_file="geoip2fast-ipv6.dat.gz", verbose=False)
+    table = _Ipv4Table.of_geoip2fast()
+    assert table is not None
+    rng = random.Random(19)
+    values = [rng.randrange(1 << 32) for _ in range(3000)]
+    for i in range(0, len(table.starts), max(1, len(table.starts) // 500)):
+        start, size = table.starts[i], table.sizes[i]
+        values += [start, start + size - 1, start + size, max(0, start - 1)]
+    fast = _geoip2fast_lookup()
+    for value in values:
+        if value >= 1 << 32:
+            continue
+        ip = ".".join(str(value >> s & 255) for s in (24, 16, 8, 0))
+        found = reader.lookup(ip)
+        code = found.country_code
+        want = {} if found.is_private or len(code) != 2 or not code.isalpha() else {
+            "$geoip_country_code": code, "$geoip_country_name": found.country_name}
+        assert fast(ip) == want, ip
+
+
+@settings(max_examples=50, deadline=None)
+@given(text=st.one_of(st.ip_addresses(v=4).map(str), st.text(max_size=20),
+                      st.lists(st.text("0123456789+_ ١", max_size=4), min_size=4, max_size=4)
+                      .map(".".join)))
+def test_ipv4_parsing_is_as_strict_as_ipaddress(text: str) -> None:
+    import ipaddress
+
+    from rta.core.geoip import ipv4_int
+
+    try:
+        want: int | None = int(ipaddress.IPv4Address(text))
+    except ValueError:
+        want = None
+    assert ipv4_int(text) == want
