@@ -18,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 from bisect import bisect_right
+from functools import cache
 from collections.abc import Callable
 from typing import Any
 
@@ -84,7 +85,9 @@ def parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     return address
 
 
+@cache
 def _geoip2fast_lookup() -> Callable[[str], Derived]:
+    """One per process: the data is read-only, and loading it takes ~0.4 s."""
     from geoip2fast import GeoIP2Fast  # (deferred: loading its data takes ~0.1 s)
 
     reader = GeoIP2Fast(geoip2fast_data_file="geoip2fast-ipv6.dat.gz", verbose=False)
