@@ -64,11 +64,18 @@ SPEC: dict[str, tuple[type, Any, str]] = {
                               "views and alerts when ClickHouse holds the history"),
     "clickhouse_max_backlog_mb": (int, 10_240, "MiB of events waiting to ship to ClickHouse "
                                   "before ingest answers 503"),
+    "trusted_proxies": (str, "", "comma-separated CIDRs of proxies whose X-Forwarded-For "
+                        "names the client (for the country lookup)"),
+    "geoip_database": (str, "", "MaxMind-format .mmdb file for country, region and city "
+                       "(default: geoip2fast's bundled country data)"),
+    "posthog_autocapture": (bool, True, "let posthog-js autocapture clicks (told through "
+                            "its remote config)"),
 }
 SERVER_OPTIONS = ("host", "auth", "cors_origins", "rate_limit_rps", "rate_limit_burst",
                   "max_concurrent_queries", "query_timeout_ms", "allow_private_webhooks",
                   "webhook_timeout", "webhook_retries", "webhook_backoff", "live_events_rate",
-                  "ws_queue", "body_timeout", "max_connections_per_address")
+                  "ws_queue", "body_timeout", "max_connections_per_address",
+                  "trusted_proxies", "geoip_database", "posthog_autocapture")
 SEED_ENV = {"PORT": "port", "MAX_EVENTS": "max_events", "RETENTION_DAYS": "retention_days",
             "ENABLE_COMPRESSION": "compression"}
 
@@ -116,6 +123,9 @@ def convert(key: str, raw: Any) -> Any:
             raise ValueError(f"{key} must be {span}, not {raw!r}")
     elif key == "server" and not str(value).startswith(("http://", "https://")):
         raise ValueError(f"server must be an http:// or https:// URL, not {raw!r}")
+    elif key == "trusted_proxies":
+        from rta.server.client_ip import parse_networks  # (ipaddress only: cheap)
+        parse_networks(value)
     return value
 
 

@@ -37,6 +37,8 @@ FEATURE_MODULES = (
     "rta.server.dashboards_api",
     "rta.server.ws_api",
     "rta.server.sdk_api",
+    "rta.server.posthog_config",
+    "rta.server.web_tracking",
     "rta.server.tokens_api",
     "rta.server.openapi",
     "rta.server.web",

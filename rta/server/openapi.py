@@ -291,6 +291,16 @@ for _path in ("/batch", "/capture", "/e", "/i/v0/e"):
 for _kind in ("batch", "import", "track", "page", "screen", "identify", "alias", "group"):
     OPERATIONS[("POST", f"/v1/{_kind}")] = op(f"Segment tracking API: {_kind}", "sdk",
                                               request=SDK_BODY)
+for _path in ("/flags", "/decide"):  # PostHog SDK configuration (no flags), #19
+    for _p in (_path, _path + "/"):
+        for _m in ("GET", "POST"):
+            OPERATIONS[(_m, _p)] = op("PostHog SDK flags and config: no feature flags", "sdk")
+OPERATIONS[("GET", "/array/{token}/config")] = op("posthog-js remote config", "sdk")
+OPERATIONS[("GET", "/array/{token}/config.js")] = op(
+    "posthog-js remote config as a script", "sdk", content="text/javascript")
+OPERATIONS[("POST", "/api/event")] = op(
+    "One event from the first-party script /js/rta.js (visitor id derived server-side)",
+    "web", ok=202, request=SDK_BODY)
 # Static files of the dashboard are not API operations.
 STATIC_ENDPOINTS = ("web.static_file", "web.index_file", "web.favicon", "static")
 

@@ -4,7 +4,8 @@ Apps keep their PostHog or Segment SDK and point its host at rta. Bodies are dec
 mapped by `rta.core.sdk_mapping` into rta's raw events, validated as a whole and ingested
 exactly like `POST /events/batch`. Answers mimic each vendor (`{"status": 1}`,
 `{"success": true}`) so the SDKs' retry logic behaves; errors are rta's JSON error body plus
-the fields each SDK reads (`detail` for PostHog, `message` for Segment).
+the fields each SDK reads (`detail` for PostHog, `message` for Segment). Before validation
+the events get their derived device and geo properties (`rta/server/enrichment.py`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from quart import Blueprint, Response, current_app, g, request
+from quart_trio import QuartTrio
 
 from rta.core.auth import PREFIX as TOKEN_PREFIX
 from rta.core.auth import scope_allows
@@ -29,9 +31,14 @@ from rta.core.sdk_mapping import (
     segment_batch,
     validate_mapped,
 )
+from rta.server import enrichment
 from rta.server.http import engine, json_response, media_type, read_body
 
 bp = Blueprint("sdk_api", __name__)
+
+
+def setup(app: QuartTrio, eng: Engine) -> None:
+    enrichment.install(app)
 
 POSTHOG_PATHS = ("/batch", "/capture", "/e", "/i/v0/e")
 SEGMENT_KINDS = ("track", "page", "screen", "identify", "alias", "group")
@@ -78,6 +85,7 @@ async def _ingest(eng: Engine, mapped: Mapped, now: int) -> None:
                               [{"field": "batch", "count": mapped.total, "limit": limit}],
                               code="batch_too_large")
     authorize_sdk_key(eng, mapped.sdk, mapped.key)
+    enrichment.enrich(mapped.events)
     try:
         batch = validate_mapped(eng.validator, mapped, now)
     except RtaError as exc:

@@ -11,7 +11,8 @@ requests to the daemon:
   (CORS preflights do not cover WebSockets or "simple" text/plain and form posts);
 - while loopback is trusted without a token, a request addressed (`Host`) to any name but
   localhost or a loopback address is refused, so a DNS-rebinding page cannot reach it.
-SDK routes stay open to every origin (browser SDKs post from customers' sites).
+SDK routes stay open to every origin (browser SDKs post from customers' sites), and so do
+the PostHog config routes and the first-party script's `/api/event`.
 """
 
 from __future__ import annotations
@@ -32,7 +33,9 @@ from rta.server.http import drain, json_response
 bp = Blueprint("security", __name__)
 API_PREFIXES = ("/events", "/analytics", "/queries", "/alerts", "/export", "/dashboards",
                 "/segments", "/stats", "/metrics", "/tokens", "/ws")
-SDK_PREFIXES = ("/batch", "/capture", "/e/", "/e", "/i/v0/e", "/v1/")
+# (also the PostHog config routes and the first-party script's ingest route, #19)
+SDK_PREFIXES = ("/batch", "/capture", "/e/", "/e", "/i/v0/e", "/v1/", "/flags", "/decide",
+                "/array/", "/api/event")
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
        "img-src 'self' data:; connect-src 'self' ws: wss:; font-src 'self' data:; "
        "frame-ancestors 'none'; base-uri 'none'; form-action 'self'")

@@ -179,7 +179,8 @@ async def test_batch_context_write_key_in_body_and_skew(http: httpx.AsyncClient)
     assert now - 30_000 <= ev["u1"]["timestamp"] <= after - 30_000
     assert abs(ev["u2"]["timestamp"] - now - (T0_MS - (now + 3 * 3_600_000))) < 5_000
     assert ev["u3"]["properties"]["anonymousId"] == "a3"
-    assert ev["u3"]["properties"]["context.ip"] == "1.2.3.4"
+    assert "context.ip" not in ev["u3"]["properties"]  # used for the country, never stored
+    assert ev["u3"]["properties"]["$geoip_country_code"] == "AU"
     assert ev["u3"]["properties"]["context.app"] == "web"
 
 
