@@ -230,6 +230,34 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                        "send events", "live", ok=101),
     ("GET", "/"): op("The browser dashboard", "web", content="text/html"),
 }
+# Scheduled reports and alert silences (#21)
+REPORT = body({"type": "object", "additionalProperties": False, "properties": {
+    "name": {"type": "string"}, "dashboardId": {"type": "string"},
+    "schedule": {"type": "string", "description": "five-field cron, e.g. '0 9 * * 1'"},
+    "tz": {"type": "string", "description": "IANA time zone (default UTC)"},
+    "to": {"type": "array", "items": {"type": "string"},
+           "description": "email:<address> or slack:<incoming-webhook URL>"},
+    "enabled": {"type": "boolean"}, "timeRange": {"type": "string"}}})
+SILENCE = body({"type": "object", "properties": {
+    "for": {"oneOf": [{"type": "integer"}, {"type": "string"}], "description": "e.g. '2h'"},
+    "until": TIME, "startsAt": TIME, "reason": {"type": "string"},
+    "alertId": {"type": ["string", "null"]}}})
+OPERATIONS.update({
+    ("GET", "/reports"): op("Scheduled reports", "reports"),
+    ("POST", "/reports"): op("Schedule a dashboard report", "reports", ok=201, request=REPORT),
+    ("GET", "/reports/{report_id}"): op("One report with its next run", "reports"),
+    ("PATCH", "/reports/{report_id}"): op("Change a report", "reports", request=body(OBJ)),
+    ("DELETE", "/reports/{report_id}"): op("Delete a report", "reports"),
+    ("POST", "/reports/{report_id}/send"): op("Send a report now", "reports"),
+    ("GET", "/reports/{report_id}/history"): op("Delivery attempts, newest first", "reports",
+                                                query=["limit"]),
+    ("POST", "/alerts/{alert_id}/silence"): op("Mute an alert for a while", "alerts", ok=201,
+                                               request=SILENCE),
+    ("POST", "/alerts/silences"): op("Mute one alert or every alert", "alerts", ok=201,
+                                     request=SILENCE),
+    ("GET", "/alerts/silences"): op("Silences", "alerts", query=["active", "alertId"]),
+    ("DELETE", "/alerts/silences/{silence_id}"): op("End a silence", "alerts"),
+})
 for _path in ("/batch", "/capture", "/e", "/i/v0/e"):
     for _p in (_path, _path + "/"):
         OPERATIONS[("POST", _p)] = op("PostHog capture API", "sdk", request=SDK_BODY)

@@ -31,7 +31,7 @@ from rta.server.http import drain, json_response
 
 bp = Blueprint("security", __name__)
 API_PREFIXES = ("/events", "/analytics", "/queries", "/alerts", "/export", "/dashboards",
-                "/segments", "/stats", "/metrics", "/tokens", "/ws")
+                "/segments", "/stats", "/metrics", "/tokens", "/ws", "/reports")
 SDK_PREFIXES = ("/batch", "/capture", "/e/", "/e", "/i/v0/e", "/v1/")
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
        "img-src 'self' data:; connect-src 'self' ws: wss:; font-src 'self' data:; "
