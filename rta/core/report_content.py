@@ -58,14 +58,21 @@ def _shifted(widget: dict[str, Any], start: int, end: int) -> dict[str, Any]:
     return {**widget, "dataSource": src}
 
 
+def _empty(src: dict[str, Any]) -> float | None:
+    """A series' total with no events: 0 for what adds up, no value otherwise."""
+    agg = src.get("aggregation", "count") if src.get("type") == "aggregation" else "count"
+    return 0.0 if agg in ("count", "sum") else None
+
+
 def series_totals(pinned: Pinned, src: dict[str, Any],
-                  win: Window) -> list[tuple[str, float | None]]:
-    """(series name, its total over exactly [start, end)) for a chart's source."""
+                  win: Window) -> tuple[list[tuple[str, float | None]], bool]:
+    """(series name, its total over exactly [start, end)) for a chart's source, and whether
+    every group is listed (so a group missing had no events)."""
     flt = dash_widgets._source_filter(pinned, src, win)
     backend = pinned.ctx.backend
     if src["type"] == "unique_users":
         users, _events = backend.unique_users(flt)
-        return [("unique users", float(users))]
+        return [("unique users", float(users))], True
     agg = src.get("aggregation", "count") if src["type"] == "aggregation" else "count"
     metric = src["metric"].removeprefix("properties.") if src.get("metric") else None
     group_by = src.get("groupBy")
@@ -75,7 +82,7 @@ def series_totals(pinned: Pinned, src: dict[str, Any],
     buckets = Buckets(win.start, max(1, win.end - win.start), 1)
     data = backend.series(flt, buckets, agg, metric, group_by or None, limit)
     name = agg if metric is None else f"{agg}({src['metric']})"
-    empty = 0.0 if agg in ("count", "sum") else None
+    empty = _empty(src)
     total = data.total.value
     out: list[tuple[str, float | None]] = [
         (f"{name}, all" if data.series else name, empty if total is None else float(total))]
@@ -83,7 +90,7 @@ def series_totals(pinned: Pinned, src: dict[str, Any],
     for label, group in zip(labels, data.series, strict=True):
         value = group.total.value
         out.append((label, empty if value is None else float(value)))
-    return out
+    return out, data.groups <= len(data.series)
 
 
 def _table(title: str, view: dict[str, Any]) -> dict[str, Any] | None:
@@ -137,11 +144,13 @@ def build_report(pinned: Pinned, dashboard: dict[str, Any],
                 headlines.append(_headline(title, None, out["data"]["value"], prev,
                                            src.get("aggregation")))
             elif wtype in SERIES_WIDGETS and src.get("type") in SERIES_SOURCES:
-                current = series_totals(pinned, src, Window(start, end, now, None))
-                earlier = dict(series_totals(pinned, src,
-                                             Window(start - span, start, now, None)))
+                current, _ = series_totals(pinned, src, Window(start, end, now, None))
+                earlier, complete = series_totals(pinned, src,
+                                                  Window(start - span, start, now, None))
+                before = dict(earlier)
+                missing = _empty(src) if complete else None
                 for name, value in current:
-                    headlines.append(_headline(title, name, value, earlier.get(name),
+                    headlines.append(_headline(title, name, value, before.get(name, missing),
                                                src.get("aggregation", "count")))
             else:
                 table = _table(title, out["data"] or {})
