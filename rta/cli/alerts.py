@@ -174,10 +174,11 @@ def create(
         except ValidationError as exc:
             fail(exc.message, EXIT_USAGE)
     for key, value in (("severity", severity), ("message", text),
-                       ("webhookUrl", webhook_url), ("emailTo", email_to or None),
-                       ("slackUrl", slack_url)):
+                       ("webhookUrl", webhook_url), ("slackUrl", slack_url)):
         if value is not None:
             note[key] = value
+    if email_to:
+        note["emailTo"] = email_to
     if channel:
         note["channels"] = channel
     elif webhook_url and "channels" not in note:

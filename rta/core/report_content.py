@@ -4,10 +4,11 @@ periods and every widget agree), through the backend protocol (embedded or Click
 
 Headlines:
 - a counter or gauge: its value over its window;
-- a chart of a series (line or bar over `aggregation`, `count` or `unique_users`): each
-  series' total over exactly the window (the widget's aggregation over the whole window:
-  a sum or count adds up, an average is the average of all the window's events, unique users
-  are distinct over the window), for every drawn group when the chart is grouped.
+- a chart of a series (line over `aggregation`, `count` or `unique_users`, bar over
+  `aggregation` or `unique_users`): each series' total over exactly the window (the
+  widget's aggregation over the whole window: a sum or count adds up, an average is the
+  average of all the window's events, unique users are distinct over the window), for
+  every drawn group when the chart is grouped.
 The previous period is the same window shifted back by its own length (last_7d against the
 7 days before it; today so far against the same span of yesterday).
 
@@ -31,8 +32,9 @@ from rta.core.errors import RtaError
 from rta.core.queries.buckets import Buckets
 
 TABLE_ROWS = 10
-SERIES_WIDGETS = ("line-chart", "bar-chart")
-SERIES_SOURCES = ("aggregation", "count", "unique_users")
+# the charts the dashboard draws as time series (as `widgets._widget_view` decides)
+SERIES_SOURCES = {"line-chart": ("aggregation", "count", "unique_users"),
+                  "bar-chart": ("aggregation", "unique_users")}
 
 
 def _change(value: float | None, previous: float | None) -> dict[str, float | None]:
@@ -143,7 +145,7 @@ def build_report(pinned: Pinned, dashboard: dict[str, Any],
                 prev = (before.get("data") or {}).get("value")
                 headlines.append(_headline(title, None, out["data"]["value"], prev,
                                            src.get("aggregation")))
-            elif wtype in SERIES_WIDGETS and src.get("type") in SERIES_SOURCES:
+            elif src.get("type") in SERIES_SOURCES.get(str(wtype), ()):
                 current, _ = series_totals(pinned, src, Window(start, end, now, None))
                 earlier, complete = series_totals(pinned, src,
                                                   Window(start - span, start, now, None))

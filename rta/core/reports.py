@@ -148,10 +148,6 @@ class ReportScheduler:
         """Re-read the reports now (one was created, changed or deleted)."""
         self._wake.set()
 
-    def stats(self) -> dict[str, Any]:
-        return {"runs": self.runs, "attempts": self.attempts, "failedAttempts": self.failures,
-                "scheduled": len(self._due)}
-
     async def run(self) -> None:
         async with trio.open_nursery() as nursery:
             while True:

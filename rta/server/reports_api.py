@@ -97,7 +97,6 @@ def setup(app: QuartTrio, eng: Engine) -> None:
         backoff=float(options.get("report_backoff", options.get("webhook_backoff", 0.5))))
     scheduler = rep.ReportScheduler(eng, delivery)
     app.config["RTA_REPORTS"] = scheduler
-    eng.services.stats_providers["reports"] = scheduler.stats
     eng.served.alerts.send_channel = alert_channels(delivery, with_retries)
     eng.add_background(scheduler.run)
 

@@ -3,6 +3,7 @@ explicit expectations and against an independent minute-by-minute scan of the UT
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -57,7 +58,7 @@ def test_hourly_schedules_run_in_both_passes_of_the_repeated_hour() -> None:
     runs = upcoming("*/30 * * * *", "Europe/Berlin", ms(2026, 10, 25, 1, 10), 6)
     assert [datetime.fromtimestamp(t / 1000, UTC).strftime("%H:%M") for t in runs] == \
         ["23:30", "00:00", "00:30", "01:00", "01:30", "02:00"]  # every 30 real minutes
-    assert all(b - a == 1_800_000 for a, b in zip(runs, runs[1:], strict=False))
+    assert all(b - a == 1_800_000 for a, b in itertools.pairwise(runs))
 
 
 # -- an independent reference: scan every UTC minute, read its local wall time ----------------
@@ -92,10 +93,8 @@ def reference_runs(expr: str, tz: ZoneInfo, start: datetime, minutes: int) -> li
     def matches(wall: datetime) -> bool:
         day_ok = wall.day in doms
         dow_ok = (wall.isoweekday() % 7) in dows
-        if dom != "*" and dow != "*":
-            date_ok = day_ok or dow_ok
-        else:
-            date_ok = day_ok and dow_ok
+        # (cron: with both day fields restricted, either may match)
+        date_ok = (day_ok or dow_ok) if dom != "*" and dow != "*" else (day_ok and dow_ok)
         return wall.minute in mins and wall.hour in hours and wall.month in mons and date_ok
 
     out = []
@@ -120,7 +119,7 @@ EXPRESSIONS = ["30 2 * * *", "0 9 * * 1", "*/20 * * * *", "15 1-3 * * *", "0 */2
                "45 2 25-31 3,10 *", "0 0 1 * *", "5,35 2 * * 6,0"]
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(expr=st.sampled_from(EXPRESSIONS),
        tz=st.sampled_from(["Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "UTC"]),
        edge=st.sampled_from([(2026, 3, 27), (2026, 10, 23), (2026, 3, 6), (2026, 10, 2),
@@ -128,7 +127,7 @@ EXPRESSIONS = ["30 2 * * *", "0 9 * * 1", "*/20 * * * *", "15 1-3 * * *", "0 */2
 def test_runs_match_a_minute_by_minute_scan(expr: str, tz: str,
                                             edge: tuple[int, int, int]) -> None:
     start = datetime(*edge, tzinfo=UTC)
-    minutes = 4 * 24 * 60
+    minutes = 3 * 24 * 60
     expected = reference_runs(expr, ZoneInfo(tz), start, minutes)
     end = int((start + timedelta(minutes=minutes)).timestamp() * 1000)
     got: list[int] = []
