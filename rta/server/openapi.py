@@ -13,6 +13,7 @@ from typing import Any
 from quart import Blueprint, Response, current_app
 
 from rta import __version__
+from rta.core.alerts import CHANNELS as ALERT_CHANNELS
 from rta.server.http import json_response
 
 bp = Blueprint("openapi", __name__)
@@ -231,17 +232,27 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/"): op("The browser dashboard", "web", content="text/html"),
 }
 # Scheduled reports and alert silences (#21)
-REPORT = body({"type": "object", "additionalProperties": False, "properties": {
+SCHEMAS["Report"] = {"type": "object", "additionalProperties": False, "properties": {
     "name": {"type": "string"}, "dashboardId": {"type": "string"},
     "schedule": {"type": "string", "description": "five-field cron, e.g. '0 9 * * 1'"},
     "tz": {"type": "string", "description": "IANA time zone (default UTC)"},
     "to": {"type": "array", "items": {"type": "string"},
            "description": "email:<address> or slack:<incoming-webhook URL>"},
-    "enabled": {"type": "boolean"}, "timeRange": {"type": "string"}}})
-SILENCE = body({"type": "object", "properties": {
+    "enabled": {"type": "boolean"},
+    "timeRange": {"type": "string", "description": "default: the dashboard's"}}}
+SCHEMAS["Silence"] = {"type": "object", "properties": {
     "for": {"oneOf": [{"type": "integer"}, {"type": "string"}], "description": "e.g. '2h'"},
     "until": TIME, "startsAt": TIME, "reason": {"type": "string"},
-    "alertId": {"type": ["string", "null"]}}})
+    "alertId": {"type": ["string", "null"],
+                "description": "/alerts/silences only; absent or null: every alert"}}}
+REPORT, SILENCE = ref("Report"), ref("Silence")
+_NOTE = SCHEMAS["Alert"]["properties"]["notification"]["properties"]
+_NOTE["channels"]["items"]["enum"] = list(ALERT_CHANNELS)
+_NOTE.update(emailTo={"type": "array", "items": {"type": "string", "format": "email"},
+                      "description": "addresses of the email channel"},
+             slackUrl={"type": "string", "format": "uri",
+                       "description": "Slack incoming-webhook URL of the slack channel"},
+             dashboardId={"type": "string", "description": "linked from email and Slack"})
 OPERATIONS.update({
     ("GET", "/reports"): op("Scheduled reports", "reports"),
     ("POST", "/reports"): op("Schedule a dashboard report", "reports", ok=201, request=REPORT),
