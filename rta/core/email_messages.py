@@ -1,6 +1,8 @@
 """Email messages (email.message.EmailMessage) for reports and alert notifications: a
 plain-text part and an HTML alternative, and for reports the dashboard's PNG picture as an
 attachment when one was taken. Pure: building, not sending (that is `mailer.send`).
+
+Thread rule: any thread (pure).
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@
 part of `public()`, `repr()` or any outcome or log line. `send` is blocking (call it from a
 worker thread) and returns an outcome instead of raising, so a refused login or an
 unreachable server becomes a failed delivery in the history, never a crash.
+
+Thread rule: `send` blocks on the network: call it from a worker thread
+(`trio.to_thread.run_sync`), never on the event loop.
 """
 
 from __future__ import annotations

@@ -11,6 +11,8 @@ UTC timeline here, where the two DST edges need a rule (the one Vixie cron follo
   "every hour as it passes" and so runs in both.
 
 Pure: no clock read here; callers pass `after` (ms since epoch).
+
+Thread rule: any thread (pure).
 """
 
 from __future__ import annotations

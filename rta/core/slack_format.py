@@ -5,6 +5,8 @@ Within Block Kit's documented limits: at most 50 blocks, a header's plain_text a
 characters, a section's text at most 3,000 and its fields at most 10 of 2,000 each, a
 context at most 10 elements. `text` is the notification fallback (shown in push
 notifications and by clients without blocks). Pure: no network here.
+
+Thread rule: any thread (pure).
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ field, not a failure discovered at 09:00 on Monday.
 
 Whether a URL's host is private is decided when it is called (the server's notifier
 resolves it then, as for alert webhooks), since DNS answers change.
+
+Thread rule: any thread (pure).
 """
 
 from __future__ import annotations
