@@ -11,12 +11,14 @@ Thread rule: any thread (the metadata store serialises itself).
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from rta.core.errors import ValidationError, field_error
+from rta.core.errors import RtaError, ValidationError, field_error
 from rta.core.metadata import Metadata
 from rta.core.queries.timeparse import parse_duration, parse_time
 
+log = logging.getLogger("rta.alerts")
 KIND = "silence"
 MAX_SILENCE_MS = 366 * 86_400_000
 
@@ -73,7 +75,14 @@ def list_silences(metadata: Metadata, now: int, alert_id: str | None = None,
 
 
 def active_silence(metadata: Metadata, alert_id: str, now: int) -> dict[str, Any] | None:
-    """The silence muting `alert_id` at `now` (the one ending last), or None."""
-    found = [d for d in metadata.list(KIND)
+    """The silence muting `alert_id` at `now` (the one ending last), or None. If the store
+    cannot answer (a shared ClickHouse store away), nothing is muted: a notification sent
+    during a silence is better than one lost."""
+    try:
+        docs = metadata.list(KIND)
+    except RtaError as exc:
+        log.warning("silences not read, notifying anyway: %s", exc.message)
+        return None
+    found = [d for d in docs
              if d.get("alertId") in (None, alert_id) and d["startsAt"] <= now < d["endsAt"]]
     return max(found, key=lambda d: d["endsAt"]) if found else None

@@ -369,3 +369,35 @@ async def test_slack_urls_follow_the_private_address_rule() -> None:
     assert outcome["status"] == "refused" and outcome["retryable"] is False
     assert "private or loopback" in outcome["error"]
     await trio.sleep(0)
+
+
+def test_reports_need_a_token_where_the_api_does() -> None:
+    """/reports is an API path: read to look, admin to change or send (a send mails people)."""
+    from rta.server.security import required_scope
+
+    assert required_scope("GET", "/reports") == "read"
+    assert required_scope("GET", "/reports/r1/history") == "read"
+    for method, path in (("POST", "/reports"), ("PATCH", "/reports/r1"),
+                         ("DELETE", "/reports/r1"), ("POST", "/reports/r1/send"),
+                         ("POST", "/alerts/silences"), ("POST", "/alerts/a1/silence"),
+                         ("DELETE", "/alerts/silences/s1")):
+        assert required_scope(method, path) == "admin", (method, path)
+
+
+async def test_without_chromium_the_email_says_so() -> None:
+    from rta.core.email_messages import report_email
+    from rta.server.report_picture import picturer
+
+    take = picturer(None, lambda: "http://127.0.0.1:1", "/nonexistent/chromium")  # type: ignore[arg-type]
+    png, note = await take({"id": "d1"})
+    assert png is None and note is not None and "Chromium is not available" in note
+    content = {"generatedAt": 1_796_000_000_000, "name": "Ops", "dashboardId": "d1",
+               "period": {"start": 1_795_913_600_000, "end": 1_796_000_000_000},
+               "headlines": [{"title": "Signups", "series": None, "value": 12.0,
+                              "previous": 10.0, "change": 2.0, "changePct": 20.0}],
+               "tables": [], "errors": []}
+    msg = report_email(content, "ops@example.com", SENDER, "UTC", None, png, note)
+    parts = _parts(msg)
+    assert "attachment" not in parts
+    assert note in parts["text/plain"] and "Chromium is not available" in parts["text/html"]
+    assert "Signups: 12  [▲ +2 (+20%); before: 10]" in parts["text/plain"]
