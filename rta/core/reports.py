@@ -221,8 +221,8 @@ class ReportScheduler:
             return self._summary(run_id, failed, None, None)
         picture: bytes | None = None
         note: str | None = None
-        if any(t.kind == "email" for t in targets):
-            picture, note = await self._picture(dashboard)
+        if any(t.kind == "email" for t in targets) and self.delivery.smtp.configured:
+            picture, note = await self._picture(dashboard)  # (only email carries it)
         outcomes: list[dict[str, Any]] = [{} for _ in targets]
 
         async def deliver(i: int, target: Target) -> None:

@@ -37,7 +37,7 @@ DASHBOARD: dict[str, Any] = {"id": "d1", "name": "Mixed", "timeRange": "last_15d
 ]}
 
 
-@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(log=event_logs(min_size=3, max_size=60))
 def test_report_content_matches(log: Log) -> None:
     pair = Pair.create()

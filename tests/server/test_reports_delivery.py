@@ -401,3 +401,38 @@ async def test_without_chromium_the_email_says_so() -> None:
     assert "attachment" not in parts
     assert note in parts["text/plain"] and "Chromium is not available" in parts["text/html"]
     assert "Signups: 12  [▲ +2 (+20%); before: 10]" in parts["text/plain"]
+
+
+def test_cli_reports_and_silences(site: Site, tmp_path: Any) -> None:
+    """The commands' human output on stdout, messages on stderr, exit codes."""
+    from typer.testing import CliRunner
+
+    from rta.cli.main import app
+
+    runner = CliRunner()
+
+    def rta(*args: str) -> Any:
+        return runner.invoke(app, [*args, "--server", site.url], env={
+            "RTA_CONFIG": str(tmp_path / "none.toml"), "NO_COLOR": "1", "COLUMNS": "160"})
+
+    r = rta("reports", "create", "--dashboard", site.dashboard["id"], "--schedule",
+            "0 9 * * 1", "--tz", "Europe/Berlin", "--to", f"slack:{site.hook.url}/cli",
+            "--name", "CLI report")
+    assert r.exit_code == 0 and "created report" in r.stderr, r.stderr
+    assert "0 9 * * 1 (Europe/Berlin)" in r.stdout
+    report_id = r.stderr.split()[-1]
+    assert "CLI report" in rta("reports", "list").stdout
+    r = rta("reports", "send", report_id)
+    assert r.exit_code == 0 and "delivered" in r.stdout, r.stdout
+    assert "delivered" in rta("reports", "history", report_id).stdout
+    r = rta("reports", "create", "--dashboard", site.dashboard["id"], "--schedule", "0 25 * * *",
+            "--to", "email:ops@example.com")
+    assert r.exit_code == 4 and "schedule" in r.stderr and r.stdout == ""
+    r = rta("alerts", "silence", "--all", "--for", "1h", "--reason", "maintenance")
+    assert r.exit_code == 0 and "muted every alert until" in r.stderr
+    silence_id = r.stderr.split()[-1].rstrip(")")
+    assert "maintenance" in rta("alerts", "silences", "--active").stdout
+    assert rta("alerts", "silence", "--for", "1h").exit_code == 2  # (an id or --all)
+    assert rta("alerts", "unsilence", silence_id).exit_code == 0
+    assert rta("reports", "delete", report_id).exit_code == 0
+    assert rta("reports", "show", report_id).exit_code == 4
