@@ -5,12 +5,13 @@ A report is a metadata document (kind "report": `name`, `dashboardId`, `schedule
 "report", ref = the report id) with its outcome, so `GET /reports/{id}/history` shows what
 was sent, what failed and why.
 
-`ReportScheduler.run` lives in the engine's nursery. It never blocks ingest: the report's
-figures are computed in a worker thread over a pinned view, SMTP runs in a worker thread,
-Slack posts and the picture are awaited, each run in its own task. A failed attempt that
-may succeed later (a timeout, a 5xx, SMTP 4xx) is retried `retries` times with exponential
-backoff (`backoff`, 2x, 4x seconds); a final refusal (bad login, 4xx, a private address) is
-recorded at once.
+`ReportScheduler.run` lives in the engine's nursery (with several daemons on one ClickHouse
+server, only the holder of the alerts lease sends scheduled runs). It never blocks ingest:
+the report's figures are computed in a worker thread over a pinned view, SMTP runs in a
+worker thread, Slack posts and the picture are awaited, each run in its own task. A failed
+attempt that may succeed later (a timeout, a 5xx, SMTP 4xx) is retried `retries` times with
+exponential backoff (`backoff`, 2x, 4x seconds); a final refusal (bad login, 4xx, a private
+address) is recorded at once.
 
 Network delivery is injected (`Delivery`): the server supplies the Slack poster (httpx,
 with the private-address rule) and the dashboard picture (headless Chromium); the SMTP
@@ -159,7 +160,8 @@ class ReportScheduler:
                     docs = None
                 if docs is not None:
                     for doc, due_at in self.due(docs, now):
-                        nursery.start_soon(self._scheduled, doc, due_at)
+                        if self.sends_scheduled():
+                            nursery.start_soon(self._scheduled, doc, due_at)
                 wait = self.tick_s
                 if self._due:
                     wait = min(wait, max(0.0, (min(t for _, t in self._due.values()) - now_ms())
@@ -167,6 +169,13 @@ class ReportScheduler:
                 with trio.move_on_after(wait):
                     await self._wake.wait()
                 self._wake = trio.Event()
+
+    def sends_scheduled(self) -> bool:
+        """Several daemons on one ClickHouse server share the reports: only the holder of
+        the alerts lease sends scheduled runs (the others keep their schedule, ready to take
+        over). Alone, this daemon does."""
+        lease = getattr(self.engine, "alert_lease", None)
+        return lease is None or bool(lease.held)
 
     def due(self, docs: list[dict[str, Any]], now: int) -> list[tuple[dict[str, Any], int]]:
         """The reports whose next run is at or before `now` (their next run moves on); a

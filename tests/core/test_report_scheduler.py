@@ -43,6 +43,18 @@ def test_due_runs_each_time_once_and_never_for_times_already_past() -> None:
     assert sched.due([], late) == [] and not sched._due
 
 
+def test_only_the_lease_holder_sends_scheduled_runs() -> None:
+    from types import SimpleNamespace
+
+    def scheduler(engine: Any) -> ReportScheduler:
+        return ReportScheduler(engine, Delivery())
+
+    assert scheduler(SimpleNamespace(alert_lease=None)).sends_scheduled()
+    assert scheduler(SimpleNamespace(alert_lease=SimpleNamespace(held=True))).sends_scheduled()
+    assert not scheduler(SimpleNamespace(alert_lease=SimpleNamespace(held=False))
+                         ).sends_scheduled()
+
+
 async def test_a_scheduled_run_is_delivered_and_recorded(tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     posted: list[tuple[str, dict[str, Any]]] = []
