@@ -8,6 +8,7 @@ import email
 import email.policy
 import json
 import socket
+import ssl
 import threading
 import time
 import warnings
@@ -69,14 +70,24 @@ class Mailbox:
 
 
 class SmtpServer:
-    def __init__(self) -> None:
+    """aiosmtpd on loopback with a login; `starttls` or `implicit` (an ssl.SSLContext) for
+    the TLS modes (with STARTTLS, AUTH is only offered after it)."""
+
+    def __init__(self, starttls: ssl.SSLContext | None = None,
+                 implicit: ssl.SSLContext | None = None) -> None:
         self.mailbox = Mailbox()
         self.port = free_port()
         with warnings.catch_warnings():  # (AUTH without TLS: fine on loopback in a test)
             warnings.simplefilter("ignore")
             self.controller = Controller(self.mailbox, hostname="127.0.0.1", port=self.port,
                                          authenticator=self.mailbox.authenticate,
-                                         auth_require_tls=False, auth_required=True)
+                                         # (aiosmtpd counts only STARTTLS as TLS)
+                                         auth_require_tls=starttls is not None,
+                                         auth_required=True,
+                                         tls_context=starttls,
+                                         require_starttls=starttls is not None,
+                                         ssl_context=implicit,
+                                         server_hostname="localhost")
             self.controller.start()
 
     def stop(self) -> None:
