@@ -13,7 +13,8 @@ The previous period is the same window shifted back by its own length (last_7d a
 7 days before it; today so far against the same span of yesterday).
 
 Tables: the dashboard's table widgets, and its pie and bar charts of categories, first
-`TABLE_ROWS` rows each.
+`TABLE_ROWS` rows each. Funnel and heatmap widgets are not in a report (the picture shows
+them).
 
 Thread rule: `build_report` runs in a worker thread over a `Pinned` made on the event loop.
 """
@@ -32,6 +33,7 @@ from rta.core.errors import RtaError
 from rta.core.queries.buckets import Buckets
 
 TABLE_ROWS = 10
+SKIPPED = ("funnel", "heatmap")  # (drawn, not reported: neither a figure nor a table)
 # the charts the dashboard draws as time series (as `widgets._widget_view` decides)
 SERIES_SOURCES = {"line-chart": ("aggregation", "count", "unique_users"),
                   "bar-chart": ("aggregation", "unique_users")}
@@ -126,6 +128,8 @@ def build_report(pinned: Pinned, dashboard: dict[str, Any],
     errors: list[dict[str, Any]] = []
     period: dict[str, int] | None = None
     for i, widget in enumerate(dashboard.get("widgets", [])):
+        if widget.get("type") in SKIPPED:
+            continue
         title = widget.get("title") or f"Widget {i + 1}"
         out = resolve_widget(pinned, dashboard, widget, i, time_range, 0, now)
         if out.get("error") is not None:
