@@ -959,6 +959,8 @@ class AlertEvaluator:
         if silence is not None:  # evaluated and recorded, not sent
             self._history(state, event, now, result, channels=list(rule.channels),
                           muted=True, silenceId=silence["id"], **extra)
+            if event == "fired":  # (nobody was told: no "resolved" for it either)
+                state.episode_notified = False
             return
         body = self._history(state, event, now, result, channels=list(rule.channels), **extra)
         self.notifications += 1

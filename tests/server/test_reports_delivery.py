@@ -342,7 +342,13 @@ def test_silences_mute_notifications_and_record_them_as_muted(site: Site) -> Non
         time.sleep(0.2)
     assert muted and muted[-1]["event"] == "fired"
     assert muted[-1]["silenceId"] in (one["id"], every["id"])
-    time.sleep(0.5)
+    resolved: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and not resolved:  # (a 2 s window: it resolves soon)
+        history = site.http.get("/alerts/history", params={"alertId": alert["id"]}).json()
+        resolved = [h for h in history["history"] if h.get("event") == "resolved"]
+        time.sleep(0.2)
+    assert resolved and resolved[0].get("suppressed") is True  # (nobody heard it fire)
+    time.sleep(0.3)
     assert len(site.smtp.mailbox.messages) == mails and len(site.hook.bodies) == slack
     for s in (one, every):
         assert site.http.delete(f"/alerts/silences/{s['id']}").json()["deleted"] is True
