@@ -442,3 +442,22 @@ def test_cli_reports_and_silences(site: Site, tmp_path: Any) -> None:
     assert rta("alerts", "unsilence", silence_id).exit_code == 0
     assert rta("reports", "delete", report_id).exit_code == 0
     assert rta("reports", "show", report_id).exit_code == 4
+
+
+def test_config_show_hides_the_smtp_password(tmp_path: Any) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from rta.cli.main import app
+
+    r = CliRunner().invoke(app, ["config", "show", "--json"], env={
+        "RTA_CONFIG": str(tmp_path / "none.toml"), "RTA_SMTP_PASSWORD": PASSWORD,
+        "RTA_SMTP_HOST": "mail.example.com", "RTA_SMTP_TLS": "starttls"})
+    assert r.exit_code == 0 and PASSWORD not in r.stdout
+    shown = json.loads(r.stdout)
+    assert shown["smtp_password"] == {"value": "***", "source": "env:RTA_SMTP_PASSWORD"}
+    assert shown["smtp_host"]["value"] == "mail.example.com"
+    bad = CliRunner().invoke(app, ["config", "show"], env={
+        "RTA_CONFIG": str(tmp_path / "none.toml"), "RTA_SMTP_TLS": "ssl"})
+    assert bad.exit_code != 0 and "smtp_tls must be one of none, starttls, tls" in bad.stderr
