@@ -142,7 +142,9 @@ def world(daemon: ServeProcess, tmp_path_factory: pytest.TempPathFactory) -> dic
             ids["report" + suffix] = http.post("/reports", json={
                 "dashboardId": ids["dashboard"], "schedule": "0 9 * * 1",
                 "to": ["email:ops@example.com"]}).json()["id"]
-        ids["silence_doomed"] = http.post("/alerts/silences", json={"for": "1m"}).json()["id"]
+        # (one alert's silence: a silence of every alert would mute `alerts watch` below)
+        ids["silence_doomed"] = http.post(f"/alerts/{ids['alert']}/silence",
+                                          json={"for": "1m"}).json()["id"]
     (tmp / "events.ndjson").write_text("".join(json.dumps(e) + "\n" for e in events[:5]))
     ids.update(url=daemon.url, events_file=str(tmp / "events.ndjson"),
                export_file=str(tmp / "out.csv"), demo_file=str(tmp / "demo.ndjson"),
