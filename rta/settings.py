@@ -70,12 +70,24 @@ SPEC: dict[str, tuple[type, Any, str]] = {
                        "(default: geoip2fast's bundled country data)"),
     "posthog_autocapture": (bool, True, "let posthog-js autocapture clicks (told through "
                             "its remote config)"),
+    # email for reports and alerts (rta.core.mailer); the password is never shown or logged
+    "smtp_host": (str, "", "SMTP server for report and alert emails (empty: no email)"),
+    "smtp_port": (int, 0, "SMTP port (0: 465 with smtp_tls tls, else 25)"),
+    "smtp_tls": (str, "none", "none, starttls or tls (implicit TLS, usually port 465)"),
+    "smtp_user": (str, "", "SMTP login name (empty: no login)"),
+    "smtp_password": (str, "", "SMTP password (never shown by rta config show or the API)"),
+    "smtp_from": (str, "", "From address of report and alert emails"),
+    "public_url": (str, "", "URL people open this server at, for links in reports and "
+                   "notifications (default: the address it listens on)"),
 }
+SECRET_KEYS = ("token", "smtp_password")  # shown as *** wherever settings are printed
 SERVER_OPTIONS = ("host", "auth", "cors_origins", "rate_limit_rps", "rate_limit_burst",
                   "max_concurrent_queries", "query_timeout_ms", "allow_private_webhooks",
                   "webhook_timeout", "webhook_retries", "webhook_backoff", "live_events_rate",
                   "ws_queue", "body_timeout", "max_connections_per_address",
-                  "trusted_proxies", "geoip_database", "posthog_autocapture")
+                  "trusted_proxies", "geoip_database", "posthog_autocapture",
+                  "smtp_host", "smtp_port", "smtp_tls", "smtp_user", "smtp_password",
+                  "smtp_from", "public_url")
 SEED_ENV = {"PORT": "port", "MAX_EVENTS": "max_events", "RETENTION_DAYS": "retention_days",
             "ENABLE_COMPRESSION": "compression"}
 
@@ -97,10 +109,12 @@ def default_data_dir() -> str:
 # Values a key may take beyond its type: a mistyped `--auth true` must not mean "off".
 CHOICES: dict[str, tuple[str, ...]] = {"auth": ("auto", "on", "off"),
                                        "log_format": ("text", "json"),
-                                       "backend": ("embedded", "clickhouse")}
+                                       "backend": ("embedded", "clickhouse"),
+                                       "smtp_tls": ("none", "starttls", "tls")}
 # Inclusive lower (and upper) bounds of numeric keys; unlisted numbers must be >= 0.
 RANGES: dict[str, tuple[float, float | None]] = {
-    "port": (0, 65535), "max_events": (1, None), "max_event_bytes": (1, None),
+    "port": (0, 65535), "smtp_port": (0, 65535), "max_events": (1, None),
+    "max_event_bytes": (1, None),
     "max_batch_events": (1, None), "max_batch_bytes": (1, None),
     "max_concurrent_queries": (1, None), "query_timeout_ms": (1, None),
     "alert_interval_ms": (1, None), "ws_queue": (1, None), "max_event_properties": (1, None),

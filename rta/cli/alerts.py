@@ -134,11 +134,14 @@ def create(
                                       help="Anomaly: robust z-score to fire at [3.0]."),
     direction: str = typer.Option(None, "--direction", help="Anomaly: both, up or down."),
     channel: list[str] = typer.Option(None, "--channel", "-c",
-                                      help="websocket, log, webhook (repeatable) "
+                                      help="websocket, log, webhook, email, slack (repeatable) "
                                            "[default: websocket, log]."),
     severity: str = typer.Option(None, "--severity", help="info, warning, error, critical."),
     text: str = typer.Option(None, "--message", "-m", help="Notification message."),
     webhook_url: str = typer.Option(None, "--webhook-url", help="http(s) URL for webhooks."),
+    email_to: list[str] = typer.Option(None, "--email-to", help="Address for the email "
+                                       "channel (repeatable)."),
+    slack_url: str = typer.Option(None, "--slack-url", help="Slack incoming-webhook URL."),
     cooldown: str = typer.Option(None, "--cooldown", help="Quiet period between "
                                  "notifications: ms or 1m [default: 60000]."),
     for_: str = typer.Option(None, "--for", help="Fire only after the condition holds "
@@ -171,9 +174,11 @@ def create(
         except ValidationError as exc:
             fail(exc.message, EXIT_USAGE)
     for key, value in (("severity", severity), ("message", text),
-                       ("webhookUrl", webhook_url)):
+                       ("webhookUrl", webhook_url), ("slackUrl", slack_url)):
         if value is not None:
             note[key] = value
+    if email_to:
+        note["emailTo"] = email_to
     if channel:
         note["channels"] = channel
     elif webhook_url and "channels" not in note:

@@ -15,11 +15,13 @@ config_app = typer.Typer(help="Show and change rta's configuration.", no_args_is
 def show(as_json: bool = JsonOption) -> None:
     """Every setting with its value and source (flag, env, file or default)."""
     from rta.cli.output import load_settings
+    from rta.settings import SECRET_KEYS
 
     settings = load_settings()
     data = {k: {"value": v, "source": settings.sources[k]} for k, v in settings.values.items()}
-    if "token" in data and data["token"]["value"]:
-        data["token"]["value"] = "***"
+    for secret in SECRET_KEYS:
+        if secret in data and data[secret]["value"]:
+            data[secret]["value"] = "***"
     emit(data, as_json, _render)
 
 

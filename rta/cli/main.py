@@ -31,6 +31,8 @@ COMMAND_MODULES = (
     "rta.cli.inspect",
     "rta.cli.query",
     "rta.cli.alerts",
+    "rta.cli.silences",  # (adds to the alerts group)
+    "rta.cli.reports",
     "rta.cli.live",
     "rta.cli.export",
     "rta.cli.dashboards",

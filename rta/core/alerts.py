@@ -61,6 +61,8 @@ from rta.core.live import batch_block
 from rta.core.queries.backend import Backend, QueryContext
 from rta.core.queries.filters import EventFilter, Group, parse_where
 from rta.core.queries.timeparse import DAY, parse_duration, parse_time_range
+from rta.core.silences import active_silence
+from rta.core.targets import alert_channel_fields
 
 log = logging.getLogger("rta.alerts")
 
@@ -70,7 +72,7 @@ COMPARATORS: dict[str, Callable[[float, float], bool]] = {
     "gt": operator.gt, "gte": operator.ge, "lt": operator.lt, "lte": operator.le,
     "eq": operator.eq, "neq": operator.ne}
 OPERATOR_SYMBOLS = {"gt": ">", "gte": ">=", "lt": "<", "lte": "<=", "eq": "==", "neq": "!="}
-CHANNELS = ("websocket", "log", "webhook")
+CHANNELS = ("websocket", "log", "webhook", "email", "slack")
 SEVERITIES = ("info", "warning", "error", "critical")
 DIRECTIONS = ("both", "up", "down")
 MAX_WINDOW_MS = 31 * DAY
@@ -91,6 +93,8 @@ class LeaseView(Protocol):
 
 
 WebhookSender = Callable[[str, dict[str, Any]], Awaitable[dict[str, Any]]]
+# (channel "email" | "slack", the rule, the payload) -> outcomes, one per recipient
+ChannelSender = Callable[[str, "Rule", dict[str, Any]], Awaitable[list[dict[str, Any]]]]
 Publisher = Callable[[dict[str, Any]], None]
 
 
@@ -126,6 +130,9 @@ class Rule:
     webhook_url: str | None
     metric: dict[str, Any] | None = None  # a query's value instead of counters (alert_metrics)
     evaluate_every_ms: int = 60_000  # (metric rules only)
+    email_to: tuple[str, ...] = ()
+    slack_url: str | None = None
+    dashboard_id: str | None = None  # linked from email and Slack notifications
 
     @property
     def bucket_ms(self) -> int:
@@ -179,7 +186,9 @@ class Rule:
             baseline_windows=c.get("baselineWindows", 24), direction=c.get("direction", "both"),
             channels=tuple(n["channels"]), severity=n["severity"], message=n.get("message", ""),
             webhook_url=n.get("webhookUrl"), metric=c.get("metric"),
-            evaluate_every_ms=c.get("evaluateEvery", 60_000))
+            evaluate_every_ms=c.get("evaluateEvery", 60_000),
+            email_to=tuple(n.get("emailTo", ())), slack_url=n.get("slackUrl"),
+            dashboard_id=n.get("dashboardId"))
 
 
 def _number(value: Any, path: str) -> float:
@@ -290,6 +299,7 @@ def validate_alert(body: Any) -> dict[str, Any]:
     url = note.get("webhookUrl")
     if url is not None or "webhook" in channels:
         out_note["webhookUrl"] = check_webhook_url(url)
+    out_note.update(alert_channel_fields(note, channels))
     doc: dict[str, Any] = {"name": name.strip(), "enabled": enabled, "condition": out_cond,
                            "notification": out_note, "cooldown": cooldown, "for": for_ms}
     if isinstance(body.get("description"), str):
@@ -718,12 +728,16 @@ class AlertEvaluator:
         self.interval_ms = max(10, int(interval_ms))
         self.publish = publish
         self.send_webhook = send_webhook
+        self.send_channel: ChannelSender | None = None  # email and Slack (the server's)
+        self.silenced: Callable[[str, int], dict[str, Any] | None] = (
+            lambda alert_id, now: active_silence(engine.metadata, alert_id, now))
         self.states: dict[str, RuleState] = {}
         self.evaluated = 0
         self.triggered = 0
         self.notifications = 0
         self._nursery: trio.Nursery | None = None
         self._pending_webhooks: list[tuple[str, str, dict[str, Any]]] = []
+        self._pending_channels: list[tuple[str, Rule, dict[str, Any]]] = []
         self._wake = trio.Event()
         self.lease: LeaseView | None = getattr(engine, "alert_lease", None)
         self._loaded: dict[str, Any] = {}  # rule id -> the updatedAt of the doc loaded
@@ -965,6 +979,13 @@ class AlertEvaluator:
     def _notify(self, state: RuleState, event: str, now: int, result: dict[str, Any],
                 **extra: Any) -> None:
         rule = state.rule
+        silence = self.silenced(rule.id, now)
+        if silence is not None:  # evaluated and recorded, not sent
+            self._history(state, event, now, result, channels=list(rule.channels),
+                          muted=True, silenceId=silence["id"], **extra)
+            if event == "fired":  # (nobody was told: no "resolved" for it either)
+                state.episode_notified = False
+            return
         body = self._history(state, event, now, result, channels=list(rule.channels), **extra)
         self.notifications += 1
         self.deliver(rule, body)
@@ -984,12 +1005,33 @@ class AlertEvaluator:
                 self._nursery.start_soon(self._webhook, rule.id, rule.webhook_url, body)
             else:
                 self._pending_webhooks.append((rule.id, rule.webhook_url, body))
+        for channel in ("email", "slack"):
+            if channel in rule.channels and self.send_channel is not None:
+                if self._nursery is not None:
+                    self._nursery.start_soon(self._channel, channel, rule, body)
+                else:
+                    self._pending_channels.append((channel, rule, body))
 
     async def flush_webhooks(self) -> None:
         """Deliver webhooks queued while no evaluator was running (tests, `test` endpoint)."""
         pending, self._pending_webhooks = self._pending_webhooks, []
         for alert_id, url, body in pending:
             await self._webhook(alert_id, url, body)
+        channels, self._pending_channels = self._pending_channels, []
+        for channel, rule, body in channels:
+            await self._channel(channel, rule, body)
+
+    async def _channel(self, channel: str, rule: Rule, body: dict[str, Any]) -> None:
+        """Email or Slack delivery; each recipient's outcome goes to the history."""
+        assert self.send_channel is not None
+        try:
+            outcomes = await self.send_channel(channel, rule, body)
+        except Exception as exc:  # the sender should not raise; record it if it does
+            outcomes = [{"status": "failed", "error": f"{type(exc).__name__}: {exc}"}]
+        for outcome in outcomes:
+            self.engine.metadata.append_history(HISTORY_KIND, rule.id, {
+                "alertId": rule.id, "name": body.get("name"), "event": channel,
+                "for": body.get("event"), "at": now_ms(), **outcome})
 
     async def _webhook(self, alert_id: str, url: str, body: dict[str, Any]) -> None:
         assert self.send_webhook is not None

@@ -18,8 +18,8 @@ from __future__ import annotations
 import ipaddress
 import logging
 from bisect import bisect_right
-from functools import cache
 from collections.abc import Callable
+from functools import cache
 from typing import Any
 
 Derived = dict[str, Any]

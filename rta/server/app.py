@@ -32,7 +32,9 @@ FEATURE_MODULES = (
     "rta.server.events_api",
     "rta.server.analytics_api",
     "rta.server.queries_api",
+    "rta.server.silences_api",  # (before alerts_api: /alerts/silences is not an alert id)
     "rta.server.alerts_api",
+    "rta.server.reports_api",
     "rta.server.export_api",
     "rta.server.dashboards_api",
     "rta.server.ws_api",

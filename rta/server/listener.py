@@ -287,6 +287,8 @@ async def serve(app: Any, config: Config, limits: ConnectionLimits, *,
 
             server = Listener(wrapped, config, context,
                               ConnectionState(lifespan_state.copy()), limits)
+            if hasattr(app, "config"):  # (reports open the dashboard on this address)
+                app.config["RTA_BOUND_URLS"] = binds
             task_status.started(binds)
             try:
                 async with trio.open_nursery(strict_exception_groups=True) as nursery:

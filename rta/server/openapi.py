@@ -13,6 +13,7 @@ from typing import Any
 from quart import Blueprint, Response, current_app
 
 from rta import __version__
+from rta.core.alerts import CHANNELS as ALERT_CHANNELS
 from rta.server.http import json_response
 
 bp = Blueprint("openapi", __name__)
@@ -285,6 +286,44 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                        "send events", "live", ok=101),
     ("GET", "/"): op("The browser dashboard", "web", content="text/html"),
 }
+# Scheduled reports and alert silences (#21)
+SCHEMAS["Report"] = {"type": "object", "additionalProperties": False, "properties": {
+    "name": {"type": "string"}, "dashboardId": {"type": "string"},
+    "schedule": {"type": "string", "description": "five-field cron, e.g. '0 9 * * 1'"},
+    "tz": {"type": "string", "description": "IANA time zone (default UTC)"},
+    "to": {"type": "array", "items": {"type": "string"},
+           "description": "email:<address> or slack:<incoming-webhook URL>"},
+    "enabled": {"type": "boolean"},
+    "timeRange": {"type": "string", "description": "default: the dashboard's"}}}
+SCHEMAS["Silence"] = {"type": "object", "properties": {
+    "for": {"oneOf": [{"type": "integer"}, {"type": "string"}], "description": "e.g. '2h'"},
+    "until": TIME, "startsAt": TIME, "reason": {"type": "string"},
+    "alertId": {"type": ["string", "null"],
+                "description": "/alerts/silences only; absent or null: every alert"}}}
+REPORT, SILENCE = ref("Report"), ref("Silence")
+_NOTE = SCHEMAS["Alert"]["properties"]["notification"]["properties"]
+_NOTE["channels"]["items"]["enum"] = list(ALERT_CHANNELS)
+_NOTE.update(emailTo={"type": "array", "items": {"type": "string", "format": "email"},
+                      "description": "addresses of the email channel"},
+             slackUrl={"type": "string", "format": "uri",
+                       "description": "Slack incoming-webhook URL of the slack channel"},
+             dashboardId={"type": "string", "description": "linked from email and Slack"})
+OPERATIONS.update({
+    ("GET", "/reports"): op("Scheduled reports", "reports"),
+    ("POST", "/reports"): op("Schedule a dashboard report", "reports", ok=201, request=REPORT),
+    ("GET", "/reports/{report_id}"): op("One report with its next run", "reports"),
+    ("PATCH", "/reports/{report_id}"): op("Change a report", "reports", request=body(OBJ)),
+    ("DELETE", "/reports/{report_id}"): op("Delete a report", "reports"),
+    ("POST", "/reports/{report_id}/send"): op("Send a report now", "reports"),
+    ("GET", "/reports/{report_id}/history"): op("Delivery attempts, newest first", "reports",
+                                                query=["limit"]),
+    ("POST", "/alerts/{alert_id}/silence"): op("Mute an alert for a while", "alerts", ok=201,
+                                               request=SILENCE),
+    ("POST", "/alerts/silences"): op("Mute one alert or every alert", "alerts", ok=201,
+                                     request=SILENCE),
+    ("GET", "/alerts/silences"): op("Silences", "alerts", query=["active", "alertId"]),
+    ("DELETE", "/alerts/silences/{silence_id}"): op("End a silence", "alerts"),
+})
 for _path in ("/batch", "/capture", "/e", "/i/v0/e"):
     for _p in (_path, _path + "/"):
         OPERATIONS[("POST", _p)] = op("PostHog capture API", "sdk", request=SDK_BODY)
