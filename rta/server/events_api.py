@@ -13,6 +13,7 @@ from quart import Blueprint, Response, request
 from quart_trio import QuartTrio
 
 from rta.core import jsonstrict, query_services
+from rta.core.arrow_ingest import ARROW_STREAM, fast_arrow, read_stream
 from rta.core.embedded.store import IngestResult
 from rta.core.engine import Engine
 from rta.core.errors import PayloadTooLarge, RtaError, ValidationError
@@ -215,6 +216,12 @@ class FastIngest:
         raw = decode_body(raw, fields.get(b"content-encoding"), limit)
         kind = (fields.get(b"content-type") or "").split(";")[0].strip().lower()
         eng = self.engine
+        if kind == ARROW_STREAM:
+            if path != "/events/batch":
+                return None
+            arrow = fast_arrow(eng.validator, read_stream(raw, eng.validator.limits
+                                                          .max_batch_events), now_ms())
+            return None if arrow is None else (arrow, False)
         if path == "/events" and kind not in NDJSON_TYPES:
             if not is_json_type(kind):
                 return None
@@ -286,7 +293,8 @@ def parse_events_body(raw: bytes, kind: str, fast: bool = False
                                         "message": str(exc)}], code="invalid_json") from None
         return items, longest
     if not is_json_type(kind):
-        raise unsupported_media(kind, ["application/json", "application/x-ndjson"])
+        raise unsupported_media(kind, ["application/json", "application/x-ndjson",
+                                       ARROW_STREAM])
     if fast:
         body = parse_json_fast(raw)
         if body is UNPARSED:
@@ -330,7 +338,22 @@ async def ingest_one() -> Response:
 async def ingest_batch() -> Response:
     eng = engine()
     raw = await read_body(eng.validator.limits.max_batch_bytes)
-    return await _ingest_many(raw, media_type())
+    kind = media_type()
+    if kind == ARROW_STREAM:
+        return await _ingest_arrow(raw)
+    return await _ingest_many(raw, kind)
+
+
+async def _ingest_arrow(raw: bytes) -> Response:
+    """An Arrow IPC stream batch (`rta.core.arrow_ingest`): the JSON path's checks, errors,
+    deduplication and group commit, over columns."""
+    eng = engine()
+    events = read_stream(raw, eng.validator.limits.max_batch_events)
+    del raw
+    admitted = eng.admit_arrow(events, partial=bool_arg("partial"), now=now_ms())
+    del events
+    result = await eng.ingest(admitted.batch)
+    return json_response(accepted_many(admitted, result, ids=bool_arg("ids")), 202)
 
 
 async def _ingest_many(raw: bytes, kind: str) -> Response:
