@@ -104,6 +104,10 @@ class _Stop(Exception):
         self.count = count or len(self.rejected)
 
 
+class _Unsupported(Exception):
+    """The daemon does not take Arrow bodies (415): send JSON."""
+
+
 class _Refused(Exception):
     """A sink's --strict refusal: `rejected` holds `{index, error: {message}}` relative to
     the batch sent, like a partial answer's `rejected`; `count` all the invalid events
@@ -206,6 +210,8 @@ class _Run:
                     and source.compressed == path.endswith(".gz"):
                 source.close()  # the columnar loader reads the file itself
                 count = self._bulk(path, source, sink, task)
+            elif isinstance(sink, _RemoteSink):
+                count = self._remote(source, sink, task)
             else:
                 count = self._batches(source, sink, task)
         if count == 0:
@@ -226,6 +232,46 @@ class _Run:
             offset += len(batch.events)
             self.events += len(batch.events)
             self.show(task, offset, source.done, source.total)
+        return offset
+
+    def _remote(self, source: Source, sink: _RemoteSink, task: TaskID) -> int:
+        """Batches read by pyarrow (`Source.arrow_batches`) sent over `sink.connections`
+        concurrent requests; answers are taken in file order, so positions, totals and a
+        --strict stop (one connection then) are as with one request at a time."""
+        from collections import deque
+        from concurrent.futures import Future, ThreadPoolExecutor
+
+        pending: deque[tuple[Future[dict[str, Any]], Batch, int]] = deque()
+        offset = 0
+
+        def settle() -> None:
+            future, batch, start = pending.popleft()
+            try:
+                result = future.result()
+            except _Refused as exc:
+                rejected = [self._entry(source.name, start, r, batch) for r in exc.rejected]
+                raise _Stop(_strict_text(exc.count, len(batch), f"in a batch of {source.name} "
+                                         "are", "that batch was not"), EXIT_BAD_INPUT,
+                            rejected, exc.count) from None
+            self.add(source.name, start, result, batch)
+            self.events += len(batch)
+            self.show(task, start + len(batch), source.done, source.total)
+
+        with ThreadPoolExecutor(sink.connections) as pool:
+            try:
+                for batch in source.arrow_batches(self.batch_size):
+                    pending.append((pool.submit(sink.send_batch, batch), batch, offset))
+                    offset += len(batch)
+                    while len(pending) >= sink.connections:
+                        settle()
+                while pending:
+                    settle()
+            finally:  # (an early stop: what was sent is stored, and counted)
+                while pending:
+                    try:
+                        settle()
+                    except (_Stop, _Refused):
+                        pass
         return offset
 
     def _bulk(self, path: str, source: Source, sink: _LocalSink, task: TaskID) -> int:
@@ -412,18 +458,42 @@ class _StreamSink:
 
 
 class _RemoteSink:
+    """HTTP batches: Arrow streams over `connections` concurrent requests (one with
+    --strict, which stops at the first refused batch), JSON for batches read as objects
+    and for a daemon that predates Arrow bodies (it answers 415 once; JSON from then on)."""
+
+    CONNECTIONS = 3
+
     def __init__(self, server: str | None, strict: bool) -> None:
         self.client = get_client(server)
         self.partial = not strict
+        self.connections = 1 if strict else self.CONNECTIONS
+        self.arrow = True
+
+    def send_batch(self, batch: Batch) -> dict[str, Any]:
+        from rta.client.client import arrow_stream
+
+        if batch.table is not None and self.arrow:
+            try:
+                return self._call(self.client.ingest_arrow, arrow_stream(batch.table), True)
+            except _Unsupported:
+                self.arrow = False
+        return self.send(batch.objects())
 
     def send(self, batch: list[Any]) -> dict[str, Any]:
+        return self._call(self.client.ingest, batch)
+
+    def _call(self, method: Callable[..., dict[str, Any]], body: Any,
+              arrow: bool = False) -> dict[str, Any]:
         from rta.client.client import ApiError, DaemonUnreachable
 
         try:
-            result: dict[str, Any] = self.client.ingest(batch, partial=self.partial)
+            result: dict[str, Any] = method(body, partial=self.partial)
         except DaemonUnreachable as exc:
             raise _Stop(str(exc), EXIT_UNREACHABLE) from None
         except ApiError as exc:
+            if exc.status == 415 and arrow:
+                raise _Unsupported() from None
             if exc.code == "invalid_batch":  # --strict; the server's hint is for API users
                 raise _Refused([{"index": d.get("index", 0), "error": d}
                                 for d in exc.details if isinstance(d, dict)]) from None

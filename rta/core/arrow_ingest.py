@@ -98,7 +98,7 @@ def read_stream(raw: bytes, max_rows: int) -> ArrowEvents:
         schema = reader.schema
     except (pa.ArrowException, OSError, ValueError) as exc:
         raise _bad_stream(f"the body is not an Arrow IPC stream ({_short(exc)})") from None
-    fields = _check_schema(schema)
+    fields = check_schema(schema)
     batches: list[pa.RecordBatch] = []
     rows = 0
     number = 0
@@ -125,6 +125,12 @@ def read_stream(raw: bytes, max_rows: int) -> ArrowEvents:
     return _columns(table, fields)
 
 
+def table_events(table: pa.Table) -> list[dict[str, Any]]:
+    """The rows of a table in this schema as the event objects a JSON client would send
+    (for a client whose server takes no Arrow bodies)."""
+    return _columns(table, check_schema(table.schema)).events()
+
+
 def _check_batch(batch: pa.RecordBatch, number: int, offset: int) -> None:
     """A record batch whose columns hold what they claim: lengths, offsets, valid UTF-8."""
     for i, name in enumerate(batch.schema.names):
@@ -147,9 +153,10 @@ def _check_batch(batch: pa.RecordBatch, number: int, offset: int) -> None:
 # -- the schema ----------------------------------------------------------------------------
 
 
-def _check_schema(schema: pa.Schema) -> list[str]:
-    """The names of the columns read (unknown ones are ignored); raises for a column whose
-    type cannot carry what its name says."""
+def check_schema(schema: pa.Schema) -> list[str]:
+    """The names of the columns read (unknown ones are ignored); raises ValidationError
+    (`invalid_arrow_schema`) for a column whose type cannot carry what its name says.
+    Clients call it too, to send JSON instead of a body the server would refuse."""
     seen: set[str] = set()
     used = []
     for f in schema:
