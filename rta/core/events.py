@@ -331,7 +331,10 @@ class EventValidator:
 
     @staticmethod
     def _fast_event_ids(values: list[Any]) -> list[str] | None:
-        if set(map(type, values)) == _STR_ONLY:
+        kinds = set(map(type, values))
+        if kinds == _NONE_ONLY:  # (none sent: the server's, written as one block)
+            return new_event_ids(len(values))
+        if kinds == _STR_ONLY:
             lengths = list(map(len, values))
             if min(lengths) < 1 or max(lengths) > MAX_ID_LENGTH:
                 return None
@@ -736,6 +739,7 @@ _NINF = float("-inf")
 _TWO63 = 2.0**63
 _DICT_ONLY = {dict}
 _STR_ONLY = {str}
+_NONE_ONLY = {type(None)}
 _INT_ONLY = {int}
 _KIND_OF: dict[type, str] = {str: "s:", int: "i:", float: "f:", bool: "b:"}
 _TYPE_OF: dict[str, type] = {STR: str, INT: int, FLOAT: float, BOOL: bool}
