@@ -51,6 +51,9 @@ def ingest(
                                 "the valid ones)."),
     stream: bool = typer.Option(False, "--stream", help="Send over one WebSocket connection "
                                 "(acknowledged once durable) instead of HTTP requests."),
+    wire: str = typer.Option("arrow", "--wire", hidden=True, help="arrow or json: how "
+                             "batches travel to a daemon (json: as an older daemon takes "
+                             "them; for benchmarks)."),
     server: str = ServerOption,
     as_json: bool = JsonOption,
 ) -> None:
@@ -72,7 +75,7 @@ def ingest(
         fail("--stream sends to a daemon; it cannot be combined with --local", EXIT_USAGE)
     run = _Run(fmt, batch_size, as_json)
     sink: _Sink = _LocalSink(data_dir) if local else _StreamSink(server, strict) if stream \
-        else _RemoteSink(server, strict)
+        else _RemoteSink(server, strict, arrow=wire != "json")
     stop: _Stop | None = None
     try:
         with run.progress, run.spooled_stdin(files if local and strict else []):
@@ -259,7 +262,8 @@ class _Run:
 
         with ThreadPoolExecutor(sink.connections) as pool:
             try:
-                for batch in source.arrow_batches(self.batch_size):
+                read = source.arrow_batches if sink.arrow else source.batches
+                for batch in read(self.batch_size):
                     pending.append((pool.submit(sink.send_batch, batch), batch, offset))
                     offset += len(batch)
                     while len(pending) >= sink.connections:
@@ -464,11 +468,11 @@ class _RemoteSink:
 
     CONNECTIONS = 3
 
-    def __init__(self, server: str | None, strict: bool) -> None:
+    def __init__(self, server: str | None, strict: bool, arrow: bool = True) -> None:
         self.client = get_client(server)
         self.partial = not strict
         self.connections = 1 if strict else self.CONNECTIONS
-        self.arrow = True
+        self.arrow = arrow
 
     def send_batch(self, batch: Batch) -> dict[str, Any]:
         from rta.client.client import arrow_stream
