@@ -57,7 +57,22 @@ def new_event_ids(k: int) -> list[str]:
     if k < 16:
         return [f"{head}{(lo >> 48):04x}-{lo & 0xFFFFFFFFFFFF:012x}"
                 for lo in range(_VARIANT | first, _VARIANT | (first + k))]
+    return _texts(head, np.arange(first, first + k, dtype=np.uint64) | np.uint64(_VARIANT))
+
+
+def new_ids_with_words(k: int) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """`k` fresh ids as text and as (high, low) words, so the store need not parse back
+    the ids it was just given (`EventBatch.id_words`)."""
+    hi, first = _SOURCE.take(k)
+    head = f"{hi >> 32:08x}-{(hi >> 16) & 0xFFFF:04x}-{hi & 0xFFFF:04x}-"
     lo = np.arange(first, first + k, dtype=np.uint64) | np.uint64(_VARIANT)
+    return _texts(head, lo), np.full(k, hi, dtype=np.uint64), lo
+
+
+def _texts(head: str, lo: np.ndarray) -> list[str]:
+    k = len(lo)
+    if not k:
+        return []
     nibbles = ((lo[:, None] >> _SHIFTS) & np.uint64(0xF)).astype(np.uint8)
     text = np.empty((k, 37), dtype=np.uint8)
     text[:, :19] = np.frombuffer(head.encode(), dtype=np.uint8)

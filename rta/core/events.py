@@ -23,7 +23,7 @@ import numpy as np
 import orjson
 
 from rta.core.errors import ValidationError
-from rta.core.event_ids import new_event_id, new_event_ids
+from rta.core.event_ids import new_event_id, new_event_ids, new_ids_with_words
 from rta.core.key_budget import KeyBudget
 from rta.core.queries.timeparse import HOUR, int_text, now_ms, parse_iso
 
@@ -282,7 +282,13 @@ class EventValidator:
             return None
         if checked_users is None or checked_sessions is None:
             return None
-        checked_ids = self._fast_event_ids(ids)
+        words = None
+        checked_ids: list[str] | None
+        if set(map(type, ids)) == _NONE_ONLY:  # none sent: the server's, with their words
+            checked_ids, hi, lo = new_ids_with_words(n)
+            words = (hi, lo, None)
+        else:
+            checked_ids = self._fast_event_ids(ids)
         checked_stamps = self._fast_timestamps(stamps, now)
         if checked_ids is None or checked_stamps is None:
             return None
@@ -297,6 +303,7 @@ class EventValidator:
         batch.users = checked_users
         batch.sessions = checked_sessions
         batch.props = props
+        batch.id_words = words
         try:
             batch.to_json()
         except ValueError:
@@ -331,10 +338,7 @@ class EventValidator:
 
     @staticmethod
     def _fast_event_ids(values: list[Any]) -> list[str] | None:
-        kinds = set(map(type, values))
-        if kinds == _NONE_ONLY:  # (none sent: the server's, written as one block)
-            return new_event_ids(len(values))
-        if kinds == _STR_ONLY:
+        if set(map(type, values)) == _STR_ONLY:
             lengths = list(map(len, values))
             if min(lengths) < 1 or max(lengths) > MAX_ID_LENGTH:
                 return None
