@@ -268,11 +268,9 @@ def _flatten(key: str, col: pa.ChunkedArray) -> list[tuple[str, pa.ChunkedArray]
     if not pa.types.is_struct(col.type):
         return [(key, col)]
     out = []
-    parent = None if col.null_count == 0 else col.is_valid()
+    children = [chunk.flatten() for chunk in col.chunks]  # (parent nulls carried down)
     for i, child in enumerate(col.type):
-        inner = pa.chunked_array([c.field(i) for c in col.chunks], child.type)
-        if parent is not None:
-            inner = pc.if_else(parent, inner, pa.scalar(None, child.type))
+        inner = pa.chunked_array([c[i] for c in children], child.type)
         out += _flatten(f"{key}.{child.name}" if key else child.name, inner)
     return out
 

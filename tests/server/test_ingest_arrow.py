@@ -220,3 +220,25 @@ def test_row_limit_is_the_batch_limit() -> None:
     assert isinstance(read_stream(body, 20).rows, int)
     with pytest.raises(ValidationError):
         read_stream(b"", 10)
+
+
+def test_struct_and_json_text_properties_match_nested_json() -> None:
+    """A `properties` struct (nested, with null objects) and a `properties` column of JSON
+    text give what the same nested JSON objects give."""
+    props = [{"a": {"b": 1}, "c": "x"}, None, {"a": None, "c": "y"}, {"a": {"b": None}},
+             {"a": {"b": 2**40}, "c": "z" * 300}]
+    events = [{"type": "t", "id": f"s{i}", "timestamp": NOW - i} for i in range(len(props))]
+    sent = [{**e, "properties": p} if p is not None else e for e, p in zip(events, props,
+                                                                           strict=True)]
+    validator = EventValidator(Limits())
+    want = validator.validate_batch(json.loads(json.dumps(sent)), NOW)
+    struct = pa.table({"id": [e["id"] for e in events], "type": ["t"] * 5,
+                       "timestamp": [e["timestamp"] for e in events],
+                       "properties": pa.array(props)})
+    text = struct.set_column(3, "properties", pa.array(
+        [None if p is None else json.dumps(p) for p in props]))
+    assert want[1] == []
+    for table in (struct, text, struct.slice(1)):
+        batch, rejected = validate_arrow(validator, read_stream(arrow_body(table), 100), NOW)
+        assert rejected == []
+        assert stored(batch) == stored(want[0])[5 - table.num_rows:]
