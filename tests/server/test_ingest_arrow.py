@@ -182,7 +182,6 @@ def _schema_bodies() -> list[tuple[bytes, str, str]]:
         (arrow_body(pa.Table.from_batches([pa.RecordBatch.from_arrays(
             [pa.array(["a"] * 3), not_utf8], ["type", "userId"])])), "invalid_arrow", "userId"),
         (wrong_length, "invalid_arrow", ""),  # a column shorter than its batch
-
     ]
 
 
