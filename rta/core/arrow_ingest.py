@@ -66,7 +66,7 @@ class ArrowEvents:
         what the per-event validator judges when the column checks cannot clear a batch."""
         out: list[dict[str, Any]] = [{} for _ in range(self.rows)]
         for name, col in self.top.items():
-            for event, value in zip(out, _values(name, col), strict=True):
+            for event, value in zip(out, col.to_pylist(), strict=True):
                 if value is not None:
                     event[name] = value
         if self.json_props is not None:
@@ -74,7 +74,7 @@ class ArrowEvents:
                 if text is not None:
                     event["properties"] = _json_object(text)
         for key, col in self.props.items():
-            values = _values(key, col)
+            values = col.to_pylist()
             for row in np.flatnonzero(_valid(col)).tolist():
                 event = out[row]
                 props = event.get("properties")
@@ -279,12 +279,6 @@ def _valid(col: pa.ChunkedArray) -> np.ndarray:
     if col.null_count == 0:
         return np.ones(len(col), dtype=bool)
     return np.asarray(col.is_valid().to_numpy(zero_copy_only=False), dtype=bool)
-
-
-def _values(name: str, col: pa.ChunkedArray) -> list[Any]:
-    """The column's values as JSON would give them (floats that hold integers stay floats;
-    a list is a list)."""
-    return col.to_pylist()
 
 
 def _json_object(text: str) -> Any:
