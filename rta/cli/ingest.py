@@ -59,6 +59,9 @@ def ingest(
 ) -> None:
     """Ingest events from files; prints accepted, duplicates and rejected counts.
 
+    To a daemon, NDJSON and Parquet are read by pyarrow and sent as Arrow batches over three
+    concurrent requests (one with --strict); a daemon that predates Arrow batches gets JSON.
+
     Stdin is sniffed (gzip, Parquet, JSON array, NDJSON; CSV needs --format csv). An input
     with no events is a warning, not an error (exit 0). Positions are 1-based, as in
     `line 2 (event 2)`; the --json `errors` keep the API's 0-based `index` and add `line`.
