@@ -87,11 +87,13 @@ class ArrowEvents:
 # -- reading -------------------------------------------------------------------------------
 
 
-def read_stream(raw: bytes, max_rows: int) -> ArrowEvents:
+def read_stream(raw: bytes, max_rows: int, max_bytes: int | None = None) -> ArrowEvents:
     """The body's record batches as one checked `ArrowEvents`.
 
     Raises ValidationError (`invalid_arrow`, `invalid_arrow_schema`) naming the column and
-    row where there is one, and PayloadTooLarge (`batch_too_large`) past `max_rows` rows.
+    row where there is one, and PayloadTooLarge: `batch_too_large` past `max_rows` rows,
+    or when the decompressed batches hold more than `max_bytes` (a compression bomb; the
+    bound is generous, as dense Arrow columns of sparse keys are mostly nulls).
     """
     try:
         reader = pa.ipc.open_stream(pa.BufferReader(raw))
@@ -100,7 +102,7 @@ def read_stream(raw: bytes, max_rows: int) -> ArrowEvents:
         raise _bad_stream(f"the body is not an Arrow IPC stream ({_short(exc)})") from None
     fields = check_schema(schema)
     batches: list[pa.RecordBatch] = []
-    rows = 0
+    rows = held = 0
     number = 0
     while True:
         try:
@@ -115,6 +117,12 @@ def read_stream(raw: bytes, max_rows: int) -> ArrowEvents:
         if rows + batch.num_rows <= max_rows:  # (past the limit, only counted)
             _check_batch(batch, number, rows)
             batches.append(batch)
+            held += batch.nbytes
+            if max_bytes is not None and held > max_bytes:
+                raise PayloadTooLarge(
+                    f"the Arrow stream decompresses to more than {max_bytes} bytes",
+                    [{"field": "", "batch": number, "limit": max_bytes}],
+                    code="batch_too_large")
         rows += batch.num_rows
         number += 1
     if rows > max_rows:

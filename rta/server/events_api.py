@@ -13,7 +13,7 @@ from quart import Blueprint, Response, request
 from quart_trio import QuartTrio
 
 from rta.core import jsonstrict, query_services
-from rta.core.arrow_ingest import ARROW_STREAM, fast_arrow, read_stream
+from rta.core.arrow_ingest import ARROW_STREAM, ArrowEvents, fast_arrow, read_stream
 from rta.core.embedded.store import IngestResult
 from rta.core.engine import Engine
 from rta.core.errors import PayloadTooLarge, RtaError, ValidationError
@@ -81,7 +81,9 @@ are a 400 for the whole body, nothing stored, with or without `partial`:
 date, ...) or a name given twice, with `details[0].field` naming the column;
 `invalid_arrow` for a body that is not an Arrow stream, a truncated stream, a record batch
 that does not decompress or whose columns disagree with its length, or a column whose data
-is malformed (e.g. not UTF-8: `field` names the column and `row` the row).
+is malformed (e.g. not UTF-8: `field` names the column and `row` the row). A stream of more
+than `max_batch_events` rows, or whose record batches decompress to more than 16 times
+`max_batch_bytes`, is a 413 `batch_too_large`.
 
 ```python
 import httpx, pyarrow as pa
@@ -106,6 +108,10 @@ log = logging.getLogger("rta.server.events")
 # would traverse and promote them all (only cycles wait for the collector; the rest is freed
 # by reference counting as before).
 GC_THRESHOLDS = (50_000, 20, 100)
+
+# Decompressed Arrow batches may hold this many times the body limit: dense columns of
+# sparse property keys are mostly nulls, so they outgrow the same events' JSON.
+ARROW_BYTES_FACTOR = 16
 
 _LANES: weakref.WeakKeyDictionary[Engine, FastIngest] = weakref.WeakKeyDictionary()
 
@@ -278,8 +284,7 @@ class FastIngest:
         if kind == ARROW_STREAM:
             if path != "/events/batch":
                 return None
-            arrow = fast_arrow(eng.validator, read_stream(raw, eng.validator.limits
-                                                          .max_batch_events), now_ms())
+            arrow = fast_arrow(eng.validator, read_arrow_body(eng, raw), now_ms())
             return None if arrow is None else (arrow, False)
         if path == "/events" and kind not in NDJSON_TYPES:
             if not is_json_type(kind):
@@ -407,7 +412,7 @@ async def _ingest_arrow(raw: bytes) -> Response:
     """An Arrow IPC stream batch (`rta.core.arrow_ingest`): the JSON path's checks, errors,
     deduplication and group commit, over columns."""
     eng = engine()
-    events = read_stream(raw, eng.validator.limits.max_batch_events)
+    events = read_arrow_body(eng, raw)
     del raw
     admitted = eng.admit_arrow(events, partial=bool_arg("partial"), now=now_ms())
     del events
@@ -439,6 +444,14 @@ async def _ingest_many(raw: bytes, kind: str) -> Response:
     del items, parsed
     result = await eng.ingest(admitted.batch)
     return json_response(accepted_many(admitted, result, ids=bool_arg("ids")), 202)
+
+
+def read_arrow_body(eng: Engine, raw: bytes) -> ArrowEvents:
+    """An Arrow stream body within the batch limits: `max_batch_events` rows, and at most
+    ARROW_BYTES_FACTOR x `max_batch_bytes` once decompressed."""
+    limits = eng.validator.limits
+    return read_stream(raw, limits.max_batch_events,
+                       ARROW_BYTES_FACTOR * limits.max_batch_bytes)
 
 
 def accepted_one(batch: EventBatch, result: IngestResult) -> dict[str, Any]:

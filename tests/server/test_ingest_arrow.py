@@ -241,3 +241,13 @@ def test_struct_and_json_text_properties_match_nested_json() -> None:
         batch, rejected = validate_arrow(validator, read_stream(arrow_body(table), 100), NOW)
         assert rejected == []
         assert stored(batch) == stored(want[0])[5 - table.num_rows:]
+
+
+def test_a_body_that_decompresses_past_the_bound_is_refused() -> None:
+    body = arrow_body(pa.table({"type": ["a"] * 20, "properties.s": ["x" * 10_000] * 20}),
+                      "zstd")
+    assert len(body) < 10_000
+    with pytest.raises(Exception) as info:
+        read_stream(body, 100, max_bytes=100_000)
+    assert getattr(info.value, "code", "") == "batch_too_large"
+    assert read_stream(body, 100, max_bytes=1_000_000).rows == 20
