@@ -6,9 +6,13 @@ Measured in one run, next to yardsticks on the same data:
   the store and runs a query mix over all of it), for the demo shape (20 property keys,
   client-sent UUIDs) and the standard shape (3 properties, server-generated ids); DuckDB's
   CREATE TABLE from the same Arrow table and its in-memory bytes per event;
-- HTTP batch ingest into a real `rta serve` process (1,000-event batches, 8 concurrent
+- HTTP batch ingest into a real `rta serve` process (1,000-event JSON batches, 4 concurrent
   clients, fsync before ack): events/s, batch latency p50/p99, and the server's CPU time
   per event (all threads: a figure the machine's other load moves far less than rates);
+- Arrow IPC stream batches (5,000 events, lz4) from one client: events/s and CPU/event;
+- one NDJSON file four ways: `rta ingest FILE` to a fresh daemon as Arrow and as JSON
+  batches (wall rate, the daemon's CPU per event and RSS growth per event),
+  `rta ingest --local`, and DuckDB's read_json;
 - single-event POST /events requests/s next to a bare ASGI app served by the same hypercorn
   trio worker (the ceiling), measured by the same client in alternating rounds of one run;
 - `rta ingest --local` of an NDJSON file (a real CLI process) and `bulk_load_ndjson`
@@ -124,8 +128,11 @@ def main(argv: list[str]) -> int:
                         help="events sent as HTTP batches (default 400k, at most --events)")
     parser.add_argument("--seconds", type=float, default=5.0,
                         help="duration of each single-event POST run")
+    parser.add_argument("--cli-events", type=int, default=1_000_000,
+                        help="events in the file `rta ingest` sends to a daemon (default "
+                        "1M, at most --events)")
     parser.add_argument("--skip", default="", help="comma list of parts to skip: "
-                        "bulk,http,single,file")
+                        "bulk,http,arrow,cli,single,file")
     args = parser.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
     rows: list[list[str]] = [["measure", "rta", "yardstick (same data, same run)",
@@ -136,6 +143,10 @@ def main(argv: list[str]) -> int:
             rows += bench_bulk(args.events, tmp)
         if "http" not in skip:
             rows += bench_http_batches(min(args.http_events, args.events), tmp)
+        if "arrow" not in skip:
+            rows += bench_arrow_batches(min(args.http_events, args.events), tmp)
+        if "cli" not in skip:
+            rows += bench_cli_to_daemon(min(args.cli_events, args.events), tmp)
         if "single" not in skip:
             rows += bench_single(args.seconds, tmp)
         if "file" not in skip:
@@ -353,9 +364,9 @@ class RawConnection:
         await self.stream.aclose()
 
 
-def post_request(url: str, path: str, body: bytes) -> bytes:
+def post_request(url: str, path: str, body: bytes, kind: str = "application/json") -> bytes:
     host = url.removeprefix("http://")
-    return (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n"
+    return (f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {kind}\r\n"
             f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
 
@@ -377,7 +388,7 @@ def _bodies(table: pa.Table, size: int) -> list[bytes]:
     return bodies
 
 
-def bench_http_batches(n: int, tmp: str, clients: int = 8, size: int = 1000
+def bench_http_batches(n: int, tmp: str, clients: int = 4, size: int = 1000
                        ) -> list[list[str]]:
     import trio
 
@@ -432,6 +443,104 @@ def bench_http_batches(n: int, tmp: str, clients: int = 8, size: int = 1000
         ["  server CPU per event, all threads (steadier than rates on a busy box)",
          f"{cpu / max(accepted, 1) * 1e6:.1f} µs", "", "", ""],
     ]
+
+
+def bench_arrow_batches(n: int, tmp: str, size: int = 5000) -> list[list[str]]:
+    """Arrow IPC stream batches (lz4, as `rta ingest` sends them) from one client, one
+    request at a time: what the daemon accepts, and its CPU per event."""
+    import trio
+
+    from rta.client.client import ARROW_STREAM, arrow_stream
+
+    table = generate_events(n, users=100_000, days=7, seed=12)
+    bodies = [arrow_stream(table.slice(i, size)) for i in range(0, n, size)]
+    daemon = start_rta(tmp, "arrow-batch")
+    requests = [post_request(daemon.url, "/events/batch", b, ARROW_STREAM) for b in bodies]
+    accepted = errors = 0
+
+    async def run() -> float:
+        nonlocal accepted, errors
+        conn = await RawConnection.open(daemon.url)
+        started = time.perf_counter()
+        for raw in requests:
+            status, body = await conn.request(raw)
+            if status < 300:
+                accepted += json.loads(body).get("accepted", 0)
+            else:
+                errors += 1
+        seconds = time.perf_counter() - started
+        await conn.aclose()
+        return seconds
+
+    try:
+        cpu = cpu_seconds(daemon.proc.pid)
+        seconds = trio.run(run)
+        cpu = cpu_seconds(daemon.proc.pid) - cpu
+    finally:
+        daemon.stop()
+    note = f" ({errors} failed)" if errors else ""
+    return [[f"Arrow batches {fmt_count(n)}: 1 client x {size}, lz4, fsync; events/s{note}",
+             fmt_count(accepted / seconds), "", "", ">= 1M/s"],
+            ["  server CPU per event, all threads", f"{cpu / max(accepted, 1) * 1e6:.1f} µs",
+             "", "", ""]]
+
+
+def rss_of(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        fields = dict(line.split(":", 1) for line in f)
+    return int(fields["VmRSS"].split()[0]) * 1024
+
+
+def bench_cli_to_daemon(n: int, tmp: str) -> list[list[str]]:
+    """One NDJSON file (standard shape), four ways in the same run: `rta ingest FILE` to a
+    fresh daemon as Arrow and as JSON batches (a real CLI process each: wall rate, the
+    daemon's CPU per event and its RSS growth), `rta ingest --local`, DuckDB read_json."""
+    import duckdb
+
+    path = ndjson_file(n, standard=True)
+    size_mb = os.path.getsize(path) / 1e6
+    con = duckdb.connect()
+    con.execute("SET threads TO 2")
+    started = time.perf_counter()
+    con.execute(f"CREATE TABLE events AS SELECT * FROM read_json('{path}', "
+                "format='newline_delimited')")
+    duck_s = time.perf_counter() - started
+    con.close()
+
+    data = os.path.join(tmp, "cli-local")
+    started = time.perf_counter()
+    out = subprocess.run([sys.executable, "-m", "rta", "ingest", "--local", "--data-dir", data,
+                          path, "--json"], capture_output=True, text=True, check=False)
+    local_s = time.perf_counter() - started
+    shutil.rmtree(data, ignore_errors=True)
+    local_ok = out.returncode == 0
+    rows = [[f"rta ingest --local {fmt_count(n)} NDJSON, standard shape ({size_mb:.0f} MB), "
+             "events/s", fmt_count(n / local_s) if local_ok else f"failed ({out.returncode})",
+             f"DuckDB read_json {fmt_count(n / duck_s)}", ratio(duck_s, local_s), ""]]
+    for wire in ("arrow", "json"):
+        daemon = start_rta(tmp, f"cli-{wire}")
+        try:
+            time.sleep(0.5)
+            rss0 = rss_of(daemon.proc.pid)
+            cpu = cpu_seconds(daemon.proc.pid)
+            started = time.perf_counter()
+            out = subprocess.run([sys.executable, "-m", "rta", "ingest", path, "--server",
+                                  daemon.url, "--json", "--wire", wire],
+                                 capture_output=True, text=True, check=False)
+            seconds = time.perf_counter() - started
+            cpu = cpu_seconds(daemon.proc.pid) - cpu
+            rss = rss_of(daemon.proc.pid) - rss0
+        finally:
+            daemon.stop()
+        ok = out.returncode == 0 and json.loads(out.stdout)["accepted"] == n
+        rows += [
+            [f"rta ingest FILE to a daemon, {wire} batches, events/s",
+             fmt_count(n / seconds) if ok else f"failed ({out.returncode}: "
+             f"{out.stderr.strip()[-200:]})", f"--local {fmt_count(n / local_s)}",
+             f"{local_s / seconds:.2f}x --local", ">= 0.5x --local"],
+            ["  daemon CPU per event, all threads", f"{cpu / n * 1e6:.1f} µs", "", "", ""],
+            ["  daemon RSS growth per event", f"{rss / n:.1f} B", "", "", "<= 32 B (10M)"]]
+    return rows
 
 
 # -- single events -------------------------------------------------------------------------

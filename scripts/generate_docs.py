@@ -538,6 +538,10 @@ def api_markdown() -> str:
             out.append(f"| {method} | `{path}` | {operation['summary']} | {query} | "
                        f"{'; '.join(body_schemas)} | {success} |")
         out.append("")
+        if tag == "events":
+            from rta.server.events_api import ARROW_BATCH_DOC
+
+            out += [ARROW_BATCH_DOC]
     out += ["## Schemas", ""]
     for name, schema in spec["components"]["schemas"].items():
         out += [f"### {name}", "", "```json", json.dumps(schema, indent=2), "```", ""]

@@ -57,10 +57,26 @@ def _has_suffix(path: str) -> bool:
 
 @dataclass
 class Batch:
-    """Raw event objects and, for NDJSON and CSV, the 1-based line each one starts on."""
+    """Raw event objects and, for NDJSON and CSV, the 1-based line each one starts on.
+
+    From `Source.arrow_batches`, a batch may instead hold `table`, the events as Arrow
+    columns in the schema `POST /events/batch` takes (then `events` is built on demand,
+    for a sink that needs objects)."""
 
     events: list[Any]
     lines: list[int] | None = None
+    table: Any = None  # pyarrow.Table | None
+
+    def __len__(self) -> int:
+        return self.table.num_rows if self.table is not None else len(self.events)
+
+    def objects(self) -> list[Any]:
+        """The events as objects (from the table when there is one)."""
+        if self.table is not None and not self.events:
+            from rta.core.arrow_ingest import table_events
+
+            self.events = table_events(self.table)
+        return self.events
 
 
 class _Counting(io.RawIOBase):
@@ -254,6 +270,170 @@ class Source:
                 yield Batch(events)
         except pa.ArrowException as exc:
             raise ReadError(f"{self.name}: not a readable Parquet file: {exc}") from None
+
+
+    def arrow_batches(self, size: int = 5000) -> Iterator[Batch]:
+        """Batches for a daemon: NDJSON and Parquet read by pyarrow into Arrow tables (a
+        chunk pyarrow cannot type as the server's schema takes it, e.g. ISO timestamps or
+        a key holding both text and numbers, is read as objects instead, so nothing is
+        lost or changed); JSON arrays and CSV as objects (`batches`)."""
+        try:
+            if self.fmt == "ndjson":
+                yield from self._ndjson_arrow(size)
+            elif self.fmt == "parquet":
+                yield from self._parquet_tables(size)
+            else:
+                yield from self.batches(size)
+        except UnicodeDecodeError as exc:
+            raise ReadError(f"{self.name}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x}: "
+                            f"{exc.reason})") from None
+        except (OSError, EOFError, zlib.error) as exc:
+            raise self._damaged(exc) from None
+
+    def _ndjson_arrow(self, size: int) -> Iterator[Batch]:
+        import pyarrow as pa
+        import pyarrow.json as pajson
+
+        options = pajson.ReadOptions(use_threads=True, block_size=1 << 20)
+        line = 1
+        tail = b""
+        first = True
+        while True:
+            block = self._data.read(NDJSON_CHUNK_BYTES)
+            if first and block:
+                block = block.removeprefix(b"\xef\xbb\xbf")
+                first = False
+            data = tail + block if tail else block
+            if block:
+                cut = data.rfind(b"\n") + 1
+                if cut == 0:
+                    tail = data
+                    continue
+                data, tail = data[:cut], data[cut:]
+            else:
+                tail = b""
+            if data:
+                starts, ends, numbers, newlines = _line_spans(data, line)
+                table = None
+                try:
+                    table = pajson.read_json(pa.BufferReader(data), read_options=options)
+                except (pa.ArrowException, ValueError):
+                    pass
+                if table is not None and table.num_rows == len(starts) and \
+                        _sendable(table):
+                    for lo in range(0, table.num_rows, size):
+                        yield Batch([], numbers[lo:lo + size].tolist(),
+                                    table.slice(lo, size))
+                else:
+                    yield from self._ndjson_objects(data, starts, ends, numbers, size)
+                line += newlines
+            if not block:
+                return
+
+    def _ndjson_objects(self, data: bytes, starts: Any, ends: Any, numbers: Any,
+                        size: int) -> Iterator[Batch]:
+        """A chunk pyarrow could not take, parsed line by line as `batches` does."""
+        events: list[Any] = []
+        lines: list[int] = []
+        for lo, hi, lineno in zip(starts.tolist(), ends.tolist(), numbers.tolist(),
+                                  strict=True):
+            try:
+                events.append(jsonstrict.loads(data[lo:hi].decode("utf-8")))
+            except json.JSONDecodeError as exc:
+                raise ReadError(f"{self.name}:{lineno}: not valid JSON: {exc.msg}") from None
+            lines.append(lineno)
+            if len(events) >= size:
+                yield Batch(events, lines)
+                events, lines = [], []
+        if events:
+            yield Batch(events, lines)
+
+    def _parquet_tables(self, size: int) -> Iterator[Batch]:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        source: Any = self.path
+        if self.path == "-" or self.compressed:
+            source = io.BytesIO(self._data.read())
+        try:
+            pf = pq.ParquetFile(source)
+            self.total = pf.metadata.num_rows
+            for record_batch in pf.iter_batches(batch_size=size):
+                table = _as_event_columns(pa.Table.from_batches([record_batch]))
+                self._rows_done += table.num_rows
+                if _sendable(table, timestamps=True):
+                    yield Batch([], None, table)
+                else:
+                    yield Batch(_parquet_events(table.to_pylist()))
+        except pa.ArrowException as exc:
+            raise ReadError(f"{self.name}: not a readable Parquet file: {exc}") from None
+
+
+def _as_event_columns(table: Any) -> Any:
+    """A Parquet table in the Arrow batch schema: columns other than the event's fields
+    and `properties` are properties (as `batches` reads them); `receivedAt` is dropped."""
+    names = []
+    for name in table.column_names:
+        if name in TOP_LEVEL or name == "properties" or name.startswith("properties."):
+            names.append(name)
+        elif name != "receivedAt":
+            names.append("properties." + name)
+        else:
+            names.append("")
+    table = table.rename_columns(names)
+    return table.drop_columns([""]) if "" in names else table
+
+
+NDJSON_CHUNK_BYTES = 4 << 20  # bytes of NDJSON parsed by pyarrow at once
+
+
+def _line_spans(data: bytes, first_line: int) -> tuple[Any, Any, Any, int]:
+    """(starts, ends, 1-based line numbers) of the non-blank lines of `data`, and how many
+    lines it holds."""
+    import numpy as np
+
+    buf = np.frombuffer(data, dtype=np.uint8)
+    nl = np.flatnonzero(buf == 10)
+    starts = np.r_[0, nl + 1]
+    ends = np.r_[nl, len(buf)]
+    if len(starts) and starts[-1] == len(buf):
+        starts, ends = starts[:-1], ends[:-1]
+    keep = ends > starts
+    blank = np.zeros(256, dtype=bool)
+    blank[[9, 10, 11, 12, 13, 32]] = True
+    keep[keep] = ~blank[buf[starts[keep]]]
+    for i in np.flatnonzero((ends > starts) & ~keep).tolist():
+        keep[i] = bool(data[starts[i]:ends[i]].strip())
+    numbers = np.arange(first_line, first_line + len(starts))
+    newlines = len(nl) + (0 if data.endswith(b"\n") else 1)
+    return starts[keep], ends[keep], numbers[keep], newlines
+
+
+def _sendable(table: Any, timestamps: bool = False) -> bool:
+    """Whether the server's Arrow schema takes the table as is. Timestamps pyarrow found in
+    NDJSON text are not trusted (rta parses ISO text itself); Parquet's are real ones."""
+    import pyarrow as pa
+
+    from rta.core.arrow_ingest import check_schema
+    from rta.core.errors import ValidationError
+
+    if not timestamps and any(_has_time(f.type) for f in table.schema):
+        return False
+    if any(pa.types.is_timestamp(f.type) for f in table.schema if f.name != "timestamp"):
+        return False
+    try:
+        check_schema(table.schema)
+    except ValidationError:
+        return False
+    return True
+
+
+def _has_time(t: Any) -> bool:
+    import pyarrow as pa
+
+    if pa.types.is_struct(t):
+        return any(_has_time(f.type) for f in t)
+    return bool(pa.types.is_timestamp(t) or pa.types.is_date(t) or pa.types.is_time(t))
 
 
 def iter_batches(path: str, fmt: str, size: int = 5000) -> Iterator[list[Any]]:

@@ -30,6 +30,7 @@ from typing import Any
 import trio
 
 from rta import __version__
+from rta.core.arrow_ingest import ArrowEvents, validate_arrow
 from rta.core.clickhouse.lease import Lease
 from rta.core.clickhouse.metadata_store import ClickHouseMetadataStore
 from rta.core.clickhouse_mode import ClickHouseMode, open_mode, ship_log_for
@@ -41,6 +42,7 @@ from rta.core.events import EventBatch, EventValidator
 from rta.core.ingest import (
     HTTP_PARTIAL_HINT,
     Admitted,
+    Rejection,
     Submitted,
     invalid_batch,
     rejection_details,
@@ -220,11 +222,21 @@ class Engine:
         """Validate a batch (column-wise, else event by event over `exact()`), count the
         rejected events, and refuse the whole batch with `invalid_batch` unless `partial`."""
         batch, rejected = validate_many(self.validator, items, now, size_bound, exact)
+        return self._admitted(batch, rejected, len(items), partial, hint)
+
+    def admit_arrow(self, events: ArrowEvents, *, partial: bool, now: int,
+                    hint: str = HTTP_PARTIAL_HINT) -> Admitted:
+        """`admit` for an Arrow stream body (`arrow_ingest.read_stream`): the same checks,
+        counters and `invalid_batch` error, rows indexed like events."""
+        batch, rejected = validate_arrow(self.validator, events, now)
+        return self._admitted(batch, rejected, events.rows, partial, hint)
+
+    def _admitted(self, batch: EventBatch, rejected: list[Rejection], total: int,
+                  partial: bool, hint: str) -> Admitted:
         if rejected:
             self.events_rejected += len(rejected)
             if not partial:
-                raise invalid_batch(len(rejected), len(items), rejection_details(rejected),
-                                    hint)
+                raise invalid_batch(len(rejected), total, rejection_details(rejected), hint)
         return Admitted(batch, rejected)
 
     def admit_fast(self, items: list[Any], now: int | None = None,

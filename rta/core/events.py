@@ -23,7 +23,7 @@ import numpy as np
 import orjson
 
 from rta.core.errors import ValidationError
-from rta.core.event_ids import new_event_id, new_event_ids
+from rta.core.event_ids import new_event_id, new_event_ids, new_ids_with_words
 from rta.core.key_budget import KeyBudget
 from rta.core.queries.timeparse import HOUR, int_text, now_ms, parse_iso
 
@@ -246,43 +246,64 @@ class EventValidator:
         Otherwise the result equals the per-event path's, with the WAL record encoded.
         """
         now = now_ms() if now is None else now
-        n = len(items)
-        batch = EventBatch(received_at=now)
-        if not n:
-            return batch
+        if not items:
+            return EventBatch(received_at=now)
         if set(map(type, items)) != _DICT_ONLY:
             return None
         get: Any = dict.get
+        props = self._fast_props(list(map(get, items, repeat("properties"))))
+        if props is None:
+            return None
+        return self.fast_columns(
+            list(map(get, items, repeat("type"))), list(map(get, items, repeat("userId"))),
+            list(map(get, items, repeat("sessionId"))), list(map(get, items, repeat("id"))),
+            list(map(get, items, repeat("timestamp"))), props, now, size_bound)
+
+    def fast_columns(self, types: list[Any], users: list[Any], sessions: list[Any],
+                     ids: list[Any], stamps: list[Any],
+                     props: dict[str, tuple[list[int], list[Any]]], now: int,
+                     size_bound: int | None = None) -> EventBatch | None:
+        """`fast_batch` from columns already pulled out of the events (raw values as JSON
+        would give them, one per event; `props` as grouped by `_fast_props`): the JSON path
+        and the Arrow path (`arrow_ingest`) share every check from here on. None when an
+        event needs the per-event path."""
+        n = len(types)
+        batch = EventBatch(received_at=now)
+        if not n:
+            return batch
         try:
-            types: list[str] = list(map(get, items, repeat("type")))
             for t in set(types):
                 if type(t) is not str or not t or len(t) > MAX_TYPE_LENGTH or (
                         (t[0] == " " or t[-1] == " ") and not t.strip()):
                     return None
-            users = self._fast_ids(list(map(get, items, repeat("userId"))))
-            sessions = self._fast_ids(list(map(get, items, repeat("sessionId"))))
+            checked_users = self._fast_ids(users)
+            checked_sessions = self._fast_ids(sessions)
         except TypeError:  # an unhashable value (a list or an object) in a string field
             return None
-        if users is None or sessions is None:
+        if checked_users is None or checked_sessions is None:
             return None
-        ids = self._fast_event_ids(list(map(get, items, repeat("id"))))
-        stamps = self._fast_timestamps(list(map(get, items, repeat("timestamp"))), now)
-        if ids is None or stamps is None:
-            return None
-        props = self._fast_props(list(map(get, items, repeat("properties"))))
-        if props is None:
+        words = None
+        checked_ids: list[str] | None
+        if set(map(type, ids)) == _NONE_ONLY:  # none sent: the server's, with their words
+            checked_ids, hi, lo = new_ids_with_words(n)
+            words = (hi, lo, None)
+        else:
+            checked_ids = self._fast_event_ids(ids)
+        checked_stamps = self._fast_timestamps(stamps, now)
+        if checked_ids is None or checked_stamps is None:
             return None
         if (size_bound is None or size_bound > self.limits.max_event_bytes) and not \
-                self._fast_sizes(n, types, users, sessions, ids, props):
+                self._fast_sizes(n, types, checked_users, checked_sessions, checked_ids, props):
             return None
         if not self._fast_key_counts(n, props):
             return None
-        batch.ids = ids
-        batch.timestamps = stamps
+        batch.ids = checked_ids
+        batch.timestamps = checked_stamps
         batch.types = types
-        batch.users = users
-        batch.sessions = sessions
+        batch.users = checked_users
+        batch.sessions = checked_sessions
         batch.props = props
+        batch.id_words = words
         try:
             batch.to_json()
         except ValueError:
@@ -722,6 +743,7 @@ _NINF = float("-inf")
 _TWO63 = 2.0**63
 _DICT_ONLY = {dict}
 _STR_ONLY = {str}
+_NONE_ONLY = {type(None)}
 _INT_ONLY = {int}
 _KIND_OF: dict[type, str] = {str: "s:", int: "i:", float: "f:", bool: "b:"}
 _TYPE_OF: dict[str, type] = {STR: str, INT: int, FLOAT: float, BOOL: bool}

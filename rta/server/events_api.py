@@ -13,6 +13,7 @@ from quart import Blueprint, Response, request
 from quart_trio import QuartTrio
 
 from rta.core import jsonstrict, query_services
+from rta.core.arrow_ingest import ARROW_STREAM, ArrowEvents, fast_arrow, read_stream
 from rta.core.embedded.store import IngestResult
 from rta.core.engine import Engine
 from rta.core.errors import PayloadTooLarge, RtaError, ValidationError
@@ -40,12 +41,77 @@ from rta.server.http import (
 from rta.server.security import browser_refusal_reason
 
 bp = Blueprint("events", __name__)
+
+# The API reference's section on Arrow batches (scripts/generate_docs.py puts it in
+# docs/api.md after the events operations).
+_ARROW_COLUMNS = [
+    ("column", "Arrow type", "as in JSON"), ("---", "---", "---"),
+    ("`type`", "string (or dictionary of strings)", "required, 1-200 characters"),
+    ("`userId`, `sessionId`", "string", "null or \"\" = none; at most 200 characters"),
+    ("`id`", "string or integer", "null = the server generates one; duplicates are dropped"),
+    ("`timestamp`", "integer ms since the epoch, `timestamp` (any unit; no zone = UTC), or "
+     "ISO-8601 string", "null = the server's clock"),
+    ("`properties.<key>`", "bool, integer, float32/64, string, dictionary of strings, or a "
+     "list of those (stored as its JSON text)", "null = absent; `<key>` may be dotted "
+     "(`properties.utm.source`)"),
+    ("`properties`", "a struct of property columns (nested structs give dotted keys), or "
+     "strings of JSON object text (then no `properties.<key>` columns)", ""),
+]
+ARROW_BATCH_DOC = """\
+#### Arrow batches
+
+`POST /events/batch` also takes an [Arrow IPC stream](https://arrow.apache.org/docs/format/Columnar.html#ipc-streaming-format)
+(`Content-Type: application/vnd.apache.arrow.stream`), one row per event, in one or more
+record batches; its buffers may be compressed by Arrow (`zstd` or `lz4_frame` IPC
+compression), and the whole body gzip-encoded like JSON. `rta ingest FILE` sends NDJSON and
+Parquet files this way (and JSON to a daemon that answers 415; as with `--local`, pyarrow
+types a key holding both integers and decimals in one chunk of an NDJSON file as float, so
+those integers are stored as floats). Columns:
+
+{columns}
+
+Other columns are ignored, as unknown fields of a JSON event are. Each row is validated
+exactly as the same event sent as JSON: the same limits (event size, `max_batch_events`
+rows, property keys per event and per batch, distinct keys and types in the store), the
+same deduplication, the same answer, and the same `invalid_batch` 400 listing each invalid
+row as `index` (0-based over the whole stream), or with `partial=true` the valid rows stored
+and the others in `rejected`; the 202 comes after the WAL fsync. Errors only Arrow can have
+are a 400 for the whole body, nothing stored, with or without `partial`:
+`invalid_arrow_schema` for a column of a type the table does not list (a union, binary,
+date, ...) or a name given twice, with `details[0].field` naming the column;
+`invalid_arrow` for a body that is not an Arrow stream, a truncated stream, a record batch
+that does not decompress or whose columns disagree with its length, or a column whose data
+is malformed (e.g. not UTF-8: `field` names the column and `row` the row). A stream of more
+than `max_batch_events` rows, or whose record batches decompress to more than 16 times
+`max_batch_bytes`, is a 413 `batch_too_large`.
+
+```python
+import httpx, pyarrow as pa
+
+events = pa.table({"type": ["pageview", "click"], "userId": ["user_1", "user_2"],
+                   "timestamp": pa.array([1699564800000, 1699564801000], pa.int64()),
+                   "properties.page": ["/home", "/pricing"],
+                   "properties.duration": pa.array([1200, None], pa.int64())})
+sink = pa.BufferOutputStream()
+zstd = pa.ipc.IpcWriteOptions(compression="zstd")
+with pa.ipc.new_stream(sink, events.schema, options=zstd) as writer:
+    writer.write_table(events)
+r = httpx.post("http://127.0.0.1:8080/events/batch", content=sink.getvalue().to_pybytes(),
+               headers={"Content-Type": "application/vnd.apache.arrow.stream"})
+print(r.json())  # {"success": true, "accepted": 2, "duplicates": 0, "rejected": []}
+```
+""".replace("{columns}", "\n".join("| " + " | ".join(row) + " |"
+                                   for row in _ARROW_COLUMNS))
 log = logging.getLogger("rta.server.events")
 # Collect the youngest generation every 50k container allocations, not 700: a 1,000-event
 # batch allocates ~3,000 while it is parsed and validated, and each collection in between
 # would traverse and promote them all (only cycles wait for the collector; the rest is freed
 # by reference counting as before).
 GC_THRESHOLDS = (50_000, 20, 100)
+
+# Decompressed Arrow batches may hold this many times the body limit: dense columns of
+# sparse property keys are mostly nulls, so they outgrow the same events' JSON.
+ARROW_BYTES_FACTOR = 16
 
 _LANES: weakref.WeakKeyDictionary[Engine, FastIngest] = weakref.WeakKeyDictionary()
 
@@ -215,6 +281,11 @@ class FastIngest:
         raw = decode_body(raw, fields.get(b"content-encoding"), limit)
         kind = (fields.get(b"content-type") or "").split(";")[0].strip().lower()
         eng = self.engine
+        if kind == ARROW_STREAM:
+            if path != "/events/batch":
+                return None
+            arrow = fast_arrow(eng.validator, read_arrow_body(eng, raw), now_ms())
+            return None if arrow is None else (arrow, False)
         if path == "/events" and kind not in NDJSON_TYPES:
             if not is_json_type(kind):
                 return None
@@ -286,7 +357,8 @@ def parse_events_body(raw: bytes, kind: str, fast: bool = False
                                         "message": str(exc)}], code="invalid_json") from None
         return items, longest
     if not is_json_type(kind):
-        raise unsupported_media(kind, ["application/json", "application/x-ndjson"])
+        raise unsupported_media(kind, ["application/json", "application/x-ndjson",
+                                       ARROW_STREAM])
     if fast:
         body = parse_json_fast(raw)
         if body is UNPARSED:
@@ -330,7 +402,22 @@ async def ingest_one() -> Response:
 async def ingest_batch() -> Response:
     eng = engine()
     raw = await read_body(eng.validator.limits.max_batch_bytes)
-    return await _ingest_many(raw, media_type())
+    kind = media_type()
+    if kind == ARROW_STREAM:
+        return await _ingest_arrow(raw)
+    return await _ingest_many(raw, kind)
+
+
+async def _ingest_arrow(raw: bytes) -> Response:
+    """An Arrow IPC stream batch (`rta.core.arrow_ingest`): the JSON path's checks, errors,
+    deduplication and group commit, over columns."""
+    eng = engine()
+    events = read_arrow_body(eng, raw)
+    del raw
+    admitted = eng.admit_arrow(events, partial=bool_arg("partial"), now=now_ms())
+    del events
+    result = await eng.ingest(admitted.batch)
+    return json_response(accepted_many(admitted, result, ids=bool_arg("ids")), 202)
 
 
 async def _ingest_many(raw: bytes, kind: str) -> Response:
@@ -357,6 +444,14 @@ async def _ingest_many(raw: bytes, kind: str) -> Response:
     del items, parsed
     result = await eng.ingest(admitted.batch)
     return json_response(accepted_many(admitted, result, ids=bool_arg("ids")), 202)
+
+
+def read_arrow_body(eng: Engine, raw: bytes) -> ArrowEvents:
+    """An Arrow stream body within the batch limits: `max_batch_events` rows, and at most
+    ARROW_BYTES_FACTOR x `max_batch_bytes` once decompressed."""
+    limits = eng.validator.limits
+    return read_stream(raw, limits.max_batch_events,
+                       ARROW_BYTES_FACTOR * limits.max_batch_bytes)
 
 
 def accepted_one(batch: EventBatch, result: IngestResult) -> dict[str, Any]:
