@@ -208,12 +208,15 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/events"): op("Ingest one event", "events", ok=202,
                             request=body({"$ref": "#/components/schemas/Event"})),
     ("POST", "/events/batch"): op(
-        "Ingest a batch (JSON array or NDJSON, gzip accepted)", "events", ok=202,
+        "Ingest a batch (JSON array, NDJSON or an Arrow IPC stream; gzip accepted)",
+        "events", ok=202,
         query=["partial", "ids"],
         request={"required": True, "content": {
             "application/json": {"schema": {"type": "array",
                                             "items": {"$ref": "#/components/schemas/Event"}}},
-            "application/x-ndjson": {"schema": {"type": "string"}}}}),
+            "application/x-ndjson": {"schema": {"type": "string"}},
+            "application/vnd.apache.arrow.stream": {"schema": {"type": "string",
+                                                               "format": "binary"}}}}),
     ("GET", "/events"): op("Recent events, newest first (equal timestamps: last to arrive "
                            "first), cursor paging", "events",
                            query=[*FILTER_PARAMS, "sessionId", "limit", "cursor"]),
