@@ -35,6 +35,8 @@ from rta.core.queries.event_list import Cursor, EventPage
 from rta.core.queries.filters import EventFilter
 from rta.core.queries.params import require_numeric
 from rta.core.queries.query_warnings import Vocabulary
+from rta.core.queries.stickiness_results import LifecycleResult, StickinessResult
+from rta.core.queries.stickiness_specs import LifecycleQuery, StickinessQuery
 
 KIND_NAMES = {INT: "number", FLOAT: "number", STR: "string", BOOL: "boolean"}
 VOCABULARY_TTL_S = 5.0
@@ -206,3 +208,11 @@ class ClickHouseBackend:
     def segment(self, q: SegmentQuery) -> SegmentResult:
         from rta.core.clickhouse import segment_sql
         return segment_sql.result(self.view, q)
+
+    def stickiness(self, q: StickinessQuery) -> StickinessResult:
+        from rta.core.clickhouse import stickiness_sql
+        return stickiness_sql.result(self.view, q)
+
+    def lifecycle(self, q: LifecycleQuery) -> LifecycleResult:
+        from rta.core.clickhouse import lifecycle_sql
+        return lifecycle_sql.result(self.view, q)

@@ -17,10 +17,12 @@ from rta.core.embedded import (
     eventlist,
     funnel,
     heatmap,
+    lifecycle,
     properties,
     raw_rows,
     retention,
     segments,
+    stickiness,
 )
 from rta.core.embedded.segments import check_numeric
 from rta.core.embedded.store.snapshot import Snapshot
@@ -37,6 +39,8 @@ from rta.core.queries.buckets import Buckets
 from rta.core.queries.event_list import Cursor, EventPage
 from rta.core.queries.filters import EventFilter
 from rta.core.queries.query_warnings import Vocabulary
+from rta.core.queries.stickiness_results import LifecycleResult, StickinessResult
+from rta.core.queries.stickiness_specs import LifecycleQuery, StickinessQuery
 
 if TYPE_CHECKING:
     from rta.core.engine import Engine
@@ -143,3 +147,9 @@ class EmbeddedBackend:
 
     def segment(self, q: SegmentQuery) -> SegmentResult:
         return segments.result(self.snap, q)
+
+    def stickiness(self, q: StickinessQuery) -> StickinessResult:
+        return stickiness.result(self.snap, q)
+
+    def lifecycle(self, q: LifecycleQuery) -> LifecycleResult:
+        return lifecycle.result(self.snap, q)

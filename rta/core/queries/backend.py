@@ -31,6 +31,8 @@ from rta.core.queries.behaviour_results import (
     SegmentResult,
 )
 from rta.core.queries.behaviour_specs import AbTestQuery, CohortQuery, FunnelQuery, SegmentQuery
+from rta.core.queries.stickiness_results import LifecycleResult, StickinessResult
+from rta.core.queries.stickiness_specs import LifecycleQuery, StickinessQuery
 
 if TYPE_CHECKING:  # (event_list builds on this module)
     from rta.core.queries.event_list import Cursor, EventPage
@@ -130,6 +132,12 @@ class Backend(Protocol):
 
     def segment(self, q: SegmentQuery) -> SegmentResult:
         """Evaluate a segment definition: members, universe, a sample of user ids."""
+
+    def stickiness(self, q: StickinessQuery) -> StickinessResult:
+        """Users by the number of grid periods in which they did the event."""
+
+    def lifecycle(self, q: LifecycleQuery) -> LifecycleResult:
+        """New, returning, resurrecting and dormant users per grid period."""
 
 
 @dataclass(frozen=True)

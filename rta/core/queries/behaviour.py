@@ -34,17 +34,25 @@ from rta.core.queries.behaviour_specs import (
     parse_funnel,
     parse_segment_query,
 )
+from rta.core.queries.stickiness_specs import (
+    LifecycleQuery,
+    StickinessQuery,
+    parse_lifecycle,
+    parse_stickiness,
+)
 
 if TYPE_CHECKING:
     from rta.core.engine import Engine
 
 Snapshot = Any  # the backend's view of the data (the embedded engine's snapshot)
 
-QUERY_TYPES = ("segment", "funnel", "cohort", "abtest")
-BehaviourQuery = FunnelQuery | CohortQuery | AbTestQuery | SegmentQuery
+QUERY_TYPES = ("segment", "funnel", "cohort", "abtest", "stickiness", "lifecycle")
+BehaviourQuery = (FunnelQuery | CohortQuery | AbTestQuery | SegmentQuery | StickinessQuery
+                  | LifecycleQuery)
 PARSERS: dict[str, Callable[[Any, int], BehaviourQuery]] = {
     "funnel": parse_funnel, "cohort": parse_cohort, "abtest": parse_abtest,
-    "segment": parse_segment_query}
+    "segment": parse_segment_query, "stickiness": parse_stickiness,
+    "lifecycle": parse_lifecycle}
 
 
 def parse(kind: str, body: Any, now: int) -> BehaviourQuery:
@@ -124,6 +132,10 @@ def execute(query: BehaviourQuery, ctx: QueryContext) -> BehaviourResult:
         if query.metric_property:
             backend.check_numeric(query.metric_property, "metricProperty")
         return abtest.analyse(query, backend.ab_exposures(query, members))
+    if isinstance(query, StickinessQuery):
+        return backend.stickiness(query)
+    if isinstance(query, LifecycleQuery):
+        return backend.lifecycle(query)
     return backend.segment(query)
 
 
@@ -179,3 +191,13 @@ def run_query(engine: Engine, body: Any, now: int | None = None,
     if query.save:
         result = dataclasses.replace(result, saved=services.save_segment(engine, query.config))
     return result.to_json()
+
+
+def run_stickiness(engine: Engine, body: Any, now: int | None = None,
+                   snap: Snapshot | None = None) -> dict[str, Any]:
+    return _run("stickiness", engine, body, now, snap)
+
+
+def run_lifecycle(engine: Engine, body: Any, now: int | None = None,
+                  snap: Snapshot | None = None) -> dict[str, Any]:
+    return _run("lifecycle", engine, body, now, snap)

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from rta.core.queries.stickiness_results import LifecycleResult, StickinessResult
+
 
 @dataclass(frozen=True)
 class FunnelStep:
@@ -307,7 +309,8 @@ class AbTestResult:
             "sampleRatioMismatch": self.sample_ratio_mismatch.to_json()}
 
 
-BehaviourResult = FunnelResult | CohortResult | SegmentResult | AbTestResult
+BehaviourResult = (FunnelResult | CohortResult | SegmentResult | AbTestResult
+                   | StickinessResult | LifecycleResult)
 
 
 @dataclass(frozen=True)

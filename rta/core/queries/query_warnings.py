@@ -180,6 +180,7 @@ def for_query(query: Any, vocab: Vocabulary) -> list[QueryWarning]:
     from rta.core.queries import analytics_specs as a
     from rta.core.queries import behaviour_specs as b
     from rta.core.queries.event_list import EventListQuery
+    from rta.core.queries.stickiness_specs import LifecycleQuery, StickinessQuery
 
     out: list[QueryWarning] = []
     if isinstance(query, a.AggregateQuery | a.CountQuery | a.UniqueUsersQuery | a.TopQuery
@@ -214,6 +215,9 @@ def for_query(query: Any, vocab: Vocabulary) -> list[QueryWarning]:
         out += property_name(query.metric_property, vocab, "metricProperty")
         out += where(query.assign_flt.where, vocab, "filters")
         out += where(query.metric_flt.where, vocab, "metricFilters")
+    elif isinstance(query, StickinessQuery | LifecycleQuery):
+        out += event_type(query.event_type, vocab, "eventType")
+        out += where(query.flt.where, vocab, "filters")
     elif isinstance(query, b.SegmentQuery):
         out += _segment(query.definition.tree, vocab, "filters")
     return _unique(out)
