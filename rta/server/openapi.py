@@ -82,6 +82,16 @@ SCHEMAS: dict[str, Any] = {
                    "retentionType": {"enum": ["first_time", "recurring"]},
                    "criterion": {"enum": ["on", "on_or_after"]},
                    "startTime": TIME, "endTime": TIME}},
+    "Stickiness": {"type": "object", "required": ["eventType"], "additionalProperties": True,
+                   "properties": {
+                       "name": {"type": "string"}, "eventType": {"type": "string"},
+                       "interval": {"enum": ["day", "week"]}, "filters": OBJ,
+                       "startTime": TIME, "endTime": TIME, "timeRange": {"type": "string"}}},
+    "Lifecycle": {"type": "object", "required": ["eventType"], "additionalProperties": True,
+                  "properties": {
+                      "name": {"type": "string"}, "eventType": {"type": "string"},
+                      "interval": {"enum": ["day", "week", "month"]}, "filters": OBJ,
+                      "startTime": TIME, "endTime": TIME, "timeRange": {"type": "string"}}},
     "ABTest": {"type": "object", "required": ["eventType", "variantProperty", "metricEvent"],
                "additionalProperties": True, "properties": {
                    "name": {"type": "string"}, "eventType": {"type": "string"},
@@ -188,8 +198,12 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/queries/cohort"): op("Cohort retention", "queries", request=ref("Cohort")),
     ("POST", "/queries/abtest"): op("A/B test statistics", "queries", request=ref("ABTest")),
     ("POST", "/queries/segment"): op("Evaluate a user segment", "queries", request=body(OBJ)),
-    ("POST", "/queries/execute"): op("Run a query by type (segment, funnel, cohort, abtest)",
-                                     "queries", request=body(OBJ)),
+    ("POST", "/queries/execute"): op("Run a query by type (segment, funnel, cohort, abtest, "
+                                     "stickiness, lifecycle)", "queries", request=body(OBJ)),
+    ("POST", "/queries/stickiness"): op("Users by how many days or weeks they did an event",
+                                        "queries", request=ref("Stickiness")),
+    ("POST", "/queries/lifecycle"): op("New, returning, resurrecting and dormant users per "
+                                       "period", "queries", request=ref("Lifecycle")),
     ("GET", "/segments"): op("Saved segments", "segments"),
     ("POST", "/segments"): op("Save a segment", "segments", ok=201, request=body(OBJ)),
     ("GET", "/segments/{ref}"): op("One saved segment", "segments"),
