@@ -74,13 +74,16 @@ SCHEMAS: dict[str, Any] = {
                    "order": {"enum": ["ordered", "strict", "any"]},
                    "breakdown": {"type": "string"}, "countBy": {"enum": ["users", "sessions"]},
                    "exclusions": {"type": "array", "items": OBJ}}},
-    "Cohort": {"type": "object", "required": ["entryEvent"], "additionalProperties": True,
+    "Cohort": {"type": "object", "additionalProperties": True,
+               "description": "entryEvent is required unless entryFilters define the cohort",
                "properties": {
                    "name": {"type": "string"}, "entryEvent": {"type": "string"},
                    "retentionEvent": {"type": "string"}, "periods": {"type": "integer"},
                    "periodLength": {"type": "integer", "description": "ms"},
                    "retentionType": {"enum": ["first_time", "recurring"]},
                    "criterion": {"enum": ["on", "on_or_after"]},
+                   "entryFilters": OBJ, "retentionFilters": OBJ,
+                   "breakdown": {"type": "string"}, "breakdownLimit": {"type": "integer"},
                    "startTime": TIME, "endTime": TIME}},
     "Stickiness": {"type": "object", "required": ["eventType"], "additionalProperties": True,
                    "properties": {

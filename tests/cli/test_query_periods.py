@@ -37,3 +37,23 @@ def test_stickiness_and_lifecycle_commands(daemon: ServeProcess) -> None:
     r = rta("query", "lifecycle", "login", "--interval", "week", "--server", daemon.url)
     assert r.returncode == 0, r.stderr
     assert "resurrecting" in r.stdout and "total" in r.stdout
+
+
+def test_cohort_breakdown_options(daemon: ServeProcess) -> None:
+    today = int(time.time() * 1000) // DAY * DAY
+    events = [{"type": "join", "userId": f"j{i}", "timestamp": today - 2 * DAY + i,
+               "properties": {"plan": "pro" if i < 2 else "free"}} for i in range(5)]
+    events += [{"type": "join", "userId": "j0", "timestamp": today - DAY + 9}]
+    r = httpx.post(f"{daemon.url}/events/batch", json=events)
+    assert r.status_code < 300, r.text
+    r = rta("query", "cohort", "--entry", "join", "--periods", "2", "--breakdown", "plan",
+            "--server", daemon.url, "--json")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout)
+    assert [g["value"] for g in data["breakdown"]] == ["free", "pro"]
+    r = rta("query", "cohort", "--entry-where", "plan=pro", "--periods", "2", "-b", "plan",
+            "--server", daemon.url)
+    assert r.returncode == 0, r.stderr
+    assert "filtered events" in r.stdout and "plan = pro" in r.stdout
+    r = rta("query", "cohort", "--periods", "2", "--server", daemon.url)
+    assert r.returncode == 2 and "--entry" in r.stderr

@@ -203,9 +203,11 @@ def for_query(query: Any, vocab: Vocabulary) -> list[QueryWarning]:
         out += property_name(query.breakdown, vocab, "breakdown")
         out += where(query.where, vocab, "where")
     elif isinstance(query, b.CohortQuery):
-        out += event_type(query.entry, vocab, "entryEvent")
-        if query.ret != query.entry:
+        if query.entry is not None:
+            out += event_type(query.entry, vocab, "entryEvent")
+        if query.ret is not None and query.ret != query.entry:
             out += event_type(query.ret, vocab, "retentionEvent")
+        out += property_name(query.breakdown, vocab, "breakdown")
         out += where(query.entry_flt.where, vocab, "entryFilters")
         out += where(query.ret_flt.where, vocab, "retentionFilters")
     elif isinstance(query, b.AbTestQuery):
