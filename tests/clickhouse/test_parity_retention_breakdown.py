@@ -5,14 +5,18 @@ embedded side, that the groups add up to the whole grid."""
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
-from hypothesis import given
+import trio
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from rta.core import query_services
+from rta.core.config import EngineConfig
+from rta.core.engine import Engine
 from rta.core.queries.behaviour import execute, parse
 from tests.clickhouse.event_logs import NOW
-from tests.clickhouse.harness import Pair
 from tests.clickhouse.test_parity_behaviour import (
     CLOCKS,
     LOGS,
@@ -40,8 +44,8 @@ def breakdown_bodies(draw: st.DrawFn) -> dict[str, Any]:
     return body
 
 
-@SETTINGS
-@given(log=LOGS, bodies=st.lists(breakdown_bodies(), min_size=1, max_size=4),
+@settings(SETTINGS, max_examples=min(SETTINGS.max_examples, 15))
+@given(log=LOGS, bodies=st.lists(breakdown_bodies(), min_size=1, max_size=3),
        now=CLOCKS, saved=SAVED_DEFINITIONS)
 def test_retention_breakdown_matches(log: list[list[dict[str, Any]]],
                                      bodies: list[dict[str, Any]], now: int,
@@ -49,21 +53,20 @@ def test_retention_breakdown_matches(log: list[list[dict[str, Any]]],
     _compare(log, "cohort", bodies, now, saved)
 
 
-@SETTINGS
+@settings(SETTINGS, max_examples=20)
 @given(log=LOGS, body=breakdown_bodies())
 def test_first_time_groups_add_up_to_the_grid(log: list[list[dict[str, Any]]],
                                               body: dict[str, Any]) -> None:
     body = {**body, "breakdown": body.get("breakdown", "variant"), "breakdownLimit": 1000,
             "retentionType": "first_time"}
     body.pop("segment", None)
-    pair = Pair.create()
+    engine = Engine(EngineConfig(fsync=False))
     try:
         for batch in log:
-            pair.ingest(batch, NOW)
-        ctx, _ = pair.contexts(NOW)
-        out = execute(parse("cohort", body, NOW), ctx).to_json()
+            trio.run(partial(engine.submit, batch, partial=False, now=NOW))
+        out = execute(parse("cohort", body, NOW), query_services.context(engine, NOW)).to_json()
     finally:
-        pair.close()
+        engine.close()
     groups = out["breakdown"]
     assert not out["breakdownTruncated"]
     assert sum(g["totalUsers"] for g in groups) == out["totalUsers"]
