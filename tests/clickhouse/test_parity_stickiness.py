@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tests.clickhouse.event_logs import DAY, HOUR, T0
@@ -42,7 +42,10 @@ def period_bodies(draw: st.DrawFn, intervals: tuple[str, ...]) -> dict[str, Any]
     return body
 
 
-@SETTINGS
+FEWER = settings(SETTINGS, max_examples=min(SETTINGS.max_examples, 15))
+
+
+@FEWER
 @given(log=LOGS, bodies=st.lists(period_bodies(("day", "week")), min_size=1, max_size=4),
        now=CLOCKS)
 def test_stickiness_matches(log: list[list[dict[str, Any]]], bodies: list[dict[str, Any]],
@@ -50,7 +53,7 @@ def test_stickiness_matches(log: list[list[dict[str, Any]]], bodies: list[dict[s
     _compare(log, "stickiness", bodies, now)
 
 
-@SETTINGS
+@FEWER
 @given(log=LOGS, bodies=st.lists(period_bodies(("day", "week", "month")), min_size=1,
                                  max_size=4), now=CLOCKS)
 def test_lifecycle_matches(log: list[list[dict[str, Any]]], bodies: list[dict[str, Any]],
