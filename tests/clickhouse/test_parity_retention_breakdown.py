@@ -5,6 +5,7 @@ embedded side, that the groups add up to the whole grid."""
 
 from __future__ import annotations
 
+import os
 from functools import partial
 from typing import Any
 
@@ -44,7 +45,7 @@ def breakdown_bodies(draw: st.DrawFn) -> dict[str, Any]:
     return body
 
 
-@settings(SETTINGS, max_examples=min(SETTINGS.max_examples, 15))
+@settings(SETTINGS, max_examples=int(os.environ.get("RTA_PARITY_EXAMPLES", "15")))
 @given(log=LOGS, bodies=st.lists(breakdown_bodies(), min_size=1, max_size=3),
        now=CLOCKS, saved=SAVED_DEFINITIONS)
 def test_retention_breakdown_matches(log: list[list[dict[str, Any]]],

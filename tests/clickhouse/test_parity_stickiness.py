@@ -4,6 +4,7 @@ unicode, events before the range and after now) with every interval and filters.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from hypothesis import given, settings
@@ -42,7 +43,7 @@ def period_bodies(draw: st.DrawFn, intervals: tuple[str, ...]) -> dict[str, Any]
     return body
 
 
-FEWER = settings(SETTINGS, max_examples=min(SETTINGS.max_examples, 15))
+FEWER = settings(SETTINGS, max_examples=int(os.environ.get("RTA_PARITY_EXAMPLES", "15")))
 
 
 @FEWER
