@@ -14,6 +14,7 @@ from rta.cli.choices import one_of
 from rta.cli.output import JsonOption, ServerOption, emit
 from rta.cli.query_behaviour import (
     RangeOption,
+    SegmentOption,
     SinceOption,
     UntilOption,
     _post,
@@ -28,10 +29,11 @@ WhereOption = typer.Option(None, "--where", "-w",
 
 
 def _body(event: str, interval: str | None, where: list[str] | None, since: str | None,
-          until: str | None, time_range: str | None) -> dict[str, Any]:
+          until: str | None, time_range: str | None, segment: str | None) -> dict[str, Any]:
     body: dict[str, Any] = {"eventType": event}
-    if interval is not None:
-        body["interval"] = interval
+    for key, value in (("interval", interval), ("segment", segment)):
+        if value is not None:
+            body[key] = value
     filters = parse_where_list(where)
     if filters:
         body["filters"] = filters
@@ -47,12 +49,13 @@ def stickiness(
     since: str = SinceOption,
     until: str = UntilOption,
     time_range: str = RangeOption,
+    segment: str = SegmentOption,
     server: str = ServerOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Stickiness: how many users did EVENT on exactly 1, 2, ... N days (or weeks) of the
     range (whole UTC days or Monday weeks; default the last 8)."""
-    body = _body(event, interval, where, since, until, time_range)
+    body = _body(event, interval, where, since, until, time_range, segment)
     emit(_post(server, "/queries/stickiness", body), as_json, render_stickiness)
 
 
@@ -65,12 +68,13 @@ def lifecycle(
     since: str = SinceOption,
     until: str = UntilOption,
     time_range: str = RangeOption,
+    segment: str = SegmentOption,
     server: str = ServerOption,
     as_json: bool = JsonOption,
 ) -> None:
     """Lifecycle: per period, users of EVENT who are new, returning, resurrecting or gone
     dormant (whole UTC periods; default the last 8)."""
-    body = _body(event, interval, where, since, until, time_range)
+    body = _body(event, interval, where, since, until, time_range, segment)
     emit(_post(server, "/queries/lifecycle", body), as_json, render_lifecycle)
 
 

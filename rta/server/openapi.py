@@ -89,12 +89,14 @@ SCHEMAS: dict[str, Any] = {
                    "properties": {
                        "name": {"type": "string"}, "eventType": {"type": "string"},
                        "interval": {"enum": ["day", "week"]}, "filters": OBJ,
-                       "startTime": TIME, "endTime": TIME, "timeRange": {"type": "string"}}},
+                       "segment": {"type": "string"}, "startTime": TIME, "endTime": TIME,
+                       "timeRange": {"type": "string"}}},
     "Lifecycle": {"type": "object", "required": ["eventType"], "additionalProperties": True,
                   "properties": {
                       "name": {"type": "string"}, "eventType": {"type": "string"},
                       "interval": {"enum": ["day", "week", "month"]}, "filters": OBJ,
-                      "startTime": TIME, "endTime": TIME, "timeRange": {"type": "string"}}},
+                      "segment": {"type": "string"}, "startTime": TIME, "endTime": TIME,
+                      "timeRange": {"type": "string"}}},
     "ABTest": {"type": "object", "required": ["eventType", "variantProperty", "metricEvent"],
                "additionalProperties": True, "properties": {
                    "name": {"type": "string"}, "eventType": {"type": "string"},

@@ -16,6 +16,8 @@ from tests.clickhouse.test_parity_behaviour import (
     BEHAVIOUR_TYPES,
     CLOCKS,
     LOGS,
+    SAVED,
+    SAVED_DEFINITIONS,
     SETTINGS,
     _compare,
     _where,
@@ -40,6 +42,8 @@ def period_bodies(draw: st.DrawFn, intervals: tuple[str, ...]) -> dict[str, Any]
             body["endTime"] = body["startTime"] + draw(st.integers(0, 40)) * DAY // 4
     if not plain and draw(st.booleans()):
         body["filters"] = draw(_where())
+    if draw(st.integers(0, 4)) == 0:
+        body["segment"] = SAVED
     return body
 
 
@@ -48,15 +52,15 @@ FEWER = settings(SETTINGS, max_examples=int(os.environ.get("RTA_PARITY_EXAMPLES"
 
 @FEWER
 @given(log=LOGS, bodies=st.lists(period_bodies(("day", "week")), min_size=1, max_size=4),
-       now=CLOCKS)
+       now=CLOCKS, saved=SAVED_DEFINITIONS)
 def test_stickiness_matches(log: list[list[dict[str, Any]]], bodies: list[dict[str, Any]],
-                            now: int) -> None:
-    _compare(log, "stickiness", bodies, now)
+                            now: int, saved: dict[str, Any]) -> None:
+    _compare(log, "stickiness", bodies, now, saved)
 
 
 @FEWER
 @given(log=LOGS, bodies=st.lists(period_bodies(("day", "week", "month")), min_size=1,
-                                 max_size=4), now=CLOCKS)
+                                 max_size=4), now=CLOCKS, saved=SAVED_DEFINITIONS)
 def test_lifecycle_matches(log: list[list[dict[str, Any]]], bodies: list[dict[str, Any]],
-                           now: int) -> None:
-    _compare(log, "lifecycle", bodies, now)
+                           now: int, saved: dict[str, Any]) -> None:
+    _compare(log, "lifecycle", bodies, now, saved)

@@ -50,6 +50,14 @@ async def test_stickiness_and_lifecycle_over_http(http: httpx.AsyncClient) -> No
         "type": "stickiness", "config": {"eventType": "login", **rng}})
     assert r.status_code == 200 and r.json()["stickiness"] == body["stickiness"]
 
+    r = await http.post("/segments", json={"name": "Pro", "filters": [
+        {"property": "plan", "operator": "eq", "value": "pro"}]})
+    assert r.status_code == 201, r.text
+    r = await http.post("/queries/lifecycle", json={"eventType": "login", "segment": "Pro",
+                                                    **rng})
+    assert r.status_code == 200, r.text
+    assert r.json()["totals"] == {"new": 2, "returning": 2, "resurrecting": 1, "dormant": -3}
+
     r = await http.post("/queries/stickiness", json={"eventType": "logn", **rng})
     assert r.status_code == 200
     assert any(w["field"] == "eventType" for w in r.json()["warnings"])
@@ -59,6 +67,7 @@ async def test_stickiness_and_lifecycle_over_http(http: httpx.AsyncClient) -> No
             ("/queries/stickiness", {"eventType": "login", "interval": "month"}, "interval"),
             ("/queries/lifecycle", {"eventType": "login", "interval": "hour"}, "interval"),
             ("/queries/lifecycle", {"eventType": "login", "startTime": 0}, "startTime"),
+            ("/queries/stickiness", {"eventType": "login", "segment": "Nope"}, "segment"),
             ("/queries/lifecycle", {"eventType": "login", "filters": [{"property": "x",
                                                                         "operator": "zz"}]},
              "filters[0].operator"),

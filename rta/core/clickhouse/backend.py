@@ -209,10 +209,10 @@ class ClickHouseBackend:
         from rta.core.clickhouse import segment_sql
         return segment_sql.result(self.view, q)
 
-    def stickiness(self, q: StickinessQuery) -> StickinessResult:
+    def stickiness(self, q: StickinessQuery, members: np.ndarray | None) -> StickinessResult:
         from rta.core.clickhouse import stickiness_sql
-        return stickiness_sql.result(self.view, q)
+        return stickiness_sql.result(self.view, q, members)
 
-    def lifecycle(self, q: LifecycleQuery) -> LifecycleResult:
+    def lifecycle(self, q: LifecycleQuery, members: np.ndarray | None) -> LifecycleResult:
         from rta.core.clickhouse import lifecycle_sql
-        return lifecycle_sql.result(self.view, q)
+        return lifecycle_sql.result(self.view, q, members)

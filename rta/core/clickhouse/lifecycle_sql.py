@@ -19,10 +19,13 @@ from rta.core.queries.stickiness_results import LifecycleResult, lifecycle_resul
 from rta.core.queries.stickiness_specs import LifecycleQuery
 
 
-def result(view: View, q: LifecycleQuery) -> LifecycleResult:
+def result(view: View, q: LifecycleQuery, members: np.ndarray | None = None) -> LifecycleResult:
     grid = q.grid
     params = Params()
     cond = where_sql(q.flt, params, times=False)
+    if members is not None:  # a saved segment's users (ids)
+        ids = params.add([str(u) for u in members], "Array(String)")
+        cond = f"({cond}) AND ifNull(user IN {ids}, 0)"
     p_end = params.add(grid.end_time, "Int64")
     p_first = params.add(grid.first, "Int64")
     p_last = params.add(grid.last, "Int64")

@@ -18,10 +18,13 @@ from rta.core.queries.stickiness_results import StickinessResult, stickiness_res
 from rta.core.queries.stickiness_specs import StickinessQuery
 
 
-def result(view: View, q: StickinessQuery) -> StickinessResult:
+def result(view: View, q: StickinessQuery, members: np.ndarray | None = None) -> StickinessResult:
     grid = q.grid
     params = Params()
     cond = where_sql(q.flt, params, times=False)
+    if members is not None:  # a saved segment's users (ids)
+        ids = params.add([str(u) for u in members], "Array(String)")
+        cond = f"({cond}) AND ifNull(user IN {ids}, 0)"
     p_start = params.add(grid.start_time, "Int64")
     p_end = params.add(grid.end_time, "Int64")
     sql = f"""

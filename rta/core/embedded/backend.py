@@ -148,8 +148,8 @@ class EmbeddedBackend:
     def segment(self, q: SegmentQuery) -> SegmentResult:
         return segments.result(self.snap, q)
 
-    def stickiness(self, q: StickinessQuery) -> StickinessResult:
-        return stickiness.result(self.snap, q)
+    def stickiness(self, q: StickinessQuery, members: np.ndarray | None) -> StickinessResult:
+        return stickiness.result(self.snap, q, members)
 
-    def lifecycle(self, q: LifecycleQuery) -> LifecycleResult:
-        return lifecycle.result(self.snap, q)
+    def lifecycle(self, q: LifecycleQuery, members: np.ndarray | None) -> LifecycleResult:
+        return lifecycle.result(self.snap, q, members)

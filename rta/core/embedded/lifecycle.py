@@ -21,10 +21,11 @@ from rta.core.queries.stickiness_results import LifecycleResult, lifecycle_resul
 from rta.core.queries.stickiness_specs import LifecycleQuery
 
 
-def result(snap: Snapshot, q: LifecycleQuery) -> LifecycleResult:
+def result(snap: Snapshot, q: LifecycleQuery,
+           members: np.ndarray | None = None) -> LifecycleResult:
     grid = q.grid
     n = grid.count
-    users, ts = user_times(snap, q.flt, None, grid.end_time)  # all history: first-ever
+    users, ts = user_times(snap, q.flt, None, grid.end_time, members)  # all history
     rel = grid.index(ts, before=1)  # 0: the period before the grid; 1..n: the grid
     firsts = first_per_group(users)
     first_rel = np.full(int(users[-1]) + 1 if len(users) else 0, -1, dtype=np.int64)

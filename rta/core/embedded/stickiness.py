@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rta.core.embedded.segments import first_per_group, gather, order_by
+from rta.core.embedded.segments import first_per_group, gather, member_lookup, order_by
 from rta.core.embedded.store.snapshot import Snapshot
 from rta.core.embedded.user_index import TIME_MASK, EventIndex
 from rta.core.queries.filters import EventFilter
@@ -21,14 +21,17 @@ from rta.core.queries.stickiness_results import StickinessResult, stickiness_res
 from rta.core.queries.stickiness_specs import StickinessQuery
 
 
-def user_times(snap: Snapshot, flt: EventFilter, start: int | None,
-               end: int) -> tuple[np.ndarray, np.ndarray]:
+def user_times(snap: Snapshot, flt: EventFilter, start: int | None, end: int,
+               members: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(user codes, timestamps) of the events matching `flt` in [start, end) that have a
-    user, in (user, ts) order."""
+    user (one of `members`, codes, when given), in (user, ts) order."""
+    member = member_lookup(members, snap)
     ix = EventIndex(snap)
     if ix.ok and flt.types is not None and len(flt.types) == 1:
         ev = ix.events(flt.types[0])
         mask = ix.mask(flt, ev)
+        if member is not None:
+            mask = member[ix.users_of(ev.key)] & (True if mask is None else mask)
         key = ev.key if mask is None else ev.key[mask]
         rel = key & TIME_MASK
         keep = rel < end - ix.tmin
@@ -37,7 +40,7 @@ def user_times(snap: Snapshot, flt: EventFilter, start: int | None,
         if not keep.all():
             key, rel = key[keep], rel[keep]
         return ix.users_of(key), rel + ix.tmin
-    rows = gather(snap, [flt], start, end)
+    rows = gather(snap, [flt], start, end, member=member)
     ok = np.flatnonzero(rows.user >= 0)
     order = ok[order_by(rows.user[ok], rows.ts[ok])]
     return rows.user[order].astype(np.int64), rows.ts[order]
@@ -50,9 +53,10 @@ def active_pairs(users: np.ndarray, period: np.ndarray, width: int
     return users[first], period[first]
 
 
-def result(snap: Snapshot, q: StickinessQuery) -> StickinessResult:
+def result(snap: Snapshot, q: StickinessQuery,
+           members: np.ndarray | None = None) -> StickinessResult:
     grid = q.grid
-    users, ts = user_times(snap, q.flt, grid.start_time, grid.end_time)
+    users, ts = user_times(snap, q.flt, grid.start_time, grid.end_time, members)
     du, _ = active_pairs(users, grid.index(ts), grid.count)
     runs = first_per_group(du)
     per_user = np.diff(np.append(runs, len(du)))

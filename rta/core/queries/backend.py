@@ -133,11 +133,13 @@ class Backend(Protocol):
     def segment(self, q: SegmentQuery) -> SegmentResult:
         """Evaluate a segment definition: members, universe, a sample of user ids."""
 
-    def stickiness(self, q: StickinessQuery) -> StickinessResult:
-        """Users by the number of grid periods in which they did the event."""
+    def stickiness(self, q: StickinessQuery, members: np.ndarray | None) -> StickinessResult:
+        """Users by the number of grid periods in which they did the event (only `members`
+        when given)."""
 
-    def lifecycle(self, q: LifecycleQuery) -> LifecycleResult:
-        """New, returning, resurrecting and dormant users per grid period."""
+    def lifecycle(self, q: LifecycleQuery, members: np.ndarray | None) -> LifecycleResult:
+        """New, returning, resurrecting and dormant users per grid period (only `members`
+        when given)."""
 
 
 @dataclass(frozen=True)

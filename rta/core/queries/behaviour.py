@@ -133,9 +133,9 @@ def execute(query: BehaviourQuery, ctx: QueryContext) -> BehaviourResult:
             backend.check_numeric(query.metric_property, "metricProperty")
         return abtest.analyse(query, backend.ab_exposures(query, members))
     if isinstance(query, StickinessQuery):
-        return backend.stickiness(query)
+        return backend.stickiness(query, resolve_segment(query.segment, ctx))
     if isinstance(query, LifecycleQuery):
-        return backend.lifecycle(query)
+        return backend.lifecycle(query, resolve_segment(query.segment, ctx))
     return backend.segment(query)
 
 

@@ -2,7 +2,7 @@
 "Stickiness" and "Lifecycle").
 
     POST /queries/stickiness  {"eventType", "filters"|"where", "interval": "day"|"week",
-                               "startTime", "endTime", "timeRange"}
+                               "startTime", "endTime", "timeRange", "segment"}
     POST /queries/lifecycle   {"eventType", "filters"|"where",
                                "interval": "day"|"week"|"month", time range as above}
 
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rta.core.errors import field_error
+from rta.core.queries.behaviour_specs import segment_name
 from rta.core.queries.filters import EventFilter
 from rta.core.queries.periods import PeriodGrid, parse_grid
 from rta.core.queries.segment_spec import time_range, where_of
@@ -30,6 +31,7 @@ class StickinessQuery:
     event_type: str
     flt: EventFilter  # the event type and filters (no time bounds: the grid gives them)
     grid: PeriodGrid
+    segment: str | None = None  # a saved segment's name (its users only)
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class LifecycleQuery:
     event_type: str
     flt: EventFilter
     grid: PeriodGrid
+    segment: str | None = None
 
 
 def _common(body: Any, now: int, intervals: tuple[str, ...]
@@ -60,9 +63,9 @@ def _common(body: Any, now: int, intervals: tuple[str, ...]
 
 def parse_stickiness(body: Any, now: int) -> StickinessQuery:
     etype, flt, grid = _common(body, now, STICKINESS_INTERVALS)
-    return StickinessQuery(body.get("name"), etype, flt, grid)
+    return StickinessQuery(body.get("name"), etype, flt, grid, segment_name(body))
 
 
 def parse_lifecycle(body: Any, now: int) -> LifecycleQuery:
     etype, flt, grid = _common(body, now, ("day", "week", "month"))
-    return LifecycleQuery(body.get("name"), etype, flt, grid)
+    return LifecycleQuery(body.get("name"), etype, flt, grid, segment_name(body))
