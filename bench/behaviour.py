@@ -1,11 +1,14 @@
-"""`python -m bench behaviour`: funnels, retention and an A/B test next to DuckDB, same run.
+"""`python -m bench behaviour`: funnels, retention, an A/B test, stickiness and lifecycle next
+to DuckDB, same run.
 
 Builds N demo events into a sealed on-disk store and times each behavioural query through the
 public facade (`rta.core.queries.behaviour`; best of N after a first call, reported separately, that
 builds the cached per-type user indexes) against equivalent DuckDB SQL on a native table
 (2 threads): ASOF joins for funnels (the next step-k event after step k-1, per attempt), a
 join on first entries for retention, first-exposure aggregation for the A/B test, and for
-paths a `lead()` window pass (`bench/paths.py`, answer checked equal once per run). Then
+paths a `lead()` window pass (`bench/paths.py`, answer checked equal once per run),
+distinct (user, day) counts for stickiness and window functions (lag/lead over each user's
+active days) for lifecycle, whose answers are checked equal to rta's (`bench/periods.py`). Then
 serves the engine over HTTP and reports end-to-end latency of a 3-step funnel.
 """
 
@@ -18,6 +21,7 @@ from functools import partial
 from typing import Any
 
 from bench import paths as paths_bench
+from bench import periods
 from bench.common import (
     best_of,
     build_store,
@@ -118,6 +122,8 @@ def main(argv: list[str] | None = None) -> None:
     start = end - args.days * DAY
     con = duckdb_from_table(table)
     ret_start = (end // DAY - args.days) * DAY
+    last_day = (end - 1) // DAY
+    first_day = last_day - args.days + 1
     cases: list[tuple[str, Callable[[Engine], Any], str]] = [
         ("3-step funnel, 1h window",
          lambda eng: behaviour.run_funnel(eng, funnel_body(STEPS3, start, end, HOUR), end),
@@ -136,6 +142,14 @@ def main(argv: list[str] | None = None) -> None:
              "metricEvent": "conversion", "metricProperty": "revenue"}, end),
          ABTEST_SQL),
         paths_bench.case("pageview", start, end),
+        (f"stickiness, pageview over {args.days} days",
+         lambda eng: behaviour.run_stickiness(eng, periods.stickiness_body(
+             "pageview", first_day, last_day), end),
+         periods.stickiness_sql("pageview", first_day, last_day)),
+        (f"lifecycle, login per day over {args.days} days",
+         lambda eng: behaviour.run_lifecycle(eng, periods.stickiness_body(
+             "login", first_day, last_day), end),
+         periods.lifecycle_sql("login", first_day, last_day)),
     ]
     with tempfile.TemporaryDirectory(prefix="rta-bench-behaviour-") as tmp:
         build_store(table, tmp).close()
@@ -154,12 +168,15 @@ def main(argv: list[str] | None = None) -> None:
                              ratio(ours, theirs), fmt_seconds(first)])
             if not paths_bench.same_answer(engine, con, "pageview", start, end):
                 print("paths: rta and DuckDB disagree", file=sys.stderr)
+            # the same answer (after timing, so no first call finds indexes it built)
+            checks = periods.check(engine, con, first_day, last_day, end)
             body = funnel_body(STEPS3, start, end, HOUR)
             p50, p99 = http_latency(engine, "POST", "/queries/funnel", body, args.requests)
             rows.append(["HTTP POST /queries/funnel 3 steps p50 / p99",
                          f"{fmt_seconds(p50)} / {fmt_seconds(p99)}", "-", "-", "-"])
         finally:
             engine.close()
+    print(checks)
     print_table(f"Behavioural queries, {fmt_count(args.events)} events, {args.users:,} users, "
                 f"{args.days} days (best of {args.repeat})", rows)
 

@@ -59,6 +59,8 @@ API_JSON: dict[str, str] = {
     "query top": "GET /analytics/top",
     "query funnel": "POST /queries/funnel",
     "query cohort": "POST /queries/cohort",
+    "query stickiness": "POST /queries/stickiness",
+    "query lifecycle": "POST /queries/lifecycle",
     "query abtest": "POST /queries/abtest",
     "query segment": "POST /queries/execute (type segment)",
     "query paths": "POST /queries/paths",

@@ -113,7 +113,9 @@ def _exclusion(spec: str) -> dict[str, Any]:
 
 
 def cohort(
-    entry: str = typer.Option(..., "--entry", "-e", help="Event that puts a user in a cohort."),
+    entry: str = typer.Option(None, "--entry", "-e",
+                              help="Event that puts a user in a cohort (or any event "
+                                   "matching --entry-where when omitted)."),
     returning: str = typer.Option(None, "--return", "-R",
                                   help="Event that counts as coming back (default: --entry)."),
     periods: int = typer.Option(7, "--periods", "-p", help="Periods after period 0."),
@@ -123,6 +125,12 @@ def cohort(
                                        callback=one_of(RETENTION_TYPES)),
     criterion: str = typer.Option(None, "--criterion", help="on (default) or on_or_after.",
                                   callback=one_of(RETENTION_CRITERIA)),
+    entry_where: list[str] = typer.Option(None, "--entry-where",
+                                          help="Filter on the entry event (repeatable)."),
+    breakdown: str = typer.Option(None, "--breakdown", "-b",
+                                  help="Split by this property (value at the entry event)."),
+    breakdown_limit: int = typer.Option(None, "--breakdown-limit",
+                                        help="At most this many values (default 25)."),
     since: str = SinceOption,
     until: str = UntilOption,
     time_range: str = RangeOption,
@@ -131,10 +139,17 @@ def cohort(
     as_json: bool = JsonOption,
 ) -> None:
     """Cohort retention: the share of each entry cohort that returns in later periods."""
-    body: dict[str, Any] = {"entryEvent": entry, "retentionEvent": returning or entry,
-                            "periods": periods, "periodLength": period}
+    body: dict[str, Any] = {"periods": periods, "periodLength": period}
+    if entry is not None or returning is not None:
+        body.update(entryEvent=entry, retentionEvent=returning or entry)
+    filters = parse_where_list(entry_where)
+    if filters:
+        body["entryFilters"] = filters
+    if entry is None and not filters:
+        fail("give --entry, or --entry-where for a cohort defined by filters", EXIT_USAGE)
     for key, value in (("retentionType", retention_type), ("criterion", criterion),
-                       ("segment", segment)):
+                       ("segment", segment), ("breakdown", breakdown),
+                       ("breakdownLimit", breakdown_limit)):
         if value is not None:
             body[key] = value
     _time(body, since, until, time_range)
@@ -327,7 +342,8 @@ def render_cohort(data: dict[str, Any], now: int | None = None) -> None:
     from rta.cli.output import console
 
     width = data["periods"] + 1
-    tbl = Table(title=f"Retention: {data['entryEvent']} → {data['retentionEvent']} "
+    tbl = Table(title=f"Retention: {data['entryEvent'] or 'filtered events'} → "
+                      f"{data['retentionEvent'] or 'any event'} "
                       f"({data['retentionType']}, {data['criterion']}, every "
                       f"{_ms(data['periodLength'])})", title_justify="left")
     tbl.add_column("cohort")
@@ -349,6 +365,10 @@ def render_cohort(data: dict[str, Any], now: int | None = None) -> None:
         tbl.add_row(c["date"][:16].replace("T", " "), f"{c['size']:,}", *cells)
     avg = data["average"]
     tbl.add_row("[bold]average[/]", f"{avg['size']:,}", *[_heat(p) for p in avg["percentages"]])
+    for group in data.get("breakdown", []):  # each value's weighted average row
+        g = group["average"]
+        tbl.add_row(f"{data['breakdownProperty']} = {group['value']}", f"{g['size']:,}",
+                    *[_heat(p) for p in g["percentages"]])
     console().print(tbl)
     if partial:
         console().print("[dim]…: the period is still in progress (or cut by the range's "

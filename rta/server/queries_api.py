@@ -58,9 +58,22 @@ async def paths() -> Response:
     return await _run("paths")
 
 
+@bp.post("/queries/stickiness")
+async def stickiness() -> Response:
+    """Users by how many days (or weeks) of the range they did an event."""
+    return await _run("stickiness")
+
+
+@bp.post("/queries/lifecycle")
+async def lifecycle() -> Response:
+    """Per period: new, returning, resurrecting and dormant users of an event."""
+    return await _run("lifecycle")
+
+
 @bp.post("/queries/execute")
 async def execute() -> Response:
-    """`{"type": "segment" | "funnel" | "cohort" | "abtest" | "paths", "config": {...}}`."""
+    """`{"type": "segment" | "funnel" | "cohort" | "abtest" | "paths" | "stickiness" |
+    "lifecycle", "config": {...}}`."""
     eng = engine()
     now = services.now()
     query = behaviour.parse_execute(await json_object(), now)

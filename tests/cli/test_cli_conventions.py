@@ -49,6 +49,8 @@ ARGS: dict[str, list[str]] = {
     "query abtest": ["--metric", "purchase"],
     "query segment": ["--performed", "purchase"],
     "query paths": ["--start", "pageview", "--steps", "3"],
+    "query stickiness": ["pageview", "--range", "last_7d"],
+    "query lifecycle": ["pageview", "--interval", "week"],
     "alerts list": [],
     "alerts create": ["--name", "made by test", "-t", "error", "--threshold", "1000"],
     "alerts show": ["{alert}"],
@@ -98,7 +100,7 @@ WHERE_COMMANDS = {"events": [], "export": ["-o", "-"], "query aggregate": [],
                   "query count": [], "query unique": [], "query top": ["page"],
                   "query funnel": ["--step", "a", "--step", "b"],
                   "query abtest": ["--metric", "m"], "query segment": [],
-                  "query paths": [],
+                  "query paths": [], "query stickiness": ["a"], "query lifecycle": ["a"],
                   "alerts create": ["--name", "x", "--threshold", "1"],
                   "segment create": ["x"], "tail": []}
 
@@ -321,11 +323,19 @@ def test_closed_sets_are_checked_by_the_cli_and_match_the_core() -> None:
     from rta.core.queries import paths_specs
     assert choices.PATH_TYPES == paths_specs.PATH_TYPES
     assert choices.PATH_UNITS == paths_specs.UNITS
+
+    from rta.cli import query_periods
+    from rta.core.queries import periods, stickiness_specs
+
+    assert query_periods.STICKINESS_INTERVALS == stickiness_specs.STICKINESS_INTERVALS
+    assert query_periods.LIFECYCLE_INTERVALS == periods.INTERVALS
     dead = ["--server", f"http://127.0.0.1:{free_port()}"]
     for args in (["query", "funnel", "--step", "a", "--step", "b", "--order", "sideways"],
                  ["query", "top", "page", "--sort", "bogus"],
                  ["query", "aggregate", "-a", "median"],
                  ["query", "cohort", "--entry", "signup", "--type", "bogus"],
+                 ["query", "stickiness", "a", "--interval", "month"],
+                 ["query", "lifecycle", "a", "--interval", "hour"],
                  ["token", "create", "--scope", "god"],
                  ["alerts", "create", "--name", "x", "--threshold", "1", "-o", "bogus"],
                  ["events", "-n", "-5"],

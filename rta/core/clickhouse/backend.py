@@ -37,6 +37,8 @@ from rta.core.queries.params import require_numeric
 from rta.core.queries.paths_results import PathCounts
 from rta.core.queries.paths_specs import PathsQuery
 from rta.core.queries.query_warnings import Vocabulary
+from rta.core.queries.stickiness_results import LifecycleResult, StickinessResult
+from rta.core.queries.stickiness_specs import LifecycleQuery, StickinessQuery
 
 KIND_NAMES = {INT: "number", FLOAT: "number", STR: "string", BOOL: "boolean"}
 VOCABULARY_TTL_S = 5.0
@@ -220,3 +222,11 @@ class ClickHouseBackend:
     def segment(self, q: SegmentQuery) -> SegmentResult:
         from rta.core.clickhouse import segment_sql
         return segment_sql.result(self.view, q)
+
+    def stickiness(self, q: StickinessQuery, members: np.ndarray | None) -> StickinessResult:
+        from rta.core.clickhouse import stickiness_sql
+        return stickiness_sql.result(self.view, q, members)
+
+    def lifecycle(self, q: LifecycleQuery, members: np.ndarray | None) -> LifecycleResult:
+        from rta.core.clickhouse import lifecycle_sql
+        return lifecycle_sql.result(self.view, q, members)

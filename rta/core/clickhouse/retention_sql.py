@@ -24,17 +24,47 @@ from typing import Any
 import numpy as np
 
 from rta.core.clickhouse.filter_sql import Params, where_sql
+from rta.core.clickhouse.funnel_sql import _label
 from rta.core.clickhouse.view import View
 from rta.core.queries.behaviour_results import CohortResult
 from rta.core.queries.behaviour_specs import CohortQuery
-from rta.core.queries.retention_grid import cohort_result
+from rta.core.queries.retention_grid import Group, cohort_result, with_breakdown
 
 
 def result(view: View, q: CohortQuery, members: np.ndarray | None) -> CohortResult:
-    """The retention grid, restricted to the users `members` (user ids) when given."""
+    """The retention grid, restricted to the users `members` (user ids) when given, and
+    split by `q.breakdown` when asked (a second statement grouped by its value)."""
+    params = Params()
+    sql = _sql(view, q, members, params, None)
+    (users, size_map, grid_map), = view.rows(sql, params)
+    whole = cohort_result(q, *_counts(q, users, size_map, grid_map))
+    if q.breakdown is None:
+        return whole
+    params = Params()
+    sql = _sql(view, q, members, params, params.add(q.breakdown, "String"))
+    groups: list[Group] = []
+    for kind, text, number, users, size_map, grid_map in view.rows(sql, params):
+        groups.append((int(kind), _label(int(kind), str(text), float(number)),
+                       *_counts(q, users, size_map, grid_map)))
+    return with_breakdown(q, whole, groups)
+
+
+def _counts(q: CohortQuery, users: Any, size_map: Any, grid_map: Any
+            ) -> tuple[int, np.ndarray, np.ndarray]:
+    ncoh, width = q.cohorts, q.periods + 1
+    sizes = _dense(size_map, ncoh)
+    grid = _dense(grid_map, ncoh * width).reshape(ncoh, width)
+    if q.criterion != "on":
+        grid = np.cumsum(grid[:, ::-1], axis=1)[:, ::-1]
+    return int(users), sizes, grid
+
+
+def _sql(view: View, q: CohortQuery, members: np.ndarray | None, params: Params,
+         key: str | None) -> str:
+    """The grid statement; with a breakdown `key`, one row per value (kind, text, number)
+    of the property on each membership's entry event (its first in (ts, arrival) order)."""
     ncoh, width, length, start = q.cohorts, q.periods + 1, q.length, q.start
     horizon = max(min(q.now + 1, start + (ncoh + q.periods) * length), start + 1)
-    params = Params()
     member_sql = None if members is None else params.add([str(u) for u in members],
                                                          "Array(String)")
     p_start = params.add(start, "Int64")
@@ -51,22 +81,41 @@ def result(view: View, q: CohortQuery, members: np.ndarray | None) -> CohortResu
     else:
         entry_cond = f"({entry}) AND ts >= {p_start} AND ts < {p_end}"
     ret_cond = f"({ret}) AND ts >= {p_start} AND ts < {p_horizon}"
+    value = ""
+    if key is not None:
+        bv = (f"(multiIf(mapContains(props_s, {key}), 1, mapContains(props_i, {key}) OR "
+              f"mapContains(props_f, {key}), 2, mapContains(props_b, {key}), 3, 0), "
+              f"if(mapContains(props_s, {key}), props_s[{key}], ''), "
+              f"multiIf(mapContains(props_i, {key}), toFloat64(props_i[{key}]), "
+              f"mapContains(props_f, {key}), props_f[{key}], mapContains(props_b, {key}), "
+              f"toFloat64(props_b[{key}]), 0.) + 0.)")  # (+ 0. makes -0.0 the 0.0 group)
+        value = (f", argMinIf(seq, (ts, seq), {entry_cond}) AS es, "
+                 f"argMinIf({bv}, (ts, seq), {entry_cond}) AS bv")
     # first the (user, grid period) pairs, by plain aggregates (events before the grid, which
     # only a first-time entry reads, in period -1); then each user's periods as arrays
     per_period = f"""
         SELECT user, if(ts < {p_start}, -1, intDiv(ts - {p_start}, {p_len})) AS p,
                countIf({entry_cond}) AS ne, minIf(ts, {entry_cond}) AS e,
-               countIf({ret_cond}) AS nr, maxIf(ts, {ret_cond}) AS r
+               countIf({ret_cond}) AS nr, maxIf(ts, {ret_cond}) AS r{value}
         FROM {view.events}
         WHERE user IS NOT NULL AND (({entry_cond}) OR ({ret_cond}))
         GROUP BY user, p"""
     if q.rtype == "first_time":  # the first-ever entry, when it lies in the grid
         first = "minIf(e, ne > 0)"
-        memberships = f"""
-            if({first} >= {p_start} AND countIf(ne > 0) > 0,
-               ([intDiv({first} - {p_start}, {p_len})], [{first}]), ([], []))"""
-    else:
+        if key is None:
+            memberships = f"""
+                if({first} >= {p_start} AND countIf(ne > 0) > 0,
+                   ([intDiv({first} - {p_start}, {p_len})], [{first}]), ([], []))"""
+        else:
+            memberships = f"""
+                if({first} >= {p_start} AND countIf(ne > 0) > 0,
+                   ([intDiv({first} - {p_start}, {p_len})], [{first}],
+                    [argMinIf(bv, (e, es), ne > 0)]), ([], [], []))"""
+    elif key is None:
         memberships = "(groupArrayIf(p, ne > 0), groupArrayIf(e, ne > 0))"
+    else:
+        memberships = ("(groupArrayIf(p, ne > 0), groupArrayIf(e, ne > 0), "
+                       "groupArrayIf(bv, ne > 0))")
     per_user = f"""
         SELECT user, {memberships} AS mem,
                (groupArrayIf(p, nr > 0), groupArrayIf(r, nr > 0)) AS ret
@@ -76,27 +125,22 @@ def result(view: View, q: CohortQuery, members: np.ndarray | None) -> CohortResu
     # one row per membership: its cohort and the periods n it returned in
     p_periods = params.add(q.periods, "Int64")
     per_membership = f"""
-        SELECT user, c,
+        SELECT user, c{", b" if key is not None else ""},
                arrayMap(p -> p - c, arrayFilter((p, rt) -> p - c >= 0
                                                 AND p - c <= {p_periods} AND rt >= t,
                                                 ret.1, ret.2)) AS ns
         FROM ({per_user})
-        ARRAY JOIN mem.1 AS c, mem.2 AS t"""
+        ARRAY JOIN mem.1 AS c, mem.2 AS t{", mem.3 AS b" if key is not None else ""}"""
     p_width = params.add(width, "Int64")
     if q.criterion == "on":
         hits = f"arrayMap(n -> c * {p_width} + n, ns)"
     else:  # counted once, at its latest period; the suffix sums below do the rest
         hits = f"if(empty(ns), [], [c * {p_width} + arrayMax(ns)])"
-    sql = f"""
-        SELECT uniqExact(user), sumMap([c], [toUInt64(1)]),
+    head, tail = ("", "") if key is None else ("b.1, b.2, b.3, ", " GROUP BY b.1, b.2, b.3")
+    return f"""
+        SELECT {head}uniqExact(user), sumMap([c], [toUInt64(1)]),
                sumMap({hits}, arrayMap(x -> toUInt64(1), {hits}))
-        FROM ({per_membership})"""
-    (users, size_map, grid_map), = view.rows(sql, params)
-    sizes = _dense(size_map, ncoh)
-    grid = _dense(grid_map, ncoh * width).reshape(ncoh, width)
-    if q.criterion != "on":
-        grid = np.cumsum(grid[:, ::-1], axis=1)[:, ::-1]
-    return cohort_result(q, int(users), sizes, grid)
+        FROM ({per_membership}){tail}"""
 
 
 def _dense(pairs: Any, n: int) -> np.ndarray:

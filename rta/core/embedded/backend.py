@@ -17,10 +17,12 @@ from rta.core.embedded import (
     eventlist,
     funnel,
     heatmap,
+    lifecycle,
     properties,
     raw_rows,
     retention,
     segments,
+    stickiness,
 )
 from rta.core.embedded.segments import check_numeric
 from rta.core.embedded.store.snapshot import Snapshot
@@ -39,6 +41,8 @@ from rta.core.queries.filters import EventFilter
 from rta.core.queries.paths_results import PathCounts
 from rta.core.queries.paths_specs import PathsQuery
 from rta.core.queries.query_warnings import Vocabulary
+from rta.core.queries.stickiness_results import LifecycleResult, StickinessResult
+from rta.core.queries.stickiness_specs import LifecycleQuery, StickinessQuery
 
 if TYPE_CHECKING:
     from rta.core.engine import Engine
@@ -149,3 +153,9 @@ class EmbeddedBackend:
 
     def segment(self, q: SegmentQuery) -> SegmentResult:
         return segments.result(self.snap, q)
+
+    def stickiness(self, q: StickinessQuery, members: np.ndarray | None) -> StickinessResult:
+        return stickiness.result(self.snap, q, members)
+
+    def lifecycle(self, q: LifecycleQuery, members: np.ndarray | None) -> LifecycleResult:
+        return lifecycle.result(self.snap, q, members)

@@ -37,9 +37,11 @@ from rta.core.embedded.segments import (
     member_lookup,
     order_by,
     resolve_segment,
+    value_labels,
 )
 from rta.core.embedded.store.snapshot import Snapshot
 from rta.core.embedded.user_index import EventIndex, TypeIndex
+from rta.core.events import BOOL, FLOAT, INT, INT64_MIN, STR
 from rta.core.queries.behaviour_results import CohortResult
 from rta.core.queries.behaviour_specs import (  # noqa: F401  (re-exported for callers)
     CRITERIA,
@@ -49,7 +51,7 @@ from rta.core.queries.behaviour_specs import (  # noqa: F401  (re-exported for c
     parse_cohort,
 )
 from rta.core.queries.filters import EventFilter
-from rta.core.queries.retention_grid import cohort_result
+from rta.core.queries.retention_grid import Group, cohort_result, with_breakdown
 from rta.core.queries.timeparse import now_ms
 
 if TYPE_CHECKING:
@@ -66,20 +68,51 @@ def run(engine: Engine, body: Any, now: int | None = None,
 
 
 def result(snap: Snapshot, q: CohortQuery, seg: np.ndarray | None) -> CohortResult:
-    """The retention grid over `snap`, restricted to the users `seg` (codes) when given."""
-    current, entry, ret, periods, length = q.now, q.entry, q.ret, q.periods, q.length
-    rtype, criterion, start, end, ncoh = q.rtype, q.criterion, q.start, q.end, q.cohorts
-    entry_flt, ret_flt = q.entry_flt, q.ret_flt
+    """The retention grid over `snap`, restricted to the users `seg` (codes) when given,
+    and split by `q.breakdown` (its value at each membership's entry event) when asked."""
+    periods, length, start, end, ncoh = q.periods, q.length, q.start, q.end, q.cohorts
     member = member_lookup(seg, snap)
+    props = (q.breakdown,) if q.breakdown is not None else ()
 
-    horizon = min(current + 1, start + (ncoh + periods) * length)
+    horizon = max(min(q.now + 1, start + (ncoh + periods) * length), start + 1)
     ix = EventIndex(snap)
-    if ix.ok:
-        u, t, ru, rt = _indexed(ix, entry, entry_flt, ret, ret_flt, member, rtype, start,
-                                end, length, ncoh, max(horizon, start + 1))
+    values: dict[str, np.ndarray] | None
+    if ix.ok and q.entry is not None and q.ret is not None:
+        u, t, gid, ru, rt = _indexed(ix, q.entry, q.entry_flt, q.ret, q.ret_flt, member,
+                                     q.rtype, start, end, length, ncoh, horizon)
+        values = ix.values(gid, q.breakdown) if q.breakdown is not None else None
     else:
-        u, t, ru, rt = _gathered(snap, entry_flt, ret_flt, member, rtype, start, end, length,
-                                 ncoh, periods, max(horizon, start + 1))
+        u, t, values, ru, rt = _gathered(snap, q.entry_flt, q.ret_flt, member, q.rtype,
+                                         start, end, length, ncoh, periods, horizon, props)
+    nusers = len(snap.dicts.users)
+    whole = cohort_result(q, *_grid(q, nusers, u, t, ru, rt))
+    if values is None:
+        return whole
+    ids, labels = value_labels(values, snap)
+    kinds = _kinds(values)
+    groups: list[Group] = []
+    for g in np.unique(ids).tolist():
+        sel = ids == g
+        kind = 0 if g < 0 else int(kinds[np.flatnonzero(sel)[0]])
+        groups.append((kind, None if g < 0 else labels[g],
+                       *_grid(q, nusers, u[sel], t[sel], ru, rt)))
+    return with_breakdown(q, whole, groups)
+
+
+def _kinds(values: dict[str, np.ndarray]) -> np.ndarray:
+    """Per row, the kind `value_labels` groups it by: 1 text, 2 number, 3 boolean, 0 none."""
+    kind = np.zeros(len(values[STR]), dtype=np.int8)
+    kind[values[BOOL] >= 0] = 3
+    kind[(values[INT] != INT64_MIN) | ~np.isnan(values[FLOAT])] = 2
+    kind[values[STR] >= 0] = 1
+    return kind
+
+
+def _grid(q: CohortQuery, nusers: int, u: np.ndarray, t: np.ndarray, ru: np.ndarray,
+          rt: np.ndarray) -> tuple[int, np.ndarray, np.ndarray]:
+    """(users, cohort sizes, grid) of the memberships (u, t), sorted by (user, cohort), and
+    the retention events (ru, rt), one per (user, grid period)."""
+    periods, length, rtype, start, ncoh = q.periods, q.length, q.rtype, q.start, q.cohorts
     cohort = (t - start) // length
     mkey = u.astype(np.int64) * ncoh + cohort
     sizes = np.bincount(cohort, minlength=ncoh)[:ncoh] if len(cohort) else np.zeros(ncoh, int)
@@ -89,7 +122,7 @@ def result(snap: Snapshot, q: CohortQuery, seg: np.ndarray | None) -> CohortResu
     hit_m: list[np.ndarray] = []
     hit_n: list[np.ndarray] = []
     if rtype == "first_time":  # one membership per user: a dense lookup, no search
-        slot = np.full(len(snap.dicts.users) + 1, -1, dtype=np.int64)
+        slot = np.full(nusers + 1, -1, dtype=np.int64)
         slot[u] = np.arange(len(u))
         mi = slot[ru]
         has = mi >= 0
@@ -114,7 +147,7 @@ def result(snap: Snapshot, q: CohortQuery, seg: np.ndarray | None) -> CohortResu
         hit_n.append(np.full(int(found.sum()), n, dtype=np.int64))
     hm = np.concatenate(hit_m) if hit_m else np.zeros(0, np.int64)
     hn = np.concatenate(hit_n) if hit_n else np.zeros(0, np.int64)
-    if criterion == "on":
+    if q.criterion == "on":
         pairs = hm * width + hn  # unique: one retention row per (user, grid period)
         flat = cohort[pairs // width] * width + pairs % width
         grid = np.bincount(flat, minlength=ncoh * width).reshape(ncoh, width)
@@ -127,37 +160,38 @@ def result(snap: Snapshot, q: CohortQuery, seg: np.ndarray | None) -> CohortResu
         grid = np.cumsum(grid[:, ::-1], axis=1)[:, ::-1]
 
     users = len(u) if rtype == "first_time" else len(np.unique(u))
-    return cohort_result(q, users, sizes, grid)
+    return users, sizes, grid
 
 
 def _indexed(ix: EventIndex, entry: str, entry_flt: EventFilter, ret: str,
              ret_flt: EventFilter, member: np.ndarray | None, rtype: str, start: int,
              end: int, length: int, ncoh: int, horizon: int,
-             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Memberships (user, entry ts) sorted by (user, cohort), and the latest retention event
-    per (user, grid period), read off the per-type user indexes: they are already ordered by
-    (user, ts, arrival), so every "first/last per group" is a scan, not a sort."""
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Memberships (user, entry ts, entry event's gid) sorted by (user, cohort), and the
+    latest retention event per (user, grid period), read off the per-type user indexes: they
+    are already ordered by (user, ts, arrival), so every "first/last per group" is a scan,
+    not a sort."""
     ev = _events(ix, entry, entry_flt, member)
     if rtype == "first_time":
         first = first_per_group(ix.users_of(ev.key))
         key = ev.key[first]
         t = ix.ts_of(key)
         keep = (t >= start) & (t < end)  # the first-ever entry, if it lies in the range
-        u, t = ix.users_of(key[keep]), t[keep]
+        u, t, gid = ix.users_of(key[keep]), t[keep], ev.gid[first][keep]
     else:
         t = ix.ts_of(ev.key)
         rows = np.flatnonzero((t >= start) & (t < end))
-        u, t = ix.users_of(ev.key[rows]), t[rows]
+        u, t, gid = ix.users_of(ev.key[rows]), t[rows], ev.gid[rows]
         k0 = u * ncoh + (t - start) // length  # sorted: users, then time
         first = first_per_group(k0)
-        u, t = u[first], t[first]
+        u, t, gid = u[first], t[first], gid[first]
     r = _events(ix, ret, ret_flt, member)
     rt = ix.ts_of(r.key)
     rows = np.flatnonzero((rt >= start) & (rt < horizon))
     ru, rt = ix.users_of(r.key[rows]), rt[rows]
     width = (horizon - start) // length + 2  # grid periods up to the horizon
     last = last_per_group(ru * width + (rt - start) // length)  # sorted: users, then time
-    return u, t, ru[last], rt[last]
+    return u, t, gid, ru[last], rt[last]
 
 
 def _events(ix: EventIndex, etype: str, flt: EventFilter,
@@ -172,27 +206,27 @@ def _events(ix: EventIndex, etype: str, flt: EventFilter,
 
 def _gathered(snap: Snapshot, entry_flt: EventFilter, ret_flt: EventFilter,
               member: np.ndarray | None, rtype: str, start: int, end: int, length: int,
-              ncoh: int, periods: int, horizon: int,
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Like `_indexed`, by gathering and sorting rows (when keys cannot be indexed)."""
+              ncoh: int, periods: int, horizon: int, props: tuple[str, ...] = (),
+              ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray] | None, np.ndarray,
+                         np.ndarray]:
+    """Like `_indexed`, by gathering and sorting rows (when keys cannot be indexed, or the
+    entry or return is any event matching filters), with the values of `props[0]` at each
+    membership's entry event instead of its gid."""
     # memberships: (user, cohort, entry ts), sorted by key = user * ncoh + cohort
     if rtype == "first_time":
-        rows = gather(snap, [entry_flt], None, end, member=member)
+        rows = gather(snap, [entry_flt], None, end, member=member, props=props)
         ok = np.flatnonzero(rows.user >= 0)
         order = ok[order_by(rows.user[ok], rows.ts[ok])]
-        u, t = rows.user[order], rows.ts[order]
-        first = first_per_group(u)
-        u, t = u[first], t[first]
-        keep = (u >= 0) & (t >= start)
-        u, t = u[keep], t[keep]
+        first = order[first_per_group(rows.user[order])]
+        at = first[rows.ts[first] >= start]
     else:
-        rows = gather(snap, [entry_flt], start, end, member=member)
-        keep = rows.user >= 0
-        u0, t0 = rows.user[keep], rows.ts[keep]
-        k0 = u0.astype(np.int64) * ncoh + (t0 - start) // length
-        order = order_by(k0, t0)
-        first = first_per_group(k0[order])
-        u, t = u0[order][first], t0[order][first]
+        rows = gather(snap, [entry_flt], start, end, member=member, props=props)
+        ok = np.flatnonzero(rows.user >= 0)
+        k0 = rows.user[ok].astype(np.int64) * ncoh + (rows.ts[ok] - start) // length
+        order = order_by(k0, rows.ts[ok])
+        at = ok[order][first_per_group(k0[order])]
+    u, t = rows.user[at], rows.ts[at]
+    values = {k: v[at] for k, v in rows.props[props[0]].items()} if props else None
     # retention events, one per (user, grid period): the latest, which best satisfies
     # "at or after the entry time" in period 0
     r = gather(snap, [ret_flt], start, horizon, member=member)
@@ -202,4 +236,4 @@ def _gathered(snap: Snapshot, entry_flt: EventFilter, ret_flt: EventFilter,
     rkey = ru.astype(np.int64) * (ncoh + periods + 1) + rp
     order = order_by(rkey, rt)
     last = order[last_per_group(rkey[order])]
-    return u, t, ru[last], rt[last]
+    return u, t, values, ru[last], rt[last]

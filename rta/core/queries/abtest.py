@@ -45,6 +45,7 @@ from rta.core.queries.behaviour_results import (
     VariantStats,
 )
 from rta.core.queries.behaviour_specs import AbTestQuery
+from rta.core.queries.intervals import wilson
 
 _NORMAL = NormalDist()
 SRM_THRESHOLD = 0.001
@@ -176,17 +177,6 @@ def chi2_sf(x: float, df: float) -> float:
 
 
 # -- statistics --------------------------------------------------------------------------------
-
-
-def wilson(c: int, n: int, z: float) -> tuple[float, float] | None:
-    """Wilson score interval for a proportion c/n."""
-    if n == 0:
-        return None
-    p = c / n
-    den = 1.0 + z * z / n
-    centre = (p + z * z / (2 * n)) / den
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 def two_proportion_z(c1: int, n1: int, c2: int, n2: int) -> tuple[float, float] | None:

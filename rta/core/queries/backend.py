@@ -31,6 +31,8 @@ from rta.core.queries.behaviour_results import (
     SegmentResult,
 )
 from rta.core.queries.behaviour_specs import AbTestQuery, CohortQuery, FunnelQuery, SegmentQuery
+from rta.core.queries.stickiness_results import LifecycleResult, StickinessResult
+from rta.core.queries.stickiness_specs import LifecycleQuery, StickinessQuery
 
 if TYPE_CHECKING:  # (event_list builds on this module)
     from rta.core.queries.event_list import Cursor, EventPage
@@ -136,6 +138,14 @@ class Backend(Protocol):
     def paths(self, q: PathsQuery, members: np.ndarray | None) -> PathCounts:
         """Every unit's path walked and counted as transitions (restricted to `members`);
         the neutral layer groups and totals them (`queries.paths_results.build`)."""
+
+    def stickiness(self, q: StickinessQuery, members: np.ndarray | None) -> StickinessResult:
+        """Users by the number of grid periods in which they did the event (only `members`
+        when given)."""
+
+    def lifecycle(self, q: LifecycleQuery, members: np.ndarray | None) -> LifecycleResult:
+        """New, returning, resurrecting and dormant users per grid period (only `members`
+        when given)."""
 
 
 @dataclass(frozen=True)

@@ -35,17 +35,25 @@ from rta.core.queries.behaviour_specs import (
     parse_segment_query,
 )
 from rta.core.queries.paths_specs import PathsQuery, parse_paths
+from rta.core.queries.stickiness_specs import (
+    LifecycleQuery,
+    StickinessQuery,
+    parse_lifecycle,
+    parse_stickiness,
+)
 
 if TYPE_CHECKING:
     from rta.core.engine import Engine
 
 Snapshot = Any  # the backend's view of the data (the embedded engine's snapshot)
 
-QUERY_TYPES = ("segment", "funnel", "cohort", "abtest", "paths")
-BehaviourQuery = FunnelQuery | CohortQuery | AbTestQuery | SegmentQuery | PathsQuery
+QUERY_TYPES = ("segment", "funnel", "cohort", "abtest", "paths", "stickiness", "lifecycle")
+BehaviourQuery = (FunnelQuery | CohortQuery | AbTestQuery | SegmentQuery | PathsQuery
+                  | StickinessQuery | LifecycleQuery)
 PARSERS: dict[str, Callable[[Any, int], BehaviourQuery]] = {
     "funnel": parse_funnel, "cohort": parse_cohort, "abtest": parse_abtest,
-    "segment": parse_segment_query, "paths": parse_paths}
+    "segment": parse_segment_query, "paths": parse_paths, "stickiness": parse_stickiness,
+    "lifecycle": parse_lifecycle}
 
 
 def parse(kind: str, body: Any, now: int) -> BehaviourQuery:
@@ -128,6 +136,10 @@ def execute(query: BehaviourQuery, ctx: QueryContext) -> BehaviourResult:
     if isinstance(query, PathsQuery):
         return paths_results.build(query, backend.paths(query, resolve_segment(query.segment,
                                                                                ctx)))
+    if isinstance(query, StickinessQuery):
+        return backend.stickiness(query, resolve_segment(query.segment, ctx))
+    if isinstance(query, LifecycleQuery):
+        return backend.lifecycle(query, resolve_segment(query.segment, ctx))
     return backend.segment(query)
 
 
@@ -183,3 +195,13 @@ def run_query(engine: Engine, body: Any, now: int | None = None,
     if query.save:
         result = dataclasses.replace(result, saved=services.save_segment(engine, query.config))
     return result.to_json()
+
+
+def run_stickiness(engine: Engine, body: Any, now: int | None = None,
+                   snap: Snapshot | None = None) -> dict[str, Any]:
+    return _run("stickiness", engine, body, now, snap)
+
+
+def run_lifecycle(engine: Engine, body: Any, now: int | None = None,
+                  snap: Snapshot | None = None) -> dict[str, Any]:
+    return _run("lifecycle", engine, body, now, snap)

@@ -8,7 +8,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from rta.core.queries.intervals import wilson_pct
 from rta.core.queries.paths_results import PathsResult
+from rta.core.queries.stickiness_results import LifecycleResult, StickinessResult
 
 
 @dataclass(frozen=True)
@@ -41,9 +43,19 @@ class FunnelSummary:
     overall_conversion_rate: float
 
     def to_json(self) -> dict[str, Any]:
-        return {"steps": [s.to_json() for s in self.steps], "totalEntered": self.total_entered,
+        """Each step after the first also gets the 95% Wilson intervals of its rates."""
+        steps = [s.to_json() for s in self.steps]
+        for k in range(1, len(steps)):
+            count = self.steps[k].count
+            steps[k]["conversionInterval"] = wilson_pct(count, self.steps[k - 1].count)
+            steps[k]["overallConversionInterval"] = wilson_pct(count, self.steps[0].count)
+        if steps:
+            steps[0]["conversionInterval"] = steps[0]["overallConversionInterval"] = None
+        return {"steps": steps, "totalEntered": self.total_entered,
                 "totalCompleted": self.total_completed,
-                "overallConversionRate": self.overall_conversion_rate}
+                "overallConversionRate": self.overall_conversion_rate,
+                "overallConversionInterval": wilson_pct(self.total_completed,
+                                                        self.total_entered)}
 
 
 @dataclass(frozen=True)
@@ -93,8 +105,10 @@ class CohortRow:
     percentages: list[float | None]
 
     def to_json(self) -> dict[str, Any]:
+        """`intervals`: the 95% Wilson interval of each percentage (None where it is)."""
         return {"cohort": self.cohort, "startTime": self.start_time, "date": self.date,
-                "size": self.size, "counts": self.counts, "percentages": self.percentages}
+                "size": self.size, "counts": self.counts, "percentages": self.percentages,
+                "intervals": [wilson_pct(c, self.size) for c in self.counts]}
 
 
 @dataclass(frozen=True)
@@ -102,16 +116,33 @@ class CohortAverage:
     size: int
     counts: list[int | None]
     percentages: list[float | None]
+    intervals: list[list[float] | None]  # 95% Wilson, over the cohorts each period covers
 
     def to_json(self) -> dict[str, Any]:
-        return {"size": self.size, "counts": self.counts, "percentages": self.percentages}
+        return {"size": self.size, "counts": self.counts, "percentages": self.percentages,
+                "intervals": self.intervals}
+
+
+@dataclass(frozen=True)
+class CohortBreakdown:
+    """One value of the breakdown property (None = not set) and its own grid."""
+
+    value: Any
+    total_users: int
+    cohorts: tuple[CohortRow, ...]
+    average: CohortAverage
+
+    def to_json(self) -> dict[str, Any]:
+        return {"value": self.value, "totalUsers": self.total_users,
+                "cohorts": [c.to_json() for c in self.cohorts],
+                "average": self.average.to_json()}
 
 
 @dataclass(frozen=True)
 class CohortResult:
     name: Any
-    entry_event: str
-    retention_event: str
+    entry_event: str | None
+    retention_event: str | None
     retention_type: str
     criterion: str
     periods: int
@@ -121,15 +152,23 @@ class CohortResult:
     total_users: int
     cohorts: tuple[CohortRow, ...]
     average: CohortAverage
+    breakdown_property: str | None = None
+    breakdown_truncated: bool = False
+    breakdown: tuple[CohortBreakdown, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"name": self.name, "entryEvent": self.entry_event,
-                "retentionEvent": self.retention_event, "retentionType": self.retention_type,
-                "criterion": self.criterion, "periods": self.periods,
-                "periodLength": self.period_length, "startTime": self.start_time,
-                "endTime": self.end_time, "totalUsers": self.total_users,
-                "cohorts": [c.to_json() for c in self.cohorts],
-                "average": self.average.to_json()}
+        out = {"name": self.name, "entryEvent": self.entry_event,
+               "retentionEvent": self.retention_event, "retentionType": self.retention_type,
+               "criterion": self.criterion, "periods": self.periods,
+               "periodLength": self.period_length, "startTime": self.start_time,
+               "endTime": self.end_time, "totalUsers": self.total_users,
+               "cohorts": [c.to_json() for c in self.cohorts],
+               "average": self.average.to_json()}
+        if self.breakdown_property is not None:
+            out["breakdownProperty"] = self.breakdown_property
+            out["breakdownTruncated"] = self.breakdown_truncated
+            out["breakdown"] = [g.to_json() for g in self.breakdown]
+        return out
 
 
 @dataclass(frozen=True)
@@ -309,7 +348,8 @@ class AbTestResult:
             "sampleRatioMismatch": self.sample_ratio_mismatch.to_json()}
 
 
-BehaviourResult = FunnelResult | CohortResult | SegmentResult | AbTestResult | PathsResult
+BehaviourResult = (FunnelResult | CohortResult | SegmentResult | AbTestResult | PathsResult
+                   | StickinessResult | LifecycleResult)
 
 
 @dataclass(frozen=True)

@@ -166,10 +166,14 @@ def _parse_exclusion(spec: Any, path: str, names: list[str]) -> Exclusion:
 
 @dataclass(frozen=True)
 class CohortQuery:
+    """`entry`/`ret` are None when the cohort is defined by its filters alone (any event
+    type); `breakdown` splits the grid by a property's value at each membership's entry
+    event."""
+
     name: Any
     now: int
-    entry: str
-    ret: str
+    entry: str | None
+    ret: str | None
     periods: int
     length: int
     rtype: str
@@ -180,13 +184,17 @@ class CohortQuery:
     entry_flt: EventFilter
     ret_flt: EventFilter
     segment: str | None
+    breakdown: str | None = None
+    breakdown_limit: int = DEFAULT_BREAKDOWN_LIMIT
 
 
 def parse_cohort(body: Any, now: int) -> CohortQuery:
     if not isinstance(body, dict):
         raise field_error("body", "must be a JSON object")
-    entry = _event(body, "entryEvent")
-    ret = _event(body, "retentionEvent", entry)
+    by_filter = body.get("entryEvent") is None and bool(body.get("entryFilters"))
+    entry = None if by_filter else _event(body, "entryEvent")
+    ret = _event(body, "retentionEvent", entry) if (
+        entry is not None or body.get("retentionEvent") is not None) else None
     periods = body.get("periods", 7)
     if isinstance(periods, bool) or not isinstance(periods, int) or \
             not 1 <= periods <= MAX_PERIODS:
@@ -213,13 +221,36 @@ def parse_cohort(body: Any, now: int) -> CohortQuery:
     if ncoh > MAX_COHORTS:
         raise field_error("periodLength", f"the range holds {ncoh} periods; at most "
                           f"{MAX_COHORTS} cohorts", cohorts=ncoh)
-    entry_flt = EventFilter(types=(entry,), where=where_of(
-        {"filters": body.get("entryFilters")}, "") if body.get("entryFilters") else None)
-    ret_flt = EventFilter(types=(ret,), where=where_of(
-        {"filters": body.get("retentionFilters")}, "") if body.get("retentionFilters")
-        else None)
+    entry_flt = EventFilter(types=None if entry is None else (entry,), where=_filters(
+        body, "entryFilters"))
+    ret_flt = EventFilter(types=None if ret is None else (ret,), where=_filters(
+        body, "retentionFilters"))
+    breakdown, limit = _breakdown(body)
     return CohortQuery(body.get("name"), now, entry, ret, periods, length, rtype, criterion,
-                       start, end, ncoh, entry_flt, ret_flt, segment_name(body))
+                       start, end, ncoh, entry_flt, ret_flt, segment_name(body), breakdown,
+                       limit)
+
+
+def _filters(body: dict[str, Any], key: str) -> Group | None:
+    """`entryFilters`/`retentionFilters` (errors name `filters`, as they always have)."""
+    if not body.get(key):
+        return None
+    return where_of({"filters": body[key]}, "")
+
+
+def _breakdown(body: dict[str, Any]) -> tuple[str | None, int]:
+    """`breakdown` (a property name, or {"property": name}) and `breakdownLimit`."""
+    breakdown = body.get("breakdown")
+    if breakdown is not None:
+        if isinstance(breakdown, dict):
+            breakdown = breakdown.get("property")
+        if not isinstance(breakdown, str) or not breakdown:
+            raise field_error("breakdown", "must be a property name")
+        breakdown = breakdown.removeprefix("properties.")
+    limit = body.get("breakdownLimit", DEFAULT_BREAKDOWN_LIMIT)
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
+        raise field_error("breakdownLimit", "must be an integer from 1 to 1000", value=limit)
+    return breakdown, limit
 
 
 def _event(body: dict[str, Any], key: str, default: str | None = None) -> str:

@@ -181,6 +181,7 @@ def for_query(query: Any, vocab: Vocabulary) -> list[QueryWarning]:
     from rta.core.queries import behaviour_specs as b
     from rta.core.queries.event_list import EventListQuery
     from rta.core.queries.paths_specs import PathsQuery
+    from rta.core.queries.stickiness_specs import LifecycleQuery, StickinessQuery
 
     out: list[QueryWarning] = []
     if isinstance(query, a.AggregateQuery | a.CountQuery | a.UniqueUsersQuery | a.TopQuery
@@ -203,9 +204,11 @@ def for_query(query: Any, vocab: Vocabulary) -> list[QueryWarning]:
         out += property_name(query.breakdown, vocab, "breakdown")
         out += where(query.where, vocab, "where")
     elif isinstance(query, b.CohortQuery):
-        out += event_type(query.entry, vocab, "entryEvent")
-        if query.ret != query.entry:
+        if query.entry is not None:
+            out += event_type(query.entry, vocab, "entryEvent")
+        if query.ret is not None and query.ret != query.entry:
             out += event_type(query.ret, vocab, "retentionEvent")
+        out += property_name(query.breakdown, vocab, "breakdown")
         out += where(query.entry_flt.where, vocab, "entryFilters")
         out += where(query.ret_flt.where, vocab, "retentionFilters")
     elif isinstance(query, b.AbTestQuery):
@@ -222,6 +225,9 @@ def for_query(query: Any, vocab: Vocabulary) -> list[QueryWarning]:
             out += event_types([query.end_point] if query.end_point else None, vocab,
                                "endPoint")
         out += where(query.where, vocab, "where")
+    elif isinstance(query, StickinessQuery | LifecycleQuery):
+        out += event_type(query.event_type, vocab, "eventType")
+        out += where(query.flt.where, vocab, "filters")
     elif isinstance(query, b.SegmentQuery):
         out += _segment(query.definition.tree, vocab, "filters")
     return _unique(out)
