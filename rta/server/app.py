@@ -38,6 +38,8 @@ FEATURE_MODULES = (
     "rta.server.ws_api",
     "rta.server.sdk_api",
     "rta.server.tokens_api",
+    "rta.server.annotations_api",
+    "rta.server.share_api",
     "rta.server.openapi",
     "rta.server.web",
 )
