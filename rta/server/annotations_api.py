@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from quart import Blueprint, Response, g, request
 
-from rta.core import annotation_store as annotations
+from rta.core import annotation_store
 from rta.server.http import engine, json_object, json_response
 
 bp = Blueprint("annotations_api", __name__)
@@ -26,24 +26,24 @@ def _token_name() -> str | None:
 
 @bp.post("/annotations")
 async def create_annotation() -> Response:
-    doc = annotations.create(engine().metadata, await json_object(), _token_name())
+    doc = annotation_store.create(engine().metadata, await json_object(), _token_name())
     return json_response(doc, 201, headers={"Location": f"/annotations/{doc['id']}"})
 
 
 @bp.get("/annotations")
 async def list_annotations() -> Response:
     args = request.args
-    docs = annotations.query(engine().metadata, args.get("from"), args.get("to"),
+    docs = annotation_store.query(engine().metadata, args.get("from"), args.get("to"),
                              args.get("dashboard") or None)
     return json_response({"annotations": docs, "total": len(docs)})
 
 
 @bp.get("/annotations/<annotation_id>")
 async def get_annotation(annotation_id: str) -> Response:
-    return json_response(annotations.get(engine().metadata, annotation_id))
+    return json_response(annotation_store.get(engine().metadata, annotation_id))
 
 
 @bp.delete("/annotations/<annotation_id>")
 async def delete_annotation(annotation_id: str) -> Response:
-    doc = annotations.delete(engine().metadata, annotation_id)
+    doc = annotation_store.delete(engine().metadata, annotation_id)
     return json_response({"deleted": True, "id": doc["id"], "annotation": doc})

@@ -26,8 +26,16 @@ from quart_trio import QuartTrio
 
 from rta.core.engine import Engine
 from rta.core.share_links import ShareLinkStore, is_share_secret
-from rta.server.http import DEFAULT_BODY_LIMIT, engine, is_json_type, json_response, \
-    media_type, parse_json, read_body, unsupported_media
+from rta.server.http import (
+    DEFAULT_BODY_LIMIT,
+    engine,
+    is_json_type,
+    json_response,
+    media_type,
+    parse_json,
+    read_body,
+    unsupported_media,
+)
 from rta.server.web import load_asset
 
 bp = Blueprint("share_api", __name__)

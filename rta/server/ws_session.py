@@ -169,7 +169,8 @@ class _Connection:
                                     "'read'", [{"field": "type", "need": "read"}])
                 if self.dashboard is not None and not _shared_channel(channel, self.dashboard):
                     raise Forbidden("a share link follows its own dashboard's channel only",
-                                    [{"field": "channel", "allowed": f"dashboard:{self.dashboard}"}])
+                                    [{"field": "channel",
+                                      "allowed": f"dashboard:{self.dashboard}"}])
                 info = await self.hub.subscribe(sub, msg.get("channel"), msg)
                 sub.send_control(encode("subscribed", channel, info, **_rid(request_id)))
                 if channel == "metrics":

@@ -38,8 +38,8 @@ def ordered(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def scenario(write: Metadata, read: Metadata) -> dict[str, Any]:
     """Write through one store, read through the other (two daemons on one database)."""
-    for d in ("d1", "d2"):
-        write.create("dashboard", {"name": d, "widgets": []}, doc_id=d)
+    for name in ("d1", "d2"):
+        write.create("dashboard", {"name": name, "widgets": []}, doc_id=name)
     for i, (ts, d) in enumerate(NOTES):
         annotation_store.create(write, {"text": f"n{i}", "timestamp": ts, "dashboardId": d},
                                 author="ci" if i % 2 else None)

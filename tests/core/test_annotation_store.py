@@ -45,7 +45,8 @@ def test_share_links_verify_expire_and_revoke() -> None:
     meta.create("dashboard", {"name": "d", "widgets": []}, doc_id="d")
     store = ShareLinkStore(meta)
     secret, record = store.create("d", {"expiresAt": 2_000_000_000_000})
-    assert store.verify(secret, now=1_999_999_999_999)["id"] == record["id"]
+    found = store.verify(secret, now=1_999_999_999_999)
+    assert found is not None and found["id"] == record["id"]
     assert store.verify(secret, now=2_000_000_000_000) is None  # expired at expiresAt
     assert store.alive(record["id"], now=1_000) and not store.alive(record["id"],
                                                                     now=2_000_000_000_000)

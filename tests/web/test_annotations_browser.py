@@ -54,8 +54,8 @@ def test_markers_on_every_series_chart_with_the_text_on_hover(page: Any, site: S
     doc = series_dashboard(site, "annotated")
     other = series_dashboard(site, "not this one")
     now = now_ms()
-    site.post("/events/batch", [{"type": "deploy_probe", "userId": "u1", "timestamp": now - i * HOUR}
-                                for i in range(5)])
+    site.post("/events/batch", [{"type": "deploy_probe", "userId": "u1",
+                                 "timestamp": now - i * HOUR} for i in range(5)])
     mine = site.post("/annotations", {"text": "v2.3 released", "timestamp": now - 3 * HOUR,
                                       "dashboardId": doc["id"], "author": "ci"})
     site.post("/annotations", {"text": "global note", "timestamp": now - 5 * HOUR})
