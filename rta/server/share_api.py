@@ -114,21 +114,17 @@ async def revoke_one(dashboard_id: str, link_id: str) -> Response:
     return json_response({"revoked": revoked, "total": len(revoked)})
 
 
-_GONE = ("<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>rta · link "
-         "unavailable</title></head><body><p>This share link is invalid, revoked or expired."
-         "</p></body></html>")
-
-
 @bp.get("/share/<token>")
 async def share_page(token: str) -> Response:
     """The read-only dashboard page (public: the link's token is its credential)."""
     record = _shares().verify(token) if is_share_secret(token) else None
     headers = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer",
                "X-Content-Type-Options": "nosniff"}
-    if record is None:
-        return Response(_GONE, 404, content_type="text/html; charset=utf-8",
-                        headers={**headers, "Content-Security-Policy": "default-src 'none'; "
-                                 "frame-ancestors 'none'"})
+    if record is None:  # (the API's JSON error, as every refusal is)
+        return json_response({"error": {
+            "code": "share_link_unavailable", "details": [{"field": "token"}],
+            "message": "this share link is invalid, revoked or expired"}}, 404, headers={
+            **headers, "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'"})
     ancestors = current_app.config["RTA_SHARE_FRAME_ANCESTORS"]
     body = load_asset(PAGE).body.replace(
         b"{{dashboardId}}", html.escape(record["dashboardId"], quote=True).encode())
