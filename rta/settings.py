@@ -51,6 +51,8 @@ SPEC: dict[str, tuple[type, Any, str]] = {
     "max_concurrent_queries": (int, 4, "queries running at once; more wait their turn"),
     "query_timeout_ms": (int, 30_000, "a query running longer is cancelled with a 504"),
     "allow_private_webhooks": (bool, False, "let alert webhooks target private/loopback hosts"),
+    "share_frame_ancestors": (str, "'self'", "origins whose pages may embed share links in "
+                              "an iframe (CSP frame-ancestors), e.g. 'self' https://wiki.example"),
     "webhook_timeout": (float, 5.0, "seconds before a webhook attempt times out"),
     "webhook_retries": (int, 3, "retries after a failed webhook attempt"),
     "webhook_backoff": (float, 0.5, "first retry delay in seconds (doubles each time)"),
@@ -87,7 +89,8 @@ SERVER_OPTIONS = ("host", "auth", "cors_origins", "rate_limit_rps", "rate_limit_
                   "ws_queue", "body_timeout", "max_connections_per_address",
                   "trusted_proxies", "geoip_database", "posthog_autocapture",
                   "smtp_host", "smtp_port", "smtp_tls", "smtp_user", "smtp_password",
-                  "smtp_from", "public_url")
+                  "smtp_from", "public_url",
+                  "share_frame_ancestors")
 SEED_ENV = {"PORT": "port", "MAX_EVENTS": "max_events", "RETENTION_DAYS": "retention_days",
             "ENABLE_COMPRESSION": "compression"}
 

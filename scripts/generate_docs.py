@@ -43,7 +43,7 @@ COMPLETION_FILES = {"bash": "completions/bash/rta", "zsh": "completions/zsh/_rta
                     "fish": "completions/fish/rta.fish"}
 COMPLETION_PARAMS = ("install_completion", "show_completion")
 TAG_ORDER = ("system", "events", "analytics", "queries", "segments", "alerts", "export",
-             "dashboards", "tokens", "live", "sdk", "web")
+             "dashboards", "annotations", "tokens", "live", "sdk", "web")
 
 # What `--json` prints. Commands not listed in CLI_JSON print the daemon's answer unchanged
 # (API_JSON names the endpoint; its shape is in docs/api.md). Streaming commands print NDJSON.
@@ -83,6 +83,11 @@ API_JSON: dict[str, str] = {
     "dashboards list": "GET /dashboards",
     "dashboards templates": "GET /dashboards/templates",
     "dashboards delete": "DELETE /dashboards/{id}",
+    "dashboards share": "POST /dashboards/{id}/share (with `url`, `embedUrl`, `token`)",
+    "dashboards unshare": "DELETE /dashboards/{id}/share[/{linkId}]",
+    "annotate": "POST /annotations",
+    "annotations list": "GET /annotations",
+    "annotations delete": "DELETE /annotations/{id}",
     "segment create": "POST /segments",
     "segment list": "GET /segments",
     "segment show": "GET /segments/{ref}",

@@ -36,6 +36,8 @@ COMMAND_MODULES = (
     "rta.cli.live",
     "rta.cli.export",
     "rta.cli.dashboards",
+    "rta.cli.dashboards_share",
+    "rta.cli.annotations",
     "rta.cli.segments",
     "rta.cli.token",
     "rta.cli.config",

@@ -36,6 +36,7 @@ from rta.core.auth import TokenStore
 from rta.core.events import EventBatch
 from rta.core.live import LiveHub, LiveMetrics
 from rta.core.queries.query_cache import QueryCache
+from rta.core.share_links import ShareLinkStore
 
 if TYPE_CHECKING:
     from rta.core.engine import Engine
@@ -72,13 +73,15 @@ class Services:
     query_cache: QueryCache
     segment_cache: SegmentCache
     segment_resolver: SegmentResolver
+    shares: ShareLinkStore
     stats_providers: dict[str, StatsProvider] = field(default_factory=dict)
 
     @classmethod
     def build(cls, engine: Engine) -> Services:
         cache = QueryCache(engine.config.cache_ttl_ms)
         services = cls(tokens=TokenStore(engine.metadata), query_cache=cache,
-                       segment_cache={}, segment_resolver=SegmentResolver(engine))
+                       segment_cache={}, segment_resolver=SegmentResolver(engine),
+                       shares=ShareLinkStore(engine.metadata))
         services.stats_providers["queryCache"] = cache.statistics
         return services
 

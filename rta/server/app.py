@@ -42,6 +42,8 @@ FEATURE_MODULES = (
     "rta.server.posthog_config",
     "rta.server.web_tracking",
     "rta.server.tokens_api",
+    "rta.server.annotations_api",
+    "rta.server.share_api",
     "rta.server.openapi",
     "rta.server.web",
 )

@@ -362,6 +362,26 @@ OPERATIONS[("GET", "/array/{token}/config.js")] = op(
 OPERATIONS[("POST", "/api/event")] = op(
     "One event from the first-party script /js/rta.js (visitor id derived server-side)",
     "web", ok=202, request=SDK_BODY)
+OPERATIONS.update({  # annotations and share links (issue 21)
+    ("POST", "/annotations"): op("Create an annotation (write)", "annotations", ok=201,
+                                 request=body(OBJ)),
+    ("GET", "/annotations"): op("Annotations, oldest first", "annotations",
+                                query=["from", "to", "dashboard"]),
+    ("GET", "/annotations/{annotation_id}"): op("One annotation", "annotations"),
+    ("DELETE", "/annotations/{annotation_id}"): op("Delete an annotation (admin)",
+                                                   "annotations"),
+    ("POST", "/dashboards/{dashboard_id}/share"): op(
+        "Make a read-only share link (admin)", "dashboards", ok=201,
+        request=body(OBJ, required=False)),
+    ("GET", "/dashboards/{dashboard_id}/share"): op("A dashboard's share links (admin)",
+                                                    "dashboards"),
+    ("DELETE", "/dashboards/{dashboard_id}/share"): op("Revoke every share link of a "
+                                                       "dashboard (admin)", "dashboards"),
+    ("DELETE", "/dashboards/{dashboard_id}/share/{link_id}"): op(
+        "Revoke one share link (admin)", "dashboards"),
+    ("GET", "/share/{token}"): op("A shared dashboard, read-only (public; ?embed=1 for an "
+                                  "iframe)", "web", content="text/html"),
+})
 # Static files of the dashboard are not API operations.
 STATIC_ENDPOINTS = ("web.static_file", "web.index_file", "web.favicon", "static")
 

@@ -28,11 +28,14 @@ from quart_trio import QuartTrio
 
 from rta.core.auth import TokenStore, scope_allows
 from rta.core.engine import Engine
+from rta.core.share_links import SCOPE as SHARE_SCOPE
+from rta.core.share_links import ShareLinkStore, is_share_secret
 from rta.server.http import drain, json_response
 
 bp = Blueprint("security", __name__)
 API_PREFIXES = ("/events", "/analytics", "/queries", "/alerts", "/export", "/dashboards",
-                "/segments", "/stats", "/metrics", "/tokens", "/ws", "/reports")
+                "/segments", "/stats", "/metrics", "/tokens", "/ws", "/reports",
+                "/annotations")
 # (also the PostHog config routes and the first-party script's ingest route, #19)
 SDK_PREFIXES = ("/batch", "/capture", "/e/", "/e", "/i/v0/e", "/v1/", "/flags", "/decide",
                 "/array/", "/api/event")
@@ -64,8 +67,10 @@ def required_scope(method: str, path: str) -> str | None:
         return None  # the dashboard page and its static assets
     if path.startswith("/events") and method == "POST":
         return "write"
-    if path.startswith("/tokens"):
+    if path.startswith("/tokens") or is_share_admin_path(path):
         return "admin"
+    if path.startswith("/annotations") and method == "POST":
+        return "write"  # a deploy pipeline marks its releases with its ingest token
     if method in ("GET", "HEAD", "OPTIONS") or path == "/ws":
         return "read"
     if path.startswith(("/analytics", "/queries", "/export")):
@@ -73,6 +78,41 @@ def required_scope(method: str, path: str) -> str | None:
     if path.startswith("/alerts") and path.endswith("/test"):
         return "read"
     return "admin"
+
+
+def is_share_admin_path(path: str) -> bool:
+    """/dashboards/{id}/share[/{linkId}]: making, listing and revoking share links."""
+    parts = path.split("/")
+    return len(parts) >= 4 and parts[1] == "dashboards" and parts[3] == "share"
+
+
+def share_allows(method: str, path: str, args: Any, dashboard_id: str) -> bool:
+    """What a share link's token may reach: its dashboard's definition and widget data, the
+    annotations shown on it, and /ws (whose session admits only that dashboard's channels).
+    Public routes (the pages, /health, /openapi.json) stay public; everything else is 403."""
+    if method not in ("GET", "HEAD"):
+        return False
+    if path == "/ws":
+        return True
+    if path == "/annotations":
+        return bool(args.get("dashboard") == dashboard_id)
+    return path in (f"/dashboards/{dashboard_id}", f"/dashboards/{dashboard_id}/data")
+
+
+def _share_access(opts: dict[str, Any], method: str, path: str, args: Any, secret: str,
+                  remote: str | None, need: str) -> Response | None:
+    """A share link's token: verified whatever the `auth` mode (a revoked or expired link
+    is refused at once), then held to its one dashboard."""
+    shares: ShareLinkStore = opts["shares"]
+    record = shares.verify(secret)
+    if record is None:
+        return _rate_limited(opts, need, f"addr:{remote}") or _error(
+            401, "unauthorized", "this share link is invalid, revoked or expired")
+    g.rta_token = {"id": record["id"], "name": None, "scope": SHARE_SCOPE,
+                   "dashboard": record["dashboardId"]}
+    if not share_allows(method, path, args, record["dashboardId"]):
+        return _error(403, "forbidden", "a share link reaches its own dashboard's data only")
+    return _rate_limited(opts, need, f"share:{record['id']}")
 
 
 @dataclass
@@ -163,6 +203,8 @@ def check_access(method: str, path: str, headers: Any, args: Any,
     need = required_scope(method, path)
     need_auth = None if opts["mode"] == "off" else need
     secret = _presented_token(headers, args)
+    if secret is not None and need is not None and is_share_secret(secret):
+        return _share_access(opts, method, path, args, secret, remote, need)
     if is_sdk_path(path) and secret is None:
         need_auth = None  # the SDK's own key (body or basic auth) is checked by sdk_api
     tokens: TokenStore = opts["tokens"]
@@ -230,6 +272,7 @@ def setup(app: QuartTrio, engine: Engine) -> None:
         "limiter": TokenBucket(rate, float(options.get("rate_limit_burst") or rate * 2))
         if rate > 0 else None,
         "cors": set(origins),
+        "shares": engine.services.shares,
     }
 
     @app.before_request
@@ -256,6 +299,9 @@ def setup(app: QuartTrio, engine: Engine) -> None:
                 h.add(name, value)
             elif name == "Access-Control-Allow-Origin":
                 h[name] = value
+            elif name == "X-Frame-Options" and "frame-ancestors" in h.get(
+                    "Content-Security-Policy", ""):
+                continue  # a page that names its own frame-ancestors (share links' embeds)
             else:
                 h.setdefault(name, value)
         return response

@@ -43,6 +43,7 @@ class Access:
     can_write: bool
     can_read: bool
     token_id: str | None = None
+    dashboard: str | None = None  # a share link: only this dashboard's channels, token_id its id
 
 
 TOKEN_RECHECK_S = 0.5  # how soon a connection notices its token was revoked
@@ -61,13 +62,14 @@ async def run_session(eng: Engine, receive_text: ReceiveText, send_text: SendTex
         send_text = direct.sender(send_text)
         sub.direct = direct.try_send
     conn = _Connection(eng, hub, sub, can_write, can_read)
+    conn.dashboard = access.dashboard
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_sender, sub, send_text, nursery.cancel_scope,
                                None if direct is None else direct.flush)
             nursery.start_soon(conn.commit_loop)
             if access.token_id is not None:
-                nursery.start_soon(_end_when_revoked, eng, sub, access.token_id,
+                nursery.start_soon(_end_when_revoked, eng, sub, access,
                                    nursery.cancel_scope)
             while True:
                 raw = await receive_text()
@@ -79,15 +81,19 @@ async def run_session(eng: Engine, receive_text: ReceiveText, send_text: SendTex
         hub.disconnect(sub)
 
 
-async def _end_when_revoked(eng: Engine, sub: Subscriber, token_id: str,
+async def _end_when_revoked(eng: Engine, sub: Subscriber, access: Access,
                             scope: trio.CancelScope) -> None:
-    """Scopes are checked at the handshake; a token revoked later must not keep an open
-    connection streaming or ingesting, so it is re-checked here and the session ended."""
-    tokens = eng.services.tokens
-    while tokens.alive(token_id):
+    """Scopes are checked at the handshake; a token revoked later (or a share link revoked
+    or expired) must not keep an open connection streaming or ingesting, so it is re-checked
+    here and the session ended."""
+    token_id = str(access.token_id)
+    share = access.dashboard is not None
+    alive = eng.services.shares.alive if share else eng.services.tokens.alive
+    while alive(token_id):
         await trio.sleep(TOKEN_RECHECK_S)
-    sub.send_control(error_message(RtaError(
-        "this connection's token was revoked", [{"field": "token"}], code="unauthorized")))
+    text = ("this share link was revoked or has expired" if share
+            else "this connection's token was revoked")
+    sub.send_control(error_message(RtaError(text, [{"field": "token"}], code="unauthorized")))
     await trio.sleep(0.2)  # (time for the sender to deliver that)
     scope.cancel()
 
@@ -122,6 +128,7 @@ class _Connection:
         self.sub = sub
         self.can_write = can_write
         self.can_read = can_read
+        self.dashboard: str | None = None  # a share link's one dashboard
         self.pending: deque[IngestRequest] = deque()
         self.wake = trio.Event()
         self.room = trio.Event()
@@ -160,6 +167,10 @@ class _Connection:
                 if not self.can_read:
                     raise Forbidden("this token's scope does not allow subscribing; it needs "
                                     "'read'", [{"field": "type", "need": "read"}])
+                if self.dashboard is not None and not _shared_channel(channel, self.dashboard):
+                    raise Forbidden("a share link follows its own dashboard's channel only",
+                                    [{"field": "channel",
+                                      "allowed": f"dashboard:{self.dashboard}"}])
                 info = await self.hub.subscribe(sub, msg.get("channel"), msg)
                 sub.send_control(encode("subscribed", channel, info, **_rid(request_id)))
                 if channel == "metrics":
@@ -216,6 +227,11 @@ class _Connection:
                 count += len(req.items)
             self.room.set()
             self.sub.send_control(encode("ack", None, await ingest_group(self.eng, group)))
+
+
+def _shared_channel(channel: str | None, dashboard: str) -> bool:
+    """`dashboard:<id>` or `dashboard:<id>?timeRange=...` of the shared dashboard."""
+    return channel is not None and channel.partition("?")[0] == f"dashboard:{dashboard}"
 
 
 def _rid(request_id: Any) -> dict[str, Any]:

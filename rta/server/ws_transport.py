@@ -43,6 +43,12 @@ def granted_token_id() -> str | None:
     return None if record is None else str(record["id"])
 
 
+def shared_dashboard() -> str | None:
+    """The one dashboard a share link's connection may follow (None: not a share link)."""
+    record = getattr(g, "rta_token", None)
+    return None if record is None else record.get("dashboard")
+
+
 async def authorize(app: QuartTrio, scope: Scope) -> tuple[Any, Access]:
     """(refusal Response or None, what the connection may do) for a /ws handshake.
 
@@ -57,8 +63,10 @@ async def authorize(app: QuartTrio, scope: Scope) -> tuple[Any, Access]:
     async with app.app_context():
         refusal = check_access("GET", WS_PATH, headers, args, remote)
         ok = refusal is None
+        dashboard = shared_dashboard()
         return refusal, Access(ok and token_scope_allows("write"),
-                               ok and token_scope_allows("read"), granted_token_id())
+                               ok and (dashboard is not None or token_scope_allows("read")),
+                               granted_token_id(), dashboard)
 
 
 async def _refuse(scope: Scope, send: Send, response: Any) -> None:

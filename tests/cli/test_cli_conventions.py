@@ -73,6 +73,11 @@ ARGS: dict[str, list[str]] = {
     "dashboards show": ["{dashboard}"],
     "dashboards open": ["{dashboard}", "--no-browser"],
     "dashboards delete": ["{dashboard_doomed}"],
+    "dashboards share": ["{dashboard}", "--expires", "1d"],
+    "dashboards unshare": ["{dashboard}"],
+    "annotate": ["deployed by test", "--at", "1h"],
+    "annotations list": [],
+    "annotations delete": ["{annotation_doomed}"],
     "segment create": ["made by test", "--performed", "signup"],
     "segment list": [],
     "segment show": ["{segment}"],
@@ -140,6 +145,8 @@ def world(daemon: ServeProcess, tmp_path_factory: pytest.TempPathFactory) -> dic
             ids["segment" + suffix] = http.post("/segments", json={
                 "name": "conv" + suffix,
                 "filters": [{"eventType": "purchase"}]}).json()["id"]
+        ids["annotation_doomed"] = http.post("/annotations", json={
+            "text": "doomed"}).json()["id"]
         ids["token_doomed"] = http.post("/tokens", json={"scope": "read",
                                                          "name": "doomed"}).json()["id"]
         for suffix in ("", "_doomed"):
@@ -233,7 +240,8 @@ def test_unreachable_daemon_exits_3(path: str, tmp_path: Path) -> None:
              "config": str(tmp_path / "c.toml"), "demo_file": str(tmp_path / "d.ndjson"),
              "alert": "a", "alert_doomed": "a", "dashboard": "d", "dashboard_doomed": "d",
              "segment": "s", "segment_doomed": "s", "token_doomed": "t", "report": "r",
-             "report_doomed": "r", "silence_doomed": "s"}
+             "report_doomed": "r", "silence_doomed": "s",
+             "annotation_doomed": "n"}
     (tmp_path / "e.ndjson").write_text('{"type": "x"}\n')
     args = [*path.split(), *fill(ARGS.get(path, []), world), "--server", dead]
     for extra in ([], ["--json"]):

@@ -33,6 +33,7 @@ async function request(method, path, body) {
 
 export const api = {
   get: (path) => request("GET", path),
+  post: (path, body) => request("POST", path, body),
   listDashboards: () => request("GET", "/dashboards"),
   updateDashboard: (id, change) => request("PUT", `/dashboards/${encodeURIComponent(id)}`, change),
   createDashboard: (body) => request("POST", "/dashboards", body),

@@ -10,6 +10,8 @@ import { LiveConnection } from "./live.js";
 import { WidgetView, paletteChanged, warmUpCharts } from "./widgets.js";
 import { formatNumber, formatTime, rangeLabel } from "./format.js";
 import { DashboardEditor } from "./editor.js";
+import { installAnnotationForm, refreshAnnotationsSoon, registerAnnotationPlugin,
+  setAnnotationSource, showAnnotationsFor } from "./annotations.js";
 
 const $ = (sel) => document.querySelector(sel);
 const TZ = -new Date().getTimezoneOffset();
@@ -199,6 +201,7 @@ async function openDashboard(id) {
   $("#dashboard-select").value = doc.id;
   showDoc(doc);
   show("dashboard");
+  showAnnotationsFor(doc.id);
   await fetchData();
   // subscribing makes the server resolve the dashboard for the channel: after the first
   // fetch, so the two do not compete for the server's CPU while the page first renders
@@ -335,6 +338,7 @@ function applyData(data) {
   if (Date.now() >= state.noticeUntil) banner("");
   state.lastData = Date.now();
   setStoreEvents(data.storeEvents);
+  refreshAnnotationsSoon();
   for (const w of data.widgets || []) {
     const view = state.views.get(w.id);
     if (view) view.update(w);
@@ -487,6 +491,12 @@ function wireControls() {
   $("#add-widget").addEventListener("click", () => editor.openWidget(null));
   $("#dashboard-settings").addEventListener("click", () => editor.openSettings());
   $("#refresh").addEventListener("click", fetchData);
+  setAnnotationSource({
+    list: (id) => api.get(`/annotations?dashboard=${encodeURIComponent(id)}`),
+    create: (body) => api.post("/annotations", body),
+  });
+  installAnnotationForm({ getDashboardId: () => state.current && state.current.id,
+    container: $(".dash-meta"), before: $("#refresh") });
   $("#delete-dashboard").addEventListener("click", async () => {
     const doc = state.current;
     if (!doc || !confirm(`Delete the dashboard “${doc.name}”?`)) return;
@@ -524,6 +534,7 @@ async function main() {
     Chart.defaults.font.family = getComputedStyle(document.body).fontFamily;
     Chart.defaults.font.size = 12;
     Chart.defaults.color = getComputedStyle(document.documentElement).getPropertyValue("--muted").trim();
+    registerAnnotationPlugin();
   } else {
     banner("Chart.js failed to load; charts cannot be drawn.");
   }

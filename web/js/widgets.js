@@ -366,6 +366,8 @@ export class WidgetView {
     options.plugins.legend.display = data.series.length > 1;
     options.scales.x.grid.display = !!cfg.showGrid && !isBar;
     options.scales.x.grid.color = pal.grid;
+    // the buckets on the x axis, for the annotation markers (annotations.js)
+    options.plugins.rtaAnnotations = { timestamps: data.timestamps, interval: data.interval };
     this.setChart({ type: isBar ? "bar" : "line", data: { labels, datasets }, options });
     const total = data.series.reduce((n, s) => n + s.values.filter((v) => v).length, 0);
     this.setEmpty(total === 0);

@@ -1,0 +1,75 @@
+"""`rta dashboards share ID [--expires 7d]` and `rta dashboards unshare ID [LINK]`.
+
+`share` prints a public read-only URL of the dashboard (its secret is shown only now);
+`unshare` revokes one link, or every link of the dashboard. Both need an admin token
+where auth applies. Registered into the `dashboards` group (`cli/dashboards.py`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import typer
+
+from rta.cli.dashboards import dashboards_app
+from rta.cli.output import JsonOption, ServerOption, call, console, emit, get_client, message
+
+
+def _when(ms: Any) -> str:
+    from datetime import UTC, datetime
+
+    if not isinstance(ms, int):
+        return "never"
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+@dashboards_app.command("share")
+def share(
+    dashboard_id: str = typer.Argument(..., help="Dashboard id."),
+    expires: str | None = typer.Option(None, "--expires", help="Expire after this long, e.g. "
+                                                               "7d or 12h (default: never)."),
+    name: str | None = typer.Option(None, "--name", help="A label for the link."),
+    embed: bool = typer.Option(False, "--embed", help="Print the iframe URL (?embed=1: no "
+                                                      "header)."),
+    server: str = ServerOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Make a read-only link to a dashboard, for people without an rta token."""
+    body: dict[str, Any] = {}
+    if expires:
+        body["expiresIn"] = expires
+    if name:
+        body["name"] = name
+    with get_client(server) as client:
+        link = call(lambda: client.post(f"/dashboards/{quote(dashboard_id, safe='')}/share",
+                                        body))
+
+    def render(d: dict[str, Any]) -> None:
+        console().print(d["embedUrl"] if embed else d["url"], highlight=False, soft_wrap=True)
+        message(f"link {d['id']} to dashboard {d['dashboardId']}; expires: "
+                f"{_when(d.get('expiresAt'))} (the URL is shown only now)")
+
+    emit(link, as_json, render)
+
+
+@dashboards_app.command("unshare")
+def unshare(
+    dashboard_id: str = typer.Argument(..., help="Dashboard id."),
+    link_id: str | None = typer.Argument(None, help="The link's id (default: every link of "
+                                                    "the dashboard)."),
+    server: str = ServerOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Revoke a dashboard's share link (or all of them): refused at once, live views too."""
+    path = f"/dashboards/{quote(dashboard_id, safe='')}/share"
+    if link_id:
+        path += f"/{quote(link_id, safe='')}"
+    with get_client(server) as client:
+        data = call(lambda: client.request("DELETE", path))
+    emit(data, as_json, lambda d: message(f"revoked {d['total']} share link"
+                                          f"{'' if d['total'] == 1 else 's'}"))
+
+
+def register(app: typer.Typer) -> None:
+    """The commands are added to the `dashboards` group when this module is imported."""
