@@ -21,6 +21,7 @@ from rta.core.embedded import (
     raw_rows,
     retention,
     segments,
+    visits,
 )
 from rta.core.embedded.segments import check_numeric
 from rta.core.embedded.store.snapshot import Snapshot
@@ -37,6 +38,8 @@ from rta.core.queries.buckets import Buckets
 from rta.core.queries.event_list import Cursor, EventPage
 from rta.core.queries.filters import EventFilter
 from rta.core.queries.query_warnings import Vocabulary
+from rta.core.queries.web_results import DimensionRows, VisitTotals
+from rta.core.queries.web_specs import VisitSpec
 
 if TYPE_CHECKING:
     from rta.core.engine import Engine
@@ -143,3 +146,10 @@ class EmbeddedBackend:
 
     def segment(self, q: SegmentQuery) -> SegmentResult:
         return segments.result(self.snap, q)
+
+    # -- web analytics -------------------------------------------------------------------------
+    def web_totals(self, spec: VisitSpec) -> VisitTotals:
+        return visits.totals(self.snap, spec)
+
+    def web_breakdown(self, spec: VisitSpec, dimension: str, limit: int) -> DimensionRows:
+        return visits.breakdown(self.snap, spec, dimension, limit)

@@ -37,6 +37,8 @@ if TYPE_CHECKING:  # (event_list builds on this module)
 from rta.core.queries.buckets import Buckets
 from rta.core.queries.filters import EventFilter
 from rta.core.queries.query_warnings import Vocabulary
+from rta.core.queries.web_results import DimensionRows, VisitTotals
+from rta.core.queries.web_specs import VisitSpec
 
 SegmentResolver = Callable[[str], np.ndarray]  # saved segment name -> members (KeyError)
 
@@ -130,6 +132,14 @@ class Backend(Protocol):
 
     def segment(self, q: SegmentQuery) -> SegmentResult:
         """Evaluate a segment definition: members, universe, a sample of user ids."""
+
+    # -- web analytics (visits and pageviews: docs/web.md) -------------------------------------
+    def web_totals(self, spec: VisitSpec) -> VisitTotals:
+        """Visitors, visits, pageviews, bounces and summed duration of the spec's visits."""
+
+    def web_breakdown(self, spec: VisitSpec, dimension: str, limit: int) -> DimensionRows:
+        """The top `limit` values of a web dimension (`web_specs.DIMENSIONS`), ranked by
+        `web_results.rank_rows`."""
 
 
 @dataclass(frozen=True)
