@@ -35,6 +35,8 @@ from rta.core.queries.event_list import Cursor, EventPage
 from rta.core.queries.filters import EventFilter
 from rta.core.queries.params import require_numeric
 from rta.core.queries.query_warnings import Vocabulary
+from rta.core.queries.web_results import DimensionRows, VisitTotals
+from rta.core.queries.web_specs import VisitSpec
 
 KIND_NAMES = {INT: "number", FLOAT: "number", STR: "string", BOOL: "boolean"}
 VOCABULARY_TTL_S = 5.0
@@ -206,3 +208,12 @@ class ClickHouseBackend:
     def segment(self, q: SegmentQuery) -> SegmentResult:
         from rta.core.clickhouse import segment_sql
         return segment_sql.result(self.view, q)
+
+    # -- web analytics -------------------------------------------------------------------------
+    def web_totals(self, spec: VisitSpec) -> VisitTotals:
+        from rta.core.clickhouse import web_sql
+        return web_sql.totals(self.view, spec)
+
+    def web_breakdown(self, spec: VisitSpec, dimension: str, limit: int) -> DimensionRows:
+        from rta.core.clickhouse import web_sql
+        return web_sql.breakdown(self.view, spec, dimension, limit)
