@@ -21,6 +21,9 @@ SERIES_AGGREGATIONS = ("count", "sum", "avg", "min", "max", "p50", "p90", "p95",
 ALERT_AGGREGATIONS = ("count", "sum", "avg", "min", "max", "p95")
 ALERT_OPERATORS = ("gt", "gte", "lt", "lte", "eq", "neq")
 TOKEN_SCOPES = ("read", "write", "admin")
+WEB_DIMENSIONS = ("pages", "entry-pages", "exit-pages", "sources", "channels", "utm-sources",
+                  "utm-mediums", "utm-campaigns", "countries", "browsers", "os", "devices",
+                  "realtime")
 
 
 def one_of(choices: tuple[str, ...]) -> Callable[[str | None], str | None]:

@@ -7,7 +7,7 @@ import importlib
 import typer
 
 query_app = typer.Typer(help="Run analytics queries against the daemon.", no_args_is_help=True)
-QUERY_MODULES = ("rta.cli.query_analytics", "rta.cli.query_behaviour")
+QUERY_MODULES = ("rta.cli.query_analytics", "rta.cli.query_behaviour", "rta.cli.query_web")
 
 
 def register(app: typer.Typer) -> None:

@@ -48,6 +48,7 @@ ARGS: dict[str, list[str]] = {
     "query cohort": ["--entry", "signup", "--periods", "2"],
     "query abtest": ["--metric", "purchase"],
     "query segment": ["--performed", "purchase"],
+    "query web": ["--range", "last_7d"],
     "alerts list": [],
     "alerts create": ["--name", "made by test", "-t", "error", "--threshold", "1000"],
     "alerts show": ["{alert}"],
@@ -85,6 +86,7 @@ WHERE_COMMANDS = {"events": [], "export": ["-o", "-"], "query aggregate": [],
                   "query count": [], "query unique": [], "query top": ["page"],
                   "query funnel": ["--step", "a", "--step", "b"],
                   "query abtest": ["--metric", "m"], "query segment": [],
+                  "query web": ["--by", "pages"],
                   "alerts create": ["--name", "x", "--threshold", "1"],
                   "segment create": ["x"], "tail": []}
 
@@ -288,6 +290,7 @@ def test_closed_sets_are_checked_by_the_cli_and_match_the_core() -> None:
     from rta.core import alerts, auth
     from rta.core.embedded import timeseries
     from rta.core.queries import behaviour_specs as specs
+    from rta.core.queries import web_specs
 
     assert choices.FUNNEL_ORDERS == specs.ORDERS and choices.FUNNEL_UNITS == specs.UNITS
     assert choices.RETENTION_TYPES == specs.RETENTION_TYPES
@@ -296,6 +299,7 @@ def test_closed_sets_are_checked_by_the_cli_and_match_the_core() -> None:
     assert choices.ALERT_AGGREGATIONS == alerts.AGGREGATIONS
     assert tuple(alerts.OPERATOR_SYMBOLS) == choices.ALERT_OPERATORS
     assert choices.TOKEN_SCOPES == auth.SCOPES
+    assert choices.WEB_DIMENSIONS == (*web_specs.DIMENSIONS, "realtime")
     dead = ["--server", f"http://127.0.0.1:{free_port()}"]
     for args in (["query", "funnel", "--step", "a", "--step", "b", "--order", "sideways"],
                  ["query", "top", "page", "--sort", "bogus"],
