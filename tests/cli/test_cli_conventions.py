@@ -299,7 +299,7 @@ def test_closed_sets_are_checked_by_the_cli_and_match_the_core() -> None:
     assert choices.ALERT_AGGREGATIONS == alerts.AGGREGATIONS
     assert tuple(alerts.OPERATOR_SYMBOLS) == choices.ALERT_OPERATORS
     assert choices.TOKEN_SCOPES == auth.SCOPES
-    assert choices.WEB_DIMENSIONS == (*web_specs.DIMENSIONS, "realtime")
+    assert (*web_specs.DIMENSIONS, "realtime") == choices.WEB_DIMENSIONS
     dead = ["--server", f"http://127.0.0.1:{free_port()}"]
     for args in (["query", "funnel", "--step", "a", "--step", "b", "--order", "sideways"],
                  ["query", "top", "page", "--sort", "bogus"],
