@@ -43,7 +43,7 @@ async def test_crud_round_trip(http: httpx.AsyncClient) -> None:
 
 
 async def test_templates_endpoints(http: httpx.AsyncClient) -> None:
-    for name in ("overview", "engagement", "performance", "errors"):
+    for name in ("overview", "engagement", "performance", "errors", "web"):
         r = await http.post("/dashboards/template", json={"template": name})
         assert r.status_code == 201, r.text
         assert r.json()["template"] == name and r.json()["widgets"]

@@ -154,11 +154,57 @@ ERRORS: dict[str, Any] = {
     ],
 }
 
+def _web(title: str, pos: tuple[int, int, int, int], measure: str) -> dict[str, Any]:
+    return _w("counter", title, pos, {"type": "web", "measure": measure},
+              **({"unit": "%", "decimals": 1} if measure == "bounce_rate" else
+                 {"unit": "s", "decimals": 0} if measure == "visit_duration" else
+                 {"decimals": 2} if measure == "views_per_visit" else {}))
+
+
+def _dim(wtype: str, title: str, pos: tuple[int, int, int, int], dimension: str,
+         n: int = 10, **config: Any) -> dict[str, Any]:
+    return _w(wtype, title, pos, {"type": "web_breakdown", "dimension": dimension, "n": n},
+              **config)
+
+
+# Web analytics on one page (docs/web.md): pageviews of every SDK, visits, sources, devices.
+WEB: dict[str, Any] = {
+    "name": "Web analytics",
+    "description": "Visitors, visits, bounce rate, sources, pages, countries and devices.",
+    "layout": LAYOUT,
+    "timeRange": "last_7d",
+    "refreshInterval": 30_000,
+    "widgets": [
+        _web("Unique visitors", (0, 0, 2, 2), "visitors"),
+        _web("Total visits", (2, 0, 2, 2), "visits"),
+        _web("Total pageviews", (4, 0, 2, 2), "pageviews"),
+        _web("Views per visit", (6, 0, 2, 2), "views_per_visit"),
+        _web("Bounce rate", (8, 0, 2, 2), "bounce_rate"),
+        _web("Visit duration", (10, 0, 2, 2), "visit_duration"),
+        _w("line-chart", "Visitors over time", (0, 2, 9, 4),
+           {"type": "unique_users", "eventType": ["pageview", "page", "$pageview"],
+            "filters": [{"property": "$bot", "operator": "neq", "value": True}]}, fill=True),
+        _w("counter", "Visitors now (last 5 minutes)", (9, 2, 3, 4),
+           {"type": "web", "measure": "realtime"}),
+        _dim("table", "Top sources", (0, 6, 4, 4), "sources"),
+        _dim("pie-chart", "Channels", (4, 6, 4, 4), "channels", 8, doughnut=True),
+        _dim("table", "UTM campaigns", (8, 6, 4, 4), "utm-campaigns"),
+        _dim("bar-chart", "Top pages", (0, 10, 4, 4), "pages", horizontal=True),
+        _dim("table", "Entry pages", (4, 10, 4, 4), "entry-pages"),
+        _dim("table", "Exit pages", (8, 10, 4, 4), "exit-pages"),
+        _dim("bar-chart", "Countries", (0, 14, 3, 4), "countries", horizontal=True),
+        _dim("pie-chart", "Browsers", (3, 14, 3, 4), "browsers", 6),
+        _dim("pie-chart", "Operating systems", (6, 14, 3, 4), "os", 6),
+        _dim("pie-chart", "Devices", (9, 14, 3, 4), "devices", 4, doughnut=True),
+    ],
+}
+
 BUILTIN_TEMPLATES: dict[str, dict[str, Any]] = {
     "overview": OVERVIEW,
     "engagement": ENGAGEMENT,
     "performance": PERFORMANCE,
     "errors": ERRORS,
+    "web": WEB,
 }
 
 
