@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -112,7 +112,7 @@ class Pinned:
     thread."""
 
     ctx: QueryContext
-    web: WebSettings = WebSettings()  # the site's visit rule (`web` sources)
+    web: WebSettings = field(default_factory=WebSettings)  # the site's visit rule
 
 
 def pin(engine: Engine, now: int | None = None) -> Pinned:
