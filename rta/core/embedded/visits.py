@@ -225,6 +225,12 @@ def table(snap: Snapshot, spec: VisitSpec) -> VisitTable:
     return built
 
 
+def forget() -> None:
+    """Drop the remembered tables (benchmarks measure the derivation itself)."""
+    with _tables_lock:
+        _tables.clear()
+
+
 def totals(snap: Snapshot, spec: VisitSpec) -> VisitTotals:
     return table(snap, spec).totals()
 
