@@ -202,3 +202,23 @@ def test_malformed_input_gives_empty_fields_never_an_error() -> None:
     src = visit_source(None, "https://site.com/?utm_source=%ZZ+x&utm_campaign=%F0%9F%98%80",
                        None)
     assert (src.utm_source, src.utm_campaign) == ("%ZZ x", "\N{GRINNING FACE}")
+
+
+def test_live_top_pages_count_every_sdks_pageviews() -> None:
+    from rta.core.events import EventValidator
+    from rta.core.live import LiveMetrics
+
+    now = 1_700_000_000_000
+    batch, rejected = EventValidator().validate_batch([
+        {"type": "pageview", "properties": {"page": "/a?x=1"}},  # rta: as sent
+        {"type": "$pageview", "properties": {"$current_url": "https://s.com/b?utm_source=x",
+                                             "$pathname": "/b"}},
+        {"type": "$pageview", "properties": {"$current_url": "https://s.com/b#top"}},
+        {"type": "pageview", "properties": {"path": "/c", "url": "https://s.com/zzz"}},
+        {"type": "pageview", "properties": {"context.page.url": "http://[bad"}},
+        {"type": "click", "properties": {"page": "/a?x=1"}}], now=now)
+    assert not rejected
+    metrics = LiveMetrics()
+    metrics.on_ingest(batch)
+    top = metrics.snapshot(now + 1000)["topPages"]
+    assert {p["page"]: p["count"] for p in top} == {"/a?x=1": 2, "/b": 2, "/c": 1}

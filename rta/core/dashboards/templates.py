@@ -1,5 +1,7 @@
 """Built-in dashboard templates over the common event vocabulary.
 
+Pageview widgets read every SDK's pageviews (`PAGEVIEWS`; top pages through the web
+analytics' page paths, which read `$pathname`, `path`, `page` or the URL alike).
 The vocabulary is the demo data's (and most product-analytics setups'): pageview {page,
 referrer, duration ms}, click {element, page, category}, signup {plan, source}, login {method},
 purchase {amount, currency, product, quantity}, experiment_assigned {experiment, variant},
@@ -16,6 +18,8 @@ import copy
 from typing import Any
 
 LAYOUT = {"type": "grid", "columns": 12, "gap": 16}
+# every SDK's pageview (rta's pageview and page, PostHog's $pageview: rta.core.queries.pageviews)
+PAGEVIEWS = ["pageview", "page", "$pageview"]
 
 
 def _w(wtype: str, title: str, pos: tuple[int, int, int, int], source: dict[str, Any],
@@ -42,13 +46,12 @@ OVERVIEW: dict[str, Any] = {
             "aggregation": "sum"}, format="currency", currency="USD"),
         _w("counter", "Signups", (9, 0, 3, 2), {"type": "count", "eventType": "signup"}),
         _w("line-chart", "Pageviews over time", (0, 2, 8, 4),
-           {"type": "aggregation", "eventType": "pageview", "aggregation": "count"},
+           {"type": "aggregation", "eventType": PAGEVIEWS, "aggregation": "count"},
            showGrid=True, fill=True),
         _w("pie-chart", "Events by type", (8, 2, 4, 4), {"type": "count", "groupBy": "type"},
            doughnut=True),
         _w("bar-chart", "Top pages", (0, 6, 6, 4),
-           {"type": "top", "eventType": "pageview", "property": "page", "n": 8},
-           horizontal=True),
+           {"type": "web_breakdown", "dimension": "pages", "n": 8}, horizontal=True),
         _w("funnel", "Purchase funnel", (6, 6, 6, 4),
            {"type": "funnel", "steps": [
                {"name": "Visited", "eventType": "pageview"},
@@ -70,7 +73,7 @@ ENGAGEMENT: dict[str, Any] = {
     "refreshInterval": 30_000,
     "widgets": [
         _w("counter", "Active users", (0, 0, 3, 2), {"type": "unique_users"}),
-        _w("counter", "Pageviews", (3, 0, 3, 2), {"type": "count", "eventType": "pageview"}),
+        _w("counter", "Pageviews", (3, 0, 3, 2), {"type": "count", "eventType": PAGEVIEWS}),
         _w("counter", "Logins", (6, 0, 3, 2), {"type": "count", "eventType": "login"}),
         _w("gauge", "Avg. time on page", (9, 0, 3, 2),
            {"type": "aggregation", "eventType": "pageview", "metric": "duration",
@@ -87,7 +90,7 @@ ENGAGEMENT: dict[str, Any] = {
            {"type": "retention", "entryEvent": "signup", "retentionEvent": "login",
             "periods": 7, "periodLength": 86_400_000}),
         _w("heatmap", "When users are active", (0, 10, 8, 4),
-           {"type": "count", "eventType": "pageview"}),
+           {"type": "count", "eventType": PAGEVIEWS}),
         _w("table", "Experiment assignments", (8, 10, 4, 4),
            {"type": "top", "eventType": "experiment_assigned", "property": "variant", "n": 5}),
     ],

@@ -20,7 +20,9 @@ Thread rule: constants and pure functions; any thread.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import lru_cache
+from typing import Any
 
 from rta.core.web_sources import clean_host, parse_url
 
@@ -68,3 +70,22 @@ def field_keys() -> dict[str, tuple[str, ...]]:
     """Every page field's aliases, by field name."""
     return {"url": URL_KEYS, "path": PATH_KEYS, "host": HOST_KEYS, "title": TITLE_KEYS,
             "referrer": REFERRER_KEYS}
+
+
+def batch_paths(props: Mapping[str, tuple[list[int], list[Any]]]) -> list[str]:
+    """The page of each row of an ingested batch that names one (`EventBatch.props`): `page`
+    as sent, else the other path aliases or the URL's path, so the live view's top pages
+    count every SDK's pageviews."""
+    found: dict[int, str] = {}
+    for i, key in enumerate(("page", *(k for k in PATH_KEYS if k != "page"), *URL_KEYS)):
+        column = props.get("s:" + key)
+        if column is None:
+            continue
+        for row, value in zip(*column, strict=True):
+            if row in found:
+                continue
+            path = value if i == 0 else (page_path(value, None) if key in PATH_KEYS
+                                         else page_path(None, value))
+            if path is not None:
+                found[row] = path
+    return list(found.values())
