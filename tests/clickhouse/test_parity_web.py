@@ -16,7 +16,7 @@ from rta.core.queries.web_specs import DIMENSIONS, WebSettings, parse_web
 from tests.clickhouse.harness import Pair, same
 from tests.core.web_logs import NOW, T0, web_log
 
-SETTINGS = settings(max_examples=int(os.environ.get("RTA_PARITY_EXAMPLES", "8")),
+SETTINGS = settings(max_examples=int(os.environ.get("RTA_PARITY_EXAMPLES", "6")),
                     deadline=None, suppress_health_check=[HealthCheck.too_slow])
 RULES = WebSettings(own_hosts=("sub.site.com",))
 
@@ -85,3 +85,31 @@ def test_every_dimension_on_one_log() -> None:
     everything = {"startTime": T0 - 1, "endTime": NOW - 1}
     _check(log, [(everything, None), (everything, "realtime"),
                  *[({**everything, "limit": 5}, d) for d in DIMENSIONS]])
+
+
+def test_the_web_template_resolves_alike() -> None:
+    """Every widget of the `web` dashboard template, on both engines."""
+    from rta.core.dashboards import validate_dashboard
+    from rta.core.dashboards.templates import builtin
+    from rta.core.dashboards.widgets import Pinned, resolve_dashboard
+
+    t = NOW - 3 * 3_600_000
+    log = [[{"type": "$pageview", "userId": f"u{i % 4}", "timestamp": t + i * 11 * 60_000,
+             "properties": {"$current_url": f"https://site.com/p{i % 3}?utm_campaign=c{i % 2}",
+                            "$referrer": ("https://www.bing.com/", "$direct")[i % 2],
+                            "$browser": ("Chrome", "Safari")[i % 2], "$os": "iOS",
+                            "$device_type": "Mobile", "$geoip_country_code": "JP"}}
+            for i in range(16)]]
+    doc = validate_dashboard(builtin("web"))
+    pair = Pair.create()
+    try:
+        for batch in log:
+            pair.ingest(batch, NOW)
+        answers = []
+        for ctx in pair.contexts(NOW):
+            out = resolve_dashboard(Pinned(ctx, RULES), doc, now=NOW)
+            answers.append([(w["title"], w["error"], w["data"]) for w in out["widgets"]])
+        assert all(error is None for _, error, _ in answers[0]), answers[0]
+        same(answers[0], answers[1])
+    finally:
+        pair.close()
