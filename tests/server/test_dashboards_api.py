@@ -310,8 +310,9 @@ async def sdk_data(http: httpx.AsyncClient) -> None:
 async def test_template_dashboard_saves_over_sdk_data_with_warnings(
         http: httpx.AsyncClient) -> None:
     """#23: once PostHog/Segment data exists, a template's widgets read properties no event
-    carries (`amount` on purchase; #19: pages are read from every SDK's fields). Saving still succeeds, with
-    `warnings`; the widget says why it is empty; structural errors are still refused."""
+    carries (`amount` on purchase; #19: pages are read from every SDK's fields). Saving
+    still succeeds, with `warnings`; the widget says why it is empty; structural errors are
+    still refused."""
     await sdk_data(http)
     r = await http.post("/dashboards/template", json={"template": "overview"})
     assert r.status_code == 201, r.text
