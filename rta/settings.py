@@ -58,6 +58,10 @@ SPEC: dict[str, tuple[type, Any, str]] = {
     "webhook_backoff": (float, 0.5, "first retry delay in seconds (doubles each time)"),
     "live_events_rate": (float, 1000.0, "events/s the live tail sends before sampling"),
     "ws_queue": (int, 256, "messages queued per WebSocket client before coalescing/dropping"),
+    "visit_timeout_minutes": (float, 30.0, "web analytics: minutes of inactivity that end a "
+                              "visit (for events sent without a session id)"),
+    "web_own_hosts": (str, "", "web analytics: comma-separated hosts of your own sites, "
+                      "whose referrals are not counted as sources"),
     "backend": (str, "embedded", "where events are stored and queried: embedded or clickhouse"),
     "clickhouse_url": (str, "", "ClickHouse to use with backend clickhouse: "
                        "http(s)://user:pass@host:8123/db or chdb:///path"),
@@ -189,6 +193,8 @@ class Settings:
             clickhouse_cluster=self.clickhouse_cluster or None,
             clickhouse_local_days=self.clickhouse_local_days,
             clickhouse_max_backlog_mb=self.clickhouse_max_backlog_mb,
+            visit_timeout_minutes=self.visit_timeout_minutes,
+            web_own_hosts=self.web_own_hosts,
             limits=Limits(max_event_bytes=self.max_event_bytes,
                           max_event_properties=self.max_event_properties,
                           max_batch_property_keys=self.max_batch_property_keys,

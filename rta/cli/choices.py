@@ -23,6 +23,9 @@ ALERT_OPERATORS = ("gt", "gte", "lt", "lte", "eq", "neq")
 TOKEN_SCOPES = ("read", "write", "admin")
 PATH_TYPES = ("events", "pages")
 PATH_UNITS = ("users", "sessions")
+WEB_DIMENSIONS = ("pages", "entry-pages", "exit-pages", "sources", "channels", "utm-sources",
+                  "utm-mediums", "utm-campaigns", "countries", "browsers", "os", "devices",
+                  "realtime")
 
 
 def one_of(choices: tuple[str, ...]) -> Callable[[str | None], str | None]:

@@ -8,7 +8,7 @@ import typer
 
 query_app = typer.Typer(help="Run analytics queries against the daemon.", no_args_is_help=True)
 QUERY_MODULES = ("rta.cli.query_analytics", "rta.cli.query_behaviour", "rta.cli.query_paths",
-                 "rta.cli.query_periods")
+                 "rta.cli.query_periods", "rta.cli.query_web")
 
 
 def register(app: typer.Typer) -> None:

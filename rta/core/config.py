@@ -31,6 +31,9 @@ class EngineConfig:
     clickhouse_cluster: str | None = None
     clickhouse_local_days: float = 2.0
     clickhouse_max_backlog_mb: int = 10_240
+    # Web analytics (#19): what ends a visit, and which referrers are the site itself.
+    visit_timeout_minutes: float = 30.0
+    web_own_hosts: str = ""  # comma-separated
 
     @property
     def retention_ms(self) -> int | None:

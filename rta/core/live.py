@@ -54,6 +54,7 @@ from rta.core.embedded.store.snapshot import Snapshot
 from rta.core.errors import RtaError, ValidationError, field_error
 from rta.core.events import STR, EventBatch
 from rta.core.queries.filters import EventFilter, SegmentResolver, parse_filter
+from rta.core.queries.pageviews import batch_paths
 
 BUILTIN_CHANNELS = ("metrics", "events", "alerts")
 COALESCING = frozenset({"metrics"})
@@ -516,9 +517,12 @@ class LiveMetrics:
             self._seconds.append((sec, slot))
         slot[0] += n
         slot[1].update(batch.types)
-        pages = batch.props.get(STR + ":" + self.page_key)
-        if pages is not None:
-            slot[2].update(pages[1])
+        if self.page_key == "page":  # every SDK's page fields (queries.pageviews)
+            slot[2].update(batch_paths(batch.props))
+        else:
+            pages = batch.props.get(STR + ":" + self.page_key)
+            if pages is not None:
+                slot[2].update(pages[1])
         users = {u for u in batch.users if u is not None}
         if users:
             self._users_last.update(dict.fromkeys(users, sec))

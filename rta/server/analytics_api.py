@@ -1,4 +1,4 @@
-"""Analytics endpoints: /analytics/aggregate, /count, /unique-users, /top.
+"""Analytics endpoints: /analytics/aggregate, /count, /unique-users, /top, /web.
 
 Thin by design: the request is parsed into a typed query (`rta.core.queries.analytics_specs`,
 pure), answered from the result cache on the event loop when it may, and otherwise executed
@@ -15,10 +15,11 @@ from typing import Any
 from quart import Blueprint, Response, request
 
 from rta.core import query_services as services
-from rta.core.queries import analytics, query_warnings
+from rta.core.queries import analytics, query_warnings, web
 from rta.core.queries import compare as comparisons
 from rta.core.queries import formula_query as formulas
 from rta.core.queries.analytics_specs import parse
+from rta.core.queries.web_specs import parse_web, settings_from
 from rta.server.http import engine, json_object, json_response, run_query
 
 bp = Blueprint("analytics_api", __name__)
@@ -104,3 +105,29 @@ async def unique_users() -> Response:
 @bp.route("/analytics/top", methods=["GET", "POST"])
 async def top() -> Response:
     return await _run("top", await _params())
+
+
+async def _web(dimension: str | None) -> Response:
+    eng = engine()
+    now = services.now()
+    query = parse_web(args_dict(), now, dimension)
+    ctx = services.context(eng, now)
+    settings = settings_from(eng.config.visit_timeout_minutes, eng.config.web_own_hosts)
+    result = await run_query(web.execute, query, ctx, settings, services.query_cache(eng))
+    return json_response(result.to_json())
+
+
+@bp.get("/analytics/web")
+async def web_overview() -> Response:
+    """Web analytics headline figures (visitors, visits, pageviews, views per visit, bounce
+    rate, visit duration), each with the previous period's value and the change, and the
+    visitors of the last five minutes."""
+    return await _web(None)
+
+
+@bp.get("/analytics/web/<dimension>")
+async def web_breakdown(dimension: str) -> Response:
+    """One web dimension (pages, entry-pages, exit-pages, sources, channels, utm-sources,
+    utm-mediums, utm-campaigns, countries, browsers, os, devices): visitors, visits,
+    pageviews, bounce rate and share per value; or `realtime`: visitors now."""
+    return await _web(dimension)

@@ -254,6 +254,15 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/analytics/top"): op("Top-N values of a property", "analytics",
                                   query=[*FILTER_PARAMS, "property", "n", "sort"]),
     ("POST", "/analytics/top"): op("Top-N values (JSON body)", "analytics", request=body(OBJ)),
+    ("GET", "/analytics/web"): op(
+        "Web analytics: visitors, visits, pageviews, views per visit, bounce rate and visit "
+        "duration with the previous period's values, and visitors now (docs/web.md)",
+        "analytics", query=[*FILTER_PARAMS, "bots"]),
+    ("GET", "/analytics/web/{dimension}"): op(
+        "One web dimension (pages, entry-pages, exit-pages, sources, channels, utm-sources, "
+        "utm-mediums, utm-campaigns, countries, browsers, os, devices): visitors, visits, "
+        "pageviews, bounce rate and share per value; or realtime", "analytics",
+        query=[*FILTER_PARAMS, "bots", "limit"]),
     ("POST", "/queries/funnel"): op("Funnel analysis", "queries", request=ref("Funnel")),
     ("POST", "/queries/cohort"): op("Cohort retention", "queries", request=ref("Cohort")),
     ("POST", "/queries/abtest"): op("A/B test statistics", "queries", request=ref("ABTest")),

@@ -51,6 +51,7 @@ ARGS: dict[str, list[str]] = {
     "query paths": ["--start", "pageview", "--steps", "3"],
     "query stickiness": ["pageview", "--range", "last_7d"],
     "query lifecycle": ["pageview", "--interval", "week"],
+    "query web": ["--range", "last_7d"],
     "alerts list": [],
     "alerts create": ["--name", "made by test", "-t", "error", "--threshold", "1000"],
     "alerts show": ["{alert}"],
@@ -106,6 +107,7 @@ WHERE_COMMANDS = {"events": [], "export": ["-o", "-"], "query aggregate": [],
                   "query funnel": ["--step", "a", "--step", "b"],
                   "query abtest": ["--metric", "m"], "query segment": [],
                   "query paths": [], "query stickiness": ["a"], "query lifecycle": ["a"],
+                  "query web": ["--by", "pages"],
                   "alerts create": ["--name", "x", "--threshold", "1"],
                   "segment create": ["x"], "tail": []}
 
@@ -320,6 +322,7 @@ def test_closed_sets_are_checked_by_the_cli_and_match_the_core() -> None:
     from rta.core import alerts, auth
     from rta.core.embedded import timeseries
     from rta.core.queries import behaviour_specs as specs
+    from rta.core.queries import web_specs
 
     assert choices.FUNNEL_ORDERS == specs.ORDERS and choices.FUNNEL_UNITS == specs.UNITS
     assert choices.RETENTION_TYPES == specs.RETENTION_TYPES
@@ -337,6 +340,8 @@ def test_closed_sets_are_checked_by_the_cli_and_match_the_core() -> None:
 
     assert query_periods.STICKINESS_INTERVALS == stickiness_specs.STICKINESS_INTERVALS
     assert query_periods.LIFECYCLE_INTERVALS == periods.INTERVALS
+
+    assert (*web_specs.DIMENSIONS, "realtime") == choices.WEB_DIMENSIONS
     dead = ["--server", f"http://127.0.0.1:{free_port()}"]
     for args in (["query", "funnel", "--step", "a", "--step", "b", "--order", "sideways"],
                  ["query", "top", "page", "--sort", "bogus"],

@@ -258,7 +258,7 @@ def test_crud_templates_and_custom_templates_survive_restart(tmp_path: Path) -> 
     try:
         assert [d["name"] for d in dash.list_dashboards(eng)] == ["Ops 2"]
         names = [t["name"] for t in dash.list_templates(eng)]
-        assert names == ["overview", "engagement", "performance", "errors", "sales"]
+        assert names == ["overview", "engagement", "performance", "errors", "web", "sales"]
         sales = dash.create_from_template(eng, {"template": "sales"})
         assert sales["widgets"][0]["title"] == "Orders"
         dash.delete_template(eng, "sales")

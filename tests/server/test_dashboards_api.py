@@ -43,7 +43,7 @@ async def test_crud_round_trip(http: httpx.AsyncClient) -> None:
 
 
 async def test_templates_endpoints(http: httpx.AsyncClient) -> None:
-    for name in ("overview", "engagement", "performance", "errors"):
+    for name in ("overview", "engagement", "performance", "errors", "web"):
         r = await http.post("/dashboards/template", json={"template": name})
         assert r.status_code == 201, r.text
         assert r.json()["template"] == name and r.json()["widgets"]
@@ -310,8 +310,9 @@ async def sdk_data(http: httpx.AsyncClient) -> None:
 async def test_template_dashboard_saves_over_sdk_data_with_warnings(
         http: httpx.AsyncClient) -> None:
     """#23: once PostHog/Segment data exists, a template's widgets read properties no event
-    carries (`page` on pageview, `amount` on purchase). Saving still succeeds, with
-    `warnings`; the widget says why it is empty; structural errors are still refused."""
+    carries (`amount` on purchase; #19: pages are read from every SDK's fields). Saving
+    still succeeds, with `warnings`; the widget says why it is empty; structural errors are
+    still refused."""
     await sdk_data(http)
     r = await http.post("/dashboards/template", json={"template": "overview"})
     assert r.status_code == 201, r.text
@@ -321,10 +322,11 @@ async def test_template_dashboard_saves_over_sdk_data_with_warnings(
     renamed = r.json()
     assert renamed["name"] == "Shop"
     fields = {w["field"]: w["message"] for w in renamed["warnings"]}
-    assert "no 'pageview' events carry property 'page'" in fields[
-        "widgets[6].dataSource.property"]
-    assert "$current_url" in fields["widgets[6].dataSource.property"]
-    assert "widgets[2].dataSource.metric" in fields
+    # (#19) the top pages read every SDK's page fields: nothing missing there any more
+    assert not any(f.startswith("widgets[6]") for f in fields)
+    assert "no 'purchase' events carry property 'amount'" in fields[
+        "widgets[2].dataSource.metric"]
+    assert "price" in fields["widgets[2].dataSource.metric"]
     assert all(set(w) == {"field", "message"} for w in renamed["warnings"])
     # the unchanged document PUT back (warnings included) is accepted, and never stored
     r = await http.put(f"/dashboards/{doc['id']}", json=renamed)
@@ -350,6 +352,8 @@ async def test_template_dashboard_saves_over_sdk_data_with_warnings(
     data = (await http.get(f"/dashboards/{doc['id']}/data")).json()
     assert data["storeEvents"] == 4
     top = data["widgets"][6]
-    assert top["error"] is None and top["data"]["labels"] == []
-    assert top["warnings"][0]["field"] == "widgets[6].dataSource.property"
+    assert top["error"] is None and top.get("warnings") is None
+    assert top["data"]["labels"] == ["/cart"] and top["data"]["values"] == [3]
+    revenue = data["widgets"][2]
+    assert revenue["warnings"][0]["field"] == "widgets[2].dataSource.metric"
     assert "warnings" not in data["widgets"][0]

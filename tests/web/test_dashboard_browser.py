@@ -54,7 +54,7 @@ def counter_value(page: Any, widget_id: str) -> float:
 def test_every_template_renders_every_widget_type_without_errors(page: Any,
                                                                  site: Site) -> None:
     seen_types: set[str] = set()
-    for template in ("overview", "engagement", "performance", "errors"):
+    for template in ("overview", "engagement", "performance", "errors", "web"):
         doc = site.post("/dashboards/template", {"template": template, "timeRange": "last_7d"})
         open_dashboard(page, site, doc["id"])
         widgets = page.evaluate(WIDGET_PROBE)
@@ -97,6 +97,38 @@ def test_counter_shows_the_value_the_api_returns(page: Any, site: Site) -> None:
     text = page.text_content(".widget[data-widget-id='pv'] .counter-value")
     assert text.replace(",", "").replace("\u202f", "").replace(".", "") == str(count)
     assert page.text_content(".widget[data-widget-id='rev'] .counter-value").startswith("$")
+    assert page.rta_log.errors == []
+
+
+def test_web_template_counters_and_tables_agree_with_the_web_api(page: Any,
+                                                                 site: Site) -> None:
+    """The web template over rta's own pageviews plus PostHog-shaped ones: its headline
+    counters are /analytics/web's figures, with the change against the previous period, and
+    its tables list /analytics/web/{dimension}'s rows."""
+    now = now_ms()
+    site.post("/events/batch", [
+        {"type": "$pageview", "userId": f"ph{i}", "timestamp": now - 60_000 * (i + 1),
+         "properties": {"$current_url": f"https://shop.example/p{i % 3}?utm_campaign=spring",
+                        "$referrer": "https://www.google.com/", "$browser": "Firefox",
+                        "$device_type": "Mobile", "$geoip_country_code": "FR"}}
+        for i in range(6)])
+    doc = site.post("/dashboards/template", {"template": "web", "timeRange": "last_7d"})
+    open_dashboard(page, site, doc["id"])
+    data = site.get(f"/dashboards/{doc['id']}/data")
+    web = site.get("/analytics/web", timeRange="last_7d")["metrics"]
+    by_title = {w["title"]: w for w in data["widgets"]}
+    for title, measure in (("Unique visitors", "visitors"), ("Total visits", "visits"),
+                           ("Total pageviews", "pageviews"), ("Bounce rate", "bounce_rate")):
+        widget = by_title[title]
+        assert widget["data"]["value"] == web[measure]["value"], title
+        assert counter_value(page, widget["id"]) == pytest.approx(web[measure]["value"])
+    campaigns = site.get("/analytics/web/utm-campaigns", timeRange="last_7d")["rows"]
+    table = by_title["UTM campaigns"]["data"]["rows"]
+    assert [(r[0], r[1]) for r in table] == [
+        ("(none)" if r["value"] is None else r["value"], r["visitors"]) for r in campaigns]
+    assert ("spring", 6) in [(r[0], r[1]) for r in table]
+    rows = page.locator(".widget", has_text="UTM campaigns").locator("tbody tr")
+    assert rows.count() == len(table)
     assert page.rta_log.errors == []
 
 

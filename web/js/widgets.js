@@ -84,6 +84,8 @@ function describeSource(src) {
     case "funnel": return `${(src.steps || []).length}-step funnel`;
     case "retention": return `${src.entryEvent} → ${src.retentionEvent}`;
     case "paths": return src.endPoint ? `paths to ${src.endPoint}` : src.startPoint ? `paths from ${src.startPoint}` : "paths";
+    case "web": return src.measure === "realtime" ? "visitors in the last 5 minutes" : `web · ${(src.measure || "visitors").replaceAll("_", " ")}`;
+    case "web_breakdown": return `web · top ${src.dimension}`;
     default: return src.type || "";
   }
 }
@@ -310,7 +312,16 @@ export class WidgetView {
     value.textContent = formatNumber(data.value, this.spec.config);
     value.dataset.value = data.value === null ? "" : String(data.value);
     const win = this.window || {};
-    box.querySelector(".counter-sub").textContent = win.timeRange ? rangeLabel(win.timeRange) : "";
+    const sub = box.querySelector(".counter-sub");
+    sub.textContent = win.timeRange ? rangeLabel(win.timeRange) : "";
+    // a web figure: its change against the previous period of the same length
+    if (data.change !== undefined && data.change !== null) {
+      const better = data.lowerIsBetter ? data.change < 0 : data.change > 0;
+      const change = el("span", `counter-change ${data.change === 0 ? "" : better ? "is-up" : "is-down"}`,
+        `${data.change > 0 ? "▲" : data.change < 0 ? "▼" : ""} ${Math.abs(data.change)}${data.changeUnit === "pt" ? " pt" : "%"}`);
+      change.title = `previous period: ${data.previous ?? "–"}`;
+      sub.prepend(change, " ");
+    }
   }
 
   drawGauge(data) {

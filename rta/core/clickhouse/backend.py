@@ -39,6 +39,8 @@ from rta.core.queries.paths_specs import PathsQuery
 from rta.core.queries.query_warnings import Vocabulary
 from rta.core.queries.stickiness_results import LifecycleResult, StickinessResult
 from rta.core.queries.stickiness_specs import LifecycleQuery, StickinessQuery
+from rta.core.queries.web_results import DimensionRows, VisitTotals
+from rta.core.queries.web_specs import VisitSpec
 
 KIND_NAMES = {INT: "number", FLOAT: "number", STR: "string", BOOL: "boolean"}
 VOCABULARY_TTL_S = 5.0
@@ -230,3 +232,12 @@ class ClickHouseBackend:
     def lifecycle(self, q: LifecycleQuery, members: np.ndarray | None) -> LifecycleResult:
         from rta.core.clickhouse import lifecycle_sql
         return lifecycle_sql.result(self.view, q, members)
+
+    # -- web analytics -------------------------------------------------------------------------
+    def web_totals(self, spec: VisitSpec) -> VisitTotals:
+        from rta.core.clickhouse import web_sql
+        return web_sql.totals(self.view, spec)
+
+    def web_breakdown(self, spec: VisitSpec, dimension: str, limit: int) -> DimensionRows:
+        from rta.core.clickhouse import web_sql
+        return web_sql.breakdown(self.view, spec, dimension, limit)

@@ -18,6 +18,7 @@ from rta.core.errors import ValidationError, field_error
 from rta.core.queries.backend import Backend
 from rta.core.queries.filters import parse_where
 from rta.core.queries.timeparse import DAY, parse_duration, parse_time_range
+from rta.core.queries.web_specs import DIMENSIONS as WEB_DIMENSIONS
 
 COLUMNS = 12
 MAX_ROWS = 200
@@ -29,15 +30,20 @@ DEFAULT_TIME_RANGE = "last_24h"
 
 WIDGET_TYPES = ("line-chart", "bar-chart", "pie-chart", "gauge", "counter", "table", "heatmap",
                 "funnel", "sankey")
-SOURCE_TYPES = ("aggregation", "count", "unique_users", "top", "funnel", "retention", "paths")
+SOURCE_TYPES = ("aggregation", "count", "unique_users", "top", "funnel", "retention", "paths",
+                "web", "web_breakdown")
+# `web`: one headline figure of the web analytics (with the previous period's), or visitors
+# now; `web_breakdown`: one web dimension's top values (docs/web.md)
+WEB_MEASURES = ("visitors", "visits", "pageviews", "views_per_visit", "bounce_rate",
+                "visit_duration", "realtime")
 AGGREGATIONS = ("count", "sum", "avg", "min", "max", "p50", "p90", "p95", "p99", "unique_users")
 # Which data sources each widget type can draw.
 COMPATIBLE: dict[str, tuple[str, ...]] = {
     "line-chart": ("aggregation", "count", "unique_users"),
-    "bar-chart": ("aggregation", "count", "unique_users", "top", "funnel"),
-    "pie-chart": ("count", "top"),
+    "bar-chart": ("aggregation", "count", "unique_users", "top", "funnel", "web_breakdown"),
+    "pie-chart": ("count", "top", "web_breakdown"),
     "gauge": ("aggregation", "count", "unique_users"),
-    "counter": ("aggregation", "count", "unique_users"),
+    "counter": ("aggregation", "count", "unique_users", "web"),
     "table": tuple(s for s in SOURCE_TYPES if s != "paths"),
     "heatmap": ("count", "unique_users", "aggregation", "retention"),
     "funnel": ("funnel",),
@@ -152,6 +158,8 @@ def normalise_source(spec: Any, path: str, wtype: str | None = None) -> dict[str
     elif stype == "paths":
         from rta.core.dashboards import paths_widget
         paths_widget.normalise(src, path)
+    elif stype in ("web", "web_breakdown"):
+        _web_source(src, path)
     elif stype == "retention":
         _require_str(src.get("entryEvent"), f"{path}.entryEvent")
         _require_str(src.get("retentionEvent"), f"{path}.retentionEvent")
@@ -159,6 +167,24 @@ def normalise_source(spec: Any, path: str, wtype: str | None = None) -> dict[str
         src["periodLength"] = parse_duration(src.get("periodLength", DAY),
                                              f"{path}.periodLength")
     return src
+
+
+def _web_source(src: dict[str, Any], path: str) -> None:
+    """`web` {measure, bots} or `web_breakdown` {dimension, n, bots}, defaults filled in."""
+    if src["type"] == "web":
+        measure = src.setdefault("measure", "visitors")
+        if measure not in WEB_MEASURES:
+            raise field_error(f"{path}.measure", f"must be one of {', '.join(WEB_MEASURES)}",
+                              value=measure, allowed=list(WEB_MEASURES))
+    else:
+        dimension = src.get("dimension")
+        if dimension not in WEB_DIMENSIONS:
+            raise field_error(f"{path}.dimension",
+                              f"must be one of {', '.join(WEB_DIMENSIONS)}", value=dimension,
+                              allowed=list(WEB_DIMENSIONS))
+        src["n"] = _int_in(src.get("n", 10), f"{path}.n", 1, 100)
+    if not isinstance(src.get("bots", False), bool):
+        raise field_error(f"{path}.bots", "must be true or false", value=src.get("bots"))
 
 
 def _position(spec: Any, path: str, wtype: str) -> dict[str, int] | None:

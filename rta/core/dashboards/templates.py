@@ -1,5 +1,7 @@
 """Built-in dashboard templates over the common event vocabulary.
 
+Pageview widgets read every SDK's pageviews (`PAGEVIEWS`; top pages through the web
+analytics' page paths, which read `$pathname`, `path`, `page` or the URL alike).
 The vocabulary is the demo data's (and most product-analytics setups'): pageview {page,
 referrer, duration ms}, click {element, page, category}, signup {plan, source}, login {method},
 purchase {amount, currency, product, quantity}, experiment_assigned {experiment, variant},
@@ -16,6 +18,8 @@ import copy
 from typing import Any
 
 LAYOUT = {"type": "grid", "columns": 12, "gap": 16}
+# every SDK's pageview (rta's pageview and page, PostHog's $pageview: rta.core.queries.pageviews)
+PAGEVIEWS = ["pageview", "page", "$pageview"]
 
 
 def _w(wtype: str, title: str, pos: tuple[int, int, int, int], source: dict[str, Any],
@@ -42,13 +46,12 @@ OVERVIEW: dict[str, Any] = {
             "aggregation": "sum"}, format="currency", currency="USD"),
         _w("counter", "Signups", (9, 0, 3, 2), {"type": "count", "eventType": "signup"}),
         _w("line-chart", "Pageviews over time", (0, 2, 8, 4),
-           {"type": "aggregation", "eventType": "pageview", "aggregation": "count"},
+           {"type": "aggregation", "eventType": PAGEVIEWS, "aggregation": "count"},
            showGrid=True, fill=True),
         _w("pie-chart", "Events by type", (8, 2, 4, 4), {"type": "count", "groupBy": "type"},
            doughnut=True),
         _w("bar-chart", "Top pages", (0, 6, 6, 4),
-           {"type": "top", "eventType": "pageview", "property": "page", "n": 8},
-           horizontal=True),
+           {"type": "web_breakdown", "dimension": "pages", "n": 8}, horizontal=True),
         _w("funnel", "Purchase funnel", (6, 6, 6, 4),
            {"type": "funnel", "steps": [
                {"name": "Visited", "eventType": "pageview"},
@@ -70,7 +73,7 @@ ENGAGEMENT: dict[str, Any] = {
     "refreshInterval": 30_000,
     "widgets": [
         _w("counter", "Active users", (0, 0, 3, 2), {"type": "unique_users"}),
-        _w("counter", "Pageviews", (3, 0, 3, 2), {"type": "count", "eventType": "pageview"}),
+        _w("counter", "Pageviews", (3, 0, 3, 2), {"type": "count", "eventType": PAGEVIEWS}),
         _w("counter", "Logins", (6, 0, 3, 2), {"type": "count", "eventType": "login"}),
         _w("gauge", "Avg. time on page", (9, 0, 3, 2),
            {"type": "aggregation", "eventType": "pageview", "metric": "duration",
@@ -87,7 +90,7 @@ ENGAGEMENT: dict[str, Any] = {
            {"type": "retention", "entryEvent": "signup", "retentionEvent": "login",
             "periods": 7, "periodLength": 86_400_000}),
         _w("heatmap", "When users are active", (0, 10, 8, 4),
-           {"type": "count", "eventType": "pageview"}),
+           {"type": "count", "eventType": PAGEVIEWS}),
         _w("table", "Experiment assignments", (8, 10, 4, 4),
            {"type": "top", "eventType": "experiment_assigned", "property": "variant", "n": 5}),
     ],
@@ -154,11 +157,57 @@ ERRORS: dict[str, Any] = {
     ],
 }
 
+def _web(title: str, pos: tuple[int, int, int, int], measure: str) -> dict[str, Any]:
+    return _w("counter", title, pos, {"type": "web", "measure": measure},
+              **({"unit": "%", "decimals": 1} if measure == "bounce_rate" else
+                 {"unit": "s", "decimals": 0} if measure == "visit_duration" else
+                 {"decimals": 2} if measure == "views_per_visit" else {}))
+
+
+def _dim(wtype: str, title: str, pos: tuple[int, int, int, int], dimension: str,
+         n: int = 10, **config: Any) -> dict[str, Any]:
+    return _w(wtype, title, pos, {"type": "web_breakdown", "dimension": dimension, "n": n},
+              **config)
+
+
+# Web analytics on one page (docs/web.md): pageviews of every SDK, visits, sources, devices.
+WEB: dict[str, Any] = {
+    "name": "Web analytics",
+    "description": "Visitors, visits, bounce rate, sources, pages, countries and devices.",
+    "layout": LAYOUT,
+    "timeRange": "last_7d",
+    "refreshInterval": 30_000,
+    "widgets": [
+        _web("Unique visitors", (0, 0, 2, 2), "visitors"),
+        _web("Total visits", (2, 0, 2, 2), "visits"),
+        _web("Total pageviews", (4, 0, 2, 2), "pageviews"),
+        _web("Views per visit", (6, 0, 2, 2), "views_per_visit"),
+        _web("Bounce rate", (8, 0, 2, 2), "bounce_rate"),
+        _web("Visit duration", (10, 0, 2, 2), "visit_duration"),
+        _w("line-chart", "Visitors over time", (0, 2, 9, 4),
+           {"type": "unique_users", "eventType": ["pageview", "page", "$pageview"],
+            "filters": [{"property": "$bot", "operator": "neq", "value": True}]}, fill=True),
+        _w("counter", "Visitors now (last 5 minutes)", (9, 2, 3, 4),
+           {"type": "web", "measure": "realtime"}),
+        _dim("table", "Top sources", (0, 6, 4, 4), "sources"),
+        _dim("pie-chart", "Channels", (4, 6, 4, 4), "channels", 8, doughnut=True),
+        _dim("table", "UTM campaigns", (8, 6, 4, 4), "utm-campaigns"),
+        _dim("bar-chart", "Top pages", (0, 10, 4, 4), "pages", horizontal=True),
+        _dim("table", "Entry pages", (4, 10, 4, 4), "entry-pages"),
+        _dim("table", "Exit pages", (8, 10, 4, 4), "exit-pages"),
+        _dim("bar-chart", "Countries", (0, 14, 3, 4), "countries", horizontal=True),
+        _dim("pie-chart", "Browsers", (3, 14, 3, 4), "browsers", 6),
+        _dim("pie-chart", "Operating systems", (6, 14, 3, 4), "os", 6),
+        _dim("pie-chart", "Devices", (9, 14, 3, 4), "devices", 4, doughnut=True),
+    ],
+}
+
 BUILTIN_TEMPLATES: dict[str, dict[str, Any]] = {
     "overview": OVERVIEW,
     "engagement": ENGAGEMENT,
     "performance": PERFORMANCE,
     "errors": ERRORS,
+    "web": WEB,
 }
 
 

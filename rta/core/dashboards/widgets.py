@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
@@ -59,6 +59,7 @@ from rta.core.queries.buckets import Buckets
 from rta.core.queries.filters import EventFilter, parse_filter
 from rta.core.queries.params import FilterSpec
 from rta.core.queries.timeparse import DAY, HOUR, MINUTE, parse_duration, parse_time_range
+from rta.core.queries.web_specs import WebSettings, settings_from
 
 if TYPE_CHECKING:
     from rta.core.engine import Engine
@@ -112,11 +113,13 @@ class Pinned:
     thread."""
 
     ctx: QueryContext
+    web: WebSettings = field(default_factory=WebSettings)  # the site's visit rule
 
 
 def pin(engine: Engine, now: int | None = None) -> Pinned:
     """The query context every widget of one dashboard reads."""
-    return Pinned(services.context(engine, now))
+    return Pinned(services.context(engine, now),
+                  settings_from(engine.config.visit_timeout_minutes, engine.config.web_own_hosts))
 
 
 def resolve_dashboard(source: Engine | Pinned, dashboard: dict[str, Any],
@@ -173,6 +176,9 @@ def _widget_view(pinned: Pinned, widget: dict[str, Any], index: int, src: dict[s
     check_widget_properties(pinned.ctx.backend, widget, index, missing_ok=True)
     if formula_source.has_series(src):
         return formula_source.view(pinned, wtype, src, win, tz_offset_min)
+    if stype in ("web", "web_breakdown"):
+        from rta.core.dashboards.web_widgets import web_view
+        return web_view(pinned.ctx, pinned.web, wtype, src, win.start, win.end, win.now)
     if wtype == "heatmap":
         if stype == "retention":
             return _retention_view(_run_retention(pinned, src, win), as_heatmap=True)

@@ -23,6 +23,7 @@ from rta.core.embedded import (
     retention,
     segments,
     stickiness,
+    visits,
 )
 from rta.core.embedded.segments import check_numeric
 from rta.core.embedded.store.snapshot import Snapshot
@@ -43,6 +44,8 @@ from rta.core.queries.paths_specs import PathsQuery
 from rta.core.queries.query_warnings import Vocabulary
 from rta.core.queries.stickiness_results import LifecycleResult, StickinessResult
 from rta.core.queries.stickiness_specs import LifecycleQuery, StickinessQuery
+from rta.core.queries.web_results import DimensionRows, VisitTotals
+from rta.core.queries.web_specs import VisitSpec
 
 if TYPE_CHECKING:
     from rta.core.engine import Engine
@@ -159,3 +162,10 @@ class EmbeddedBackend:
 
     def lifecycle(self, q: LifecycleQuery, members: np.ndarray | None) -> LifecycleResult:
         return lifecycle.result(self.snap, q, members)
+
+    # -- web analytics -------------------------------------------------------------------------
+    def web_totals(self, spec: VisitSpec) -> VisitTotals:
+        return visits.totals(self.snap, spec)
+
+    def web_breakdown(self, spec: VisitSpec, dimension: str, limit: int) -> DimensionRows:
+        return visits.breakdown(self.snap, spec, dimension, limit)

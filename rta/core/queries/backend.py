@@ -41,6 +41,8 @@ from rta.core.queries.filters import EventFilter
 from rta.core.queries.paths_results import PathCounts
 from rta.core.queries.paths_specs import PathsQuery
 from rta.core.queries.query_warnings import Vocabulary
+from rta.core.queries.web_results import DimensionRows, VisitTotals
+from rta.core.queries.web_specs import VisitSpec
 
 SegmentResolver = Callable[[str], np.ndarray]  # saved segment name -> members (KeyError)
 
@@ -146,6 +148,14 @@ class Backend(Protocol):
     def lifecycle(self, q: LifecycleQuery, members: np.ndarray | None) -> LifecycleResult:
         """New, returning, resurrecting and dormant users per grid period (only `members`
         when given)."""
+
+    # -- web analytics (visits and pageviews: docs/web.md) -------------------------------------
+    def web_totals(self, spec: VisitSpec) -> VisitTotals:
+        """Visitors, visits, pageviews, bounces and summed duration of the spec's visits."""
+
+    def web_breakdown(self, spec: VisitSpec, dimension: str, limit: int) -> DimensionRows:
+        """The top `limit` values of a web dimension (`web_specs.DIMENSIONS`), ranked by
+        `web_results.rank_rows`."""
 
 
 @dataclass(frozen=True)
