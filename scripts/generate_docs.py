@@ -64,6 +64,7 @@ API_JSON: dict[str, str] = {
     "query abtest": "POST /queries/abtest",
     "query segment": "POST /queries/execute (type segment)",
     "query paths": "POST /queries/paths",
+    "query web": "GET /analytics/web (--by DIMENSION: GET /analytics/web/{dimension})",
     "alerts list": "GET /alerts",
     "alerts create": "POST /alerts",
     "alerts show": "GET /alerts/{id}",
