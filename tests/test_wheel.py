@@ -21,6 +21,7 @@ import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
@@ -51,6 +52,9 @@ class Installed:
     def run(self, *argv: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(list(argv), env=self.env, cwd=self.prefix, capture_output=True,
                               text=True, timeout=60, check=False)
+
+
+SHARE_PAGE = "share.html"
 
 
 def web_files() -> list[str]:
@@ -172,9 +176,18 @@ def test_installed_server_serves_web_byte_for_byte(served: str) -> None:
         assert js.status_code == 200
         assert js.headers["content-type"].startswith("text/javascript")
         for name in web_files():
+            if name == SHARE_PAGE:
+                continue
             r = http.get(f"/{name}")
             assert r.status_code == 200, name
             assert r.content == (ROOT / "web" / name).read_bytes(), name
+        # the share page is served only through a link, with its dashboard's id filled in
+        dashboard = http.post("/dashboards/template", json={"template": "overview"}).json()
+        link = http.post(f"/dashboards/{dashboard['id']}/share", json={}).json()
+        page = http.get(urlsplit(link["url"]).path)
+        assert page.status_code == 200
+        assert page.content == (ROOT / "web" / SHARE_PAGE).read_bytes().replace(
+            b"{{dashboardId}}", dashboard["id"].encode())
 
 
 def test_man_pages_are_found(installed: Installed) -> None:
