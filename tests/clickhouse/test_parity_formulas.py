@@ -1,6 +1,7 @@
 """Parity of formulas over named series and of previous-period comparisons (the extra
 queries they run, the McNemar union of users over two ranges with a gap between them)
-between the embedded engine and ClickHouse, on hypothesis-generated logs."""
+and of alert metrics' window values (stickiness share in every example) between the
+embedded engine and ClickHouse, on hypothesis-generated logs."""
 
 from __future__ import annotations
 
@@ -109,6 +110,10 @@ METRICS = st.sampled_from([
     {"kind": "formula", "series": [{"name": "A", "eventType": "purchase"},
                                    {"name": "B", "eventType": "pageview"}],
      "formula": "A / B"}])
+# always checked: the stickiness share (its where adds the window's time bounds)
+STICKY = ({"kind": "stickiness", "eventType": "pageview", "minPeriods": 2},
+          {"kind": "stickiness", "eventType": "click", "interval": "week", "minPeriods": 1,
+           "where": [{"property": "amount", "operator": "gt", "value": 1}]})
 
 
 @SETTINGS
@@ -128,7 +133,7 @@ def test_formulas_and_comparisons_match(log: Log, bodies: list[dict[str, Any]],
             want = _compared(kind, body, embedded)
             assert "error" not in want, want
             same(want, _compared(kind, body, clickhouse), f"{kind} {body}")
-        for metric in metrics:  # alert metrics run the same typed queries on either backend
+        for metric in (*metrics, *STICKY):  # alert metrics run the same typed queries on either backend
             rule = Rule.from_doc({**validate_alert({
                 "name": "m", "condition": {"type": "threshold", "threshold": 1,
                                            "timeWindow": "10d", "metric": metric}}), "id": "r"})
