@@ -337,6 +337,11 @@ def test_closed_sets_are_checked_by_the_cli_and_match_the_core() -> None:
 
     assert query_periods.STICKINESS_INTERVALS == stickiness_specs.STICKINESS_INTERVALS
     assert query_periods.LIFECYCLE_INTERVALS == periods.INTERVALS
+    from rta.cli import alert_metric
+    from rta.core import alert_metrics
+
+    assert alert_metric.ALERT_METRICS == tuple(alert_metrics.METRICS)
+    assert alert_metric.STICKINESS_INTERVALS == stickiness_specs.STICKINESS_INTERVALS
     dead = ["--server", f"http://127.0.0.1:{free_port()}"]
     for args in (["query", "funnel", "--step", "a", "--step", "b", "--order", "sideways"],
                  ["query", "top", "page", "--sort", "bogus"],
@@ -346,6 +351,7 @@ def test_closed_sets_are_checked_by_the_cli_and_match_the_core() -> None:
                  ["query", "lifecycle", "a", "--interval", "hour"],
                  ["token", "create", "--scope", "god"],
                  ["alerts", "create", "--name", "x", "--threshold", "1", "-o", "bogus"],
+                 ["alerts", "create", "--name", "x", "--threshold", "1", "--metric", "ratio"],
                  ["events", "-n", "-5"],
                  ["segment", "create", "everyone"],
                  ["health", "--server", "notaurl"]):
