@@ -74,6 +74,7 @@ ARGS: dict[str, list[str]] = {
     "dashboards open": ["{dashboard}", "--no-browser"],
     "dashboards delete": ["{dashboard_doomed}"],
     "dashboards share": ["{dashboard}", "--expires", "1d"],
+    "dashboards shares": ["{dashboard}"],
     "dashboards unshare": ["{dashboard}"],
     "annotate": ["deployed by test", "--at", "1h"],
     "annotations list": [],
