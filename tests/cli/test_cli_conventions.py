@@ -341,7 +341,7 @@ def test_closed_sets_are_checked_by_the_cli_and_match_the_core() -> None:
     from rta.cli import alert_metric
     from rta.core import alert_metrics
 
-    assert alert_metric.ALERT_METRICS == tuple(alert_metrics.METRICS)
+    assert tuple(alert_metrics.METRICS) == alert_metric.ALERT_METRICS
     assert alert_metric.STICKINESS_INTERVALS == stickiness_specs.STICKINESS_INTERVALS
     dead = ["--server", f"http://127.0.0.1:{free_port()}"]
     for args in (["query", "funnel", "--step", "a", "--step", "b", "--order", "sideways"],
