@@ -332,17 +332,18 @@ def test_closed_sets_are_checked_by_the_cli_and_match_the_core() -> None:
     from rta.core.queries import paths_specs
     assert choices.PATH_TYPES == paths_specs.PATH_TYPES
     assert choices.PATH_UNITS == paths_specs.UNITS
+    from rta.cli import alert_metric
+    from rta.core import alert_metrics
+    from rta.core.queries import stickiness_specs as sticky
+
+    assert tuple(alert_metrics.METRICS) == alert_metric.ALERT_METRICS
+    assert alert_metric.STICKINESS_INTERVALS == sticky.STICKINESS_INTERVALS
 
     from rta.cli import query_periods
     from rta.core.queries import periods, stickiness_specs
 
     assert query_periods.STICKINESS_INTERVALS == stickiness_specs.STICKINESS_INTERVALS
     assert query_periods.LIFECYCLE_INTERVALS == periods.INTERVALS
-    from rta.cli import alert_metric
-    from rta.core import alert_metrics
-
-    assert tuple(alert_metrics.METRICS) == alert_metric.ALERT_METRICS
-    assert alert_metric.STICKINESS_INTERVALS == stickiness_specs.STICKINESS_INTERVALS
     dead = ["--server", f"http://127.0.0.1:{free_port()}"]
     for args in (["query", "funnel", "--step", "a", "--step", "b", "--order", "sideways"],
                  ["query", "top", "page", "--sort", "bogus"],

@@ -352,7 +352,7 @@ def test_formula_widgets_and_compared_counters_from_the_editor(page: Any, site: 
     open_dashboard(page, site, doc["id"])
     data = {w["id"]: w["data"] for w in site.get(f"/dashboards/{doc['id']}/data")["widgets"]}
     c = data["pv"]["comparison"]
-    line = ".widget[data-widget-id='pv'] .counter-change"
+    line = ".widget[data-widget-id='pv'] .counter-compare"
     shown = page.text_content(line)
     assert shown.startswith(_change_text(c)), (shown, c)
     verdict = "significant" if c["significance"]["significant"] else "not significant"
@@ -404,14 +404,14 @@ def test_formula_widgets_and_compared_counters_from_the_editor(page: Any, site: 
     assert ratio["dataSource"]["compare"] == "previous_period"
     assert [s["eventType"] for s in ratio["dataSource"]["series"]] == ["signup", "login"]
     sel = f".widget[data-widget-id='{ratio['id']}']"
-    page.wait_for_selector(f"{sel} .counter-change")
+    page.wait_for_selector(f"{sel} .counter-compare")
     page.wait_for_function(
         "() => [...document.querySelectorAll('.widget')].every((w) => w.dataset.state)")
     data = {w["id"]: w for w in site.get(f"/dashboards/{doc['id']}/data")["widgets"]}
     got = data[ratio["id"]]["data"]
     assert data[chart["id"]]["error"] is None and data[chart["id"]]["data"]["kind"] == "series"
     assert counter_value(page, ratio["id"]) == pytest.approx(got["value"])
-    shown = page.text_content(f"{sel} .counter-change")
+    shown = page.text_content(f"{sel} .counter-compare")
     assert shown.startswith(_change_text(got["comparison"])) and "significant" not in shown
 
     page.click(f"{sel} .widget-tools .change")  # reopened: its series and formula are back
@@ -421,7 +421,7 @@ def test_formula_widgets_and_compared_counters_from_the_editor(page: Any, site: 
     page.uncheck("#widget-form [name=compare]")
     page.click("#widget-save")
     page.wait_for_function("() => !document.querySelector('#widget-dialog').open")
-    page.wait_for_selector(f"{sel} .counter-change", state="detached")
+    page.wait_for_selector(f"{sel} .counter-compare", state="detached")
     assert "compare" not in site.get(f"/dashboards/{doc['id']}")["widgets"][-1]["dataSource"]
     refused = [e for e in page.rta_log.errors if "status of 400" in e]
     assert len(refused) == 1 and len(page.rta_log.errors) == 1  # (only the save of "A / C")

@@ -310,27 +310,27 @@ export class WidgetView {
       box.append(el("div", "counter-value"), el("div", "counter-sub"));
       this.body.append(box);
     }
+    this.drawChange(box, data.comparison); // (under the value, before the range label)
     const value = box.querySelector(".counter-value");
     value.textContent = formatNumber(data.value, this.spec.config);
     value.dataset.value = data.value === null ? "" : String(data.value);
     const win = this.window || {};
     box.querySelector(".counter-sub").textContent = win.timeRange ? rangeLabel(win.timeRange) : "";
-    this.drawChange(box, data.comparison);
   }
 
   // The previous period's change under a counter (`compare: "previous_period"`).
   drawChange(box, comparison) {
-    let line = box.querySelector(".counter-change");
+    let line = box.querySelector(".counter-compare");
     const c = changeText(comparison);
     if (!c) {
       if (line) line.remove();
       return;
     }
     if (!line) {
-      line = el("div", "counter-change");
+      line = el("div", "counter-compare");
       box.querySelector(".counter-value").after(line);
     }
-    line.className = `counter-change ${c.direction}${c.significant === false ? " insignificant" : ""}`;
+    line.className = `counter-compare ${c.direction}${c.significant === false ? " insignificant" : ""}`;
     line.dataset.relative = comparison.relativeChange ?? "";
     line.dataset.significant = c.significant === null ? "" : String(c.significant);
     const before = `vs ${formatNumber(comparison.value, this.spec.config)} the period before`;
