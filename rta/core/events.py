@@ -68,6 +68,12 @@ class EventBatch:
     # (`block.batch_id_words`), never serialised.
     id_words: tuple[np.ndarray, np.ndarray, list[str | None] | None] | None = field(
         default=None, compare=False, repr=False)
+    # Arrow string columns the lists were read from (an Arrow body cleared column-wise):
+    # "type", "userId", "sessionId" (as sent: "" still in them) and "s:<key>" (the present
+    # values, in row order), so the store encodes each distinct string once
+    # (`Dictionary.encode_array`). Never serialised; batches derived by `select`/`concat`
+    # drop it.
+    arrow: dict[str, Any] | None = field(default=None, compare=False, repr=False)
     # The WAL record, encoded once by the validator (a batch is not changed after that).
     payload: bytes | None = field(default=None, compare=False, repr=False)
     _payload_rows: int = field(default=-1, init=False, compare=False, repr=False)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import struct
@@ -17,8 +18,10 @@ from hypothesis import strategies as st
 
 from rta.core.arrow_ingest import ARROW_STREAM, read_stream, validate_arrow
 from rta.core.config import EngineConfig
+from rta.core.embedded.store.block import block_from_batch
+from rta.core.embedded.store.dictionary import Dictionaries
 from rta.core.errors import ValidationError
-from rta.core.events import EventValidator, Limits
+from rta.core.events import EventBatch, EventValidator, Limits
 from tests.support import live_server
 
 NOW = 1_700_000_000_000
@@ -79,6 +82,7 @@ def test_arrow_validates_exactly_like_json(events: list[dict[str, Any]]) -> None
     body = read_stream(arrow_body(to_table(events, TYPES)), 10_000)
     arrow_batch, arrow_rejected = validate_arrow(validator, body, NOW)
     assert arrow_rejected == json_rejected
+    same_block(arrow_batch)
     given_ids = [e.get("id") for e in events if e.get("id")]
     left, right = stored(json_batch), stored(arrow_batch)
     for a, b in zip(left, right, strict=True):
@@ -87,6 +91,24 @@ def test_arrow_validates_exactly_like_json(events: list[dict[str, Any]]) -> None
         a["properties"] = dict(sorted(a["properties"].items()))
         b["properties"] = dict(sorted(b["properties"].items()))
     assert left == right
+
+
+def same_block(batch: EventBatch) -> None:
+    """The block the store builds from a batch's Arrow columns (`EventBatch.arrow`, strings
+    encoded once per distinct value) is the one it builds from the lists: same codes, same
+    dictionaries."""
+    if batch.arrow is None:
+        return
+    by_arrow, by_lists = Dictionaries(None), Dictionaries(None)
+    left = block_from_batch(batch, by_arrow)
+    right = block_from_batch(dataclasses.replace(batch, arrow=None), by_lists)
+    for name in ("ts", "recv", "type", "user", "session", "id_hi", "id_lo"):
+        assert getattr(left, name).tolist() == getattr(right, name).tolist(), name
+    assert set(left.props) == set(right.props)
+    for key in left.props:
+        assert left.props[key].tolist() == right.props[key].tolist(), key
+    for a, b in zip(by_arrow.all(), by_lists.all(), strict=True):
+        assert list(a.strings) == list(b.strings)
 
 
 BAD = [  # one bad event of each kind, among good ones

@@ -23,7 +23,7 @@ from typing import Any, cast
 import numpy as np
 import pyarrow as pa
 
-from rta.core.embedded.store.dictionary import Dictionaries
+from rta.core.embedded.store.dictionary import Dictionaries, Dictionary
 from rta.core.events import BOOL, FLOAT, INT, INT64_MIN, STR, EventBatch
 
 _HEX_LOWER = re.compile(r"[0-9a-f]{32}")
@@ -675,6 +675,7 @@ def block_from_batch(batch: EventBatch, dicts: Dictionaries) -> Block:
     """Encode a validated batch into columns (unsorted; `sort_block` orders it)."""
     n = len(batch)
     his, los, custom = batch_id_words(batch)
+    arrow = batch.arrow if batch.arrow is not None else {}
     props: dict[str, np.ndarray] = {}
     rare: dict[str, list[tuple[str, list[int], list[Any]]]] = {}
     for col, (rows, values) in batch.props.items():
@@ -682,7 +683,9 @@ def block_from_batch(batch: EventBatch, dicts: Dictionaries) -> Block:
         if sparse_fits(len(rows), n):
             rare.setdefault(kind, []).append((col, rows, values))
             continue
-        vals = _encode_values(kind, values, dicts)
+        column = arrow.get(col)
+        vals = dicts.values.encode_array(column) if column is not None else \
+            _encode_values(kind, values, dicts)
         if len(rows) == n:  # rows ascend, one entry per row: every row has it
             props[col] = vals
         else:
@@ -700,12 +703,20 @@ def block_from_batch(batch: EventBatch, dicts: Dictionaries) -> Block:
     return Block(
         ts=np.array(batch.timestamps, dtype=np.int64),
         recv=np.full(n, batch.received_at, dtype=np.int64),
-        type=dicts.types.encode(batch.types),
-        user=dicts.users.encode(batch.users),
-        session=dicts.sessions.encode(batch.sessions),
+        type=_encode_strings(dicts.types, batch.types, arrow.get("type")),
+        user=_encode_strings(dicts.users, batch.users, arrow.get("userId")),
+        session=_encode_strings(dicts.sessions, batch.sessions, arrow.get("sessionId")),
         id_hi=his, id_lo=los,
         id_text=None if custom is None else pa.array(custom, type=pa.string()),
         props=PropColumns(n, props, groups))
+
+
+def _encode_strings(dictionary: Dictionary, values: list[Any], column: Any) -> np.ndarray:
+    """Codes of a top-level string column: from its Arrow column when the batch kept one
+    (an empty userId or sessionId is none, as the validator stores it)."""
+    if column is None:
+        return dictionary.encode(values)
+    return dictionary.encode_array(column, empty_is_null=True)
 
 
 def _encode_values(kind: str, values: list[Any], dicts: Dictionaries) -> np.ndarray:
