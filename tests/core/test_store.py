@@ -117,6 +117,31 @@ def test_duplicates_dropped_within_batch_across_batches_and_segments(tmp_path: P
     reopened.close()
 
 
+@settings(max_examples=20, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 40), min_size=1, max_size=30), min_size=1,
+                max_size=6))
+def test_dedup_across_many_segments_keeps_first_sightings(
+        tmp_path_factory: pytest.TempPathFactory, batches: list[list[int]]) -> None:
+    """Whatever the order of ids within and across batches, sealed into several segments
+    (each searched with the batch's keys in sorted order), exactly the first sighting of
+    each id is kept, in the order sent."""
+    store = ColumnStore(str(tmp_path_factory.mktemp("dedup")),
+                        StoreConfig(max_head_events=7, fsync=False))
+    seen: set[str] = set()
+    for numbers in batches:
+        ids = [f"id-{k}" for k in numbers]
+        want = []
+        for i in ids:
+            if i not in seen:
+                seen.add(i)
+                want.append(i)
+        result = store.append(batch_of([{"id": i, "type": "t", "timestamp": NOW}
+                                        for i in ids]))
+        assert result.ids == want
+        assert (result.accepted, result.duplicates) == (len(want), len(ids) - len(want))
+    store.close()
+
+
 def test_property_types_survive_sealing_and_restart(tmp_path: Path) -> None:
     events = [
         {"id": "a", "type": "t", "timestamp": NOW, "properties": {"v": 1}},

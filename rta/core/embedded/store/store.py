@@ -278,11 +278,18 @@ class ColumnStore:
         n = len(keys)
         dup = np.zeros(n, dtype=bool)
         horizon = now_ms() - self.config.dedup_window_ms
-        for seg in self.segments:
-            ids = seg.sorted_ids
-            if seg.max_recv >= horizon and len(ids):
-                pos = np.minimum(np.searchsorted(ids, keys), len(ids) - 1)
-                dup |= ids[pos] == keys
+        recent_segments = [ids for ids in (seg.sorted_ids for seg in self.segments
+                                           if seg.max_recv >= horizon) if len(ids)]
+        if recent_segments and n:
+            # Sorted needles: each binary search starts where the previous one ended, about
+            # twice as fast on large segments as the batch's random order.
+            order = np.argsort(keys, kind="stable")
+            wanted = keys[order]
+            found = np.zeros(n, dtype=bool)
+            for ids in recent_segments:
+                pos = np.minimum(np.searchsorted(ids, wanted), len(ids) - 1)
+                found |= ids[pos] == wanted
+            dup[order] = found
         recent = self._recent_ids
         listed = keys.tolist()
         if not dup.any():  # the usual case: all new, checked and reserved in C loops
