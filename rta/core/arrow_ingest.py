@@ -330,7 +330,6 @@ def fast_arrow(validator: EventValidator, events: ArrowEvents, now: int) -> Even
     batch = validator.fast_columns(column("type"), column("userId"), column("sessionId"),
                                    column("id"), column("timestamp"), props, now)
     if batch is not None:
-        strings.pop("id", None)
         strings.pop("timestamp", None)
         batch.arrow = strings
     return batch

@@ -69,7 +69,8 @@ class EventBatch:
     id_words: tuple[np.ndarray, np.ndarray, list[str | None] | None] | None = field(
         default=None, compare=False, repr=False)
     # Arrow string columns the lists were read from (an Arrow body cleared column-wise):
-    # "type", "userId", "sessionId" (as sent: "" still in them) and "s:<key>" (the present
+    # "id", "type", "userId", "sessionId" (as sent: nulls and "" still in them) and
+    # "s:<key>" (the present
     # values, in row order), so the store encodes each distinct string once
     # (`Dictionary.encode_array`). Never serialised; batches derived by `select`/`concat`
     # drop it.

@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rta.core.embedded.eventlist import list_events
 from rta.core.embedded.store import ColumnStore, StoreConfig
-from rta.core.embedded.store.block import dedup_keys, id_parts, parse_ids
+from rta.core.embedded.store.block import arrow_uuid_words, dedup_keys, id_parts, parse_ids
 from rta.core.errors import StoreLockedError
 from rta.core.events import EventBatch, EventValidator
 from rta.core.queries.filters import EventFilter
@@ -258,6 +259,18 @@ def test_vectorised_id_parsing_equals_id_parts(ids: list[str],
         assert (custom is not None and custom[i] == text) == is_custom
     if all(not id_parts(t)[2] for t in ids):
         assert custom is None
+    if all(ids):  # (the Arrow path's words, from an Arrow column's buffers, when it has them)
+        column = pa.chunked_array([pa.array(ids[:5]), pa.array(ids[5:])])  # (2 chunks)
+        words = arrow_uuid_words(column)
+        if words is not None:
+            assert words[0].tolist() == hi.tolist() and words[1].tolist() == lo.tolist()
+            assert custom is None
+        else:
+            assert any(len(t) != 36 or id_parts(t)[2] for t in ids)
+        if not odd:
+            assert words is not None
+            large = arrow_uuid_words(pa.array(ids, pa.large_string()).slice(1))
+            assert large is not None and large[0].tolist() == hi[1:].tolist()
 
 
 def test_reserve_fast_and_slow_paths_agree(tmp_path: Path) -> None:

@@ -597,8 +597,34 @@ def batch_id_words(batch: EventBatch) -> tuple[np.ndarray, np.ndarray, list[str 
     kept on the batch (dedup in `reserve` and the block in `apply` both need them)."""
     words = batch.id_words
     if words is None or len(words[0]) != len(batch.ids):
-        words = batch.id_words = parse_ids(batch.ids)
+        column = batch.arrow.get("id") if batch.arrow is not None else None
+        words = arrow_uuid_words(column) if column is not None else None
+        if words is None:
+            words = parse_ids(batch.ids)
+        batch.id_words = words
     return words
+
+
+def arrow_uuid_words(column: pa.Array | pa.ChunkedArray) -> tuple[
+        np.ndarray, np.ndarray, None] | None:
+    """`parse_ids` of an Arrow string column of ids read straight from its buffers, when
+    every id is a canonical UUID (36 bytes each, no nulls); else None (`parse_ids` then
+    decides, one by one where it must)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    n = len(column)
+    if n == 0 or column.null_count:
+        return None
+    arr = column.cast(pa.large_string())
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset:arr.offset + n + 1]
+    if not (int(offsets[-1]) - int(offsets[0]) == 36 * n and bool(
+            (np.diff(offsets) == 36).all())):
+        return None
+    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[int(offsets[0]):int(offsets[-1])]
+    hi, lo, canon = uuid_words(data.reshape(n, 36))
+    if not canon.all():
+        return None
+    return hi, lo, None
 
 
 def batch_dedup_keys(batch: EventBatch) -> np.ndarray:
