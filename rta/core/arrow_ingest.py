@@ -330,8 +330,11 @@ def fast_arrow(validator: EventValidator, events: ArrowEvents, now: int) -> Even
     batch = validator.fast_columns(column("type"), column("userId"), column("sessionId"),
                                    column("id"), column("timestamp"), props, now)
     if batch is not None:
-        strings.pop("timestamp", None)
-        batch.arrow = strings
+        lists: dict[str, list[Any]] = {"id": batch.ids, "type": batch.types,
+                                       "userId": batch.users, "sessionId": batch.sessions}
+        batch.arrow = {name: (lists[name] if name in lists else batch.props[name][1], col)
+                       for name, col in strings.items()
+                       if name in lists or name in batch.props}
     return batch
 
 

@@ -597,7 +597,7 @@ def batch_id_words(batch: EventBatch) -> tuple[np.ndarray, np.ndarray, list[str 
     kept on the batch (dedup in `reserve` and the block in `apply` both need them)."""
     words = batch.id_words
     if words is None or len(words[0]) != len(batch.ids):
-        column = batch.arrow.get("id") if batch.arrow is not None else None
+        column = batch.arrow_column("id")
         words = arrow_uuid_words(column) if column is not None else None
         if words is None:
             words = parse_ids(batch.ids)
@@ -701,7 +701,6 @@ def block_from_batch(batch: EventBatch, dicts: Dictionaries) -> Block:
     """Encode a validated batch into columns (unsorted; `sort_block` orders it)."""
     n = len(batch)
     his, los, custom = batch_id_words(batch)
-    arrow = batch.arrow if batch.arrow is not None else {}
     props: dict[str, np.ndarray] = {}
     rare: dict[str, list[tuple[str, list[int], list[Any]]]] = {}
     for col, (rows, values) in batch.props.items():
@@ -709,7 +708,7 @@ def block_from_batch(batch: EventBatch, dicts: Dictionaries) -> Block:
         if sparse_fits(len(rows), n):
             rare.setdefault(kind, []).append((col, rows, values))
             continue
-        column = arrow.get(col)
+        column = batch.arrow_column(col) if kind == STR else None
         vals = dicts.values.encode_array(column) if column is not None else \
             _encode_values(kind, values, dicts)
         if len(rows) == n:  # rows ascend, one entry per row: every row has it
@@ -729,9 +728,10 @@ def block_from_batch(batch: EventBatch, dicts: Dictionaries) -> Block:
     return Block(
         ts=np.array(batch.timestamps, dtype=np.int64),
         recv=np.full(n, batch.received_at, dtype=np.int64),
-        type=_encode_strings(dicts.types, batch.types, arrow.get("type")),
-        user=_encode_strings(dicts.users, batch.users, arrow.get("userId")),
-        session=_encode_strings(dicts.sessions, batch.sessions, arrow.get("sessionId")),
+        type=_encode_strings(dicts.types, batch.types, batch.arrow_column("type")),
+        user=_encode_strings(dicts.users, batch.users, batch.arrow_column("userId")),
+        session=_encode_strings(dicts.sessions, batch.sessions,
+                                batch.arrow_column("sessionId")),
         id_hi=his, id_lo=los,
         id_text=None if custom is None else pa.array(custom, type=pa.string()),
         props=PropColumns(n, props, groups))
