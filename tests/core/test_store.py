@@ -143,6 +143,22 @@ def test_dedup_across_many_segments_keeps_first_sightings(
     store.close()
 
 
+def test_sealing_forgets_only_the_sealed_ids(tmp_path: Path) -> None:
+    """Ids reserved by a batch still in flight when the head is sealed stay reserved (a
+    second copy is a duplicate); the sealed ones are found in the segment instead."""
+    store = ColumnStore(str(tmp_path), StoreConfig(max_head_events=1000, fsync=False))
+    sealed_events, flying = make_events(6), make_events(30, start=100)
+    store.append(batch_of(sealed_events))
+    kept, _ = store.reserve(batch_of(flying))  # (not yet durable when the seal runs)
+    job = store.begin_seal()
+    store.run_seal(job)
+    store.finish_seal(job)
+    assert len(store._recent_ids) == len(flying)
+    assert store.reserve(batch_of(flying[:3] + sealed_events[:2]))[1] == 5
+    store.release(kept)
+    store.close()
+
+
 def test_property_types_survive_sealing_and_restart(tmp_path: Path) -> None:
     events = [
         {"id": "a", "type": "t", "timestamp": NOW, "properties": {"v": 1}},

@@ -28,6 +28,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -396,9 +397,8 @@ class ColumnStore:
             sealed = dedup_keys(job.block.id_hi, job.block.id_lo).tolist()
             if len(sealed) >= len(recent):  # (usually: the head was sealed whole)
                 self._recent_ids = dict.fromkeys(recent.keys() - set(sealed))
-            else:
-                for key in sealed:
-                    recent.pop(key, None)
+            else:  # (batches reserved meanwhile stay: pop the sealed keys, in one C loop)
+                deque(map(recent.pop, sealed, repeat(None)), maxlen=0)
 
     # -- bulk loads (rta ingest --local, rta serve --demo): owner thread only ---------------
 
