@@ -159,6 +159,46 @@ def test_sealing_forgets_only_the_sealed_ids(tmp_path: Path) -> None:
     store.close()
 
 
+def test_dedup_window_counts_segments_by_their_latest_arrival(tmp_path: Path) -> None:
+    """A segment whose events all arrived before the dedup window is not searched (its ids
+    may come again); one that received an event within it is, through the merged index,
+    as segments come and go."""
+    from rta.core.queries.timeparse import now_ms
+
+    hour = 3_600_000
+    store = ColumnStore(str(tmp_path), StoreConfig(max_head_events=4, fsync=False,
+                                                   dedup_window_ms=hour))
+    now = now_ms()
+
+    def batch(ids: list[str], received: int) -> EventBatch:
+        got, rejected = EventValidator().validate_batch(
+            [{"id": i, "type": "t", "timestamp": received - 1000} for i in ids], now=received)
+        assert not rejected
+        return got
+
+    assert store.append(batch([f"old-{i}" for i in range(8)], now - 2 * hour)).accepted == 8
+    assert store.append(batch([f"new-{i}" for i in range(8)], now)).accepted == 8
+    assert len(store.segments) >= 2 and store._recent_ids == {}
+    again = store.append(batch([f"old-{i}" for i in range(3)] + [f"new-{i}" for i in range(5)]
+                               + ["fresh"], now))
+    assert (again.ids, again.duplicates) == (["old-0", "old-1", "old-2", "fresh"], 5)
+    store.segments = store.segments[-1:]  # (as retention or quarantine would drop them)
+    probe = ["new-0", "new-7", "fresh", "old-1", "old-5"]
+    expected = [i for i in probe if not _in_window(store, i, now - hour)]
+    late = store.append(batch(probe, now))
+    assert late.ids == expected and late.duplicates == len(probe) - len(expected)
+    assert 0 < late.duplicates < len(probe)
+    store.close()
+
+
+def _in_window(store: ColumnStore, event_id: str, horizon: int) -> bool:
+    """The naive rule: the id is in a segment that received an event since `horizon`."""
+    hi, lo, _ = parse_ids([event_id])
+    key = int(dedup_keys(hi, lo)[0])
+    return any(key in dedup_keys(s.block.id_hi, s.block.id_lo).tolist()
+               for s in store.segments if s.max_recv >= horizon)
+
+
 def test_property_types_survive_sealing_and_restart(tmp_path: Path) -> None:
     events = [
         {"id": "a", "type": "t", "timestamp": NOW, "properties": {"v": 1}},

@@ -44,6 +44,7 @@ from rta.core.embedded.store.block import (
     sort_block,
 )
 from rta.core.embedded.store.column_cache import ColumnCache
+from rta.core.embedded.store.dedup_index import DedupIndex
 from rta.core.embedded.store.dictionary import Dictionaries
 from rta.core.embedded.store.records import fsync_dir
 from rta.core.embedded.store.segment import (
@@ -108,6 +109,7 @@ class ColumnStore:
         # Low id halves reserved since the last seal. A dict of ints, not a set: it holds
         # only atomic values, so the garbage collector never tracks or traverses it.
         self._recent_ids: dict[int, None] = {}
+        self._dedup_index = DedupIndex()  # (the window's segments' keys, for `reserve`)
         self._lock_fd: int | None = None
         self._next_segment = 1
         self._log = ChangeLog()
@@ -279,18 +281,13 @@ class ColumnStore:
         n = len(keys)
         dup = np.zeros(n, dtype=bool)
         horizon = now_ms() - self.config.dedup_window_ms
-        recent_segments = [ids for ids in (seg.sorted_ids for seg in self.segments
-                                           if seg.max_recv >= horizon) if len(ids)]
-        if recent_segments and n:
+        index = self._dedup_index
+        index.sync([seg for seg in self.segments if seg.max_recv >= horizon])
+        if index.levels and n:
             # Sorted needles: each binary search starts where the previous one ended, about
-            # twice as fast on large segments as the batch's random order.
+            # twice as fast on large arrays as the batch's random order.
             order = np.argsort(keys, kind="stable")
-            wanted = keys[order]
-            found = np.zeros(n, dtype=bool)
-            for ids in recent_segments:
-                pos = np.minimum(np.searchsorted(ids, wanted), len(ids) - 1)
-                found |= ids[pos] == wanted
-            dup[order] = found
+            dup[order] = index.found(keys[order])
         recent = self._recent_ids
         listed = keys.tolist()
         if not dup.any():  # the usual case: all new, checked and reserved in C loops
