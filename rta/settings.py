@@ -83,8 +83,8 @@ SPEC: dict[str, tuple[type, Any, str]] = {
     "smtp_user": (str, "", "SMTP login name (empty: no login)"),
     "smtp_password": (str, "", "SMTP password (never shown by rta config show or the API)"),
     "smtp_from": (str, "", "From address of report and alert emails"),
-    "public_url": (str, "", "URL people open this server at, for links in reports and "
-                   "notifications (default: the address it listens on)"),
+    "public_url": (str, "", "URL people open this server at, for links in reports, "
+                   "notifications and share links (default: the address it listens on)"),
 }
 SECRET_KEYS = ("token", "smtp_password")  # shown as *** wherever settings are printed
 SERVER_OPTIONS = ("host", "auth", "cors_origins", "rate_limit_rps", "rate_limit_burst",

@@ -85,6 +85,7 @@ API_JSON: dict[str, str] = {
     "dashboards templates": "GET /dashboards/templates",
     "dashboards delete": "DELETE /dashboards/{id}",
     "dashboards share": "POST /dashboards/{id}/share (with `url`, `embedUrl`, `token`)",
+    "dashboards shares": "GET /dashboards/{id}/share",
     "dashboards unshare": "DELETE /dashboards/{id}/share[/{linkId}]",
     "annotate": "POST /annotations",
     "annotations list": "GET /annotations",

@@ -10,6 +10,7 @@ from typing import Any
 
 import typer
 
+from rta.cli.alert_metric import ALERT_METRICS, STICKINESS_INTERVALS
 from rta.cli.choices import ALERT_AGGREGATIONS, ALERT_OPERATORS, one_of
 from rta.cli.output import (
     EXIT_BAD_INPUT,
@@ -147,10 +148,38 @@ def create(
     for_: str = typer.Option(None, "--for", help="Fire only after the condition holds "
                              "this long: ms or 30s."),
     disabled: bool = typer.Option(False, "--disabled", help="Create it disabled."),
+    metric: str = typer.Option(None, "--metric", help="Watch a query's value instead of a "
+                               "counter: funnel, formula, retention, unique_users or "
+                               "stickiness (with the flags below; --event-type and --where "
+                               "go into the metric).", callback=one_of(ALERT_METRICS)),
+    every: str = typer.Option(None, "--every", help="Metric: evaluate every (ms or 30s/5m) "
+                              "[default: 60s]."),
+    step: list[str] = typer.Option(None, "--step", help="Funnel: a step's event type "
+                                   "(repeat, in order)."),
+    conversion_step: str = typer.Option(None, "--conversion-step", help="Funnel: 'overall' "
+                                        "(default), a step index k >= 1 or a step's name."),
+    time_limit: str = typer.Option(None, "--time-limit", help="Funnel: conversion window "
+                                   "from step 1 (ms or 1h/14d)."),
+    series: list[str] = typer.Option(None, "--series", help="Formula: NAME=TYPE[:AGGREGATION"
+                                     "[:PROPERTY]][;WHERE...] (repeatable)."),
+    formula: str = typer.Option(None, "--formula", help="Formula: e.g. 'A / B * 100'."),
+    entry: str = typer.Option(None, "--entry", help="Retention: the entry event."),
+    returning: str = typer.Option(None, "--return", help="Retention: the return event "
+                                  "[default: the entry event]."),
+    day: int = typer.Option(None, "--day", help="Retention: day N [default: 1]."),
+    period: str = typer.Option(None, "--period", help="Retention: period length "
+                               "[default: 1d]."),
+    min_periods: int = typer.Option(None, "--min-periods", help="Stickiness: active on at "
+                                    "least this many days/weeks [default: 2]."),
+    interval: str = typer.Option(None, "--interval", help="Stickiness: day (default) or "
+                                 "week.", callback=one_of(STICKINESS_INTERVALS)),
     server: str = ServerOption,
     as_json: bool = JsonOption,
 ) -> None:
-    """Create an alert from options or a JSON file (the seed's POST /alerts payload)."""
+    """Create an alert from options or a JSON file (the seed's POST /alerts payload).
+    With --metric it watches a query's value (docs/statistics.md, "Alerts on query
+    metrics")."""
+    from rta.cli.alert_metric import MetricFlags, MetricUsage, build_metric
     from rta.core.errors import ValidationError
     from rta.core.queries.filters import parse_cli_where, predicate_to_json
 
@@ -162,17 +191,34 @@ def create(
     if anomaly:
         cond["type"] = "anomaly"
     cond.setdefault("type", "threshold")
-    for key, value in (("eventType", event_type), ("property", prop),
+    try:
+        filters = [predicate_to_json(parse_cli_where(w)) for w in where or []]
+    except ValidationError as exc:
+        fail(exc.message, EXIT_USAGE)
+    flags = MetricFlags(metric, event_type, filters, list(step or []), conversion_step,
+                        time_limit, list(series or []), formula, entry, returning, day, period,
+                        min_periods, interval)
+    base = cond.get("metric") if isinstance(cond.get("metric"), dict) else None
+    try:
+        built = build_metric(flags, base)
+    except MetricUsage as exc:
+        fail(str(exc), EXIT_USAGE)
+    counter_type: str | None = event_type
+    if built is not None:
+        cond["metric"] = built
+        counter_type, filters = None, []  # (inside the metric)
+    for key, value in (("eventType", counter_type), ("property", prop),
                        ("aggregation", aggregation), ("operator", operator),
                        ("threshold", threshold), ("timeWindow", window),
-                       ("sensitivity", sensitivity), ("direction", direction)):
+                       ("sensitivity", sensitivity), ("direction", direction),
+                       ("evaluateEvery", every)):
         if value is not None:
             cond[key] = value
-    if where:
-        try:
-            cond["filters"] = [predicate_to_json(parse_cli_where(w)) for w in where]
-        except ValidationError as exc:
-            fail(exc.message, EXIT_USAGE)
+    if filters:
+        cond["filters"] = filters
+    if every is not None and built is None:
+        fail("--every needs --metric (counter alerts are evaluated as events arrive)",
+             EXIT_USAGE)
     for key, value in (("severity", severity), ("message", text),
                        ("webhookUrl", webhook_url), ("slackUrl", slack_url)):
         if value is not None:

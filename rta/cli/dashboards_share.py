@@ -1,8 +1,10 @@
-"""`rta dashboards share ID [--expires 7d]` and `rta dashboards unshare ID [LINK]`.
+"""`rta dashboards share ID [--expires 7d]`, `rta dashboards shares ID` and
+`rta dashboards unshare ID [LINK]`.
 
 `share` prints a public read-only URL of the dashboard (its secret is shown only now);
-`unshare` revokes one link, or every link of the dashboard. Both need an admin token
-where auth applies. Registered into the `dashboards` group (`cli/dashboards.py`).
+`shares` lists the dashboard's links (never their secrets: the hint of each); `unshare`
+revokes one link, or every link of the dashboard. All need an admin token where auth
+applies. Registered into the `dashboards` group (`cli/dashboards.py`).
 """
 
 from __future__ import annotations
@@ -51,6 +53,36 @@ def share(
                 f"{_when(d.get('expiresAt'))} (the URL is shown only now)")
 
     emit(link, as_json, render)
+
+
+@dashboards_app.command("shares")
+def shares(
+    dashboard_id: str = typer.Argument(..., help="Dashboard id."),
+    server: str = ServerOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """List a dashboard's share links: id, label, hint, who made it, when it expires."""
+    with get_client(server) as client:
+        data = call(lambda: client.get(f"/dashboards/{quote(dashboard_id, safe='')}/share"))
+
+    def render(d: dict[str, Any]) -> None:
+        from rich.table import Table
+
+        if not d["links"]:
+            message(f"dashboard {dashboard_id} has no share links")
+            return
+        table = Table(title=f"{d['total']} share link{'' if d['total'] == 1 else 's'}",
+                      title_justify="left")
+        for col in ("id", "name", "hint", "created by", "created", "expires", "status"):
+            table.add_column(col, overflow="fold")
+        for link in d["links"]:
+            table.add_row(str(link.get("id", "")), str(link.get("name") or ""),
+                          str(link.get("hint") or ""), str(link.get("createdBy") or ""),
+                          _when(link.get("createdAt")), _when(link.get("expiresAt")),
+                          "expired" if link.get("expired") else "active")
+        console().print(table)
+
+    emit(data, as_json, render)
 
 
 @dashboards_app.command("unshare")

@@ -1,4 +1,5 @@
-"""Alerts on any metric: a funnel's conversion rate, a formula, day-N retention, unique users.
+"""Alerts on any metric: a funnel's conversion rate, a formula, day-N retention, unique users,
+stickiness share.
 
 An alert's condition may carry a `metric` object instead of `eventType`/`property`:
 
@@ -22,7 +23,7 @@ every `evaluateEvery` step of the range (at most MAX_BACKTEST_POINTS points).
 
 Metric kinds are registered in `METRICS` (`register`): a kind validates its JSON, computes
 its value for a window and says whether it is a count (anomaly scales then get the Poisson
-floor). A new query (stickiness share, say) adds a kind with one `register(...)` call.
+floor). A new query adds a kind with one `register(...)` call.
 
 Thread rule: `validate_metric` anywhere (pure); `MetricKind.value`, `window_value` and
 `backtest` in a worker thread; `run_metric_rules` on the event loop, in the evaluator's
@@ -50,6 +51,8 @@ from rta.core.queries.backend import QueryContext
 from rta.core.queries.behaviour_results import CohortResult, FunnelResult
 from rta.core.queries.behaviour_specs import CohortQuery, FunnelQuery, parse_cohort, parse_funnel
 from rta.core.queries.filters import Group, Predicate
+from rta.core.queries.stickiness_results import StickinessResult
+from rta.core.queries.stickiness_specs import StickinessQuery, parse_stickiness
 from rta.core.queries.timeparse import DAY, SECOND, parse_duration
 
 if TYPE_CHECKING:
@@ -290,7 +293,66 @@ class UniqueUsersMetric:
         return f"unique users of {body.get('eventType', body.get('type')) or '*'}"
 
 
-for _kind in (FunnelConversion(), FormulaMetric(), RetentionMetric(), UniqueUsersMetric()):
+class StickinessShare:
+    """`{"kind": "stickiness", "eventType", "where", "interval": "day" | "week",
+    "minPeriods": k, "segment"}`: percent of the users who did the event in the window that
+    did it in at least k distinct calendar periods (UTC days or Monday weeks) of the window
+    (a stickiness answer's cumulativePercentage at k, counting only events inside the window,
+    so the partial periods at its edges count for what they hold); undefined when nobody
+    did it."""
+
+    name = "stickiness"
+    counts = False
+    keys = ("eventType", "event", "where", "filters", "interval", "minPeriods", "segment",
+            "name")
+
+    def validate(self, body: dict[str, Any], path: str, window_ms: int) -> dict[str, Any]:
+        _no_range(body, path)
+        for key in body:
+            if key not in self.keys:
+                raise field_error(f"{path}.{key}", "unknown parameter", allowed=list(self.keys))
+        with prefixed(path):
+            q = self.query(body, 0, window_ms)
+        k = body.get("minPeriods", 2)
+        most = self.max_periods(q.grid.interval, window_ms)
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= most:
+            raise field_error(f"{path}.minPeriods", f"must be an integer from 1 to {most} (the "
+                              f"{q.grid.interval}s a {window_ms} ms window can touch)",
+                              value=k)
+        return dict(body)
+
+    @staticmethod
+    def max_periods(interval: str, window_ms: int) -> int:
+        """Periods a window of this length can overlap (one more than it spans when it
+        does not start on a period boundary)."""
+        length = DAY if interval == "day" else 7 * DAY
+        return -(-window_ms // length) + 1
+
+    def query(self, body: dict[str, Any], start: int, end: int) -> StickinessQuery:
+        spec = {k: v for k, v in body.items() if k != "minPeriods"}
+        q = parse_stickiness({**spec, "startTime": start, "endTime": end - 1}, end)
+        inside: Group = Group("and", (Predicate("timestamp", "gte", start),
+                                      Predicate("timestamp", "lt", end)))
+        where = inside if q.flt.where is None else Group("and", (q.flt.where, inside))
+        return dataclasses.replace(q, flt=dataclasses.replace(q.flt, where=where))
+
+    def value(self, body: dict[str, Any], ctx: QueryContext, start: int, end: int
+              ) -> float | None:
+        result = behaviour.execute(self.query(body, start, end), ctx)
+        assert isinstance(result, StickinessResult)
+        if result.total_users == 0:
+            return None
+        k = body.get("minPeriods", 2)
+        rows = [r for r in result.rows if r.periods == k]
+        return rows[0].cumulative_percentage if rows else 0.0
+
+    def describe(self, body: dict[str, Any]) -> str:
+        return (f"share of {body.get('eventType', body.get('event'))} users active on "
+                f">= {body.get('minPeriods', 2)} {body.get('interval', 'day')}s (%)")
+
+
+for _kind in (FunnelConversion(), FormulaMetric(), RetentionMetric(), UniqueUsersMetric(),
+              StickinessShare()):
     register(_kind)
 
 

@@ -230,6 +230,12 @@ def _is_str(t: pa.DataType) -> bool:
                                        or pa.types.is_large_string(t.value_type)))
 
 
+def _plain_str(t: pa.DataType) -> bool:
+    """A string column whose dictionary encoding lists values in order of first appearance
+    (an Arrow dictionary column's own dictionary need not)."""
+    return pa.types.is_string(t) or pa.types.is_large_string(t)
+
+
 def _scalar(t: pa.DataType, timestamps: bool = False) -> bool:
     return (pa.types.is_null(t) or pa.types.is_boolean(t) or pa.types.is_integer(t)
             or pa.types.is_float32(t) or pa.types.is_float64(t) or _is_str(t)
@@ -306,7 +312,8 @@ def fast_arrow(validator: EventValidator, events: ArrowEvents, now: int) -> Even
     values), else None."""
     if events.json_props is not None:
         return validator.fast_batch(events.events(), now)
-    props = _prop_columns(events)
+    strings: dict[str, Any] = {}
+    props = _prop_columns(events, strings)
     if props is None:
         return None
     n = events.rows
@@ -314,10 +321,21 @@ def fast_arrow(validator: EventValidator, events: ArrowEvents, now: int) -> Even
 
     def column(name: str) -> list[Any]:
         col = events.top.get(name)
-        return none if col is None else col.to_pylist()
+        if col is None:
+            return none
+        if _plain_str(col.type):
+            strings[name] = col
+        return col.to_pylist()
 
-    return validator.fast_columns(column("type"), column("userId"), column("sessionId"),
-                                  column("id"), column("timestamp"), props, now)
+    batch = validator.fast_columns(column("type"), column("userId"), column("sessionId"),
+                                   column("id"), column("timestamp"), props, now)
+    if batch is not None:
+        lists: dict[str, list[Any]] = {"id": batch.ids, "type": batch.types,
+                                       "userId": batch.users, "sessionId": batch.sessions}
+        batch.arrow = {name: (lists[name] if name in lists else batch.props[name][1], col)
+                       for name, col in strings.items()
+                       if name in lists or name in batch.props}
+    return batch
 
 
 def validate_arrow(validator: EventValidator, events: ArrowEvents, now: int
@@ -332,9 +350,11 @@ def validate_arrow(validator: EventValidator, events: ArrowEvents, now: int
     return result
 
 
-def _prop_columns(events: ArrowEvents) -> dict[str, tuple[list[int], list[Any]]] | None:
+def _prop_columns(events: ArrowEvents, strings: dict[str, Any]
+                  ) -> dict[str, tuple[list[int], list[Any]]] | None:
     """Property columns as `_fast_props` groups them ('kind:key' -> (rows, values)), or None
-    when a value needs the per-event path (a huge or non-finite number, a huge unsigned)."""
+    when a value needs the per-event path (a huge or non-finite number, a huge unsigned).
+    Plain string columns' present values go to `strings` too ('s:key' -> Arrow column)."""
     out: dict[str, tuple[list[int], list[Any]]] = {}
     for key, col in events.props.items():
         if col.null_count == len(col):
@@ -354,6 +374,8 @@ def _prop_columns(events: ArrowEvents) -> dict[str, tuple[list[int], list[Any]]]
                 return None  # NaN (dropped) or infinite or huge: the per-event path decides
         elif _is_str(t):
             kind = "s:"
+            if _plain_str(t):
+                strings[kind + key] = present
         else:
             return None  # lists: kept as JSON text, by the per-event path
         rows = np.flatnonzero(_valid(col)).tolist() if col.null_count else \

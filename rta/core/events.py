@@ -68,6 +68,15 @@ class EventBatch:
     # (`block.batch_id_words`), never serialised.
     id_words: tuple[np.ndarray, np.ndarray, list[str | None] | None] | None = field(
         default=None, compare=False, repr=False)
+    # Arrow string columns the lists were read from (an Arrow body cleared column-wise),
+    # each with the list it was read into: "id", "type", "userId", "sessionId" (as sent:
+    # nulls and "" still in them) and "s:<key>" (the present values, in row order), so the
+    # store encodes each distinct string once (`Dictionary.encode_array`). Never
+    # serialised; `arrow_column` ignores a column whose list was replaced, and batches
+    # derived by `select`/`concat` have none (code that edits the lists in place must set
+    # it to None).
+    arrow: dict[str, tuple[list[Any], Any]] | None = field(default=None, compare=False,
+                                                          repr=False)
     # The WAL record, encoded once by the validator (a batch is not changed after that).
     payload: bytes | None = field(default=None, compare=False, repr=False)
     _payload_rows: int = field(default=-1, init=False, compare=False, repr=False)
@@ -77,6 +86,24 @@ class EventBatch:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def arrow_column(self, name: str) -> Any:
+        """The Arrow column behind list `name` ("id", "type", "userId", "sessionId" or a
+        string property column "s:<key>"), while that list is still the batch's; else None."""
+        if self.arrow is None:
+            return None
+        entry = self.arrow.get(name)
+        if entry is None:
+            return None
+        source, column = entry
+        top = {"id": self.ids, "type": self.types, "userId": self.users,
+               "sessionId": self.sessions}
+        if name in top:
+            current: Any = top[name]
+        else:
+            prop = self.props.get(name)
+            current = None if prop is None else prop[1]
+        return column if current is source else None
 
     def to_json(self) -> bytes:
         """The WAL record (UTF-8 JSON); raises ValueError if a string is not valid Unicode."""

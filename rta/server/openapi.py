@@ -160,7 +160,8 @@ SCHEMAS: dict[str, Any] = {
                       "threshold": {"type": "number"}, "timeWindow": {"type": "integer"},
                       "metric": {"type": "object", "additionalProperties": True,
                                  "description": "a query's value instead of a counter: kind "
-                                                "funnel, formula, retention, unique_users"},
+                                                "funnel, formula, retention, unique_users, "
+                                                "stickiness"},
                       "evaluateEvery": {"type": "integer",
                                         "description": "ms between metric evaluations"},
                       "sensitivity": {"type": "number"},

@@ -82,7 +82,10 @@ async def _optional_object() -> Any:
 
 
 def share_url(secret: str) -> str:
-    return request.host_url.rstrip("/") + "/share/" + quote(secret, safe="")
+    """The link people open: under the `public_url` setting when set (a server behind a
+    proxy or on another name), else under the address this request came to."""
+    base = str(current_app.config["RTA_OPTIONS"].get("public_url") or "").rstrip("/")
+    return (base or request.host_url.rstrip("/")) + "/share/" + quote(secret, safe="")
 
 
 @bp.post("/dashboards/<dashboard_id>/share")

@@ -145,3 +145,66 @@ def test_watch_and_history(bg: BackgroundServer) -> None:
     assert [h["event"] for h in json.loads(r.stdout)["history"]] == ["fired"]
     r = run("alerts", "history", "--alert", alert_id)
     assert r.exit_code == 0 and "boom" in r.stdout
+
+
+def test_create_metric_alerts_from_flags(bg: BackgroundServer, tmp_path: Path) -> None:
+    """Each metric kind from flags (stored as the daemon validated it), a --file metric
+    overridden by flags, and the usage errors (exit 2, before any request) and the daemon's
+    400 naming the field (exit 4)."""
+    cases: list[tuple[list[str], dict[str, Any]]] = [
+        (["--metric", "funnel", "--step", "visit", "--step", "signup", "--conversion-step",
+          "1", "--time-limit", "1h", "--where", "plan=pro"],
+         {"kind": "funnel", "steps": ["visit", "signup"], "step": 1, "timeLimit": "1h",
+          "where": [{"property": "plan", "operator": "eq", "value": "pro"}]}),
+        (["--metric", "formula", "--series", "A=purchase", "--series",
+          "B=signup:unique_users", "--formula", "A / B"],
+         {"kind": "formula", "formula": "A / B", "series": [
+             {"name": "A", "eventType": "purchase"},
+             {"name": "B", "eventType": "signup", "aggregation": "unique_users"}]}),
+        (["--metric", "retention", "--entry", "signup", "--return", "open", "--day", "1",
+          "--period", "1d"],
+         {"kind": "retention", "entryEvent": "signup", "retentionEvent": "open", "day": 1,
+          "periodLength": "1d"}),
+        (["--metric", "unique_users", "-t", "pageview", "--where", "page^=/docs"],
+         {"kind": "unique_users", "eventType": "pageview",
+          "where": [{"property": "page", "operator": "starts_with", "value": "/docs"}]}),
+        (["--metric", "stickiness", "-t", "open", "--min-periods", "3", "--interval", "day"],
+         {"kind": "stickiness", "eventType": "open", "minPeriods": 3, "interval": "day"}),
+    ]
+    for flags, metric in cases:
+        r = run("alerts", "create", "--name", metric["kind"], "--operator", "lt",
+                "--threshold", "20", "--window", "7d", "--every", "5m", *flags, "--json")
+        assert r.exit_code == 0, (flags, r.output)
+        cond = json.loads(r.stdout)["condition"]
+        assert cond["metric"] == metric, cond
+        assert cond["evaluateEvery"] == 300_000 and cond.get("eventType") is None
+    spec = tmp_path / "sticky.json"
+    spec.write_text(json.dumps({"name": "from file", "condition": {
+        "type": "threshold", "threshold": 10, "timeWindow": "14d",
+        "metric": {"kind": "stickiness", "eventType": "open", "interval": "week"}}}))
+    r = run("alerts", "create", "--file", str(spec), "--min-periods", "2", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["condition"]["metric"] == {
+        "kind": "stickiness", "eventType": "open", "interval": "week", "minPeriods": 2}
+    r = run("alerts", "show", json.loads(r.stdout)["id"])
+    assert r.exit_code == 0 and "share of open users active on >= 2 weeks" in r.stdout
+
+    usage = [(["--step", "a", "--step", "b"], "--step needs --metric"),
+             (["--metric", "funnel", "--step", "a"], "two or more --step"),
+             (["--metric", "stickiness"], "--event-type"),
+             (["--metric", "retention", "--entry", "a", "--min-periods", "2"],
+              "--min-periods is not used by --metric retention"),
+             (["--metric", "funnel", "-t", "x", "--step", "a", "--step", "b"],
+              "--event-type is not used"),
+             (["--metric", "formula", "--series", "A=x", "--formula", "A", "--where", "a=1"],
+              "--where is not used"),
+             (["--metric", "ratio"], "--metric"),
+             (["--metric", "stickiness", "-t", "a", "--interval", "month"], "--interval"),
+             (["-t", "x", "--every", "1m"], "--every needs --metric")]
+    for flags, text in usage:
+        r = run("alerts", "create", "--name", "x", "--threshold", "1", *flags,
+                "--server", "http://127.0.0.1:9")
+        assert r.exit_code == 2 and text in r.stderr, (flags, r.stderr)
+    r = run("alerts", "create", "--name", "x", "--threshold", "1", "--window", "1h",
+            "--metric", "stickiness", "-t", "open", "--min-periods", "5")
+    assert r.exit_code == 4 and "condition.metric.minPeriods" in r.stderr, r.stderr

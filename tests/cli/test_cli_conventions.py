@@ -75,6 +75,7 @@ ARGS: dict[str, list[str]] = {
     "dashboards open": ["{dashboard}", "--no-browser"],
     "dashboards delete": ["{dashboard_doomed}"],
     "dashboards share": ["{dashboard}", "--expires", "1d"],
+    "dashboards shares": ["{dashboard}"],
     "dashboards unshare": ["{dashboard}"],
     "annotate": ["deployed by test", "--at", "1h"],
     "annotations list": [],
@@ -334,6 +335,12 @@ def test_closed_sets_are_checked_by_the_cli_and_match_the_core() -> None:
     from rta.core.queries import paths_specs
     assert choices.PATH_TYPES == paths_specs.PATH_TYPES
     assert choices.PATH_UNITS == paths_specs.UNITS
+    from rta.cli import alert_metric
+    from rta.core import alert_metrics
+    from rta.core.queries import stickiness_specs as sticky
+
+    assert tuple(alert_metrics.METRICS) == alert_metric.ALERT_METRICS
+    assert alert_metric.STICKINESS_INTERVALS == sticky.STICKINESS_INTERVALS
 
     from rta.cli import query_periods
     from rta.core.queries import periods, stickiness_specs
@@ -351,6 +358,7 @@ def test_closed_sets_are_checked_by_the_cli_and_match_the_core() -> None:
                  ["query", "lifecycle", "a", "--interval", "hour"],
                  ["token", "create", "--scope", "god"],
                  ["alerts", "create", "--name", "x", "--threshold", "1", "-o", "bogus"],
+                 ["alerts", "create", "--name", "x", "--threshold", "1", "--metric", "ratio"],
                  ["events", "-n", "-5"],
                  ["segment", "create", "everyone"],
                  ["health", "--server", "notaurl"]):

@@ -1,6 +1,7 @@
 """Parity of formulas over named series and of previous-period comparisons (the extra
 queries they run, the McNemar union of users over two ranges with a gap between them)
-between the embedded engine and ClickHouse, on hypothesis-generated logs."""
+and of alert metrics' window values (stickiness share in every example) between the
+embedded engine and ClickHouse, on hypothesis-generated logs."""
 
 from __future__ import annotations
 
@@ -109,6 +110,31 @@ METRICS = st.sampled_from([
     {"kind": "formula", "series": [{"name": "A", "eventType": "purchase"},
                                    {"name": "B", "eventType": "pageview"}],
      "formula": "A / B"}])
+# counters compared with the previous window (each measure's test), resolved on each backend
+COUNTERS = {"name": "c", "timeRange": "last_7d", "widgets": [
+    {"id": f"w{i}", "type": "counter", "title": f"w{i}",
+     "dataSource": {**src, "compare": "previous_period"}}
+    for i, src in enumerate((
+        {"type": "count", "eventType": "pageview"},
+        {"type": "unique_users", "where": [{"property": "amount", "operator": "gt",
+                                            "value": 100}]},
+        {"type": "aggregation", "aggregation": "avg", "metric": "amount"},
+        {"type": "aggregation", "series": [{"name": "A", "eventType": "purchase"},
+                                           {"name": "B", "eventType": "pageview"}],
+         "formula": "A / B", "timeRange": "last_24h"}))]}
+
+
+def _counters(ctx: QueryContext) -> list[Any]:
+    from rta.core.dashboards.widgets import Pinned, resolve_dashboard
+
+    out = resolve_dashboard(Pinned(ctx), COUNTERS, now=NOW)["widgets"]
+    return [(w["data"], w["error"]) for w in out]
+
+
+# always checked: the stickiness share (its where adds the window's time bounds)
+STICKY = ({"kind": "stickiness", "eventType": "pageview", "minPeriods": 2},
+          {"kind": "stickiness", "eventType": "click", "interval": "week", "minPeriods": 1,
+           "where": [{"property": "amount", "operator": "gt", "value": 1}]})
 
 
 @SETTINGS
@@ -128,7 +154,7 @@ def test_formulas_and_comparisons_match(log: Log, bodies: list[dict[str, Any]],
             want = _compared(kind, body, embedded)
             assert "error" not in want, want
             same(want, _compared(kind, body, clickhouse), f"{kind} {body}")
-        for metric in metrics:  # alert metrics run the same typed queries on either backend
+        for metric in (*metrics, *STICKY):  # (the same typed queries on either backend)
             rule = Rule.from_doc({**validate_alert({
                 "name": "m", "condition": {"type": "threshold", "threshold": 1,
                                            "timeWindow": "10d", "metric": metric}}), "id": "r"})
@@ -136,5 +162,8 @@ def test_formulas_and_comparisons_match(log: Log, bodies: list[dict[str, Any]],
                 a = am.window_value(rule, embedded, end)
                 b = am.window_value(rule, clickhouse, end)
                 assert (math.isnan(a) and math.isnan(b)) or math.isclose(a, b), (metric, a, b)
+        want_counters = _counters(embedded)
+        assert all(err is None for _, err in want_counters), want_counters
+        same(want_counters, _counters(clickhouse), "counters compared")
     finally:
         pair.close()

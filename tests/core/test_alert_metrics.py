@@ -118,6 +118,75 @@ def test_day_n_retention_counts_completed_cohorts() -> None:
     eng.close()
 
 
+stick_st = st.lists(st.tuples(st.sampled_from(["visit", "visit", "other"]),
+                              st.sampled_from(["u1", "u2", "u3", "u4", "u5"]),
+                              st.integers(0, 6 * 24)), max_size=50)
+
+
+@SETTINGS
+@given(raw=stick_st, end=st.integers(24, 7 * 24), days=st.integers(1, 4),
+       k=st.integers(1, 5), where=st.booleans())
+def test_stickiness_share_matches_python(raw: list[tuple[str, str, int]], end: int, days: int,
+                                         k: int, where: bool) -> None:
+    """Percent of the window's users of `visit` active on >= k distinct UTC days inside the
+    window (events at hour granularity: window edges and day edges cut through them)."""
+    events = [{"type": t, "userId": u, "timestamp": T0 + x * H, "properties": {"n": x % 3}}
+              for t, u, x in raw]
+    eng = engine_with(events)
+    metric: dict[str, Any] = {"kind": "stickiness", "eventType": "visit", "minPeriods": k}
+    if where:
+        metric["where"] = [{"property": "n", "operator": "neq", "value": 0}]
+    k = min(k, days + 1)
+    metric["minPeriods"] = k
+    rule = rule_for(metric, window=days * 24 * H)
+    stop = T0 + end * H
+    active: dict[str, set[int]] = {}
+    for t, u, x in raw:
+        ts = T0 + x * H
+        if t == "visit" and stop - days * 24 * H <= ts < stop and (not where or x % 3 != 0):
+            active.setdefault(u, set()).add(ts // (24 * H))
+    want = (round(100 * sum(len(d) >= k for d in active.values()) / len(active), 2)
+            if active else None)
+    assert value(rule, eng, stop) == want
+    eng.close()
+
+
+def test_stickiness_validation_names_the_field() -> None:
+    from rta.core.errors import ValidationError
+
+    for metric, field in (
+            ({"kind": "stickiness", "eventType": "visit", "minPeriods": 9}, "minPeriods"),
+            ({"kind": "stickiness", "eventType": "visit", "minPeriods": "2"}, "minPeriods"),
+            ({"kind": "stickiness", "eventType": "visit", "interval": "month"}, "interval"),
+            ({"kind": "stickiness", "minPeriods": 2}, "eventType"),
+            ({"kind": "stickiness", "eventType": "v", "startTime": 1}, "startTime"),
+            ({"kind": "stickiness", "eventType": "v", "bogus": 1}, "bogus")):
+        with pytest.raises(ValidationError) as err:
+            rule_for(metric, window=7 * 24 * H)
+        assert err.value.details[0]["field"] == f"condition.metric.{field}", (metric, err.value)
+    assert rule_for({"kind": "stickiness", "eventType": "v", "minPeriods": 8},
+                    window=7 * 24 * H).metric is not None
+
+
+def test_stickiness_backtest_fires_when_users_stop_coming_back() -> None:
+    """Ten users visit every day for a week, then each only once: the share on >= 2 of the
+    last 3 days drops from 100% to 0 and the threshold (< 50) fires once."""
+    d = 24 * H
+    start = T0 - T0 % d
+    events = [{"type": "visit", "userId": f"u{i}", "timestamp": start + day * d + 5 * H}
+              for i in range(10) for day in range(7)]
+    events += [{"type": "visit", "userId": f"u{i}", "timestamp": start + (7 + i % 3) * d + H}
+               for i in range(10)]
+    eng = engine_with(events)
+    rule = rule_for({"kind": "stickiness", "eventType": "visit", "minPeriods": 2},
+                    window=3 * d, evaluateEvery="6h")
+    result = am.backtest(rule, context(eng, now=start + 11 * d), start + 4 * d, start + 11 * d)
+    firings = result.to_json()["firings"]
+    assert len(firings) == 1 and firings[0]["value"] < 50
+    assert start + 8 * d < firings[0]["firedAt"] <= start + 10 * d + 6 * H
+    eng.close()
+
+
 def test_anomaly_on_unique_users_fires_on_a_spike() -> None:
     """Five users an hour for a day, then fifty: the aligned hourly baselines see ~5."""
     events = [{"type": "visit", "userId": f"u{h}-{i}", "timestamp": T0 + h * H + i * 1000}

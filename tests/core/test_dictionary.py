@@ -132,3 +132,24 @@ def test_a_torn_header_starts_the_file_again(tmp_path: Path) -> None:
     d.encode(["s0"])
     d.close()
     assert Dictionary(str(path)).lookup("s0") == 0
+
+
+@settings(max_examples=40, deadline=None)
+@given(batches=st.lists(st.lists(st.one_of(st.none(), TEXT), max_size=30), max_size=6),
+       empty_is_null=st.booleans(), chunks=st.integers(1, 3))
+def test_encode_array_gives_the_codes_encode_gives(batches: list[list[str | None]],
+                                                   empty_is_null: bool, chunks: int) -> None:
+    """An Arrow column's codes (each distinct string looked up once) are `encode`'s for the
+    same values as a list, new strings numbered in the same order; with `empty_is_null`
+    "" is none, as the validator stores an empty userId."""
+    by_list = Dictionary(None, hot_max=8)
+    by_array = Dictionary(None, hot_max=8)
+    for values in batches:
+        as_list = [v or None for v in values] if empty_is_null else values
+        step = max(1, -(-len(values) // chunks))
+        column = pa.chunked_array([pa.array(values[i:i + step], pa.string())
+                                   for i in range(0, len(values), step)] or [], pa.string())
+        codes = by_array.encode_array(column, empty_is_null=empty_is_null)
+        assert codes.dtype == np.int32
+        assert codes.tolist() == by_list.encode(as_list).tolist()
+    assert list(by_array.strings) == list(by_list.strings)

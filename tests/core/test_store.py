@@ -7,13 +7,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rta.core.embedded.eventlist import list_events
 from rta.core.embedded.store import ColumnStore, StoreConfig
-from rta.core.embedded.store.block import dedup_keys, id_parts, parse_ids
+from rta.core.embedded.store.block import arrow_uuid_words, dedup_keys, id_parts, parse_ids
 from rta.core.errors import StoreLockedError
 from rta.core.events import EventBatch, EventValidator
 from rta.core.queries.filters import EventFilter
@@ -115,6 +116,87 @@ def test_duplicates_dropped_within_batch_across_batches_and_segments(tmp_path: P
     assert (r3.accepted, r3.duplicates) == (0, 1)
     assert len(all_events(reopened)) == 6
     reopened.close()
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.lists(st.lists(st.integers(0, 40), min_size=1, max_size=30), min_size=1,
+                max_size=6))
+def test_dedup_across_many_segments_keeps_first_sightings(
+        tmp_path_factory: pytest.TempPathFactory, batches: list[list[int]]) -> None:
+    """Whatever the order of ids within and across batches, sealed into several segments
+    (each searched with the batch's keys in sorted order), exactly the first sighting of
+    each id is kept, in the order sent."""
+    store = ColumnStore(str(tmp_path_factory.mktemp("dedup")),
+                        StoreConfig(max_head_events=7, fsync=False))
+    seen: set[str] = set()
+    for numbers in batches:
+        ids = [f"id-{k}" for k in numbers]
+        want = []
+        for i in ids:
+            if i not in seen:
+                seen.add(i)
+                want.append(i)
+        result = store.append(batch_of([{"id": i, "type": "t", "timestamp": NOW}
+                                        for i in ids]))
+        assert result.ids == want
+        assert (result.accepted, result.duplicates) == (len(want), len(ids) - len(want))
+    store.close()
+
+
+def test_sealing_forgets_only_the_sealed_ids(tmp_path: Path) -> None:
+    """Ids reserved by a batch still in flight when the head is sealed stay reserved (a
+    second copy is a duplicate); the sealed ones are found in the segment instead."""
+    store = ColumnStore(str(tmp_path), StoreConfig(max_head_events=1000, fsync=False))
+    sealed_events, flying = make_events(6), make_events(30, start=100)
+    store.append(batch_of(sealed_events))
+    kept, _ = store.reserve(batch_of(flying))  # (not yet durable when the seal runs)
+    job = store.begin_seal()
+    store.run_seal(job)
+    store.finish_seal(job)
+    assert len(store._recent_ids) == len(flying)
+    assert store.reserve(batch_of(flying[:3] + sealed_events[:2]))[1] == 5
+    store.release(kept)
+    store.close()
+
+
+def test_dedup_window_counts_segments_by_their_latest_arrival(tmp_path: Path) -> None:
+    """A segment whose events all arrived before the dedup window is not searched (its ids
+    may come again); one that received an event within it is, through the merged index,
+    as segments come and go."""
+    from rta.core.queries.timeparse import now_ms
+
+    hour = 3_600_000
+    store = ColumnStore(str(tmp_path), StoreConfig(max_head_events=4, fsync=False,
+                                                   dedup_window_ms=hour))
+    now = now_ms()
+
+    def batch(ids: list[str], received: int) -> EventBatch:
+        got, rejected = EventValidator().validate_batch(
+            [{"id": i, "type": "t", "timestamp": received - 1000} for i in ids], now=received)
+        assert not rejected
+        return got
+
+    assert store.append(batch([f"old-{i}" for i in range(8)], now - 2 * hour)).accepted == 8
+    assert store.append(batch([f"new-{i}" for i in range(8)], now)).accepted == 8
+    assert len(store.segments) >= 2 and store._recent_ids == {}
+    again = store.append(batch([f"old-{i}" for i in range(3)] + [f"new-{i}" for i in range(5)]
+                               + ["fresh"], now))
+    assert (again.ids, again.duplicates) == (["old-0", "old-1", "old-2", "fresh"], 5)
+    store.segments = store.segments[-1:]  # (as retention or quarantine would drop them)
+    probe = ["new-0", "new-7", "fresh", "old-1", "old-5"]
+    expected = [i for i in probe if not _in_window(store, i, now - hour)]
+    late = store.append(batch(probe, now))
+    assert late.ids == expected and late.duplicates == len(probe) - len(expected)
+    assert 0 < late.duplicates < len(probe)
+    store.close()
+
+
+def _in_window(store: ColumnStore, event_id: str, horizon: int) -> bool:
+    """The naive rule: the id is in a segment that received an event since `horizon`."""
+    hi, lo, _ = parse_ids([event_id])
+    key = int(dedup_keys(hi, lo)[0])
+    return any(key in dedup_keys(s.block.id_hi, s.block.id_lo).tolist()
+               for s in store.segments if s.max_recv >= horizon)
 
 
 def test_property_types_survive_sealing_and_restart(tmp_path: Path) -> None:
@@ -233,6 +315,18 @@ def test_vectorised_id_parsing_equals_id_parts(ids: list[str],
         assert (custom is not None and custom[i] == text) == is_custom
     if all(not id_parts(t)[2] for t in ids):
         assert custom is None
+    if all(ids):  # (the Arrow path's words, from an Arrow column's buffers, when it has them)
+        column = pa.chunked_array([pa.array(ids[:5]), pa.array(ids[5:])])  # (2 chunks)
+        words = arrow_uuid_words(column)
+        if words is not None:
+            assert words[0].tolist() == hi.tolist() and words[1].tolist() == lo.tolist()
+            assert custom is None
+        else:
+            assert any(len(t) != 36 or id_parts(t)[2] for t in ids)
+        if not odd:
+            assert words is not None
+            large = arrow_uuid_words(pa.array(ids, pa.large_string()).slice(1))
+            assert large is not None and large[0].tolist() == hi[1:].tolist()
 
 
 def test_reserve_fast_and_slow_paths_agree(tmp_path: Path) -> None:

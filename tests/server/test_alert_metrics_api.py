@@ -102,6 +102,33 @@ async def test_funnel_conversion_alert_fires_and_backtests(srv: LiveServer,
     await wait_state(http, alert_id, "status", "resolved")  # 37.5 % is not below 30 %
 
 
+async def test_stickiness_alert_fires_and_backtests(srv: LiveServer,
+                                                    http: httpx.AsyncClient) -> None:
+    """Share of the last 2 days' visitors seen on both calendar days (the window touches 3):
+    four regulars (100 %), then five newcomers (4 of 9 = 44.44 % < 50 %) fire it."""
+    now, day = now_ms(), 86_400_000
+    regulars = visits(range(4), now - day - 30_000) + visits(range(4), now - 30_000)
+    assert (await http.post("/events/batch", json=regulars)).status_code == 202
+    body = funnel_rule(timeWindow="2d", metric={
+        "kind": "stickiness", "eventType": "visit", "interval": "day", "minPeriods": 2})
+    r = await http.post("/alerts", json=body)
+    assert r.status_code == 201, r.text
+    alert_id = r.json()["id"]
+    assert "share of visit users active on >= 2 days" in r.json()["summary"]
+    await wait_state(http, alert_id, "value", 100.0)
+    async with connect(srv.url, subscriptions=[("alerts", None)]) as conn:
+        await http.post("/events/batch", json=visits(range(4, 9), now - 20_000))
+        fired = await next_alert(conn, timeout=5)
+    assert fired["event"] == "fired" and fired["alertId"] == alert_id
+    assert fired["value"] == 44.44
+    r = await http.post(f"/alerts/{alert_id}/test", json={"startTime": now - 60_000,
+                                                          "endTime": now})
+    assert r.status_code == 200, r.text
+    firings = r.json()["firings"]  # 0 % before the regulars' second visit, then 44.44 %
+    assert [f["value"] for f in firings] == [0.0, 44.44]
+    assert firings[1]["firedAt"] == now - 20_000 - (now - 20_000) % 1000 + 1000
+
+
 async def test_bad_metrics_name_the_field(http: httpx.AsyncClient) -> None:
     cases: list[tuple[dict[str, Any], str]] = [
         ({"metric": {"kind": "funnel", "steps": ["a", "b"], "step": "c"}},
@@ -120,7 +147,12 @@ async def test_bad_metrics_name_the_field(http: httpx.AsyncClient) -> None:
         ({"metric": {"kind": "retention", "day": 1}}, "condition.metric.entryEvent"),
         ({"metric": {"kind": "unique_users", "eventType": "a", "page": 1}},
          "condition.metric.page"),
-        ({"metric": {"kind": "stickiness"}}, "condition.metric.kind"),
+        ({"metric": {"kind": "stickiness"}}, "condition.metric.eventType"),
+        ({"metric": {"kind": "stickiness", "eventType": "a", "minPeriods": 3}},
+         "condition.metric.minPeriods"),  # a 1h window touches at most 2 days
+        ({"metric": {"kind": "stickiness", "eventType": "a", "interval": "month"}},
+         "condition.metric.interval"),
+        ({"metric": {"kind": "sticky"}}, "condition.metric.kind"),
         ({"metric": "funnel"}, "condition.metric"),
         ({"eventType": "a", "metric": {"kind": "unique_users"}}, "condition.eventType"),
         ({"evaluateEvery": "10ms", "metric": {"kind": "unique_users"}},

@@ -274,3 +274,16 @@ async def test_a_link_is_held_to_its_dashboard_where_auth_is_optional(
     assert (await http.get("/dashboards", headers=headers)).status_code == 403
     await http.delete(f"/dashboards/{mine}/share/{link['id']}")
     assert (await http.get(f"/dashboards/{mine}/data", headers=headers)).status_code == 401
+
+
+async def test_links_use_the_public_url_behind_a_proxy(tmp_path: Path) -> None:
+    """With `public_url` set (a proxy in front, perhaps under a path), the link is under it,
+    not under the address the request came to; its token opens the page here."""
+    config = EngineConfig(data_dir=str(tmp_path / "data"))
+    async with live_server(config, public_url="https://analytics.example/rta/") as srv, \
+            httpx.AsyncClient(base_url=srv.url, timeout=30) as http:
+        link = await share(http, await dashboard(http))
+        assert link["url"] == "https://analytics.example/rta/share/" + link["token"]
+        assert link["embedUrl"] == link["url"] + "?embed=1"
+        page = await http.get(link["url"].removeprefix("https://analytics.example/rta"))
+        assert page.status_code == 200 and "text/html" in page.headers["content-type"]

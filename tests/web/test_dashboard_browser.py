@@ -360,3 +360,100 @@ def test_sankey_widget_draws_the_paths_answer(page: Any, site: Site) -> None:
     label = page.get_attribute(canvas, "aria-label")
     assert f"{flow['totalPaths']:,} paths" in label.replace("\u202f", ",")
     assert page.rta_log.errors == []
+
+
+def _change_text(c: dict[str, Any]) -> str:
+    """What the page shows for a comparison (web/js/format.js changeText), in Python."""
+    rel = c["relativeChange"]
+    if rel is None:
+        return "new" if c["value"] == 0 and (c["absoluteChange"] or 0) > 0 else "\u2013"
+    pct = abs(rel * 100)
+    sign = "+" if rel > 0 else "\u2212" if rel < 0 else "\u00b1"
+    return f"{sign}{pct:.{0 if pct >= 100 else 1}f}%"
+
+
+def test_formula_widgets_and_compared_counters_from_the_editor(page: Any, site: Site) -> None:
+    """The editor makes a formula chart (series A, B with their own event types and
+    aggregations) and a formula counter compared with the previous period; a formula naming
+    an unknown series is refused next to the formula input; reopening shows the series.
+    A count counter compared with the previous day shows the change and the Poisson test."""
+    doc = site.post("/dashboards", {"name": "Formulas", "timeRange": "last_7d", "widgets": [
+        {"id": "pv", "type": "counter", "title": "Pageviews today",
+         "dataSource": {"type": "count", "eventType": "pageview", "timeRange": "last_24h",
+                        "compare": "previous_period"}}]})
+    open_dashboard(page, site, doc["id"])
+    data = {w["id"]: w["data"] for w in site.get(f"/dashboards/{doc['id']}/data")["widgets"]}
+    c = data["pv"]["comparison"]
+    line = ".widget[data-widget-id='pv'] .counter-compare"
+    shown = page.text_content(line)
+    assert shown.startswith(_change_text(c)), (shown, c)
+    verdict = "significant" if c["significance"]["significant"] else "not significant"
+    assert verdict in shown and "p " in shown
+    assert page.get_attribute(line, "data-significant") == str(
+        c["significance"]["significant"]).lower()
+
+    page.click("#edit-dashboard")
+    page.click("#add-widget")
+    page.fill("#widget-form [name=title]", "Clicks per pageview")
+    page.select_option("#widget-form [name=type]", "line-chart")
+    page.select_option("#widget-form [name=source]", "formula")
+    assert page.is_visible("#series-rows") and not page.is_visible("#widget-form [name=eventType]")
+    assert not page.is_visible("#widget-form [name=compare]")  # (counters only)
+    page.fill("[data-series=A] .series-event", "click")
+    page.fill("[data-series=B] .series-event", "pageview")
+    page.select_option("[data-series=B] .series-aggregation", "avg")
+    assert page.is_visible("[data-series=B] .series-property")
+    page.fill("[data-series=B] .series-property", "duration")
+    page.fill("#widget-form [name=formula]", "A / C")
+    page.click("#widget-save")
+    page.wait_for_selector("#widget-error:not([hidden])")
+    assert "C" in page.text_content("#widget-error")
+    assert page.get_attribute("#widget-form [name=formula]", "aria-invalid") == "true"
+    page.fill("#widget-form [name=formula]", "A / B")
+    page.click("#widget-save")
+    page.wait_for_function("() => !document.querySelector('#widget-dialog').open")
+    chart = site.get(f"/dashboards/{doc['id']}")["widgets"][-1]
+    assert chart["dataSource"] == {"type": "aggregation", "formula": "A / B", "series": [
+        {"name": "A", "eventType": "click"},
+        {"name": "B", "eventType": "pageview", "aggregation": "avg", "property": "duration"}]}
+
+    page.click("#add-widget")
+    page.fill("#widget-form [name=title]", "Signups per 100 logins")
+    page.select_option("#widget-form [name=type]", "counter")
+    page.select_option("#widget-form [name=source]", "formula")
+    page.fill("[data-series=A] .series-event", "signup")
+    page.fill("[data-series=B] .series-event", "login")
+    page.click("#add-series")
+    page.fill("[data-series=C] .series-event", "purchase")
+    page.click("[data-series=C] .series-remove")
+    assert page.locator(".series-row").count() == 2
+    page.fill("#widget-form [name=formula]", "A / B * 100")
+    page.check("#widget-form [name=compare]")
+    page.select_option("#widget-form [name=timeRange]", "last_24h")
+    page.click("#widget-save")
+    page.wait_for_function("() => !document.querySelector('#widget-dialog').open")
+    ratio = site.get(f"/dashboards/{doc['id']}")["widgets"][-1]
+    assert ratio["dataSource"]["compare"] == "previous_period"
+    assert [s["eventType"] for s in ratio["dataSource"]["series"]] == ["signup", "login"]
+    sel = f".widget[data-widget-id='{ratio['id']}']"
+    page.wait_for_selector(f"{sel} .counter-compare")
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.widget')].every((w) => w.dataset.state)")
+    data = {w["id"]: w for w in site.get(f"/dashboards/{doc['id']}/data")["widgets"]}
+    got = data[ratio["id"]]["data"]
+    assert data[chart["id"]]["error"] is None and data[chart["id"]]["data"]["kind"] == "series"
+    assert counter_value(page, ratio["id"]) == pytest.approx(got["value"])
+    shown = page.text_content(f"{sel} .counter-compare")
+    assert shown.startswith(_change_text(got["comparison"])) and "significant" not in shown
+
+    page.click(f"{sel} .widget-tools .change")  # reopened: its series and formula are back
+    assert page.input_value("[data-series=B] .series-event") == "login"
+    assert page.input_value("#widget-form [name=formula]") == "A / B * 100"
+    assert page.is_checked("#widget-form [name=compare]")
+    page.uncheck("#widget-form [name=compare]")
+    page.click("#widget-save")
+    page.wait_for_function("() => !document.querySelector('#widget-dialog').open")
+    page.wait_for_selector(f"{sel} .counter-compare", state="detached")
+    assert "compare" not in site.get(f"/dashboards/{doc['id']}")["widgets"][-1]["dataSource"]
+    refused = [e for e in page.rta_log.errors if "status of 400" in e]
+    assert len(refused) == 1 and len(page.rta_log.errors) == 1  # (only the save of "A / C")

@@ -9,14 +9,15 @@ import { api } from "./api.js";
 
 const $ = (sel) => document.querySelector(sel);
 
-// Mirrors rta/core/dashboards/model.py (the server re-checks everything).
+// Mirrors rta/core/dashboards/model.py (the server re-checks everything). "formula" is an
+// aggregation source with named series and a formula (rta/core/dashboards/formula_source.py).
 const COMPATIBLE = {
-  "line-chart": ["aggregation", "count", "unique_users"],
-  "bar-chart": ["aggregation", "count", "unique_users", "top", "funnel"],
+  "line-chart": ["aggregation", "count", "unique_users", "formula"],
+  "bar-chart": ["aggregation", "count", "unique_users", "formula", "top", "funnel"],
   "pie-chart": ["count", "top"],
-  gauge: ["aggregation", "count", "unique_users"],
-  counter: ["aggregation", "count", "unique_users"],
-  table: ["aggregation", "count", "unique_users", "top", "funnel", "retention"],
+  gauge: ["aggregation", "count", "unique_users", "formula"],
+  counter: ["aggregation", "count", "unique_users", "formula"],
+  table: ["aggregation", "count", "unique_users", "formula", "top", "funnel", "retention"],
   heatmap: ["count", "unique_users", "aggregation", "retention"],
   funnel: ["funnel"],
   sankey: ["paths"],
@@ -28,14 +29,16 @@ const WIDGET_LABELS = {
 const SOURCE_LABELS = {
   aggregation: "Aggregation of a property", count: "Event count", unique_users: "Unique users",
   top: "Top values of a property", funnel: "Funnel", retention: "Cohort retention",
-  paths: "Paths from an event",
+  paths: "Paths from an event", formula: "Formula over series (A / B ...)",
 };
+const SERIES_NAMES = "ABCDEFGHIJ"; // at most 10 series (the server's limit)
 const AGGREGATIONS = ["count", "sum", "avg", "min", "max", "p50", "p90", "p95", "p99", "unique_users"];
 const DEFAULT_SIZE = { counter: [3, 2], gauge: [3, 2], "line-chart": [6, 4], "bar-chart": [6, 4],
   "pie-chart": [4, 4], table: [6, 4], heatmap: [12, 4], funnel: [6, 4], sankey: [12, 5] };
 // Keys each source type owns: switching type drops the others, keeps the rest (filters...).
 const SOURCE_KEYS = ["eventType", "aggregation", "metric", "groupBy", "property", "n", "steps",
-  "entryEvent", "retentionEvent", "limit", "startPoint"];
+  "entryEvent", "retentionEvent", "limit", "startPoint", "series", "formula", "compare"];
+const needsProperty = (agg) => !["count", "unique_users"].includes(agg);
 
 function option(value, text) {
   const o = document.createElement("option");
@@ -61,6 +64,7 @@ export class DashboardEditor {
     form.elements.source.addEventListener("change", () => this.showFields());
     form.elements.aggregation.addEventListener("change", () => this.showFields());
     form.addEventListener("submit", (e) => { e.preventDefault(); this.saveWidget(); });
+    $("#add-series").addEventListener("click", () => { this.addSeries(); this.renumberSeries(); });
     $("#settings-form").addEventListener("submit", (e) => { e.preventDefault(); this.saveSettings(); });
     for (const b of document.querySelectorAll("dialog [data-close]")) {
       b.addEventListener("click", () => b.closest("dialog").close());
@@ -76,7 +80,13 @@ export class DashboardEditor {
     $("#widget-dialog-title").textContent = widget ? `Change “${widget.title}”` : "Add a widget";
     f.title.value = widget ? widget.title : "";
     f.type.value = widget ? widget.type : "line-chart";
-    this.fillSources(src.type);
+    const isFormula = src.type === "aggregation" && Array.isArray(src.series);
+    this.fillSources(isFormula ? "formula" : src.type);
+    $("#series-rows").replaceChildren();
+    for (const s of isFormula ? src.series : [{}, {}]) this.addSeries(s);
+    this.renumberSeries();
+    f.formula.value = isFormula ? src.formula || "" : "";
+    f.compare.checked = src.compare === "previous_period";
     const types = src.eventType;
     f.eventType.value = Array.isArray(types) ? types.join(", ") : types || "";
     f.aggregation.value = src.aggregation || "count";
@@ -110,14 +120,87 @@ export class DashboardEditor {
   showFields() {
     const f = this.form.elements;
     const source = f.source.value;
-    const needsMetric = !["count", "unique_users"].includes(f.aggregation.value);
+    const needsMetric = needsProperty(f.aggregation.value);
     for (const label of this.form.querySelectorAll("[data-for]")) {
       let shown = label.dataset.for.split(" ").includes(source);
       if (label.hasAttribute("data-metric")) shown = shown && needsMetric;
+      if (label.hasAttribute("data-counter")) shown = shown && f.type.value === "counter";
       label.hidden = !shown;
+      if (label.tagName === "FIELDSET") { // (a hidden one's inputs are not validated)
+        label.disabled = !shown;
+        continue;
+      }
       const input = label.querySelector("input, select");
       if (input) input.required = shown && label.hasAttribute("data-required");
     }
+  }
+
+  // -- series of a formula widget: one row each (name, event type, aggregation, property) --
+
+  addSeries(s = {}) {
+    const rows = $("#series-rows");
+    if (rows.children.length >= SERIES_NAMES.length) return;
+    const row = document.createElement("div");
+    row.className = "series-row";
+    const name = document.createElement("span");
+    name.className = "series-name";
+    const type = document.createElement("input");
+    type.className = "series-event";
+    type.setAttribute("list", "event-types");
+    type.autocomplete = "off";
+    type.placeholder = "event type";
+    type.value = s.eventType || "";
+    const agg = document.createElement("select");
+    agg.className = "series-aggregation";
+    agg.replaceChildren(...AGGREGATIONS.map((a) => option(a, a)));
+    agg.value = s.aggregation || "count";
+    const prop = document.createElement("input");
+    prop.className = "series-property";
+    prop.setAttribute("list", "property-names");
+    prop.autocomplete = "off";
+    prop.placeholder = "numeric property";
+    prop.value = s.property || "";
+    const remove = document.createElement("button");
+    remove.type = "button";
+    remove.className = "btn ghost series-remove";
+    remove.textContent = "✕";
+    remove.addEventListener("click", () => { row.remove(); this.renumberSeries(); });
+    const sync = () => { // (kept in the grid, only invisible, so the columns line up)
+      prop.classList.toggle("is-unused", !needsProperty(agg.value));
+      prop.required = needsProperty(agg.value);
+    };
+    agg.addEventListener("change", sync);
+    sync();
+    row.append(name, type, agg, prop, remove);
+    rows.append(row);
+  }
+
+  // Rows are named A, B, C... in order; the formula keeps what the user wrote.
+  renumberSeries() {
+    const rows = [...$("#series-rows").children];
+    rows.forEach((row, i) => {
+      const label = SERIES_NAMES[i];
+      row.dataset.series = label;
+      row.querySelector(".series-name").textContent = label;
+      row.querySelector(".series-event").setAttribute("aria-label", `Series ${label}: event type`);
+      row.querySelector(".series-aggregation").setAttribute("aria-label", `Series ${label}: aggregation`);
+      row.querySelector(".series-property").setAttribute("aria-label", `Series ${label}: property`);
+      row.querySelector(".series-remove").setAttribute("aria-label", `Remove series ${label}`);
+      row.querySelector(".series-remove").disabled = rows.length === 1;
+    });
+    $("#add-series").disabled = rows.length >= SERIES_NAMES.length;
+  }
+
+  seriesSpec() {
+    return [...$("#series-rows").children].map((row) => {
+      const s = { name: row.dataset.series };
+      const type = row.querySelector(".series-event").value.trim();
+      if (type) s.eventType = type;
+      const agg = row.querySelector(".series-aggregation").value;
+      if (agg !== "count") s.aggregation = agg;
+      if (needsProperty(agg)) s.property = row.querySelector(".series-property").value.trim();
+      return s;
+    });
   }
 
   spec() {
@@ -126,7 +209,12 @@ export class DashboardEditor {
     const source = f.source.value;
     const src = { ...((old && old.dataSource) || {}) };
     for (const key of SOURCE_KEYS) delete src[key];
-    src.type = source;
+    src.type = source === "formula" ? "aggregation" : source;
+    if (source === "formula") {
+      src.series = this.seriesSpec();
+      src.formula = f.formula.value.trim();
+    }
+    if (f.type.value === "counter" && f.compare.checked) src.compare = "previous_period";
     const text = (name) => f[name].value.trim();
     const list = (value) => value.split(",").map((s) => s.trim()).filter(Boolean);
     if (["aggregation", "count", "unique_users", "top"].includes(source) && text("eventType")) {
@@ -238,7 +326,11 @@ export class DashboardEditor {
     // ("...steps[1].eventType") -> the steps input
     const field = String(detail.field || "");
     const name = field.includes(".steps") ? "steps" : field.split(".").pop();
-    const input = this.form.elements[name];
+    // "...dataSource.series[1].eventType" -> series B's input for that key
+    const inSeries = field.match(/\.series\[(\d+)\](?:\.(\w+))?/);
+    const row = inSeries && $("#series-rows").children[Number(inSeries[1])];
+    const cls = { aggregation: ".series-aggregation", property: ".series-property" }[inSeries && inSeries[2]];
+    const input = row ? row.querySelector(cls || ".series-event") : this.form.elements[name];
     let text = error.message;
     // (a message that lists the known names already must not list them twice)
     if (detail.known && detail.known.length && !text.includes("known:")) {

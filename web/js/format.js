@@ -26,12 +26,15 @@ export function formatNumber(value, config = {}) {
 }
 
 const fine = new Intl.NumberFormat(undefined, { maximumFractionDigits: 2 });
+const small = new Intl.NumberFormat(undefined, { maximumSignificantDigits: 2 });
 
 // Axis ticks: compact above 1000, else up to two decimals (ticks of a small series are
-// fractional, and rounding them to integers would label 0.5 as "1").
+// fractional, and rounding them to integers would label 0.5 as "1"); below 1, two
+// significant digits (a ratio such as clicks per pageview is 0.012, not "0").
 export function formatShort(value) {
   if (value === null || value === undefined) return "";
   const v = Number(value);
+  if (v !== 0 && Math.abs(v) < 1) return small.format(v);
   return Math.abs(v) >= 1000 ? compact.format(v) : fine.format(v);
 }
 
@@ -60,4 +63,29 @@ export function rangeLabel(range) {
     return n === 1 ? `last ${unit}` : `last ${n} ${unit}s`;
   }
   return range || "";
+}
+
+// A comparison with the previous period (rta/core/queries/compare.py's `comparison`) as a
+// short text: "+12.5%" / "−3.0%" (a real minus sign), "new" when the previous value was 0,
+// and the test's verdict ("significant, p = 0.012") when there is one.
+export function changeText(c) {
+  if (!c) return null;
+  const rel = c.relativeChange;
+  let change;
+  let direction = "flat";
+  if (rel !== null && rel !== undefined) {
+    const pct = Math.abs(rel * 100);
+    const digits = pct >= 100 ? 0 : 1;
+    direction = rel > 0 ? "up" : rel < 0 ? "down" : "flat";
+    change = `${direction === "up" ? "+" : direction === "down" ? "\u2212" : "\u00b1"}${pct.toFixed(digits)}%`;
+  } else if (c.value === 0 && c.absoluteChange > 0) {
+    change = "new";
+    direction = "up";
+  } else {
+    change = "\u2013";
+  }
+  const sig = c.significance;
+  const p = sig ? (sig.pValue < 0.001 ? "p < 0.001" : `p = ${sig.pValue.toFixed(3)}`) : null;
+  const verdict = sig ? `${sig.significant ? "significant" : "not significant"}, ${p}` : null;
+  return { change, direction, verdict, significant: sig ? sig.significant : null };
 }

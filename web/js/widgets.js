@@ -5,7 +5,7 @@
 // Charts are Chart.js (vendored UMD build, global `Chart`); the heatmap is drawn on a canvas.
 // A widget whose data failed shows its error in place; the rest of the page keeps working.
 
-import { formatNumber, formatShort, rangeLabel, timeLabels } from "./format.js";
+import { changeText, formatNumber, formatShort, rangeLabel, timeLabels } from "./format.js";
 import { drawSankey } from "./sankey.js";
 
 function css(name) {
@@ -77,6 +77,10 @@ function describeSource(src) {
   const what = Array.isArray(src.eventType) ? src.eventType.join(", ") : src.eventType || "all events";
   switch (src.type) {
     case "aggregation":
+      if (Array.isArray(src.series)) {
+        const names = src.series.map((x) => `${x.name} = ${x.aggregation && x.aggregation !== "count" ? `${x.aggregation}(${x.property || ""}) ` : ""}${x.eventType || "all events"}`);
+        return `${src.formula || "series"} · ${names.join(", ")}`;
+      }
       return src.metric ? `${src.aggregation} of ${src.metric} · ${what}` : `${src.aggregation || "count"} · ${what}`;
     case "count": return src.groupBy ? `${what} by ${src.groupBy}` : what;
     case "unique_users": return `unique users · ${what}`;
@@ -308,6 +312,7 @@ export class WidgetView {
       box.append(el("div", "counter-value"), el("div", "counter-sub"));
       this.body.append(box);
     }
+    this.drawChange(box, data.comparison); // (under the value, before the range label)
     const value = box.querySelector(".counter-value");
     value.textContent = formatNumber(data.value, this.spec.config);
     value.dataset.value = data.value === null ? "" : String(data.value);
@@ -322,6 +327,28 @@ export class WidgetView {
       change.title = `previous period: ${data.previous ?? "–"}`;
       sub.prepend(change, " ");
     }
+  }
+
+  // The previous period's change under a counter (`compare: "previous_period"`).
+  drawChange(box, comparison) {
+    let line = box.querySelector(".counter-compare");
+    const c = changeText(comparison);
+    if (!c) {
+      if (line) line.remove();
+      return;
+    }
+    if (!line) {
+      line = el("div", "counter-compare");
+      box.querySelector(".counter-value").after(line);
+    }
+    line.className = `counter-compare ${c.direction}${c.significant === false ? " insignificant" : ""}`;
+    line.dataset.relative = comparison.relativeChange ?? "";
+    line.dataset.significant = c.significant === null ? "" : String(c.significant);
+    const before = `vs ${formatNumber(comparison.value, this.spec.config)} the period before`;
+    line.replaceChildren(el("strong", null, c.change), document.createTextNode(` ${before}`));
+    if (c.verdict) line.append(el("span", "p", ` \u00b7 ${c.verdict}`));
+    line.title = c.verdict ? `${c.change} ${before} (${comparison.significance.test}: ${c.verdict})`
+      : `${c.change} ${before} (no significance test for this measure)`;
   }
 
   drawGauge(data) {

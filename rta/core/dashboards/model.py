@@ -98,9 +98,33 @@ def _check_times(src: dict[str, Any], path: str) -> None:
                      range_field=f"{path}.timeRange")
 
 
+COMPARE_MODES = ("previous_period",)
+COMPARE_SOURCES = ("aggregation", "count", "unique_users")
+
+
 def normalise_source(spec: Any, path: str, wtype: str | None = None) -> dict[str, Any]:
     """A validated copy of a widget's data source, with defaults filled in (`wtype`: the
-    widget showing it, for checks only some widgets need)."""
+    widget showing it, for checks only some widgets need). `compare: "previous_period"`
+    (counters only) is checked here and kept beside the rest."""
+    if not isinstance(spec, dict) or "compare" not in spec:
+        return _normalise_source(spec, path, wtype)
+    mode = spec["compare"]
+    if mode in (None, False, "none", ""):
+        return _normalise_source({k: v for k, v in spec.items() if k != "compare"}, path, wtype)
+    if mode not in COMPARE_MODES:
+        raise field_error(f"{path}.compare", "must be previous_period (or null)", value=mode,
+                          allowed=list(COMPARE_MODES))
+    if wtype not in (None, "counter"):
+        raise field_error(f"{path}.compare", "the previous period's change is shown by "
+                          "counter widgets", value=wtype)
+    src = _normalise_source({k: v for k, v in spec.items() if k != "compare"}, path, wtype)
+    if src["type"] not in COMPARE_SOURCES:
+        raise field_error(f"{path}.compare", "is available for "
+                          + ", ".join(COMPARE_SOURCES) + " sources", value=src["type"])
+    return {**src, "compare": mode}
+
+
+def _normalise_source(spec: Any, path: str, wtype: str | None = None) -> dict[str, Any]:
     if not isinstance(spec, dict):
         raise field_error(path, "must be an object with a `type`", allowed=list(SOURCE_TYPES))
     src = dict(spec)

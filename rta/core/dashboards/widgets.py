@@ -174,6 +174,9 @@ def _widget_view(pinned: Pinned, widget: dict[str, Any], index: int, src: dict[s
     wtype = widget["type"]
     stype = src["type"]
     check_widget_properties(pinned.ctx.backend, widget, index, missing_ok=True)
+    if wtype == "counter" and src.get("compare"):
+        from rta.core.dashboards import widget_compare
+        return widget_compare.counter(pinned, widget, index, src, win, tz_offset_min)
     if formula_source.has_series(src):
         return formula_source.view(pinned, wtype, src, win, tz_offset_min)
     if stype in ("web", "web_breakdown"):

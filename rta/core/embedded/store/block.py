@@ -23,7 +23,7 @@ from typing import Any, cast
 import numpy as np
 import pyarrow as pa
 
-from rta.core.embedded.store.dictionary import Dictionaries
+from rta.core.embedded.store.dictionary import Dictionaries, Dictionary
 from rta.core.events import BOOL, FLOAT, INT, INT64_MIN, STR, EventBatch
 
 _HEX_LOWER = re.compile(r"[0-9a-f]{32}")
@@ -597,8 +597,34 @@ def batch_id_words(batch: EventBatch) -> tuple[np.ndarray, np.ndarray, list[str 
     kept on the batch (dedup in `reserve` and the block in `apply` both need them)."""
     words = batch.id_words
     if words is None or len(words[0]) != len(batch.ids):
-        words = batch.id_words = parse_ids(batch.ids)
+        column = batch.arrow_column("id")
+        words = arrow_uuid_words(column) if column is not None else None
+        if words is None:
+            words = parse_ids(batch.ids)
+        batch.id_words = words
     return words
+
+
+def arrow_uuid_words(column: pa.Array | pa.ChunkedArray) -> tuple[
+        np.ndarray, np.ndarray, None] | None:
+    """`parse_ids` of an Arrow string column of ids read straight from its buffers, when
+    every id is a canonical UUID (36 bytes each, no nulls); else None (`parse_ids` then
+    decides, one by one where it must)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    n = len(column)
+    if n == 0 or column.null_count:
+        return None
+    arr = column.cast(pa.large_string())
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset:arr.offset + n + 1]
+    if not (int(offsets[-1]) - int(offsets[0]) == 36 * n and bool(
+            (np.diff(offsets) == 36).all())):
+        return None
+    data = np.frombuffer(arr.buffers()[2], dtype=np.uint8)[int(offsets[0]):int(offsets[-1])]
+    hi, lo, canon = uuid_words(data.reshape(n, 36))
+    if not canon.all():
+        return None
+    return hi, lo, None
 
 
 def batch_dedup_keys(batch: EventBatch) -> np.ndarray:
@@ -682,7 +708,9 @@ def block_from_batch(batch: EventBatch, dicts: Dictionaries) -> Block:
         if sparse_fits(len(rows), n):
             rare.setdefault(kind, []).append((col, rows, values))
             continue
-        vals = _encode_values(kind, values, dicts)
+        column = batch.arrow_column(col) if kind == STR else None
+        vals = dicts.values.encode_array(column) if column is not None else \
+            _encode_values(kind, values, dicts)
         if len(rows) == n:  # rows ascend, one entry per row: every row has it
             props[col] = vals
         else:
@@ -700,12 +728,21 @@ def block_from_batch(batch: EventBatch, dicts: Dictionaries) -> Block:
     return Block(
         ts=np.array(batch.timestamps, dtype=np.int64),
         recv=np.full(n, batch.received_at, dtype=np.int64),
-        type=dicts.types.encode(batch.types),
-        user=dicts.users.encode(batch.users),
-        session=dicts.sessions.encode(batch.sessions),
+        type=_encode_strings(dicts.types, batch.types, batch.arrow_column("type")),
+        user=_encode_strings(dicts.users, batch.users, batch.arrow_column("userId")),
+        session=_encode_strings(dicts.sessions, batch.sessions,
+                                batch.arrow_column("sessionId")),
         id_hi=his, id_lo=los,
         id_text=None if custom is None else pa.array(custom, type=pa.string()),
         props=PropColumns(n, props, groups))
+
+
+def _encode_strings(dictionary: Dictionary, values: list[Any], column: Any) -> np.ndarray:
+    """Codes of a top-level string column: from its Arrow column when the batch kept one
+    (an empty userId or sessionId is none, as the validator stores it)."""
+    if column is None:
+        return dictionary.encode(values)
+    return dictionary.encode_array(column, empty_is_null=True)
 
 
 def _encode_values(kind: str, values: list[Any], dicts: Dictionaries) -> np.ndarray:

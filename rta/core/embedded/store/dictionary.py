@@ -414,6 +414,24 @@ class Dictionary:
                                                 count=len(texts))
             return codes
 
+    def encode_array(self, arr: pa.Array | pa.ChunkedArray, empty_is_null: bool = False
+                     ) -> np.ndarray:
+        """`encode` of an Arrow string column (null -> -1; "" too with `empty_is_null`, as
+        the validator stores an empty userId as none): each distinct string is looked up
+        once, in order of first appearance, so the codes (new ones included) are the very
+        codes `encode` gives for the column's values as a list."""
+        if isinstance(arr, pa.ChunkedArray):
+            arr = arr.combine_chunks()
+        encoded = pc.dictionary_encode(arr)  # (dictionary in order of first appearance)
+        words: list[Any] = encoded.dictionary.to_pylist()
+        if empty_is_null:
+            words = [w or None for w in words]
+        codes = np.append(self.encode(words), np.int32(-1))
+        indices = encoded.indices
+        if indices.null_count:
+            indices = indices.fill_null(len(words))
+        return codes[np.asarray(indices.to_numpy(zero_copy_only=False), dtype=np.int64)]
+
     def _append(self, new: list[str]) -> None:
         base = len(self)
         self._hot.update(zip(new, range(base, base + len(new)), strict=True))

@@ -28,6 +28,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,7 @@ from rta.core.embedded.store.block import (
     sort_block,
 )
 from rta.core.embedded.store.column_cache import ColumnCache
+from rta.core.embedded.store.dedup_index import DedupIndex
 from rta.core.embedded.store.dictionary import Dictionaries
 from rta.core.embedded.store.records import fsync_dir
 from rta.core.embedded.store.segment import (
@@ -107,6 +109,7 @@ class ColumnStore:
         # Low id halves reserved since the last seal. A dict of ints, not a set: it holds
         # only atomic values, so the garbage collector never tracks or traverses it.
         self._recent_ids: dict[int, None] = {}
+        self._dedup_index = DedupIndex()  # (the window's segments' keys, for `reserve`)
         self._lock_fd: int | None = None
         self._next_segment = 1
         self._log = ChangeLog()
@@ -278,11 +281,13 @@ class ColumnStore:
         n = len(keys)
         dup = np.zeros(n, dtype=bool)
         horizon = now_ms() - self.config.dedup_window_ms
-        for seg in self.segments:
-            ids = seg.sorted_ids
-            if seg.max_recv >= horizon and len(ids):
-                pos = np.minimum(np.searchsorted(ids, keys), len(ids) - 1)
-                dup |= ids[pos] == keys
+        index = self._dedup_index
+        index.sync([seg for seg in self.segments if seg.max_recv >= horizon])
+        if index.levels and n:
+            # Sorted needles: each binary search starts where the previous one ended, about
+            # twice as fast on large arrays as the batch's random order.
+            order = np.argsort(keys, kind="stable")
+            dup[order] = index.found(keys[order])
         recent = self._recent_ids
         listed = keys.tolist()
         if not dup.any():  # the usual case: all new, checked and reserved in C loops
@@ -389,9 +394,8 @@ class ColumnStore:
             sealed = dedup_keys(job.block.id_hi, job.block.id_lo).tolist()
             if len(sealed) >= len(recent):  # (usually: the head was sealed whole)
                 self._recent_ids = dict.fromkeys(recent.keys() - set(sealed))
-            else:
-                for key in sealed:
-                    recent.pop(key, None)
+            else:  # (batches reserved meanwhile stay: pop the sealed keys, in one C loop)
+                deque(map(recent.pop, sealed, repeat(None)), maxlen=0)
 
     # -- bulk loads (rta ingest --local, rta serve --demo): owner thread only ---------------
 
