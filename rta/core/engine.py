@@ -49,6 +49,7 @@ from rta.core.ingest import (
 from rta.core.key_budget import KeyBudget
 from rta.core.metadata import Metadata, MetadataStore
 from rta.core.metrics import Registry
+from rta.core.persons import open_persons
 from rta.core.services import Services, Serving, ServingOptions
 from rta.core.write_health import WriteHealth, probe_write
 
@@ -145,6 +146,9 @@ class Engine:
         self._sealing = False
         self.services = Services.build(self)
         self.serving: Serving | None = None  # built by start_serving
+        # identity links (persons.py): durable with their events, applied to every query
+        self.persons = open_persons(self.store, self.config.data_dir, self.config.fsync)
+        self.on_ingest(self.persons.on_batch)
         if self.clickhouse is not None:
             shipper = self.clickhouse.shipper
             shipper.on_advance.append(self.store.release_wal)
@@ -210,7 +214,8 @@ class Engine:
             self._nursery.start_soon(task)
 
     def snapshot(self) -> Snapshot:
-        return self.store.snapshot()
+        """The store's snapshot, person-aware (`Persons.wrap`) once ids were linked."""
+        return self.persons.wrap(self.store.snapshot())
 
     # -- ingest: the one path every transport takes (see rta.core.ingest) -------------------
 
@@ -390,6 +395,7 @@ class Engine:
                     log.warning("could not release the alerts lease: %s", exc.message)
             self.store.close()
         finally:
+            self.persons.close()
             self.metadata.close()
 
     # -- introspection ---------------------------------------------------------------------

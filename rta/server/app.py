@@ -40,6 +40,7 @@ FEATURE_MODULES = (
     "rta.server.posthog_config",
     "rta.server.web_tracking",
     "rta.server.tokens_api",
+    "rta.server.persons_api",
     "rta.server.openapi",
     "rta.server.web",
 )

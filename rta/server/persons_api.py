@@ -1,0 +1,46 @@
+"""Persons over HTTP: `POST /persons/merge`, `GET /persons/{id}`, and `?identity=raw`.
+
+`setup` installs a before-request hook that reads `identity` (`persons`, the default, or
+`raw`) from any request's query string into `persons.identity_mode`, so every query route
+(analytics, queries, dashboards, exports) can count raw distinct ids without a parameter of
+its own; the query context reads it when it is built.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+from quart import Blueprint, Quart, Response, request
+
+from rta.core.engine import Engine
+from rta.core.persons import identity_mode, parse_identity
+from rta.server.http import engine, json_object, json_response
+
+bp = Blueprint("persons", __name__)
+
+
+@bp.post("/persons/merge")
+async def merge() -> Response:
+    body = await json_object()
+    unknown = sorted(set(body) - {"distinctIds", "force"})
+    if unknown:
+        from rta.core.errors import field_error
+        raise field_error(unknown[0], "unknown field (expected distinctIds, force)")
+    eng = engine()
+    # fsync of the link log: off the event loop, like the WAL's
+    result = await trio.to_thread.run_sync(
+        eng.persons.merge, body.get("distinctIds"), body.get("force", False))
+    return json_response(result)
+
+
+@bp.get("/persons/<path:person_id>")
+async def show(person_id: str) -> Response:
+    return json_response(engine().persons.describe(person_id))
+
+
+def setup(app: Quart, eng: Engine) -> None:
+    @app.before_request
+    async def _identity() -> Any:
+        identity_mode.set(parse_identity(request.args.get("identity")))
+        return None
