@@ -12,8 +12,10 @@ from typing import Any
 
 import trio
 from quart import Blueprint, Quart, Response, request
+from werkzeug.datastructures import ImmutableMultiDict
 
 from rta.core.engine import Engine
+from rta.core.errors import field_error
 from rta.core.persons import identity_mode, parse_identity
 from rta.server.http import engine, json_object, json_response
 
@@ -25,7 +27,6 @@ async def merge() -> Response:
     body = await json_object()
     unknown = sorted(set(body) - {"distinctIds", "force"})
     if unknown:
-        from rta.core.errors import field_error
         raise field_error(unknown[0], "unknown field (expected distinctIds, force)")
     eng = engine()
     # fsync of the link log: off the event loop, like the WAL's
@@ -42,5 +43,9 @@ async def show(person_id: str) -> Response:
 def setup(app: Quart, eng: Engine) -> None:
     @app.before_request
     async def _identity() -> Any:
-        identity_mode.set(parse_identity(request.args.get("identity")))
+        args = request.args
+        identity_mode.set(parse_identity(args.get("identity")))
+        if "identity" in args:  # consumed here: the routes' own parameter checks never see it
+            request.args = ImmutableMultiDict(  # type: ignore[misc]
+                [(k, v) for k, v in args.items(multi=True) if k != "identity"])
         return None
