@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 
-from rta.core.embedded.store.records import fsync_dir, frame, read_valid
+from rta.core.embedded.store.records import frame, fsync_dir, read_valid
 from rta.core.identity import Link
 
 LOG_DIR = "persons"

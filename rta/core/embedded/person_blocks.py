@@ -29,7 +29,7 @@ from rta.core.embedded.store.snapshot import Snapshot
 class PersonBlock:
     """`inner` with `user` remapped through `codes` (person code per user code)."""
 
-    __slots__ = ("_codes", "_inner", "_user", "__weakref__")
+    __slots__ = ("__weakref__", "_codes", "_inner", "_user")
 
     def __init__(self, inner: Block, codes: np.ndarray) -> None:
         self._inner = inner
