@@ -20,13 +20,23 @@ Thread rule: pure; any thread.
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from rta.core.errors import field_error
 from rta.core.events import EventBatch
+
+# How queries count users: as persons (the default) or as distinct ids as sent ("raw").
+# The server sets it per request (`?identity=raw`); query contexts read it when built.
+PERSONS = "persons"
+RAW = "raw"
+IDENTITY_MODES = (PERSONS, RAW)
+identity_mode: contextvars.ContextVar[str] = contextvars.ContextVar("rta_identity",
+                                                                     default=PERSONS)
 
 IDENTIFY = "identify"
 ALIAS = "alias"
@@ -166,3 +176,12 @@ def block_links(block: Any, dicts: Any) -> list[Link]:
         if link is not None:
             out.append(link)
     return out
+
+
+def parse_identity(value: Any, field: str = "identity") -> str:
+    """'persons' (the default) or 'raw' (count distinct ids as sent)."""
+    if value is None or value == "":
+        return PERSONS
+    if value not in IDENTITY_MODES:
+        raise field_error(field, "must be 'persons' or 'raw'", allowed=list(IDENTITY_MODES))
+    return str(value)

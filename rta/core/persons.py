@@ -24,7 +24,6 @@ read immutable state and may run on any thread.
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import threading
 import weakref
@@ -35,7 +34,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rta.core.errors import ConflictError, NotFoundError, field_error
-from rta.core.identity import ALIAS, MERGE, Link, batch_links, block_links, illegal_id
+from rta.core.identity import (  # noqa: F401 (identity_mode, parse_identity: re-exported)
+    ALIAS,
+    MERGE,
+    PERSONS,
+    RAW,
+    Link,
+    batch_links,
+    block_links,
+    identity_mode,
+    illegal_id,
+    parse_identity,
+)
 from rta.core.person_graph import MERGED, REFUSED, Outcome, PersonGraph
 from rta.core.person_log import LinkLog
 
@@ -44,22 +54,8 @@ if TYPE_CHECKING:
     from rta.core.events import EventBatch
 
 log = logging.getLogger("rta.persons")
-PERSONS = "persons"
-RAW = "raw"
-IDENTITY_MODES = (PERSONS, RAW)
-identity_mode: contextvars.ContextVar[str] = contextvars.ContextVar("rta_identity",
-                                                                     default=PERSONS)
 ALL_TIME = (-(1 << 62), 1 << 62)
 ChangeListener = Callable[[int, list[tuple[str, str]]], None]
-
-
-def parse_identity(value: Any, field: str = "identity") -> str:
-    """'persons' (the default) or 'raw' (count distinct ids as sent)."""
-    if value is None or value == "":
-        return PERSONS
-    if value not in IDENTITY_MODES:
-        raise field_error(field, "must be 'persons' or 'raw'", allowed=list(IDENTITY_MODES))
-    return str(value)
 
 
 @dataclass(frozen=True)
@@ -168,7 +164,7 @@ class Persons:
         moved = [(x, o.person) for o in outcomes if o.status == MERGED for x in o.moved]
         for o, link in zip(outcomes, links, strict=True):
             if o.status == REFUSED:
-                log.warning("refused to merge '%s' into '%s': its person is identified "
+                log.info("refused to merge '%s' into '%s': its person is identified "
                             "(send $merge_dangerously to force it)", link.source, link.target)
         if moved:
             # every id that now sits in a moved person gets its row (its person may be new)
