@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import os
 import random
+from pathlib import Path
 from typing import Any
+
+import httpx
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -18,6 +21,7 @@ from rta.core.person_shipper import ship_all
 from rta.core.queries import analytics, event_list
 from rta.core.queries.analytics_specs import parse as parse_analytics
 from rta.core.queries.event_list import parse_event_list
+from rta.core.queries.timeparse import now_ms
 from tests.clickhouse.event_logs import NOW, USERS
 from tests.clickhouse.harness import Pair, same
 from tests.clickhouse.test_parity_analytics import top_params, unique_params
@@ -31,6 +35,7 @@ from tests.clickhouse.test_parity_behaviour import (
     segment_bodies,
 )
 from tests.clickhouse.test_parity_funnel import funnel_body
+from tests.support import ServeProcess
 
 SETTINGS = settings(max_examples=int(os.environ.get("RTA_PARITY_EXAMPLES", "12")),
                     deadline=None,
@@ -160,3 +165,31 @@ def test_a_login_funnel_counts_one_person_on_both() -> None:
             assert _answer("funnel", body, ctx)["totalCompleted"] == 1
     finally:
         pair.close()
+
+
+def test_a_clickhouse_daemon_ships_links_and_answers_by_person(tmp_path: Path) -> None:
+    """`rta serve --backend clickhouse`: links reach ClickHouse with read-your-writes (no
+    waiting in the test), across a SIGKILL and restart (the mapping is re-sent at start)."""
+    data = tmp_path / "data"
+    args = ("--backend", "clickhouse", "--clickhouse-url", f"chdb://{tmp_path / 'ch'}")
+    t = now_ms() - 3600_000
+    steps = {"steps": [{"eventType": "land"}, {"eventType": "buy"}], "timeRange": "last_30d"}
+    for round_no in range(2):
+        proc = ServeProcess(str(data), *args)
+        url = proc.start()
+        with httpx.Client(base_url=url, timeout=60) as http:
+            if round_no == 0:
+                assert http.post("/events/batch", json=[
+                    {"type": "land", "userId": "anon", "timestamp": t},
+                    {"type": "buy", "userId": "u", "timestamp": t + 2}]).status_code == 202
+                assert http.post("/queries/funnel", json=steps).json()["totalCompleted"] == 0
+                assert http.post("/events", json={
+                    "type": "$identify", "userId": "u", "timestamp": t + 1,
+                    "properties": {"$anon_distinct_id": "anon"}}).status_code == 202
+            got = http.post("/queries/funnel", json=steps).json()
+            assert got["totalCompleted"] == 1, got
+            raw = http.post("/queries/funnel?identity=raw", json=steps).json()
+            assert raw["totalCompleted"] == 0
+            events = http.get("/events", params={"userId": "anon"}).json()["events"]
+            assert [(e["userId"], e.get("personId")) for e in events] == [("anon", "u")]
+        proc.kill()
