@@ -23,8 +23,8 @@ import pyarrow.compute as pc
 
 from rta.core.clickhouse.connection import ClickHouse
 from rta.core.clickhouse.filter_sql import Params, where_sql
-from rta.core.clickhouse.view import events_source
 from rta.core.clickhouse.rows import MAP_COLUMNS
+from rta.core.clickhouse.view import events_source
 from rta.core.embedded.store.block import PropColumns
 from rta.core.embedded.store.dictionary import Dictionaries, Dictionary
 from rta.core.events import BOOL, FLOAT, INT, INT64_MIN, STR

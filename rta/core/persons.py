@@ -150,6 +150,10 @@ class Persons:
         return {"personId": person, "distinctIds": self.graph.members(person),
                 "merged": sum(len(o.moved) for o in outcomes if o.status == MERGED)}
 
+    def link(self, links: list[Link]) -> list[Outcome]:
+        """Apply links given directly (imports, benchmarks): durable, in order."""
+        return self._record(links)
+
     def _fold(self, link: Link) -> Outcome:
         self._seen.add(link)
         outcome = self.graph.apply(link)

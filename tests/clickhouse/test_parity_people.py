@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -55,8 +54,8 @@ def linked_logs(draw: st.DrawFn) -> list[list[dict[str, Any]]]:
         kind, prop = rnd.choice(LINK_KINDS)
         batch = rnd.choice(log)
         batch.insert(rnd.randint(0, len(batch)), {
-            "type": kind, "userId": rnd.choice(IDS), "timestamp": NOW - rnd.randint(1, 9) * 3600_000,
-            "properties": {prop: rnd.choice(IDS)}})
+            "type": kind, "userId": rnd.choice(IDS),
+            "timestamp": NOW - rnd.randint(1, 9) * 3600_000, "properties": {prop: rnd.choice(IDS)}})
     return log
 
 
