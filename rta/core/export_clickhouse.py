@@ -37,10 +37,11 @@ from rta.core.export import (
     wanted_keys,
 )
 from rta.core.export_formats import WRITERS, Chunk, Layout, Writer
+from rta.core.identity import RAW, identity_mode
 from rta.core.memory import release_free_memory
 from rta.core.queries.filters import SegmentResolver
 
-_SELECT = "ts, recv, id, type, raw_user, session, props_s, props_i, props_f, props_b"
+_SELECT = "ts, recv, id, type, raw_user, user, session, props_s, props_i, props_f, props_b"
 
 
 class ClickHouseExport(PreparedExport):
@@ -56,7 +57,7 @@ class ClickHouseExport(PreparedExport):
         self._params = Params()
         where = where_sql(spec.flt, self._params)
         # (raw_user for the userId filter; persons for saved segments' members)
-        events = events_source(ch.database)
+        events = events_source(ch.database, persons=identity_mode.get() != RAW)
         limit = f" LIMIT {int(spec.limit)}" if spec.limit is not None else ""
         self._rows_sql = f"SELECT {_SELECT} FROM {events} WHERE {where} ORDER BY ts, seq{limit}"
         source = f"({self._rows_sql})" if limit else f"(SELECT * FROM {events} WHERE {where})"
@@ -153,4 +154,6 @@ def _chunk(table: pa.Table, layout: Layout, dicts: Dictionaries) -> Chunk:
                  _codes(table.column("type"), dicts.types),
                  _codes(table.column("raw_user"), dicts.users),
                  _codes(table.column("session"), dicts.sessions),
-                 zeros, zeros, id_text, PropColumns(n, dense), dicts)
+                 zeros, zeros, id_text, PropColumns(n, dense), dicts,
+                 person=_codes(table.column("user"), dicts.users)
+                 if "personId" in layout.base else None)

@@ -6,6 +6,7 @@ segments and event pages (`personId`) must agree, and `identity=raw` must too.""
 
 from __future__ import annotations
 
+import io
 import os
 import random
 from pathlib import Path
@@ -15,6 +16,8 @@ import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from rta.core.export import Export, parse_export
+from rta.core.export_clickhouse import ClickHouseExport
 from rta.core.identity import RAW, identity_mode
 from rta.core.person_shipper import ship_all
 from rta.core.queries import analytics, event_list
@@ -33,6 +36,7 @@ from tests.clickhouse.test_parity_behaviour import (
     cohort_bodies,
     segment_bodies,
 )
+from tests.clickhouse.test_parity_export import _rendered
 from tests.clickhouse.test_parity_funnel import funnel_body
 from tests.support import ServeProcess
 
@@ -192,3 +196,26 @@ def test_a_clickhouse_daemon_ships_links_and_answers_by_person(tmp_path: Path) -
             events = http.get("/events", params={"userId": "anon"}).json()["events"]
             assert [(e["userId"], e.get("personId")) for e in events] == [("anon", "u")]
         proc.kill()
+
+
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+                                                                HealthCheck.data_too_large])
+@given(log=linked_logs(), fmt=st.sampled_from(("csv", "json", "ndjson", "parquet", "xlsx")),
+       raw=st.booleans())
+def test_people_exports_match(log: list[list[dict[str, Any]]], fmt: str, raw: bool) -> None:
+    """`personId` (a field exports give when `fields` names it) and userId as sent."""
+    pair = _pair(log)
+    try:
+        def check() -> None:
+            spec = parse_export({"format": fmt, "fields": ["id", "userId", "personId", "type"],
+                                 "filter": {"userId": list(IDS[:4])}}, NOW)
+            ours = Export(pair.engine.snapshot(), spec, now=0)
+            theirs = ClickHouseExport(pair.ch, spec, now=0)
+            assert theirs.rows == ours.rows and theirs.columns == ours.columns
+            a, b = io.BytesIO(), io.BytesIO()
+            ours.write_to(a)
+            theirs.write_to(b)
+            assert _rendered(fmt, b.getvalue()) == _rendered(fmt, a.getvalue())
+        _both(pair, raw, check)
+    finally:
+        pair.close()

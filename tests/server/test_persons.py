@@ -6,6 +6,7 @@ One `rta serve` process for the module; every test uses ids and event types of i
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,6 +74,12 @@ def test_identify_by_hand_joins_the_login_boundary(http: httpx.Client) -> None:
     assert counts(funnel(http, steps, identity="raw")) == [1, 1, 0]
     r = http.get("/events", params={"userId": anon})
     assert {(e["userId"], e["personId"]) for e in r.json()["events"]} == {(anon, user)}
+    r = http.post("/export", json={"format": "ndjson", "fields": ["userId", "personId", "type"],
+                                    "filter": {"userId": [anon, user]}})
+    assert r.status_code == 200, r.text
+    rows = [json.loads(line) for line in r.text.splitlines()]
+    assert sorted((e["userId"], e["personId"]) for e in rows) == [
+        (anon, user), (anon, user), (user, user), (user, user)]
     assert http.get(f"/persons/{anon}").json() == {
         "personId": user, "distinctIds": [user, anon], "identified": True}
     # one event type sent to /events alone works the same way
