@@ -18,8 +18,9 @@
 - `identity_mode` ("persons" or "raw") is a context variable the server sets per request
   (`?identity=raw`), read when a query context is built.
 
-Thread rule: links are applied on the engine's event loop; `wrap`, `person_of` and `remap`
-read immutable state and may run on any thread.
+Thread rule: links are applied on the engine's event loop (`on_batch`, `merge`: the
+store's change log and the shipper's queue are the loop's); a lock guards the graph, so
+`remap`/`wrap`/`describe` may run on any thread.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ class Persons:
         self._seen: set[Link] = set()
         self._remap: Remap | None = None
         self._remap_lock = threading.Lock()
+        self._lock = threading.RLock()  # the graph, the log and the version change together
         self._wrapped: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
     # -- opening ---------------------------------------------------------------------------
@@ -127,6 +129,10 @@ class Persons:
             if x in ids[:i]:
                 raise field_error(f"distinctIds[{i}]", f"'{x}' is listed twice (an id cannot "
                                   "be merged into itself)")
+        with self._lock:
+            return self._merge(ids, force)
+
+    def _merge(self, ids: list[str], force: bool) -> dict[str, Any]:
         codes = self.store.dicts.users.lookup_many(ids)
         unknown = [i for i, c in enumerate(codes.tolist()) if c < 0]
         if unknown:
@@ -163,6 +169,10 @@ class Persons:
         return outcome
 
     def _record(self, links: list[Link]) -> list[Outcome]:
+        with self._lock:
+            return self._record_locked(links)
+
+    def _record_locked(self, links: list[Link]) -> list[Outcome]:
         self.log.append(links)
         outcomes = [self._fold(x) for x in links]
         moved = [(x, o.person) for o in outcomes if o.status == MERGED for x in o.moved]
@@ -187,14 +197,15 @@ class Persons:
 
     def describe(self, person_or_id: str) -> dict[str, Any]:
         """`GET /persons/{id}`: the person an id (or person id) belongs to; 404 if unknown."""
-        person = self.graph.person_of(person_or_id)
-        members = self.graph.members(person)
+        with self._lock:
+            person = self.graph.person_of(person_or_id)
+            members = self.graph.members(person)
+            identified = self.graph.identified(person)
         known = self.store.dicts.users.lookup_many(members)
         if not (known >= 0).any() and person_or_id not in self.graph.merged_ids():
             raise NotFoundError(f"no person with id '{person_or_id}'",
                                 [{"field": "id", "message": "unknown person or distinct id"}])
-        return {"personId": person, "distinctIds": members,
-                "identified": self.graph.identified(person)}
+        return {"personId": person, "distinctIds": members, "identified": identified}
 
     def remap(self) -> Remap | None:
         """Person code per user code for the current mapping (None: no merged person)."""
@@ -211,8 +222,9 @@ class Persons:
                                                                  dtype=np.int32)))
                 self._remap = Remap(current.version, grown)
                 return self._remap
-            version = self.version
-            merged = self.graph.merged_ids()
+            with self._lock:
+                version = self.version
+                merged = self.graph.merged_ids()
             ids = list(merged)
             codes = np.arange(n, dtype=np.int32)
             own = users.lookup_many(ids)
