@@ -228,3 +228,28 @@ def test_links_survive_restart_and_sigkill(tmp_path: Path) -> None:
             assert len(http.get("/persons/u0").json()["distinctIds"]) == 20 + 1 + 2
     finally:
         proc.stop()
+
+
+def test_saved_segments_and_caches_follow_links_and_identity_mode(http: httpx.Client) -> None:
+    t = tag()
+    a, b = f"sa-{t}", f"sb-{t}"
+    assert http.post("/events/batch", json=[
+        {"type": f"seg{t}", "userId": a, "properties": {"plan": "pro"}},
+        {"type": f"seg{t}", "userId": b}]).status_code == 202
+    name = f"pro-{t}"
+    r = http.post("/segments", json={"name": name, "filters": [
+        {"property": "plan", "operator": "eq", "value": "pro"}]})
+    assert r.status_code == 201, r.text
+    assert unique(http, f"seg{t}", segment=name) == 1
+    assert http.post("/events", json={"type": "$identify", "userId": a, "properties": {
+        "$anon_distinct_id": b}}).status_code == 202
+    # b's events now belong to a's person, a member: both count, as one person
+    r = http.get("/analytics/count", params={"type": f"seg{t}", "timeRange": "last_24h",
+                                             "segment": name})
+    assert r.json()["count"] == 2, r.text
+    assert unique(http, f"seg{t}", segment=name) == 1
+    r = http.get("/analytics/count", params={"type": f"seg{t}", "timeRange": "last_24h",
+                                             "segment": name, "identity": "raw"})
+    assert r.json()["count"] == 1, r.text
+    assert unique(http, f"seg{t}", identity="raw") == 2
+    assert unique(http, f"seg{t}") == 1

@@ -69,6 +69,7 @@ class PersonSnapshot(Snapshot):
     """A snapshot of PersonBlocks; `source` (the store's snapshot) keeps their blocks."""
 
     source: Snapshot | None = None
+    mapping: int = -1  # the person mapping's version (caches of members key on it)
 
 
 def raw_user(block: Block) -> np.ndarray:
@@ -87,4 +88,4 @@ def person_snapshot(snap: Snapshot, codes: np.ndarray, version: int,
             wrapped[block] = found
         blocks.append(found[1])
     return PersonSnapshot(blocks=cast(list[Block], blocks), dicts=snap.dicts,
-                          version=snap.version, source=snap)
+                          version=snap.version, source=snap, mapping=version)
