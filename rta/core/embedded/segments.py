@@ -492,7 +492,8 @@ def resolve_codes(engine: Engine, name: str, snap: Snapshot | None = None) -> np
         raise KeyError(name)
     snap = snap or engine.snapshot()
     # (the person mapping too: members are persons, or distinct ids with identity=raw)
-    key = (doc["id"], int(doc.get("updatedAt", 0)), snap.version, getattr(snap, "mapping", -1))
+    key = (str(doc["id"]), int(doc.get("updatedAt", 0)), snap.version,
+           int(getattr(snap, "mapping", -1)))
     codes = cache.get(key)
     if codes is None:
         members, _ = evaluate(snap, parse_segment(doc, ""))
