@@ -40,7 +40,7 @@ from tests.clickhouse.test_parity_export import _rendered
 from tests.clickhouse.test_parity_funnel import funnel_body
 from tests.support import ServeProcess
 
-SETTINGS = settings(max_examples=int(os.environ.get("RTA_PARITY_EXAMPLES", "12")),
+SETTINGS = settings(max_examples=int(os.environ.get("RTA_PARITY_EXAMPLES", "5")),
                     deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 LINK_KINDS = (("$identify", "$anon_distinct_id"), ("$create_alias", "alias"),
@@ -198,7 +198,7 @@ def test_a_clickhouse_daemon_ships_links_and_answers_by_person(tmp_path: Path) -
         proc.kill()
 
 
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                 HealthCheck.data_too_large])
 @given(log=linked_logs(), fmt=st.sampled_from(("csv", "json", "ndjson", "parquet", "xlsx")),
        raw=st.booleans())
