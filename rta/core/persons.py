@@ -179,7 +179,7 @@ class Persons:
         for o, link in zip(outcomes, links, strict=True):
             if o.status == REFUSED:
                 log.info("refused to merge '%s' into '%s': its person is identified "
-                            "(send $merge_dangerously to force it)", link.source, link.target)
+                         "(send $merge_dangerously to force it)", link.source, link.target)
         if moved:
             # every id that now sits in a moved person gets its row (its person may be new)
             rows = [(x, self.graph.person_of(x)) for x, _ in moved]
