@@ -42,26 +42,33 @@ from rta.core.queries.timeparse import DAY, HOUR
 
 def with_identities(table: pa.Table, share: float, seed: int = 7) -> tuple[pa.Table, list[Link]]:
     """`table` where a `share` of users sent their first half of events anonymously, and
-    the links that join each anonymous id to its user."""
-    users = table.column("userId").to_numpy(zero_copy_only=False).astype(object)
+    the links that join each anonymous id to its user (column-wise: dictionary codes)."""
+    enc = pc.dictionary_encode(table.column("userId").combine_chunks())
+    names = enc.dictionary.to_pylist()
+    codes = enc.indices.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
     ts = table.column("timestamp").to_numpy()
-    distinct = np.unique(users[users != None])  # noqa: E711 (object array)
     rng = np.random.default_rng(seed)
-    chosen = rng.choice(distinct, int(len(distinct) * share), replace=False)
-    picked = np.isin(users, chosen)
+    chosen = np.sort(rng.choice(len(names), int(len(names) * share), replace=False))
+    rank = np.full(len(names), -1, dtype=np.int64)
+    rank[chosen] = np.arange(len(chosen))
+    picked = np.flatnonzero((codes >= 0) & (rank[np.maximum(codes, 0)] >= 0))
     # each chosen user's median event time splits anonymous from identified
-    order = np.lexsort((ts[picked], users[picked].astype(str)))
-    pu, pt = users[picked][order], ts[picked][order]
+    order = np.lexsort((ts[picked], codes[picked]))
+    pu, pt = codes[picked][order], ts[picked][order]
     starts = np.flatnonzero(np.r_[True, pu[1:] != pu[:-1]])
     ends = np.r_[starts[1:], len(pu)]
-    cut = dict(zip(pu[starts].tolist(), pt[(starts + ends) // 2].tolist(), strict=True))
-    rows = np.flatnonzero(picked)
-    before = ts[rows] < np.array([cut[u] for u in users[rows].tolist()], dtype=np.int64)
-    renamed = users.copy()
-    renamed[rows[before]] = ["anon-" + u for u in users[rows[before]].tolist()]
-    out = table.set_column(table.schema.get_field_index("userId"), "userId",
-                           pa.array(renamed.tolist(), pa.string()))
-    links = [Link(IDENTIFY, str(u), "anon-" + str(u)) for u in chosen.tolist()]
+    cut = np.full(len(names), np.iinfo(np.int64).max, dtype=np.int64)
+    cut[pu[starts]] = pt[(starts + ends) // 2]
+    before = picked[ts[picked] < cut[codes[picked]]]
+    renamed = codes.copy()
+    renamed[before] = len(names) + rank[codes[before]]
+    anon = ["anon-" + str(names[c]) for c in chosen.tolist()]
+    users = pa.DictionaryArray.from_arrays(
+        pa.array(renamed.astype(np.int32), mask=renamed < 0),
+        pa.array([*names, *anon], pa.string())).cast(pa.string())
+    out = table.set_column(table.schema.get_field_index("userId"), "userId", users)
+    links = [Link(IDENTIFY, str(names[c]), a) for c, a in zip(chosen.tolist(), anon,
+                                                               strict=True)]
     return out, links
 
 
