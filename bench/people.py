@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
             engine.close()
     distinct = len(pc.unique(table.column("userId")))
     print_table(f"Person-aware queries, {fmt_count(args.events)} events, {distinct:,} distinct "
-                f"ids, {args.users:,} persons ({args.share:.0%} with two ids), best of "
+                f"ids, {distinct - len(links):,} persons ({len(links):,} with two ids), best of "
                 f"{args.repeat}", rows)
 
 
