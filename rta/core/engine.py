@@ -51,6 +51,8 @@ from rta.core.ingest import (
 from rta.core.key_budget import KeyBudget
 from rta.core.metadata import Metadata, MetadataStore
 from rta.core.metrics import Registry
+from rta.core.person_shipper import PersonShipper
+from rta.core.persons import ALL_TIME, open_persons
 from rta.core.services import Services, Serving, ServingOptions
 from rta.core.write_health import WriteHealth, probe_write
 
@@ -147,6 +149,15 @@ class Engine:
         self._sealing = False
         self.services = Services.build(self)
         self.serving: Serving | None = None  # built by start_serving
+        # identity links (persons.py): durable with their events, applied to every query
+        self.persons = open_persons(self.store, self.config.data_dir, self.config.fsync)
+        self.on_ingest(self.persons.on_batch)
+        self.person_shipper: PersonShipper | None = None
+        if self.clickhouse is not None:  # (the person mapping goes to ClickHouse too)
+            shipper = self.clickhouse.shipper
+            self.person_shipper = PersonShipper(self.clickhouse.ch, self.persons,
+                                                lambda: shipper.touch(*ALL_TIME))
+            self.add_background(self.person_shipper.run)
         if self.clickhouse is not None:
             shipper = self.clickhouse.shipper
             shipper.on_advance.append(self.store.release_wal)
@@ -212,7 +223,8 @@ class Engine:
             self._nursery.start_soon(task)
 
     def snapshot(self) -> Snapshot:
-        return self.store.snapshot()
+        """The store's snapshot, person-aware (`Persons.wrap`) once ids were linked."""
+        return self.persons.wrap(self.store.snapshot())
 
     # -- ingest: the one path every transport takes (see rta.core.ingest) -------------------
 
@@ -402,6 +414,7 @@ class Engine:
                     log.warning("could not release the alerts lease: %s", exc.message)
             self.store.close()
         finally:
+            self.persons.close()
             self.metadata.close()
 
     # -- introspection ---------------------------------------------------------------------

@@ -42,6 +42,7 @@ from rta.core.errors import ValidationError, field_error
 from rta.core.events import FLOAT, KINDS
 from rta.core.export_formats import (
     BASE_FIELDS,
+    FIELDS,
     MEDIA_TYPES,
     MIXED_COLUMN,
     WRITERS,
@@ -145,12 +146,12 @@ def parse_fields(raw: Any) -> tuple[str, ...] | None:
         path = f"fields[{i}]"
         if not isinstance(name, str):
             raise field_error(path, "must be a string", value=name)
-        ok = name in BASE_FIELDS or name == ALL_PROPERTIES or (
+        ok = name in FIELDS or name == ALL_PROPERTIES or (
             name.startswith("properties.") and len(name) > len("properties."))
         if not ok:
             raise field_error(path, f"unknown field {name!r}; use one of "
-                              f"{', '.join(BASE_FIELDS)}, properties or properties.<key>",
-                              value=name, allowed=[*BASE_FIELDS, "properties.<key>"])
+                              f"{', '.join(FIELDS)}, properties or properties.<key>",
+                              value=name, allowed=[*FIELDS, "properties.<key>"])
         if name in seen:
             raise field_error(path, f"{name!r} is listed twice", value=name)
         seen.add(name)
@@ -370,7 +371,7 @@ def layout_of(spec: ExportSpec, found: dict[str, set[str]]) -> Layout:
 
     if spec.fields is None:
         return Layout(BASE_FIELDS, tuple(column(k) for k in sorted(found)), True)
-    base = tuple(f for f in spec.fields if f in BASE_FIELDS)
+    base = tuple(f for f in spec.fields if f in FIELDS)
     wanted = [f for f in spec.fields if f == ALL_PROPERTIES or f.startswith("properties.")]
     listed = [f[len("properties."):] for f in wanted if f != ALL_PROPERTIES]
     order: list[str | PropColumn] = []  # (the table columns, in the order of `fields`)
@@ -379,7 +380,7 @@ def layout_of(spec: ExportSpec, found: dict[str, set[str]]) -> Layout:
             order += [column(k) for k in sorted(found) if k not in listed]
         elif name.startswith("properties."):
             order.append(column(name[len("properties."):]))
-        elif name in BASE_FIELDS:
+        elif name in FIELDS:
             order.append(name)
     props = tuple(c for c in order if isinstance(c, PropColumn))
     return Layout(base, props, bool(wanted), tuple(order))
@@ -455,8 +456,11 @@ def _gather(pieces: list[Piece], order: np.ndarray | None, layout: Layout,
         id_text = pa.concat_arrays(texts)
         if order is not None:
             id_text = id_text.take(pa.array(order))
+    person = None
+    if "personId" in layout.base:  # (person-aware blocks read `user` as the person's code)
+        person = cat([b.user[r] for b, r in pieces])
     return Chunk(base("ts"), base("recv"), base("type"), base("user"), base("session"),
-                 base("id_hi"), base("id_lo"), id_text, props, snap.dicts)
+                 base("id_hi"), base("id_lo"), id_text, props, snap.dicts, person=person)
 
 
 class PreparedExport(ABC):

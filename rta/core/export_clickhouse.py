@@ -24,6 +24,7 @@ import pyarrow.compute as pc
 from rta.core.clickhouse.connection import ClickHouse
 from rta.core.clickhouse.filter_sql import Params, where_sql
 from rta.core.clickhouse.rows import MAP_COLUMNS
+from rta.core.clickhouse.view import events_source
 from rta.core.embedded.store.block import PropColumns
 from rta.core.embedded.store.dictionary import Dictionaries, Dictionary
 from rta.core.events import BOOL, FLOAT, INT, INT64_MIN, STR
@@ -36,10 +37,11 @@ from rta.core.export import (
     wanted_keys,
 )
 from rta.core.export_formats import WRITERS, Chunk, Layout, Writer
+from rta.core.identity import RAW, identity_mode
 from rta.core.memory import release_free_memory
 from rta.core.queries.filters import SegmentResolver
 
-_SELECT = "ts, recv, id, type, user, session, props_s, props_i, props_f, props_b"
+_SELECT = "ts, recv, id, type, raw_user, user, session, props_s, props_i, props_f, props_b"
 
 
 class ClickHouseExport(PreparedExport):
@@ -54,7 +56,8 @@ class ClickHouseExport(PreparedExport):
         self.spec = spec = resolve_segment(spec, segments)
         self._params = Params()
         where = where_sql(spec.flt, self._params)
-        events = f"`{ch.database}`.events"
+        # (raw_user for the userId filter; persons for saved segments' members)
+        events = events_source(ch.database, persons=identity_mode.get() != RAW)
         limit = f" LIMIT {int(spec.limit)}" if spec.limit is not None else ""
         self._rows_sql = f"SELECT {_SELECT} FROM {events} WHERE {where} ORDER BY ts, seq{limit}"
         source = f"({self._rows_sql})" if limit else f"(SELECT * FROM {events} WHERE {where})"
@@ -149,6 +152,8 @@ def _chunk(table: pa.Table, layout: Layout, dicts: Dictionaries) -> Chunk:
     return Chunk(table.column("ts").to_numpy().astype(np.int64),
                  table.column("recv").to_numpy().astype(np.int64),
                  _codes(table.column("type"), dicts.types),
-                 _codes(table.column("user"), dicts.users),
+                 _codes(table.column("raw_user"), dicts.users),
                  _codes(table.column("session"), dicts.sessions),
-                 zeros, zeros, id_text, PropColumns(n, dense), dicts)
+                 zeros, zeros, id_text, PropColumns(n, dense), dicts,
+                 person=_codes(table.column("user"), dicts.users)
+                 if "personId" in layout.base else None)

@@ -49,6 +49,10 @@ from rta.core.embedded.store.dictionary import Dictionaries, Dictionary
 from rta.core.events import BOOL, FLOAT, INT, INT64_MIN, STR
 
 BASE_FIELDS = ("id", "type", "userId", "sessionId", "timestamp", "receivedAt")
+# Fields exported only when `fields` names them: the person of each event's distinct id
+# (its userId where the id was never merged; docs/people.md).
+OPTIONAL_FIELDS = ("personId",)
+FIELDS = (*BASE_FIELDS, *OPTIONAL_FIELDS)
 XLSX_MAX_ROWS = 1_048_576  # Excel's row limit per sheet (header included)
 XLSX_MAX_TEXT = 32_767
 MEDIA_TYPES = {
@@ -131,6 +135,7 @@ class Chunk:
     props: PropColumns
     dicts: Dictionaries
     _cache: dict[str, pa.Array] = field(default_factory=dict, repr=False)
+    person: np.ndarray | None = None  # person codes (user codes), where ids were merged
 
     @property
     def n(self) -> int:
@@ -141,7 +146,8 @@ class Chunk:
         return Chunk(self.ts[start:stop], self.recv[start:stop], self.type[start:stop],
                      self.user[start:stop], self.session[start:stop], self.id_hi[start:stop],
                      self.id_lo[start:stop], text,
-                     self.props.select(slice(start, stop)), self.dicts)
+                     self.props.select(slice(start, stop)), self.dicts,
+                     person=None if self.person is None else self.person[start:stop])
 
     def ids(self) -> pa.Array:
         if "id" not in self._cache:
@@ -153,8 +159,9 @@ class Chunk:
 
     def codes(self, name: str) -> tuple[Dictionary, np.ndarray]:
         d = self.dicts
+        person = self.user if self.person is None else self.person
         return {"type": (d.types, self.type), "userId": (d.users, self.user),
-                "sessionId": (d.sessions, self.session)}[name]
+                "sessionId": (d.sessions, self.session), "personId": (d.users, person)}[name]
 
     def prop(self, kind: str, key: str) -> np.ndarray | None:
         return self.props.get(kind + ":" + key)

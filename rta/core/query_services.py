@@ -62,10 +62,18 @@ def clickhouse_context(engine: Engine, now: int) -> QueryContext:
 
     assert engine.clickhouse is not None
     shipper = engine.clickhouse.shipper
+    wait_events = partial(shipper.wait_shipped, engine.clickhouse.ack_mark())
+    people = engine.person_shipper
+    wait_links = None if people is None else partial(people.wait_shipped, people.mark())
+
+    def ready() -> None:  # read-your-writes: events, then identity links, sent before now
+        wait_events()
+        if wait_links is not None:
+            wait_links()
+
     backend = ClickHouseBackend(engine.clickhouse.ch, version=shipper.version,
                                 changes=shipper.changed_since, clock=lambda: shipper.version,
-                                ready=Barrier(partial(shipper.wait_shipped,
-                                                      engine.clickhouse.ack_mark())))
+                                ready=Barrier(ready))
 
     return QueryContext(backend, clickhouse_segments(engine, backend), now)
 

@@ -44,7 +44,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("rta.services")
 
 StatsProvider = Callable[[], dict[str, Any]]
-SegmentCache = dict[tuple[str, int, int], np.ndarray]
+# (segment id, updatedAt, snapshot version, person mapping version)
+SegmentCache = dict[tuple[str, int, int, int], np.ndarray]
 # `/stats` sections in the order the API has always listed them; others follow.
 STATS_ORDER = ("queryCache", "alerts", "export", "websocket")
 DEFAULT_WS_QUEUE = 256

@@ -240,6 +240,12 @@ class Shipper:
         """The data version: bumped by every shipped range."""
         return self._log.version
 
+    def touch(self, lo: int, hi: int) -> None:
+        """Record a change of answers over lo..hi without events (identity links shipped),
+        so the result cache drops what they changed."""
+        with self._shipped:
+            self._log.record(lo, hi)
+
     def changed_since(self, version: int, start: int | None, end: int | None) -> bool:
         """Whether this daemon shipped events with start <= ts < end after `version` (other
         daemons' shipments are not seen: cached answers are then up to cache_ttl_ms old)."""

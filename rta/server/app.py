@@ -44,6 +44,7 @@ FEATURE_MODULES = (
     "rta.server.tokens_api",
     "rta.server.annotations_api",
     "rta.server.share_api",
+    "rta.server.persons_api",
     "rta.server.openapi",
     "rta.server.web",
 )

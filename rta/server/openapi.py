@@ -314,6 +314,11 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/tokens"): op("Create an API token (admin)", "tokens", ok=201,
                             request=body(OBJ)),
     ("DELETE", "/tokens/{ref}"): op("Revoke an API token (admin)", "tokens"),
+    ("POST", "/persons/merge"): op("Merge distinct ids into one person: {distinctIds: [target, "
+                                   "...], force} (admin; 409 for an identified person unless "
+                                   "force)", "persons", request=body(OBJ)),
+    ("GET", "/persons/{person_id}"): op("The person a distinct id or person id belongs to: "
+                                        "personId, distinctIds, identified", "persons"),
     ("GET", "/ws"): op("WebSocket: subscribe to metrics, events, alerts, dashboard:<id>; "
                        "send events", "live", ok=101),
     ("GET", "/"): op("The browser dashboard", "web", content="text/html"),

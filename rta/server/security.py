@@ -35,7 +35,8 @@ from rta.server.http import drain, json_response
 bp = Blueprint("security", __name__)
 API_PREFIXES = ("/events", "/analytics", "/queries", "/alerts", "/export", "/dashboards",
                 "/segments", "/stats", "/metrics", "/tokens", "/ws", "/reports",
-                "/annotations")
+                "/annotations",
+                "/persons")
 # (also the PostHog config routes and the first-party script's ingest route, #19)
 SDK_PREFIXES = ("/batch", "/capture", "/e/", "/e", "/i/v0/e", "/v1/", "/flags", "/decide",
                 "/array/", "/api/event")

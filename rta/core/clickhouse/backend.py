@@ -22,6 +22,7 @@ from rta.core.clickhouse.filter_sql import Params
 from rta.core.clickhouse.schema import EVENTS
 from rta.core.clickhouse.view import Barrier, View
 from rta.core.events import BOOL, FLOAT, INT, STR
+from rta.core.identity import RAW, identity_mode
 from rta.core.queries.analytics_results import GroupedCount, SeriesData, TopData, UniqueRows
 from rta.core.queries.behaviour_results import (
     AbExposures,
@@ -75,8 +76,12 @@ class ClickHouseBackend:
 
     def __init__(self, ch: ClickHouse, table: str = EVENTS, version: int = 0,
                  changes: Callable[[int, int | None, int | None], bool] | None = None,
-                 ready: Barrier | None = None, clock: Callable[[], int] | None = None) -> None:
-        self.view = View(ch, table, ready, self._key_kinds)
+                 ready: Barrier | None = None, clock: Callable[[], int] | None = None,
+                 persons: bool | None = None) -> None:
+        # persons: count persons (identity links applied); default from the request's
+        # identity mode (`?identity=raw` counts the ids as sent)
+        self.raw = identity_mode.get() == RAW if persons is None else not persons
+        self.view = View(ch, table, ready, self._key_kinds, persons=not self.raw)
         self._version = version
         self._changes = changes
         self._clock = clock  # the shipper's version now (after the read-your-writes wait)
@@ -85,12 +90,15 @@ class ClickHouseBackend:
     # -- data clock and metadata --------------------------------------------------------------
     @property
     def version(self) -> int:
-        return self._version
+        # raw-id answers carry negated versions: never served to a person-aware query
+        return -self._version - 1 if self.raw else self._version
 
     def changed_since(self, version: int, start: int | None, end: int | None) -> bool:
         """By the shipping daemon's clock (`changes`); without one, nothing cached is
         trusted."""
-        return True if self._changes is None else self._changes(version, start, end)
+        if self._changes is None or (version < 0) != self.raw:
+            return True
+        return self._changes(-version - 1 if self.raw else version, start, end)
 
     def _remember(self, what: str, compute: Callable[[], Any]) -> Any:
         """`compute()`, or its remembered answer; without a data clock (no shipping daemon

@@ -36,7 +36,8 @@ def list_events(view: View, flt: EventFilter, limit: int = 100,
     if cursor is not None:
         conds.append(_older_than(view, cursor, params))
     rows = view.rows(
-        f"SELECT id, type, user, session, ts, recv, seq, props_s, props_i, props_f, props_b "
+        f"SELECT id, type, raw_user, session, ts, recv, seq, props_s, props_i, props_f, props_b, "
+        f"user "
         f"FROM {view.events} WHERE {' AND '.join(f'({c})' for c in conds)} "
         f"ORDER BY ts DESC, seq DESC LIMIT {int(limit)}", params)
     events = [_render(row) for row in rows]
@@ -66,11 +67,13 @@ def _older_than(view: View, cursor: Cursor, params: Params) -> str:
 
 def _render(row: tuple[Any, ...]) -> dict[str, Any]:
     """One event as the API shows it (a page holds at most MAX_LIMIT of them)."""
-    event_id, etype, user, session, ts, recv, _, strs, ints, floats, bools = row
+    event_id, etype, user, session, ts, recv, _, strs, ints, floats, bools, person = row
     props: dict[str, Any] = {}
     for kind_values, cast in ((strs, str), (ints, int), (floats, float), (bools, bool)):
         for key, value in kind_values.items():
             props[str(key)] = cast(value)
-    return {"id": str(event_id), "type": str(etype), "userId": user, "sessionId": session,
+    # `personId` only where the id belongs to a merged person (as the embedded engine)
+    return {"id": str(event_id), "type": str(etype), "userId": user,
+            **({"personId": person} if person != user else {}), "sessionId": session,
             "timestamp": int(ts), "receivedAt": int(recv),
             "properties": dict(sorted(props.items()))}  # (key order: as the embedded one)

@@ -29,7 +29,9 @@ from rta.core.queries.filters import (
     Predicate,
 )
 
-_TOP_COLUMNS = {"type": "type", "user": "user", "session": "session", "ts": "ts"}
+# `userId` filters match the distinct ids as sent: `raw_user`, which every events source
+# exposes (`view.events_source`), while `user` is the person where ids are linked.
+_TOP_COLUMNS = {"type": "type", "user": "raw_user", "session": "session", "ts": "ts"}
 _CMP = {"eq": "=", "gt": ">", "gte": ">=", "lt": "<", "lte": "<="}
 
 
@@ -71,7 +73,7 @@ def where_sql(flt: EventFilter, params: Params, *, times: bool = True,
     if flt.types is not None:
         parts.append(f"type IN {params.add(list(flt.types), 'Array(String)')}")
     if flt.users is not None:
-        parts.append(f"ifNull(user IN {params.add(list(flt.users), 'Array(String)')}, 0)")
+        parts.append(f"ifNull(raw_user IN {params.add(list(flt.users), 'Array(String)')}, 0)")
     if flt.segment_users is not None:
         if members is None:
             members = params.add([str(u) for u in flt.segment_users], "Array(String)")

@@ -39,11 +39,12 @@ from collections.abc import Callable
 
 from rta.core.clickhouse.connection import ClickHouse, ClickHouseError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 EVENTS = "events"
 METADATA = "metadata"
 HISTORY = "metadata_history"
 LEASES = "leases"
+PERSON_LINKS = "person_links"  # distinct id -> person id, newest version wins (#18)
 
 
 def write_settings(cluster: str | None) -> dict[str, int] | None:
@@ -92,7 +93,7 @@ ENGINE = ReplacingMergeTree ORDER BY type""",
     if cluster:
         v1.append(f"""CREATE TABLE IF NOT EXISTS `{db}`.{EVENTS}{on} AS `{db}`.{local}
 ENGINE = Distributed(`{cluster}`, `{db}`, {local}, cityHash64(ifNull(user, '')))""")
-    return {1: v1, 2: _v2(db, cluster)}
+    return {1: v1, 2: _v2(db, cluster), 3: _v3(db, cluster)}
 
 
 def _v2(db: str, cluster: str | None) -> list[str]:
@@ -116,6 +117,21 @@ def _v2(db: str, cluster: str | None) -> list[str]:
         if cluster:
             out.append(f"CREATE TABLE IF NOT EXISTS `{db}`.{table}{on} AS `{db}`.{local}\n"
                        f"ENGINE = Distributed(`{cluster}`, `{db}`, {local}, {key})")
+    return out
+
+
+def _v3(db: str, cluster: str | None) -> list[str]:
+    """`person_links`: one row per distinct id whose person is not itself alone, written by
+    the daemon that folded the links (`core/person_shipper.py`); queries read the newest
+    row per id (argMax by version)."""
+    on = _on_cluster(cluster)
+    local = f"{PERSON_LINKS}_local" if cluster else PERSON_LINKS
+    out = [f"CREATE TABLE IF NOT EXISTS `{db}`.{local}{on} (\n    distinct_id String, "
+           "person_id String, version UInt64\n) ENGINE = ReplacingMergeTree(version) "
+           "ORDER BY distinct_id"]
+    if cluster:
+        out.append(f"CREATE TABLE IF NOT EXISTS `{db}`.{PERSON_LINKS}{on} AS `{db}`.{local}\n"
+                   f"ENGINE = Distributed(`{cluster}`, `{db}`, {local}, cityHash64(distinct_id))")
     return out
 
 

@@ -89,7 +89,9 @@ def _per_user(view: View, seg: SegmentDef, params: Params, first_seen: bool) -> 
     # every user ever seen, when the sample's order (first arrival) is wanted; else only
     # the events in range
     scope = "1" if first_seen else times
-    first = "min(seq) AS first, " if first_seen else ""
+    # the sample's order: when the person's own id first arrived (the embedded engine orders
+    # by user code, and a person's code is its id's)
+    first = "minIf(seq, raw_user = user) AS first, " if first_seen else ""
     aggregates = "".join(f", {a}" for a in cols.aggregates)
     grouped = f"""
         SELECT user, {first}countIf({times}) > 0 AS in_range{aggregates}
@@ -103,7 +105,8 @@ def _per_user(view: View, seg: SegmentDef, params: Params, first_seen: bool) -> 
     return f"""
         SELECT user, {keep}({condition}) AS member
         FROM (SELECT *, {maps}, CAST(NULL, 'Nullable(String)') AS type,
-                     CAST(NULL, 'Nullable(String)') AS session, toInt64(0) AS ts
+                     CAST(NULL, 'Nullable(String)') AS session, toInt64(0) AS ts,
+                     user AS raw_user
               FROM ({grouped}))
         WHERE in_range"""
 

@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from rta.core.clickhouse.connection import ClickHouse
 from rta.core.clickhouse.filter_sql import Params, where_sql
-from rta.core.clickhouse.schema import EVENTS
+from rta.core.clickhouse.schema import EVENTS, PERSON_LINKS
 from rta.core.queries.filters import EventFilter
 
 
@@ -48,6 +48,7 @@ class View:
     table: str = EVENTS
     ready: Barrier | None = None
     kinds: Callable[[str], frozenset[str] | None] | None = None
+    persons: bool = True  # `user` is the person (identity links applied); False: as sent
 
     def kinds_of(self, key: str) -> frozenset[str]:
         """The kinds `key` may hold here (all four when unknown)."""
@@ -56,8 +57,8 @@ class View:
 
     @property
     def events(self) -> str:
-        """The events table, qualified and quoted for SQL."""
-        return f"`{self.ch.database}`.`{self.table}`"
+        """The events, as a source every query module reads `FROM` (see `events_source`)."""
+        return events_source(self.ch.database, self.table, self.persons)
 
     def where(self, flt: EventFilter, params: Params, times: bool = True) -> str:
         return where_sql(flt, params, times=times)
@@ -71,3 +72,18 @@ class View:
         if self.ready is not None:
             self.ready()
         return self.ch.arrow(sql, None if params is None else params.values)
+
+
+def events_source(database: str, table: str = EVENTS, persons: bool = True) -> str:
+    """The events table as a subquery with `raw_user` (the distinct id as sent, what the
+    `userId` filter matches) and `user`: with `persons`, the person id of `person_links`
+    where the id was linked (else the id itself), so every query counts persons without
+    knowing about them; without, the id as sent."""
+    events = f"`{database}`.`{table}`"
+    if not persons:
+        return f"(SELECT *, user AS raw_user FROM {events})"
+    links = (f"(SELECT distinct_id, argMax(person_id, version) AS person_id "
+             f"FROM `{database}`.`{PERSON_LINKS}` GROUP BY distinct_id)")
+    return (f"(SELECT e.* REPLACE (if(p.person_id = '', e.user, p.person_id) AS user), "
+            f"e.user AS raw_user FROM {events} AS e LEFT ANY JOIN {links} AS p "
+            f"ON e.user = p.distinct_id)")

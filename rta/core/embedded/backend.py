@@ -28,6 +28,7 @@ from rta.core.embedded import (
 from rta.core.embedded.segments import check_numeric
 from rta.core.embedded.store.snapshot import Snapshot
 from rta.core.events import BOOL, FLOAT, INT, STR
+from rta.core.persons import RAW, identity_mode
 from rta.core.queries.analytics_results import GroupedCount, SeriesData, TopData, UniqueRows
 from rta.core.queries.behaviour_results import (
     AbExposures,
@@ -78,13 +79,19 @@ class EmbeddedBackend:
     def __init__(self, engine: Engine, snap: Snapshot) -> None:
         self.engine = engine
         self.snap = snap
+        # counting raw distinct ids (`?identity=raw`): versions are negated, so cached
+        # answers of one identity mode are never served to the other
+        self.raw = identity_mode.get() == RAW
 
     @property
     def version(self) -> int:
-        return self.snap.version
+        return -self.snap.version - 1 if self.raw else self.snap.version
 
     def changed_since(self, version: int, start: int | None, end: int | None) -> bool:
-        return self.engine.store.changed_since(version, start, end)
+        if (version < 0) != self.raw:
+            return True
+        return self.engine.store.changed_since(-version - 1 if self.raw else version,
+                                               start, end)
 
     def time_bounds(self) -> tuple[int, int] | None:
         return self.snap.time_bounds()

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from rta.core.embedded.person_blocks import raw_user
 from rta.core.embedded.store.block import Block
 from rta.core.embedded.store.dictionary import Dictionary
 from rta.core.embedded.store.snapshot import Snapshot
@@ -75,7 +76,7 @@ def mask(flt: EventFilter, block: Block, sl: slice, snap: Snapshot,
         both(t == type_codes[0] if len(type_codes) == 1 else np.isin(t, type_codes))
     if flt.users is not None:
         codes = np.array([snap.dicts.users.lookup(u) for u in flt.users], dtype=np.int32)
-        both(np.isin(block.user[sl], codes[codes >= 0]))
+        both(np.isin(raw_user(block)[sl], codes[codes >= 0]))  # ids as sent
     if flt.segment_users is not None:
         both(np.isin(block.user[sl], flt.segment_users))
     if flt.where is not None:
@@ -155,7 +156,7 @@ def _lut(flt: EventFilter, node: Predicate, value: str, dictionary: Dictionary) 
 def _eval_top(flt: EventFilter, node: Predicate, block: Block, sl: slice,
               snap: Snapshot) -> np.ndarray:
     col = TOP_LEVEL[node.prop]
-    arr = getattr(block, col)[sl]
+    arr = (raw_user(block) if col == "user" else getattr(block, col))[sl]  # ids as sent
     if col == "ts":
         if node.op == "exists":
             return np.ones(len(arr), dtype=bool)

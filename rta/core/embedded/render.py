@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from rta.core.embedded.person_blocks import raw_user
 from rta.core.embedded.store.block import Block, not_null
 from rta.core.embedded.store.dictionary import Dictionaries
 from rta.core.events import BOOL, FLOAT, INT, STR
@@ -21,7 +22,11 @@ def render_events(block: Block, rows: np.ndarray, dicts: Dictionaries) -> list[d
         return []
     ids = block.ids(rows)
     types = dicts.types.decode(block.type[rows])
-    users = dicts.users.decode(block.user[rows])
+    raw = raw_user(block)[rows]
+    users = dicts.users.decode(raw)
+    persons = block.user[rows]  # (person codes on a person-aware block)
+    linked = np.flatnonzero(persons != raw).tolist()
+    person_ids = dict(zip(linked, dicts.users.decode(persons[linked]).tolist(), strict=True))
     sessions = dicts.sessions.decode(block.session[rows])
     ts = block.ts[rows].tolist()
     recv = block.recv[rows].tolist()
@@ -46,8 +51,10 @@ def render_events(block: Block, rows: np.ndarray, dicts: Dictionaries) -> list[d
             props[i][names[key][2:]] = v
     # Keys in sorted order: the store keeps no order of its own (columns are ordered by first
     # appearance per block, which sealing and merging change), and every backend agrees.
-    return [{"id": ids[i], "type": types[i], "userId": users[i], "sessionId": sessions[i],
-             "timestamp": ts[i], "receivedAt": recv[i],
+    # `personId` only where the distinct id belongs to a merged person (else it is userId)
+    return [{"id": ids[i], "type": types[i], "userId": users[i],
+             **({"personId": person_ids[i]} if i in person_ids else {}),
+             "sessionId": sessions[i], "timestamp": ts[i], "receivedAt": recv[i],
              "properties": dict(sorted(props[i].items()))}
             for i in range(len(rows))]
 

@@ -483,15 +483,17 @@ def resolver(engine: Engine) -> Callable[[str], np.ndarray]:
 def resolve_codes(engine: Engine, name: str, snap: Snapshot | None = None) -> np.ndarray:
     """User codes of the saved segment `name` evaluated over `snap` (KeyError if unknown).
 
-    Cached per (segment id, its update time, snapshot version): one query naming a segment
-    in several places evaluates it once, and new events are always seen.
+    Cached per (segment id, its update time, snapshot version, person mapping): one query
+    naming a segment in several places evaluates it once, and new events are always seen.
     """
     cache = engine.services.segment_cache
     doc = engine.metadata.find_by_name(KIND, name)
     if doc is None:
         raise KeyError(name)
     snap = snap or engine.snapshot()
-    key = (doc["id"], int(doc.get("updatedAt", 0)), snap.version)
+    # (the person mapping too: members are persons, or distinct ids with identity=raw)
+    key = (str(doc["id"]), int(doc.get("updatedAt", 0)), snap.version,
+           int(getattr(snap, "mapping", -1)))
     codes = cache.get(key)
     if codes is None:
         members, _ = evaluate(snap, parse_segment(doc, ""))

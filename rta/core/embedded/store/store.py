@@ -525,6 +525,11 @@ class ColumnStore:
         """Whether events with start <= ts < end have landed after `version`."""
         return self._log.since(version, start, end)
 
+    def touch(self, lo: int, hi: int) -> None:
+        """Record a change of the answers over timestamps lo..hi without new events (an
+        identity link regroups past events), so cached results over them are dropped."""
+        self._log.record(lo, hi)
+
     @property
     def version(self) -> int:
         """The data version snapshots carry (the result cache's clock)."""
