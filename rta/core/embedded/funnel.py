@@ -108,7 +108,8 @@ def compute(snap: Snapshot, q: FunnelQuery) -> tuple[Attempts, Values | None]:
     `ordered` funnels of users without exclusions (the common case) run over the cached
     per-type user indexes; everything else gathers and sorts the rows it needs.
     """
-    if q.order == "ordered" and q.unit == "users" and not q.exclusions:
+    single = all(s.flt.types == (s.event_type,) for s in q.steps)  # not a page step
+    if q.order == "ordered" and q.unit == "users" and not q.exclusions and single:
         ix = EventIndex(snap)
         if ix.ok:
             return _compute_indexed(snap, ix, q)

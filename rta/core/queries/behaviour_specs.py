@@ -14,6 +14,7 @@ from typing import Any
 
 from rta.core.errors import field_error
 from rta.core.queries.filters import EventFilter, Group, parse_where
+from rta.core.queries.page_steps import step_filter
 from rta.core.queries.segment_spec import (
     DEFAULT_SAMPLE,
     SegmentDef,
@@ -50,9 +51,13 @@ def segment_name(body: dict[str, Any], path: str = "segment") -> str | None:
 
 @dataclass(frozen=True)
 class Step:
+    """`flt` is what the kernels match (a page step's, see `page_steps`); `where` is the
+    user's own condition, as written (warnings speak of it)."""
+
     name: str
     event_type: str
     flt: EventFilter
+    where: Group | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,7 @@ class Exclusion:
     flt: EventFilter
     from_step: int
     to_step: int
+    where: Group | None = None
 
 
 @dataclass(frozen=True)
@@ -139,7 +145,8 @@ def _parse_step(spec: Any, path: str) -> Step:
     name = spec.get("name", etype)
     if not isinstance(name, str) or not name:
         raise field_error(f"{path}.name", "must be a non-empty string")
-    return Step(name, etype, EventFilter(types=(etype,), where=where_of(spec, path)))
+    where = where_of(spec, path)
+    return Step(name, etype, step_filter(etype, where), where)
 
 
 def _step_ref(value: Any, names: list[str], path: str) -> int:
@@ -159,7 +166,8 @@ def _parse_exclusion(spec: Any, path: str, names: list[str]) -> Exclusion:
     hi = _step_ref(spec.get("toStep", len(names) - 1), names, f"{path}.toStep")
     if hi <= lo:
         raise field_error(f"{path}.toStep", "must come after fromStep", fromStep=lo, toStep=hi)
-    return Exclusion(etype, EventFilter(types=(etype,), where=where_of(spec, path)), lo, hi)
+    where = where_of(spec, path)
+    return Exclusion(etype, step_filter(etype, where), lo, hi, where)
 
 
 # -- cohort retention --------------------------------------------------------------------------

@@ -197,10 +197,10 @@ def for_query(query: Any, vocab: Vocabulary) -> list[QueryWarning]:
     elif isinstance(query, b.FunnelQuery):
         for i, step in enumerate(query.steps):
             out += event_type(step.event_type, vocab, f"steps[{i}].eventType")
-            out += where(step.flt.where, vocab, f"steps[{i}].where")
+            out += where(step.where, vocab, f"steps[{i}].where")
         for i, ex in enumerate(query.exclusions):
             out += event_type(ex.event_type, vocab, f"exclusions[{i}].eventType")
-            out += where(ex.flt.where, vocab, f"exclusions[{i}].where")
+            out += where(ex.where, vocab, f"exclusions[{i}].where")
         out += property_name(query.breakdown, vocab, "breakdown")
         out += where(query.where, vocab, "where")
     elif isinstance(query, b.CohortQuery):
