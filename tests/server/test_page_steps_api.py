@@ -57,3 +57,25 @@ async def test_page_steps_over_http(http: httpx.AsyncClient) -> None:
     assert r.status_code == 200, r.text
     warned = json.dumps(r.json().get("warnings", []))
     assert "pgae" in warned and "$pathname" not in warned
+
+
+async def test_page_paths_over_http(http: httpx.AsyncClient) -> None:
+    """Paths over pages name every SDK's pageviews by their page path (#19 item 2)."""
+    t = int(time.time() * 1000) - 600_000
+    r = await http.post("/events/batch", json=[
+        {"type": "pageview", "userId": "r1", "timestamp": t, "properties": {"page": "/a"}},
+        {"type": "pageview", "userId": "r1", "timestamp": t + 1000,
+         "properties": {"url": "https://a.io/b?x=1"}},
+        {"type": "page", "userId": "s1", "timestamp": t,
+         "properties": {"context.page.path": "/a"}}])
+    assert r.status_code in (200, 202), r.text
+    r = await http.post("/batch/", json={"api_key": "k", "batch": [
+        _ph("p1", "$pageview", t, **{"$pathname": "/a?utm_source=x"}),
+        _ph("p1", "$pageview", t + 1000, **{"$current_url": "https://a.io/b"})]})
+    assert r.status_code == 200, r.text
+    r = await http.post("/queries/paths", json={"pathType": "pages", "startPoint": "/a",
+                                                 "startTime": t - 1})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["totalPaths"] == 3
+    assert {"source": "1_/a", "target": "2_/b", "users": 2} in out["links"]
