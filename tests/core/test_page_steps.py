@@ -122,3 +122,64 @@ def test_the_rewrite_keeps_other_steps_and_the_users_where() -> None:
     assert second.flt == step_filter("signup", second.where)
     assert second.flt.types == ("signup",) and second.flt.where == second.where
     assert step_filter("pageview", None).where is None
+
+
+# -- retention and segments: the same rule, checked against a canonical log -------------------
+
+def canonical(e: dict[str, Any]) -> dict[str, Any]:
+    """The event as rta's own `pageview` with its page in `page` (the naive page above)."""
+    if e["type"] not in PV_TYPES:
+        return e
+    out = {**e, "type": "pageview"}
+    out.pop("properties", None)
+    page = page_of(e)
+    if page is not MISSING:
+        out["properties"] = {"page": page}
+    return out
+
+
+def _cond(step: PageStep, key: str) -> tuple[str, list[dict[str, Any]] | None]:
+    etype, op, value = step
+    where = None if op is None else [{"property": key, "operator": op, "value": value}]
+    return etype, where
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(events=st.lists(mixed_event(), max_size=30), entry=STEPS, ret=STEPS,
+       key=st.sampled_from(ALIASES), rtype=st.sampled_from(("first_time", "recurring")),
+       count=st.integers(0, 2))
+def test_retention_and_segments_read_page_steps(events: list[dict[str, Any]], entry: PageStep,
+                                                ret: PageStep, key: str, rtype: str,
+                                                count: int) -> None:
+    mixed, plain = make_engine(events), make_engine([canonical(e) for e in events])
+
+    def as_written(step: PageStep, alias: str) -> tuple[str, list[dict[str, Any]] | None]:
+        etype, where = _cond(step, alias)
+        return ("pageview" if alias == "page" and etype in PV_TYPES else etype), where
+
+    def cohort(alias: str) -> dict[str, Any]:
+        (et, ew), (rt, rw) = as_written(entry, alias), as_written(ret, alias)
+        body: dict[str, Any] = {"entryEvent": et, "retentionEvent": rt, "periods": 3,
+                                "periodLength": 10, "startTime": T0, "endTime": T0 + 40,
+                                "retentionType": rtype}
+        if ew:
+            body["entryFilters"] = ew
+        if rw:
+            body["retentionFilters"] = rw
+        return body
+
+    got = behaviour.run_cohort(mixed, cohort(key), NOW)
+    want = behaviour.run_cohort(plain, cohort("page"), NOW)
+    assert got["cohorts"] == want["cohorts"]
+
+    def segment(alias: str) -> dict[str, Any]:
+        et, where = as_written(entry, alias)
+        cond: dict[str, Any] = {"eventType": et, "count": {"operator": "gte", "value": count}}
+        if where:
+            cond["where"] = where
+        return {"filters": [cond], "sampleSize": 100}
+
+    got = behaviour.run_segment(mixed, segment(key), NOW)
+    want = behaviour.run_segment(plain, segment("page"), NOW)
+    assert sorted(got["sampleUsers"]) == sorted(want["sampleUsers"])
+    assert got["userCount"] == want["userCount"]

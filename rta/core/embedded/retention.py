@@ -77,7 +77,8 @@ def result(snap: Snapshot, q: CohortQuery, seg: np.ndarray | None) -> CohortResu
     horizon = max(min(q.now + 1, start + (ncoh + periods) * length), start + 1)
     ix = EventIndex(snap)
     values: dict[str, np.ndarray] | None
-    if ix.ok and q.entry is not None and q.ret is not None:
+    single = q.entry_flt.types == (q.entry,) and q.ret_flt.types == (q.ret,)  # no page step
+    if ix.ok and q.entry is not None and q.ret is not None and single:
         u, t, gid, ru, rt = _indexed(ix, q.entry, q.entry_flt, q.ret, q.ret_flt, member,
                                      q.rtype, start, end, length, ncoh, horizon)
         values = ix.values(gid, q.breakdown) if q.breakdown is not None else None

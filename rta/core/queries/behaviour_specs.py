@@ -194,6 +194,8 @@ class CohortQuery:
     segment: str | None
     breakdown: str | None = None
     breakdown_limit: int = DEFAULT_BREAKDOWN_LIMIT
+    entry_where: Group | None = None  # the filters as written (`entry_flt` may be a page
+    ret_where: Group | None = None  # step's, see `page_steps`); warnings speak of these
 
 
 def parse_cohort(body: Any, now: int) -> CohortQuery:
@@ -229,14 +231,15 @@ def parse_cohort(body: Any, now: int) -> CohortQuery:
     if ncoh > MAX_COHORTS:
         raise field_error("periodLength", f"the range holds {ncoh} periods; at most "
                           f"{MAX_COHORTS} cohorts", cohorts=ncoh)
-    entry_flt = EventFilter(types=None if entry is None else (entry,), where=_filters(
-        body, "entryFilters"))
-    ret_flt = EventFilter(types=None if ret is None else (ret,), where=_filters(
-        body, "retentionFilters"))
+    entry_where = _filters(body, "entryFilters")
+    ret_where = _filters(body, "retentionFilters")
+    entry_flt = EventFilter(where=entry_where) if entry is None else step_filter(entry,
+                                                                                  entry_where)
+    ret_flt = EventFilter(where=ret_where) if ret is None else step_filter(ret, ret_where)
     breakdown, limit = _breakdown(body)
     return CohortQuery(body.get("name"), now, entry, ret, periods, length, rtype, criterion,
                        start, end, ncoh, entry_flt, ret_flt, segment_name(body), breakdown,
-                       limit)
+                       limit, entry_where, ret_where)
 
 
 def _filters(body: dict[str, Any], key: str) -> Group | None:

@@ -209,8 +209,8 @@ def for_query(query: Any, vocab: Vocabulary) -> list[QueryWarning]:
         if query.ret is not None and query.ret != query.entry:
             out += event_type(query.ret, vocab, "retentionEvent")
         out += property_name(query.breakdown, vocab, "breakdown")
-        out += where(query.entry_flt.where, vocab, "entryFilters")
-        out += where(query.ret_flt.where, vocab, "retentionFilters")
+        out += where(query.entry_where, vocab, "entryFilters")
+        out += where(query.ret_where, vocab, "retentionFilters")
     elif isinstance(query, b.AbTestQuery):
         out += event_type(query.assign, vocab, "eventType")
         out += property_name(query.variant_property, vocab, "variantProperty")
@@ -239,7 +239,7 @@ def _segment(node: Any, vocab: Vocabulary, path: str) -> list[QueryWarning]:
     if node is None:
         return []
     if isinstance(node, EventCondition):
-        return event_filter(node.flt, vocab, path + ".")
+        return event_filter(node.written or node.flt, vocab, path + ".")
     if isinstance(node, Group):
         return [w for item in node.items for w in _segment(item, vocab, path)]
     if isinstance(node, Predicate) and "\x00" in node.prop:  # an event-type-scoped property
