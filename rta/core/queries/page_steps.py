@@ -1,6 +1,7 @@
 """Page steps: a query step on a pageview type matches every SDK's pageviews.
 
-A step (funnel step or exclusion) whose event type is one of `pageviews.PAGEVIEW_TYPES`
+A step (a funnel step or exclusion, a retention entry or return event, a segment's "did
+event" condition) whose event type is one of `pageviews.PAGEVIEW_TYPES`
 (`pageview`, `page`, `$pageview`) is a *page step*: it matches events of all three types,
 and a condition on a page-path alias (`$pathname`, `path`, `page`, `context.page.path`) reads
 the page path the way `pageviews` does: the value of the first of those aliases the event
