@@ -47,6 +47,12 @@ async def test_page_steps_over_http(http: httpx.AsyncClient) -> None:
         for alias in ("context.page.path", '"path"'):
             assert alias not in text
 
+    # a page step on a type or alias this data lacks is no mistake: it reads the others
+    r = await http.post("/queries/funnel", json={"steps": [
+        {"eventType": "page", "where": {"path": "/pricing"}}, "signup"], "startTime": t - 1})
+    assert [s["count"] for s in r.json()["steps"]] == [3, 2]
+    assert "warnings" not in r.json(), r.json()["warnings"]
+
     r = await http.post("/queries/funnel", json={"steps": ["pageview", "signup"],
                                                   "startTime": t - 1})
     assert [s["count"] for s in r.json()["steps"]] == [4, 3]
