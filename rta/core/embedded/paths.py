@@ -177,6 +177,7 @@ def _dense(snap: Snapshot, q: PathsQuery, member: np.ndarray | None) -> DenseSeq
     pages = q.path_type == "pages"
     page_types = np.array([c for c in snap.dicts.types.lookup_many(list(pv.PAGEVIEW_TYPES))
                            if c >= 0], dtype=np.int32)
+    width = len(snap.dicts.values) + 1  # once: the dictionary may grow meanwhile
     units, stamps, names = [], [], []
     for block, sl in snap.ranges(q.start, q.end):
         unit = (block.session if q.unit == "sessions" else block.user)[sl]
@@ -192,7 +193,7 @@ def _dense(snap: Snapshot, q: PathsQuery, member: np.ndarray | None) -> DenseSeq
         rows = np.flatnonzero(keep)
         units.append(unit[rows].astype(np.int64))
         stamps.append(block.ts[sl][rows])
-        names.append(_page_keys(block, sl.start + rows, len(snap.dicts.values)) if pages
+        names.append(_page_keys(block, sl.start + rows, width) if pages
                      else block.type[sl][rows].astype(np.int64))
     empty = np.zeros(0, np.int64)
     unit_all = np.concatenate(units) if units else empty
@@ -202,7 +203,7 @@ def _dense(snap: Snapshot, q: PathsQuery, member: np.ndarray | None) -> DenseSeq
         types = snap.dicts.types
         return DenseSequence(unit_all, ts_all, name_all, lambda codes: list(types.decode(codes)),
                              types.lookup)
-    ids, labels = _page_labels(snap, name_all)
+    ids, labels = _page_labels(snap, name_all, width)
     named = ids >= 0  # a pageview whose aliases give no page is not part of any path
     index = {text: i for i, text in enumerate(labels)}
     return DenseSequence(unit_all[named], ts_all[named], ids[named],
@@ -210,30 +211,35 @@ def _dense(snap: Snapshot, q: PathsQuery, member: np.ndarray | None) -> DenseSeq
                          lambda text: index.get(text, -1))
 
 
-def _page_keys(block: Block, rows: np.ndarray, nvalues: int) -> np.ndarray:
+def _page_keys(block: Block, rows: np.ndarray, width: int) -> np.ndarray:
     """Per pageview row: its raw (path, url) value codes (the first string alias of each,
-    `pageviews.PATH_KEYS` / `URL_KEYS`) as one int64 key."""
+    `pageviews.PATH_KEYS` / `URL_KEYS`; -1 for none) as one int64 key."""
     path = coalesce(block, rows, pv.PATH_KEYS)
     url = coalesce(block, rows, pv.URL_KEYS)
-    return (path + 1) * (nvalues + 1) + (url + 1)
+    return (path + 1) * width + (url + 1)
 
 
-def _page_labels(snap: Snapshot, keys: np.ndarray) -> tuple[np.ndarray, list[str]]:
+def _page_labels(snap: Snapshot, keys: np.ndarray,
+                 width: int) -> tuple[np.ndarray, list[str]]:
     """Each key's page id (-1: no page) and the pages: `pageviews.page_path` of every
     distinct (path, url) once, the rule the web views use."""
     uniq, inverse = np.unique(keys, return_inverse=True)
-    width = len(snap.dicts.values) + 1
-    path_codes, url_codes = uniq // width - 1, uniq % width - 1
-    values = snap.dicts.values
-    paths = values.decode(np.maximum(path_codes, 0).astype(np.int32))
-    urls = values.decode(np.maximum(url_codes, 0).astype(np.int32))
+
+    def texts(codes: np.ndarray) -> list[str | None]:
+        out: list[str | None] = [None] * len(codes)
+        known = np.flatnonzero(codes >= 0)
+        for i, text in zip(known.tolist(), snap.dicts.values.decode(
+                codes[known].astype(np.int32)), strict=True):
+            out[i] = text
+        return out
+
+    paths, urls = texts(uniq // width - 1), texts(uniq % width - 1)
     index: dict[str, int] = {}
     ids = np.empty(len(uniq), dtype=np.int64)
     for i in range(len(uniq)):  # once per distinct (path, url), not per event
-        page = pv.page_path(paths[i] if path_codes[i] >= 0 else None,
-                            urls[i] if url_codes[i] >= 0 else None)
+        page = pv.page_path(paths[i], urls[i])
         ids[i] = -1 if page is None else index.setdefault(page, len(index))
-    return ids[inverse.reshape(-1)] if len(keys) else ids, list(index)
+    return ids[inverse.reshape(-1)], list(index)
 
 
 # -- the walk ----------------------------------------------------------------------------------
