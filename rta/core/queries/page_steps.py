@@ -4,10 +4,11 @@ A step (a funnel step or exclusion, a retention entry or return event, a segment
 event" condition) whose event type is one of `pageviews.PAGEVIEW_TYPES`
 (`pageview`, `page`, `$pageview`) is a *page step*: it matches events of all three types,
 and a condition on a page-path alias (`$pathname`, `path`, `page`, `context.page.path`) reads
-the value of the first of those aliases (`pageviews.PATH_KEYS`, in order) the event carries,
-as sent (no query-string cut or URL fallback: that needs the web views' Python labels). So `{"eventType": "pageview", "where": {"page": "/pricing"}}` also matches PostHog's
-`$pageview` with `$pathname = /pricing`, and `eventType: "$pageview"` also matches rta's
-`pageview` (the rule is symmetric). docs/web.md ("Page steps") is the contract.
+the value of the first of those aliases (`pageviews.PATH_KEYS`, in order) the event
+carries, as sent (no query-string cut or URL fallback: those need the web views' Python
+labels). So `{"eventType": "pageview", "where": {"page": "/pricing"}}` also matches
+PostHog's `$pageview` with `$pathname = /pricing`, and `eventType: "$pageview"` also
+matches rta's `pageview` (the rule is symmetric). docs/web.md ("Page steps") is the contract.
 
 The rewrite is a filter-language tree (`Group`/`Predicate`), so both backends evaluate it
 with the filters they already have; queries keep the user's own `where` for warnings.
