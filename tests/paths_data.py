@@ -13,13 +13,19 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from rta.core.queries.paths_specs import OTHER, PAGE_PROPERTIES, parse_paths
+from rta.core.queries.pageviews import page_path
+from rta.core.queries.paths_specs import OTHER, parse_paths
 
 T0 = 1_700_000_000_000
 STEP_MS = 30_000
 NOW = T0 + 10 * 3_600_000
-TYPES = ("a", "b", "c", "pageview", "$pageview")
+TYPES = ("a", "b", "c", "pageview", "$pageview", "page")
 PAGES = ("/", "/x", "/y", "")
+# every SDK's page aliases, in the documented order (docs/web.md), by hand
+PATH_ALIASES = ("$pathname", "path", "page", "context.page.path")
+URL_ALIASES = ("$current_url", "url", "href", "context.page.url")
+SENT_PATHS = (*PAGES, "/x?ref=1", "https://a.io/y#top", 7)
+SENT_URLS = ("https://a.io/x?utm_source=z", "http://b.io/", "not a url", 7)
 USERS = ("u0", "u1", "u2", "u3", "ü")
 Log = list[list[dict[str, Any]]]
 
@@ -36,8 +42,12 @@ def path_event(draw: st.DrawFn) -> dict[str, Any]:
         ev["sessionId"] = f"s{draw(st.integers(0, 3))}"
     props: dict[str, Any] = {}
     if draw(st.integers(0, 3)):
-        key = draw(st.sampled_from(("page", "page", "$pathname")))
-        props[key] = draw(st.one_of(st.sampled_from(PAGES), st.just(7)))
+        key = draw(st.sampled_from(("page", "page", "$pathname", *PATH_ALIASES)))
+        props[key] = draw(st.sampled_from(SENT_PATHS))
+        if draw(st.integers(0, 3)) == 0:
+            props[draw(st.sampled_from(PATH_ALIASES))] = draw(st.sampled_from(SENT_PATHS))
+    if draw(st.integers(0, 3)) == 0:
+        props[draw(st.sampled_from(URL_ALIASES))] = draw(st.sampled_from(SENT_URLS))
     if draw(st.booleans()):
         props["plan"] = draw(st.sampled_from(("free", "pro")))
     if props:
@@ -78,9 +88,14 @@ def path_bodies(draw: st.DrawFn) -> dict[str, Any]:
 def _name(ev: dict[str, Any], pages: bool) -> str | None:
     if not pages:
         return str(ev["type"])
-    prop = PAGE_PROPERTIES.get(ev["type"])
-    value = (ev.get("properties") or {}).get(prop) if prop else None
-    return value if isinstance(value, str) else None
+    if ev["type"] not in ("pageview", "page", "$pageview"):
+        return None
+    props = ev.get("properties") or {}
+
+    def first(keys: tuple[str, ...]) -> str | None:  # the first *string* alias sent
+        return next((props[k] for k in keys if isinstance(props.get(k), str)), None)
+
+    return page_path(first(PATH_ALIASES), first(URL_ALIASES))
 
 
 def reference_paths(log: Log, body: dict[str, Any]) -> list[list[str]]:

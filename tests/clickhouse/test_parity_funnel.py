@@ -272,3 +272,69 @@ def test_breakdown_keeps_kinds_apart(pair: Pair) -> None:
     got = execute(parse("funnel", body, NOW), clickhouse).to_json()
     assert [(g["value"], g["totalEntered"]) for g in got["breakdown"]] == \
         [(0, 2), (1, 2), ("1", 1), ("True", 1), (True, 1)]
+
+
+# -- page steps (#19): a step on a pageview type matches every SDK's pageviews ----------------
+
+PV_TYPES = ("pageview", "page", "$pageview")
+PATH_ALIASES = ("$pathname", "path", "page", "context.page.path")
+
+
+@st.composite
+def mixed_sdk_event(draw: st.DrawFn) -> dict[str, Any]:
+    """rta, Segment and PostHog pageviews carrying any page-path aliases (or none)."""
+    out: dict[str, Any] = {"type": draw(st.sampled_from((*PV_TYPES, *PV_TYPES, "signup"))),
+                           "timestamp": T0 + draw(st.integers(0, 12)) * HOUR // 2,
+                           "userId": draw(st.sampled_from(FEW_USERS)),
+                           "sessionId": f"s{draw(st.integers(0, 1))}"}
+    keys = draw(st.lists(st.sampled_from(PATH_ALIASES), max_size=2, unique=True))
+    if keys:
+        out["properties"] = {k: draw(st.one_of(st.sampled_from(PAGES[:3]), st.integers(0, 1)))
+                             for k in keys}
+    return out
+
+
+PAGE_STEP = st.builds(
+    lambda t, key, op, page: {"eventType": t, "where": [{"property": key, "operator": op,
+                                                          "value": page}]},
+    st.sampled_from(PV_TYPES), st.sampled_from(PATH_ALIASES),
+    st.sampled_from(("eq", "neq", "contains", "in")), st.sampled_from(PAGES[:3])).map(
+        lambda s: {**s, "where": [{**s["where"][0], "value": [s["where"][0]["value"]]}]}
+        if s["where"][0]["operator"] == "in" else s)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(log=st.lists(st.lists(mixed_sdk_event(), min_size=3, max_size=15), min_size=1,
+                    max_size=3),
+       bodies=st.lists(st.builds(
+           lambda steps, order, unit, excl: {
+               "steps": steps, "order": order, "countBy": unit,
+               **({"exclusions": [{**excl, "fromStep": 0, "toStep": 1}]} if excl else {})},
+           st.lists(st.one_of(PAGE_STEP, st.sampled_from((*PV_TYPES, "signup"))),
+                    min_size=2, max_size=3),
+           st.sampled_from(("ordered", "strict", "any")),
+           st.sampled_from(("users", "sessions")), st.one_of(st.none(), PAGE_STEP)),
+           min_size=2, max_size=4))
+def test_page_steps_match_on_mixed_sdk_logs(log: list[list[dict[str, Any]]],
+                                           bodies: list[dict[str, Any]]) -> None:
+    pair = Pair.create()
+    try:
+        for batch in log:
+            pair.ingest(batch, NOW)
+        check(pair, bodies)
+        # retention entry/return events and segments' "did event" read page steps alike
+        embedded, clickhouse = pair.contexts(NOW)
+        first, second = (b["steps"][0] for b in bodies[:2])
+        entry, ret = (s if isinstance(s, dict) else {"eventType": s} for s in (first, second))
+        cohort = {"entryEvent": entry["eventType"], "retentionEvent": ret["eventType"],
+                  "periods": 3, "periodLength": 2 * HOUR, "startTime": T0,
+                  "endTime": T0 + 6 * HOUR, "entryFilters": entry.get("where"),
+                  "retentionFilters": ret.get("where")}
+        segment = {"filters": [{**entry, "count": {"operator": "gte", "value": 2}}],
+                   "sampleSize": 100}
+        for kind, body in (("cohort", cohort), ("segment", segment)):
+            q = parse(kind, body, NOW)
+            same(execute(q, embedded).to_json(), execute(q, clickhouse).to_json(),
+                 f"{kind} {body}")
+    finally:
+        pair.close()

@@ -1,7 +1,9 @@
 """Paths in ClickHouse SQL, walked exactly as the embedded engine walks them.
 
-Each unit's events (users or sessions; for pages only pageviews naming a page by the one
-rule in `paths_specs.PAGE_PROPERTIES`) become one array sorted by (ts, seq), the store's
+Each unit's events (users or sessions; for pages only pageviews naming a page: a first
+statement lists the distinct raw (path, url) pairs, `pageviews.page_path` names each in
+Python as the embedded engine does, and `transform` maps pairs to pages) become one array
+sorted by (ts, seq), the store's
 tie rule. In array arithmetic: the positions where a path must break (the first event, or
 a gap over the window), the path's anchor (the first start point, the last end point, or
 the first event), the run of events around it no break interrupts (`arrayFirstIndex` /
@@ -20,26 +22,69 @@ import numpy as np
 
 from rta.core.clickhouse.filter_sql import Params, node_sql
 from rta.core.clickhouse.view import View
+from rta.core.queries import pageviews as pv
 from rta.core.queries.paths_results import PathCounts, Transition
-from rta.core.queries.paths_specs import PAGE_PROPERTIES, PathsQuery
+from rta.core.queries.paths_specs import PathsQuery
 
 
-def _name_sql(q: PathsQuery, params: Params) -> tuple[str, str | None]:
+def _raw_sql(params: Params) -> tuple[str, str]:
+    """A pageview's raw path and URL: the first string alias of each ('' when none), as the
+    embedded engine coalesces them (`pageviews.PATH_KEYS`, `URL_KEYS`)."""
+    out = []
+    for keys in (pv.PATH_KEYS, pv.URL_KEYS):
+        parts = [f"mapContains(props_s, {k}), props_s[{k}]"
+                 for k in (params.add(key, "String") for key in keys)]
+        out.append(f"multiIf({', '.join(parts)}, '')")
+    return out[0], out[1]
+
+
+def page_labels(view: View, q: PathsQuery) -> tuple[list[str], list[str]]:
+    """The distinct raw (path, url) pairs of the range's pageviews, as `_combo` keys, and
+    their pages by `pageviews.page_path` (the Python the embedded engine runs too); pairs
+    naming no page are left out."""
+    params = Params()
+    path, url = _raw_sql(params)
+    types = params.add(list(pv.PAGEVIEW_TYPES), "Array(String)")
+    where = [f"type IN {types}"]
+    if q.start is not None:
+        where.append(f"ts >= {params.add(int(q.start), 'Int64')}")
+    if q.end is not None:
+        where.append(f"ts < {params.add(int(q.end), 'Int64')}")
+    sql = f"SELECT DISTINCT {path}, {url} FROM {view.events} WHERE " + " AND ".join(where)
+    keys, pages = [], []
+    for raw_path, raw_url in view.rows(sql, params):
+        page = pv.page_path(str(raw_path) or None, str(raw_url) or None)
+        if page is not None:
+            keys.append(_key(str(raw_path), str(raw_url)))
+            pages.append(page)
+    return keys, pages
+
+
+def _key(path: str, url: str) -> str:
+    return f"{len(path.encode())}:{path}{url}"
+
+
+def _name_sql(q: PathsQuery, params: Params,
+              pages: tuple[list[str], list[str]] | None) -> tuple[str, str | None]:
     """The node name of an event, and the condition an event must meet to have one."""
-    if q.path_type == "events":
+    if q.path_type == "events" or pages is None:
         return "toString(type)", None
-    cases, conds = [], []
-    for etype, prop in PAGE_PROPERTIES.items():
-        t, p = params.add(etype, "String"), params.add(prop, "String")
-        cond = f"(type = {t} AND mapContains(props_s, {p}))"
-        conds.append(cond)
-        cases += [cond, f"props_s[{p}]"]
-    return f"multiIf({', '.join(cases)}, '')", " OR ".join(conds)
+    if not pages[0]:
+        return "''", "0"  # no pageview names a page
+    path, url = _raw_sql(params)
+    combo = f"concat(toString(length({path})), ':', {path}, {url})"
+    keys, labels = params.add(pages[0], "Array(String)"), params.add(pages[1], "Array(String)")
+    types = params.add(list(pv.PAGEVIEW_TYPES), "Array(String)")
+    name = f"transform({combo}, {keys}, {labels}, '')"
+    # (a pair stored between the two statements names no page: it counts from the next query)
+    return name, f"type IN {types} AND {name} != ''"
 
 
-def build_sql(view: View, q: PathsQuery, members: np.ndarray | None, params: Params) -> str:
+def build_sql(view: View, q: PathsQuery, members: np.ndarray | None, params: Params,
+              pages: tuple[list[str], list[str]] | None = None) -> str:
+    """The walk's transitions; `pages` (for pathType pages) from `page_labels`."""
     entity = "session" if q.unit == "sessions" else "user"
-    name, has_name = _name_sql(q, params)
+    name, has_name = _name_sql(q, params, pages)
     where = [f"{entity} IS NOT NULL"]
     if has_name is not None:
         where.append(has_name)
@@ -92,7 +137,8 @@ def build_sql(view: View, q: PathsQuery, members: np.ndarray | None, params: Par
 def counts(view: View, q: PathsQuery, members: np.ndarray | None) -> PathCounts:
     """Walk transitions of every unit's path (`members`: the saved segment's user ids)."""
     params = Params()
-    rows = view.rows(build_sql(view, q, members, params), params)
+    pages = page_labels(view, q) if q.path_type == "pages" else None
+    rows = view.rows(build_sql(view, q, members, params, pages), params)
     out: list[Transition] = [(int(k), str(a), None if b is None else str(b), int(c))
                              for k, a, b, c in rows]
     return PathCounts(tuple(out))

@@ -108,15 +108,26 @@ def compute(snap: Snapshot, q: FunnelQuery) -> tuple[Attempts, Values | None]:
     `ordered` funnels of users without exclusions (the common case) run over the cached
     per-type user indexes; everything else gathers and sorts the rows it needs.
     """
-    if q.order == "ordered" and q.unit == "users" and not q.exclusions:
+    types = [stored_type(snap, s.flt, s.event_type) for s in q.steps]
+    if q.order == "ordered" and q.unit == "users" and not q.exclusions and all(types):
         ix = EventIndex(snap)
         if ix.ok:
-            return _compute_indexed(snap, ix, q)
+            return _compute_indexed(snap, ix, q, [t for t in types if t])
     return _compute_rows(snap, q)
 
 
-def _compute_indexed(snap: Snapshot, ix: EventIndex,
-                     q: FunnelQuery) -> tuple[Attempts, Values | None]:
+def stored_type(snap: Snapshot, flt: EventFilter, named: str) -> str | None:
+    """The one event type whose per-type index holds every event `flt` can match: the type
+    named, or for a page step (`page_steps`, several types) the only one of them this
+    snapshot stores; None when several are stored (the events must be gathered)."""
+    if flt.types is None or flt.types == (named,):
+        return named
+    stored = [t for t in flt.types if snap.dicts.types.lookup(t) >= 0]
+    return stored[0] if len(stored) == 1 else named if not stored else None
+
+
+def _compute_indexed(snap: Snapshot, ix: EventIndex, q: FunnelQuery,
+                     types: list[str]) -> tuple[Attempts, Values | None]:
     """`ordered` funnel over per-step (user, ts, arrival)-ordered events, without sorting.
 
     In `ordered` mode an attempt's steps 2..N depend only on its step-2 event: the first
@@ -130,7 +141,7 @@ def _compute_indexed(snap: Snapshot, ix: EventIndex,
     nsteps = len(q.steps)
     member = member_lookup(q.segment_users, snap)
     base = EventFilter(where=q.where) if q.where is not None else None
-    steps = [_step_events(ix, s, base, member) for s in q.steps]
+    steps = [_step_events(ix, t, s, base, member) for t, s in zip(types, q.steps, strict=True)]
     s1 = steps[0]
     if not ix.within(q.start, q.end):
         t1 = ix.ts_of(s1.key)
@@ -191,9 +202,9 @@ def _compute_indexed(snap: Snapshot, ix: EventIndex,
     return Attempts(users, depth, times, entry), values
 
 
-def _step_events(ix: EventIndex, step: Step, base: EventFilter | None,
+def _step_events(ix: EventIndex, etype: str, step: Step, base: EventFilter | None,
                  member: np.ndarray | None) -> TypeIndex:
-    events = ix.events(step.event_type)
+    events = ix.events(etype)
     mask = ix.mask(step.flt, events)
     if base is not None:
         extra = ix.mask(base, events)

@@ -1,7 +1,8 @@
 """Paths over the embedded store: every unit's walk, counted as transitions.
 
 The events paths are made of (in the range, matching `where`, of a unit; for pages only
-pageviews with a page, `PAGE_PROPERTIES`) form one sequence ordered by (unit, ts, arrival).
+pageviews, named by their page path, `pageviews.page_path`) form one sequence ordered by
+(unit, ts, arrival).
 A path starts at the unit's first `startPoint` event (or its first event), or ends at its
 last `endPoint` event, and walks forward (backward from an end point) one event at a time
 while the next event belongs to the same unit and follows the previous one by at most the
@@ -31,10 +32,11 @@ from rta.core.embedded.segments import first_per_group, last_per_group, member_l
 from rta.core.embedded.store.block import Block
 from rta.core.embedded.store.snapshot import Snapshot
 from rta.core.embedded.user_index import SHIFT, TIME_MASK, EventIndex, TypeIndex, count_before
-from rta.core.events import STR
+from rta.core.embedded.visits import _coalesce as coalesce
+from rta.core.queries import pageviews as pv
 from rta.core.queries.filters import EventFilter
 from rta.core.queries.paths_results import PathCounts, Transition
-from rta.core.queries.paths_specs import PAGE_PROPERTIES, PathsQuery
+from rta.core.queries.paths_specs import PathsQuery
 
 
 class EventSequence(ABC):
@@ -42,6 +44,7 @@ class EventSequence(ABC):
 
     n: int
     decode: Callable[[np.ndarray], list[str]]
+    lookup: Callable[[str], int]  # a name's code, -1 when no event has it
 
     @abstractmethod
     def unit_at(self, pos: np.ndarray) -> np.ndarray: ...
@@ -71,11 +74,13 @@ class DenseSequence(EventSequence):
     """Gathered rows, sorted per query (sessions, pages, or when the index cannot key)."""
 
     def __init__(self, unit: np.ndarray, ts: np.ndarray, names: np.ndarray,
-                 decode: Callable[[np.ndarray], list[str]]) -> None:
+                 decode: Callable[[np.ndarray], list[str]],
+                 lookup: Callable[[str], int]) -> None:
         order = order_by(unit, ts)
         self.unit, self.ts, self.names = unit[order], ts[order], names[order]
         self.n = len(order)
         self.decode = decode
+        self.lookup = lookup
 
     def unit_at(self, pos: np.ndarray) -> np.ndarray:
         return self.unit[pos]
@@ -101,6 +106,7 @@ class IndexedSequence(EventSequence):
         self.snap, self.ix, self.events, self.keep = snap, ix, events, keep
         self.n = len(events)
         self.decode = lambda codes: list(snap.dicts.types.decode(codes))
+        self.lookup = snap.dicts.types.lookup
 
     def unit_at(self, pos: np.ndarray) -> np.ndarray:
         return self.events.key[pos] >> SHIFT
@@ -169,17 +175,15 @@ def _indexed(snap: Snapshot, q: PathsQuery, member: np.ndarray | None
 def _dense(snap: Snapshot, q: PathsQuery, member: np.ndarray | None) -> DenseSequence:
     base = EventFilter(where=q.where) if q.where is not None else None
     pages = q.path_type == "pages"
-    page_types = [(snap.dicts.types.lookup(t), prop) for t, prop in PAGE_PROPERTIES.items()]
-    page_types = [(c, prop) for c, prop in page_types if c >= 0]
+    page_types = np.array([c for c in snap.dicts.types.lookup_many(list(pv.PAGEVIEW_TYPES))
+                           if c >= 0], dtype=np.int32)
+    width = len(snap.dicts.values) + 1  # once: the dictionary may grow meanwhile
     units, stamps, names = [], [], []
     for block, sl in snap.ranges(q.start, q.end):
         unit = (block.session if q.unit == "sessions" else block.user)[sl]
         keep = unit >= 0
         if pages:
-            name = _page_names(block, sl, page_types)
-            keep &= name >= 0
-        else:
-            name = block.type[sl]
+            keep &= np.isin(block.type[sl], page_types)
         if base is not None:
             m = filter_eval.mask(base, block, sl, snap, None)
             if m is not None:
@@ -189,26 +193,53 @@ def _dense(snap: Snapshot, q: PathsQuery, member: np.ndarray | None) -> DenseSeq
         rows = np.flatnonzero(keep)
         units.append(unit[rows].astype(np.int64))
         stamps.append(block.ts[sl][rows])
-        names.append(name[rows].astype(np.int32))
+        names.append(_page_keys(block, sl.start + rows, width) if pages
+                     else block.type[sl][rows].astype(np.int64))
     empty = np.zeros(0, np.int64)
-    dictionary = snap.dicts.values if pages else snap.dicts.types
-    return DenseSequence(np.concatenate(units) if units else empty,
-                         np.concatenate(stamps) if stamps else empty,
-                         np.concatenate(names) if names else empty.astype(np.int32),
-                         lambda codes: list(dictionary.decode(codes)))
+    unit_all = np.concatenate(units) if units else empty
+    ts_all = np.concatenate(stamps) if stamps else empty
+    name_all = np.concatenate(names) if names else empty
+    if not pages:
+        types = snap.dicts.types
+        return DenseSequence(unit_all, ts_all, name_all, lambda codes: list(types.decode(codes)),
+                             types.lookup)
+    ids, labels = _page_labels(snap, name_all, width)
+    named = ids >= 0  # a pageview whose aliases give no page is not part of any path
+    index = {text: i for i, text in enumerate(labels)}
+    return DenseSequence(unit_all[named], ts_all[named], ids[named],
+                         lambda codes: [labels[c] for c in codes.tolist()],
+                         lambda text: index.get(text, -1))
 
 
-def _page_names(block: Block, sl: slice, page_types: list[tuple[int, str]]) -> np.ndarray:
-    """Each row's page (a string code), -1 for rows that are not pageviews with one."""
-    name = np.full(sl.stop - sl.start, -1, dtype=np.int32)
-    types = block.type[sl]
-    for code, prop in page_types:
-        col = block.column(STR, prop)
-        if col is None:
-            continue
-        rows = types == code
-        name[rows] = col[sl][rows]
-    return name
+def _page_keys(block: Block, rows: np.ndarray, width: int) -> np.ndarray:
+    """Per pageview row: its raw (path, url) value codes (the first string alias of each,
+    `pageviews.PATH_KEYS` / `URL_KEYS`; -1 for none) as one int64 key."""
+    path = coalesce(block, rows, pv.PATH_KEYS)
+    url = coalesce(block, rows, pv.URL_KEYS)
+    return (path + 1) * width + (url + 1)
+
+
+def _page_labels(snap: Snapshot, keys: np.ndarray,
+                 width: int) -> tuple[np.ndarray, list[str]]:
+    """Each key's page id (-1: no page) and the pages: `pageviews.page_path` of every
+    distinct (path, url) once, the rule the web views use."""
+    uniq, inverse = np.unique(keys, return_inverse=True)
+
+    def texts(codes: np.ndarray) -> list[str | None]:
+        out: list[str | None] = [None] * len(codes)
+        known = np.flatnonzero(codes >= 0)
+        for i, text in zip(known.tolist(), snap.dicts.values.decode(
+                codes[known].astype(np.int32)), strict=True):
+            out[i] = text
+        return out
+
+    paths, urls = texts(uniq // width - 1), texts(uniq % width - 1)
+    index: dict[str, int] = {}
+    ids = np.empty(len(uniq), dtype=np.int64)
+    for i in range(len(uniq)):  # once per distinct (path, url), not per event
+        page = pv.page_path(paths[i], urls[i])
+        ids[i] = -1 if page is None else index.setdefault(page, len(index))
+    return ids[inverse.reshape(-1)], list(index)
 
 
 # -- the walk ----------------------------------------------------------------------------------
@@ -292,7 +323,6 @@ def counts(snap: Snapshot, q: PathsQuery, members: np.ndarray | None,
     if point is None:
         starts = seq.firsts()
     else:
-        table = snap.dicts.values if q.path_type == "pages" else snap.dicts.types
-        code = table.lookup(point)
+        code = seq.lookup(point)
         starts = seq.starts(code, q.backward) if code >= 0 else np.zeros(0, np.int64)
     return PathCounts(_transitions(walk(seq, starts, q), seq.decode))

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rta.core.embedded.funnel import stored_type
 from rta.core.embedded.segments import (
     first_per_group,
     gather,
@@ -77,8 +78,10 @@ def result(snap: Snapshot, q: CohortQuery, seg: np.ndarray | None) -> CohortResu
     horizon = max(min(q.now + 1, start + (ncoh + periods) * length), start + 1)
     ix = EventIndex(snap)
     values: dict[str, np.ndarray] | None
-    if ix.ok and q.entry is not None and q.ret is not None:
-        u, t, gid, ru, rt = _indexed(ix, q.entry, q.entry_flt, q.ret, q.ret_flt, member,
+    entry = None if q.entry is None else stored_type(snap, q.entry_flt, q.entry)
+    ret = None if q.ret is None else stored_type(snap, q.ret_flt, q.ret)
+    if ix.ok and entry is not None and ret is not None:  # (page steps: one type stored)
+        u, t, gid, ru, rt = _indexed(ix, entry, q.entry_flt, ret, q.ret_flt, member,
                                      q.rtype, start, end, length, ncoh, horizon)
         values = ix.values(gid, q.breakdown) if q.breakdown is not None else None
     else:

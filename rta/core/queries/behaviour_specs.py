@@ -14,6 +14,7 @@ from typing import Any
 
 from rta.core.errors import field_error
 from rta.core.queries.filters import EventFilter, Group, parse_where
+from rta.core.queries.page_steps import step_filter
 from rta.core.queries.segment_spec import (
     DEFAULT_SAMPLE,
     SegmentDef,
@@ -50,9 +51,13 @@ def segment_name(body: dict[str, Any], path: str = "segment") -> str | None:
 
 @dataclass(frozen=True)
 class Step:
+    """`flt` is what the kernels match (a page step's, see `page_steps`); `where` is the
+    user's own condition, as written (warnings speak of it)."""
+
     name: str
     event_type: str
     flt: EventFilter
+    where: Group | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +66,7 @@ class Exclusion:
     flt: EventFilter
     from_step: int
     to_step: int
+    where: Group | None = None
 
 
 @dataclass(frozen=True)
@@ -139,7 +145,8 @@ def _parse_step(spec: Any, path: str) -> Step:
     name = spec.get("name", etype)
     if not isinstance(name, str) or not name:
         raise field_error(f"{path}.name", "must be a non-empty string")
-    return Step(name, etype, EventFilter(types=(etype,), where=where_of(spec, path)))
+    where = where_of(spec, path)
+    return Step(name, etype, step_filter(etype, where), where)
 
 
 def _step_ref(value: Any, names: list[str], path: str) -> int:
@@ -159,7 +166,8 @@ def _parse_exclusion(spec: Any, path: str, names: list[str]) -> Exclusion:
     hi = _step_ref(spec.get("toStep", len(names) - 1), names, f"{path}.toStep")
     if hi <= lo:
         raise field_error(f"{path}.toStep", "must come after fromStep", fromStep=lo, toStep=hi)
-    return Exclusion(etype, EventFilter(types=(etype,), where=where_of(spec, path)), lo, hi)
+    where = where_of(spec, path)
+    return Exclusion(etype, step_filter(etype, where), lo, hi, where)
 
 
 # -- cohort retention --------------------------------------------------------------------------
@@ -186,6 +194,8 @@ class CohortQuery:
     segment: str | None
     breakdown: str | None = None
     breakdown_limit: int = DEFAULT_BREAKDOWN_LIMIT
+    entry_where: Group | None = None  # the filters as written (`entry_flt` may be a page
+    ret_where: Group | None = None  # step's, see `page_steps`); warnings speak of these
 
 
 def parse_cohort(body: Any, now: int) -> CohortQuery:
@@ -221,14 +231,15 @@ def parse_cohort(body: Any, now: int) -> CohortQuery:
     if ncoh > MAX_COHORTS:
         raise field_error("periodLength", f"the range holds {ncoh} periods; at most "
                           f"{MAX_COHORTS} cohorts", cohorts=ncoh)
-    entry_flt = EventFilter(types=None if entry is None else (entry,), where=_filters(
-        body, "entryFilters"))
-    ret_flt = EventFilter(types=None if ret is None else (ret,), where=_filters(
-        body, "retentionFilters"))
+    entry_where = _filters(body, "entryFilters")
+    ret_where = _filters(body, "retentionFilters")
+    entry_flt = EventFilter(where=entry_where) if entry is None else step_filter(entry,
+                                                                                  entry_where)
+    ret_flt = EventFilter(where=ret_where) if ret is None else step_filter(ret, ret_where)
     breakdown, limit = _breakdown(body)
     return CohortQuery(body.get("name"), now, entry, ret, periods, length, rtype, criterion,
                        start, end, ncoh, entry_flt, ret_flt, segment_name(body), breakdown,
-                       limit)
+                       limit, entry_where, ret_where)
 
 
 def _filters(body: dict[str, Any], key: str) -> Group | None:

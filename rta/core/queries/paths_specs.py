@@ -3,11 +3,10 @@
 A path is one unit's (user's or session's) walk through its events from a start point, or
 back from an end point; docs/statistics.md ("Paths") is the contract both backends answer.
 
-Pages (`pathType: "pages"`): a pageview is an event of type `pageview` (rta's own and
-Segment's `page` calls, see `rta.core.sdk_mapping.SEGMENT_TYPES`) named by its `page`
-property, or PostHog's `$pageview` named by its `$pathname` property. `PAGE_PROPERTIES` is
-that rule, the one place both backends read it from. Only text values name a page; a
-pageview without one is not part of any path.
+Pages (`pathType: "pages"`): a pageview is what `rta.core.queries.pageviews` says (types
+`pageview`, `page`, `$pageview`), named by its page path as the web views name it
+(`pageviews.page_path` of the first string path alias and URL alias the event carries);
+a pageview naming no page is not part of any path. Both backends read that one rule.
 
 Thread rule: pure functions over their arguments; any thread.
 """
@@ -23,7 +22,6 @@ from rta.core.queries.segment_spec import time_range, where_of
 
 PATH_TYPES = ("events", "pages")
 UNITS = ("users", "sessions")
-PAGE_PROPERTIES: dict[str, str] = {"pageview": "page", "$pageview": "$pathname"}
 OTHER = "$other"  # the node every name outside a step's top K is grouped into
 DEFAULT_STEPS = 5
 MIN_STEPS, MAX_STEPS = 1, 20

@@ -25,6 +25,8 @@ from rta.core.queries.filters import (
     Group,
     Predicate,
 )
+from rta.core.queries.page_steps import is_page_type
+from rta.core.queries.pageviews import PAGEVIEW_TYPES, PATH_KEYS
 
 NUMBER, STRING, BOOLEAN = "number", "string", "boolean"
 STRING_OPS = ("contains", "not_contains", "starts_with", "ends_with")
@@ -68,6 +70,20 @@ def event_type(name: str, vocab: Vocabulary, path: str) -> list[QueryWarning]:
         return []
     return [QueryWarning(path, f"no events of type {name!r} have been stored"
                           f"{_suggest(name, vocab.types)}")]
+
+
+def page_vocabulary(event_type: str | None, vocab: Vocabulary) -> Vocabulary:
+    """The vocabulary a step on `event_type` is checked against: a page step
+    (`page_steps`) knows every pageview type once one is stored, and every page-path alias
+    once one is (with the kinds of them all), since it reads them all."""
+    if not is_page_type(event_type):
+        return vocab
+    types = vocab.types | frozenset(PAGEVIEW_TYPES) if vocab.types & set(PAGEVIEW_TYPES) \
+        else vocab.types
+    kinds = frozenset().union(*(vocab.properties.get(k, frozenset()) for k in PATH_KEYS))
+    if not kinds:
+        return Vocabulary(types, vocab.properties)
+    return Vocabulary(types, {**vocab.properties, **{k: kinds for k in PATH_KEYS}})
 
 
 def event_types(names: Iterable[str] | None, vocab: Vocabulary, path: str) -> list[QueryWarning]:
@@ -196,21 +212,25 @@ def for_query(query: Any, vocab: Vocabulary) -> list[QueryWarning]:
         out += property_name(query.property, vocab, "property", GROUP_FIELDS)
     elif isinstance(query, b.FunnelQuery):
         for i, step in enumerate(query.steps):
-            out += event_type(step.event_type, vocab, f"steps[{i}].eventType")
-            out += where(step.flt.where, vocab, f"steps[{i}].where")
+            pv = page_vocabulary(step.event_type, vocab)
+            out += event_type(step.event_type, pv, f"steps[{i}].eventType")
+            out += where(step.where, pv, f"steps[{i}].where")
         for i, ex in enumerate(query.exclusions):
-            out += event_type(ex.event_type, vocab, f"exclusions[{i}].eventType")
-            out += where(ex.flt.where, vocab, f"exclusions[{i}].where")
+            pv = page_vocabulary(ex.event_type, vocab)
+            out += event_type(ex.event_type, pv, f"exclusions[{i}].eventType")
+            out += where(ex.where, pv, f"exclusions[{i}].where")
         out += property_name(query.breakdown, vocab, "breakdown")
         out += where(query.where, vocab, "where")
     elif isinstance(query, b.CohortQuery):
+        entry_vocab = page_vocabulary(query.entry, vocab)
+        ret_vocab = page_vocabulary(query.ret, vocab)
         if query.entry is not None:
-            out += event_type(query.entry, vocab, "entryEvent")
+            out += event_type(query.entry, entry_vocab, "entryEvent")
         if query.ret is not None and query.ret != query.entry:
-            out += event_type(query.ret, vocab, "retentionEvent")
+            out += event_type(query.ret, ret_vocab, "retentionEvent")
         out += property_name(query.breakdown, vocab, "breakdown")
-        out += where(query.entry_flt.where, vocab, "entryFilters")
-        out += where(query.ret_flt.where, vocab, "retentionFilters")
+        out += where(query.entry_where, entry_vocab, "entryFilters")
+        out += where(query.ret_where, ret_vocab, "retentionFilters")
     elif isinstance(query, b.AbTestQuery):
         out += event_type(query.assign, vocab, "eventType")
         out += property_name(query.variant_property, vocab, "variantProperty")
@@ -239,7 +259,9 @@ def _segment(node: Any, vocab: Vocabulary, path: str) -> list[QueryWarning]:
     if node is None:
         return []
     if isinstance(node, EventCondition):
-        return event_filter(node.flt, vocab, path + ".")
+        written = node.written or node.flt
+        etype = written.types[0] if written.types else None
+        return event_filter(written, page_vocabulary(etype, vocab), path + ".")
     if isinstance(node, Group):
         return [w for item in node.items for w in _segment(item, vocab, path)]
     if isinstance(node, Predicate) and "\x00" in node.prop:  # an event-type-scoped property

@@ -15,6 +15,7 @@ from typing import Any
 
 from rta.core.errors import field_error
 from rta.core.queries.filters import EventFilter, Group, Predicate, parse_predicate, parse_where
+from rta.core.queries.page_steps import step_filter
 from rta.core.queries.timeparse import parse_time_range
 
 DEFAULT_SAMPLE = 20
@@ -46,9 +47,13 @@ def where_of(spec: dict[str, Any], path: str) -> Group | None:
 
 @dataclass(frozen=True)
 class EventCondition:
+    """`flt` is what the backends count (a page step's, see `page_steps`); `written` the
+    condition as the user wrote it (warnings speak of it)."""
+
     flt: EventFilter
     op: str
     value: int
+    written: EventFilter | None = None
 
 
 Node = Predicate | Group | EventCondition
@@ -143,8 +148,9 @@ def _parse_node(spec: Any, path: str) -> Node:
                           value=cop)
     if isinstance(cval, bool) or not isinstance(cval, int) or cval < 0:
         raise field_error(f"{path}.count.value", "must be a non-negative integer", value=cval)
-    flt = EventFilter(types=(etype,) if etype else None, where=where)
-    return EventCondition(flt, cop, cval)
+    written = EventFilter(types=(etype,) if etype else None, where=where)
+    flt = step_filter(etype, where) if etype else written
+    return EventCondition(flt, cop, cval, written)
 
 
 def walk(node: Node | None) -> Iterable[Node]:
