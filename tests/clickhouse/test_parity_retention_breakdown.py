@@ -10,12 +10,13 @@ from functools import partial
 from typing import Any
 
 import trio
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from rta.core import query_services
 from rta.core.config import EngineConfig
 from rta.core.engine import Engine
+from rta.core.errors import ValidationError
 from rta.core.queries.behaviour import execute, parse
 from tests.clickhouse.event_logs import NOW
 from tests.clickhouse.test_parity_behaviour import (
@@ -61,11 +62,15 @@ def test_first_time_groups_add_up_to_the_grid(log: list[list[dict[str, Any]]],
     body = {**body, "breakdown": body.get("breakdown", "variant"), "breakdownLimit": 1000,
             "retentionType": "first_time"}
     body.pop("segment", None)
+    try:
+        query = parse("cohort", body, NOW)
+    except ValidationError:  # (a range the API refuses, e.g. an end before the grid: no grid)
+        assume(False)
     engine = Engine(EngineConfig(fsync=False))
     try:
         for batch in log:
             trio.run(partial(engine.submit, batch, partial=False, now=NOW))
-        out = execute(parse("cohort", body, NOW), query_services.context(engine, NOW)).to_json()
+        out = execute(query, query_services.context(engine, NOW)).to_json()
     finally:
         engine.close()
     groups = out["breakdown"]
