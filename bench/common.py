@@ -104,6 +104,19 @@ def duckdb_from_table(table: pa.Table) -> Any:
     return con
 
 
+def dataset_and_duckdb(args: argparse.Namespace) -> tuple[pa.Table, int, Any]:
+    """The synthetic events `dataset_args` asked for, the end of their range (the newest
+    timestamp + 1 ms), and a DuckDB connection with them loaded: every query bench's setup."""
+    table = generate_events(args.events, users=args.users, days=args.days)
+    end = int(table.column("timestamp").to_numpy().max()) + 1
+    return table, end, duckdb_from_table(table)
+
+
+def fetch_all(con: Any, sql: str) -> Any:
+    """Every row of one DuckDB query: the yardstick call the benches time."""
+    return con.execute(sql).fetchall()
+
+
 def best_of(fn: Callable[[], Any], repeat: int = 5) -> float:
     """Best wall time in seconds of `repeat` calls (GC collected before, disabled during)."""
     best = float("inf")

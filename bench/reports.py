@@ -17,10 +17,9 @@ from typing import Any
 from bench.common import (
     best_of,
     build_store,
-    duckdb_from_table,
+    dataset_and_duckdb,
     fmt_count,
     fmt_seconds,
-    generate_events,
     print_table,
     ratio,
 )
@@ -91,9 +90,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args(argv)
 
-    table = generate_events(args.events, users=args.users, days=args.days)
-    end = int(table.column("timestamp").to_numpy().max()) + 1
-    con = duckdb_from_table(table)
+    table, end, con = dataset_and_duckdb(args)
     template = builtin("overview")
     assert template is not None
     doc = dash.validate_dashboard(template)
