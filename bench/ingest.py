@@ -203,6 +203,21 @@ def _duckdb_load(table: pa.Table) -> tuple[float, int]:
     return seconds, int(used[0] or 0) if used else 0
 
 
+def _duckdb_read_json(path: str) -> float:
+    """Seconds for DuckDB (2 threads) to load an NDJSON file into a native table: the
+    yardstick of every file-ingest row."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET threads TO 2")
+    started = time.perf_counter()
+    con.execute(f"CREATE TABLE events AS SELECT * FROM read_json('{path}', "
+                "format='newline_delimited')")
+    seconds = time.perf_counter() - started
+    con.close()
+    return seconds
+
+
 def bench_bulk(n: int, tmp: str) -> list[list[str]]:
     table = generate_events(n)
     rows = []
@@ -495,17 +510,9 @@ def bench_cli_to_daemon(n: int, tmp: str) -> list[list[str]]:
     """One NDJSON file (standard shape), four ways in the same run: `rta ingest FILE` to a
     fresh daemon as Arrow and as JSON batches (a real CLI process each: wall rate, the
     daemon's CPU per event and its RSS growth), `rta ingest --local`, DuckDB read_json."""
-    import duckdb
-
     path = ndjson_file(n, standard=True)
     size_mb = os.path.getsize(path) / 1e6
-    con = duckdb.connect()
-    con.execute("SET threads TO 2")
-    started = time.perf_counter()
-    con.execute(f"CREATE TABLE events AS SELECT * FROM read_json('{path}', "
-                "format='newline_delimited')")
-    duck_s = time.perf_counter() - started
-    con.close()
+    duck_s = _duckdb_read_json(path)
 
     data = os.path.join(tmp, "cli-local")
     started = time.perf_counter()
@@ -626,7 +633,6 @@ def bench_file(n: int, tmp: str) -> list[list[str]]:
 
 
 def _bench_one_file(n: int, tmp: str, standard: bool) -> list[list[str]]:
-    import duckdb
     import pyarrow.json as pajson
 
     from rta.core.embedded.store import ColumnStore, StoreConfig
@@ -639,13 +645,7 @@ def _bench_one_file(n: int, tmp: str, standard: bool) -> list[list[str]]:
     pajson.read_json(path)
     arrow_s = time.perf_counter() - started
 
-    con = duckdb.connect()
-    con.execute("SET threads TO 2")
-    started = time.perf_counter()
-    con.execute(f"CREATE TABLE events AS SELECT * FROM read_json('{path}', "
-                "format='newline_delimited')")
-    duck_s = time.perf_counter() - started
-    con.close()
+    duck_s = _duckdb_read_json(path)
 
     data = os.path.join(tmp, "file-inproc")
     store = ColumnStore(data, StoreConfig(fsync=True))
