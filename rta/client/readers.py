@@ -10,7 +10,8 @@ import os
 import stat
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -235,9 +236,9 @@ class Source:
     def batches(self, size: int = 5000) -> Iterator[Batch]:
         """Batches of raw event objects (validation is the server's job); bad input raises
         ReadError naming the file and, where it can, the line."""
-        try:
+        with self._read_errors():
             if self.fmt == "parquet":
-                yield from self._parquet_batches(size)
+                yield from self._parquet(size, lambda rb: Batch(_parquet_events(rb.to_pylist())))
                 return
             text = io.TextIOWrapper(io.BufferedReader(self._data, 1 << 16),
                                     encoding="utf-8-sig",
@@ -248,13 +249,21 @@ class Source:
                 yield from _json_batches(text, self.name, size)
             else:
                 yield from _ndjson_batches(text, self.name, size)
+
+    @contextmanager
+    def _read_errors(self) -> Iterator[None]:
+        """Undecodable text and damaged or truncated (compressed) input as ReadError."""
+        try:
+            yield
         except UnicodeDecodeError as exc:
             raise ReadError(f"{self.name}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x}: "
                             f"{exc.reason})") from None
         except (OSError, EOFError, zlib.error) as exc:
             raise self._damaged(exc) from None
 
-    def _parquet_batches(self, size: int) -> Iterator[Batch]:
+    def _parquet(self, size: int, convert: Callable[[Any], Batch]) -> Iterator[Batch]:
+        """The Parquet file's record batches, each as `convert` makes it a Batch; an
+        unreadable file as ReadError."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -265,9 +274,9 @@ class Source:
             pf = pq.ParquetFile(source)
             self.total = pf.metadata.num_rows
             for record_batch in pf.iter_batches(batch_size=size):
-                events = _parquet_events(record_batch.to_pylist())
-                self._rows_done += len(events)
-                yield Batch(events)
+                batch = convert(record_batch)
+                self._rows_done += record_batch.num_rows
+                yield batch
         except pa.ArrowException as exc:
             raise ReadError(f"{self.name}: not a readable Parquet file: {exc}") from None
 
@@ -277,18 +286,13 @@ class Source:
         chunk pyarrow cannot type as the server's schema takes it, e.g. ISO timestamps or
         a key holding both text and numbers, is read as objects instead, so nothing is
         lost or changed); JSON arrays and CSV as objects (`batches`)."""
-        try:
+        with self._read_errors():
             if self.fmt == "ndjson":
                 yield from self._ndjson_arrow(size)
             elif self.fmt == "parquet":
-                yield from self._parquet_tables(size)
+                yield from self._parquet(size, _parquet_table_batch)
             else:
                 yield from self.batches(size)
-        except UnicodeDecodeError as exc:
-            raise ReadError(f"{self.name}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x}: "
-                            f"{exc.reason})") from None
-        except (OSError, EOFError, zlib.error) as exc:
-            raise self._damaged(exc) from None
 
     def _ndjson_arrow(self, size: int) -> Iterator[Batch]:
         import pyarrow as pa
@@ -348,25 +352,17 @@ class Source:
         if events:
             yield Batch(events, lines)
 
-    def _parquet_tables(self, size: int) -> Iterator[Batch]:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
 
-        source: Any = self.path
-        if self.path == "-" or self.compressed:
-            source = io.BytesIO(self._data.read())
-        try:
-            pf = pq.ParquetFile(source)
-            self.total = pf.metadata.num_rows
-            for record_batch in pf.iter_batches(batch_size=size):
-                table = _as_event_columns(pa.Table.from_batches([record_batch]))
-                self._rows_done += table.num_rows
-                if _sendable(table, timestamps=True):
-                    yield Batch([], None, table)
-                else:
-                    yield Batch(_parquet_events(table.to_pylist()))
-        except pa.ArrowException as exc:
-            raise ReadError(f"{self.name}: not a readable Parquet file: {exc}") from None
+
+def _parquet_table_batch(record_batch: Any) -> Batch:
+    """A Parquet record batch as an Arrow table a daemon takes as it is, or as objects
+    where it does not fit the server's schema."""
+    import pyarrow as pa
+
+    table = _as_event_columns(pa.Table.from_batches([record_batch]))
+    if _sendable(table, timestamps=True):
+        return Batch([], None, table)
+    return Batch(_parquet_events(table.to_pylist()))
 
 
 def _as_event_columns(table: Any) -> Any:
