@@ -207,15 +207,17 @@ def rss_bytes() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def dataset_args(prog: str, doc: str | None, repeat: int,
-                 requests: int) -> argparse.ArgumentParser:
-    """The argument parser every dataset benchmark shares (size, users, days, repeats)."""
+def dataset_args(prog: str, doc: str | None, repeat: int, requests: int | None, *,
+                 events: int = 10_000_000, users: int = 100_000) -> argparse.ArgumentParser:
+    """The argument parser every dataset benchmark shares (size, users, days, repeats, and
+    HTTP requests unless `requests` is None)."""
     ap = argparse.ArgumentParser(prog=prog, description=doc)
-    ap.add_argument("--events", type=lambda s: int(s.replace("_", "")), default=10_000_000)
-    ap.add_argument("--users", type=int, default=100_000)
+    ap.add_argument("--events", type=lambda s: int(s.replace("_", "")), default=events)
+    ap.add_argument("--users", type=int, default=users)
     ap.add_argument("--days", type=int, default=30)
     ap.add_argument("--repeat", type=int, default=repeat)
-    ap.add_argument("--requests", type=int, default=requests)
+    if requests is not None:
+        ap.add_argument("--requests", type=int, default=requests)
     return ap
 
 

@@ -9,7 +9,6 @@ data (2 threads, native table). The figures are checked equal before anything is
 
 from __future__ import annotations
 
-import argparse
 import math
 import tempfile
 from typing import Any
@@ -18,6 +17,7 @@ from bench.common import (
     best_of,
     build_store,
     dataset_and_duckdb,
+    dataset_args,
     fmt_count,
     fmt_seconds,
     print_table,
@@ -83,12 +83,8 @@ def check(ours: dict[str, Any], duck: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m bench reports", description=__doc__)
-    ap.add_argument("--events", type=lambda s: int(s.replace("_", "")), default=2_000_000)
-    ap.add_argument("--users", type=int, default=50_000)
-    ap.add_argument("--days", type=int, default=30)
-    ap.add_argument("--repeat", type=int, default=3)
-    args = ap.parse_args(argv)
+    args = dataset_args("python -m bench reports", __doc__, repeat=3, requests=None,
+                        events=2_000_000, users=50_000).parse_args(argv)
 
     table, end, con = dataset_and_duckdb(args)
     template = builtin("overview")
