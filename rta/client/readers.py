@@ -10,7 +10,7 @@ import os
 import stat
 import sys
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -337,20 +337,9 @@ class Source:
     def _ndjson_objects(self, data: bytes, starts: Any, ends: Any, numbers: Any,
                         size: int) -> Iterator[Batch]:
         """A chunk pyarrow could not take, parsed line by line as `batches` does."""
-        events: list[Any] = []
-        lines: list[int] = []
-        for lo, hi, lineno in zip(starts.tolist(), ends.tolist(), numbers.tolist(),
-                                  strict=True):
-            try:
-                events.append(jsonstrict.loads(data[lo:hi].decode("utf-8")))
-            except json.JSONDecodeError as exc:
-                raise ReadError(f"{self.name}:{lineno}: not valid JSON: {exc.msg}") from None
-            lines.append(lineno)
-            if len(events) >= size:
-                yield Batch(events, lines)
-                events, lines = [], []
-        if events:
-            yield Batch(events, lines)
+        yield from _json_lines(((lineno, data[lo:hi].decode("utf-8")) for lo, hi, lineno
+                                in zip(starts.tolist(), ends.tolist(), numbers.tolist(),
+                                       strict=True)), self.name, size)
 
 
 
@@ -453,13 +442,19 @@ def _json_batches(f: IO[str], name: str, size: int) -> Iterator[Batch]:
 
 
 def _ndjson_batches(f: IO[str], name: str, size: int) -> Iterator[Batch]:
+    yield from _json_lines(((lineno, line) for lineno, line in enumerate(f, 1)
+                            if line.strip()), name, size)
+
+
+def _json_lines(numbered: Iterable[tuple[int, str]], name: str, size: int
+                ) -> Iterator[Batch]:
+    """(line number, JSON text) pairs as batches of `size` objects that remember their
+    lines; the first line that is not JSON is a ReadError naming it."""
     events: list[Any] = []
     lines: list[int] = []
-    for lineno, line in enumerate(f, 1):
-        if not line.strip():
-            continue
+    for lineno, text in numbered:
         try:
-            events.append(jsonstrict.loads(line))
+            events.append(jsonstrict.loads(text))
         except json.JSONDecodeError as exc:
             raise ReadError(f"{name}:{lineno}: not valid JSON: {exc.msg}") from None
         lines.append(lineno)
