@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pyarrow as pa
@@ -282,6 +283,20 @@ class Daemon:
         self.log.close()
 
 
+def run_then_stop(daemon: Daemon, run: Callable[[], Awaitable[float]]) -> tuple[float, float]:
+    """Run the async client `run` (it answers its own seconds) against `daemon`, then stop
+    the daemon: (those seconds, the daemon's CPU seconds meanwhile)."""
+    import trio
+
+    try:
+        cpu = cpu_seconds(daemon.proc.pid)
+        seconds = trio.run(run)
+        cpu = cpu_seconds(daemon.proc.pid) - cpu
+    finally:
+        daemon.stop()
+    return seconds, cpu
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process (all its threads) has used so far."""
     with open(f"/proc/{pid}/stat") as f:
@@ -440,12 +455,7 @@ def bench_http_batches(n: int, tmp: str, clients: int = 4, size: int = 1000
                 nursery.start_soon(client, queue)
         return time.perf_counter() - started
 
-    try:
-        cpu = cpu_seconds(daemon.proc.pid)
-        seconds = trio.run(run)
-        cpu = cpu_seconds(daemon.proc.pid) - cpu
-    finally:
-        daemon.stop()
+    seconds, cpu = run_then_stop(daemon, run)
     lat = sorted(latencies)
     p50 = statistics.median(lat)
     p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
@@ -463,7 +473,6 @@ def bench_http_batches(n: int, tmp: str, clients: int = 4, size: int = 1000
 def bench_arrow_batches(n: int, tmp: str, size: int = 5000) -> list[list[str]]:
     """Arrow IPC stream batches (lz4, as `rta ingest` sends them) from one client, one
     request at a time: what the daemon accepts, and its CPU per event."""
-    import trio
 
     from rta.client.client import ARROW_STREAM, arrow_stream
 
@@ -487,12 +496,7 @@ def bench_arrow_batches(n: int, tmp: str, size: int = 5000) -> list[list[str]]:
         await conn.aclose()
         return seconds
 
-    try:
-        cpu = cpu_seconds(daemon.proc.pid)
-        seconds = trio.run(run)
-        cpu = cpu_seconds(daemon.proc.pid) - cpu
-    finally:
-        daemon.stop()
+    seconds, cpu = run_then_stop(daemon, run)
     note = f" ({errors} failed)" if errors else ""
     return [[f"Arrow batches {fmt_count(n)}: 1 client x {size}, lz4, fsync; events/s{note}",
              fmt_count(accepted / seconds), "", "", ">= 1M/s"],
