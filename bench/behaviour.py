@@ -25,8 +25,10 @@ from bench import periods
 from bench.common import (
     best_of,
     build_store,
+    dataset_and_duckdb,
     dataset_args,
     duckdb_from_table,
+    fetch_all,
     fmt_count,
     fmt_seconds,
     generate_events,
@@ -109,18 +111,12 @@ FROM ex LEFT JOIN cv USING (u) WHERE ex.nv = 1 GROUP BY ex.v
 """
 
 
-def _fetch(con: Any, sql: str) -> Any:
-    return con.execute(sql).fetchall()
-
-
 def main(argv: list[str] | None = None) -> None:
     args = dataset_args("python -m bench behaviour", __doc__, repeat=3,
                         requests=20).parse_args(argv)
 
-    table = generate_events(args.events, users=args.users, days=args.days)
-    end = int(table.column("timestamp").to_numpy().max()) + 1
+    table, end, con = dataset_and_duckdb(args)
     start = end - args.days * DAY
-    con = duckdb_from_table(table)
     ret_start = (end // DAY - args.days) * DAY
     last_day = (end - 1) // DAY
     first_day = last_day - args.days + 1
@@ -163,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
                 first = best_of(partial(fn, engine), 1)
                 ours = best_of(partial(fn, engine), args.repeat)
                 con.execute(sql).fetchall()
-                theirs = best_of(partial(_fetch, con, sql), args.repeat)
+                theirs = best_of(partial(fetch_all, con, sql), args.repeat)
                 rows.append([name, fmt_seconds(ours), fmt_seconds(theirs),
                              ratio(ours, theirs), fmt_seconds(first)])
             if not paths_bench.same_answer(engine, con, "pageview", start, end):

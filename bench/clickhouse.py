@@ -29,11 +29,11 @@ from bench.behaviour import ABTEST_SQL, STEPS3, STEPS5, funnel_body, funnel_sql,
 from bench.common import (
     best_of,
     build_store,
+    dataset_and_duckdb,
     dataset_args,
-    duckdb_from_table,
+    fetch_all,
     fmt_count,
     fmt_seconds,
-    generate_events,
     print_table,
     ratio,
 )
@@ -117,9 +117,7 @@ def _shipping_rate(engine: Engine, ch: ClickHouse, n: int, end: int) -> float:
 def main(argv: list[str] | None = None) -> None:
     args = dataset_args("python -m bench clickhouse", __doc__, repeat=3,
                         requests=0).parse_args(argv)
-    table = generate_events(args.events, users=args.users, days=args.days)
-    end = int(table.column("timestamp").to_numpy().max()) + 1
-    con = duckdb_from_table(table)
+    table, end, con = dataset_and_duckdb(args)
     tmp = tempfile.mkdtemp(prefix="rta-bench-ch-")
     try:
         build_store(table, tmp + "/store").close()
@@ -144,7 +142,7 @@ def main(argv: list[str] | None = None) -> None:
                 ours = best_of(partial(run, embedded), args.repeat)
                 theirs = best_of(partial(run, clickhouse), args.repeat)
                 con.execute(sql).fetchall()
-                duck = best_of(partial(_fetch, con, sql), args.repeat)
+                duck = best_of(partial(fetch_all, con, sql), args.repeat)
                 rows.append([name + same, fmt_seconds(ours), fmt_seconds(theirs),
                              fmt_seconds(duck), ratio(theirs, ours), ratio(theirs, duck)])
             rows.append(["migrate (block copy) events/s", "-",
@@ -158,10 +156,6 @@ def main(argv: list[str] | None = None) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
     print_table(f"ClickHouse backend, {fmt_count(args.events)} events, {args.users:,} users, "
                 f"{args.days} days (best of {args.repeat})", rows)
-
-
-def _fetch(con: Any, sql: str) -> Any:
-    return con.execute(sql).fetchall()
 
 
 def _equal(a: Any, b: Any) -> bool:

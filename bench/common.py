@@ -104,6 +104,19 @@ def duckdb_from_table(table: pa.Table) -> Any:
     return con
 
 
+def dataset_and_duckdb(args: argparse.Namespace) -> tuple[pa.Table, int, Any]:
+    """The synthetic events `dataset_args` asked for, the end of their range (the newest
+    timestamp + 1 ms), and a DuckDB connection with them loaded: every query bench's setup."""
+    table = generate_events(args.events, users=args.users, days=args.days)
+    end = int(table.column("timestamp").to_numpy().max()) + 1
+    return table, end, duckdb_from_table(table)
+
+
+def fetch_all(con: Any, sql: str) -> Any:
+    """Every row of one DuckDB query: the yardstick call the benches time."""
+    return con.execute(sql).fetchall()
+
+
 def best_of(fn: Callable[[], Any], repeat: int = 5) -> float:
     """Best wall time in seconds of `repeat` calls (GC collected before, disabled during)."""
     best = float("inf")
@@ -194,15 +207,17 @@ def rss_bytes() -> int:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def dataset_args(prog: str, doc: str | None, repeat: int,
-                 requests: int) -> argparse.ArgumentParser:
-    """The argument parser every dataset benchmark shares (size, users, days, repeats)."""
+def dataset_args(prog: str, doc: str | None, repeat: int, requests: int | None, *,
+                 events: int = 10_000_000, users: int = 100_000) -> argparse.ArgumentParser:
+    """The argument parser every dataset benchmark shares (size, users, days, repeats, and
+    HTTP requests unless `requests` is None)."""
     ap = argparse.ArgumentParser(prog=prog, description=doc)
-    ap.add_argument("--events", type=lambda s: int(s.replace("_", "")), default=10_000_000)
-    ap.add_argument("--users", type=int, default=100_000)
+    ap.add_argument("--events", type=lambda s: int(s.replace("_", "")), default=events)
+    ap.add_argument("--users", type=int, default=users)
     ap.add_argument("--days", type=int, default=30)
     ap.add_argument("--repeat", type=int, default=repeat)
-    ap.add_argument("--requests", type=int, default=requests)
+    if requests is not None:
+        ap.add_argument("--requests", type=int, default=requests)
     return ap
 
 

@@ -9,7 +9,6 @@ and, where Chromium exists, the first render of the dashboard page (target < 1 s
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import tempfile
@@ -25,10 +24,10 @@ from bench.behaviour import funnel_sql
 from bench.common import (
     best_of,
     build_store,
-    duckdb_from_table,
+    dataset_and_duckdb,
+    dataset_args,
     fmt_count,
     fmt_seconds,
-    generate_events,
     print_table,
     ratio,
 )
@@ -137,17 +136,10 @@ def first_render(url: str, dashboard_id: str, loads: int = 3) -> list[float]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m bench dashboard", description=__doc__)
-    ap.add_argument("--events", type=lambda s: int(s.replace("_", "")), default=10_000_000)
-    ap.add_argument("--users", type=int, default=100_000)
-    ap.add_argument("--days", type=int, default=30)
-    ap.add_argument("--repeat", type=int, default=3)
-    ap.add_argument("--requests", type=int, default=30)
-    args = ap.parse_args(argv)
+    args = dataset_args("python -m bench dashboard", __doc__, repeat=3,
+                        requests=30).parse_args(argv)
 
-    table = generate_events(args.events, users=args.users, days=args.days)
-    end = int(table.column("timestamp").to_numpy().max()) + 1
-    con = duckdb_from_table(table)
+    table, end, con = dataset_and_duckdb(args)
     template = builtin("overview")
     assert template is not None
     doc = dash.validate_dashboard(template)

@@ -17,11 +17,11 @@ from typing import Any
 from bench.common import (
     best_of,
     build_store,
+    dataset_and_duckdb,
     dataset_args,
-    duckdb_from_table,
+    fetch_all,
     fmt_count,
     fmt_seconds,
-    generate_events,
     print_table,
     ratio,
 )
@@ -57,17 +57,11 @@ def _compared(engine: Engine, kind: str, body: dict[str, Any], now: int) -> Any:
     return cmp.compare(q, r, ctx)
 
 
-def _sql(con: Any, sql: str) -> Any:
-    return con.execute(sql).fetchall()
-
-
 def main(argv: list[str] | None = None) -> None:
     args = dataset_args("python -m bench formulas", __doc__, repeat=5,
                         requests=0).parse_args(argv)
-    table = generate_events(args.events, users=args.users, days=args.days)
-    end = int(table.column("timestamp").to_numpy().max()) + 1
+    table, end, con = dataset_and_duckdb(args)
     start = end - args.days * DAY
-    con = duckdb_from_table(table)
     rng = {"startTime": start, "endTime": end - 1, "interval": HOUR}
     a = {"eventType": "purchase", **rng}
     b = {"eventType": "pageview", "aggregation": "unique_users", **rng}
@@ -122,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
                     rows.append([name, fmt_seconds(ours), "-", "-"])
                     continue
                 con.execute(sql).fetchall()
-                theirs = best_of(partial(_sql, con, sql), args.repeat)
+                theirs = best_of(partial(fetch_all, con, sql), args.repeat)
                 rows.append([name, fmt_seconds(ours), fmt_seconds(theirs), ratio(ours, theirs)])
             parts = timings[runs[0][0]] + timings[runs[1][0]]
             rows.append(["formula / (best A + best B)",

@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pyarrow as pa
@@ -203,6 +204,21 @@ def _duckdb_load(table: pa.Table) -> tuple[float, int]:
     return seconds, int(used[0] or 0) if used else 0
 
 
+def _duckdb_read_json(path: str) -> float:
+    """Seconds for DuckDB (2 threads) to load an NDJSON file into a native table: the
+    yardstick of every file-ingest row."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("SET threads TO 2")
+    started = time.perf_counter()
+    con.execute(f"CREATE TABLE events AS SELECT * FROM read_json('{path}', "
+                "format='newline_delimited')")
+    seconds = time.perf_counter() - started
+    con.close()
+    return seconds
+
+
 def bench_bulk(n: int, tmp: str) -> list[list[str]]:
     table = generate_events(n)
     rows = []
@@ -265,6 +281,20 @@ class Daemon:
             self.proc.kill()
             self.proc.wait()
         self.log.close()
+
+
+def run_then_stop(daemon: Daemon, run: Callable[[], Awaitable[float]]) -> tuple[float, float]:
+    """Run the async client `run` (it answers its own seconds) against `daemon`, then stop
+    the daemon: (those seconds, the daemon's CPU seconds meanwhile)."""
+    import trio
+
+    try:
+        cpu = cpu_seconds(daemon.proc.pid)
+        seconds = trio.run(run)
+        cpu = cpu_seconds(daemon.proc.pid) - cpu
+    finally:
+        daemon.stop()
+    return seconds, cpu
 
 
 def cpu_seconds(pid: int) -> float:
@@ -425,12 +455,7 @@ def bench_http_batches(n: int, tmp: str, clients: int = 4, size: int = 1000
                 nursery.start_soon(client, queue)
         return time.perf_counter() - started
 
-    try:
-        cpu = cpu_seconds(daemon.proc.pid)
-        seconds = trio.run(run)
-        cpu = cpu_seconds(daemon.proc.pid) - cpu
-    finally:
-        daemon.stop()
+    seconds, cpu = run_then_stop(daemon, run)
     lat = sorted(latencies)
     p50 = statistics.median(lat)
     p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
@@ -448,7 +473,6 @@ def bench_http_batches(n: int, tmp: str, clients: int = 4, size: int = 1000
 def bench_arrow_batches(n: int, tmp: str, size: int = 5000) -> list[list[str]]:
     """Arrow IPC stream batches (lz4, as `rta ingest` sends them) from one client, one
     request at a time: what the daemon accepts, and its CPU per event."""
-    import trio
 
     from rta.client.client import ARROW_STREAM, arrow_stream
 
@@ -472,12 +496,7 @@ def bench_arrow_batches(n: int, tmp: str, size: int = 5000) -> list[list[str]]:
         await conn.aclose()
         return seconds
 
-    try:
-        cpu = cpu_seconds(daemon.proc.pid)
-        seconds = trio.run(run)
-        cpu = cpu_seconds(daemon.proc.pid) - cpu
-    finally:
-        daemon.stop()
+    seconds, cpu = run_then_stop(daemon, run)
     note = f" ({errors} failed)" if errors else ""
     return [[f"Arrow batches {fmt_count(n)}: 1 client x {size}, lz4, fsync; events/s{note}",
              fmt_count(accepted / seconds), "", "", ">= 1M/s"],
@@ -495,17 +514,9 @@ def bench_cli_to_daemon(n: int, tmp: str) -> list[list[str]]:
     """One NDJSON file (standard shape), four ways in the same run: `rta ingest FILE` to a
     fresh daemon as Arrow and as JSON batches (a real CLI process each: wall rate, the
     daemon's CPU per event and its RSS growth), `rta ingest --local`, DuckDB read_json."""
-    import duckdb
-
     path = ndjson_file(n, standard=True)
     size_mb = os.path.getsize(path) / 1e6
-    con = duckdb.connect()
-    con.execute("SET threads TO 2")
-    started = time.perf_counter()
-    con.execute(f"CREATE TABLE events AS SELECT * FROM read_json('{path}', "
-                "format='newline_delimited')")
-    duck_s = time.perf_counter() - started
-    con.close()
+    duck_s = _duckdb_read_json(path)
 
     data = os.path.join(tmp, "cli-local")
     started = time.perf_counter()
@@ -626,7 +637,6 @@ def bench_file(n: int, tmp: str) -> list[list[str]]:
 
 
 def _bench_one_file(n: int, tmp: str, standard: bool) -> list[list[str]]:
-    import duckdb
     import pyarrow.json as pajson
 
     from rta.core.embedded.store import ColumnStore, StoreConfig
@@ -639,13 +649,7 @@ def _bench_one_file(n: int, tmp: str, standard: bool) -> list[list[str]]:
     pajson.read_json(path)
     arrow_s = time.perf_counter() - started
 
-    con = duckdb.connect()
-    con.execute("SET threads TO 2")
-    started = time.perf_counter()
-    con.execute(f"CREATE TABLE events AS SELECT * FROM read_json('{path}', "
-                "format='newline_delimited')")
-    duck_s = time.perf_counter() - started
-    con.close()
+    duck_s = _duckdb_read_json(path)
 
     data = os.path.join(tmp, "file-inproc")
     store = ColumnStore(data, StoreConfig(fsync=True))

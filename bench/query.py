@@ -18,11 +18,11 @@ from typing import Any
 from bench.common import (
     best_of,
     build_store,
+    dataset_and_duckdb,
     dataset_args,
-    duckdb_from_table,
+    fetch_all,
     fmt_count,
     fmt_seconds,
-    generate_events,
     http_latency,
     print_table,
     ratio,
@@ -86,17 +86,11 @@ def queries(end: int, days: int) -> list[tuple[str, dict[str, Any], Callable[...
     ]
 
 
-def _fetch_all(con: Any, sql: str) -> Any:
-    return con.execute(sql).fetchall()
-
-
 def main(argv: list[str] | None = None) -> None:
     args = dataset_args("python -m bench query", __doc__, repeat=5,
                         requests=200).parse_args(argv)
 
-    table = generate_events(args.events, users=args.users, days=args.days)
-    end = int(table.column("timestamp").to_numpy().max()) + 1
-    con = duckdb_from_table(table)
+    table, end, con = dataset_and_duckdb(args)
     with tempfile.TemporaryDirectory(prefix="rta-bench-query-") as tmp:
         build_store(table, tmp).close()
         engine = Engine(EngineConfig(data_dir=tmp, fsync=False, cache_ttl_ms=0))
@@ -106,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
                 fn(engine, params)  # warm: page in the memory-mapped columns
                 ours = best_of(partial(fn, engine, params), args.repeat)
                 con.execute(sql).fetchall()
-                theirs = best_of(partial(_fetch_all, con, sql), args.repeat)
+                theirs = best_of(partial(fetch_all, con, sql), args.repeat)
                 rows.append([name, fmt_seconds(ours), fmt_seconds(theirs),
                              ratio(ours, theirs)])
             simple = {"type": "pageview", "startTime": end - DAY, "endTime": end - 1}

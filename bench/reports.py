@@ -9,7 +9,6 @@ data (2 threads, native table). The figures are checked equal before anything is
 
 from __future__ import annotations
 
-import argparse
 import math
 import tempfile
 from typing import Any
@@ -17,10 +16,10 @@ from typing import Any
 from bench.common import (
     best_of,
     build_store,
-    duckdb_from_table,
+    dataset_and_duckdb,
+    dataset_args,
     fmt_count,
     fmt_seconds,
-    generate_events,
     print_table,
     ratio,
 )
@@ -84,16 +83,10 @@ def check(ours: dict[str, Any], duck: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m bench reports", description=__doc__)
-    ap.add_argument("--events", type=lambda s: int(s.replace("_", "")), default=2_000_000)
-    ap.add_argument("--users", type=int, default=50_000)
-    ap.add_argument("--days", type=int, default=30)
-    ap.add_argument("--repeat", type=int, default=3)
-    args = ap.parse_args(argv)
+    args = dataset_args("python -m bench reports", __doc__, repeat=3, requests=None,
+                        events=2_000_000, users=50_000).parse_args(argv)
 
-    table = generate_events(args.events, users=args.users, days=args.days)
-    end = int(table.column("timestamp").to_numpy().max()) + 1
-    con = duckdb_from_table(table)
+    table, end, con = dataset_and_duckdb(args)
     template = builtin("overview")
     assert template is not None
     doc = dash.validate_dashboard(template)

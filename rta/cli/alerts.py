@@ -19,9 +19,11 @@ from rta.cli.output import (
     ServerOption,
     call,
     console,
+    delete_and_say,
     duration_text,
     emit,
     fail,
+    get_and_emit,
     get_client,
     message,
     print_json,
@@ -92,9 +94,7 @@ def _render_alert(a: dict[str, Any]) -> None:
 @alerts_app.command("list")
 def list_alerts(server: str = ServerOption, as_json: bool = JsonOption) -> None:
     """Every alert with its condition and current state."""
-    with get_client(server) as client:
-        data = call(lambda: client.get("/alerts"))
-    emit(data, as_json, _render_list)
+    get_and_emit(server, "/alerts", as_json, _render_list)
 
 
 def _read_body(path: str) -> Any:
@@ -255,21 +255,15 @@ def create(
 def show(alert_id: str = typer.Argument(..., help="Alert id."),
          server: str = ServerOption, as_json: bool = JsonOption) -> None:
     """One alert: definition and live state."""
-    with get_client(server) as client:
-        data = call(lambda: client.get(f"/alerts/{alert_id}"))
-    emit(data, as_json, _render_alert)
+    get_and_emit(server, f"/alerts/{alert_id}", as_json, _render_alert)
 
 
 @alerts_app.command("delete")
 def delete(alert_id: str = typer.Argument(..., help="Alert id."),
            server: str = ServerOption, as_json: bool = JsonOption) -> None:
     """Delete an alert (its history stays)."""
-    with get_client(server) as client:
-        data = call(lambda: client.request("DELETE", f"/alerts/{alert_id}"))
-    if as_json:
-        print_json(data)
-    else:
-        message(f"deleted alert {alert_id}")
+    delete_and_say(server, f"/alerts/{alert_id}", as_json,
+                   lambda _: f"deleted alert {alert_id}")
 
 
 def _render_history(data: dict[str, Any]) -> None:
@@ -301,9 +295,8 @@ def history(limit: int = typer.Option(50, "--limit", "-n", help="How many entrie
             alert_id: str = typer.Option(None, "--alert", help="Only this alert id."),
             server: str = ServerOption, as_json: bool = JsonOption) -> None:
     """Firings, resolutions and webhook deliveries, newest first."""
-    with get_client(server) as client:
-        data = call(lambda: client.get("/alerts/history", limit=limit, alertId=alert_id))
-    emit(data, as_json, _render_history)
+    get_and_emit(server, "/alerts/history", as_json, _render_history, limit=limit,
+                 alertId=alert_id)
 
 
 def _render_backtest(data: dict[str, Any]) -> None:

@@ -12,7 +12,17 @@ from urllib.parse import quote
 
 import typer
 
-from rta.cli.output import JsonOption, ServerOption, call, console, emit, get_client, message
+from rta.cli.output import (
+    JsonOption,
+    ServerOption,
+    call,
+    console,
+    delete_and_say,
+    emit,
+    get_and_emit,
+    get_client,
+    message,
+)
 
 annotations_app = typer.Typer(help="Annotations: list and delete the notes on the charts.",
                               no_args_is_help=True)
@@ -76,19 +86,15 @@ def list_annotations(
 ) -> None:
     """Annotations, oldest first."""
     params = {"from": since, "to": until, "dashboard": dashboard}
-    with get_client(server) as client:
-        data = call(lambda: client.get("/annotations", **params))
-    emit(data, as_json, _render_list)
+    get_and_emit(server, "/annotations", as_json, _render_list, **params)
 
 
 @annotations_app.command("delete")
 def delete(annotation_id: str = typer.Argument(..., help="Annotation id."),
            server: str = ServerOption, as_json: bool = JsonOption) -> None:
     """Delete an annotation."""
-    with get_client(server) as client:
-        data = call(lambda: client.request(
-            "DELETE", f"/annotations/{quote(annotation_id, safe='')}"))
-    emit(data, as_json, lambda d: message(f"deleted annotation {d['id']}"))
+    delete_and_say(server, f"/annotations/{quote(annotation_id, safe='')}", as_json,
+                   lambda d: f"deleted annotation {d['id']}")
 
 
 def register(app: typer.Typer) -> None:

@@ -14,7 +14,17 @@ from urllib.parse import quote
 
 import typer
 
-from rta.cli.output import JsonOption, ServerOption, call, console, emit, get_client, message
+from rta.cli.output import (
+    JsonOption,
+    ServerOption,
+    call,
+    console,
+    delete_and_say,
+    emit,
+    get_and_emit,
+    get_client,
+    message,
+)
 
 dashboards_app = typer.Typer(help="Dashboards: list, create from templates, show, open.",
                              no_args_is_help=True)
@@ -113,17 +123,13 @@ def dashboard_url(server: str, dashboard_id: str) -> str:
 @dashboards_app.command("list")
 def list_dashboards(server: str = ServerOption, as_json: bool = JsonOption) -> None:
     """Every dashboard: id, name, widgets, time range."""
-    with get_client(server) as client:
-        data = call(lambda: client.get("/dashboards"))
-    emit(data, as_json, _render_list)
+    get_and_emit(server, "/dashboards", as_json, _render_list)
 
 
 @dashboards_app.command("templates")
 def list_templates(server: str = ServerOption, as_json: bool = JsonOption) -> None:
     """Built-in and registered dashboard templates."""
-    with get_client(server) as client:
-        data = call(lambda: client.get("/dashboards/templates"))
-    emit(data, as_json, _render_templates)
+    get_and_emit(server, "/dashboards/templates", as_json, _render_templates)
 
 
 @dashboards_app.command("create")
@@ -203,10 +209,8 @@ def open_dashboard(
 def delete(dashboard_id: str = typer.Argument(..., help="Dashboard id."),
            server: str = ServerOption, as_json: bool = JsonOption) -> None:
     """Delete a dashboard."""
-    with get_client(server) as client:
-        data = call(lambda: client.request(
-            "DELETE", f"/dashboards/{quote(dashboard_id, safe='')}"))
-    emit(data, as_json, lambda d: message(f"deleted {d.get('id', dashboard_id)}"))
+    delete_and_say(server, f"/dashboards/{quote(dashboard_id, safe='')}", as_json,
+                   lambda d: f"deleted {d.get('id', dashboard_id)}")
 
 
 def register(app: typer.Typer) -> None:

@@ -109,6 +109,29 @@ def emit(data: Any, as_json: bool, render: Callable[[Any], None]) -> None:
         render(data)
 
 
+def get_and_emit(server: str | None, path: str, as_json: bool,
+                 render: Callable[[Any], None], **params: Any) -> None:
+    """GET one resource (or list) and print it: the whole of every list/show command."""
+    with get_client(server) as client:
+        data = call(lambda: client.get(path, **params))
+    emit(data, as_json, render)
+
+
+def delete_and_say(server: str | None, path: str, as_json: bool,
+                   said: Callable[[Any], str]) -> None:
+    """DELETE a resource; its answer as JSON with --json, else one line on stderr."""
+    with get_client(server) as client:
+        data = call(lambda: client.request("DELETE", path))
+    emit(data, as_json, lambda d: message(said(d)))
+
+
+def when_text(ms: Any) -> str:
+    """A stored epoch-ms time as ISO-8601 UTC, "-" where there is none."""
+    from rta.core.queries.timeparse import iso
+
+    return iso(ms) if isinstance(ms, int) else "-"
+
+
 def unreachable_text(server: str, exc: BaseException) -> str:
     """What the HTTP client says of a daemon it cannot reach, for a WebSocket failure."""
     from rta.client.client import DaemonUnreachable

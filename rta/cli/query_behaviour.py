@@ -45,11 +45,17 @@ def parse_event_spec(spec: str) -> dict[str, Any]:
     return out
 
 
-def _time(body: dict[str, Any], since: str | None, until: str | None,
-          time_range: str | None) -> None:
-    for key, value in (("startTime", since), ("endTime", until), ("timeRange", time_range)):
+def put_given(body: dict[str, Any], pairs: tuple[tuple[str, Any], ...]) -> None:
+    """Set each (key, value) whose value was given: an omitted option leaves the API's
+    default in force instead of sending null."""
+    for key, value in pairs:
         if value is not None:
             body[key] = value
+
+
+def _time(body: dict[str, Any], since: str | None, until: str | None,
+          time_range: str | None) -> None:
+    put_given(body, (("startTime", since), ("endTime", until), ("timeRange", time_range)))
 
 
 def _post(server: str | None, path: str, body: dict[str, Any]) -> Any:
@@ -87,10 +93,8 @@ def funnel(
     body: dict[str, Any] = {"steps": [parse_event_spec(s) for s in step]}
     if window is not None:
         body["timeLimit"] = window
-    for key, value in (("order", order), ("countBy", count_by), ("breakdown", breakdown),
-                       ("segment", segment)):
-        if value is not None:
-            body[key] = value
+    put_given(body, (("order", order), ("countBy", count_by), ("breakdown", breakdown),
+                     ("segment", segment)))
     if where:
         body["where"] = parse_where_list(where)
     if exclude:
@@ -147,11 +151,9 @@ def cohort(
         body["entryFilters"] = filters
     if entry is None and not filters:
         fail("give --entry, or --entry-where for a cohort defined by filters", EXIT_USAGE)
-    for key, value in (("retentionType", retention_type), ("criterion", criterion),
-                       ("segment", segment), ("breakdown", breakdown),
-                       ("breakdownLimit", breakdown_limit)):
-        if value is not None:
-            body[key] = value
+    put_given(body, (("retentionType", retention_type), ("criterion", criterion),
+                     ("segment", segment), ("breakdown", breakdown),
+                     ("breakdownLimit", breakdown_limit)))
     _time(body, since, until, time_range)
     _align_cohort_start(body)
     emit(_post(server, "/queries/cohort", body), as_json, render_cohort)
@@ -207,11 +209,9 @@ def abtest(
     """A/B test: conversion per variant, lift, significance and a verdict."""
     body: dict[str, Any] = {"eventType": assignment, "variantProperty": variant_property,
                             "metricEvent": metric}
-    for key, value in (("metricProperty", metric_property), ("control", control),
-                       ("minimumSampleSize", min_sample), ("confidenceLevel", confidence),
-                       ("segment", segment)):
-        if value is not None:
-            body[key] = value
+    put_given(body, (("metricProperty", metric_property), ("control", control),
+                     ("minimumSampleSize", min_sample), ("confidenceLevel", confidence),
+                     ("segment", segment)))
     if where:
         body["filters"] = parse_where_list(where)
     _time(body, since, until, time_range)

@@ -13,13 +13,16 @@ from typing import Any
 import typer
 
 from rta.cli.choices import PATH_TYPES, PATH_UNITS, one_of
-from rta.cli.output import JsonOption, ServerOption, call, emit, get_client
+from rta.cli.output import JsonOption, ServerOption, emit
 from rta.cli.query_behaviour import (
     RangeOption,
     SegmentOption,
     SinceOption,
     UntilOption,
+    _post,
+    _time,
     parse_where_list,
+    put_given,
 )
 
 
@@ -58,21 +61,17 @@ def paths(
 ) -> None:
     """The most frequent sequences of events (or pages) from a start or to an end point."""
     body: dict[str, Any] = {}
-    for key, value in (("startPoint", start), ("endPoint", end), ("steps", steps),
-                       ("unit", unit), ("windowMinutes", window), ("topK", top),
-                       ("segment", segment), ("startTime", since), ("endTime", until),
-                       ("timeRange", time_range)):
-        if value is not None:
-            body[key] = value
+    put_given(body, (("startPoint", start), ("endPoint", end), ("steps", steps),
+                     ("unit", unit), ("windowMinutes", window), ("topK", top),
+                     ("segment", segment)))
+    _time(body, since, until, time_range)
     if pages or path_type is not None:
         body["pathType"] = "pages" if pages else path_type
     if collapse:
         body["collapseRepeats"] = True
     if where:
         body["where"] = parse_where_list(where)
-    with get_client(server) as client:
-        data = call(lambda: client.post("/queries/paths", body))
-    emit(data, as_json, render_paths)
+    emit(_post(server, "/queries/paths", body), as_json, render_paths)
 
 
 def render_paths(data: dict[str, Any]) -> None:

@@ -20,6 +20,7 @@ from rta.cli.query_behaviour import (
     _post,
     _time,
     parse_where_list,
+    put_given,
 )
 
 STICKINESS_INTERVALS = ("day", "week")
@@ -31,9 +32,7 @@ WhereOption = typer.Option(None, "--where", "-w",
 def _body(event: str, interval: str | None, where: list[str] | None, since: str | None,
           until: str | None, time_range: str | None, segment: str | None) -> dict[str, Any]:
     body: dict[str, Any] = {"eventType": event}
-    for key, value in (("interval", interval), ("segment", segment)):
-        if value is not None:
-            body[key] = value
+    put_given(body, (("interval", interval), ("segment", segment)))
     filters = parse_where_list(where)
     if filters:
         body["filters"] = filters

@@ -12,21 +12,18 @@ from rta.cli.output import (
     ServerOption,
     call,
     console,
+    delete_and_say,
     emit,
     fail,
+    get_and_emit,
     get_client,
     message,
     print_json,
+    when_text,
 )
 
 reports_app = typer.Typer(help="Scheduled reports: a dashboard's figures by email and Slack.",
                           no_args_is_help=True)
-
-
-def _when(ms: Any) -> str:
-    from rta.core.queries.timeparse import iso
-
-    return iso(ms) if isinstance(ms, int) else "-"
 
 
 def _render_list(data: dict[str, Any]) -> None:
@@ -38,7 +35,7 @@ def _render_list(data: dict[str, Any]) -> None:
     for r in data["reports"]:
         table.add_row(r["id"], r["name"], r["dashboardId"], r["schedule"], r["tz"],
                       "\n".join(r["to"]),
-                      _when(r.get("nextRunAt")) if r.get("enabled") else "disabled")
+                      when_text(r.get("nextRunAt")) if r.get("enabled") else "disabled")
     console().print(table)
 
 
@@ -52,7 +49,7 @@ def _render_report(r: dict[str, Any]) -> None:
                        ("schedule", f"{r['schedule']} ({r['tz']})"),
                        ("to", "\n".join(r["to"])), ("enabled", str(r["enabled"]).lower()),
                        ("time range", r.get("timeRange") or "the dashboard's"),
-                       ("next run", _when(r.get("nextRunAt")))):
+                       ("next run", when_text(r.get("nextRunAt")))):
         table.add_row(key, value)
     console().print(table)
 
@@ -74,7 +71,7 @@ def _render_history(data: dict[str, Any]) -> None:
     for col in ("time", "trigger", "target", "attempt", "status", "error"):
         table.add_column(col, overflow="fold")
     for h in data["history"]:
-        table.add_row(_when(h.get("at")), h.get("trigger", ""), h.get("target", ""),
+        table.add_row(when_text(h.get("at")), h.get("trigger", ""), h.get("target", ""),
                       str(h.get("attempt", "")), h.get("status", ""), h.get("error") or "")
     console().print(table)
 
@@ -116,18 +113,14 @@ def create(
 @reports_app.command("list")
 def list_(server: str = ServerOption, as_json: bool = JsonOption) -> None:
     """Scheduled reports with their next run."""
-    with get_client(server) as client:
-        data = call(lambda: client.get("/reports"))
-    emit(data, as_json, _render_list)
+    get_and_emit(server, "/reports", as_json, _render_list)
 
 
 @reports_app.command("show")
 def show(report_id: str = typer.Argument(..., help="Report id."),
          server: str = ServerOption, as_json: bool = JsonOption) -> None:
     """One report."""
-    with get_client(server) as client:
-        data = call(lambda: client.get(f"/reports/{report_id}"))
-    emit(data, as_json, _render_report)
+    get_and_emit(server, f"/reports/{report_id}", as_json, _render_report)
 
 
 @reports_app.command("send")
@@ -146,12 +139,8 @@ def send(report_id: str = typer.Argument(..., help="Report id."),
 def delete(report_id: str = typer.Argument(..., help="Report id."),
            server: str = ServerOption, as_json: bool = JsonOption) -> None:
     """Delete a report (its history stays)."""
-    with get_client(server) as client:
-        data = call(lambda: client.request("DELETE", f"/reports/{report_id}"))
-    if as_json:
-        print_json(data)
-    else:
-        message(f"deleted report {report_id}")
+    delete_and_say(server, f"/reports/{report_id}", as_json,
+                   lambda _: f"deleted report {report_id}")
 
 
 @reports_app.command("history")
@@ -161,9 +150,8 @@ def history(report_id: str = typer.Argument(..., help="Report id."),
     """Delivery attempts with their outcome, newest first."""
     if limit < 1:
         fail("--limit must be at least 1", EXIT_USAGE)
-    with get_client(server) as client:
-        data = call(lambda: client.get(f"/reports/{report_id}/history", limit=limit))
-    emit(data, as_json, _render_history)
+    get_and_emit(server, f"/reports/{report_id}/history", as_json, _render_history,
+                 limit=limit)
 
 
 def register(app: typer.Typer) -> None:

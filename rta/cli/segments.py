@@ -15,8 +15,10 @@ from rta.cli.output import (
     JsonOption,
     ServerOption,
     call,
+    delete_and_say,
     emit,
     fail,
+    get_and_emit,
     get_client,
     message,
 )
@@ -64,9 +66,7 @@ def create(
 @segment_app.command("list")
 def list_(server: str = ServerOption, as_json: bool = JsonOption) -> None:
     """All saved segments."""
-    with get_client(server) as client:
-        data = call(lambda: client.get("/segments"))
-    emit(data, as_json, _render_list)
+    get_and_emit(server, "/segments", as_json, _render_list)
 
 
 def _render_list(data: dict[str, Any]) -> None:
@@ -100,9 +100,7 @@ def show(ref: str = typer.Argument(..., help="Segment id or name."),
          sample: int = typer.Option(None, "--sample", "-n", help="User ids to list."),
          server: str = ServerOption, as_json: bool = JsonOption) -> None:
     """A segment's definition and its current members (count and a sample)."""
-    with get_client(server) as client:
-        data = call(lambda: client.get(f"/segments/{ref}", sampleSize=sample))
-    emit(data, as_json, _render_show)
+    get_and_emit(server, f"/segments/{ref}", as_json, _render_show, sampleSize=sample)
 
 
 def _render_show(data: dict[str, Any]) -> None:
@@ -116,12 +114,8 @@ def _render_show(data: dict[str, Any]) -> None:
 def delete(ref: str = typer.Argument(..., help="Segment id or name."),
            server: str = ServerOption, as_json: bool = JsonOption) -> None:
     """Delete a saved segment."""
-    with get_client(server) as client:
-        data = call(lambda: client.request("DELETE", f"/segments/{ref}"))
-    if as_json:
-        emit(data, True, lambda d: None)
-    else:
-        message(f"deleted segment {data.get('name')!r} ({data['deleted']})")
+    delete_and_say(server, f"/segments/{ref}", as_json,
+                   lambda d: f"deleted segment {d.get('name')!r} ({d['deleted']})")
 
 
 def register(app: typer.Typer) -> None:

@@ -14,18 +14,14 @@ from rta.cli.output import (
     ServerOption,
     call,
     console,
-    emit,
+    delete_and_say,
     fail,
+    get_and_emit,
     get_client,
     message,
     print_json,
+    when_text,
 )
-
-
-def _when(ms: Any) -> str:
-    from rta.core.queries.timeparse import iso
-
-    return iso(ms) if isinstance(ms, int) else "-"
 
 
 def _render_list(data: dict[str, Any]) -> None:
@@ -35,8 +31,8 @@ def _render_list(data: dict[str, Any]) -> None:
     for col in ("id", "alert", "from", "until", "active", "reason"):
         table.add_column(col, no_wrap=col == "id", overflow="fold")
     for s in data["silences"]:
-        table.add_row(s["id"], s.get("alertId") or "(every alert)", _when(s["startsAt"]),
-                      _when(s["endsAt"]), "yes" if s["active"] else "no", s.get("reason", ""))
+        table.add_row(s["id"], s.get("alertId") or "(every alert)", when_text(s["startsAt"]),
+                      when_text(s["endsAt"]), "yes" if s["active"] else "no", s.get("reason", ""))
     console().print(table)
 
 
@@ -59,26 +55,21 @@ def silence(alert_id: str = typer.Argument(None, help="Alert id (or --all)."),
         print_json(data)
     else:
         what = "every alert" if every else f"alert {alert_id}"
-        message(f"muted {what} until {_when(data['endsAt'])} (silence {data['id']})")
+        message(f"muted {what} until {when_text(data['endsAt'])} (silence {data['id']})")
 
 
 def silences(active: bool = typer.Option(False, "--active", help="Only those muting now."),
              server: str = ServerOption, as_json: bool = JsonOption) -> None:
     """Silences, active and expired."""
-    with get_client(server) as client:
-        data = call(lambda: client.get("/alerts/silences", active="true" if active else None))
-    emit(data, as_json, _render_list)
+    get_and_emit(server, "/alerts/silences", as_json, _render_list,
+                 active="true" if active else None)
 
 
 def unsilence(silence_id: str = typer.Argument(..., help="Silence id."),
               server: str = ServerOption, as_json: bool = JsonOption) -> None:
     """End a silence now."""
-    with get_client(server) as client:
-        data = call(lambda: client.request("DELETE", f"/alerts/silences/{silence_id}"))
-    if as_json:
-        print_json(data)
-    else:
-        message(f"ended silence {silence_id}")
+    delete_and_say(server, f"/alerts/silences/{silence_id}", as_json,
+                   lambda _: f"ended silence {silence_id}")
 
 
 def register(app: typer.Typer) -> None:

@@ -10,7 +10,8 @@ import os
 import stat
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
@@ -235,9 +236,9 @@ class Source:
     def batches(self, size: int = 5000) -> Iterator[Batch]:
         """Batches of raw event objects (validation is the server's job); bad input raises
         ReadError naming the file and, where it can, the line."""
-        try:
+        with self._read_errors():
             if self.fmt == "parquet":
-                yield from self._parquet_batches(size)
+                yield from self._parquet(size, lambda rb: Batch(_parquet_events(rb.to_pylist())))
                 return
             text = io.TextIOWrapper(io.BufferedReader(self._data, 1 << 16),
                                     encoding="utf-8-sig",
@@ -248,13 +249,21 @@ class Source:
                 yield from _json_batches(text, self.name, size)
             else:
                 yield from _ndjson_batches(text, self.name, size)
+
+    @contextmanager
+    def _read_errors(self) -> Iterator[None]:
+        """Undecodable text and damaged or truncated (compressed) input as ReadError."""
+        try:
+            yield
         except UnicodeDecodeError as exc:
             raise ReadError(f"{self.name}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x}: "
                             f"{exc.reason})") from None
         except (OSError, EOFError, zlib.error) as exc:
             raise self._damaged(exc) from None
 
-    def _parquet_batches(self, size: int) -> Iterator[Batch]:
+    def _parquet(self, size: int, convert: Callable[[Any], Batch]) -> Iterator[Batch]:
+        """The Parquet file's record batches, each as `convert` makes it a Batch; an
+        unreadable file as ReadError."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -265,9 +274,9 @@ class Source:
             pf = pq.ParquetFile(source)
             self.total = pf.metadata.num_rows
             for record_batch in pf.iter_batches(batch_size=size):
-                events = _parquet_events(record_batch.to_pylist())
-                self._rows_done += len(events)
-                yield Batch(events)
+                batch = convert(record_batch)
+                self._rows_done += record_batch.num_rows
+                yield batch
         except pa.ArrowException as exc:
             raise ReadError(f"{self.name}: not a readable Parquet file: {exc}") from None
 
@@ -277,18 +286,13 @@ class Source:
         chunk pyarrow cannot type as the server's schema takes it, e.g. ISO timestamps or
         a key holding both text and numbers, is read as objects instead, so nothing is
         lost or changed); JSON arrays and CSV as objects (`batches`)."""
-        try:
+        with self._read_errors():
             if self.fmt == "ndjson":
                 yield from self._ndjson_arrow(size)
             elif self.fmt == "parquet":
-                yield from self._parquet_tables(size)
+                yield from self._parquet(size, _parquet_table_batch)
             else:
                 yield from self.batches(size)
-        except UnicodeDecodeError as exc:
-            raise ReadError(f"{self.name}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x}: "
-                            f"{exc.reason})") from None
-        except (OSError, EOFError, zlib.error) as exc:
-            raise self._damaged(exc) from None
 
     def _ndjson_arrow(self, size: int) -> Iterator[Batch]:
         import pyarrow as pa
@@ -333,40 +337,21 @@ class Source:
     def _ndjson_objects(self, data: bytes, starts: Any, ends: Any, numbers: Any,
                         size: int) -> Iterator[Batch]:
         """A chunk pyarrow could not take, parsed line by line as `batches` does."""
-        events: list[Any] = []
-        lines: list[int] = []
-        for lo, hi, lineno in zip(starts.tolist(), ends.tolist(), numbers.tolist(),
-                                  strict=True):
-            try:
-                events.append(jsonstrict.loads(data[lo:hi].decode("utf-8")))
-            except json.JSONDecodeError as exc:
-                raise ReadError(f"{self.name}:{lineno}: not valid JSON: {exc.msg}") from None
-            lines.append(lineno)
-            if len(events) >= size:
-                yield Batch(events, lines)
-                events, lines = [], []
-        if events:
-            yield Batch(events, lines)
+        yield from _json_lines(((lineno, data[lo:hi].decode("utf-8")) for lo, hi, lineno
+                                in zip(starts.tolist(), ends.tolist(), numbers.tolist(),
+                                       strict=True)), self.name, size)
 
-    def _parquet_tables(self, size: int) -> Iterator[Batch]:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
 
-        source: Any = self.path
-        if self.path == "-" or self.compressed:
-            source = io.BytesIO(self._data.read())
-        try:
-            pf = pq.ParquetFile(source)
-            self.total = pf.metadata.num_rows
-            for record_batch in pf.iter_batches(batch_size=size):
-                table = _as_event_columns(pa.Table.from_batches([record_batch]))
-                self._rows_done += table.num_rows
-                if _sendable(table, timestamps=True):
-                    yield Batch([], None, table)
-                else:
-                    yield Batch(_parquet_events(table.to_pylist()))
-        except pa.ArrowException as exc:
-            raise ReadError(f"{self.name}: not a readable Parquet file: {exc}") from None
+
+def _parquet_table_batch(record_batch: Any) -> Batch:
+    """A Parquet record batch as an Arrow table a daemon takes as it is, or as objects
+    where it does not fit the server's schema."""
+    import pyarrow as pa
+
+    table = _as_event_columns(pa.Table.from_batches([record_batch]))
+    if _sendable(table, timestamps=True):
+        return Batch([], None, table)
+    return Batch(_parquet_events(table.to_pylist()))
 
 
 def _as_event_columns(table: Any) -> Any:
@@ -457,13 +442,19 @@ def _json_batches(f: IO[str], name: str, size: int) -> Iterator[Batch]:
 
 
 def _ndjson_batches(f: IO[str], name: str, size: int) -> Iterator[Batch]:
+    yield from _json_lines(((lineno, line) for lineno, line in enumerate(f, 1)
+                            if line.strip()), name, size)
+
+
+def _json_lines(numbered: Iterable[tuple[int, str]], name: str, size: int
+                ) -> Iterator[Batch]:
+    """(line number, JSON text) pairs as batches of `size` objects that remember their
+    lines; the first line that is not JSON is a ReadError naming it."""
     events: list[Any] = []
     lines: list[int] = []
-    for lineno, line in enumerate(f, 1):
-        if not line.strip():
-            continue
+    for lineno, text in numbered:
         try:
-            events.append(jsonstrict.loads(line))
+            events.append(jsonstrict.loads(text))
         except json.JSONDecodeError as exc:
             raise ReadError(f"{name}:{lineno}: not valid JSON: {exc.msg}") from None
         lines.append(lineno)

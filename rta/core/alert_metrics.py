@@ -122,6 +122,14 @@ def _no_range(body: dict[str, Any], path: str) -> None:
                               "over condition.timeWindow, ending now")
 
 
+def _only_keys(body: dict[str, Any], path: str, keys: tuple[str, ...]) -> None:
+    """The kinds whose query parser takes more keys than an alert allows name the first
+    key outside `keys`."""
+    for key in body:
+        if key not in keys:
+            raise field_error(f"{path}.{key}", "unknown parameter", allowed=list(keys))
+
+
 # -- the kinds --------------------------------------------------------------------------------
 
 def _step_index(value: Any, names: list[str], path: str) -> int | None:
@@ -274,9 +282,7 @@ class UniqueUsersMetric:
 
     def validate(self, body: dict[str, Any], path: str, window_ms: int) -> dict[str, Any]:
         _no_range(body, path)
-        for key in body:
-            if key not in self.keys:
-                raise field_error(f"{path}.{key}", "unknown parameter", allowed=list(self.keys))
+        _only_keys(body, path, self.keys)
         with prefixed(path):
             analytics.parse("unique-users", body, 0)
         return dict(body)
@@ -308,9 +314,7 @@ class StickinessShare:
 
     def validate(self, body: dict[str, Any], path: str, window_ms: int) -> dict[str, Any]:
         _no_range(body, path)
-        for key in body:
-            if key not in self.keys:
-                raise field_error(f"{path}.{key}", "unknown parameter", allowed=list(self.keys))
+        _only_keys(body, path, self.keys)
         with prefixed(path):
             q = self.query(body, 0, window_ms)
         k = body.get("minPeriods", 2)

@@ -6,9 +6,10 @@
 
 import { api, ApiError } from "./api.js";
 import { take } from "./boot.js";
-import { LiveConnection } from "./live.js";
-import { WidgetView, paletteChanged, warmUpCharts } from "./widgets.js";
-import { formatNumber, formatTime, rangeLabel } from "./format.js";
+import { LiveConnection, dashboardChannel } from "./live.js";
+import { applyChartDefaults, buildWidgetGrid, paletteChanged, updateWidgets,
+  warmUpCharts } from "./widgets.js";
+import { formatNumber, rangeLabel, updatedText } from "./format.js";
 import { DashboardEditor } from "./editor.js";
 import { installAnnotationForm, refreshAnnotationsSoon, registerAnnotationPlugin,
   setAnnotationSource, showAnnotationsFor } from "./annotations.js";
@@ -90,10 +91,7 @@ function onMessage(msg) {
 }
 
 function channelFor(id) {
-  const q = new URLSearchParams();
-  if (state.range) q.set("timeRange", state.range);
-  q.set("tz", String(TZ));
-  return `dashboard:${id}?${q}`;
+  return dashboardChannel(id, state.range, TZ);
 }
 
 function resubscribe() {
@@ -252,20 +250,10 @@ async function dashboardGone() {
 }
 
 function buildGrid(doc) {
-  for (const v of state.views.values()) v.destroy();
-  state.views.clear();
   const grid = $("#grid");
-  grid.dataset.dashboardId = doc.id;
-  grid.style.setProperty("--gap", `${(doc.layout && doc.layout.gap) ?? 16}px`);
-  const nodes = [];
-  for (const w of doc.widgets || []) {
-    const view = new WidgetView(w);
-    view.node.querySelector("header").append(widgetTools(w));
-    state.views.set(w.id, view);
-    nodes.push(view.node);
-  }
-  grid.replaceChildren(...nodes);
-  if (!nodes.length) {
+  const shown = buildWidgetGrid(grid, doc, state.views,
+    (view, w) => view.node.querySelector("header").append(widgetTools(w)));
+  if (!shown) {
     const p = document.createElement("p");
     p.className = "muted empty-dashboard";
     p.textContent = "This dashboard has no widgets yet: choose Edit, then Add widget.";
@@ -339,12 +327,8 @@ function applyData(data) {
   state.lastData = Date.now();
   setStoreEvents(data.storeEvents);
   refreshAnnotationsSoon();
-  for (const w of data.widgets || []) {
-    const view = state.views.get(w.id);
-    if (view) view.update(w);
-  }
-  const range = data.timeRange ? ` · ${rangeLabel(data.timeRange)}` : "";
-  $("#dash-updated").textContent = `Updated ${formatTime(data.generatedAt || Date.now())}${range}`;
+  updateWidgets(state.views, data);
+  $("#dash-updated").textContent = updatedText(data);
   $("#dash-updated").dataset.generatedAt = String(data.generatedAt || "");
 }
 
@@ -531,9 +515,7 @@ async function main() {
     await new Promise((resolve) => window.addEventListener("load", resolve, { once: true }));
   }
   if (window.Chart) {
-    Chart.defaults.font.family = getComputedStyle(document.body).fontFamily;
-    Chart.defaults.font.size = 12;
-    Chart.defaults.color = getComputedStyle(document.documentElement).getPropertyValue("--muted").trim();
+    applyChartDefaults();
     registerAnnotationPlugin();
   } else {
     banner("Chart.js failed to load; charts cannot be drawn.");

@@ -68,6 +68,12 @@ export function rangeLabel(range) {
 // A comparison with the previous period (rta/core/queries/compare.py's `comparison`) as a
 // short text: "+12.5%" / "−3.0%" (a real minus sign), "new" when the previous value was 0,
 // and the test's verdict ("significant, p = 0.012") when there is one.
+// The "Updated <time> · <range>" line under a dashboard's name, from its widget data.
+export function updatedText(data) {
+  const range = data.timeRange ? ` · ${rangeLabel(data.timeRange)}` : "";
+  return `Updated ${formatTime(data.generatedAt || Date.now())}${range}`;
+}
+
 export function changeText(c) {
   if (!c) return null;
   const rel = c.relativeChange;

@@ -3,6 +3,15 @@
 // Server messages: {type, channel, timestamp, data}. The connection reports its state
 // ("connecting" | "live" | "offline") so the page can show it and fall back to polling.
 
+// The live channel of one dashboard's widget data for a time range and time-zone offset
+// (the server answers the same query as GET /dashboards/<id>/data with these parameters).
+export function dashboardChannel(id, range, tz) {
+  const q = new URLSearchParams();
+  if (range) q.set("timeRange", range);
+  q.set("tz", String(tz));
+  return `dashboard:${id}?${q}`;
+}
+
 export class LiveConnection {
   constructor({ onMessage, onState }) {
     this.onMessage = onMessage;

@@ -7,9 +7,9 @@
 // nothing else: no switcher, no editing, no other dashboard. A revoked or expired link ends
 // the live connection and every request with 401: the page then says so and stops.
 
-import { LiveConnection } from "./live.js";
-import { WidgetView, warmUpCharts } from "./widgets.js";
-import { formatTime, rangeLabel } from "./format.js";
+import { LiveConnection, dashboardChannel } from "./live.js";
+import { applyChartDefaults, buildWidgetGrid, updateWidgets, warmUpCharts } from "./widgets.js";
+import { updatedText } from "./format.js";
 import { refreshAnnotationsSoon, registerAnnotationPlugin, setAnnotationSource,
   showAnnotationsFor } from "./annotations.js";
 
@@ -98,10 +98,7 @@ function onMessage(msg) {
 }
 
 function channel() {
-  const q = new URLSearchParams();
-  if (state.range) q.set("timeRange", state.range);
-  q.set("tz", String(TZ));
-  return `dashboard:${DASHBOARD}?${q}`;
+  return dashboardChannel(DASHBOARD, state.range, TZ);
 }
 
 function resubscribe() {
@@ -112,27 +109,12 @@ function resubscribe() {
   live.subscribe(next);
 }
 
-function buildGrid(doc) {
-  for (const v of state.views.values()) v.destroy();
-  state.views.clear();
-  const grid = $("#grid");
-  grid.dataset.dashboardId = doc.id;
-  grid.style.setProperty("--gap", `${(doc.layout && doc.layout.gap) ?? 16}px`);
-  const nodes = [];
-  for (const w of doc.widgets || []) {
-    const view = new WidgetView(w);
-    state.views.set(w.id, view);
-    nodes.push(view.node);
-  }
-  grid.replaceChildren(...nodes);
-}
-
 function showDoc(doc) {
   state.doc = doc;
   $("#dash-name").textContent = doc.name;
   $("#dash-desc").textContent = doc.description || "";
   document.title = `${doc.name} · rta`;
-  buildGrid(doc);
+  buildWidgetGrid($("#grid"), doc, state.views);
 }
 
 async function reloadDoc(data) {
@@ -154,12 +136,8 @@ function applyData(data) {
   }
   state.lastData = Date.now();
   refreshAnnotationsSoon();
-  for (const w of data.widgets || []) {
-    const view = state.views.get(w.id);
-    if (view) view.update(w);
-  }
-  const range = data.timeRange ? ` · ${rangeLabel(data.timeRange)}` : "";
-  $("#dash-updated").textContent = `Updated ${formatTime(data.generatedAt || Date.now())}${range}`;
+  updateWidgets(state.views, data);
+  $("#dash-updated").textContent = updatedText(data);
   $("#dash-updated").dataset.generatedAt = String(data.generatedAt || "");
 }
 
@@ -205,9 +183,7 @@ async function main() {
     await new Promise((resolve) => window.addEventListener("load", resolve, { once: true }));
   }
   if (window.Chart) {
-    Chart.defaults.font.family = getComputedStyle(document.body).fontFamily;
-    Chart.defaults.font.size = 12;
-    Chart.defaults.color = getComputedStyle(document.documentElement).getPropertyValue("--muted").trim();
+    applyChartDefaults();
     registerAnnotationPlugin();
     warmUpCharts();
   }

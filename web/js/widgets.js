@@ -669,6 +669,39 @@ export class WidgetView {
 // chart of a page costs 80-230 ms more than the next ones (its code is compiled on first use,
 // fonts measured); done while the dashboard's data is still on its way, that cost leaves
 // the first render's critical path.
+// Chart.js defaults from the page's CSS (font, muted text colour): set once, before any chart.
+export function applyChartDefaults() {
+  Chart.defaults.font.family = getComputedStyle(document.body).fontFamily;
+  Chart.defaults.font.size = 12;
+  Chart.defaults.color = getComputedStyle(document.documentElement).getPropertyValue("--muted").trim();
+}
+
+// A dashboard's widgets as WidgetViews in `grid` (the old ones in `views` destroyed and
+// replaced); `decorate(view, widget)` adds a page's own controls. Returns how many.
+export function buildWidgetGrid(grid, doc, views, decorate = () => {}) {
+  for (const v of views.values()) v.destroy();
+  views.clear();
+  grid.dataset.dashboardId = doc.id;
+  grid.style.setProperty("--gap", `${(doc.layout && doc.layout.gap) ?? 16}px`);
+  const nodes = [];
+  for (const w of doc.widgets || []) {
+    const view = new WidgetView(w);
+    decorate(view, w);
+    views.set(w.id, view);
+    nodes.push(view.node);
+  }
+  grid.replaceChildren(...nodes);
+  return nodes.length;
+}
+
+// Widget data (a dashboard's data answer or live push) to the views it belongs to.
+export function updateWidgets(views, data) {
+  for (const w of data.widgets || []) {
+    const view = views.get(w.id);
+    if (view) view.update(w);
+  }
+}
+
 export function warmUpCharts() {
   if (!window.Chart) return;
   const host = el("div");

@@ -17,6 +17,7 @@ Thread rule: pure functions over their arguments; any thread.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,6 +82,19 @@ def where_sql(flt: EventFilter, params: Params, *, times: bool = True,
     if flt.where is not None:
         parts.append(node_sql(flt.where, params))
     return " AND ".join(f"({p})" for p in parts) if parts else "1"
+
+
+def member_sql(users: Iterable[object], params: Params) -> str:
+    """The row's user is one of `users` (ids as strings; a null user is not)."""
+    return f"ifNull(user IN {params.add([str(u) for u in users], 'Array(String)')}, 0)"
+
+
+def where_in_segment(flt: EventFilter, params: Params, members: Iterable[object] | None, *,
+                     times: bool = True) -> str:
+    """`where_sql`, and the user among a saved segment's `members` when the backend
+    resolved them to ids (None: no segment)."""
+    cond = where_sql(flt, params, times=times)
+    return cond if members is None else f"({cond}) AND {member_sql(members, params)}"
 
 
 def node_sql(node: Predicate | Group, params: Params) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rta.core.clickhouse.filter_sql import Params, where_sql
+from rta.core.clickhouse.filter_sql import Params, where_in_segment
 from rta.core.clickhouse.period_sql import period_sql
 from rta.core.clickhouse.view import View
 from rta.core.queries.stickiness_results import LifecycleResult, lifecycle_result
@@ -22,10 +22,7 @@ from rta.core.queries.stickiness_specs import LifecycleQuery
 def result(view: View, q: LifecycleQuery, members: np.ndarray | None = None) -> LifecycleResult:
     grid = q.grid
     params = Params()
-    cond = where_sql(q.flt, params, times=False)
-    if members is not None:  # a saved segment's users (ids)
-        ids = params.add([str(u) for u in members], "Array(String)")
-        cond = f"({cond}) AND ifNull(user IN {ids}, 0)"
+    cond = where_in_segment(q.flt, params, members, times=False)
     p_end = params.add(grid.end_time, "Int64")
     p_first = params.add(grid.first, "Int64")
     p_last = params.add(grid.last, "Int64")

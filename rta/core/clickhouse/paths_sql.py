@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rta.core.clickhouse.filter_sql import Params, node_sql
+from rta.core.clickhouse.filter_sql import Params, member_sql, node_sql
 from rta.core.clickhouse.view import View
 from rta.core.queries import pageviews as pv
 from rta.core.queries.paths_results import PathCounts, Transition
@@ -95,8 +95,7 @@ def build_sql(view: View, q: PathsQuery, members: np.ndarray | None, params: Par
     if q.where is not None:
         where.append(f"ifNull({node_sql(q.where, params)}, 0)")
     if members is not None:
-        ids = params.add([str(u) for u in members], "Array(String)")
-        where.append(f"ifNull(user IN {ids}, 0)")
+        where.append(member_sql(members, params))
     gather = (f"SELECT assumeNotNull({entity}) AS e, arraySort(groupArray(tuple(ts, seq, "
               f"{name}))) AS ev FROM {view.events} WHERE "
               + " AND ".join(f"({c})" for c in where) + " GROUP BY e")

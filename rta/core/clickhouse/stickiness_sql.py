@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rta.core.clickhouse.filter_sql import Params, where_sql
+from rta.core.clickhouse.filter_sql import Params, where_in_segment
 from rta.core.clickhouse.period_sql import period_sql
 from rta.core.clickhouse.view import View
 from rta.core.queries.stickiness_results import StickinessResult, stickiness_result
@@ -21,10 +21,7 @@ from rta.core.queries.stickiness_specs import StickinessQuery
 def result(view: View, q: StickinessQuery, members: np.ndarray | None = None) -> StickinessResult:
     grid = q.grid
     params = Params()
-    cond = where_sql(q.flt, params, times=False)
-    if members is not None:  # a saved segment's users (ids)
-        ids = params.add([str(u) for u in members], "Array(String)")
-        cond = f"({cond}) AND ifNull(user IN {ids}, 0)"
+    cond = where_in_segment(q.flt, params, members, times=False)
     p_start = params.add(grid.start_time, "Int64")
     p_end = params.add(grid.end_time, "Int64")
     sql = f"""
