@@ -52,9 +52,10 @@ def tables_sql(start: int, end: int) -> dict[str, str]:
     return {
         "Events by type": f"SELECT type, count(*) AS c FROM events WHERE {rng} GROUP BY type "
                           "ORDER BY c DESC, type",
-        "Top pages": f"SELECT \"properties.page\" AS v, count(*) AS c FROM events WHERE {rng} "
-                     "AND type = 'pageview' AND v IS NOT NULL GROUP BY v ORDER BY c DESC, v "
-                     "LIMIT 8",
+        # (the overview charts visitors per page, a web breakdown: docs/web.md)
+        "Top pages": f"SELECT \"properties.page\" AS v, count(DISTINCT userId) AS c FROM events "
+                     f"WHERE {rng} AND type = 'pageview' AND v IS NOT NULL GROUP BY v "
+                     "ORDER BY c DESC, v LIMIT 8",
     }
 
 
