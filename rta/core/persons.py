@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rta.core.errors import ConflictError, NotFoundError, field_error
+from rta.core.events import MAX_ID_LENGTH
 from rta.core.identity import (  # noqa: F401 (identity_mode, parse_identity: re-exported)
     ALIAS,
     MERGE,
@@ -56,6 +57,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("rta.persons")
 ALL_TIME = (-(1 << 62), 1 << 62)
+MAX_MERGE_IDS = 100  # distinct ids one POST /persons/merge may name
 ChangeListener = Callable[[int, list[tuple[str, str]]], None]
 
 
@@ -117,18 +119,22 @@ class Persons:
         would be merged without `force`."""
         if not isinstance(force, bool):
             raise field_error("force", "must be true or false")
-        if not isinstance(ids, list) or len(ids) < 2:
-            raise field_error("distinctIds", "must be an array of at least two distinct ids")
+        if not isinstance(ids, list) or not 2 <= len(ids) <= MAX_MERGE_IDS:
+            raise field_error("distinctIds", f"must be an array of 2 to {MAX_MERGE_IDS} "
+                              "distinct ids", length=len(ids) if isinstance(ids, list) else None)
         for i, x in enumerate(ids):
-            if not isinstance(x, str) or not x:
-                raise field_error(f"distinctIds[{i}]", "must be a non-empty string")
+            if not isinstance(x, str) or not x or len(x) > MAX_ID_LENGTH:
+                raise field_error(f"distinctIds[{i}]", "must be a non-empty string of at most "
+                                  f"{MAX_ID_LENGTH} characters")
             if illegal_id(x):
                 raise field_error(f"distinctIds[{i}]",
                                   f"'{x}' is a placeholder id and cannot be merged")
+        seen: set[str] = set()
         for i, x in enumerate(ids):
-            if x in ids[:i]:
+            if x in seen:
                 raise field_error(f"distinctIds[{i}]", f"'{x}' is listed twice (an id cannot "
                                   "be merged into itself)")
+            seen.add(x)
         with self._lock:
             return self._merge(ids, force)
 

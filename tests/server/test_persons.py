@@ -168,6 +168,8 @@ def test_merge_api_rules_and_bad_input(http: httpx.Client) -> None:
     for body, status, field in [
             ({"distinctIds": [x, x]}, 400, "distinctIds[1]"),
             ({"distinctIds": [x]}, 400, "distinctIds"),
+            ({"distinctIds": [f"{x}-{i}" for i in range(101)]}, 400, "distinctIds"),
+            ({"distinctIds": [x, "y" * 201]}, 400, "distinctIds[1]"),
             ({"distinctIds": "x"}, 400, "distinctIds"),
             ({"distinctIds": [x, 5]}, 400, "distinctIds[1]"),
             ({"distinctIds": [x, "null"]}, 400, "distinctIds[1]"),
