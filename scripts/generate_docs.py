@@ -95,6 +95,8 @@ API_JSON: dict[str, str] = {
     "segment show": "GET /segments/{ref}",
     "segment delete": "DELETE /segments/{ref}",
     "token list": "GET /tokens",
+    "persons merge": "POST /persons/merge",
+    "persons show": "GET /persons/{id}",
     "token revoke": "DELETE /tokens/{ref}",
 }
 # Commands whose JSON the CLI builds itself: their top-level keys (checked by the tests).

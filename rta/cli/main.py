@@ -39,6 +39,7 @@ COMMAND_MODULES = (
     "rta.cli.dashboards_share",
     "rta.cli.annotations",
     "rta.cli.segments",
+    "rta.cli.persons",
     "rta.cli.token",
     "rta.cli.config",
     "rta.cli.demo",

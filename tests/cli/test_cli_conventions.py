@@ -84,6 +84,8 @@ ARGS: dict[str, list[str]] = {
     "segment list": [],
     "segment show": ["{segment}"],
     "segment delete": ["{segment_doomed}"],
+    "persons merge": ["{person}", "{person_other}"],
+    "persons show": ["{person}"],
     "token create": ["--scope", "read", "--name", "made by test"],
     "token list": [],
     "token revoke": ["{token_doomed}"],
@@ -159,6 +161,9 @@ def world(daemon: ServeProcess, tmp_path_factory: pytest.TempPathFactory) -> dic
         # (one alert's silence: a silence of every alert would mute `alerts watch` below)
         ids["silence_doomed"] = http.post(f"/alerts/{ids['alert']}/silence",
                                           json={"for": "1m"}).json()["id"]
+    # two distinct ids of the demo (never identified, so merging them needs no force)
+    users = sorted({e["userId"] for e in events})
+    ids.update(person=users[0], person_other=users[1])
     (tmp / "events.ndjson").write_text("".join(json.dumps(e) + "\n" for e in events[:5]))
     ids.update(url=daemon.url, events_file=str(tmp / "events.ndjson"),
                export_file=str(tmp / "out.csv"), demo_file=str(tmp / "demo.ndjson"),
@@ -244,7 +249,7 @@ def test_unreachable_daemon_exits_3(path: str, tmp_path: Path) -> None:
              "alert": "a", "alert_doomed": "a", "dashboard": "d", "dashboard_doomed": "d",
              "segment": "s", "segment_doomed": "s", "token_doomed": "t", "report": "r",
              "report_doomed": "r", "silence_doomed": "s",
-             "annotation_doomed": "n"}
+             "annotation_doomed": "n", "person": "p", "person_other": "q"}
     (tmp_path / "e.ndjson").write_text('{"type": "x"}\n')
     args = [*path.split(), *fill(ARGS.get(path, []), world), "--server", dead]
     for extra in ([], ["--json"]):
