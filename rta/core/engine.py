@@ -39,6 +39,7 @@ from rta.core.embedded.store import ColumnStore, IngestResult, Snapshot, StoreCo
 from rta.core.embedded.store.store import SealJob
 from rta.core.errors import RtaError, StorageError, ValidationError
 from rta.core.events import EventBatch, EventValidator
+from rta.core.groups import open_groups
 from rta.core.ingest import (
     HTTP_PARTIAL_HINT,
     Admitted,
@@ -142,6 +143,7 @@ class Engine:
         self.rate = RateMeter()
         self._rejected = 0
         self._listeners: list[IngestListener] = []
+        self._checks: list[Callable[[EventBatch], None]] = []  # before a batch is written
         self._background: list[BackgroundTask] = []
         self._pending: list[_Pending] = []
         self._wake = trio.Event()
@@ -152,6 +154,10 @@ class Engine:
         # identity links (persons.py): durable with their events, applied to every query
         self.persons = open_persons(self.store, self.config.data_dir, self.config.fsync)
         self.on_ingest(self.persons.on_batch)
+        # groups (groups.py): malformed group fields refuse a batch before it is written
+        self.groups = open_groups(self.store, self.config.data_dir, self.config.fsync)
+        self._checks.append(self.groups.check)
+        self.on_ingest(self.groups.on_batch)
         self.person_shipper: PersonShipper | None = None
         if self.clickhouse is not None:  # (the person mapping goes to ClickHouse too)
             shipper = self.clickhouse.shipper
@@ -283,6 +289,8 @@ class Engine:
         """Durable before return: the batch shares one fsync with every batch waiting now."""
         if self.clickhouse is not None:
             self.clickhouse.check_backlog()
+        for check in self._checks:  # (a refusal here leaves nothing applied)
+            check(batch)
         kept, duplicates = self.store.reserve(batch)
         if duplicates:
             self._duplicates.inc(duplicates)
@@ -415,6 +423,7 @@ class Engine:
             self.store.close()
         finally:
             self.persons.close()
+            self.groups.close()
             self.metadata.close()
 
     # -- introspection ---------------------------------------------------------------------

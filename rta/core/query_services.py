@@ -51,7 +51,8 @@ def context(engine: Engine, now: int | None = None,
     if engine.clickhouse is not None and snap is None:
         return clickhouse_context(engine, clock)
     snap = engine.snapshot() if snap is None else snap
-    return QueryContext(EmbeddedBackend(engine, snap), segment_resolver(engine, snap), clock)
+    return QueryContext(EmbeddedBackend(engine, snap), segment_resolver(engine, snap), clock,
+                        engine.groups.known_types)
 
 
 def clickhouse_context(engine: Engine, now: int) -> QueryContext:
@@ -75,7 +76,8 @@ def clickhouse_context(engine: Engine, now: int) -> QueryContext:
                                 changes=shipper.changed_since, clock=lambda: shipper.version,
                                 ready=Barrier(ready))
 
-    return QueryContext(backend, clickhouse_segments(engine, backend), now)
+    return QueryContext(backend, clickhouse_segments(engine, backend), now,
+                        engine.groups.known_types)
 
 
 def clickhouse_segments(engine: Engine, backend: ClickHouseBackend) -> SegmentResolver:

@@ -10,6 +10,7 @@ Thread rule: build anywhere; use from the query's worker thread (blocking I/O).
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -168,6 +169,20 @@ class ClickHouseBackend:
                    ) -> tuple[np.ndarray, np.ndarray | None]:
         from rta.core.clickhouse import dashboard_sql
         return dashboard_sql.timestamps(self.view, flt, metric)
+
+    # -- groups ------------------------------------------------------------------------------
+    def for_group(self, group_type: str) -> ClickHouseBackend:
+        import copy
+        other = copy.copy(self)
+        other.view = dataclasses.replace(self.view, group=group_type)
+        return other
+
+    def group_stats(self, group_type: str) -> list[tuple[str, int, int, int]]:
+        from rta.core.clickhouse.view import group_key_sql
+        rows = self.view.rows(
+            f"SELECT k, count(), min(ts), max(ts) FROM (SELECT {group_key_sql(group_type)} "
+            f"AS k, ts FROM {self.view.events}) WHERE k IS NOT NULL GROUP BY k")
+        return [(str(k), int(c), int(lo), int(hi)) for k, c, lo, hi in rows]
 
     # -- analytics ---------------------------------------------------------------------------
     def series(self, flt: EventFilter, buckets: Buckets, aggregation: str,

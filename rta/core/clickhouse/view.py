@@ -49,6 +49,7 @@ class View:
     ready: Barrier | None = None
     kinds: Callable[[str], frozenset[str] | None] | None = None
     persons: bool = True  # `user` is the person (identity links applied); False: as sent
+    group: str | None = None  # `user` is the key of this type's group ($groups.<type>)
 
     def kinds_of(self, key: str) -> frozenset[str]:
         """The kinds `key` may hold here (all four when unknown)."""
@@ -58,7 +59,8 @@ class View:
     @property
     def events(self) -> str:
         """The events, as a source every query module reads `FROM` (see `events_source`)."""
-        return events_source(self.ch.database, self.table, self.persons)
+        source = events_source(self.ch.database, self.table, self.persons)
+        return source if self.group is None else group_source(source, self.group)
 
     def where(self, flt: EventFilter, params: Params, times: bool = True) -> str:
         return where_sql(flt, params, times=times)
@@ -87,3 +89,17 @@ def events_source(database: str, table: str = EVENTS, persons: bool = True) -> s
     return (f"(SELECT e.* REPLACE (if(p.person_id = '', e.user, p.person_id) AS user), "
             f"e.user AS raw_user FROM {events} AS e LEFT ANY JOIN {links} AS p "
             f"ON e.user = p.distinct_id)")
+
+
+def group_key_sql(group_type: str) -> str:
+    """The key of the `group_type` group an event names, NULL where none (an integer key
+    as its decimal text, '' as none: `embedded/group_blocks.py` reads them alike)."""
+    key = "'$groups." + group_type.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return (f"multiIf(mapContains(props_s, {key}) AND props_s[{key}] != '', props_s[{key}], "
+            f"mapContains(props_i, {key}), toString(props_i[{key}]), NULL)")
+
+
+def group_source(source: str, group_type: str) -> str:
+    """`source` with `user` replaced by the event's `group_type` group key (NULL: none)."""
+    return (f"(SELECT * REPLACE (CAST({group_key_sql(group_type)} AS Nullable(String)) "
+            f"AS user) FROM {source})")

@@ -170,6 +170,33 @@ class EmbeddedBackend:
     def lifecycle(self, q: LifecycleQuery, members: np.ndarray | None) -> LifecycleResult:
         return lifecycle.result(self.snap, q, members)
 
+    # -- groups ------------------------------------------------------------------------------
+    def for_group(self, group_type: str) -> EmbeddedBackend:
+        return EmbeddedBackend(self.engine, self.engine.groups.wrap(self.snap, group_type))
+
+    def group_stats(self, group_type: str) -> list[tuple[str, int, int, int]]:
+        snap = self.engine.groups.wrap(self.snap, group_type)
+        users, stamps = [], []
+        for block in snap.blocks:
+            if block.n:
+                has = np.flatnonzero(block.user >= 0)
+                users.append(block.user[has])
+                stamps.append(block.ts[has])
+        if not users or not sum(len(u) for u in users):
+            return []
+        user = np.concatenate(users)
+        ts = np.concatenate(stamps)
+        n = int(user.max()) + 1
+        count = np.bincount(user, minlength=n)
+        first = np.full(n, np.iinfo(np.int64).max, dtype=np.int64)
+        last = np.full(n, np.iinfo(np.int64).min, dtype=np.int64)
+        np.minimum.at(first, user, ts)
+        np.maximum.at(last, user, ts)
+        codes = np.flatnonzero(count)
+        keys = snap.dicts.users.decode(codes).tolist()
+        return list(zip(keys, count[codes].tolist(), first[codes].tolist(),
+                        last[codes].tolist(), strict=True))
+
     # -- web analytics -------------------------------------------------------------------------
     def web_totals(self, spec: VisitSpec) -> VisitTotals:
         return visits.totals(self.snap, spec)

@@ -75,7 +75,8 @@ def mask(flt: EventFilter, block: Block, sl: slice, snap: Snapshot,
         t = block.type[sl]
         both(t == type_codes[0] if len(type_codes) == 1 else np.isin(t, type_codes))
     if flt.users is not None:
-        codes = np.array([snap.dicts.users.lookup(u) for u in flt.users], dtype=np.int32)
+        users = getattr(snap.dicts, "raw_users", snap.dicts.users)  # (group-aware: ids)
+        codes = np.array([users.lookup(u) for u in flt.users], dtype=np.int32)
         both(np.isin(raw_user(block)[sl], codes[codes >= 0]))  # ids as sent
     if flt.segment_users is not None:
         both(np.isin(block.user[sl], flt.segment_users))
@@ -164,7 +165,8 @@ def _eval_top(flt: EventFilter, node: Predicate, block: Block, sl: slice,
         return _compare(arr.astype(np.float64), node.op, np.asarray(values, np.float64))
     if node.op == "exists":
         return arr >= 0
-    dictionary = {"type": snap.dicts.types, "user": snap.dicts.users,
+    dictionary = {"type": snap.dicts.types,
+                  "user": getattr(snap.dicts, "raw_users", snap.dicts.users),  # ids as sent
                   "session": snap.dicts.sessions}[col]
     values = node.value if node.op == "in" else [node.value]
     strs = [str(v) for v in values]

@@ -60,6 +60,7 @@ from rta.core.queries.buckets import MAX_BUCKETS, METRIC_AGGREGATIONS, Buckets, 
 from rta.core.queries.filters import EventFilter
 from rta.core.queries.params import FilterSpec
 from rta.core.queries.query_cache import QueryCache
+from rta.core.queries.units import unit_backend
 
 if TYPE_CHECKING:
     from rta.core.engine import Engine
@@ -140,6 +141,8 @@ def plan(query: AnalyticsQuery, ctx: QueryContext) -> Plan:
         extra = {"metric": query.metric, "aggregation": query.aggregation,
                  "interval": query.interval, "groupBy": query.group_by, "limit": query.limit,
                  "tzOffset": query.tz_offset}
+        if query.unit != "users":
+            extra["unit"] = query.unit
     elif isinstance(query, CountQuery):
         extra = {"groupBy": query.group_by, "limit": query.limit}
     elif isinstance(query, UniqueUsersQuery):
@@ -148,6 +151,8 @@ def plan(query: AnalyticsQuery, ctx: QueryContext) -> Plan:
         extra = {"interval": query.interval, "tzOffset": query.tz_offset,
                  "approximate": query.approximate,
                  "precision": query.precision if query.approximate else None}
+        if query.unit != "users":
+            extra["unit"] = query.unit
     else:
         extra = {"property": query.property, "n": query.n, "sort": query.sort}
     key = json.dumps([KINDS[type(query)], query.filter.canonical, flt.start, flt.end,
@@ -235,13 +240,15 @@ def _aggregate(planned: Plan, q: AggregateQuery) -> AggregateResult:
     if buckets is None:
         empty = 0 if q.aggregation in ("count", "sum", "unique_users") else None
         data = SeriesData(SeriesRows([], [], []), Total(empty, 0))
+        unit_backend(planned.ctx, q.unit, "unit", flt.segment_users)  # (checked alike)
         return AggregateResult(_event_type(flt), q.metric, q.aggregation, q.group_by,
-                               q.interval, None, None, 0, data)
-    data = planned.ctx.backend.series(flt, buckets, q.aggregation, q.metric, q.group_by,
-                                      q.limit)
+                               q.interval, None, None, 0, data, unit=q.unit)
+    backend = unit_backend(planned.ctx, q.unit, "unit", flt.segment_users)
+    data = backend.series(flt, buckets, q.aggregation, q.metric, q.group_by, q.limit)
     assert flt.end is not None
     return AggregateResult(_event_type(flt), q.metric, q.aggregation, q.group_by,
-                           buckets.interval, flt.start, flt.end - 1, buckets.count, data)
+                           buckets.interval, flt.start, flt.end - 1, buckets.count, data,
+                           unit=q.unit)
 
 
 def _count(planned: Plan, q: CountQuery) -> CountResult:
@@ -254,7 +261,13 @@ def _count(planned: Plan, q: CountQuery) -> CountResult:
 
 
 def _unique(planned: Plan, q: UniqueUsersQuery) -> UniqueUsersResult:
-    flt, buckets, backend = planned.flt, planned.buckets, planned.ctx.backend
+    result = _unique_of(planned, q)
+    return result if q.unit == "users" else dataclasses.replace(result, unit=q.unit)
+
+
+def _unique_of(planned: Plan, q: UniqueUsersQuery) -> UniqueUsersResult:
+    flt, buckets = planned.flt, planned.buckets
+    backend = unit_backend(planned.ctx, q.unit, "unit", flt.segment_users)
     if buckets is not None and flt.start is not None and flt.end is not None:
         lo: int | None = flt.start
         hi: int | None = flt.end - 1

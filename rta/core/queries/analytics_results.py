@@ -70,6 +70,7 @@ class AggregateResult:
     bucket_count: int
     data: SeriesData
     cached: bool = False
+    unit: str = "users"  # unique_users counts these ("group:<type>": groups)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -81,6 +82,8 @@ class AggregateResult:
         if self.group_by:
             out["series"] = [s.to_json() for s in self.data.series]
             out["groups"] = self.data.groups
+        if self.unit != "users":
+            out["unit"] = self.unit
         out["cached"] = self.cached
         return out
 
@@ -165,6 +168,7 @@ class UniqueUsersResult:
     approximation: Approximation | None = None
     buckets: UniqueRows | None = None
     cached: bool = False
+    unit: str = "users"  # what uniqueUsers counts ("group:<type>": groups)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"eventType": self.event_type, "startTime": self.start_time,
@@ -177,6 +181,8 @@ class UniqueUsersResult:
                        standardError=a.standard_error, precision=a.precision)
         if self.buckets is not None:
             out["buckets"] = self.buckets.to_json()
+        if self.unit != "users":
+            out["unit"] = self.unit
         out["cached"] = self.cached
         return out
 

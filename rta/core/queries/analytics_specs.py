@@ -14,14 +14,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from rta.core.errors import field_error
+from rta.core.group_wire import parse_unit
 from rta.core.queries import params as p
 from rta.core.queries.buckets import AGGREGATIONS, METRIC_AGGREGATIONS
 from rta.core.queries.params import FilterSpec
 
 AGGREGATE_KEYS = ("metric", "property", "aggregation", "interval", "groupBy", "limit",
-                  "tzOffset")
+                  "tzOffset", "unit")
 COUNT_KEYS = ("groupBy", "limit")
-UNIQUE_KEYS = ("interval", "approximate", "precision", "tzOffset")
+UNIQUE_KEYS = ("interval", "approximate", "precision", "tzOffset", "unit")
 TOP_KEYS = ("property", "n", "limit", "sort")
 MAX_GROUPS = 10_000
 MAX_SERIES = 100
@@ -40,6 +41,7 @@ class AggregateQuery:
     tz_offset: int  # ms east of UTC
     group_by: str | None
     limit: int
+    unit: str = "users"  # unique_users: "users" or "group:<type>" (queries/units.py)
 
 
 @dataclass(frozen=True)
@@ -63,6 +65,7 @@ class UniqueUsersQuery:
     tz_offset: int
     approximate: bool
     precision: int
+    unit: str = "users"  # "users" or "group:<type>" (queries/units.py)
 
 
 @dataclass(frozen=True)
@@ -105,7 +108,17 @@ def parse_aggregate(body: Any, now: int) -> AggregateQuery:
     offset = p.tz_offset(body)
     group_by = p.property_name(body, "groupBy", False)
     limit = p.int_param(body, "limit", 10, 1, MAX_SERIES)
-    return AggregateQuery(flt, now, metric, aggregation, interval, offset, group_by, limit)
+    unit = _unit(body)
+    if unit != "users" and aggregation != "unique_users":
+        raise field_error("unit", "applies to aggregation unique_users only", value=unit)
+    return AggregateQuery(flt, now, metric, aggregation, interval, offset, group_by, limit,
+                          unit)
+
+
+def _unit(params: Any) -> str:
+    """`unit`: "users" (the default) or "group:<type>"."""
+    value = p.one(params, "unit")
+    return "users" if value is None or value == "" else parse_unit(value, "unit", ("users",))
 
 
 def parse_count(params: Any, now: int) -> CountQuery:
@@ -123,7 +136,7 @@ def parse_unique_users(params: Any, now: int) -> UniqueUsersQuery:
     offset = p.tz_offset(params)
     approximate = p.bool_param(params, "approximate")
     precision = p.int_param(params, "precision", DEFAULT_PRECISION, 4, 18)
-    return UniqueUsersQuery(flt, now, interval, offset, approximate, precision)
+    return UniqueUsersQuery(flt, now, interval, offset, approximate, precision, _unit(params))
 
 
 def parse_top(params: Any, now: int) -> TopQuery:

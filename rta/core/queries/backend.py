@@ -149,6 +149,15 @@ class Backend(Protocol):
         """New, returning, resurrecting and dormant users per grid period (only `members`
         when given)."""
 
+    # -- groups (docs/people.md, "Groups") ------------------------------------------------------
+    def for_group(self, group_type: str) -> Backend:
+        """This view with each event's *user* replaced by the key of the `group_type` group
+        its `$groups` names (none where it names none): every user count of the returned
+        backend (unique users, funnels, retention) counts groups."""
+
+    def group_stats(self, group_type: str) -> list[tuple[str, int, int, int]]:
+        """(key, events, first ts, last ts) of every group of `group_type` events name."""
+
     # -- web analytics (visits and pageviews: docs/web.md) -------------------------------------
     def web_totals(self, spec: VisitSpec) -> VisitTotals:
         """Visitors, visits, pageviews, bounces and summed duration of the spec's visits."""
@@ -169,3 +178,4 @@ class QueryContext:
     backend: Backend
     segments: SegmentResolver | None
     now: int
+    group_types: Callable[[], frozenset[str]] | None = None  # None: not checked

@@ -41,6 +41,7 @@ from rta.core.queries.stickiness_specs import (
     parse_lifecycle,
     parse_stickiness,
 )
+from rta.core.queries.units import unit_backend, unit_group
 
 if TYPE_CHECKING:
     from rta.core.engine import Engine
@@ -125,9 +126,17 @@ def execute(query: BehaviourQuery, ctx: QueryContext) -> BehaviourResult:
     backend = ctx.backend
     if isinstance(query, FunnelQuery):
         members = resolve_segment(query.segment, ctx)
+        if unit_group(query.unit) is not None:  # groups: the users' funnel over groups
+            grouped = unit_backend(ctx, query.unit, "countBy", members).funnel(
+                dataclasses.replace(query, unit="users", segment_users=members))
+            return dataclasses.replace(grouped, count_by=query.unit)
         return backend.funnel(dataclasses.replace(query, segment_users=members))
     if isinstance(query, CohortQuery):
-        return backend.cohort(query, resolve_segment(query.segment, ctx))
+        members = resolve_segment(query.segment, ctx)
+        if unit_group(query.unit) is not None:
+            cohort = unit_backend(ctx, query.unit, "unit", members).cohort(query, members)
+            return dataclasses.replace(cohort, unit=query.unit)
+        return backend.cohort(query, members)
     if isinstance(query, AbTestQuery):
         members = resolve_segment(query.segment, ctx)
         if query.metric_property:

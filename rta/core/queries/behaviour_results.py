@@ -155,6 +155,7 @@ class CohortResult:
     breakdown_property: str | None = None
     breakdown_truncated: bool = False
     breakdown: tuple[CohortBreakdown, ...] = ()
+    unit: str = "users"  # "group:<type>": totalUsers and the cells count groups
 
     def to_json(self) -> dict[str, Any]:
         out = {"name": self.name, "entryEvent": self.entry_event,
@@ -168,6 +169,8 @@ class CohortResult:
             out["breakdownProperty"] = self.breakdown_property
             out["breakdownTruncated"] = self.breakdown_truncated
             out["breakdown"] = [g.to_json() for g in self.breakdown]
+        if self.unit != "users":
+            out["unit"] = self.unit
         return out
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rta.core.errors import field_error
+from rta.core.group_wire import parse_unit, unit_group
 from rta.core.queries.filters import EventFilter, Group, parse_where
 from rta.core.queries.page_steps import step_filter
 from rta.core.queries.segment_spec import (
@@ -105,7 +106,10 @@ def parse_funnel(body: Any, now: int | None) -> FunnelQuery:
         raise field_error("order", f"must be one of {', '.join(ORDERS)}", value=order,
                           allowed=list(ORDERS))
     unit = body.get("countBy", body.get("unit", "users"))
-    if unit not in UNITS:
+    if unit_group(unit if isinstance(unit, str) else None) is not None or \
+            unit == "group:":  # groups: "group:<type>" (queries/units.py)
+        unit = parse_unit(unit, "countBy", UNITS)
+    elif unit not in UNITS:
         raise field_error("countBy", "must be users or sessions", value=unit,
                           allowed=list(UNITS))
     names = [s.name for s in steps]
@@ -196,6 +200,7 @@ class CohortQuery:
     breakdown_limit: int = DEFAULT_BREAKDOWN_LIMIT
     entry_where: Group | None = None  # the filters as written (`entry_flt` may be a page
     ret_where: Group | None = None  # step's, see `page_steps`); warnings speak of these
+    unit: str = "users"  # or "group:<type>": the grid counts groups (queries/units.py)
 
 
 def parse_cohort(body: Any, now: int) -> CohortQuery:
@@ -237,9 +242,11 @@ def parse_cohort(body: Any, now: int) -> CohortQuery:
                                                                                   entry_where)
     ret_flt = EventFilter(where=ret_where) if ret is None else step_filter(ret, ret_where)
     breakdown, limit = _breakdown(body)
+    unit = body.get("unit", "users")
+    unit = "users" if unit in (None, "users") else parse_unit(unit, "unit", ("users",))
     return CohortQuery(body.get("name"), now, entry, ret, periods, length, rtype, criterion,
                        start, end, ncoh, entry_flt, ret_flt, segment_name(body), breakdown,
-                       limit, entry_where, ret_where)
+                       limit, entry_where, ret_where, unit)
 
 
 def _filters(body: dict[str, Any], key: str) -> Group | None:
