@@ -76,6 +76,8 @@ SPEC: dict[str, tuple[type, Any, str]] = {
                        "(default: geoip2fast's bundled country data)"),
     "posthog_autocapture": (bool, True, "let posthog-js autocapture clicks (told through "
                             "its remote config)"),
+    "segment_group_type": (str, "company", "group type of Segment group() calls and of "
+                           "context.groupId (docs/people.md, Groups)"),
     # email for reports and alerts (rta.core.mailer); the password is never shown or logged
     "smtp_host": (str, "", "SMTP server for report and alert emails (empty: no email)"),
     "smtp_port": (int, 0, "SMTP port (0: 465 with smtp_tls tls, else 25)"),
@@ -92,6 +94,7 @@ SERVER_OPTIONS = ("host", "auth", "cors_origins", "rate_limit_rps", "rate_limit_
                   "webhook_timeout", "webhook_retries", "webhook_backoff", "live_events_rate",
                   "ws_queue", "body_timeout", "max_connections_per_address",
                   "trusted_proxies", "geoip_database", "posthog_autocapture",
+                  "segment_group_type",
                   "smtp_host", "smtp_port", "smtp_tls", "smtp_user", "smtp_password",
                   "smtp_from", "public_url",
                   "share_frame_ancestors")
@@ -144,6 +147,9 @@ def convert(key: str, raw: Any) -> Any:
             raise ValueError(f"{key} must be {span}, not {raw!r}")
     elif key == "server" and not str(value).startswith(("http://", "https://")):
         raise ValueError(f"server must be an http:// or https:// URL, not {raw!r}")
+    elif key == "segment_group_type" and (not value or "." in value or len(value) > 100):
+        raise ValueError(f"segment_group_type must be 1 to 100 characters without '.', "
+                         f"not {raw!r}")
     elif key == "trusted_proxies":
         from rta.server.client_ip import parse_networks  # (ipaddress only: cheap)
         parse_networks(value)

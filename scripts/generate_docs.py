@@ -97,6 +97,8 @@ API_JSON: dict[str, str] = {
     "token list": "GET /tokens",
     "persons merge": "POST /persons/merge",
     "persons show": "GET /persons/{id}",
+    "groups list": "GET /groups/{type}",
+    "groups show": "GET /groups/{type}/{key}",
     "token revoke": "DELETE /tokens/{ref}",
 }
 # Commands whose JSON the CLI builds itself: their top-level keys (checked by the tests).

@@ -40,6 +40,7 @@ COMMAND_MODULES = (
     "rta.cli.annotations",
     "rta.cli.segments",
     "rta.cli.persons",
+    "rta.cli.groups",
     "rta.cli.token",
     "rta.cli.config",
     "rta.cli.demo",

@@ -287,9 +287,13 @@ def _decode_cursor(cursor: Any) -> str | None:
     if not isinstance(cursor, str):
         raise field_error("cursor", "must be the `next` value of the previous page")
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        text = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_",
+                                validate=True).decode()
     except (ValueError, UnicodeDecodeError):
-        raise field_error("cursor", "must be the `next` value of the previous page") from None
+        text = ""
+    if not text:
+        raise field_error("cursor", "must be the `next` value of the previous page")
+    return text
 
 
 def _block_sets(block: Any, store: ColumnStore) -> list[GroupSet]:

@@ -33,6 +33,7 @@ from rta.core.queries.timeparse import int_text, parse_iso
 
 GZIP_MAGIC = b"\x1f\x8b"
 FORM_TYPE = "application/x-www-form-urlencoded"
+DEFAULT_GROUP_TYPE = "company"  # Segment's group calls (setting `segment_group_type`)
 SEGMENT_KINDS = ("track", "page", "screen", "identify", "alias", "group")
 # Event types rta stores for the Segment calls that carry no event name of their own.
 SEGMENT_TYPES = {"page": "pageview", "screen": "screen", "identify": "$identify",
@@ -321,8 +322,13 @@ def posthog_batch(body: Any, now: int, future_ms: int, key: str | None = None) -
 
 
 def segment_event(msg: Any, kind: str | None, sent_at: Any, context: dict[str, Any],
-                  now: int, future_ms: int) -> dict[str, Any]:
-    """One Segment message; `kind` is the call the route names (None: the message's `type`)."""
+                  now: int, future_ms: int,
+                  group_type: str = DEFAULT_GROUP_TYPE) -> dict[str, Any]:
+    """One Segment message; `kind` is the call the route names (None: the message's `type`).
+
+    Groups: a `group` call is the group identify of `group_type` (`$group_type`; its
+    `groupId` and `traits` are the key and the properties, `group_wire`), and the event of
+    any call whose context names a `groupId` belongs to that group (`$groups`)."""
     if not isinstance(msg, dict):
         raise _Bad("", "a message must be a JSON object")
     if kind is None:
@@ -357,11 +363,15 @@ def segment_event(msg: Any, kind: str | None, sent_at: Any, context: dict[str, A
         etype = SEGMENT_TYPES[kind]
         props = {"groupId": _id_text(msg.get("groupId"), "groupId", required=True),
                  "traits": _object(msg.get("traits"), "traits")}
+        props["$group_type"] = group_type
     if user is not None and anonymous is not None:
         props.setdefault("anonymousId", anonymous)
     ctx = {**context, **_object(msg.get("context"), "context")}
     if ctx:
         props.setdefault("context", ctx)
+    group_key = props.get("groupId") if kind == "group" else ctx.get("groupId")
+    if group_key not in (None, "") and "$groups" not in props:
+        props["$groups"] = {group_type: group_key}
     ts_field = "timestamp" if msg.get("timestamp") not in (None, "") else "originalTimestamp"
     ts, clamped = event_time(msg.get(ts_field), msg.get("sentAt") or sent_at, None, now,
                              future_ms, ts_field=ts_field)
@@ -373,7 +383,7 @@ def segment_event(msg: Any, kind: str | None, sent_at: Any, context: dict[str, A
 
 
 def segment_batch(body: Any, kind: str | None, now: int, future_ms: int,
-                  key: str | None = None) -> Mapped:
+                  key: str | None = None, group_type: str = "company") -> Mapped:
     """`/v1/batch` (`kind` None: `{"batch": [...]}`) or one `/v1/<kind>` message."""
     out = Mapped("segment", key=key)
     if not isinstance(body, dict):
@@ -400,7 +410,8 @@ def segment_batch(body: Any, kind: str | None, now: int, future_ms: int,
     for i, msg in enumerate(items):
         path = prefix.format(i)
         try:
-            event = segment_event(msg, kind, sent_at, context or {}, now, future_ms)
+            event = segment_event(msg, kind, sent_at, context or {}, now, future_ms,
+                                  group_type)
         except _Bad as bad:
             out.errors.append(_error(i, path, bad.field, bad.message))
             continue

@@ -45,6 +45,7 @@ FEATURE_MODULES = (
     "rta.server.annotations_api",
     "rta.server.share_api",
     "rta.server.persons_api",
+    "rta.server.groups_api",
     "rta.server.openapi",
     "rta.server.web",
 )

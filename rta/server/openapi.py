@@ -69,7 +69,9 @@ SCHEMAS: dict[str, Any] = {
                                   "property}) sharing the range and buckets"},
         "formula": {"type": "string", "description": "arithmetic over the series names "
                                                      "(+ - * / ( ) numbers), e.g. A / B * 100"},
-        "compare": COMPARE}},
+        "compare": COMPARE,
+        "unit": {"type": "string", "description": "unique_users counts users (default) or "
+                 "group:<type> (groups)"}}},
     "FunnelStep": {"type": "object", "required": ["eventType"], "properties": {
         "name": {"type": "string"}, "eventType": {"type": "string"},
         "filters": {"description": "{key: value} equality or a predicate list"}}},
@@ -81,7 +83,9 @@ SCHEMAS: dict[str, Any] = {
                    "timeLimit": {"type": "integer", "minimum": 1,
                                  "description": "conversion window in ms (default 14 days)"},
                    "order": {"enum": ["ordered", "strict", "any"]},
-                   "breakdown": {"type": "string"}, "countBy": {"enum": ["users", "sessions"]},
+                   "breakdown": {"type": "string"},
+                   "countBy": {"type": "string", "description": "users, sessions or "
+                               "group:<type> (e.g. group:company: count groups)"},
                    "exclusions": {"type": "array", "items": OBJ}}},
     "Paths": {"type": "object", "additionalProperties": True, "properties": {
         "pathType": {"enum": ["events", "pages"],
@@ -130,6 +134,8 @@ SCHEMAS: dict[str, Any] = {
                    "criterion": {"enum": ["on", "on_or_after"]},
                    "entryFilters": OBJ, "retentionFilters": OBJ,
                    "breakdown": {"type": "string"}, "breakdownLimit": {"type": "integer"},
+                   "unit": {"type": "string", "description": "users (default) or "
+                            "group:<type>: the grid counts groups"},
                    "startTime": TIME, "endTime": TIME}},
     "Stickiness": {"type": "object", "required": ["eventType"], "additionalProperties": True,
                    "properties": {
@@ -242,14 +248,14 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                                         "analytics", query=[*FILTER_PARAMS, "metric",
                                                             "aggregation", "interval",
                                                             "groupBy", "limit",
-                                                            "tzOffset", "compare"]),
+                                                            "tzOffset", "compare", "unit"]),
     ("GET", "/analytics/count"): op("Count events, optionally grouped", "analytics",
                                     query=[*FILTER_PARAMS, "groupBy", "limit", "compare"]),
     ("POST", "/analytics/count"): op("Count events (JSON body)", "analytics",
                                      request=body(OBJ)),
     ("GET", "/analytics/unique-users"): op("Unique users (exact or HyperLogLog)", "analytics",
                                            query=[*FILTER_PARAMS, "interval", "approximate",
-                                                  "tzOffset", "compare"]),
+                                                  "tzOffset", "compare", "unit"]),
     ("POST", "/analytics/unique-users"): op("Unique users (JSON body)", "analytics",
                                             request=body(OBJ)),
     ("GET", "/analytics/top"): op("Top-N values of a property", "analytics",
@@ -319,6 +325,15 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                                    "force)", "persons", request=body(OBJ)),
     ("GET", "/persons/{person_id}"): op("The person a distinct id or person id belongs to: "
                                         "personId, distinctIds, identified", "persons"),
+    ("GET", "/groups"): op("Group types (at most 5, PostHog's limit) in index order, with "
+                           "their identified groups", "groups"),
+    ("GET", "/groups/{group_type}"): op("Groups of a type: key, properties, firstSeen, "
+                                        "lastSeen, eventCount; search, limit (1-1000), "
+                                        "cursor (the previous page's next)", "groups",
+                                        query=["search", "limit", "cursor"]),
+    ("GET", "/groups/{group_type}/{key}"): op("One group: key, properties, firstSeen, "
+                                              "lastSeen, eventCount (404 if unknown)",
+                                              "groups"),
     ("GET", "/ws"): op("WebSocket: subscribe to metrics, events, alerts, dashboard:<id>; "
                        "send events", "live", ok=101),
     ("GET", "/"): op("The browser dashboard", "web", content="text/html"),

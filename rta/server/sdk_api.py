@@ -24,6 +24,7 @@ from rta.core.engine import Engine
 from rta.core.errors import PayloadTooLarge, RtaError
 from rta.core.queries.timeparse import now_ms
 from rta.core.sdk_mapping import (
+    DEFAULT_GROUP_TYPE,
     Mapped,
     decode_json,
     decode_posthog_body,
@@ -163,8 +164,10 @@ def _segment_route(kind: str | None) -> Callable[[], Awaitable[Response]]:
             now = now_ms()
             max_bytes = eng.validator.limits.max_batch_bytes
             body = decode_json(await read_body(max_bytes), max_bytes)
+            group_type = current_app.config.get("RTA_OPTIONS", {}).get(
+                "segment_group_type") or DEFAULT_GROUP_TYPE
             mapped = segment_batch(body, kind, now, eng.validator.limits.future_tolerance_ms,
-                                   _basic_user())
+                                   _basic_user(), group_type)
             await _ingest(eng, mapped, now)
         except RtaError as exc:
             return _sdk_error(exc, _segment_extra)

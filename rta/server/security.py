@@ -36,7 +36,8 @@ bp = Blueprint("security", __name__)
 API_PREFIXES = ("/events", "/analytics", "/queries", "/alerts", "/export", "/dashboards",
                 "/segments", "/stats", "/metrics", "/tokens", "/ws", "/reports",
                 "/annotations",
-                "/persons")
+                "/persons",
+                "/groups")
 # (also the PostHog config routes and the first-party script's ingest route, #19)
 SDK_PREFIXES = ("/batch", "/capture", "/e/", "/e", "/i/v0/e", "/v1/", "/flags", "/decide",
                 "/array/", "/api/event")

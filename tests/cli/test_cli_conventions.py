@@ -86,6 +86,8 @@ ARGS: dict[str, list[str]] = {
     "segment delete": ["{segment_doomed}"],
     "persons merge": ["{person}", "{person_other}"],
     "persons show": ["{person}"],
+    "groups list": ["company"],
+    "groups show": ["company", "acme"],
     "token create": ["--scope", "read", "--name", "made by test"],
     "token list": [],
     "token revoke": ["{token_doomed}"],
@@ -150,6 +152,11 @@ def world(daemon: ServeProcess, tmp_path_factory: pytest.TempPathFactory) -> dic
             ids["segment" + suffix] = http.post("/segments", json={
                 "name": "conv" + suffix,
                 "filters": [{"eventType": "purchase"}]}).json()["id"]
+        r = http.post("/events", json={  # (a group for `groups list|show`)
+            "type": "$groupidentify", "userId": "u-groups", "properties": {
+                "$group_type": "company", "$group_key": "acme",
+                "$groups": {"company": "acme"}, "$group_set": {"name": "Acme"}}})
+        assert r.status_code == 202, r.text
         ids["annotation_doomed"] = http.post("/annotations", json={
             "text": "doomed"}).json()["id"]
         ids["token_doomed"] = http.post("/tokens", json={"scope": "read",
