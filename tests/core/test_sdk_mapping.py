@@ -265,7 +265,8 @@ def segment_reference(m: dict[str, Any], sent: int | None) -> dict[str, Any]:
         etype, props = "$alias", {"previousId": m["previousId"]}
     else:
         etype = "$group"
-        props = {"groupId": m["groupId"], **{f"traits.{k}": v for k, v in m["traits"].items()}}
+        props = {"groupId": m["groupId"], **{f"traits.{k}": v for k, v in m["traits"].items()},
+                 "$group_type": "company", "$groups.company": m["groupId"]}
     if "userId" in m and "anonymousId" in m:
         props.setdefault("anonymousId", m["anonymousId"])
     ts = ms(m["timestamp"])
