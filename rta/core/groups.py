@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from rta.core.errors import NotFoundError, ValidationError, field_error
 from rta.core.group_log import GroupLog
-from rta.core.group_wire import IDENTIFY_TYPES, GroupSet, read_batch
+from rta.core.group_wire import IDENTIFY_TYPES, GroupSet, read_batch, type_problem
 from rta.core.ingest import invalid_batch
 
 if TYPE_CHECKING:
@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("rta.groups")
 MAX_GROUP_TYPES = 5  # PostHog's limit per project
+IDENTIFY_SET = frozenset(IDENTIFY_TYPES)
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
 
@@ -85,14 +86,17 @@ class Groups:
         missed_types: list[str] = []
         missed: list[GroupSet] = []
         for block in self.store.snapshot().blocks:
-            if block.label.startswith("seg-") or not block.n:
+            if not block.n:
                 continue
+            # types of every stored block (its metadata; bulk loads skip the listener too)
             for prop in block.property_keys:
                 name = prop[len("$groups."):] if prop.startswith("$groups.") else None
-                if name and name not in self._durable and name not in missed_types:
+                if name and type_problem(name) is None and name not in self._durable \
+                        and name not in missed_types:
                     missed_types.append(name)
-            missed.extend(s for s in _block_sets(block, self.store)
-                          if s.event_id not in self._seen)
+            if not block.label.startswith("seg-"):
+                missed.extend(s for s in _block_sets(block, self.store)
+                              if s.event_id not in self._seen)
         for s in missed:
             if s.group_type not in self._durable and s.group_type not in missed_types:
                 missed_types.append(s.group_type)
@@ -115,6 +119,8 @@ class Groups:
     def check(self, batch: EventBatch) -> None:
         """Refuse the whole batch (400) on malformed group fields or a group type beyond
         the limit; claims the batch's new types (a later batch sees them)."""
+        if not _may_hold_groups(batch):
+            return
         found = read_batch(batch)
         errors = list(found.errors)
         with self._lock:
@@ -142,8 +148,7 @@ class Groups:
 
     def on_batch(self, batch: EventBatch) -> None:
         """The ingest listener: new types and identify calls, logged then applied."""
-        has_groups = any(name[2:].startswith("$groups.") for name in batch.props)
-        if not has_groups and not any(t in IDENTIFY_TYPES for t in batch.types):
+        if not _may_hold_groups(batch):
             return
         found = read_batch(batch)
         with self._lock:
@@ -275,6 +280,12 @@ class Groups:
         with self._lock:
             return {"types": len(self.types),
                     "identified": sum(len(g) for g in self.groups.values())}
+
+
+def _may_hold_groups(batch: EventBatch) -> bool:
+    """Whether a batch can say anything about groups (C-level checks: most batches don't)."""
+    return any("$group" in name for name in batch.props) or \
+        not IDENTIFY_SET.isdisjoint(batch.types)
 
 
 def _encode_cursor(key: str) -> str:
