@@ -37,3 +37,17 @@ def one_of(choices: tuple[str, ...]) -> Callable[[str | None], str | None]:
         return value
 
     return check
+
+
+def unit_of(choices: tuple[str, ...]) -> Callable[[str | None], str | None]:
+    """An option callback accepting `choices` or `group:<type>` (count groups; the daemon
+    checks the type)."""
+
+    def check(value: str | None) -> str | None:
+        if value is not None and value not in choices and not (
+                value.startswith("group:") and len(value) > len("group:")):
+            raise typer.BadParameter(f"{value!r} is not one of: {', '.join(choices)}, "
+                                     "group:<type>")
+        return value
+
+    return check

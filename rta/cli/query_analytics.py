@@ -14,7 +14,7 @@ from typing import Any
 
 import typer
 
-from rta.cli.choices import SERIES_AGGREGATIONS, TOP_SORTS, one_of
+from rta.cli.choices import SERIES_AGGREGATIONS, TOP_SORTS, one_of, unit_of
 from rta.cli.output import (
     JsonOption,
     ServerOption,
@@ -146,6 +146,9 @@ def unique(
                                  help="Per-bucket distinct users (e.g. 1d for DAU)."),
     approximate: bool = typer.Option(False, "--approximate", "--approx",
                                      help="HyperLogLog estimate with its standard error."),
+    unit: str = typer.Option(None, "--unit", help="users (default) or group:<type> "
+                             "(e.g. group:company: distinct groups).",
+                             callback=unit_of(("users",))),
     compare: bool = CompareOption,
     event_type: list[str] = TypeOption,
     since: str = SinceOption,
@@ -160,7 +163,7 @@ def unique(
     """Distinct users among matching events (exact unless --approximate)."""
     params = _filter_params(event_type, since, until, time_range, where, user, segment)
     params.update(interval=interval, approximate="true" if approximate else None,
-                  compare="previous_period" if compare else None)
+                  compare="previous_period" if compare else None, unit=unit)
     with get_client(server) as client:
         data = call(lambda: client.get("/analytics/unique-users", **params))
     from rta.cli.query_formula import with_comparison

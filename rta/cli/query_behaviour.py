@@ -12,7 +12,14 @@ from typing import Any
 
 import typer
 
-from rta.cli.choices import FUNNEL_ORDERS, FUNNEL_UNITS, RETENTION_CRITERIA, RETENTION_TYPES, one_of
+from rta.cli.choices import (
+    FUNNEL_ORDERS,
+    FUNNEL_UNITS,
+    RETENTION_CRITERIA,
+    RETENTION_TYPES,
+    one_of,
+    unit_of,
+)
 from rta.cli.output import EXIT_USAGE, JsonOption, ServerOption, call, emit, fail, get_client
 
 SinceOption = typer.Option(None, "--since", help="Start: ms, ISO-8601, or 15m/24h/7d ago.")
@@ -72,8 +79,9 @@ def funnel(
                                     "(default 14d)."),
     order: str = typer.Option(None, "--order", help="ordered (default), strict or any.",
                               callback=one_of(FUNNEL_ORDERS)),
-    count_by: str = typer.Option(None, "--count-by", help="users (default) or sessions.",
-                                 callback=one_of(FUNNEL_UNITS)),
+    count_by: str = typer.Option(None, "--count-by", help="users (default), sessions or "
+                                 "group:<type> (e.g. group:company).",
+                                 callback=unit_of(FUNNEL_UNITS)),
     breakdown: str = typer.Option(None, "--breakdown", "-b",
                                   help="Split by this property (value at step 1)."),
     exclude: list[str] = typer.Option(None, "--exclude", "-x",
@@ -135,6 +143,9 @@ def cohort(
                                   help="Split by this property (value at the entry event)."),
     breakdown_limit: int = typer.Option(None, "--breakdown-limit",
                                         help="At most this many values (default 25)."),
+    unit: str = typer.Option(None, "--unit", help="users (default) or group:<type> "
+                             "(e.g. group:company: cohorts of groups).",
+                             callback=unit_of(("users",))),
     since: str = SinceOption,
     until: str = UntilOption,
     time_range: str = RangeOption,
@@ -153,7 +164,7 @@ def cohort(
         fail("give --entry, or --entry-where for a cohort defined by filters", EXIT_USAGE)
     put_given(body, (("retentionType", retention_type), ("criterion", criterion),
                      ("segment", segment), ("breakdown", breakdown),
-                     ("breakdownLimit", breakdown_limit)))
+                     ("breakdownLimit", breakdown_limit), ("unit", unit)))
     _time(body, since, until, time_range)
     _align_cohort_start(body)
     emit(_post(server, "/queries/cohort", body), as_json, render_cohort)

@@ -232,3 +232,37 @@ def test_paging_and_restart_keep_types_and_properties(server: ServeProcess,
     with httpx.Client(base_url=server.url, timeout=30) as again:
         assert ok(again.get(f"/groups/org/{keys[3]}")) == before
         assert ok(again.get("/groups"))["types"] == types
+
+
+def test_cli_counts_and_shows_groups(server: ServeProcess, http: httpx.Client,
+                                     tmp_path: Any) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from rta.cli.main import app
+
+    t = tag()
+    events = [{"type": f"go{t}", "userId": u, "properties": {"$groups": {"company": k}}}
+              for u, k in (("a", f"k1-{t}"), ("b", f"k1-{t}"), ("c", f"k2-{t}"))]
+    events.append({"type": f"done{t}", "userId": "b", "properties": {
+        "$groups": {"company": f"k1-{t}"}}})
+    ok(http.post("/events/batch", json=events), 202)
+    env = {"RTA_CONFIG": str(tmp_path / "none.toml"), "NO_COLOR": "1", "COLUMNS": "120"}
+
+    def run(*args: str) -> Any:
+        r = CliRunner().invoke(app, [*args, "--server", server.url, "--json"], env=env)
+        assert r.exit_code == 0, r.stdout + r.stderr
+        return json.loads(r.stdout)
+
+    assert run("query", "unique", "--type", f"go{t}", "--unit",
+               "group:company")["uniqueUsers"] == 2
+    funnel = run("query", "funnel", "--step", f"go{t}", "--step", f"done{t}", "--count-by",
+                 "group:company")
+    assert [s["count"] for s in funnel["steps"]] == [2, 1]
+    assert run("groups", "show", "company", f"k1-{t}")["eventCount"] == 3
+    assert [g["key"] for g in run("groups", "list", "company", "--search",
+                                  t)["groups"]] == [f"k1-{t}", f"k2-{t}"]
+    bad = CliRunner().invoke(app, ["query", "unique", "--unit", "teams", "--server",
+                                   server.url], env=env)
+    assert bad.exit_code == 2
