@@ -30,6 +30,7 @@ from rta.core.embedded.store.dictionary import Dictionaries, Dictionary
 from rta.core.embedded.store.snapshot import Snapshot
 
 INT64_MIN = np.iinfo(np.int64).min
+LUT_ROWS_FACTOR = 8  # a code table up to 8 entries per row beats sorting the rows
 
 
 class GroupDicts:
@@ -60,11 +61,24 @@ def group_codes(block: Block, group_type: str, values: Dictionary,
     if strs is not None:
         has = np.flatnonzero(strs >= 0)
         if len(has):
-            uniq, inverse = np.unique(strs[has], return_inverse=True)
-            texts = [t or None for t in values.decode(uniq).tolist()]  # ('' is no group)
-            codes = keys.encode(texts)
-            out[has] = codes[inverse]
+            present = strs[has]
+            top = int(present.max()) + 1
+            if top <= max(LUT_ROWS_FACTOR * len(present), 1 << 16):  # (no sort: a table)
+                mark = np.zeros(top, dtype=bool)
+                mark[present] = True
+                uniq = np.flatnonzero(mark)
+                lut = np.full(top, -1, dtype=np.int32)
+                lut[uniq] = _encode(values, keys, uniq)
+                out[has] = lut[present]
+            else:
+                uniq, inverse = np.unique(present, return_inverse=True)
+                out[has] = _encode(values, keys, uniq)[inverse]
     return out
+
+
+def _encode(values: Dictionary, keys: Dictionary, codes: np.ndarray) -> np.ndarray:
+    """Group codes of the value strings `codes` ('' is no group)."""
+    return keys.encode([t or None for t in values.decode(codes).tolist()])
 
 
 class GroupBlock:
