@@ -52,7 +52,9 @@ from rta.core.key_budget import KeyBudget
 from rta.core.metadata import Metadata, MetadataStore
 from rta.core.metrics import Registry
 from rta.core.person_shipper import PersonShipper
+from rta.core.person_props import check_batch as check_person_updates
 from rta.core.persons import ALL_TIME, open_persons
+from rta.core.profiles import open_profiles
 from rta.core.services import Services, Serving, ServingOptions
 from rta.core.write_health import WriteHealth, probe_write
 
@@ -152,6 +154,10 @@ class Engine:
         # identity links (persons.py): durable with their events, applied to every query
         self.persons = open_persons(self.store, self.config.data_dir, self.config.fsync)
         self.on_ingest(self.persons.on_batch)
+        # person properties (profiles.py): after the links of the same batch
+        self.profiles = open_profiles(self.persons, self.config.data_dir, self.config.fsync)
+        self.persons.profiles = self.profiles
+        self.on_ingest(self.profiles.on_batch)
         self.person_shipper: PersonShipper | None = None
         if self.clickhouse is not None:  # (the person mapping goes to ClickHouse too)
             shipper = self.clickhouse.shipper
@@ -281,6 +287,7 @@ class Engine:
 
     async def ingest(self, batch: EventBatch) -> IngestResult:
         """Durable before return: the batch shares one fsync with every batch waiting now."""
+        check_person_updates(batch)  # (a malformed $set refuses the batch: nothing stored)
         if self.clickhouse is not None:
             self.clickhouse.check_backlog()
         kept, duplicates = self.store.reserve(batch)
@@ -415,6 +422,7 @@ class Engine:
             self.store.close()
         finally:
             self.persons.close()
+            self.profiles.close()
             self.metadata.close()
 
     # -- introspection ---------------------------------------------------------------------

@@ -14,6 +14,10 @@ dictionary's values would keep its keys, every head block ever made, alive); the
 `PersonSnapshot` keeps the store's own snapshot, so the blocks (and the segment files the
 store keeps for live snapshots) stay while a query holds it.
 
+Person properties (`person.<key>`) are virtual property columns of every PersonBlock
+(`column`, `numeric`, `present`), read from `person_columns.PersonValues` by the raw user
+codes: the current properties of the person each event's distinct id belongs to.
+
 Thread rule: any thread; a wrapper computes its `user` column once (a benign race at worst
 computes it twice).
 """
@@ -26,18 +30,23 @@ from typing import Any, cast
 
 import numpy as np
 
-from rta.core.embedded.store.block import Block
+from rta.core.embedded.person_columns import PersonValues
+from rta.core.embedded.store.block import FLOAT, INT, INT64_MIN, Block, null_column
 from rta.core.embedded.store.snapshot import Snapshot
+from rta.core.person_props import PREFIX
 
 
 class PersonBlock:
-    """`inner` with `user` remapped through `codes` (person code per user code)."""
+    """`inner` with `user` remapped through `codes` (person code per user code; None:
+    users as sent) and person properties (`values`) as `person.<key>` columns."""
 
-    __slots__ = ("__weakref__", "_codes", "_inner", "_user")
+    __slots__ = ("__weakref__", "_codes", "_inner", "_user", "_values")
 
-    def __init__(self, inner: Block, codes: np.ndarray) -> None:
+    def __init__(self, inner: Block, codes: np.ndarray | None,
+                 values: PersonValues | None = None) -> None:
         self._inner = weakref.ref(inner)
         self._codes = codes
+        self._values = values
         self._user: np.ndarray | None = None
 
     @property
@@ -52,6 +61,8 @@ class PersonBlock:
         user = self._user
         if user is None:
             raw = self.inner.user
+            if self._codes is None:
+                return raw
             user = np.where(raw >= 0, self._codes[np.maximum(raw, 0)], raw).astype(np.int32)
             self._user = user
         return user
@@ -59,6 +70,32 @@ class PersonBlock:
     @property
     def raw_user(self) -> np.ndarray:
         return self.inner.user
+
+    def column(self, kind: str, key: str) -> np.ndarray | None:
+        if self._values is not None and key.startswith(PREFIX):
+            return self._values.column(kind, key[len(PREFIX):], self.inner.user)
+        return self.inner.column(kind, key)
+
+    def numeric(self, key: str) -> np.ndarray:
+        if self._values is None or not key.startswith(PREFIX):
+            return self.inner.numeric(key)
+        f = self.column(FLOAT, key)
+        i = self.column(INT, key)
+        if i is None:
+            return f if f is not None else null_column(FLOAT, self.inner.n)
+        as_float = np.where(i == INT64_MIN, np.nan, i.astype(np.float64))
+        return as_float if f is None else np.where(np.isnan(as_float), f, as_float)
+
+    def present(self, key: str) -> np.ndarray:
+        if self._values is None or not key.startswith(PREFIX):
+            return self.inner.present(key)
+        mask = np.zeros(self.inner.n, dtype=bool)
+        for kind in self._values.kinds(key[len(PREFIX):]):
+            col = self.column(kind, key)
+            if col is not None:
+                mask |= ~np.isnan(col) if kind == FLOAT else (
+                    col != INT64_MIN if kind == INT else col >= 0)
+        return mask
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -69,7 +106,7 @@ class PersonSnapshot(Snapshot):
     """A snapshot of PersonBlocks; `source` (the store's snapshot) keeps their blocks."""
 
     source: Snapshot | None = None
-    mapping: int = -1  # the person mapping's version (caches of members key on it)
+    mapping: int = -1  # the person mapping's (and properties') version: member caches key on it
 
 
 def raw_user(block: Block) -> np.ndarray:
@@ -77,14 +114,16 @@ def raw_user(block: Block) -> np.ndarray:
     return cast(np.ndarray, getattr(block, "raw_user", block.user))
 
 
-def person_snapshot(snap: Snapshot, codes: np.ndarray, version: int,
-                    wrapped: weakref.WeakKeyDictionary[Any, Any]) -> Snapshot:
-    """`snap` whose blocks are PersonBlocks for mapping `version` (reused when possible)."""
+def person_snapshot(snap: Snapshot, codes: np.ndarray | None, version: Any,
+                    wrapped: weakref.WeakKeyDictionary[Any, Any],
+                    values: PersonValues | None = None) -> Snapshot:
+    """`snap` whose blocks are PersonBlocks for mapping `version` (reused when possible;
+    `version` covers the person properties too)."""
     blocks = []
     for block in snap.blocks:
         found = wrapped.get(block)
         if found is None or found[0] != version:
-            found = (version, PersonBlock(block, codes))
+            found = (version, PersonBlock(block, codes, values))
             wrapped[block] = found
         blocks.append(found[1])
     return PersonSnapshot(blocks=cast(list[Block], blocks), dicts=snap.dicts,
