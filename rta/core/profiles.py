@@ -264,9 +264,13 @@ def _decode_cursor(cursor: str | None) -> str | None:
     if not cursor:
         return None
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        text = base64.b64decode(cursor + "=" * (-len(cursor) % 4), altchars=b"-_",
+                                validate=True).decode()
     except (ValueError, UnicodeDecodeError):
-        raise field_error("cursor", "is not a cursor this server gave") from None
+        text = ""
+    if not text:
+        raise field_error("cursor", "is not a cursor this server gave")
+    return text
 
 
 def parse_limit(value: Any) -> int:

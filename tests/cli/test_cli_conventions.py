@@ -86,6 +86,7 @@ ARGS: dict[str, list[str]] = {
     "segment delete": ["{segment_doomed}"],
     "persons merge": ["{person}", "{person_other}"],
     "persons show": ["{person}"],
+    "persons list": ["--search", "{person}", "--limit", "5"],
     "token create": ["--scope", "read", "--name", "made by test"],
     "token list": [],
     "token revoke": ["{token_doomed}"],
