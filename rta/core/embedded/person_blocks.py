@@ -25,6 +25,7 @@ computes it twice).
 from __future__ import annotations
 
 import weakref
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -40,7 +41,7 @@ class PersonBlock:
     """`inner` with `user` remapped through `codes` (person code per user code; None:
     users as sent) and person properties (`values`) as `person.<key>` columns."""
 
-    __slots__ = ("__weakref__", "_codes", "_inner", "_user", "_values")
+    __slots__ = ("__weakref__", "_codes", "_inner", "_keys", "_user", "_values")
 
     def __init__(self, inner: Block, codes: np.ndarray | None,
                  values: PersonValues | None = None) -> None:
@@ -48,6 +49,7 @@ class PersonBlock:
         self._codes = codes
         self._values = values
         self._user: np.ndarray | None = None
+        self._keys: dict[str, list[str]] | None = None
 
     @property
     def inner(self) -> Block:
@@ -70,6 +72,21 @@ class PersonBlock:
     @property
     def raw_user(self) -> np.ndarray:
         return self.inner.user
+
+    @property
+    def props(self) -> Any:
+        inner = self.inner.props
+        return inner if self._values is None else PersonProps(inner, self)
+
+    @property
+    def property_keys(self) -> dict[str, list[str]]:
+        keys = self.inner.property_keys
+        if self._values is None:
+            return keys
+        if self._keys is None:
+            self._keys = {**keys, **{PREFIX + k: kinds
+                                     for k, kinds in self._values.key_kinds.items()}}
+        return self._keys
 
     def column(self, kind: str, key: str) -> np.ndarray | None:
         if self._values is not None and key.startswith(PREFIX):
@@ -99,6 +116,37 @@ class PersonBlock:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+
+class PersonProps(Mapping[str, np.ndarray]):
+    """A block's property columns plus `<kind>:person.<key>` (read by name only: iterating
+    walks the stored columns, so nothing that copies every column copies person ones)."""
+
+    def __init__(self, inner: Mapping[str, np.ndarray], block: PersonBlock) -> None:
+        self._inner = inner
+        self._block = block
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name[2:].startswith(PREFIX):
+            col = self._block.column(name[0], name[2:])
+            if col is None:
+                raise KeyError(name)
+            return col
+        return self._inner[name]
+
+    def __contains__(self, name: object) -> bool:
+        if isinstance(name, str) and name[2:].startswith(PREFIX):
+            return self._block.column(name[0], name[2:]) is not None
+        return name in self._inner
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._inner)
+
+    def __len__(self) -> int:
+        return len(self._inner)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
 
 
 @dataclass

@@ -44,7 +44,12 @@ class PersonValues:
         self.members = profiles.persons.graph.members
         self.dicts = dicts
         self.props = profiles.all_properties()
-        self.keys = {k for props in self.props.values() for k in props}
+        kinds: dict[str, set[str]] = {}
+        for props in self.props.values():
+            for k, v in props.items():
+                kinds.setdefault(k, set()).add(value_kind(v))
+        self.keys = set(kinds)
+        self.key_kinds = {k: sorted(v) for k, v in kinds.items()}
         self._columns: dict[str, tuple[int, dict[str, np.ndarray]]] = {}
         self._lock = threading.Lock()
 
