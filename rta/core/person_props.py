@@ -67,9 +67,6 @@ class Update:
         return cls(str(raw["d"]), dict(raw.get("s", {})), dict(raw.get("o", {})),
                    tuple(raw.get("u", ())), raw.get("e"))
 
-    def keys(self) -> set[str]:
-        return {*self.set, *self.set_once, *self.unset}
-
 
 def apply(props: dict[str, Any], update: Update) -> None:
     """Fold one update into `props` (in place): set, then set_once, then unset."""
@@ -171,8 +168,10 @@ def batch_updates(batch: EventBatch) -> list[Update]:
             entry = per_row.setdefault(r, ({}, {}, []))
             if slot == 2:
                 entry[2].extend(_unset_keys(v) or [])
+            elif slot == 1:
+                entry[1][sub] = v
             else:
-                entry[slot][sub] = v
+                entry[0][sub] = v
     out = []
     for r in sorted(per_row):
         user = batch.users[r]

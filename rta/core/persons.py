@@ -53,8 +53,8 @@ from rta.core.person_log import LinkLog
 
 if TYPE_CHECKING:
     from rta.core.embedded.store import ColumnStore, Snapshot
-    from rta.core.profiles import ProfileStore
     from rta.core.events import EventBatch
+    from rta.core.profiles import ProfileStore
 
 log = logging.getLogger("rta.persons")
 ALL_TIME = (-(1 << 62), 1 << 62)

@@ -132,7 +132,7 @@ class ProfileStore:
         with self._lock:
             self._cache.clear()
             self._listing = None
-        persons = sorted({p for _, p in rows})
+        persons = sorted({p for _, p in rows} | {x for x, _ in rows})  # (old roots too)
         if any(self._by_id.get(x) for x, _ in rows):
             for listener in self.on_change:
                 listener(persons)

@@ -97,6 +97,8 @@ def queries(p: str) -> list[tuple[str, dict[str, Any]]]:
         ("count", {**span, "where": [{"property": p + "nokey", "value": "pro"}]}),
         ("count", {**span, "groupBy": p + "plan"}),
         ("count", {**span, "groupBy": p + "n"}),
+        ("aggregate", {**span, "metric": p + "n", "aggregation": "sum"}),
+        ("aggregate", {**span, "metric": p + "plan", "aggregation": "avg"}),
         ("unique", {**span, "where": [{"property": p + "plan", "operator": "exists"}]}),
         ("unique", {**span, "type": "buy", "where": [{"property": p + "flag",
                                                       "operator": "not_exists"}]}),
@@ -128,6 +130,8 @@ def answer(engine: Engine, kind: str, body: dict[str, Any]) -> Any:
     try:
         if kind == "count":
             out = analytics.run_count(engine, body)
+        elif kind == "aggregate":
+            out = analytics.run_aggregate(engine, body)
         elif kind == "unique":
             out = analytics.run_unique_users(engine, body)
         elif kind == "top":
@@ -139,7 +143,7 @@ def answer(engine: Engine, kind: str, body: dict[str, Any]) -> Any:
         else:
             out = getattr(behaviour, f"run_{kind}")(engine, body, now)
     except Exception as exc:  # (both engines must fail alike)
-        return ("error", type(exc).__name__)
+        return ["error", type(exc).__name__, str(exc).replace("pp_", "person.")]
     text = json.dumps(out, sort_keys=True).replace("pp_", "person.")
     result = json.loads(text)
     if isinstance(result, dict):

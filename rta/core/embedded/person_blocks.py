@@ -84,14 +84,22 @@ class PersonBlock:
         if self._values is None:
             return keys
         if self._keys is None:
-            self._keys = {**keys, **{PREFIX + k: kinds
-                                     for k, kinds in self._values.key_kinds.items()}}
+            merged = dict(keys)
+            for k, kinds in self._values.key_kinds.items():
+                merged[PREFIX + k] = sorted({*merged.get(PREFIX + k, ()), *kinds})
+            self._keys = merged
         return self._keys
 
     def column(self, kind: str, key: str) -> np.ndarray | None:
-        if self._values is not None and key.startswith(PREFIX):
-            return self._values.column(kind, key[len(PREFIX):], self.inner.user)
-        return self.inner.column(kind, key)
+        inner = self.inner.column(kind, key)
+        if self._values is None or not key.startswith(PREFIX):
+            return inner
+        person = self._values.column(kind, key[len(PREFIX):], self.inner.user)
+        if person is None or inner is None:
+            return person if person is not None else inner
+        # an event property named person.<key> shows where the person lacks the key
+        # (per kind, as ClickHouse's mapUpdate merges each kind's map)
+        return np.where(_null(kind, person), inner, person)
 
     def numeric(self, key: str) -> np.ndarray:
         if self._values is None or not key.startswith(PREFIX):
@@ -104,18 +112,23 @@ class PersonBlock:
         return as_float if f is None else np.where(np.isnan(as_float), f, as_float)
 
     def present(self, key: str) -> np.ndarray:
+        mask = self.inner.present(key)
         if self._values is None or not key.startswith(PREFIX):
-            return self.inner.present(key)
-        mask = np.zeros(self.inner.n, dtype=bool)
+            return mask
         for kind in self._values.kinds(key[len(PREFIX):]):
-            col = self.column(kind, key)
+            col = self._values.column(kind, key[len(PREFIX):], self.inner.user)
             if col is not None:
-                mask |= ~np.isnan(col) if kind == FLOAT else (
-                    col != INT64_MIN if kind == INT else col >= 0)
+                mask |= ~_null(kind, col)
         return mask
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+
+def _null(kind: str, col: np.ndarray) -> np.ndarray:
+    if kind == FLOAT:
+        return np.isnan(col)
+    return col == INT64_MIN if kind == INT else col < 0
 
 
 class PersonProps(Mapping[str, np.ndarray]):

@@ -76,8 +76,9 @@ class PersonValues:
                 cols: dict[str, np.ndarray] = {}
                 pairs = [(x, props[key]) for person, props in self.props.items()
                          if key in props for x in self.members(person)]
-                codes = users.lookup_many([x for x, _ in pairs]) if pairs else []
-                for (_, value), code in zip(pairs, np.asarray(codes).tolist(), strict=True):
+                codes: list[int] = (users.lookup_many([x for x, _ in pairs]).tolist()
+                                    if pairs else [])
+                for (_, value), code in zip(pairs, codes, strict=True):
                     if 0 <= code < n:
                         self._put(cols, n, code, value)
             else:  # ids seen since: grow, and look their persons up
