@@ -5,7 +5,9 @@ value) and `$unset` (keys). They come from:
 
 - any event's properties: PostHog `$set`, `$set_once`, `$unset` (also in `$identify`);
   stored events keep them flattened (`$set.plan`), which is how they are read back here;
-- Segment `identify` traits (`sdk_mapping` puts them under `$set` too);
+- an `$identify` event's plain properties (not `$`-prefixed, not `anonymousId` or
+  `context.*`): Segment `identify` traits, which `sdk_mapping` stores that way (and
+  PostHog's `$set`, which it copies there too);
 - `POST /persons/{id}/properties` (`parse_body`).
 
 Values keep rta's kinds: string, integer, float, boolean (nested objects flatten to dotted
@@ -141,60 +143,101 @@ def check_batch(batch: EventBatch) -> None:
         code="invalid_batch")
 
 
-def _has_updates(names: Iterable[str]) -> bool:
-    for name in names:
-        key = name[2:]
-        if key.startswith((SET + ".", SET_ONCE + ".")) or key == UNSET:
-            return True
-    return False
+IDENTIFY = "$identify"
+# keys of an `$identify` event that are not traits: the ids Segment's mapping adds, and its
+# context (`sdk_mapping.segment_event`)
+_NOT_TRAITS = ("anonymousId", "userId", "previousId")
+_SET_P, _ONCE_P = SET + ".", SET_ONCE + "."
+
+
+def _slot(key: str, identify: bool) -> tuple[int, str] | None:
+    """Where a stored property goes in an update: 0 set, 1 set_once, 2 unset, 3 trait (a
+    plain property of an `$identify` event: Segment's identify traits, and PostHog's
+    `$set` copied there), or None."""
+    if key.startswith(_SET_P):
+        return 0, key[len(_SET_P):]
+    if key.startswith(_ONCE_P):
+        return 1, key[len(_ONCE_P):]
+    if key == UNSET:
+        return 2, ""
+    if identify and not key.startswith(("$", "context.")) and key not in _NOT_TRAITS:
+        return 3, key
+    return None
+
+
+def _has_updates(names: Iterable[str], identify: bool) -> bool:
+    return any(_slot(name[2:], identify) is not None for name in names)
+
+
+Entry = tuple[dict[str, Any], dict[str, Any], list[str], dict[str, Any]]
+
+
+def _put(entry: Entry, slot: int, sub: str, value: Any) -> None:
+    if slot == 2:
+        entry[2].extend(_unset_keys(value) or [])
+    elif slot == 1:
+        entry[1][sub] = value
+    elif slot == 0:
+        entry[0][sub] = value
+    else:
+        entry[3][sub] = value
+
+
+def _updates(per_row: dict[int, Entry], users: dict[int, str | None],
+             ids: dict[int, str]) -> list[Update]:
+    out = []
+    for r in sorted(per_row):
+        user = users[r]
+        s, o, u, traits = per_row[r]
+        s = {**traits, **s}  # (an explicit $set wins over a top-level copy)
+        if user is None or not (s or o or u):
+            continue
+        out.append(Update(user, s, o, tuple(u), ids[r]))
+    return out
 
 
 def batch_updates(batch: EventBatch) -> list[Update]:
-    """The person property updates of a validated batch, in arrival order."""
-    if not _has_updates(batch.props):
+    """The person property updates of a validated batch, in arrival order: `$set`,
+    `$set_once`, `$unset` in any event, and an `$identify` event's plain properties."""
+    identify = IDENTIFY in batch.types
+    if not _has_updates(batch.props, identify):
         return []
-    per_row: dict[int, tuple[dict[str, Any], dict[str, Any], list[str]]] = {}
+    identify_rows = {i for i, t in enumerate(batch.types) if t == IDENTIFY} if identify \
+        else set()
+    per_row: dict[int, Entry] = {}
     for name, (rows, values) in batch.props.items():
-        key = name[2:]
-        if key.startswith(SET + "."):
-            slot, sub = 0, key[len(SET) + 1:]
-        elif key.startswith(SET_ONCE + "."):
-            slot, sub = 1, key[len(SET_ONCE) + 1:]
-        elif key == UNSET:
-            slot, sub = 2, ""
-        else:
+        found = _slot(name[2:], identify)
+        if found is None:
             continue
+        slot, sub = found
         for r, v in zip(rows, values, strict=True):
-            entry = per_row.setdefault(r, ({}, {}, []))
-            if slot == 2:
-                entry[2].extend(_unset_keys(v) or [])
-            elif slot == 1:
-                entry[1][sub] = v
-            else:
-                entry[0][sub] = v
-    out = []
-    for r in sorted(per_row):
-        user = batch.users[r]
-        s, o, u = per_row[r]
-        if user is None or not (s or o or u):
-            continue
-        out.append(Update(user, s, o, tuple(u), batch.ids[r]))
-    return out
+            if slot == 3 and r not in identify_rows:
+                continue
+            _put(per_row.setdefault(r, ({}, {}, [], {})), slot, sub, v)
+    return _updates(per_row, {r: batch.users[r] for r in per_row},
+                    {r: batch.ids[r] for r in per_row})
 
 
 def block_updates(block: Any, dicts: Any) -> list[Update]:
     """The updates of a stored block (the head replayed from the WAL at start), row order."""
-    names = [n for n in block.props if _has_updates([n])]
-    if not names or not block.n:
+    if not block.n:
         return []
-    per_row: dict[int, tuple[dict[str, Any], dict[str, Any], list[str]]] = {}
+    code = dicts.types.lookup(IDENTIFY)
+    identify_rows = block.type == code if code >= 0 else None
+    identify = identify_rows is not None and bool(identify_rows.any())
+    names = [n for n in block.props if _slot(n[2:], identify) is not None]
+    per_row: dict[int, Entry] = {}
     for name in names:
         kind, key = name[0], name[2:]
+        slot, sub = _slot(key, identify) or (0, "")
         col = block.column(kind, key)
         if col is None:
             continue
         present = col >= 0 if kind in ("s", "b") else (
             ~np.isnan(col) if kind == "f" else col != np.iinfo(np.int64).min)
+        if slot == 3:
+            assert identify_rows is not None
+            present &= identify_rows
         rows = np.flatnonzero(present)
         if not len(rows):
             continue
@@ -207,25 +250,15 @@ def block_updates(block: Any, dicts: Any) -> list[Update]:
         else:
             values = raw.tolist()
         for r, v in zip(rows.tolist(), values, strict=True):
-            entry = per_row.setdefault(r, ({}, {}, []))
-            if key == UNSET:
-                entry[2].extend(_unset_keys(v) or [])
-            elif key.startswith(SET_ONCE + "."):
-                entry[1][key[len(SET_ONCE) + 1:]] = v
-            else:
-                entry[0][key[len(SET) + 1:]] = v
+            _put(per_row.setdefault(r, ({}, {}, [], {})), slot, sub, v)
     if not per_row:
         return []
     order = sorted(per_row)
     users = dicts.users.decode(block.user[np.asarray(order)])
     ids = block.ids(np.asarray(order))
-    out = []
-    for r, user, event in zip(order, users, ids, strict=True):
-        if user is None:
-            continue
-        s, o, u = per_row[r]
-        out.append(Update(str(user), s, o, tuple(u), event))
-    return out
+    return _updates(per_row, {r: None if u is None else str(u)
+                              for r, u in zip(order, users, strict=True)},
+                    dict(zip(order, ids, strict=True)))
 
 
 # -- from the API ----------------------------------------------------------------------------

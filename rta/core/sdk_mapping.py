@@ -350,8 +350,6 @@ def segment_event(msg: Any, kind: str | None, sent_at: Any, context: dict[str, A
     elif kind == "identify":
         etype = SEGMENT_TYPES[kind]
         props = dict(_object(msg.get("traits"), "traits"))
-        if props:  # traits are the person's properties (profiles.py reads `$set`)
-            props.setdefault("$set", dict(props))
     elif kind == "alias":
         etype = SEGMENT_TYPES[kind]
         props = {"previousId": _id_text(msg.get("previousId"), "previousId", required=True)}

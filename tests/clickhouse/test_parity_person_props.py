@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import io
 import os
+from pathlib import Path
 from typing import Any
 
+import httpx
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -22,9 +24,11 @@ from rta.core.person_shipper import ship_all as ship_links
 from rta.core.profile_shipper import ship_all as ship_props
 from rta.core.queries import analytics
 from rta.core.queries.analytics_specs import parse as parse_analytics
+from rta.core.queries.timeparse import now_ms
 from tests.clickhouse.harness import Pair, same
 from tests.clickhouse.test_parity_behaviour import _answer, _clickhouse_context
 from tests.core.test_person_props_reference import DAY, T0, build, event, link, queries
+from tests.support import ServeProcess
 
 NOW = T0 + 30 * DAY
 SETTINGS = settings(max_examples=int(os.environ.get("RTA_PARITY_EXAMPLES", "5")),
@@ -80,3 +84,38 @@ def test_person_properties_match_in_every_family(events: list[Any], links: list[
                 identity_mode.reset(token)
     finally:
         pair.close()
+
+
+def test_a_clickhouse_daemon_ships_properties(tmp_path: Path) -> None:
+    """`rta serve --backend clickhouse`: properties reach ClickHouse with read-your-writes
+    (no waiting in the test), are re-sent at start after a SIGKILL, and GET /persons/{id}
+    reads the person's activity from ClickHouse."""
+    data = tmp_path / "data"
+    args = ("--backend", "clickhouse", "--clickhouse-url", f"chdb://{tmp_path / 'ch'}")
+    t = now_ms() - 3600_000
+    where = {"eventType": "land", "timeRange": "last_7d",
+             "where": [{"property": "person.plan", "value": "pro"}]}
+    for round_no in range(2):
+        proc = ServeProcess(str(data), *args)
+        url = proc.start()
+        try:
+            with httpx.Client(base_url=url, timeout=60) as http:
+                if round_no == 0:
+                    assert http.post("/events/batch", json=[
+                        {"type": "land", "userId": "anon", "timestamp": t},
+                        {"type": "land", "userId": "other", "timestamp": t}]).status_code == 202
+                    assert http.post("/analytics/count", json=where).json()["count"] == 0
+                    assert http.post("/events", json={
+                        "type": "$identify", "userId": "u", "timestamp": t + 1,
+                        "properties": {"$anon_distinct_id": "anon",
+                                       "$set": {"plan": "pro"}}}).status_code == 202
+                    assert http.post("/analytics/count", json=where).json()["count"] == 1
+                    assert http.post("/persons/other/properties", json={
+                        "$set": {"plan": "pro"}}).status_code == 200
+                got = http.post("/analytics/count", json=where).json()
+                assert got["count"] == 2, got
+                doc = http.get("/persons/anon").json()
+                assert doc["properties"] == {"plan": "pro"} and doc["eventCount"] == 2
+                assert doc["firstSeen"] == t and doc["lastSeen"] == t + 1
+        finally:
+            proc.kill()

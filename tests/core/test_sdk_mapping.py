@@ -261,8 +261,6 @@ def segment_reference(m: dict[str, Any], sent: int | None) -> dict[str, Any]:
         props.setdefault("name", m["name"])
     elif kind == "identify":
         etype, props = "$identify", dict(m["traits"])
-        if m["traits"]:  # the traits again under `$set`: the person's properties
-            props.update({f"$set.{k}": v for k, v in m["traits"].items()})
     elif kind == "alias":
         etype, props = "$alias", {"previousId": m["previousId"]}
     else:
