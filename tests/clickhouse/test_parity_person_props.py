@@ -44,6 +44,8 @@ def _run(kind: str, body: dict[str, Any], ctx: Any) -> Any:
             return analytics.execute(parse_analytics(ANALYTICS[kind], body, NOW), ctx).to_json()
         except RtaError as exc:
             return {"error": str(exc)}
+    if kind == "query":  # (/queries/execute's shape)
+        return _answer(body["type"], body["config"], ctx)
     return _answer(kind, body, ctx)
 
 

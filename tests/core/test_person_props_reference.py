@@ -119,6 +119,12 @@ def queries(p: str) -> list[tuple[str, dict[str, Any]]]:
         ("stickiness", {**span, "eventType": "land",
                         "where": [{"property": p + "plan", "operator": "neq",
                                    "value": "free"}]}),
+        ("query", {"type": "paths", "config": {
+            **span, "where": [{"property": p + "plan", "operator": "in",
+                               "value": ["pro", "Pro"]}]}}),
+        ("query", {"type": "lifecycle", "config": {
+            **span, "eventType": "buy",
+            "where": [{"property": p + "n", "operator": "lt", "value": 3}]}}),
         ("export", {"format": "ndjson", "fields": ["id", "type"],
                     "filter": {**span, "where": [{"property": p + "flag",
                                                   "operator": "exists"}]}}),
