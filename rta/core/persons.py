@@ -266,10 +266,10 @@ class Persons:
         if remap is None and values is None:
             return snap
         from rta.core.embedded.person_blocks import person_snapshot
-        version = (raw, None if remap is None else remap.version,
-                   None if values is None else values.version)
-        return person_snapshot(snap, None if remap is None else remap.codes,
-                               hash(version) & ((1 << 62) - 1), self._wrapped, values)
+        version = (raw, None if remap is None else remap.version)
+        mapping = (*version, None if values is None else values.version)
+        return person_snapshot(snap, None if remap is None else remap.codes, version,
+                               self._wrapped, values, hash(mapping) & ((1 << 62) - 1))
 
     def _person_values(self, snap: Snapshot) -> Any:
         """The person property columns for the current profile version (None: none)."""

@@ -99,6 +99,11 @@ class ProfileStore:
         self._record([update])
         return {"personId": person, "properties": self.properties(person)}
 
+    def apply(self, updates: list[Update]) -> None:
+        """Apply updates given directly (imports, benchmarks): durable, in order."""
+        if updates:
+            self._record(updates)
+
     def _intern(self, updates: list[Update]) -> None:
         """Person string values join the store's values dictionary, so the embedded engine's
         person columns are codes like any string property (`embedded/person_columns.py`)."""

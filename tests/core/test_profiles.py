@@ -93,3 +93,27 @@ async def test_forget_leaves_no_byte_behind(tmp_path: Path) -> None:
         assert engine.profiles.properties("bob") == {"email": "bob@example.com",
                                                       "plan": "pro"}
     assert b"bob@example.com" in _log(tmp_path).read_bytes()
+
+
+async def test_queries_follow_property_changes() -> None:
+    """Person-aware blocks are reused across property changes (the user indexes stay);
+    each query reads the properties current when it starts."""
+    from rta.core.queries import analytics, behaviour
+
+    async with open_engine(EngineConfig()) as engine:
+        await engine.submit([
+            {"type": t, "userId": u, "timestamp": T0 + i}
+            for i, (u, t) in enumerate([("a", "land"), ("b", "land"), ("a", "buy"),
+                                        ("b", "buy")])], partial=False, now=T0 + 10)
+        engine.profiles.set_properties("a", {"$set": {"plan": "pro"}})
+        body = {"steps": [{"eventType": "land"}, {"eventType": "buy"}], "startTime": T0,
+                "endTime": T0 + 10, "where": [{"property": "person.plan", "value": "pro"}]}
+        span = {"startTime": T0, "endTime": T0 + 10, "groupBy": "person.plan"}
+        assert behaviour.run_funnel(engine, body, T0 + 10)["totalCompleted"] == 1
+        engine.profiles.set_properties("b", {"$set": {"plan": "pro"}})
+        assert behaviour.run_funnel(engine, body, T0 + 10)["totalCompleted"] == 2
+        assert analytics.run_count(engine, span)["groups"] == [
+            {"key": "pro", "count": 4, "share": 1.0}]
+        engine.profiles.set_properties("a", {"$unset": ["plan"]})
+        assert behaviour.run_funnel(engine, body, T0 + 10)["totalCompleted"] == 1
+        assert analytics.run_count(engine, span)["missing"] == 2

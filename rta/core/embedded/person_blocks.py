@@ -73,6 +73,12 @@ class PersonBlock:
     def raw_user(self) -> np.ndarray:
         return self.inner.user
 
+    def set_values(self, values: PersonValues | None) -> None:
+        """The current person properties (a query already running may see either)."""
+        if values is not self._values:
+            self._values = values
+            self._keys = None
+
     @property
     def props(self) -> Any:
         inner = self.inner.props
@@ -177,15 +183,19 @@ def raw_user(block: Block) -> np.ndarray:
 
 def person_snapshot(snap: Snapshot, codes: np.ndarray | None, version: Any,
                     wrapped: weakref.WeakKeyDictionary[Any, Any],
-                    values: PersonValues | None = None) -> Snapshot:
-    """`snap` whose blocks are PersonBlocks for mapping `version` (reused when possible;
-    `version` covers the person properties too)."""
+                    values: PersonValues | None = None, mapping: int = -1) -> Snapshot:
+    """`snap` whose blocks are PersonBlocks for user mapping `version`, reused while it
+    holds (caches keyed by block, the funnel/retention user indexes, depend on `user`
+    only); a reused block takes the current person properties (`values`), which change far
+    more often than links (any `$set`). `mapping` (for member caches) covers both."""
     blocks = []
     for block in snap.blocks:
         found = wrapped.get(block)
         if found is None or found[0] != version:
             found = (version, PersonBlock(block, codes, values))
             wrapped[block] = found
+        else:
+            found[1].set_values(values)
         blocks.append(found[1])
     return PersonSnapshot(blocks=cast(list[Block], blocks), dicts=snap.dicts,
-                          version=snap.version, source=snap, mapping=version)
+                          version=snap.version, source=snap, mapping=mapping)
