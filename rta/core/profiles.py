@@ -104,6 +104,21 @@ class ProfileStore:
         if updates:
             self._record(updates)
 
+    def strings(self) -> set[str]:
+        """Every string value some person has now: erasure's pruning of the store's values
+        dictionary must keep them (`_intern` put them there)."""
+        return {v for props in self.all_properties().values() for v in props.values()
+                if isinstance(v, str)}
+
+    def invalidate(self) -> None:
+        """Forget derived state (after the store's dictionary was rewritten: the embedded
+        person columns hold its codes)."""
+        with self._lock:
+            self._cache.clear()
+            self._own_version += 1
+            self._listing = None
+        self._intern([u for entries in self._by_id.values() for _, u in entries])
+
     def _intern(self, updates: list[Update]) -> None:
         """Person string values join the store's values dictionary, so the embedded engine's
         person columns are codes like any string property (`embedded/person_columns.py`)."""
@@ -121,16 +136,20 @@ class ProfileStore:
         with self._lock:
             self.log.append(updates)
             self._intern(updates)
+            touched = sorted({self.persons.person_of(u.distinct_id) for u in updates})
+            before = {p: self.properties(p) for p in touched}
             for update in updates:
                 self._add(update)
-            touched = sorted({self.persons.person_of(u.distinct_id) for u in updates})
             for person in touched:
                 self._cache.pop(person, None)
+            changed = [p for p in touched if self.properties(p) != before[p]]
+            if not changed:  # (SDKs repeat $set_once and $set: no answer can change)
+                return
             self._own_version += 1
             self._listing = None
-        self.persons.store.touch(-(1 << 62), 1 << 62)  # cached answers may name them
+        self.persons.store.touch(-(1 << 62), 1 << 62)  # cached answers may depend on them
         for listener in self.on_change:
-            listener(touched)
+            listener(changed)
 
     def _mapping_changed(self, version: int, rows: list[tuple[str, str]]) -> None:
         """A link moved ids: the persons they joined now fold more updates."""

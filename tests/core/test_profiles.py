@@ -41,6 +41,9 @@ async def test_fold_across_merges_and_the_api(tmp_path: Path) -> None:
         with pytest.raises(ValidationError):
             profiles.set_properties("user", {"$set": {"a": [1]}})
         assert profiles.properties("user") == {"plan": "pro"}
+        version = profiles.version  # a repeated value changes nothing (caches stay)
+        profiles.set_properties("user", {"$set": {"plan": "pro"}, "$set_once": {"plan": "y"}})
+        assert profiles.version == version and profiles.updates == 4
 
 
 async def test_replay_and_recovery_from_the_wal(tmp_path: Path) -> None:
