@@ -107,7 +107,7 @@ def show(person_id: str = typer.Argument(..., help="A person id or any of its di
 
 @persons_app.command("list")
 def list_persons(
-    search: str = typer.Option(None, "--search", "-s",
+    search: str = typer.Option(None, "--search",
                                help="Only persons with this text in a distinct id or a "
                                     "property value (case-insensitive)."),
     limit: int = typer.Option(100, "--limit", "-n", min=1, max=1000,
