@@ -6,8 +6,8 @@ value) and `$unset` (keys). They come from:
 - any event's properties: PostHog `$set`, `$set_once`, `$unset` (also in `$identify`);
   stored events keep them flattened (`$set.plan`), which is how they are read back here;
 - an `$identify` event's plain properties (not `$`-prefixed, not `anonymousId` or
-  `context.*`): Segment `identify` traits, which `sdk_mapping` stores that way (and
-  PostHog's `$set`, which it copies there too);
+  `context.*`) unless a PostHog SDK sent it (`$lib`; PostHog's event properties are not
+  the person's): Segment `identify` traits, which `sdk_mapping` stores that way;
 - `POST /persons/{id}/properties` (`parse_body`).
 
 Values keep rta's kinds: string, integer, float, boolean (nested objects flatten to dotted
@@ -148,12 +148,13 @@ IDENTIFY = "$identify"
 # context (`sdk_mapping.segment_event`)
 _NOT_TRAITS = ("anonymousId", "userId", "previousId")
 _SET_P, _ONCE_P = SET + ".", SET_ONCE + "."
+POSTHOG_LIB = "$lib"  # every PostHog SDK names itself: its events carry no traits
 
 
 def _slot(key: str, identify: bool) -> tuple[int, str] | None:
     """Where a stored property goes in an update: 0 set, 1 set_once, 2 unset, 3 trait (a
-    plain property of an `$identify` event: Segment's identify traits, and PostHog's
-    `$set` copied there), or None."""
+    plain property of an `$identify` event not sent by a PostHog SDK, i.e. without `$lib`:
+    Segment's identify traits, rta's own), or None."""
     if key.startswith(_SET_P):
         return 0, key[len(_SET_P):]
     if key.startswith(_ONCE_P):
@@ -204,6 +205,9 @@ def batch_updates(batch: EventBatch) -> list[Update]:
         return []
     identify_rows = {i for i, t in enumerate(batch.types) if t == IDENTIFY} if identify \
         else set()
+    lib = batch.props.get("s:" + POSTHOG_LIB)
+    if lib is not None and identify_rows:  # (PostHog's properties are the event's own)
+        identify_rows.difference_update(lib[0])
     per_row: dict[int, Entry] = {}
     for name, (rows, values) in batch.props.items():
         found = _slot(name[2:], identify)
@@ -224,6 +228,10 @@ def block_updates(block: Any, dicts: Any) -> list[Update]:
         return []
     code = dicts.types.lookup(IDENTIFY)
     identify_rows = block.type == code if code >= 0 else None
+    if identify_rows is not None:
+        lib = block.column("s", POSTHOG_LIB)
+        if lib is not None:
+            identify_rows &= lib < 0
     identify = identify_rows is not None and bool(identify_rows.any())
     names = [n for n in block.props if _slot(n[2:], identify) is not None]
     per_row: dict[int, Entry] = {}

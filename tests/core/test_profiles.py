@@ -120,3 +120,16 @@ async def test_queries_follow_property_changes() -> None:
         engine.profiles.set_properties("a", {"$unset": ["plan"]})
         assert behaviour.run_funnel(engine, body, T0 + 10)["totalCompleted"] == 1
         assert analytics.run_count(engine, span)["missing"] == 2
+
+
+async def test_identify_traits_but_not_posthog_event_properties() -> None:
+    async with open_engine(EngineConfig()) as engine:
+        await engine.submit([
+            {"type": "$identify", "userId": "s", "timestamp": T0,  # (Segment, as mapped)
+             "properties": {"plan": "pro", "anonymousId": "a1", "address": {"city": "Oslo"},
+                            "context": {"library": {"name": "analytics-python"}}}},
+            {"type": "$identify", "userId": "p", "timestamp": T0,  # (posthog-js)
+             "properties": {"$lib": "web", "$anon_distinct_id": "a2", "app_version": "3",
+                            "$set": {"plan": "team"}}}], partial=False, now=T0)
+        assert engine.profiles.properties("s") == {"address.city": "Oslo", "plan": "pro"}
+        assert engine.profiles.properties("p") == {"plan": "team"}
