@@ -136,13 +136,17 @@ class ProfileStore:
         with self._lock:
             self.log.append(updates)
             self._intern(updates)
-            touched = sorted({self.persons.person_of(u.distinct_id) for u in updates})
+            person_of = self.persons.person_of
+            touched = sorted({person_of(u.distinct_id) for u in updates})
             before = {p: self.properties(p) for p in touched}
+            after = {p: dict(v) for p, v in before.items()}
             for update in updates:
                 self._add(update)
+                # (the newest update folds onto the fold so far: no refold of the history)
+                apply(after[person_of(update.distinct_id)], update)
             for person in touched:
-                self._cache.pop(person, None)
-            changed = [p for p in touched if self.properties(p) != before[p]]
+                self._cache[person] = dict(sorted(after[person].items()))
+            changed = [p for p in touched if after[p] != before[p]]
             if not changed:  # (SDKs repeat $set_once and $set: no answer can change)
                 return
             self._own_version += 1
