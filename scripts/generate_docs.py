@@ -99,6 +99,7 @@ API_JSON: dict[str, str] = {
     "persons show": "GET /persons/{id}",
     "groups list": "GET /groups/{type}",
     "groups show": "GET /groups/{type}/{key}",
+    "persons list": "GET /persons",
     "token revoke": "DELETE /tokens/{ref}",
 }
 # Commands whose JSON the CLI builds itself: their top-level keys (checked by the tests).

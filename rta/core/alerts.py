@@ -827,6 +827,9 @@ class AlertEvaluator:
         first = int(block.ts.min())
         if self.data_since is None or first < self.data_since:
             self.data_since = first
+        # person-aware, as queries are: `person.<key>` filters read the current properties
+        block = self.engine.persons.wrap(Snapshot(blocks=[block], dicts=dicts,
+                                                  version=0)).blocks[0]
         snap = Snapshot(blocks=[], dicts=dicts, version=0)
         newest_ms = now_ms()
         types = set(batch.types)

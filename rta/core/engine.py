@@ -52,8 +52,11 @@ from rta.core.ingest import (
 from rta.core.key_budget import KeyBudget
 from rta.core.metadata import Metadata, MetadataStore
 from rta.core.metrics import Registry
+from rta.core.person_props import check_batch as check_person_updates
 from rta.core.person_shipper import PersonShipper
 from rta.core.persons import ALL_TIME, open_persons
+from rta.core.profile_shipper import ProfileShipper
+from rta.core.profiles import open_profiles
 from rta.core.services import Services, Serving, ServingOptions
 from rta.core.write_health import WriteHealth, probe_write
 
@@ -158,12 +161,21 @@ class Engine:
         self.groups = open_groups(self.store, self.config.data_dir, self.config.fsync)
         self._checks.append(self.groups.check)
         self.on_ingest(self.groups.on_batch)
+        # person properties (profiles.py): after the links of the same batch
+        self.profiles = open_profiles(self.persons, self.config.data_dir, self.config.fsync)
+        self.persons.profiles = self.profiles
+        self.on_ingest(self.profiles.on_batch)
         self.person_shipper: PersonShipper | None = None
+        self.profile_shipper: ProfileShipper | None = None
         if self.clickhouse is not None:  # (the person mapping goes to ClickHouse too)
             shipper = self.clickhouse.shipper
             self.person_shipper = PersonShipper(self.clickhouse.ch, self.persons,
                                                 lambda: shipper.touch(*ALL_TIME))
             self.add_background(self.person_shipper.run)
+            # (and the person properties, to `person_props`)
+            self.profile_shipper = ProfileShipper(self.clickhouse.ch, self.profiles,
+                                                  lambda: shipper.touch(*ALL_TIME))
+            self.add_background(self.profile_shipper.run)
         if self.clickhouse is not None:
             shipper = self.clickhouse.shipper
             shipper.on_advance.append(self.store.release_wal)
@@ -287,6 +299,7 @@ class Engine:
 
     async def ingest(self, batch: EventBatch) -> IngestResult:
         """Durable before return: the batch shares one fsync with every batch waiting now."""
+        check_person_updates(batch)  # (a malformed $set refuses the batch: nothing stored)
         if self.clickhouse is not None:
             self.clickhouse.check_backlog()
         for check in self._checks:  # (a refusal here leaves nothing applied)
@@ -424,6 +437,7 @@ class Engine:
         finally:
             self.persons.close()
             self.groups.close()
+            self.profiles.close()
             self.metadata.close()
 
     # -- introspection ---------------------------------------------------------------------

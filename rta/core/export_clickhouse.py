@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 from rta.core.clickhouse.connection import ClickHouse
 from rta.core.clickhouse.filter_sql import Params, where_sql
 from rta.core.clickhouse.rows import MAP_COLUMNS
-from rta.core.clickhouse.view import events_source
+from rta.core.clickhouse.view import events_source, has_person_props
 from rta.core.embedded.store.block import PropColumns
 from rta.core.embedded.store.dictionary import Dictionaries, Dictionary
 from rta.core.events import BOOL, FLOAT, INT, INT64_MIN, STR
@@ -57,7 +57,18 @@ class ClickHouseExport(PreparedExport):
         self._params = Params()
         where = where_sql(spec.flt, self._params)
         # (raw_user for the userId filter; persons for saved segments' members)
-        events = events_source(ch.database, persons=identity_mode.get() != RAW)
+        persons = identity_mode.get() != RAW
+        if has_person_props(ch):  # filter on person.<key>, write the events' own maps
+            merged = events_source(ch.database, persons=persons, person_props=True,
+                                   keep_maps=True)
+            maps = ", ".join(f"raw_{c} AS {c}" for c in MAP_COLUMNS.values())
+            # (filtered in a subquery of its own: an alias named props_s would otherwise be
+            # what the WHERE reads, ClickHouse resolving aliases before columns)
+            events = (f"(SELECT ts, recv, seq, id, type, raw_user, user, session, {maps} "
+                      f"FROM (SELECT * FROM {merged} WHERE {where}))")
+            where = "1"
+        else:
+            events = events_source(ch.database, persons=persons)
         limit = f" LIMIT {int(spec.limit)}" if spec.limit is not None else ""
         self._rows_sql = f"SELECT {_SELECT} FROM {events} WHERE {where} ORDER BY ts, seq{limit}"
         source = f"({self._rows_sql})" if limit else f"(SELECT * FROM {events} WHERE {where})"

@@ -54,6 +54,7 @@ from rta.core.person_log import LinkLog
 if TYPE_CHECKING:
     from rta.core.embedded.store import ColumnStore, Snapshot
     from rta.core.events import EventBatch
+    from rta.core.profiles import ProfileStore
 
 log = logging.getLogger("rta.persons")
 ALL_TIME = (-(1 << 62), 1 << 62)
@@ -85,6 +86,9 @@ class Persons:
         self._remap_lock = threading.Lock()
         self._lock = threading.RLock()  # the graph, the log and the version change together
         self._wrapped: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+        # person properties (`profiles.py`), set by the engine: `person.<key>` columns
+        self.profiles: ProfileStore | None = None
+        self._values: Any = None  # (profile version, PersonValues) of the latest wrap
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -252,15 +256,34 @@ class Persons:
             return self._remap
 
     def wrap(self, snap: Snapshot) -> Snapshot:
-        """`snap` with person-aware blocks (unchanged when nothing is merged, or when the
-        request asked for raw distinct ids)."""
-        if identity_mode.get() == RAW:
-            return snap
-        remap = self.remap()
-        if remap is None:
+        """`snap` with person-aware blocks: users remapped to persons (not when nothing is
+        merged, or when the request asked for raw distinct ids) and person properties as
+        `person.<key>` columns (once any person has a property). Unchanged when neither
+        applies."""
+        raw = identity_mode.get() == RAW
+        remap = None if raw else self.remap()
+        values = self._person_values(snap)
+        if remap is None and values is None:
             return snap
         from rta.core.embedded.person_blocks import person_snapshot
-        return person_snapshot(snap, remap.codes, remap.version, self._wrapped)
+        version = (raw, None if remap is None else remap.version)
+        mapping = (*version, None if values is None else values.version)
+        return person_snapshot(snap, None if remap is None else remap.codes, version,
+                               self._wrapped, values, hash(mapping) & ((1 << 62) - 1))
+
+    def _person_values(self, snap: Snapshot) -> Any:
+        """The person property columns for the current profile version (None: none)."""
+        profiles = self.profiles
+        if profiles is None or profiles.empty():
+            return None
+        current = self._values
+        version = profiles.version
+        if current is not None and current.version == version:
+            return current
+        from rta.core.embedded.person_columns import PersonValues
+        values = PersonValues(profiles, snap.dicts)
+        self._values = values
+        return values
 
     def stats(self) -> dict[str, Any]:
         return {"links": self.links, "refused": self.refused, "mergedIds": len(self.graph),

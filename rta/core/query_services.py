@@ -66,11 +66,15 @@ def clickhouse_context(engine: Engine, now: int) -> QueryContext:
     wait_events = partial(shipper.wait_shipped, engine.clickhouse.ack_mark())
     people = engine.person_shipper
     wait_links = None if people is None else partial(people.wait_shipped, people.mark())
+    profiles = engine.profile_shipper
+    wait_props = None if profiles is None else partial(profiles.wait_shipped, profiles.mark())
 
-    def ready() -> None:  # read-your-writes: events, then identity links, sent before now
-        wait_events()
+    def ready() -> None:  # read-your-writes: events, then identity links and person
+        wait_events()     # properties, sent before now
         if wait_links is not None:
             wait_links()
+        if wait_props is not None:
+            wait_props()
 
     backend = ClickHouseBackend(engine.clickhouse.ch, version=shipper.version,
                                 changes=shipper.changed_since, clock=lambda: shipper.version,

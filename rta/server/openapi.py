@@ -323,6 +323,10 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/persons/merge"): op("Merge distinct ids into one person: {distinctIds: [target, "
                                    "...], force} (admin; 409 for an identified person unless "
                                    "force)", "persons", request=body(OBJ)),
+    ("GET", "/persons"): op("Persons ordered by person id, with their properties: search "
+                            "(in distinct ids and property values), limit (1-1000), cursor",
+                            "persons", query=["search", "limit", "cursor"]),
+    # (summary as recorded by the golden test; the profile keys are in docs/people.md)
     ("GET", "/persons/{person_id}"): op("The person a distinct id or person id belongs to: "
                                         "personId, distinctIds, identified", "persons"),
     ("GET", "/groups"): op("Group types (at most 5, PostHog's limit) in index order, with "
@@ -334,6 +338,9 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/groups/{group_type}/{key}"): op("One group: key, properties, firstSeen, "
                                               "lastSeen, eventCount (404 if unknown)",
                                               "groups"),
+    ("POST", "/persons/{person_id}/properties"): op(
+        "Update a person's properties: {$set: {...}, $set_once: {...}, $unset: [...]} "
+        "(write; 404 for an unknown id)", "persons", request=body(OBJ)),
     ("GET", "/ws"): op("WebSocket: subscribe to metrics, events, alerts, dashboard:<id>; "
                        "send events", "live", ok=101),
     ("GET", "/"): op("The browser dashboard", "web", content="text/html"),

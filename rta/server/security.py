@@ -71,6 +71,8 @@ def required_scope(method: str, path: str) -> str | None:
         return "write"
     if path.startswith("/tokens") or is_share_admin_path(path):
         return "admin"
+    if path.startswith("/persons/") and path.endswith("/properties") and method == "POST":
+        return "write"  # person properties, as an SDK's identify traits set them
     if path.startswith("/annotations") and method == "POST":
         return "write"  # a deploy pipeline marks its releases with its ingest token
     if method in ("GET", "HEAD", "OPTIONS") or path == "/ws":

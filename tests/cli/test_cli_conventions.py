@@ -88,6 +88,7 @@ ARGS: dict[str, list[str]] = {
     "persons show": ["{person}"],
     "groups list": ["company"],
     "groups show": ["company", "acme"],
+    "persons list": ["--search", "{person}", "--limit", "5"],
     "token create": ["--scope", "read", "--name", "made by test"],
     "token list": [],
     "token revoke": ["{token_doomed}"],

@@ -464,3 +464,27 @@ def test_parse_backtest_is_pure_and_names_the_field() -> None:
     with pytest.raises(ValidationError) as late:
         parse_backtest(doc, {"startTime": T0, "endTime": T0 - 1}, T0)
     assert late.value.details[0]["field"] == "startTime"
+
+
+async def test_counter_rules_filter_by_person_properties(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rule's `where` on `person.<key>` counts the ingested events whose person has it."""
+    eng = engine_with([])
+    sink = Sink()
+    ev = AlertEvaluator(eng, publish=sink)
+    eng.on_ingest(ev.on_ingest)
+    body = threshold_body(threshold=2, timeWindow=2000)
+    body["condition"]["filters"] = [{"property": "person.plan", "value": "pro"}]
+    doc = eng.metadata.create("alert", validate_alert(body))
+    ev.load(doc)
+    state = ev.states[doc["id"]]
+    now = T0 + 10_000_000
+    monkeypatch.setattr(alerts_mod, "now_ms", lambda: now)
+    batch, _ = eng.validator.validate_batch(
+        [{"type": "e", "userId": "p", "timestamp": now, "properties": {"$set": {"plan": "pro"}}},
+         {"type": "e", "userId": "p", "timestamp": now},
+         {"type": "e", "userId": "f", "timestamp": now, "properties": {"$set": {"plan": "x"}}},
+         {"type": "e", "userId": "p", "timestamp": now}], now=now)
+    await eng.ingest(batch)
+    ev.evaluate_all(now)
+    assert state.status == "firing" and sink.sent[0]["value"] == 3

@@ -21,9 +21,10 @@ import numpy as np
 from rta.core.clickhouse.connection import ClickHouse
 from rta.core.clickhouse.filter_sql import Params
 from rta.core.clickhouse.schema import EVENTS
-from rta.core.clickhouse.view import Barrier, View
+from rta.core.clickhouse.view import Barrier, View, has_person_props, person_kinds
 from rta.core.events import BOOL, FLOAT, INT, STR
 from rta.core.identity import RAW, identity_mode
+from rta.core.person_props import PREFIX as PERSON_PREFIX
 from rta.core.queries.analytics_results import GroupedCount, SeriesData, TopData, UniqueRows
 from rta.core.queries.behaviour_results import (
     AbExposures,
@@ -82,7 +83,9 @@ class ClickHouseBackend:
         # persons: count persons (identity links applied); default from the request's
         # identity mode (`?identity=raw` counts the ids as sent)
         self.raw = identity_mode.get() == RAW if persons is None else not persons
-        self.view = View(ch, table, ready, self._key_kinds, persons=not self.raw)
+        self.view = View(ch, table, ready, self._key_kinds, persons=not self.raw,
+                         person_props=self._person_props)
+        self._has_person_props: bool | None = None
         self._version = version
         self._changes = changes
         self._clock = clock  # the shipper's version now (after the read-your-writes wait)
@@ -133,6 +136,14 @@ class ClickHouseBackend:
         kinds: tuple[Vocabulary, dict[str, set[str]]] = self._remember("vocabulary", read)
         return kinds
 
+    def _person_props(self) -> bool:
+        """Whether person properties exist (remembered by the data clock, and for this
+        backend's life: one query's statements all read the same source)."""
+        if self._has_person_props is None:
+            found: bool = self._remember("person_props", lambda: has_person_props(self.view.ch))
+            self._has_person_props = found
+        return self._has_person_props
+
     def _key_kinds(self, key: str) -> frozenset[str] | None:
         """A property's stored kinds, for `View.kinds_of`: only with a data clock, where the
         vocabulary is remembered (otherwise reading it would cost more than it saves)."""
@@ -142,7 +153,10 @@ class ClickHouseBackend:
         return None if kinds is None else frozenset(kinds)
 
     def check_numeric(self, prop: str, field: str) -> None:
-        require_numeric(self._kinds()[1].get(prop, set()), prop, field)
+        kinds = set(self._kinds()[1].get(prop, set()))
+        if prop.startswith(PERSON_PREFIX) and self._person_props():
+            kinds |= person_kinds(self.view, prop)
+        require_numeric(kinds, prop, field)
 
     def vocabulary(self) -> Vocabulary:
         return self._kinds()[0]

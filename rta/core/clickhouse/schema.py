@@ -39,12 +39,13 @@ from collections.abc import Callable
 
 from rta.core.clickhouse.connection import ClickHouse, ClickHouseError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 EVENTS = "events"
 METADATA = "metadata"
 HISTORY = "metadata_history"
 LEASES = "leases"
 PERSON_LINKS = "person_links"  # distinct id -> person id, newest version wins (#18)
+PERSON_PROPS = "person_props"  # person id -> its properties (keys `person.<key>`), newest wins
 
 
 def write_settings(cluster: str | None) -> dict[str, int] | None:
@@ -93,7 +94,7 @@ ENGINE = ReplacingMergeTree ORDER BY type""",
     if cluster:
         v1.append(f"""CREATE TABLE IF NOT EXISTS `{db}`.{EVENTS}{on} AS `{db}`.{local}
 ENGINE = Distributed(`{cluster}`, `{db}`, {local}, cityHash64(ifNull(user, '')))""")
-    return {1: v1, 2: _v2(db, cluster), 3: _v3(db, cluster)}
+    return {1: v1, 2: _v2(db, cluster), 3: _v3(db, cluster), 4: _v4(db, cluster)}
 
 
 def _v2(db: str, cluster: str | None) -> list[str]:
@@ -132,6 +133,24 @@ def _v3(db: str, cluster: str | None) -> list[str]:
     if cluster:
         out.append(f"CREATE TABLE IF NOT EXISTS `{db}`.{PERSON_LINKS}{on} AS `{db}`.{local}\n"
                    f"ENGINE = Distributed(`{cluster}`, `{db}`, {local}, cityHash64(distinct_id))")
+    return out
+
+
+def _v4(db: str, cluster: str | None) -> list[str]:
+    """`person_props`: one row per person whose properties changed, written by the daemon
+    that folded them (`core/profile_shipper.py`), keys already `person.<key>` so the events
+    source merges them into the events' maps (`view.events_source`); newest version wins."""
+    on = _on_cluster(cluster)
+    local = f"{PERSON_PROPS}_local" if cluster else PERSON_PROPS
+    out = [f"CREATE TABLE IF NOT EXISTS `{db}`.{local}{on} (\n    person_id String, "
+           "props_s Map(LowCardinality(String), String), "
+           "props_i Map(LowCardinality(String), Int64), "
+           "props_f Map(LowCardinality(String), Float64), "
+           "props_b Map(LowCardinality(String), Bool), version UInt64\n) "
+           "ENGINE = ReplacingMergeTree(version) ORDER BY person_id"]
+    if cluster:
+        out.append(f"CREATE TABLE IF NOT EXISTS `{db}`.{PERSON_PROPS}{on} AS `{db}`.{local}\n"
+                   f"ENGINE = Distributed(`{cluster}`, `{db}`, {local}, cityHash64(person_id))")
     return out
 
 

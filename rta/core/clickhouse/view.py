@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from rta.core.clickhouse.connection import ClickHouse
 from rta.core.clickhouse.filter_sql import Params, where_sql
-from rta.core.clickhouse.schema import EVENTS, PERSON_LINKS
+from rta.core.clickhouse.schema import EVENTS, PERSON_LINKS, PERSON_PROPS
 from rta.core.queries.filters import EventFilter
 
 
@@ -49,6 +49,9 @@ class View:
     ready: Barrier | None = None
     kinds: Callable[[str], frozenset[str] | None] | None = None
     persons: bool = True  # `user` is the person (identity links applied); False: as sent
+    # whether to merge person properties (`person.<key>`) into the maps: asked once, after
+    # the read-your-writes wait (None: never)
+    person_props: Callable[[], bool] | None = None
     group: str | None = None  # `user` is the key of this type's group ($groups.<type>)
 
     def kinds_of(self, key: str) -> frozenset[str]:
@@ -59,7 +62,10 @@ class View:
     @property
     def events(self) -> str:
         """The events, as a source every query module reads `FROM` (see `events_source`)."""
-        source = events_source(self.ch.database, self.table, self.persons)
+        if self.ready is not None:
+            self.ready()
+        props = self.person_props is not None and self.person_props()
+        source = events_source(self.ch.database, self.table, self.persons, props)
         return source if self.group is None else group_source(source, self.group)
 
     def where(self, flt: EventFilter, params: Params, times: bool = True) -> str:
@@ -76,19 +82,57 @@ class View:
         return self.ch.arrow(sql, None if params is None else params.values)
 
 
-def events_source(database: str, table: str = EVENTS, persons: bool = True) -> str:
+def has_person_props(ch: ClickHouse) -> bool:
+    """Whether any person property was shipped (else queries skip the join)."""
+    (n,), = ch.rows(f"SELECT count() FROM (SELECT 1 FROM `{ch.database}`.`{PERSON_PROPS}` "
+                    "LIMIT 1)")
+    return bool(n)
+
+
+def person_kinds(view: View, key: str) -> set[str]:
+    """The value kinds person property `key` (`person.<key>`) has on some person now."""
+    kinds = ("s", "i", "f", "b")
+    latest = ", ".join(f"argMax(props_{k}, version) AS m_{k}" for k in kinds)
+    params = Params()
+    name = params.add(key, "String")
+    counts = ", ".join(f"countIf(mapContains(m_{k}, {name}))" for k in kinds)
+    (row,) = view.rows(f"SELECT {counts} FROM (SELECT {latest} FROM "
+                       f"`{view.ch.database}`.`{PERSON_PROPS}` GROUP BY person_id)", params)
+    return {k for k, n in zip(kinds, row, strict=True) if n}
+
+
+def events_source(database: str, table: str = EVENTS, persons: bool = True,
+                  person_props: bool = False, keep_maps: bool = False) -> str:
     """The events table as a subquery with `raw_user` (the distinct id as sent, what the
     `userId` filter matches) and `user`: with `persons`, the person id of `person_links`
     where the id was linked (else the id itself), so every query counts persons without
-    knowing about them; without, the id as sent."""
+    knowing about them; without, the id as sent. With `person_props`, the current
+    properties of each event's person (`person_props`, keys `person.<key>`) are merged
+    into its property maps, so filters and breakdowns on `person.<key>` need nothing else
+    (the person is the linked one even when `user` stays as sent); `keep_maps` also keeps
+    the events' own maps as `raw_props_<kind>` (exports filter on the merged maps and
+    write the events' own)."""
     events = f"`{database}`.`{table}`"
-    if not persons:
+    if not persons and not person_props:
         return f"(SELECT *, user AS raw_user FROM {events})"
     links = (f"(SELECT distinct_id, argMax(person_id, version) AS person_id "
              f"FROM `{database}`.`{PERSON_LINKS}` GROUP BY distinct_id)")
-    return (f"(SELECT e.* REPLACE (if(p.person_id = '', e.user, p.person_id) AS user), "
-            f"e.user AS raw_user FROM {events} AS e LEFT ANY JOIN {links} AS p "
-            f"ON e.user = p.distinct_id)")
+    if not person_props:
+        return (f"(SELECT e.* REPLACE (if(p.person_id = '', e.user, p.person_id) AS user), "
+                f"e.user AS raw_user FROM {events} AS e LEFT ANY JOIN {links} AS p "
+                f"ON e.user = p.distinct_id)")
+    person = "if(p.person_id = '', e.user, p.person_id)"
+    kinds = ("s", "i", "f", "b")
+    raw_maps = "".join(f", e.props_{k} AS raw_props_{k}" for k in kinds) if keep_maps else ""
+    mapped = (f"SELECT e.* REPLACE ({person if persons else 'e.user'} AS user), "
+              f"e.user AS raw_user, {person} AS _person{raw_maps} "
+              f"FROM {events} AS e LEFT ANY JOIN {links} AS p ON e.user = p.distinct_id")
+    props = ("(SELECT person_id, " + ", ".join(
+        f"argMax(props_{k}, version) AS props_{k}" for k in kinds)
+        + f" FROM `{database}`.`{PERSON_PROPS}` GROUP BY person_id)")
+    merged = ", ".join(f"mapUpdate(m.props_{k}, pp.props_{k}) AS props_{k}" for k in kinds)
+    return (f"(SELECT m.* EXCEPT (_person) REPLACE ({merged}) FROM ({mapped}) AS m "
+            f"LEFT ANY JOIN {props} AS pp ON m._person = pp.person_id)")
 
 
 def group_key_sql(group_type: str) -> str:

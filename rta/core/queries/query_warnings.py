@@ -90,6 +90,9 @@ def event_types(names: Iterable[str] | None, vocab: Vocabulary, path: str) -> li
     return [w for n in names or () for w in event_type(n, vocab, path)]
 
 
+PERSON_PREFIX = "person."  # person properties (`person_props.PREFIX`)
+
+
 def _bare(prop: str) -> str:
     return prop[len(PROPERTY_PREFIX):] if prop.startswith(PROPERTY_PREFIX) else prop
 
@@ -100,8 +103,8 @@ def property_name(prop: str | None, vocab: Vocabulary, path: str,
     if prop is None or prop in fields:
         return []
     key = _bare(prop)
-    if key in vocab.properties:
-        return []
+    if key in vocab.properties or key.startswith(PERSON_PREFIX):
+        return []  # (person properties are not event vocabulary: no person has it = no match)
     return [QueryWarning(path, f"no events carry property {key!r}"
                           f"{_suggest(key, vocab.properties)}")]
 
@@ -165,7 +168,7 @@ def _mismatches(node: Predicate | Group, vocab: Vocabulary, path: str) -> list[Q
         if node.op == "or" and any(not p for p in parts):
             return []
         return [w for p in parts for w in p]
-    if node.prop in TOP_LEVEL:
+    if node.prop in TOP_LEVEL or node.prop.startswith(PERSON_PREFIX):
         return []
     kinds = vocab.properties.get(_bare(node.prop))
     if not kinds or _matchable(node, kinds):
