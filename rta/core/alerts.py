@@ -829,7 +829,7 @@ class AlertEvaluator:
             self.data_since = first
         snap = Snapshot(blocks=[], dicts=dicts, version=0)
         newest_ms = now_ms()
-        types = set(batch.types)
+        types = batch.type_names()
         for state in self.states.values():
             rule = state.rule
             if not rule.enabled or rule.metric is not None or (
