@@ -178,7 +178,7 @@ def test_dedup_window_counts_segments_by_their_latest_arrival(tmp_path: Path) ->
 
     assert store.append(batch([f"old-{i}" for i in range(8)], now - 2 * hour)).accepted == 8
     assert store.append(batch([f"new-{i}" for i in range(8)], now)).accepted == 8
-    assert len(store.segments) >= 2 and store._recent_ids == {}
+    assert len(store.segments) >= 2 and len(store._recent_ids) == 0
     again = store.append(batch([f"old-{i}" for i in range(3)] + [f"new-{i}" for i in range(5)]
                                + ["fresh"], now))
     assert (again.ids, again.duplicates) == (["old-0", "old-1", "old-2", "fresh"], 5)
@@ -344,7 +344,7 @@ def test_reserve_fast_and_slow_paths_agree(tmp_path: Path) -> None:
     again = store.append(batch_of(make_events(6)))  # the segment knows e-0 .. e-4
     assert (again.accepted, again.duplicates, again.ids) == (1, 5, ["e-5"])
     hi, lo, _ = id_parts("e-5")
-    assert list(store._recent_ids) == dedup_keys(np.array([hi], np.uint64),
+    assert store._recent_ids.array().tolist() == dedup_keys(np.array([hi], np.uint64),
                                                  np.array([lo], np.uint64)).tolist()
 
 

@@ -88,3 +88,50 @@ def _without(level: _Level, gone: set[int]) -> _Level | None:
     remap[kept] = np.arange(len(kept), dtype=np.int32)
     return _Level([level.segments[i] for i in kept], level.keys[keep],
                   remap[level.owners[keep]])
+
+
+class RecentKeys:
+    """The dedup keys reserved since the last seal, as a few sorted uint64 arrays merged
+    like `DedupIndex`'s levels: a batch checks and reserves its keys with a few numpy
+    searches instead of a dict lookup per key (a dict of Python ints also cost ~90 bytes
+    an event, for every event in the head)."""
+
+    def __init__(self) -> None:
+        self.levels: list[np.ndarray] = []
+
+    def __len__(self) -> int:
+        return sum(len(level) for level in self.levels)
+
+    def found(self, wanted: np.ndarray) -> np.ndarray:
+        """For sorted `wanted` keys: True where the key is reserved."""
+        return _found(self.levels, wanted)
+
+    def add(self, keys: np.ndarray, is_sorted: bool = False) -> None:
+        if not len(keys):
+            return
+        level = np.asarray(keys if is_sorted else np.sort(keys), dtype=np.uint64)
+        while self.levels and len(self.levels[-1]) <= 2 * len(level):
+            level = np.sort(np.concatenate([self.levels.pop(), level]), kind="stable")
+        self.levels.append(level)
+
+    def remove(self, keys: np.ndarray) -> None:
+        """Forget `keys` (every copy of each)."""
+        if not len(keys) or not self.levels:
+            return
+        gone = np.sort(np.asarray(keys, dtype=np.uint64))
+        kept = [level[~_found([gone], level)] for level in self.levels]
+        self.levels = [level for level in kept if len(level)]
+
+    def array(self) -> np.ndarray:
+        """Every reserved key, sorted."""
+        if not self.levels:
+            return np.zeros(0, dtype=np.uint64)
+        return np.sort(np.concatenate(self.levels))
+
+
+def _found(levels: list[np.ndarray], wanted: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(wanted), dtype=bool)
+    for keys in levels:
+        pos = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+        out |= keys[pos] == wanted
+    return out
