@@ -616,8 +616,10 @@ def arrow_uuid_words(column: pa.Array | pa.ChunkedArray) -> tuple[
     n = len(column)
     if n == 0 or column.null_count:
         return None
-    arr = column.cast(pa.large_string())
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset:arr.offset + n + 1]
+    arr = column if pa.types.is_string(column.type) or pa.types.is_large_string(
+        column.type) else column.cast(pa.large_string())
+    width = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    offsets = np.frombuffer(arr.buffers()[1], dtype=width)[arr.offset:arr.offset + n + 1]
     if not (int(offsets[-1]) - int(offsets[0]) == 36 * n and bool(
             (np.diff(offsets) == 36).all())):
         return None

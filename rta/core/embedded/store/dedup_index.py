@@ -26,7 +26,7 @@ from rta.core.embedded.store.segment import Segment
 class _Level:
     segments: list[Segment]
     keys: np.ndarray  # sorted uint64 dedup keys of all its segments
-    owners: np.ndarray  # int32: the position in `segments` of each key's segment
+    owners: np.ndarray  # the position in `segments` of each key's segment (`_owner_dtype`)
 
 
 class DedupIndex:
@@ -62,7 +62,7 @@ class DedupIndex:
         seg.__dict__.pop("sorted_ids", None)  # (kept here now; recomputed if ever asked)
         if not len(keys):
             return
-        level = _Level([seg], keys, np.zeros(len(keys), dtype=np.int32))
+        level = _Level([seg], keys, np.zeros(len(keys), dtype=np.uint8))
         while self.levels and len(self.levels[-1].keys) <= 2 * len(level.keys):
             level = _merge(self.levels.pop(), level)
         self.levels.append(level)
@@ -70,7 +70,9 @@ class DedupIndex:
 
 def _merge(a: _Level, b: _Level) -> _Level:
     keys = np.concatenate([a.keys, b.keys])
-    owners = np.concatenate([a.owners, b.owners + np.int32(len(a.segments))])
+    dtype = _owner_dtype(len(a.segments) + len(b.segments))
+    owners = np.concatenate([a.owners.astype(dtype),
+                             b.owners.astype(dtype) + dtype(len(a.segments))])
     order = np.argsort(keys, kind="stable")
     return _Level(a.segments + b.segments, keys[order], owners[order])
 
@@ -82,12 +84,22 @@ def _without(level: _Level, gone: set[int]) -> _Level | None:
         return level
     if len(drop) == len(level.segments):
         return None
-    keep = np.isin(level.owners, np.array(drop, dtype=np.int32), invert=True)
-    remap = np.full(len(level.segments), -1, dtype=np.int32)
+    keep = np.isin(level.owners, np.array(drop, dtype=np.int64), invert=True)
     kept = [i for i in range(len(level.segments)) if i not in set(drop)]
-    remap[kept] = np.arange(len(kept), dtype=np.int32)
+    remap: np.ndarray = np.zeros(len(level.segments), dtype=_owner_dtype(len(kept)))
+    remap[kept] = np.arange(len(kept))
     return _Level([level.segments[i] for i in kept], level.keys[keep],
                   remap[level.owners[keep]])
+
+
+def _owner_dtype(segments: int) -> type:
+    """The narrowest integer type for positions among `segments` segments: the owners cost
+    a byte an event rather than four while a level holds fewer than 256 segments."""
+    if segments <= 1 << 8:
+        return np.uint8
+    if segments <= 1 << 16:
+        return np.uint16
+    return np.int32
 
 
 class RecentKeys:
