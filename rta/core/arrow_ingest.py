@@ -389,8 +389,8 @@ def columnar_batch(validator: EventValidator, events: ArrowEvents, now: int
         ids = _string_column(raw_ids)
         if ids is None or ids.null_count:
             return None
-        lengths = pc.utf8_length(ids)
-        if pc.min(lengths).as_py() < 1 or pc.max(lengths).as_py() > MAX_ID_LENGTH:
+        sizes = _byte_lengths(ids)
+        if not (sizes.min() >= 1 and _within(ids, sizes, MAX_ID_LENGTH)):
             return None
     if not _sizes_fit(limits.max_event_bytes // 2, props, types, ids, users, sessions):
         return None
@@ -426,12 +426,35 @@ def _user_column(col: pa.ChunkedArray | None, n: int) -> pa.Array | None:
         return None
     if arr.null_count == n:
         return arr
-    if pc.max(pc.utf8_length(arr)).as_py() > MAX_ID_LENGTH:
+    sizes = _byte_lengths(arr)
+    if not _within(arr, sizes, MAX_ID_LENGTH):
         return None
-    empty = pc.equal(arr, "")
-    if pc.any(empty).as_py():
-        arr = pc.if_else(empty, pa.scalar(None, pa.string()), arr)
+    empty = sizes == 0
+    if arr.null_count:
+        empty &= _valid_mask(arr)
+    if empty.any():
+        arr = pc.if_else(pa.array(empty), pa.scalar(None, pa.string()), arr)
     return arr
+
+
+def _byte_lengths(arr: pa.Array) -> np.ndarray:
+    """Each value's length in UTF-8 bytes (an upper bound of its length in characters),
+    read from the offsets of a `string` array (a null's may be anything)."""
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset:arr.offset + len(arr)
+                                                              + 1]
+    return np.diff(offsets)
+
+
+def _within(arr: pa.Array, sizes: np.ndarray, limit: int) -> bool:
+    """Whether every value has at most `limit` characters (counted only when some value has
+    more bytes than that)."""
+    if not len(sizes) or int(sizes.max()) <= limit:
+        return True
+    return bool(pc.max(pc.utf8_length(arr)).as_py() <= limit)
+
+
+def _valid_mask(arr: pa.Array) -> np.ndarray:
+    return np.asarray(arr.is_valid(), dtype=bool)
 
 
 def _timestamps(col: pa.ChunkedArray | None, now: int, limits: Limits) -> np.ndarray | None:
@@ -464,8 +487,11 @@ def _typed_props(events: ArrowEvents) -> dict[str, pa.Array] | None:
             out["i:" + key] = col.cast(pa.int64())
         elif pa.types.is_floating(t):
             col = col.cast(pa.float64())
-            magnitude = pc.max(pc.abs(col)).as_py()
-            if not (magnitude < _TWO63) or pc.any(pc.is_nan(col)).as_py():
+            values = np.frombuffer(col.buffers()[1], dtype=np.float64)[
+                col.offset:col.offset + n]
+            if col.null_count:
+                values = values[_valid_mask(col)]
+            if not float(np.abs(values).max()) < _TWO63:
                 return None  # NaN (dropped) or infinite or huge: the list path decides
             out["f:" + key] = col
         elif _is_str(t):
@@ -492,9 +518,11 @@ def _sizes_fit(half: int, props: dict[str, pa.Array], types: pa.Array, ids: pa.A
 
 
 def _longest(col: pa.Array) -> int:
+    """An upper bound of the longest value's length in characters (its UTF-8 bytes): the
+    size bound only needs to hold, and `fast_columns` measures exactly when it does not."""
     if col.null_count == len(col):
         return 0
-    return int(pc.max(pc.utf8_length(col)).as_py())
+    return int(_byte_lengths(col).max())
 
 
 def validate_arrow(validator: EventValidator, events: ArrowEvents, now: int
