@@ -12,11 +12,15 @@ as Arrow columns (schema in docs/api.md):
   column of JSON object text. Null means the property is absent. Other columns are ignored,
   as unknown fields of a JSON event are.
 
-Every column becomes the list of raw values JSON would have given, and the JSON path's
-column-wise checks (`EventValidator.fast_columns`) decide. When they cannot clear the batch,
-the rows become the very event objects a JSON client would have sent and go through
-`EventValidator.validate_batch`, so what is stored and every per-event error (field, message,
-index = row) is the JSON path's. Problems only Arrow can have (a body that is not an Arrow
+`columnar_batch` first checks the columns themselves (the JSON path's rules over distinct
+values, min/max and length bounds) and keeps the batch as Arrow columns end to end
+(`BatchColumns`: validated, deduplicated, logged and encoded into the store without a
+Python object per value). Whatever it cannot settle at once, every column becomes the list
+of raw values JSON would have given, and the JSON path's column-wise checks
+(`EventValidator.fast_columns`) decide. When they cannot clear the batch, the rows become
+the very event objects a JSON client would have sent and go through
+`EventValidator.validate_batch`, so what is stored and every per-event error (field,
+message, index = row) is the JSON path's. Problems only Arrow can have (a body that is not an Arrow
 stream, a truncated or undecompressible record batch, a column of an unsupported type or
 malformed length) are one 400 naming the column (and row, where there is one).
 
