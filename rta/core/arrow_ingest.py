@@ -470,7 +470,7 @@ def _timestamps(col: pa.ChunkedArray | None, now: int, limits: Limits) -> np.nda
     if pc.min(col).as_py() < earliest or pc.max(col).as_py() > latest:
         return None
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-    return np.asarray(arr.cast(pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
+    return np.array(arr.cast(pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
 def _typed_props(events: ArrowEvents) -> dict[str, pa.Array] | None:

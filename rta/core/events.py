@@ -959,7 +959,7 @@ def decode_columns(raw: bytes) -> EventBatch:
     cols = [c.combine_chunks() for c in table.columns]
     names = table.schema.names
     return EventBatch(int(meta[b"r"]), columns=BatchColumns(
-        table.num_rows, cols[0], np.asarray(cols[1].to_numpy(), dtype=np.int64), cols[2],
+        table.num_rows, cols[0], np.array(cols[1].to_numpy(), dtype=np.int64), cols[2],
         cols[3], cols[4], {name[2:]: col for name, col in zip(names[5:], cols[5:],
                                                                 strict=True)}))
 

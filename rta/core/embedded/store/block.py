@@ -787,7 +787,7 @@ def _dense_values(kind: str, col: pa.Array) -> np.ndarray:
         col = pc.cast(col, pa.int8())
     if col.null_count:
         col = col.fill_null(pa.scalar(sentinel, col.type))
-    return np.asarray(col.to_numpy(zero_copy_only=False), dtype=dtype)
+    return np.array(col.to_numpy(zero_copy_only=False), dtype=dtype)  # (owned, writable)
 
 
 def _encode_strings(dictionary: Dictionary, values: list[Any], column: Any) -> np.ndarray:
