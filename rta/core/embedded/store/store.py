@@ -78,9 +78,19 @@ class StoreConfig:
 
 @dataclass
 class IngestResult:
+    """What an append did. `ids` (the stored events' ids) is read from `batch` when asked
+    for: most answers do not list them, and a columnar batch holds no Python strings."""
+
     accepted: int
     duplicates: int
-    ids: list[str] = field(default_factory=list)
+    _ids: list[str] | None = None
+    batch: EventBatch | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def ids(self) -> list[str]:
+        if self._ids is None:
+            self._ids = self.batch.ids if self.batch is not None else []
+        return self._ids
 
 
 @dataclass
@@ -425,7 +435,7 @@ class ColumnStore:
                 raise
             self.apply(kept)
             self.seal_if_full()
-        return IngestResult(len(kept), duplicates, kept.ids)
+        return IngestResult(len(kept), duplicates, batch=kept)
 
     def seal_if_full(self) -> None:
         if self.needs_seal():
