@@ -9,7 +9,8 @@ Measured in one run, next to yardsticks on the same data:
 - HTTP batch ingest into a real `rta serve` process (1,000-event JSON batches, 4 concurrent
   clients, fsync before ack): events/s, batch latency p50/p99, and the server's CPU time
   per event (all threads: a figure the machine's other load moves far less than rates);
-- Arrow IPC stream batches (5,000 events, lz4) from one client: events/s and CPU/event;
+- Arrow IPC stream batches (5,000 events, lz4) from one client: events/s and CPU/event (this
+  and the JSON batches after one warm-up batch, outside the measure);
 - one NDJSON file four ways: `rta ingest FILE` to a fresh daemon as Arrow and as JSON
   batches (wall rate, the daemon's CPU per event and RSS growth per event),
   `rta ingest --local`, and DuckDB's read_json;
@@ -283,12 +284,24 @@ class Daemon:
         self.log.close()
 
 
-def run_then_stop(daemon: Daemon, run: Callable[[], Awaitable[float]]) -> tuple[float, float]:
+def run_then_stop(daemon: Daemon, run: Callable[[], Awaitable[float]],
+                  warm_up: bytes | None = None) -> tuple[float, float]:
     """Run the async client `run` (it answers its own seconds) against `daemon`, then stop
-    the daemon: (those seconds, the daemon's CPU seconds meanwhile)."""
+    the daemon: (those seconds, the daemon's CPU seconds meanwhile). `warm_up` is a request
+    sent first, outside the measure: the first batch of a kind pays one-off imports (the
+    first pyarrow.compute call imports pandas: ~0.4 s of CPU, 2 us an event of a 200k run)."""
     import trio
 
     try:
+        if warm_up is not None:
+            async def warm() -> None:
+                conn = await RawConnection.open(daemon.url)
+                try:
+                    await conn.request(warm_up)
+                finally:
+                    await conn.aclose()
+
+            trio.run(warm)
         cpu = cpu_seconds(daemon.proc.pid)
         seconds = trio.run(run)
         cpu = cpu_seconds(daemon.proc.pid) - cpu
@@ -427,6 +440,8 @@ def bench_http_batches(n: int, tmp: str, clients: int = 4, size: int = 1000
     bodies = _bodies(table, size)
     daemon = start_rta(tmp, "http-batch")
     requests = [post_request(daemon.url, "/events/batch", b) for b in bodies]
+    warm_up = post_request(daemon.url, "/events/batch", _bodies(
+        generate_events(size, users=1_000, days=7, seed=21), size)[0])
     latencies: list[float] = []
     accepted = 0
     errors = 0
@@ -455,7 +470,7 @@ def bench_http_batches(n: int, tmp: str, clients: int = 4, size: int = 1000
                 nursery.start_soon(client, queue)
         return time.perf_counter() - started
 
-    seconds, cpu = run_then_stop(daemon, run)
+    seconds, cpu = run_then_stop(daemon, run, warm_up)
     lat = sorted(latencies)
     p50 = statistics.median(lat)
     p99 = lat[min(len(lat) - 1, int(len(lat) * 0.99))]
@@ -480,6 +495,8 @@ def bench_arrow_batches(n: int, tmp: str, size: int = 5000) -> list[list[str]]:
     bodies = [arrow_stream(table.slice(i, size)) for i in range(0, n, size)]
     daemon = start_rta(tmp, "arrow-batch")
     requests = [post_request(daemon.url, "/events/batch", b, ARROW_STREAM) for b in bodies]
+    warm_up = post_request(daemon.url, "/events/batch", arrow_stream(
+        generate_events(size, users=1_000, days=7, seed=22)), ARROW_STREAM)
     accepted = errors = 0
 
     async def run() -> float:
@@ -496,7 +513,7 @@ def bench_arrow_batches(n: int, tmp: str, size: int = 5000) -> list[list[str]]:
         await conn.aclose()
         return seconds
 
-    seconds, cpu = run_then_stop(daemon, run)
+    seconds, cpu = run_then_stop(daemon, run, warm_up)
     note = f" ({errors} failed)" if errors else ""
     return [[f"Arrow batches {fmt_count(n)}: 1 client x {size}, lz4, fsync; events/s{note}",
              fmt_count(accepted / seconds), "", "", ">= 1M/s"],

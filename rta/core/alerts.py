@@ -832,7 +832,7 @@ class AlertEvaluator:
                                                   version=0)).blocks[0]
         snap = Snapshot(blocks=[], dicts=dicts, version=0)
         newest_ms = now_ms()
-        types = set(batch.types)
+        types = batch.type_names()
         for state in self.states.values():
             rule = state.rule
             if not rule.enabled or rule.metric is not None or (

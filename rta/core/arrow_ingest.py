@@ -12,11 +12,15 @@ as Arrow columns (schema in docs/api.md):
   column of JSON object text. Null means the property is absent. Other columns are ignored,
   as unknown fields of a JSON event are.
 
-Every column becomes the list of raw values JSON would have given, and the JSON path's
-column-wise checks (`EventValidator.fast_columns`) decide. When they cannot clear the batch,
-the rows become the very event objects a JSON client would have sent and go through
-`EventValidator.validate_batch`, so what is stored and every per-event error (field, message,
-index = row) is the JSON path's. Problems only Arrow can have (a body that is not an Arrow
+`columnar_batch` first checks the columns themselves (the JSON path's rules over distinct
+values, min/max and length bounds) and keeps the batch as Arrow columns end to end
+(`BatchColumns`: validated, deduplicated, logged and encoded into the store without a
+Python object per value). Whatever it cannot settle at once, every column becomes the list
+of raw values JSON would have given, and the JSON path's column-wise checks
+(`EventValidator.fast_columns`) decide. When they cannot clear the batch, the rows become
+the very event objects a JSON client would have sent and go through
+`EventValidator.validate_batch`, so what is stored and every per-event error (field,
+message, index = row) is the JSON path's. Problems only Arrow can have (a body that is not an Arrow
 stream, a truncated or undecompressible record batch, a column of an unsupported type or
 malformed length) are one 400 naming the column (and row, where there is one).
 
@@ -35,12 +39,17 @@ import pyarrow.compute as pc
 
 from rta.core import jsonstrict
 from rta.core.errors import PayloadTooLarge, ValidationError
+from rta.core.event_ids import new_id_array
 from rta.core.events import (
     INT64_MAX,
     MAX_DEPTH,
+    MAX_ID_LENGTH,
     MAX_KEY_LENGTH,
+    MAX_TYPE_LENGTH,
+    BatchColumns,
     EventBatch,
     EventValidator,
+    Limits,
 )
 
 ARROW_STREAM = "application/vnd.apache.arrow.stream"
@@ -310,6 +319,9 @@ def _json_object(text: str) -> Any:
 def fast_arrow(validator: EventValidator, events: ArrowEvents, now: int) -> EventBatch | None:
     """The batch when the column checks clear every row (the JSON path's, over the same raw
     values), else None."""
+    columnar = columnar_batch(validator, events, now)
+    if columnar is not None:
+        return columnar
     if events.json_props is not None:
         return validator.fast_batch(events.events(), now)
     strings: dict[str, Any] = {}
@@ -336,6 +348,185 @@ def fast_arrow(validator: EventValidator, events: ArrowEvents, now: int) -> Even
                        for name, col in strings.items()
                        if name in lists or name in batch.props}
     return batch
+
+
+def columnar_batch(validator: EventValidator, events: ArrowEvents, now: int
+                   ) -> EventBatch | None:
+    """The batch as Arrow columns end to end (`BatchColumns`), when the Arrow checks below
+    clear every row without a Python value per event; else None (and `fast_arrow` takes the
+    list path, which decides every case exactly).
+
+    The checks are `EventValidator.fast_columns`' over the same values, on the columns: the
+    distinct types, userIds and sessionIds one by one, id lengths and timestamp bounds by
+    min/max, property values by kind, event size by a bound. Whatever they cannot settle at
+    once (integer ids, nulls among ids or timestamps, text timestamps, list properties, a
+    size near the limit, a batch over a key limit) returns None."""
+    n = events.rows
+    if not n or events.json_props is not None:
+        return None
+    limits = validator.limits
+    types = _string_column(events.top.get("type"))
+    if types is None or types.null_count:
+        return None
+    for t in pc.unique(types).to_pylist():
+        if not t or len(t) > MAX_TYPE_LENGTH or ((t[0] == " " or t[-1] == " ")
+                                                 and not t.strip()):
+            return None
+    users = _user_column(events.top.get("userId"), n)
+    sessions = _user_column(events.top.get("sessionId"), n)
+    if users is None or sessions is None:
+        return None
+    stamps = _timestamps(events.top.get("timestamp"), now, limits)
+    if stamps is None:
+        return None
+    props = _typed_props(events)
+    if props is None:
+        return None
+    if len(props) > min(limits.max_batch_property_keys, limits.max_event_properties):
+        return None
+    raw_ids = events.top.get("id")
+    words = None
+    if raw_ids is None or raw_ids.null_count == n:  # none sent: the server's ids
+        ids, hi, lo = new_id_array(n)
+        words = (hi, lo, None)
+    else:
+        ids = _string_column(raw_ids)
+        if ids is None or ids.null_count:
+            return None
+        sizes = _byte_lengths(ids)
+        if not (sizes.min() >= 1 and _within(ids, sizes, MAX_ID_LENGTH)):
+            return None
+    if not _sizes_fit(limits.max_event_bytes // 2, props, types, ids, users, sessions):
+        return None
+    batch = EventBatch(now, columns=BatchColumns(n, ids, stamps, types, users, sessions,
+                                                 props))
+    batch.id_words = words
+    if validator.budget is not None and not validator.budget.claim_batch(
+            batch, batch.type_names(), list(props)):
+        return None
+    return batch
+
+
+def _string_column(col: pa.ChunkedArray | None) -> pa.Array | None:
+    """A string column as one plain `string` array (dictionaries decoded), or None when
+    absent or not strings."""
+    if col is None or not _is_str(col.type):
+        return None
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.dictionary_decode()
+    if not pa.types.is_string(arr.type):
+        arr = arr.cast(pa.string())
+    return arr
+
+
+def _user_column(col: pa.ChunkedArray | None, n: int) -> pa.Array | None:
+    """userId / sessionId: strings of at most MAX_ID_LENGTH or null, "" made null (as the
+    validator stores it); None when a value needs the list path."""
+    if col is None:
+        return pa.nulls(n, pa.string())
+    arr = _string_column(col)
+    if arr is None:
+        return None
+    if arr.null_count == n:
+        return arr
+    sizes = _byte_lengths(arr)
+    if not _within(arr, sizes, MAX_ID_LENGTH):
+        return None
+    empty = sizes == 0
+    if arr.null_count:
+        empty &= _valid_mask(arr)
+    if empty.any():
+        arr = pc.if_else(pa.array(empty), pa.scalar(None, pa.string()), arr)
+    return arr
+
+
+def _byte_lengths(arr: pa.Array) -> np.ndarray:
+    """Each value's length in UTF-8 bytes (an upper bound of its length in characters),
+    read from the offsets of a `string` array (a null's may be anything)."""
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset:arr.offset + len(arr)
+                                                              + 1]
+    return np.diff(offsets)
+
+
+def _within(arr: pa.Array, sizes: np.ndarray, limit: int) -> bool:
+    """Whether every value has at most `limit` characters (counted only when some value has
+    more bytes than that)."""
+    if not len(sizes) or int(sizes.max()) <= limit:
+        return True
+    return bool(pc.max(pc.utf8_length(arr)).as_py() <= limit)
+
+
+def _valid_mask(arr: pa.Array) -> np.ndarray:
+    return np.asarray(arr.is_valid(), dtype=bool)
+
+
+def _timestamps(col: pa.ChunkedArray | None, now: int, limits: Limits) -> np.ndarray | None:
+    """Integer ms within the future tolerance and the past horizon, no nulls; else None."""
+    if col is None or not pa.types.is_integer(col.type) or col.null_count:
+        return None
+    latest = now + limits.future_tolerance_ms
+    earliest = 0 if limits.past_horizon_ms is None else max(0, now - limits.past_horizon_ms)
+    if pc.min(col).as_py() < earliest or pc.max(col).as_py() > latest:
+        return None
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    return np.array(arr.cast(pa.int64()).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _typed_props(events: ArrowEvents) -> dict[str, pa.Array] | None:
+    """'kind:key' -> one column of every row (int64, float64, string or bool; null =
+    absent), in the order `_prop_columns` gives; None where a value needs the list path."""
+    out: dict[str, pa.Array] = {}
+    for key, chunked in events.props.items():
+        n = len(chunked)
+        if chunked.null_count == n:
+            continue
+        col = chunked.combine_chunks()
+        t = col.type
+        if pa.types.is_boolean(t):
+            out["b:" + key] = col
+        elif pa.types.is_integer(t):
+            if pa.types.is_uint64(t) and pc.max(col).as_py() > INT64_MAX:
+                return None
+            out["i:" + key] = col.cast(pa.int64())
+        elif pa.types.is_floating(t):
+            col = col.cast(pa.float64())
+            values = np.frombuffer(col.buffers()[1], dtype=np.float64)[
+                col.offset:col.offset + n]
+            if col.null_count:
+                values = values[_valid_mask(col)]
+            if not float(np.abs(values).max()) < _TWO63:
+                return None  # NaN (dropped) or infinite or huge: the list path decides
+            out["f:" + key] = col
+        elif _is_str(t):
+            text = _string_column(col)
+            if text is None:
+                return None
+            out["s:" + key] = text
+        else:
+            return None  # lists: kept as JSON text, by the list path
+    return out
+
+
+def _sizes_fit(half: int, props: dict[str, pa.Array], types: pa.Array, ids: pa.Array,
+               users: pa.Array, sessions: pa.Array) -> bool:
+    """`EventValidator._fast_sizes`' two bounds: no event can reach the size the per-event
+    path would measure exactly (else the list path measures)."""
+    widest = 0
+    for name, col in props.items():
+        widest += len(name) + (_longest(col) if name[0] == "s" else 8)
+    if 64 + MAX_TYPE_LENGTH + 3 * MAX_ID_LENGTH + widest <= half:
+        return True
+    fixed = 64 + _longest(types) + _longest(ids) + _longest(users) + _longest(sessions)
+    return fixed + widest <= half
+
+
+def _longest(col: pa.Array) -> int:
+    """An upper bound of the longest value's length in characters (its UTF-8 bytes): the
+    size bound only needs to hold, and `fast_columns` measures exactly when it does not."""
+    if col.null_count == len(col):
+        return 0
+    return int(_byte_lengths(col).max())
 
 
 def validate_arrow(validator: EventValidator, events: ArrowEvents, now: int

@@ -311,14 +311,14 @@ class Engine:
             return IngestResult(0, duplicates, [])
         if self._nursery is None:  # not running under open_engine: commit synchronously
             self._commit([_Pending(kept, kept.to_json())], sync=True)
-            return IngestResult(len(kept), duplicates, kept.ids)
+            return IngestResult(len(kept), duplicates, batch=kept)
         item = _Pending(kept, kept.to_json())
         self._pending.append(item)
         self._wake.set()
         await item.done.wait()
         if item.error is not None:
             raise item.error
-        return IngestResult(len(kept), duplicates, kept.ids)
+        return IngestResult(len(kept), duplicates, batch=kept)
 
     def _commit(self, group: list[_Pending], sync: bool = False) -> None:
         try:

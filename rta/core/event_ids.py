@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
+from typing import Any
 
 import numpy as np
 
@@ -67,6 +68,34 @@ def new_ids_with_words(k: int) -> tuple[list[str], np.ndarray, np.ndarray]:
     head = f"{hi >> 32:08x}-{(hi >> 16) & 0xFFFF:04x}-{hi & 0xFFFF:04x}-"
     lo = np.arange(first, first + k, dtype=np.uint64) | np.uint64(_VARIANT)
     return _texts(head, lo), np.full(k, hi, dtype=np.uint64), lo
+
+
+def new_id_array(k: int) -> tuple[Any, np.ndarray, np.ndarray]:
+    """`new_ids_with_words` with the texts as one Arrow string array (no Python string per
+    id): for batches held as columns."""
+    import pyarrow as pa
+
+    hi, first = _SOURCE.take(k)
+    head = f"{hi >> 32:08x}-{(hi >> 16) & 0xFFFF:04x}-{hi & 0xFFFF:04x}-"
+    lo = np.arange(first, first + k, dtype=np.uint64) | np.uint64(_VARIANT)
+    text = _matrix(head, lo)[:, :36]
+    offsets = np.arange(0, 36 * (k + 1), 36, dtype=np.int32)
+    ids = pa.StringArray.from_buffers(k, pa.py_buffer(offsets),
+                                      pa.py_buffer(np.ascontiguousarray(text).tobytes()))
+    return ids, np.full(k, hi, dtype=np.uint64), lo
+
+
+def _matrix(head: str, lo: np.ndarray) -> np.ndarray:
+    """(k, 37) bytes: each id's 36 characters and a newline."""
+    k = len(lo)
+    nibbles = ((lo[:, None] >> _SHIFTS) & np.uint64(0xF)).astype(np.uint8)
+    text = np.empty((k, 37), dtype=np.uint8)
+    text[:, :19] = np.frombuffer(head.encode(), dtype=np.uint8)
+    text[:, 19:23] = _HEX[nibbles[:, :4]]
+    text[:, 23] = 45  # '-'
+    text[:, 24:36] = _HEX[nibbles[:, 4:]]
+    text[:, 36] = 10  # '\n'
+    return text
 
 
 def _texts(head: str, lo: np.ndarray) -> list[str]:

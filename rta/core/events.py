@@ -15,12 +15,16 @@ Thread rule: pure validation; any thread (the key budget it claims from locks it
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from itertools import repeat
 from typing import Any
 
 import numpy as np
 import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from rta.core.errors import ValidationError
 from rta.core.event_ids import new_event_id, new_event_ids, new_ids_with_words
@@ -54,42 +58,236 @@ class Limits:
 
 
 @dataclass
-class EventBatch:
-    """Normalised events in columnar form; `props` maps 'kind:key' to (row indexes, values)."""
+class BatchColumns:
+    """A validated batch held as columns (an Arrow body cleared column-wise, or a WAL record
+    read back): what the store encodes, logs and dedups without a Python object per value.
 
-    received_at: int
-    ids: list[str] = field(default_factory=list)
-    timestamps: list[int] = field(default_factory=list)
-    types: list[str] = field(default_factory=list)
-    users: list[str | None] = field(default_factory=list)
-    sessions: list[str | None] = field(default_factory=list)
-    props: dict[str, tuple[list[int], list[Any]]] = field(default_factory=dict)
-    # (id high words, id low words, custom id texts or None): derived once by the store
-    # (`block.batch_id_words`), never serialised.
-    id_words: tuple[np.ndarray, np.ndarray, list[str | None] | None] | None = field(
-        default=None, compare=False, repr=False)
-    # Arrow string columns the lists were read from (an Arrow body cleared column-wise),
-    # each with the list it was read into: "id", "type", "userId", "sessionId" (as sent:
-    # nulls and "" still in them) and "s:<key>" (the present values, in row order), so the
-    # store encodes each distinct string once (`Dictionary.encode_array`). Never
-    # serialised; `arrow_column` ignores a column whose list was replaced, and batches
-    # derived by `select`/`concat` have none (code that edits the lists in place must set
-    # it to None).
-    arrow: dict[str, tuple[list[Any], Any]] | None = field(default=None, compare=False,
-                                                          repr=False)
-    # The WAL record, encoded once by the validator (a batch is not changed after that).
-    payload: bytes | None = field(default=None, compare=False, repr=False)
-    _payload_rows: int = field(default=-1, init=False, compare=False, repr=False)
-    # New type and property names this batch holds in the store's KeyBudget until applied.
-    budget_claims: tuple[list[str], list[str]] | None = field(
-        default=None, init=False, compare=False, repr=False)
+    `props` maps 'kind:key' to a column of all `n` rows, null where the event has no such
+    property: int64 (kind i), float64 (f, never NaN), string (s) or bool (b)."""
+
+    n: int
+    ids: pa.Array  # string, no nulls
+    ts: np.ndarray  # int64 ms
+    types: pa.Array  # string, no nulls
+    users: pa.Array  # string, null = none ("" already made null)
+    sessions: pa.Array
+    props: dict[str, pa.Array]
+
+
+class ColumnProps(Mapping[str, tuple[list[int], list[Any]]]):
+    """`EventBatch.props` of a columnar batch: names without work, each key's (rows, values)
+    lists built the first time it is read (so a listener reading one key, or only the names,
+    converts nothing else)."""
+
+    def __init__(self, columns: dict[str, pa.Array]) -> None:
+        self._columns = columns
+        self._lists: dict[str, tuple[list[int], list[Any]]] = {}
+
+    def __getitem__(self, name: str) -> tuple[list[int], list[Any]]:
+        got = self._lists.get(name)
+        if got is None:
+            col = self._columns[name]
+            if col.null_count:
+                valid = np.asarray(col.is_valid(), dtype=bool)
+                got = (np.flatnonzero(valid).tolist(), col.drop_null().to_pylist())
+            else:
+                got = (list(range(len(col))), col.to_pylist())
+            self._lists[name] = got
+        return got
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._columns)
 
     def __len__(self) -> int:
+        return len(self._columns)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._columns
+
+
+class EventBatch:
+    """Normalised events in columnar form; `props` maps 'kind:key' to (row indexes, values).
+
+    A batch is built either as lists (the per-event path, the JSON column-wise path) or from
+    `BatchColumns` (`columns`, the Arrow path and WAL records): then the lists are made from
+    the columns on first read, while the store (`block_from_batch`, dedup, the WAL record)
+    and the accessors below (`type_names`, `type_counts`, `user_names`, `timestamp_array`)
+    read the columns themselves.
+    """
+
+    def __init__(self, received_at: int, ids: list[str] | None = None,
+                 timestamps: list[int] | None = None, types: list[str] | None = None,
+                 users: list[str | None] | None = None,
+                 sessions: list[str | None] | None = None,
+                 props: dict[str, tuple[list[int], list[Any]]] | None = None, *,
+                 columns: BatchColumns | None = None) -> None:
+        self.received_at = received_at
+        self.columns = columns
+        lazy = columns is not None
+        self._ids: list[str] | None = ids if ids is not None or lazy else []
+        self._timestamps: list[int] | None = \
+            timestamps if timestamps is not None or lazy else []
+        self._types: list[str] | None = types if types is not None or lazy else []
+        self._users: list[str | None] | None = users if users is not None or lazy else []
+        self._sessions: list[str | None] | None = \
+            sessions if sessions is not None or lazy else []
+        self._props: Mapping[str, tuple[list[int], list[Any]]] = (
+            props if props is not None else
+            ColumnProps(columns.props) if columns is not None else {})
+        # (id high words, id low words, custom id texts or None): derived once by the store
+        # (`block.batch_id_words`), never serialised.
+        self.id_words: tuple[np.ndarray, np.ndarray, list[str | None] | None] | None = None
+        # Arrow string columns the lists were read from (the older Arrow path, when a body
+        # is cleared by `fast_columns`), each with the list it was read into: "id", "type",
+        # "userId", "sessionId" (as sent: nulls and "" still in them) and "s:<key>" (the
+        # present values, in row order), so the store encodes each distinct string once
+        # (`Dictionary.encode_array`). Never serialised; `arrow_column` ignores a column
+        # whose list was replaced, and batches derived by `select`/`concat` have none (code
+        # that edits the lists in place must set it to None).
+        self.arrow: dict[str, tuple[list[Any], Any]] | None = None
+        # The WAL record, encoded once by the validator (a batch is not changed after that).
+        self.payload: bytes | None = None
+        self._payload_rows = -1
+        # New type and property names this batch holds in the store's KeyBudget until applied.
+        self.budget_claims: tuple[list[str], list[str]] | None = None
+
+    # -- the lists (made from the columns on first read) --------------------------------
+
+    @property
+    def ids(self) -> list[str]:
+        if self._ids is None:
+            assert self.columns is not None
+            self._ids = self.columns.ids.to_pylist()
+        return self._ids
+
+    @ids.setter
+    def ids(self, value: list[str]) -> None:
+        self._own_lists()
+        self._ids = value
+
+    @property
+    def timestamps(self) -> list[int]:
+        if self._timestamps is None:
+            assert self.columns is not None
+            self._timestamps = self.columns.ts.tolist()
+        return self._timestamps
+
+    @timestamps.setter
+    def timestamps(self, value: list[int]) -> None:
+        self._own_lists()
+        self._timestamps = value
+
+    @property
+    def types(self) -> list[str]:
+        if self._types is None:
+            assert self.columns is not None
+            self._types = self.columns.types.to_pylist()
+        return self._types
+
+    @types.setter
+    def types(self, value: list[str]) -> None:
+        self._own_lists()
+        self._types = value
+
+    @property
+    def users(self) -> list[str | None]:
+        if self._users is None:
+            assert self.columns is not None
+            self._users = self.columns.users.to_pylist()
+        return self._users
+
+    @users.setter
+    def users(self, value: list[str | None]) -> None:
+        self._own_lists()
+        self._users = value
+
+    @property
+    def sessions(self) -> list[str | None]:
+        if self._sessions is None:
+            assert self.columns is not None
+            self._sessions = self.columns.sessions.to_pylist()
+        return self._sessions
+
+    @sessions.setter
+    def sessions(self, value: list[str | None]) -> None:
+        self._own_lists()
+        self._sessions = value
+
+    @property
+    def props(self) -> Any:
+        """'kind:key' -> (row indexes, values); a dict, or `ColumnProps` (read-only) for a
+        columnar batch."""
+        return self._props
+
+    @props.setter
+    def props(self, value: dict[str, tuple[list[int], list[Any]]]) -> None:
+        self._own_lists()
+        self._props = value
+
+    def _own_lists(self) -> None:
+        """Before a list is replaced: make every list from the columns, then drop them (the
+        columns would no longer say what the batch holds)."""
+        if self.columns is not None:
+            for name in ("ids", "timestamps", "types", "users", "sessions"):
+                getattr(self, name)
+            self._props = dict(self._props.items())
+            self.columns = None
+            self.payload = None
+
+    # -- accessors that read the columns when there are some ----------------------------
+
+    def type_names(self) -> set[str]:
+        """The distinct event types of the batch."""
+        if self.columns is not None and self._types is None:
+            return set(pc.unique(self.columns.types).to_pylist())
+        return set(self.types)
+
+    def type_counts(self) -> dict[str, int]:
+        """Events per type."""
+        if self.columns is not None and self._types is None:
+            counts = pc.value_counts(self.columns.types)
+            return dict(zip(counts.field(0).to_pylist(), counts.field(1).to_pylist(),
+                            strict=True))
+        return dict(Counter(self.types))
+
+    def user_names(self) -> set[str]:
+        """The distinct userIds of the batch (none left out)."""
+        if self.columns is not None and self._users is None:
+            users = self.columns.users
+            return set(pc.unique(users.drop_null() if users.null_count else users).to_pylist())
+        return {u for u in self.users if u is not None}
+
+    def timestamp_array(self) -> np.ndarray:
+        """Timestamps as int64 ms."""
+        if self.columns is not None:
+            return self.columns.ts
+        return np.array(self.timestamps, dtype=np.int64)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, EventBatch):
+            return NotImplemented
+        return (self.received_at == other.received_at and self.ids == other.ids
+                and self.timestamps == other.timestamps and self.types == other.types
+                and self.users == other.users and self.sessions == other.sessions
+                and dict(self.props.items()) == dict(other.props.items()))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"EventBatch(received_at={self.received_at}, n={len(self)})"
+
+    def __len__(self) -> int:
+        if self.columns is not None:
+            return self.columns.n
         return len(self.ids)
 
     def arrow_column(self, name: str) -> Any:
         """The Arrow column behind list `name` ("id", "type", "userId", "sessionId" or a
         string property column "s:<key>"), while that list is still the batch's; else None."""
+        if self.columns is not None:
+            top = {"id": self.columns.ids, "type": self.columns.types,
+                   "userId": self.columns.users, "sessionId": self.columns.sessions}
+            return top.get(name)
         if self.arrow is None:
             return None
         entry = self.arrow.get(name)
@@ -107,13 +305,17 @@ class EventBatch:
 
     def to_json(self) -> bytes:
         """The WAL record (UTF-8 JSON); raises ValueError if a string is not valid Unicode."""
-        if self.payload is None or self._payload_rows != len(self.ids):
-            self.payload = encode_record(self)
-            self._payload_rows = len(self.ids)
+        if self.payload is None or self._payload_rows != len(self):
+            self.payload = encode_columns(self.columns, self.received_at) \
+                if self.columns is not None else encode_record(self)
+            self._payload_rows = len(self)
         return self.payload
 
     @classmethod
     def from_json(cls, raw: bytes) -> EventBatch:
+        """A batch from its WAL record (JSON, or the Arrow record of a columnar batch)."""
+        if raw[:len(ARROW_RECORD)] == ARROW_RECORD:
+            return decode_columns(raw)
         try:
             d = orjson.loads(raw)
         except orjson.JSONDecodeError:  # records written by json.dumps may hold NaN etc.
@@ -156,6 +358,8 @@ class EventBatch:
 
     def select(self, rows: list[int]) -> EventBatch:
         """A new batch holding only `rows` (in order), re-indexing the property columns."""
+        if self.columns is not None:
+            return self._select_columns(rows)
         remap = {old: new for new, old in enumerate(rows)}
         out = EventBatch(self.received_at, [self.ids[i] for i in rows],
                          [self.timestamps[i] for i in rows], [self.types[i] for i in rows],
@@ -174,6 +378,24 @@ class EventBatch:
                     new_vals.append(v)
             if new_idx:
                 out.props[col] = (new_idx, new_vals)
+        return out
+
+    def _select_columns(self, rows: list[int]) -> EventBatch:
+        cols = self.columns
+        assert cols is not None
+        take = pa.array(rows, pa.int64())
+        props = {}
+        for name, col in cols.props.items():
+            kept = col.take(take)
+            if kept.null_count < len(kept):
+                props[name] = kept
+        out = EventBatch(self.received_at, columns=BatchColumns(
+            len(rows), cols.ids.take(take), cols.ts[np.asarray(rows, dtype=np.int64)],
+            cols.types.take(take), cols.users.take(take), cols.sessions.take(take), props))
+        if self.id_words is not None and len(self.id_words[0]) == cols.n:
+            hi, lo, custom = self.id_words
+            at = np.asarray(rows, dtype=np.int64)
+            out.id_words = (hi[at], lo[at], None if custom is None else [custom[i] for i in rows])
         return out
 
     def event(self, row: int) -> dict[str, Any]:
@@ -707,6 +929,39 @@ def encode_record(batch: EventBatch) -> bytes:
             "r": batch.received_at, "id": batch.ids, "ts": batch.timestamps, "t": batch.types,
             "u": batch.users, "s": batch.sessions, "p": batch.props,
         }, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+# A WAL record of a columnar batch: this prefix, then an Arrow IPC stream of its columns
+# (id, ts, t, u, s, then "p:<kind>:<key>" with null = absent), received_at in the schema's
+# metadata. JSON records start with "{", so both kinds are told apart by their first byte.
+ARROW_RECORD = b"RTA-ARROW1\n"
+_RECORD_OPTIONS = pa.ipc.IpcWriteOptions(compression=None)  # (lz4 costs more CPU than
+# the bytes it saves cost to write and fsync)
+
+
+def encode_columns(cols: BatchColumns, received_at: int) -> bytes:
+    """The WAL record of a columnar batch (`decode_columns` reads it back)."""
+    names = ["id", "ts", "t", "u", "s", *("p:" + name for name in cols.props)]
+    arrays = [cols.ids, pa.array(cols.ts, pa.int64()), cols.types, cols.users, cols.sessions,
+              *cols.props.values()]
+    batch = pa.RecordBatch.from_arrays(arrays, names=names)
+    batch = batch.replace_schema_metadata({"r": str(received_at)})
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, batch.schema, options=_RECORD_OPTIONS) as writer:
+        writer.write_batch(batch)
+    return ARROW_RECORD + sink.getvalue().to_pybytes()
+
+
+def decode_columns(raw: bytes) -> EventBatch:
+    reader = pa.ipc.open_stream(pa.py_buffer(raw)[len(ARROW_RECORD):])
+    table = reader.read_all()
+    meta = table.schema.metadata or {}
+    cols = [c.combine_chunks() for c in table.columns]
+    names = table.schema.names
+    return EventBatch(int(meta[b"r"]), columns=BatchColumns(
+        table.num_rows, cols[0], np.array(cols[1].to_numpy(), dtype=np.int64), cols[2],
+        cols[3], cols[4], {name[2:]: col for name, col in zip(names[5:], cols[5:],
+                                                                strict=True)}))
 
 
 def _optional_str(raw: dict[str, Any], name: str) -> str | None:

@@ -121,7 +121,7 @@ def make_link(event_type: str, target: str | None, props: dict[str, Any]) -> Lin
 def batch_links(batch: EventBatch) -> list[Link]:
     """The links of a validated batch, in arrival order (a set check first: most batches
     hold no identity event and cost one C-level pass)."""
-    if LINK_TYPE_NAMES.isdisjoint(batch.types):
+    if LINK_TYPE_NAMES.isdisjoint(batch.type_names()):
         return []
     rows = [i for i, t in enumerate(batch.types) if t in LINK_TYPES]
     wanted = {key for spec in LINK_TYPES.values() for key in spec[1]}

@@ -121,7 +121,7 @@ class KeyBudget:
     def register(self, batch: EventBatch) -> None:
         """Names of a batch now stored (called as it is applied): known from now on."""
         with self._lock:
-            for name in set(batch.types):
+            for name in batch.type_names():
                 if name not in self._types:
                     self._types.add(name)
                     self._pending_types.pop(name, None)

@@ -516,14 +516,14 @@ class LiveMetrics:
             slot = [0, Counter(), Counter()]
             self._seconds.append((sec, slot))
         slot[0] += n
-        slot[1].update(batch.types)
+        slot[1].update(batch.type_counts())
         if self.page_key == "page":  # every SDK's page fields (queries.pageviews)
             slot[2].update(batch_paths(batch.props))
         else:
             pages = batch.props.get(STR + ":" + self.page_key)
             if pages is not None:
                 slot[2].update(pages[1])
-        users = {u for u in batch.users if u is not None}
+        users = batch.user_names()
         if users:
             self._users_last.update(dict.fromkeys(users, sec))
             if self._users_by_sec and self._users_by_sec[-1][0] == sec:

@@ -9,7 +9,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rta.core.embedded.store.dedup_index import DedupIndex
+from rta.core.embedded.store.dedup_index import DedupIndex, RecentKeys
 
 
 class FakeSegment:
@@ -46,3 +46,22 @@ def test_found_is_the_union_of_the_covered_segments(
             assert bool(np.all(level.keys[1:] >= level.keys[:-1]))
             for key, owner in zip(level.keys.tolist(), level.owners.tolist(), strict=True):
                 assert key in level.segments[owner].keys.tolist()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["add", "remove", "find"]),
+                          st.lists(st.integers(0, 40), max_size=12)), max_size=20))
+def test_recent_keys_is_a_set(ops: list[tuple[str, list[int]]]) -> None:
+    """RecentKeys answers as a Python set of the keys added and not removed since."""
+    recent, reference = RecentKeys(), set[int]()
+    for op, values in ops:
+        keys = np.array(values, dtype=np.uint64)
+        if op == "add":
+            recent.add(keys)
+            reference |= set(values)
+        elif op == "remove":
+            recent.remove(keys)
+            reference -= set(values)
+        wanted = np.sort(keys)
+        assert recent.found(wanted).tolist() == [int(k) in reference for k in wanted]
+        assert sorted(set(recent.array().tolist())) == sorted(reference)

@@ -22,6 +22,7 @@ from typing import Any, cast
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from rta.core.embedded.store.dictionary import Dictionaries, Dictionary
 from rta.core.events import BOOL, FLOAT, INT, INT64_MIN, STR, EventBatch
@@ -615,8 +616,10 @@ def arrow_uuid_words(column: pa.Array | pa.ChunkedArray) -> tuple[
     n = len(column)
     if n == 0 or column.null_count:
         return None
-    arr = column.cast(pa.large_string())
-    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int64)[arr.offset:arr.offset + n + 1]
+    arr = column if pa.types.is_string(column.type) or pa.types.is_large_string(
+        column.type) else column.cast(pa.large_string())
+    width = np.int64 if pa.types.is_large_string(arr.type) else np.int32
+    offsets = np.frombuffer(arr.buffers()[1], dtype=width)[arr.offset:arr.offset + n + 1]
     if not (int(offsets[-1]) - int(offsets[0]) == 36 * n and bool(
             (np.diff(offsets) == 36).all())):
         return None
@@ -699,6 +702,8 @@ def uuid_words(chars: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def block_from_batch(batch: EventBatch, dicts: Dictionaries) -> Block:
     """Encode a validated batch into columns (unsorted; `sort_block` orders it)."""
+    if batch.columns is not None:
+        return _block_from_columns(batch, dicts)
     n = len(batch)
     his, los, custom = batch_id_words(batch)
     props: dict[str, np.ndarray] = {}
@@ -735,6 +740,54 @@ def block_from_batch(batch: EventBatch, dicts: Dictionaries) -> Block:
         id_hi=his, id_lo=los,
         id_text=None if custom is None else pa.array(custom, type=pa.string()),
         props=PropColumns(n, props, groups))
+
+
+def _block_from_columns(batch: EventBatch, dicts: Dictionaries) -> Block:
+    """`block_from_batch` of a columnar batch, straight from its Arrow columns: the same
+    block, strings given their codes in the same order (dense properties, then the sparse
+    ones of each kind, then types, users, sessions)."""
+    cols = batch.columns
+    assert cols is not None
+    n = cols.n
+    his, los, custom = batch_id_words(batch)
+    props: dict[str, np.ndarray] = {}
+    rare: dict[str, list[tuple[str, pa.Array]]] = {}
+    for name, col in cols.props.items():
+        kind = name[0]
+        if sparse_fits(n - col.null_count, n):
+            rare.setdefault(kind, []).append((name, col))
+            continue
+        if kind == STR:
+            props[name] = dicts.values.encode_array(col)
+        else:
+            props[name] = _dense_values(kind, col)
+    groups = {}
+    for kind, items in rare.items():  # all rare keys of a kind encoded together
+        rows = [np.flatnonzero(np.asarray(col.is_valid(), dtype=bool)) for _, col in items]
+        counts = [len(r) for r in rows]
+        present = pa.concat_arrays([col.drop_null() for _, col in items])
+        groups[kind] = SparseGroup(
+            kind, [name for name, _ in items],
+            np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+            np.concatenate(rows).astype(row_dtype(n)),
+            dicts.values.encode_array(present) if kind == STR else _dense_values(kind,
+                                                                                 present))
+    return Block(
+        ts=cols.ts, recv=np.full(n, batch.received_at, dtype=np.int64),
+        type=dicts.types.encode_array(cols.types), user=dicts.users.encode_array(cols.users),
+        session=dicts.sessions.encode_array(cols.sessions), id_hi=his, id_lo=los,
+        id_text=None if custom is None else pa.array(custom, type=pa.string()),
+        props=PropColumns(n, props, groups))
+
+
+def _dense_values(kind: str, col: pa.Array) -> np.ndarray:
+    """A numeric or boolean property column as its block dtype, nulls as the sentinel."""
+    dtype, sentinel = NULL_DTYPES[kind]
+    if kind == BOOL:
+        col = pc.cast(col, pa.int8())
+    if col.null_count:
+        col = col.fill_null(pa.scalar(sentinel, col.type))
+    return np.array(col.to_numpy(zero_copy_only=False), dtype=dtype)  # (owned, writable)
 
 
 def _encode_strings(dictionary: Dictionary, values: list[Any], column: Any) -> np.ndarray:

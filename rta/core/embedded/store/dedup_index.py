@@ -26,7 +26,7 @@ from rta.core.embedded.store.segment import Segment
 class _Level:
     segments: list[Segment]
     keys: np.ndarray  # sorted uint64 dedup keys of all its segments
-    owners: np.ndarray  # int32: the position in `segments` of each key's segment
+    owners: np.ndarray  # the position in `segments` of each key's segment (`_owner_dtype`)
 
 
 class DedupIndex:
@@ -62,7 +62,7 @@ class DedupIndex:
         seg.__dict__.pop("sorted_ids", None)  # (kept here now; recomputed if ever asked)
         if not len(keys):
             return
-        level = _Level([seg], keys, np.zeros(len(keys), dtype=np.int32))
+        level = _Level([seg], keys, np.zeros(len(keys), dtype=np.uint8))
         while self.levels and len(self.levels[-1].keys) <= 2 * len(level.keys):
             level = _merge(self.levels.pop(), level)
         self.levels.append(level)
@@ -70,7 +70,9 @@ class DedupIndex:
 
 def _merge(a: _Level, b: _Level) -> _Level:
     keys = np.concatenate([a.keys, b.keys])
-    owners = np.concatenate([a.owners, b.owners + np.int32(len(a.segments))])
+    dtype = _owner_dtype(len(a.segments) + len(b.segments))
+    owners = np.concatenate([a.owners.astype(dtype),
+                             b.owners.astype(dtype) + dtype(len(a.segments))])
     order = np.argsort(keys, kind="stable")
     return _Level(a.segments + b.segments, keys[order], owners[order])
 
@@ -82,9 +84,66 @@ def _without(level: _Level, gone: set[int]) -> _Level | None:
         return level
     if len(drop) == len(level.segments):
         return None
-    keep = np.isin(level.owners, np.array(drop, dtype=np.int32), invert=True)
-    remap = np.full(len(level.segments), -1, dtype=np.int32)
+    keep = np.isin(level.owners, np.array(drop, dtype=np.int64), invert=True)
     kept = [i for i in range(len(level.segments)) if i not in set(drop)]
-    remap[kept] = np.arange(len(kept), dtype=np.int32)
+    remap: np.ndarray = np.zeros(len(level.segments), dtype=_owner_dtype(len(kept)))
+    remap[kept] = np.arange(len(kept))
     return _Level([level.segments[i] for i in kept], level.keys[keep],
                   remap[level.owners[keep]])
+
+
+def _owner_dtype(segments: int) -> type:
+    """The narrowest integer type for positions among `segments` segments: the owners cost
+    a byte an event rather than four while a level holds fewer than 256 segments."""
+    if segments <= 1 << 8:
+        return np.uint8
+    if segments <= 1 << 16:
+        return np.uint16
+    return np.int32
+
+
+class RecentKeys:
+    """The dedup keys reserved since the last seal, as a few sorted uint64 arrays merged
+    like `DedupIndex`'s levels: a batch checks and reserves its keys with a few numpy
+    searches instead of a dict lookup per key (a dict of Python ints also cost ~90 bytes
+    an event, for every event in the head)."""
+
+    def __init__(self) -> None:
+        self.levels: list[np.ndarray] = []
+
+    def __len__(self) -> int:
+        return sum(len(level) for level in self.levels)
+
+    def found(self, wanted: np.ndarray) -> np.ndarray:
+        """For sorted `wanted` keys: True where the key is reserved."""
+        return _found(self.levels, wanted)
+
+    def add(self, keys: np.ndarray, is_sorted: bool = False) -> None:
+        if not len(keys):
+            return
+        level = np.asarray(keys if is_sorted else np.sort(keys), dtype=np.uint64)
+        while self.levels and len(self.levels[-1]) <= 2 * len(level):
+            level = np.sort(np.concatenate([self.levels.pop(), level]), kind="stable")
+        self.levels.append(level)
+
+    def remove(self, keys: np.ndarray) -> None:
+        """Forget `keys` (every copy of each)."""
+        if not len(keys) or not self.levels:
+            return
+        gone = np.sort(np.asarray(keys, dtype=np.uint64))
+        kept = [level[~_found([gone], level)] for level in self.levels]
+        self.levels = [level for level in kept if len(level)]
+
+    def array(self) -> np.ndarray:
+        """Every reserved key, sorted."""
+        if not self.levels:
+            return np.zeros(0, dtype=np.uint64)
+        return np.sort(np.concatenate(self.levels))
+
+
+def _found(levels: list[np.ndarray], wanted: np.ndarray) -> np.ndarray:
+    out = np.zeros(len(wanted), dtype=bool)
+    for keys in levels:
+        pos = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+        out |= keys[pos] == wanted
+    return out

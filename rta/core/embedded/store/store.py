@@ -28,10 +28,10 @@ import weakref
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from itertools import repeat
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from rta.core.change_log import ChangeLog
 from rta.core.embedded.store.block import (
@@ -44,7 +44,7 @@ from rta.core.embedded.store.block import (
     sort_block,
 )
 from rta.core.embedded.store.column_cache import ColumnCache
-from rta.core.embedded.store.dedup_index import DedupIndex
+from rta.core.embedded.store.dedup_index import DedupIndex, RecentKeys
 from rta.core.embedded.store.dictionary import Dictionaries
 from rta.core.embedded.store.records import fsync_dir
 from rta.core.embedded.store.segment import (
@@ -59,6 +59,7 @@ from rta.core.embedded.store.snapshot import Snapshot
 from rta.core.embedded.store.wal import WriteAheadLog
 from rta.core.errors import StorageError, StoreLockedError
 from rta.core.events import EventBatch
+from rta.core.memory import release_free_memory
 from rta.core.queries.timeparse import DAY, now_ms
 
 log = logging.getLogger("rta.store")
@@ -79,9 +80,19 @@ class StoreConfig:
 
 @dataclass
 class IngestResult:
+    """What an append did. `ids` (the stored events' ids) is read from `batch` when asked
+    for: most answers do not list them, and a columnar batch holds no Python strings."""
+
     accepted: int
     duplicates: int
-    ids: list[str] = field(default_factory=list)
+    _ids: list[str] | None = None
+    batch: EventBatch | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def ids(self) -> list[str]:
+        if self._ids is None:
+            self._ids = self.batch.ids if self.batch is not None else []
+        return self._ids
 
 
 @dataclass
@@ -108,7 +119,7 @@ class ColumnStore:
         self._sealing: list[SealJob] = []
         # Low id halves reserved since the last seal. A dict of ints, not a set: it holds
         # only atomic values, so the garbage collector never tracks or traverses it.
-        self._recent_ids: dict[int, None] = {}
+        self._recent_ids = RecentKeys()
         self._dedup_index = DedupIndex()  # (the window's segments' keys, for `reserve`)
         self._lock_fd: int | None = None
         self._next_segment = 1
@@ -229,7 +240,7 @@ class ColumnStore:
         replayed = 0
         for _seq, payload in self.wal.replay(covered, keep_after=self._wal_floor(covered)):
             batch = EventBatch.from_json(payload)
-            self._recent_ids.update(dict.fromkeys(batch_dedup_keys(batch).tolist()))
+            self._recent_ids.add(batch_dedup_keys(batch))
             self.apply(batch)
             replayed += len(batch)
         if replayed:
@@ -283,35 +294,27 @@ class ColumnStore:
         horizon = now_ms() - self.config.dedup_window_ms
         index = self._dedup_index
         index.sync([seg for seg in self.segments if seg.max_recv >= horizon])
+        # Sorted keys: each binary search starts where the previous one ended, and a key
+        # given twice in the batch sits next to its first copy (kept: the earlier row).
+        order = np.argsort(keys, kind="stable")
+        ordered = keys[order]
+        seen = self._recent_ids.found(ordered)
         if index.levels and n:
-            # Sorted needles: each binary search starts where the previous one ended, about
-            # twice as fast on large arrays as the batch's random order.
-            order = np.argsort(keys, kind="stable")
-            dup[order] = index.found(keys[order])
-        recent = self._recent_ids
-        listed = keys.tolist()
-        if not dup.any():  # the usual case: all new, checked and reserved in C loops
-            fresh = dict.fromkeys(listed)
-            if len(fresh) == n and recent.keys().isdisjoint(fresh):
-                recent.update(fresh)
-                return batch, 0
-        keep: list[int] = []
-        for i, key in enumerate(listed):
-            if dup[i] or key in recent:
-                continue
-            recent[key] = None
-            keep.append(i)
+            seen |= index.found(ordered)
+        if n > 1:
+            seen[1:] |= ordered[1:] == ordered[:-1]
+        self._recent_ids.add(ordered[~seen], is_sorted=True)
+        if not seen.any():
+            return batch, 0
+        dup[order] = seen
+        keep = np.flatnonzero(~dup).tolist()
         duplicates = n - len(keep)
         self.duplicates_dropped += duplicates
-        if duplicates == 0:
-            return batch, 0
         return batch.select(keep), duplicates
 
     def release(self, batch: EventBatch) -> None:
         """Undo `reserve` for a batch that could not be made durable."""
-        recent = self._recent_ids
-        for key in batch_dedup_keys(batch).tolist():
-            recent.pop(key, None)
+        self._recent_ids.remove(batch_dedup_keys(batch))
 
     def write_wal(self, payloads: list[bytes]) -> None:
         if self.wal is None:
@@ -389,13 +392,13 @@ class ColumnStore:
             self._sealing = [j for j in self._sealing if j is not job]
         if job.segment is not None and self.wal is not None:
             self.wal.drop_through(self._wal_floor(job.wal_seq))
-        recent = self._recent_ids
-        if recent:
-            sealed = dedup_keys(job.block.id_hi, job.block.id_lo).tolist()
-            if len(sealed) >= len(recent):  # (usually: the head was sealed whole)
-                self._recent_ids = dict.fromkeys(recent.keys() - set(sealed))
-            else:  # (batches reserved meanwhile stay: pop the sealed keys, in one C loop)
-                deque(map(recent.pop, sealed, repeat(None)), maxlen=0)
+        if self._recent_ids.levels:
+            self._recent_ids.remove(dedup_keys(job.block.id_hi, job.block.id_lo))
+        # The sealed head's arrays and every request's transient buffers since the last
+        # seal are free now: hand the free pages back (about 1 ms per head of events), or
+        # the heap and Arrow's pool keep them resident and RSS grows with what was ingested.
+        pa.default_memory_pool().release_unused()
+        release_free_memory()
 
     # -- bulk loads (rta ingest --local, rta serve --demo): owner thread only ---------------
 
@@ -403,9 +406,8 @@ class ColumnStore:
         """Sorted dedup keys of the ids a new event may duplicate: those of segments that
         received events since `horizon_ms`, and those reserved since the last seal."""
         known = [seg.sorted_ids for seg in self.segments if seg.max_recv >= horizon_ms]
-        recent = self._recent_ids
-        if recent:
-            known.append(np.sort(np.fromiter(recent, dtype=np.uint64, count=len(recent))))
+        if self._recent_ids.levels:
+            known.append(self._recent_ids.array())
         return known
 
     def covered_wal_seq(self) -> int:
@@ -440,7 +442,7 @@ class ColumnStore:
                 raise
             self.apply(kept)
             self.seal_if_full()
-        return IngestResult(len(kept), duplicates, kept.ids)
+        return IngestResult(len(kept), duplicates, batch=kept)
 
     def seal_if_full(self) -> None:
         if self.needs_seal():
