@@ -285,7 +285,7 @@ class Groups:
 def _may_hold_groups(batch: EventBatch) -> bool:
     """Whether a batch can say anything about groups (C-level checks: most batches don't)."""
     return any("$group" in name for name in batch.props) or \
-        not IDENTIFY_SET.isdisjoint(batch.types)
+        not IDENTIFY_SET.isdisjoint(batch.type_names())
 
 
 def _encode_cursor(key: str) -> str:

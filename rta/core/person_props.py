@@ -118,8 +118,12 @@ def check_batch(batch: EventBatch) -> None:
     a list of names): `invalid_batch`, each bad event by index (its position in the batch)
     and field. Costs one pass over the batch's column names unless one is there."""
     bad: dict[int, str] = {}
-    for name, (rows, values) in batch.props.items():
+    props = batch.props
+    for name in props:  # (names only: a columnar batch builds no list it is not asked for)
         key = name[2:]
+        if key not in (SET, SET_ONCE, UNSET) and not key.startswith(UNSET + "."):
+            continue
+        rows, values = props[name]
         if key in (SET, SET_ONCE):
             for r in rows:
                 bad.setdefault(r, f"properties.{key}")
@@ -200,7 +204,7 @@ def _updates(per_row: dict[int, Entry], users: dict[int, str | None],
 def batch_updates(batch: EventBatch) -> list[Update]:
     """The person property updates of a validated batch, in arrival order: `$set`,
     `$set_once`, `$unset` in any event, and an `$identify` event's plain properties."""
-    identify = IDENTIFY in batch.types
+    identify = IDENTIFY in batch.type_names()
     if not _has_updates(batch.props, identify):
         return []
     identify_rows = {i for i, t in enumerate(batch.types) if t == IDENTIFY} if identify \
