@@ -97,6 +97,7 @@ API_JSON: dict[str, str] = {
     "token list": "GET /tokens",
     "persons merge": "POST /persons/merge",
     "persons show": "GET /persons/{id}",
+    "persons delete": "DELETE /persons/{id}",
     "token revoke": "DELETE /tokens/{ref}",
 }
 # Commands whose JSON the CLI builds itself: their top-level keys (checked by the tests).

@@ -1,4 +1,5 @@
-"""Persons over HTTP: `POST /persons/merge`, `GET /persons/{id}`, and `?identity=raw`.
+"""Persons over HTTP: `POST /persons/merge`, `GET /persons/{id}`, `DELETE /persons/{id}`
+(erasure, admin scope), and `?identity=raw`.
 
 `setup` installs a before-request hook that reads `identity` (`persons`, the default, or
 `raw`) from any request's query string into `persons.identity_mode`, so every query route
@@ -35,6 +36,12 @@ async def merge() -> Response:
 @bp.get("/persons/<path:person_id>")
 async def show(person_id: str) -> Response:
     return json_response(engine().persons.describe(person_id))
+
+
+@bp.delete("/persons/<path:person_id>")
+async def erase(person_id: str) -> Response:
+    # (erasure.py: the cut and swap on the event loop, the rewrites in worker threads)
+    return json_response(await engine().erasure.erase(person_id))
 
 
 def setup(app: Quart, eng: Engine) -> None:

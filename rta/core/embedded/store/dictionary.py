@@ -34,6 +34,7 @@ from rta.core.embedded.store.records import frame, fsync_dir, read_valid
 log = logging.getLogger("rta.store")
 HOT_MAX = 1 << 17  # entries kept in the dict before they move to the cold part
 FILE_HEADER = b"rta-dictionary 2"
+ERASED = "\x00erased:"  # the placeholder `Dictionary.forget` leaves for an erased string
 _COUNT = struct.Struct("<I")
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
@@ -102,6 +103,19 @@ def pack_strings(strings: list[str]) -> bytes:
     end = int(offsets[-1])
     return _COUNT.pack(len(arr)) + offsets.tobytes() + (
         data.to_pybytes()[:end] if data is not None else b"")
+
+
+def _pack_array(arr: pa.Array) -> bytes:
+    """`pack_strings` of an Arrow string array, without a Python string per entry."""
+    n = len(arr)
+    if not n:
+        return _COUNT.pack(0) + np.zeros(1, np.int32).tobytes()
+    arr = pa.concat_arrays([arr.cast(pa.string())])
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset:arr.offset + n + 1]
+    data = arr.buffers()[2]
+    lo, hi = int(offsets[0]), int(offsets[-1])
+    body = data.to_pybytes()[lo:hi] if data is not None and hi > lo else b""
+    return _COUNT.pack(n) + (offsets - lo).astype(np.int32).tobytes() + body
 
 
 def unpack_strings(payload: bytes) -> pa.Array:
@@ -530,6 +544,68 @@ class Dictionary:
                 raise
         else:
             os.fsync(self._fd)
+
+    # -- erasure (rta/core/erasure.py) -------------------------------------------------------
+
+    def forget(self, codes: np.ndarray) -> None:
+        """Replace the strings of `codes` by placeholders no lookup finds (`ERASED` + the
+        code), in memory: the codes stay valid for the events that remain (none of which
+        refers to them), a string sent again gets a new code, and `compact_file` then
+        writes the file without them."""
+        codes = np.unique(np.asarray(codes, dtype=np.int64))
+        codes = codes[(codes >= 0) & (codes < len(self))]
+        if not len(codes):
+            return
+        with self._lock:
+            old = self.decode(codes).tolist()
+            for text, code in zip(old, codes.tolist(), strict=True):
+                if self._hot.get(text) == code:
+                    del self._hot[text]
+                if self._overflow.get(text) == code:
+                    del self._overflow[text]
+            hot = codes[codes >= self._cold_n]
+            for code in hot.tolist():
+                self._hot_strings[code - self._cold_n] = f"{ERASED}{code}"
+            cold = codes[codes < self._cold_n]
+            if len(cold):
+                starts = np.asarray(self._cold_starts)
+                which = np.searchsorted(starts, cold, side="right") - 1
+                for k in np.unique(which).tolist():
+                    chunk = self._cold_chunks[k]
+                    local = cold[which == k] - starts[k]
+                    mask = np.zeros(len(chunk), dtype=bool)
+                    mask[local] = True
+                    marks = pa.array([f"{ERASED}{c}" for c in cold[which == k].tolist()],
+                                     pa.string())
+                    # (the hash index keeps the old hashes: a hit is checked against the
+                    # text, which no longer matches, so the old string is simply not found)
+                    self._cold_chunks[k] = pc.replace_with_mask(
+                        chunk.cast(pa.string()), pa.array(mask), marks)
+            self._decoded = np.empty(0, dtype=object)
+
+    def compact_file(self) -> None:
+        """Rewrite the file from memory (write, fsync, rename, fsync the folder) so strings
+        `forget` replaced leave the disk; entries added meanwhile follow in the new file."""
+        if self._fd is None or self.path is None:
+            return
+        with self._write_lock:
+            self._sync_pending()
+            with self._lock:
+                n = len(self) - len(self._unwritten)
+                words = self.array(0, n)
+            tmp = self.path + ".tmp"
+            with open(tmp, "wb") as f:
+                f.write(frame(FILE_HEADER))
+                step = 1 << 20
+                for start in range(0, n, step):
+                    f.write(frame(_pack_array(words.slice(start, step))))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+            fsync_dir(os.path.dirname(self.path) or ".")
+            old, self._fd = self._fd, os.open(self.path, os.O_WRONLY | os.O_APPEND)
+            os.close(old)
+            self._batched = True
 
     def close(self) -> None:
         if self._fd is not None:
