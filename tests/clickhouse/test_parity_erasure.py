@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 from rta.core.clickhouse.erasure_sql import count_events, erase
 from rta.core.person_shipper import ship_all
 from rta.core.queries.timeparse import now_ms
-from tests.clickhouse.event_logs import NOW
 from tests.clickhouse.test_parity_analytics import top_params, unique_params
 from tests.clickhouse.test_parity_funnel import funnel_body
 from tests.clickhouse.test_parity_people import (
