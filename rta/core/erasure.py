@@ -42,8 +42,10 @@ import json
 import logging
 import os
 import secrets
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -74,6 +76,7 @@ ERASURE_DIR = "erasure"
 INTENT = "intent.log"
 LOG_NAME = "erasures.log"
 SALT_NAME = "salt"
+REWRITERS = 2  # segments rewritten at once
 SEQ_SHIFT = 40  # (shipper.SEQ_SHIFT: a ClickHouse row's seq is (WAL file << 40) + offset)
 # A store of personal data keyed by person: called with (person id, distinct ids) during the
 # swap, on the event loop. Person properties (#18 part 3) register `forget` here.
@@ -120,6 +123,7 @@ class Intent:
 
     def __init__(self, data_dir: str | None) -> None:
         self.path = None if data_dir is None else os.path.join(data_dir, ERASURE_DIR, INTENT)
+        self._lock = threading.Lock()  # (segment rewrites add records from two threads)
 
     def pending(self) -> bool:
         return self.path is not None and os.path.exists(self.path)
@@ -148,7 +152,7 @@ class Intent:
     def add(self, record: dict[str, Any]) -> None:
         if self.path is None:
             return
-        with open(self.path, "ab") as f:
+        with self._lock, open(self.path, "ab") as f:
             f.write(frame(json.dumps(record).encode()))
             f.flush()
             os.fsync(f.fileno())
@@ -207,6 +211,7 @@ class Erasure:
         self.forgetters: list[Forgetter] = []
         self.completed = 0
         self._one = trio.Lock()
+        self._codes_lock = threading.Lock()
 
     # -- entry points ------------------------------------------------------------------------
 
@@ -313,20 +318,29 @@ class Erasure:
     def _work(self, job: Job, resumed: bool = False) -> None:
         store = self.engine.store
         directory = None if self.data_dir is None else os.path.join(self.data_dir, "segments")
-        for seg, seq in zip(job.segments, job.seqs, strict=True):
+
+        def rewrite(seg: Segment, seq: int) -> tuple[Segment, Segment | None, int] | None:
             gone = erased_rows(seg.block, job.users)
             if not len(gone):
-                continue
+                return None
             kept, removed = split_segment(seg.block, gone)
             codes = codes_of(removed)
-            job.codes.add(codes)
             # (recorded before the new file exists: a crash from here on keeps the codes)
             self.intent.add({"old": seg.seq, "new": seq, "empty": not kept.n,
                              "codes": codes.to_json()})
+            with self._codes_lock:
+                job.codes.add(codes)
             new = write_rewritten(directory, seg, kept, seq, store.column_cache) \
                 if kept.n else None
-            job.replaced.append((seg, new))
-            job.removed += len(gone)
+            return seg, new, len(gone)
+
+        # two at a time: decompression, zstd and fsync release the GIL
+        with ThreadPoolExecutor(max_workers=REWRITERS) as pool:
+            done = list(pool.map(rewrite, job.segments, job.seqs))
+        for result in done:
+            if result is not None:
+                job.replaced.append((result[0], result[1]))
+                job.removed += result[2]
         self._erase_clickhouse(job, resumed)
         if store.wal is not None:
             for seq in store.wal.sequences():

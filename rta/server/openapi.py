@@ -319,9 +319,11 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                                    "force)", "persons", request=body(OBJ)),
     ("GET", "/persons/{person_id}"): op("The person a distinct id or person id belongs to: "
                                         "personId, distinctIds, identified", "persons"),
-    ("DELETE", "/persons/{person_id}"): op("Erase a person (admin): every event of all its "
-                                           "distinct ids, its links and the strings only it "
-                                           "used; answers the receipt", "persons"),
+    ("DELETE", "/persons/{person_id}"): op(
+        "Erase a person (admin): every event of all its distinct ids, its links and the "
+        "strings only it used, from memory and disk (docs/people.md); answers the receipt "
+        "{personId, distinctIds, distinctIdsErased, eventsRemoved, segmentsRewritten, "
+        "segmentsDropped, tookMs, erasedAt}; 404 for an unknown id", "persons"),
     ("GET", "/ws"): op("WebSocket: subscribe to metrics, events, alerts, dashboard:<id>; "
                        "send events", "live", ok=101),
     ("GET", "/"): op("The browser dashboard", "web", content="text/html"),
