@@ -140,6 +140,9 @@ def main(argv: list[str] | None = None) -> None:
             ["  receipt: events removed, segments rewritten, took",
              f"{receipt['eventsRemoved']:,}, {receipt['segmentsRewritten']}, "
              f"{fmt_seconds(receipt['tookMs'] / 1000)}", "-", "-"],
+            ["  phases: cut, work, swap, finish (cut, swap on the loop)",
+             ", ".join(fmt_seconds(receipt["phasesMs"].get(p, 0) / 1000)
+                       for p in ("cut", "work", "swap", "finish")), "-", "-"],
             ["  /health meanwhile: requests, p50, p99, max",
              f"{len(lat)}, {fmt_seconds(statistics.median(lat))}, "
              f"{fmt_seconds(lat[int(len(lat) * 0.99)])}, {fmt_seconds(lat[-1])}"

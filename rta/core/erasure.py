@@ -77,6 +77,7 @@ INTENT = "intent.log"
 LOG_NAME = "erasures.log"
 SALT_NAME = "salt"
 REWRITERS = 2  # segments rewritten at once
+QUIET_TIMEOUT_S = 30.0  # the longest an erasure waits for a seal in flight
 SEQ_SHIFT = 40  # (shipper.SEQ_SHIFT: a ClickHouse row's seq is (WAL file << 40) + offset)
 # A store of personal data keyed by person: called with (person id, distinct ids) during the
 # swap, on the event loop. Person properties (#18 part 3) register `forget` here.
@@ -101,6 +102,10 @@ class Job:
     clickhouse_removed: int | None = None
     wal_removed: int = 0
     head_gone: Block | None = None
+    phases: dict[str, float] = field(default_factory=dict)  # ms per phase (cut, swap on the loop)
+
+    def timed(self, phase: str, since: float) -> None:
+        self.phases[phase] = round((time.perf_counter() - since) * 1000, 1)
 
     def receipt(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -109,7 +114,7 @@ class Job:
             "segmentsRewritten": sum(1 for _, new in self.replaced if new is not None),
             "segmentsDropped": sum(1 for _, new in self.replaced if new is None),
             "tookMs": round((time.perf_counter() - self.started) * 1000, 1),
-            "erasedAt": iso(self.at)}
+            "phasesMs": dict(self.phases), "erasedAt": iso(self.at)}
         if self.clickhouse_removed is not None:
             out["clickhouseEventsRemoved"] = self.clickhouse_removed
         return out
@@ -266,9 +271,15 @@ class Erasure:
         return job.receipt()
 
     async def _quiet(self) -> None:
-        """Wait (holding the commit lock: nothing new is sealed) for a seal in flight."""
+        """Wait (holding the commit lock: nothing new is sealed) for a seal in flight; a
+        seal that keeps failing (a full disk) fails the erasure instead of pausing ingest."""
         engine = self.engine
+        deadline = trio.current_time() + QUIET_TIMEOUT_S
         while engine.store.sealing_jobs():
+            if trio.current_time() > deadline:
+                raise StorageError("a segment could not be sealed (see /health); the "
+                                   "erasure did not start or is completed later",
+                                   [{"waitedSeconds": QUIET_TIMEOUT_S}])
             await trio.sleep(0.01)
 
     # -- phases ------------------------------------------------------------------------------
@@ -299,6 +310,7 @@ class Erasure:
         return self._cut_common(job)
 
     def _cut_common(self, job: Job) -> Job:
+        started = time.perf_counter()
         engine = self.engine
         store = engine.store
         head = store.erase_head(job.users)
@@ -313,9 +325,11 @@ class Erasure:
         job.segments = list(store.segments)
         job.seqs = store.allocate_segment_seqs(len(job.segments))
         store.touch(*ALL_TIME)
+        job.timed("cut", started)
         return job
 
     def _work(self, job: Job, resumed: bool = False) -> None:
+        started = time.perf_counter()
         store = self.engine.store
         directory = None if self.data_dir is None else os.path.join(self.data_dir, "segments")
 
@@ -352,6 +366,7 @@ class Erasure:
         blocks += [new.block for _, new in job.replaced if new is not None]
         blocks.append(store.head_block())
         _drop_used(job.codes, blocks)
+        job.timed("work", started)
 
     def _erase_clickhouse(self, job: Job, resumed: bool) -> None:
         mode = self.engine.clickhouse
@@ -369,12 +384,19 @@ class Erasure:
         mode.shipper.touch(*ALL_TIME)
 
     def _swap(self, job: Job) -> None:
+        started = time.perf_counter()
         engine = self.engine
         store = engine.store
         covered = {id(s) for s in job.segments} | {id(n) for _, n in job.replaced if n}
         newer = [s.block for s in store.segments if id(s) not in covered]
         newer.append(store.head_block())
         _drop_used(job.codes, newer)
+        # a segment retention dropped (or quarantine took) meanwhile stays dropped
+        served = {id(s) for s in store.segments}
+        for old, new in job.replaced:
+            if id(old) not in served and new is not None and new.path:
+                os.remove(new.path)
+        job.replaced = [(old, new) for old, new in job.replaced if id(old) in served]
         store.replace_segments([old for old, _ in job.replaced],
                                [new for _, new in job.replaced if new is not None])
         dicts = store.dicts
@@ -384,10 +406,13 @@ class Erasure:
             forget(job.person, list(job.ids))
         store.touch(*ALL_TIME)
         self.intent.add({"swapped": True})
+        job.timed("swap", started)
 
     def _finish(self, job: Job) -> None:
+        started = time.perf_counter()
         for dictionary in self.engine.store.dicts.all():
             dictionary.compact_file()
+        job.timed("finish", started)
         self._log(job)
         self.intent.clear()
         self.completed += 1

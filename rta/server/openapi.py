@@ -323,7 +323,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "Erase a person (admin): every event of all its distinct ids, its links and the "
         "strings only it used, from memory and disk (docs/people.md); answers the receipt "
         "{personId, distinctIds, distinctIdsErased, eventsRemoved, segmentsRewritten, "
-        "segmentsDropped, tookMs, erasedAt}; 404 for an unknown id", "persons"),
+        "segmentsDropped, tookMs, phasesMs, erasedAt}; 404 for an unknown id", "persons"),
     ("GET", "/ws"): op("WebSocket: subscribe to metrics, events, alerts, dashboard:<id>; "
                        "send events", "live", ok=101),
     ("GET", "/"): op("The browser dashboard", "web", content="text/html"),
