@@ -8,6 +8,9 @@ cluster the mutation runs on each shard's local table (`ON CLUSTER`).
 Only rows shipped before the erasure's cut are deleted (`seq` below `before_seq`, the first
 seq of the WAL file opened at the cut), so events of an erased id sent again afterwards are
 new data, as in the embedded store.
+
+Thread rule: blocking statements; called from the erasure's worker thread (or inline at
+start-up and in tests), never on the event loop.
 """
 
 from __future__ import annotations
