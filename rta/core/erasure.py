@@ -304,9 +304,16 @@ class Erasure:
         found = self.engine.store.dicts.users.lookup_many(ids)  # (strings still on disk)
         users = np.unique(np.concatenate([users, found[found >= 0]])).astype(np.int32)
         job = Job(header["person"], ids, users, int(header["at"]))
+        served = {s.seq for s in self.engine.store.segments}
         for rec in records:
             if "codes" in rec:
                 job.codes.add(Codes.from_json(rec["codes"]))
+            if "new" in rec and rec["old"] in served and self.data_dir is not None:
+                # a rewrite the failed attempt never installed: its old segment is served
+                # and is rewritten again, so this copy must not be loaded at the next start
+                path = os.path.join(self.data_dir, "segments", segment_name(rec["new"]))
+                if os.path.exists(path):
+                    os.remove(path)
         return self._cut_common(job)
 
     def _cut_common(self, job: Job) -> Job:

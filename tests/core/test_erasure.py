@@ -210,3 +210,45 @@ def test_a_snapshot_taken_before_reads_the_old_files_until_released(tmp_path: Pa
         assert not any(os.path.exists(p) for p in gone)
     finally:
         engine.close()
+
+
+async def test_a_failed_erasure_is_finished_by_the_next_one(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    """A full disk mid-rewrite: 507, nothing of the half-done rewrite is served or left to
+    load; the next erasure request finishes it first."""
+    from rta.core import erasure as erasure_module
+    from rta.core.engine import open_engine
+    from rta.core.errors import StorageError
+
+    data = str(tmp_path / "data")
+    events, needles = victim_events("fail")
+    victim = {"anon-fail-victim", "login-fail-victim"}
+    real = erasure_module.write_rewritten
+    calls = 0
+
+    def flaky(*args: Any, **kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise OSError(28, "No space left on device")
+        return real(*args, **kwargs)
+
+    async with open_engine(EngineConfig(data_dir=data, max_events=60)) as engine:
+        for i in range(0, len(events), 40):
+            await engine.submit(events[i:i + 40], partial=False, now=NOW)
+        monkeypatch.setattr(erasure_module, "write_rewritten", flaky)
+        with pytest.raises(StorageError):
+            await engine.erasure.erase("login-fail-victim")
+        monkeypatch.undo()
+        receipt = await engine.erasure.erase("other-fail-3")
+        assert receipt["personId"] == "other-fail-3"
+        gone = victim | {"other-fail-3"}
+        assert stored(engine) == expected(events, gone)
+        assert len(engine.erasure.history()) == 2
+    assert find_bytes(data, needles) == []
+    engine = Engine(EngineConfig(data_dir=data, max_events=60))
+    try:
+        assert stored(engine) == expected(events, gone)
+    finally:
+        engine.close()
