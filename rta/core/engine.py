@@ -101,8 +101,8 @@ class Engine:
     def __init__(self, config: EngineConfig | None = None) -> None:
         self.config = config or EngineConfig()
         limits = replace(self.config.limits, past_horizon_ms=self.config.retention_ms)
-        ship_log = ship_log_for(self.config)
         recover_files(self.config.data_dir)  # (an erasure a crash interrupted: erasure.py)
+        ship_log = ship_log_for(self.config)
         self.store = ColumnStore(self.config.data_dir, StoreConfig(
             max_head_events=self.config.max_events,
             retention_ms=self.config.local_retention_ms,

@@ -195,13 +195,44 @@ def recover_files(data_dir: str | None) -> None:
     for name in sorted(os.listdir(wal_dir)) if os.path.isdir(wal_dir) else []:
         if name.startswith("wal-") and name.endswith(".log") and (
                 wal_last is None or int(name[4:12]) <= wal_last):
-            filter_wal_file(os.path.join(wal_dir, name), ids)
+            _removed, moved = filter_wal_file(os.path.join(wal_dir, name), ids)
+            if moved:
+                _move_ship_position(data_dir, int(name[4:12]), moved)
     for sub in ("wal", "dicts", "persons", "segments", ERASURE_DIR):
         folder = os.path.join(data_dir, sub)
         for name in os.listdir(folder) if os.path.isdir(folder) else []:
             if name.endswith(".tmp"):  # (a rewrite cut short: it may hold erased data)
                 os.remove(os.path.join(folder, name))
     log.warning("an interrupted erasure is being finished")
+
+
+def _move_ship_position(data_dir: str, file: int, moved: dict[int, int]) -> None:
+    """The ClickHouse shipper's saved position (`ship/position.json`) inside WAL file
+    `file`, moved to where its record boundary lies after the file's rewrite (the shipper
+    has not read it yet: recovery runs before the shipper loads its position)."""
+    path = os.path.join(data_dir, "ship", "position.json")
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        body = json.load(f)
+    changed = False
+    if int(body["file"]) == file and int(body["offset"]) in moved:
+        body["offset"] = moved[int(body["offset"])]
+        changed = True
+    inflight = body.get("inflight")
+    if inflight and int(inflight[0]) == file:  # (sent again: its rows lost the erased ones)
+        body["inflight"] = [file, moved.get(int(inflight[1]), int(inflight[1])),
+                            moved.get(int(inflight[2]), int(inflight[2]))]
+        changed = True
+    if not changed:
+        return
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(body, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(os.path.dirname(path))
 
 
 class Erasure:
@@ -365,8 +396,8 @@ class Erasure:
         self._erase_clickhouse(job, resumed)
         if store.wal is not None:
             for seq in store.wal.sequences():
-                if seq <= job.wal_last:
-                    job.wal_removed += filter_wal_file(store.wal.path(seq), set(job.ids))
+                if seq <= job.wal_last:  # (shipped already: no reader is inside them)
+                    job.wal_removed += filter_wal_file(store.wal.path(seq), set(job.ids))[0]
         # which of the removed events' strings anything else still uses
         replaced = {id(old) for old, _ in job.replaced}
         blocks = [s.block for s in job.segments if id(s) not in replaced]

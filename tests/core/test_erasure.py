@@ -234,9 +234,12 @@ async def test_a_failed_erasure_is_finished_by_the_next_one(tmp_path: Path,
             raise OSError(28, "No space left on device")
         return real(*args, **kwargs)
 
+    first = Engine(EngineConfig(data_dir=data, max_events=60))  # (seals deterministically)
+    for i in range(0, len(events), 40):
+        await first.submit(events[i:i + 40], partial=False, now=NOW)
+    first.close()
     async with open_engine(EngineConfig(data_dir=data, max_events=60)) as engine:
-        for i in range(0, len(events), 40):
-            await engine.submit(events[i:i + 40], partial=False, now=NOW)
+        assert len(engine.store.segments) >= 3
         monkeypatch.setattr(erasure_module, "write_rewritten", flaky)
         with pytest.raises(StorageError):
             await engine.erasure.erase("login-fail-victim")
@@ -252,3 +255,30 @@ async def test_a_failed_erasure_is_finished_by_the_next_one(tmp_path: Path,
         assert stored(engine) == expected(events, gone)
     finally:
         engine.close()
+
+
+def test_wal_rewrite_maps_record_boundaries(tmp_path: Path) -> None:
+    """A reader's saved offset (the ClickHouse shipper's) moves to the same record in the
+    rewritten file: every kept record starts where the map says."""
+    from rta.core.embedded.store.records import frame, read_frames
+    from rta.core.embedded.store.rewrite import filter_wal_file
+    from rta.core.events import EventBatch
+
+    batches = [[("a", 1), ("v", 2)], [("v", 3)], [("b", 4)], [("ü", 5), ("v", 6), ("c", 7)]]
+    payloads = [EventBatch(received_at=T0, ids=[f"e{t}" for _, t in b],
+                           timestamps=[T0 + t for _, t in b], types=["x"] * len(b),
+                           users=[u for u, _ in b], sessions=[None] * len(b)).to_json()
+                for b in batches]
+    path = tmp_path / "wal-00000001.log"
+    path.write_bytes(b"".join(frame(p) for p in payloads))
+    starts = [0]
+    for p in payloads:
+        starts.append(starts[-1] + len(frame(p)))
+    removed, moved = filter_wal_file(str(path), {"v"})
+    assert removed == 3
+    data = path.read_bytes()
+    kept = {end - len(p) - 8: EventBatch.from_json(p).users for end, p in read_frames(data)}
+    assert list(kept.values()) == [["a"], ["b"], ["ü", "c"]]
+    assert moved[starts[0]] in kept and kept[moved[starts[0]]] == ["a"]
+    assert moved[starts[1]] == moved[starts[2]] and kept[moved[starts[2]]] == ["b"]
+    assert kept[moved[starts[3]]] == ["ü", "c"] and moved[starts[4]] == len(data)

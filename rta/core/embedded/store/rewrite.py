@@ -141,28 +141,34 @@ def write_rewritten(directory: str | None, seg: Segment, kept: Block, seq: int,
     return read_segment(seq, final, cache)
 
 
-def filter_wal_file(path: str, users: Collection[str]) -> int:
-    """Rewrite WAL file `path` without the events of `users` (by `userId`); events
-    removed. Records keep their order; a record left empty is dropped."""
+def filter_wal_file(path: str, users: Collection[str]) -> tuple[int, dict[int, int]]:
+    """Rewrite WAL file `path` without the events of `users` (by `userId`). Returns the
+    events removed and where each old record boundary now lies ({old offset: new offset},
+    for a reader's saved position; empty when nothing changed). Records keep their order;
+    a record left empty is dropped."""
     payloads, _good, _size = read_valid(path)
     out: list[bytes] = []
     removed = 0
     needles = {form for u in users for form in (
         u.encode(), json.dumps(u)[1:-1].encode(), json.dumps(u, ensure_ascii=False)[1:-1]
         .encode())}
+    moved: dict[int, int] = {}
+    old_at = new_at = 0
     for payload in payloads:
-        if not any(x in payload for x in needles):  # (cheap: most records hold none)
+        moved[old_at] = new_at
+        old_at += len(frame(payload))
+        if any(x in payload for x in needles):  # (cheap: most records hold none)
+            batch = EventBatch.from_json(payload)
+            keep = [i for i, u in enumerate(batch.users) if u not in users]
+            removed += len(batch) - len(keep)
+            if len(keep) < len(batch):
+                payload = batch.select(keep).to_json() if keep else b""
+        if payload:
             out.append(payload)
-            continue
-        batch = EventBatch.from_json(payload)
-        keep = [i for i, u in enumerate(batch.users) if u not in users]
-        removed += len(batch) - len(keep)
-        if len(keep) == len(batch):
-            out.append(payload)
-        elif keep:
-            out.append(batch.select(keep).to_json())
+            new_at += len(frame(payload))
+    moved[old_at] = new_at
     if not removed:
-        return 0
+        return 0, {}
     tmp = path + ".tmp"
     with open(tmp, "wb") as f:
         f.write(b"".join(frame(p) for p in out))
@@ -170,7 +176,7 @@ def filter_wal_file(path: str, users: Collection[str]) -> int:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     fsync_dir(os.path.dirname(path) or ".")
-    return removed
+    return removed, moved
 
 
 def codes_of(block: Block) -> Codes:
