@@ -377,6 +377,7 @@ class Erasure:
                 return None
             kept, removed = split_segment(seg.block, gone)
             codes = codes_of(removed)
+            used = codes_of(kept)  # (in memory now: no second read of the new file)
             # (recorded before the new file exists: a crash from here on keeps the codes)
             self.intent.add({"old": seg.seq, "new": seq, "empty": not kept.n,
                              "codes": codes.to_json()})
@@ -384,7 +385,11 @@ class Erasure:
                 job.codes.add(codes)
             new = write_rewritten(directory, seg, kept, seq, store.column_cache) \
                 if kept.n else None
+            with self._codes_lock:
+                kept_used.add(used)
             return seg, new, len(gone)
+
+        kept_used = Codes()
 
         # two at a time: decompression, zstd and fsync release the GIL
         with ThreadPoolExecutor(max_workers=REWRITERS) as pool:
@@ -399,9 +404,10 @@ class Erasure:
                 if seq <= job.wal_last:  # (shipped already: no reader is inside them)
                     job.wal_removed += filter_wal_file(store.wal.path(seq), set(job.ids))[0]
         # which of the removed events' strings anything else still uses
+        job.codes.sessions -= kept_used.sessions
+        job.codes.values -= kept_used.values
         replaced = {id(old) for old, _ in job.replaced}
         blocks = [s.block for s in job.segments if id(s) not in replaced]
-        blocks += [new.block for _, new in job.replaced if new is not None]
         blocks.append(store.head_block())
         _drop_used(job.codes, blocks)
         job.timed("work", started)
@@ -448,6 +454,7 @@ class Erasure:
 
     def _finish(self, job: Job) -> None:
         started = time.perf_counter()
+        self.engine.store.reap()  # (the old segment files, off the event loop)
         for dictionary in self.engine.store.dicts.all():
             dictionary.compact_file()
         job.timed("finish", started)

@@ -581,8 +581,8 @@ class ColumnStore:
 
     def replace_segments(self, old: list[Segment], new: list[Segment]) -> None:
         """Serve `new` instead of `old` in one step (a snapshot sees one set or the other);
-        the old files go as retention's do: marked dropped first, deleted once no snapshot
-        taken before the swap is alive."""
+        the old files go as retention's do: marked dropped first, deleted (`reap`) once no
+        snapshot taken before the swap is alive."""
         on_disk = [s for s in old if s.path]
         for seg in on_disk:
             with open(seg.path + DROPPED, "wb"):
@@ -601,6 +601,11 @@ class ColumnStore:
             with self._pin_lock:
                 self._doomed += [(self._epoch, seg) for seg in on_disk]
                 self._epoch += 1
+
+    def reap(self) -> None:
+        """Delete the files `replace_segments` dropped that no live snapshot can read (any
+        thread: the erasure calls it from its worker, so the unlinks and folder fsyncs do not
+        hold the event loop; a snapshot released later deletes the rest, as retention's)."""
         self._reap()
 
     def sealing_jobs(self) -> int:
