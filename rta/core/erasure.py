@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import trio
 
+from rta.core.embedded.store.dictionary import PreparedForget
 from rta.core.embedded.store.records import frame, fsync_dir, read_valid
 from rta.core.embedded.store.rewrite import (
     Codes,
@@ -102,6 +103,7 @@ class Job:
     clickhouse_removed: int | None = None
     wal_removed: int = 0
     head_gone: Block | None = None
+    prepared: tuple[PreparedForget, PreparedForget] | None = None  # (sessions, values)
     phases: dict[str, float] = field(default_factory=dict)  # ms per phase (cut, swap on the loop)
 
     def timed(self, phase: str, since: float) -> None:
@@ -410,6 +412,9 @@ class Erasure:
         blocks = [s.block for s in job.segments if id(s) not in replaced]
         blocks.append(store.head_block())
         _drop_used(job.codes, blocks)
+        dicts = store.dicts  # (the swap then only swaps the rebuilt chunks in)
+        job.prepared = (dicts.sessions.prepare_forget(_array(job.codes.sessions)),
+                        dicts.values.prepare_forget(_array(job.codes.values)))
         job.timed("work", started)
 
     def _erase_clickhouse(self, job: Job, resumed: bool) -> None:
@@ -441,11 +446,15 @@ class Erasure:
             if id(old) not in served and new is not None and new.path:
                 os.remove(new.path)
         job.replaced = [(old, new) for old, new in job.replaced if id(old) in served]
+        # (no drop markers here: the intent records the replacements until `_finish`
+        # marks what is left of the old files, off the event loop)
         store.replace_segments([old for old, _ in job.replaced],
-                               [new for _, new in job.replaced if new is not None])
+                               [new for _, new in job.replaced if new is not None],
+                               mark=False)
         dicts = store.dicts
-        dicts.sessions.forget(np.fromiter(job.codes.sessions, np.int64, len(job.codes.sessions)))
-        dicts.values.forget(np.fromiter(job.codes.values, np.int64, len(job.codes.values)))
+        sessions, values = job.prepared or (None, None)
+        dicts.sessions.forget(_array(job.codes.sessions), sessions)
+        dicts.values.forget(_array(job.codes.values), values)
         for forget in self.forgetters:  # person properties and other personal data
             forget(job.person, list(job.ids))
         store.touch(*ALL_TIME)
@@ -454,8 +463,10 @@ class Erasure:
 
     def _finish(self, job: Job) -> None:
         started = time.perf_counter()
-        self.engine.store.reap()  # (the old segment files, off the event loop)
-        for dictionary in self.engine.store.dicts.all():
+        store = self.engine.store
+        store.mark_dropped([old for old, _ in job.replaced])  # (before the intent goes)
+        store.reap()  # (the old files no snapshot reads any more, off the event loop)
+        for dictionary in store.dicts.all():
             dictionary.compact_file()
         job.timed("finish", started)
         self._log(job)
@@ -514,6 +525,10 @@ def _drop_used(codes: Codes, blocks: list[Block]) -> None:
         used = still_used(block, codes)
         codes.sessions -= used.sessions
         codes.values -= used.values
+
+
+def _array(codes: set[int]) -> np.ndarray:
+    return np.fromiter(codes, np.int64, len(codes))
 
 
 def _checked_id(value: Any) -> str:

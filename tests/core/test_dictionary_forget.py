@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from rta.core.embedded.store.dictionary import Dictionary
 
 # (bracketed, so a word found in the file's bytes is that word, not a piece of others)
-WORDS = st.lists(st.text(st.characters(blacklist_characters="<>", blacklist_categories=["Cs"]),
+WORDS = st.lists(st.text(st.characters(blacklist_characters="<>\x01", blacklist_categories=["Cs"]),
                          max_size=8).map(lambda t: f"<{t}>"),
                  min_size=1, max_size=40, unique=True)
 
@@ -29,7 +29,13 @@ def test_forgotten_strings_leave_memory_and_file(words: list[str], data: st.Data
         codes = d.encode(words)
         d.sync()
         d.lookup_many(words[: len(words) // 2])  # (promotes some cold strings to the dict)
-        d.forget(np.array([codes[words.index(w)] for w in gone], dtype=np.int64))
+        doomed = np.array([codes[words.index(w)] for w in gone], dtype=np.int64)
+        prepared = d.prepare_forget(doomed) if data.draw(st.booleans()) else None
+        if prepared is not None and data.draw(st.booleans()):
+            d.encode([f"<\x01late {i}>" for i in range(hot_max)])  # (chunks frozen meanwhile)
+            words = [*words, *(f"<\x01late {i}>" for i in range(hot_max))]
+            codes = np.append(codes, np.arange(len(codes), len(words)))
+        d.forget(doomed, prepared)
         d.compact_file()
         for reopened in (d, None):
             dd = d if reopened is not None else Dictionary(path, hot_max=hot_max)

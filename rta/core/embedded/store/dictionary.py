@@ -21,7 +21,8 @@ import logging
 import os
 import struct
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass
 from itertools import repeat
 from typing import Any
 
@@ -228,6 +229,43 @@ class Strings(Sequence[str]):
         for chunk in chunks:
             yield from chunk.to_pylist()
         yield from hot
+
+
+@dataclass(frozen=True)
+class PreparedForget:
+    """`Dictionary.prepare_forget`'s result: the codes, their strings, and per cold chunk
+    index (the chunk it was built from, the chunk with the placeholders)."""
+
+    codes: np.ndarray
+    old: list[Any]
+    chunks: dict[int, tuple[pa.Array, pa.Array]]
+
+
+def _valid_codes(codes: np.ndarray, n: int) -> np.ndarray:
+    codes = np.unique(np.asarray(codes, dtype=np.int64))
+    return codes[(codes >= 0) & (codes < n)]
+
+
+def _replaced_chunks(chunks: list[pa.Array], starts: list[int], cold_n: int,
+                     codes: np.ndarray, skip: Collection[int] = ()
+                     ) -> dict[int, tuple[pa.Array, pa.Array]]:
+    """For each cold chunk holding some of `codes` (except `skip`): (chunk, the chunk with
+    those strings replaced by placeholders)."""
+    cold = codes[codes < cold_n]
+    out: dict[int, tuple[pa.Array, pa.Array]] = {}
+    if not len(cold):
+        return out
+    which = np.searchsorted(np.asarray(starts), cold, side="right") - 1
+    for k in np.unique(which).tolist():
+        if k in skip:
+            continue
+        chunk = chunks[k]
+        mine = cold[which == k]
+        mask = np.zeros(len(chunk), dtype=bool)
+        mask[mine - starts[k]] = True
+        marks = pa.array([f"{ERASED}{c}" for c in mine.tolist()], pa.string())
+        out[k] = (chunk, pc.replace_with_mask(chunk.cast(pa.string()), pa.array(mask), marks))
+    return out
 
 
 class Dictionary:
@@ -547,40 +585,56 @@ class Dictionary:
 
     # -- erasure (rta/core/erasure.py) -------------------------------------------------------
 
-    def forget(self, codes: np.ndarray) -> None:
+    def prepare_forget(self, codes: np.ndarray) -> PreparedForget:
+        """The work of `forget(codes)` that needs no lock (the cold chunks rebuilt with the
+        placeholders, the strings found), done ahead in a worker so `forget` itself, on the
+        event loop, only swaps chunks in."""
+        codes = _valid_codes(codes, len(self))
+        with self._lock:
+            chunks, starts, cold_n = list(self._cold_chunks), list(self._cold_starts), \
+                self._cold_n
+            old = self.decode(codes).tolist()
+        return PreparedForget(codes, old, _replaced_chunks(chunks, starts, cold_n, codes))
+
+    def forget(self, codes: np.ndarray, prepared: PreparedForget | None = None) -> None:
         """Replace the strings of `codes` by placeholders no lookup finds (`ERASED` + the
         code), in memory: the codes stay valid for the events that remain (none of which
         refers to them), a string sent again gets a new code, and `compact_file` then
-        writes the file without them."""
-        codes = np.unique(np.asarray(codes, dtype=np.int64))
-        codes = codes[(codes >= 0) & (codes < len(self))]
+        writes the file without them. `prepared` (from `prepare_forget` of the same codes)
+        saves the rebuilding."""
+        codes = _valid_codes(codes, len(self))
         if not len(codes):
             return
+        if prepared is not None and not np.array_equal(prepared.codes, codes):
+            prepared = None
         with self._lock:
-            old = self.decode(codes).tolist()
-            for text, code in zip(old, codes.tolist(), strict=True):
-                if self._hot.get(text) == code:
-                    del self._hot[text]
-                if self._overflow.get(text) == code:
-                    del self._overflow[text]
+            old = prepared.old if prepared is not None else self.decode(codes).tolist()
+            stale = self._hot.keys() & set(old)
+            over = self._overflow.keys() & set(old) if self._overflow else set()
+            if stale or over:
+                by_text = dict(zip(old, codes.tolist(), strict=True))
+                for text in stale:
+                    if self._hot[text] == by_text[text]:
+                        del self._hot[text]
+                for text in over:
+                    if self._overflow[text] == by_text[text]:
+                        del self._overflow[text]
             hot = codes[codes >= self._cold_n]
             for code in hot.tolist():
                 self._hot_strings[code - self._cold_n] = f"{ERASED}{code}"
             cold = codes[codes < self._cold_n]
-            if len(cold):
-                starts = np.asarray(self._cold_starts)
-                which = np.searchsorted(starts, cold, side="right") - 1
-                for k in np.unique(which).tolist():
-                    chunk = self._cold_chunks[k]
-                    local = cold[which == k] - starts[k]
-                    mask = np.zeros(len(chunk), dtype=bool)
-                    mask[local] = True
-                    marks = pa.array([f"{ERASED}{c}" for c in cold[which == k].tolist()],
-                                     pa.string())
-                    # (the hash index keeps the old hashes: a hit is checked against the
-                    # text, which no longer matches, so the old string is simply not found)
-                    self._cold_chunks[k] = pc.replace_with_mask(
-                        chunk.cast(pa.string()), pa.array(mask), marks)
+            done: set[int] = set()
+            if prepared is not None:
+                for k, (before, after) in prepared.chunks.items():
+                    if k < len(self._cold_chunks) and self._cold_chunks[k] is before:
+                        self._cold_chunks[k] = after
+                        done.add(k)
+            # (the hash index keeps the old hashes: a hit is checked against the text,
+            # which no longer matches, so the old string is simply not found)
+            rest = _replaced_chunks(self._cold_chunks, self._cold_starts, self._cold_n, cold,
+                                    skip=done)
+            for k, (_before, after) in rest.items():
+                self._cold_chunks[k] = after
             self._decoded = np.empty(0, dtype=object)
 
     def compact_file(self) -> None:

@@ -579,16 +579,15 @@ class ColumnStore:
             self._log.record(removed.min_ts, removed.max_ts)
         return removed
 
-    def replace_segments(self, old: list[Segment], new: list[Segment]) -> None:
+    def replace_segments(self, old: list[Segment], new: list[Segment], mark: bool = True
+                         ) -> None:
         """Serve `new` instead of `old` in one step (a snapshot sees one set or the other);
         the old files go as retention's do: marked dropped first, deleted (`reap`) once no
-        snapshot taken before the swap is alive."""
+        snapshot taken before the swap is alive. `mark=False`: the caller has its own
+        record of the drop until it calls `mark_dropped` (the erasure's intent)."""
         on_disk = [s for s in old if s.path]
-        for seg in on_disk:
-            with open(seg.path + DROPPED, "wb"):
-                pass
-        if on_disk and self.config.fsync:
-            fsync_dir(self._segments_dir())
+        if mark:
+            self.mark_dropped(on_disk)
         for seg in new:
             self.watch(seg)
         gone = {id(s) for s in old}
@@ -601,6 +600,18 @@ class ColumnStore:
             with self._pin_lock:
                 self._doomed += [(self._epoch, seg) for seg in on_disk]
                 self._epoch += 1
+
+    def mark_dropped(self, segments: list[Segment]) -> None:
+        """Mark segment files dropped on disk (`seg-N.arrow.dropped`): the next start
+        deletes them instead of loading them (any thread)."""
+        marked = False
+        for seg in segments:
+            if seg.path and os.path.exists(seg.path):
+                with open(seg.path + DROPPED, "wb"):
+                    pass
+                marked = True
+        if marked and self.config.fsync:
+            fsync_dir(self._segments_dir())
 
     def reap(self) -> None:
         """Delete the files `replace_segments` dropped that no live snapshot can read (any
