@@ -145,8 +145,12 @@ def filter_wal_file(path: str, users: Collection[str]) -> tuple[int, dict[int, i
     """Rewrite WAL file `path` without the events of `users` (by `userId`). Returns the
     events removed and where each old record boundary now lies ({old offset: new offset},
     for a reader's saved position; empty when nothing changed). Records keep their order;
-    a record left empty is dropped."""
-    payloads, _good, _size = read_valid(path)
+    a record left empty is dropped. A file gone meanwhile (a seal covered it and the store
+    deleted it) has nothing left to filter."""
+    try:
+        payloads, _good, _size = read_valid(path)
+    except FileNotFoundError:
+        return 0, {}
     out: list[bytes] = []
     removed = 0
     needles = {form for u in users for form in (
