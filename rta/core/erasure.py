@@ -69,6 +69,7 @@ from rta.core.persons import ALL_TIME
 from rta.core.queries.timeparse import iso, now_ms
 
 if TYPE_CHECKING:
+    from rta.core.embedded.store import Snapshot
     from rta.core.embedded.store.block import Block
     from rta.core.engine import Engine
 
@@ -104,6 +105,7 @@ class Job:
     wal_removed: int = 0
     head_gone: Block | None = None
     prepared: tuple[PreparedForget, PreparedForget] | None = None  # (sessions, values)
+    pin: Snapshot | None = None  # keeps the cut's segment files (retention waits for it)
     phases: dict[str, float] = field(default_factory=dict)  # ms per phase (cut, swap on the loop)
 
     def timed(self, phase: str, since: float) -> None:
@@ -301,6 +303,8 @@ class Erasure:
             raise StorageError(f"the erasure could not finish: {exc.strerror or exc}; it "
                                "stays recorded and is completed by the next erasure request "
                                "or restart", [{"errno": exc.errno}]) from exc
+        finally:
+            job.pin = None  # (a failure's traceback must not keep the old files alive)
         return job.receipt()
 
     async def _quiet(self) -> None:
@@ -362,6 +366,7 @@ class Erasure:
         self.intent.add({"wal_last": job.wal_last, "codes": codes.to_json()})
         store.dicts.users.forget(job.users)
         engine.persons.erase_ids(job.ids)
+        job.pin = store.snapshot()  # (a segment retention drops meanwhile stays readable)
         job.segments = list(store.segments)
         job.seqs = store.allocate_segment_seqs(len(job.segments))
         store.touch(*ALL_TIME)
@@ -465,7 +470,8 @@ class Erasure:
         started = time.perf_counter()
         store = self.engine.store
         store.mark_dropped([old for old, _ in job.replaced])  # (before the intent goes)
-        store.reap()  # (the old files no snapshot reads any more, off the event loop)
+        job.pin = None  # (its release deletes what only it kept, here, off the event loop)
+        store.reap()  # (the old files no snapshot reads any more)
         for dictionary in store.dicts.all():
             dictionary.compact_file()
         job.timed("finish", started)
