@@ -1,5 +1,5 @@
 """`python -m bench all|ingest|query|behaviour|export|live|dashboard|soak|scale|adversarial|
-clickhouse|formulas|enrich|reports|web|people|page_steps|groups|person_props [args...]`.
+clickhouse|formulas|enrich|reports|web|people|page_steps|groups|person_props|erasure [args...]`.
 
 Each name runs `bench/<name>.py:main(argv)` (which prints one table); `all` runs every
 benchmark present, in order, with the same arguments. Modules not written yet are skipped
@@ -15,7 +15,7 @@ import time
 
 BENCHMARKS = ("ingest", "query", "behaviour", "export", "live", "dashboard", "soak", "scale",
               "adversarial", "clickhouse", "formulas", "enrich", "reports", "web",
-              "people", "page_steps", "groups", "person_props")
+              "people", "page_steps", "groups", "person_props", "erasure")
 # soak (minutes), scale (100M events), adversarial (#24, minutes) and clickhouse (#17) run
 # on request
 ALL = ("ingest", "query", "behaviour", "export", "live", "dashboard", "enrich")

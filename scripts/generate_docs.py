@@ -100,6 +100,7 @@ API_JSON: dict[str, str] = {
     "groups list": "GET /groups/{type}",
     "groups show": "GET /groups/{type}/{key}",
     "persons list": "GET /persons",
+    "persons delete": "DELETE /persons/{id}",
     "token revoke": "DELETE /tokens/{ref}",
 }
 # Commands whose JSON the CLI builds itself: their top-level keys (checked by the tests).

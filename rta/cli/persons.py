@@ -1,8 +1,10 @@
-"""`rta persons merge|show|list`: the people behind the distinct ids (#18, `docs/people.md`).
+"""`rta persons merge|show|list|delete`: the people behind the distinct ids (#18,
+`docs/people.md`).
 
 `merge` links distinct ids into one person (`POST /persons/merge`); `show` prints the
 person an id belongs to (`GET /persons/{id}`: ids, properties, activity, newest events), by
-its person id or any of its distinct ids; `list` pages through persons (`GET /persons`).
+its person id or any of its distinct ids; `list` pages through persons (`GET /persons`);
+`delete` erases the person (`DELETE /persons/{id}`, asks first unless `--yes`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from rta.cli.output import (
     message,
 )
 
-persons_app = typer.Typer(help="People: merge distinct ids into persons, list and show them.",
+persons_app = typer.Typer(help="People: merge distinct ids into persons, list, show and "
+                               "erase them.",
                           no_args_is_help=True)
 
 
@@ -124,6 +127,34 @@ def list_persons(
     if cursor:
         params["cursor"] = cursor
     get_and_emit(server, "/persons", as_json, _render_list, **params)
+
+
+@persons_app.command("delete")
+def delete(
+    person_id: str = typer.Argument(..., help="A person id or any of its distinct ids."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation (needed "
+                                                        "when stdin is not a terminal)."),
+    server: str = ServerOption,
+    as_json: bool = JsonOption,
+) -> None:
+    """Erase a person: every event of all its distinct ids, its links and the strings only
+    it used, from memory and disk (DELETE /persons/{id}; admin). Prints the receipt."""
+    import sys
+
+    from rta.cli.output import EXIT_USAGE, fail
+
+    if not yes:
+        if not sys.stdin.isatty():
+            fail("refusing to erase without confirmation: pass --yes", EXIT_USAGE)
+        if not typer.confirm(f"Erase person {person_id!r} and all its events? This cannot be "
+                             "undone", err=True):
+            fail("not erased", EXIT_USAGE)
+    with get_client(server) as client:
+        doc = call(lambda: client.request("DELETE", f"/persons/{quote(person_id, safe='')}"))
+    emit(doc, as_json, lambda d: message(
+        f"erased person {d.get('personId')}: {d.get('eventsRemoved')} event(s) of "
+        f"{d.get('distinctIdsErased')} distinct id(s), {d.get('segmentsRewritten')} "
+        f"segment(s) rewritten in {d.get('tookMs')} ms"))
 
 
 def register(app: typer.Typer) -> None:

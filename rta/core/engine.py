@@ -37,6 +37,7 @@ from rta.core.clickhouse_mode import ClickHouseMode, open_mode, ship_log_for
 from rta.core.config import EngineConfig
 from rta.core.embedded.store import ColumnStore, IngestResult, Snapshot, StoreConfig
 from rta.core.embedded.store.store import SealJob
+from rta.core.erasure import Erasure, recover_files
 from rta.core.errors import RtaError, StorageError, ValidationError
 from rta.core.events import EventBatch, EventValidator
 from rta.core.groups import open_groups
@@ -104,6 +105,7 @@ class Engine:
     def __init__(self, config: EngineConfig | None = None) -> None:
         self.config = config or EngineConfig()
         limits = replace(self.config.limits, past_horizon_ms=self.config.retention_ms)
+        recover_files(self.config.data_dir)  # (an erasure a crash interrupted: erasure.py)
         ship_log = ship_log_for(self.config)
         self.store = ColumnStore(self.config.data_dir, StoreConfig(
             max_head_events=self.config.max_events,
@@ -165,6 +167,11 @@ class Engine:
         self.profiles = open_profiles(self.persons, self.config.data_dir, self.config.fsync)
         self.persons.profiles = self.profiles
         self.on_ingest(self.profiles.on_batch)
+        # erasure of persons (erasure.py): its cut and swap wait for `commit_lock`
+        self.commit_lock = trio.Lock()
+        self.erasure = Erasure(self)
+        self.erasure.forgetters.append(self.profiles.forget)
+        self.erasure.string_holders.append(self.profiles.held_strings)
         self.person_shipper: PersonShipper | None = None
         self.profile_shipper: ProfileShipper | None = None
         if self.clickhouse is not None:  # (the person mapping goes to ClickHouse too)
@@ -190,6 +197,7 @@ class Engine:
                                lambda: shipper.shipped_events)
             self.metrics.gauge("rta_clickhouse_reachable", "1 while ClickHouse answers.",
                                lambda: float(shipper.reachable))
+        self.erasure.resume()
         if self.alert_lease is not None:
             lease = self.alert_lease
             self.add_background(lease.run)
@@ -353,30 +361,34 @@ class Engine:
             group, self._pending = self._pending, []
             if not group:
                 continue
-            started = time.perf_counter()
+            async with self.commit_lock:  # (an erasure's cut and swap fall between groups)
+                await self._commit_group(group)
+
+    async def _commit_group(self, group: list[_Pending]) -> None:
+        started = time.perf_counter()
+        try:
+            await trio.to_thread.run_sync(self.store.write_wal, [p.payload for p in group])
+        except StorageError as exc:
+            self.write_health.failed("wal", f"writes are failing: {exc.message}")
+            for p in group:
+                self.store.release(p.batch)
+                p.error = exc
+        else:
+            self.write_health.recovered("wal")
+            self._fsync.observe(time.perf_counter() - started)
+            self._group.observe(len(group))
+            self._apply(group)
+        finally:
+            for p in group:
+                p.done.set()
+        if self.store.needs_seal() and self._nursery is not None and not self._sealing:
             try:
-                await trio.to_thread.run_sync(self.store.write_wal, [p.payload for p in group])
-            except StorageError as exc:
-                self.write_health.failed("wal", f"writes are failing: {exc.message}")
-                for p in group:
-                    self.store.release(p.batch)
-                    p.error = exc
+                job = self.store.begin_seal()
+            except OSError as exc:  # e.g. no space for a new WAL file: retry later
+                log.error("could not start sealing a segment: %s", exc)
+                self.write_health.failed("seal_start", f"could not start sealing: {exc}")
             else:
-                self.write_health.recovered("wal")
-                self._fsync.observe(time.perf_counter() - started)
-                self._group.observe(len(group))
-                self._apply(group)
-            finally:
-                for p in group:
-                    p.done.set()
-            if self.store.needs_seal() and self._nursery is not None and not self._sealing:
-                try:
-                    job = self.store.begin_seal()
-                except OSError as exc:  # e.g. no space for a new WAL file: retry later
-                    log.error("could not start sealing a segment: %s", exc)
-                    self.write_health.failed("seal_start", f"could not start sealing: {exc}")
-                else:
-                    self._nursery.start_soon(self._seal, job)
+                self._nursery.start_soon(self._seal, job)
 
     async def _seal(self, job: SealJob) -> None:
         """Persist a segment; on failure (disk full) keep serving it from memory and retry."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from rta.core.identity import MERGE, Link
+from rta.core.identity import IDENTIFY, MERGE, Link
 
 MERGED = "merged"
 SAME = "same"
@@ -89,3 +89,22 @@ class PersonGraph:
             self._root[distinct_id] = target
         self._identified.discard(source)
         return Outcome(MERGED, target, moved)
+
+    # -- erasure (rta/core/erasure.py) -------------------------------------------------------
+
+    def forget(self, ids: list[str]) -> None:
+        """Remove the persons `ids` belong to, whole (ids, links, identified mark)."""
+        for person in {self.person_of(x) for x in ids}:
+            for distinct_id in self._members.pop(person, [person]):
+                self._root.pop(distinct_id, None)
+            self._identified.discard(person)
+
+    def replay_links(self) -> list[Link]:
+        """Links whose fold gives exactly this graph: each merged person's members merged
+        into its root, and a link of an id to itself marking an identified person (the
+        compacted links log after an erasure)."""
+        out = [Link(MERGE, root, x) for root, members in self._members.items()
+               for x in members if x != root]
+        out += [Link(IDENTIFY, root, root) for root in self._identified
+                if root not in self._members]
+        return out

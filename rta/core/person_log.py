@@ -59,3 +59,20 @@ class LinkLog:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+    def rewrite(self, links: list[Link]) -> None:
+        """Replace the log by `links` (write, fsync, rename): an erasure's ids leave the
+        disk. Appends then go to the new file."""
+        if self.path is None:
+            return
+        folder = os.path.dirname(self.path)
+        os.makedirs(folder, exist_ok=True)
+        tmp = self.path + ".tmp"
+        with open(tmp, "wb") as f:
+            if links:
+                f.write(frame(json.dumps({"links": [x.to_json() for x in links]}).encode()))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.path)
+        fsync_dir(folder)
+        self.close()  # (the next append opens the new file)

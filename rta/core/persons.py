@@ -200,6 +200,19 @@ class Persons:
                 listener(self.version, rows)
         return outcomes
 
+    def erase_ids(self, ids: list[str]) -> None:
+        """Forget the persons of `ids` (an erasure, `rta/core/erasure.py`): out of the graph,
+        and the links log rewritten as the remaining persons' links, so no id of theirs
+        stays on disk. Answers change: the mapping version moves."""
+        with self._lock:
+            gone = set(ids)
+            self.graph.forget(ids)
+            self.log.rewrite(self.graph.replay_links())
+            self._seen = {x for x in self._seen if x.target not in gone and x.source not in gone}
+            self.version += 1
+            self._remap = None
+            self.store.touch(*ALL_TIME)
+
     # -- persons out ------------------------------------------------------------------------
 
     def person_of(self, distinct_id: str) -> str:

@@ -27,6 +27,7 @@ import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from rta.core.embedded.store.dictionary import ERASED
 from rta.core.errors import NotFoundError, field_error
 from rta.core.person_props import Update, apply, batch_updates, block_updates, parse_body
 from rta.core.profile_log import ProfileLog
@@ -109,6 +110,19 @@ class ProfileStore:
         dictionary must keep them (`_intern` put them there)."""
         return {v for props in self.all_properties().values() for v in props.values()
                 if isinstance(v, str)}
+
+    def held_strings(self, distinct_ids: set[str]) -> tuple[set[str], set[str]]:
+        """(string values in the updates of `distinct_ids`, those in everyone else's): the
+        values dictionary holds both (`_intern`); erasure forgets the first unless the
+        second, or a remaining event, uses them."""
+        mine: set[str] = set()
+        others: set[str] = set()
+        with self._lock:
+            for distinct_id, entries in self._by_id.items():
+                into = mine if distinct_id in distinct_ids else others
+                into.update(v for _, u in entries for part in (u.set, u.set_once)
+                            for v in part.values() if isinstance(v, str))
+        return mine, others
 
     def invalidate(self) -> None:
         """Forget derived state (after the store's dictionary was rewritten: the embedded
@@ -240,7 +254,7 @@ class ProfileStore:
             if self._listing is not None and self._listing[0] == key:
                 return self._listing[1]
         person_of = self.persons.graph.person_of
-        ids = {person_of(x) for x in users.strings if x}
+        ids = {person_of(x) for x in users.strings if x and not x.startswith(ERASED)}
         ids.update(person_of(x) for x, v in self._by_id.items() if v)
         listing = sorted(ids)
         with self._lock:

@@ -341,6 +341,11 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/persons/{person_id}/properties"): op(
         "Update a person's properties: {$set: {...}, $set_once: {...}, $unset: [...]} "
         "(write; 404 for an unknown id)", "persons", request=body(OBJ)),
+    ("DELETE", "/persons/{person_id}"): op(
+        "Erase a person (admin): every event of all its distinct ids, its links and the "
+        "strings only it used, from memory and disk (docs/people.md); answers the receipt "
+        "{personId, distinctIds, distinctIdsErased, eventsRemoved, segmentsRewritten, "
+        "segmentsDropped, tookMs, phasesMs, erasedAt}; 404 for an unknown id", "persons"),
     ("GET", "/ws"): op("WebSocket: subscribe to metrics, events, alerts, dashboard:<id>; "
                        "send events", "live", ok=101),
     ("GET", "/"): op("The browser dashboard", "web", content="text/html"),

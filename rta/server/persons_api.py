@@ -1,5 +1,6 @@
 """Persons over HTTP: `POST /persons/merge`, `GET /persons` (list, search),
-`GET /persons/{id}` (the profile), `POST /persons/{id}/properties`, and `?identity=raw`.
+`GET /persons/{id}` (the profile), `POST /persons/{id}/properties`, `DELETE /persons/{id}`
+(erasure, admin scope), and `?identity=raw`.
 
 `setup` installs a before-request hook that reads `identity` (`persons`, the default, or
 `raw`) from any request's query string into `persons.identity_mode`, so every query route
@@ -63,6 +64,12 @@ async def set_properties(person_id: str) -> Response:
     body = await json_object()
     # on the event loop, where ingest applies updates too (one small fsynced append)
     return json_response(engine().profiles.set_properties(person_id, body))
+
+
+@bp.delete("/persons/<path:person_id>")
+async def erase(person_id: str) -> Response:
+    # (erasure.py: the cut and swap on the event loop, the rewrites in worker threads)
+    return json_response(await engine().erasure.erase(person_id))
 
 
 def setup(app: Quart, eng: Engine) -> None:

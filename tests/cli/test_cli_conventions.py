@@ -89,6 +89,7 @@ ARGS: dict[str, list[str]] = {
     "groups list": ["company"],
     "groups show": ["company", "acme"],
     "persons list": ["--search", "{person}", "--limit", "5"],
+    "persons delete": ["{person_doomed}", "--yes"],
     "token create": ["--scope", "read", "--name", "made by test"],
     "token list": [],
     "token revoke": ["{token_doomed}"],
@@ -171,7 +172,7 @@ def world(daemon: ServeProcess, tmp_path_factory: pytest.TempPathFactory) -> dic
                                           json={"for": "1m"}).json()["id"]
     # two distinct ids of the demo (never identified, so merging them needs no force)
     users = sorted({e["userId"] for e in events})
-    ids.update(person=users[0], person_other=users[1])
+    ids.update(person=users[0], person_other=users[1], person_doomed=users[-1])
     (tmp / "events.ndjson").write_text("".join(json.dumps(e) + "\n" for e in events[:5]))
     ids.update(url=daemon.url, events_file=str(tmp / "events.ndjson"),
                export_file=str(tmp / "out.csv"), demo_file=str(tmp / "demo.ndjson"),
@@ -257,7 +258,8 @@ def test_unreachable_daemon_exits_3(path: str, tmp_path: Path) -> None:
              "alert": "a", "alert_doomed": "a", "dashboard": "d", "dashboard_doomed": "d",
              "segment": "s", "segment_doomed": "s", "token_doomed": "t", "report": "r",
              "report_doomed": "r", "silence_doomed": "s",
-             "annotation_doomed": "n", "person": "p", "person_other": "q"}
+             "annotation_doomed": "n", "person": "p", "person_other": "q",
+             "person_doomed": "d"}
     (tmp_path / "e.ndjson").write_text('{"type": "x"}\n')
     args = [*path.split(), *fill(ARGS.get(path, []), world), "--server", dead]
     for extra in ([], ["--json"]):

@@ -21,7 +21,8 @@ import logging
 import os
 import struct
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
+from dataclasses import dataclass
 from itertools import repeat
 from typing import Any
 
@@ -34,6 +35,7 @@ from rta.core.embedded.store.records import frame, fsync_dir, read_valid
 log = logging.getLogger("rta.store")
 HOT_MAX = 1 << 17  # entries kept in the dict before they move to the cold part
 FILE_HEADER = b"rta-dictionary 2"
+ERASED = "\x00erased:"  # the placeholder `Dictionary.forget` leaves for an erased string
 _COUNT = struct.Struct("<I")
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
@@ -102,6 +104,19 @@ def pack_strings(strings: list[str]) -> bytes:
     end = int(offsets[-1])
     return _COUNT.pack(len(arr)) + offsets.tobytes() + (
         data.to_pybytes()[:end] if data is not None else b"")
+
+
+def _pack_array(arr: pa.Array) -> bytes:
+    """`pack_strings` of an Arrow string array, without a Python string per entry."""
+    n = len(arr)
+    if not n:
+        return _COUNT.pack(0) + np.zeros(1, np.int32).tobytes()
+    arr = pa.concat_arrays([arr.cast(pa.string())])
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset:arr.offset + n + 1]
+    data = arr.buffers()[2]
+    lo, hi = int(offsets[0]), int(offsets[-1])
+    body = data.to_pybytes()[lo:hi] if data is not None and hi > lo else b""
+    return _COUNT.pack(n) + (offsets - lo).astype(np.int32).tobytes() + body
 
 
 def unpack_strings(payload: bytes) -> pa.Array:
@@ -214,6 +229,43 @@ class Strings(Sequence[str]):
         for chunk in chunks:
             yield from chunk.to_pylist()
         yield from hot
+
+
+@dataclass(frozen=True)
+class PreparedForget:
+    """`Dictionary.prepare_forget`'s result: the codes, their strings, and per cold chunk
+    index (the chunk it was built from, the chunk with the placeholders)."""
+
+    codes: np.ndarray
+    old: list[Any]
+    chunks: dict[int, tuple[pa.Array, pa.Array]]
+
+
+def _valid_codes(codes: np.ndarray, n: int) -> np.ndarray:
+    codes = np.unique(np.asarray(codes, dtype=np.int64))
+    return codes[(codes >= 0) & (codes < n)]
+
+
+def _replaced_chunks(chunks: list[pa.Array], starts: list[int], cold_n: int,
+                     codes: np.ndarray, skip: Collection[int] = ()
+                     ) -> dict[int, tuple[pa.Array, pa.Array]]:
+    """For each cold chunk holding some of `codes` (except `skip`): (chunk, the chunk with
+    those strings replaced by placeholders)."""
+    cold = codes[codes < cold_n]
+    out: dict[int, tuple[pa.Array, pa.Array]] = {}
+    if not len(cold):
+        return out
+    which = np.searchsorted(np.asarray(starts), cold, side="right") - 1
+    for k in np.unique(which).tolist():
+        if k in skip:
+            continue
+        chunk = chunks[k]
+        mine = cold[which == k]
+        mask = np.zeros(len(chunk), dtype=bool)
+        mask[mine - starts[k]] = True
+        marks = pa.array([f"{ERASED}{c}" for c in mine.tolist()], pa.string())
+        out[k] = (chunk, pc.replace_with_mask(chunk.cast(pa.string()), pa.array(mask), marks))
+    return out
 
 
 class Dictionary:
@@ -530,6 +582,84 @@ class Dictionary:
                 raise
         else:
             os.fsync(self._fd)
+
+    # -- erasure (rta/core/erasure.py) -------------------------------------------------------
+
+    def prepare_forget(self, codes: np.ndarray) -> PreparedForget:
+        """The work of `forget(codes)` that needs no lock (the cold chunks rebuilt with the
+        placeholders, the strings found), done ahead in a worker so `forget` itself, on the
+        event loop, only swaps chunks in."""
+        codes = _valid_codes(codes, len(self))
+        with self._lock:
+            chunks, starts, cold_n = list(self._cold_chunks), list(self._cold_starts), \
+                self._cold_n
+            old = self.decode(codes).tolist()
+        return PreparedForget(codes, old, _replaced_chunks(chunks, starts, cold_n, codes))
+
+    def forget(self, codes: np.ndarray, prepared: PreparedForget | None = None) -> None:
+        """Replace the strings of `codes` by placeholders no lookup finds (`ERASED` + the
+        code), in memory: the codes stay valid for the events that remain (none of which
+        refers to them), a string sent again gets a new code, and `compact_file` then
+        writes the file without them. `prepared` (from `prepare_forget` of the same codes)
+        saves the rebuilding."""
+        codes = _valid_codes(codes, len(self))
+        if not len(codes):
+            return
+        if prepared is not None and not np.array_equal(prepared.codes, codes):
+            prepared = None
+        with self._lock:
+            old = prepared.old if prepared is not None else self.decode(codes).tolist()
+            stale = self._hot.keys() & set(old)
+            over = self._overflow.keys() & set(old) if self._overflow else set()
+            if stale or over:
+                by_text = dict(zip(old, codes.tolist(), strict=True))
+                for text in stale:
+                    if self._hot[text] == by_text[text]:
+                        del self._hot[text]
+                for text in over:
+                    if self._overflow[text] == by_text[text]:
+                        del self._overflow[text]
+            hot = codes[codes >= self._cold_n]
+            for code in hot.tolist():
+                self._hot_strings[code - self._cold_n] = f"{ERASED}{code}"
+            cold = codes[codes < self._cold_n]
+            done: set[int] = set()
+            if prepared is not None:
+                for k, (before, after) in prepared.chunks.items():
+                    if k < len(self._cold_chunks) and self._cold_chunks[k] is before:
+                        self._cold_chunks[k] = after
+                        done.add(k)
+            # (the hash index keeps the old hashes: a hit is checked against the text,
+            # which no longer matches, so the old string is simply not found)
+            rest = _replaced_chunks(self._cold_chunks, self._cold_starts, self._cold_n, cold,
+                                    skip=done)
+            for k, (_before, after) in rest.items():
+                self._cold_chunks[k] = after
+            self._decoded = np.empty(0, dtype=object)
+
+    def compact_file(self) -> None:
+        """Rewrite the file from memory (write, fsync, rename, fsync the folder) so strings
+        `forget` replaced leave the disk; entries added meanwhile follow in the new file."""
+        if self._fd is None or self.path is None:
+            return
+        with self._write_lock:
+            self._sync_pending()
+            with self._lock:
+                n = len(self) - len(self._unwritten)
+                words = self.array(0, n)
+            tmp = self.path + ".tmp"
+            with open(tmp, "wb") as f:
+                f.write(frame(FILE_HEADER))
+                step = 1 << 20
+                for start in range(0, n, step):
+                    f.write(frame(_pack_array(words.slice(start, step))))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+            fsync_dir(os.path.dirname(self.path) or ".")
+            old, self._fd = self._fd, os.open(self.path, os.O_WRONLY | os.O_APPEND)
+            os.close(old)
+            self._batched = True
 
     def close(self) -> None:
         if self._fd is not None:

@@ -561,6 +561,73 @@ class ColumnStore:
         self._reap()
         return sum(s.block.n for s in expired)
 
+    # -- erasure (rta/core/erasure.py; files rewritten by store/rewrite.py): owner thread --
+
+    def erase_head(self, users: np.ndarray) -> Block:
+        """Remove the head's rows whose user code is in `users` (their ids leave the dedup
+        reservations too, so a re-sent event is new data); returns the removed rows."""
+        with self._head_lock:
+            head = self._merged_head()
+            gone = np.isin(head.user, users) if head.n else np.zeros(0, dtype=bool)
+            if not gone.any():
+                return empty_block()
+            removed = head.take(np.flatnonzero(gone))
+            kept = head.take(np.flatnonzero(~gone))
+            kept.label = "head-sorted"
+            self._head = [kept] if kept.n else []
+            self._head_rows = kept.n
+            self._recent_ids.remove(dedup_keys(removed.id_hi, removed.id_lo))
+            self._log.record(removed.min_ts, removed.max_ts)
+        return removed
+
+    def replace_segments(self, old: list[Segment], new: list[Segment], mark: bool = True
+                         ) -> None:
+        """Serve `new` instead of `old` in one step (a snapshot sees one set or the other);
+        the old files go as retention's do: marked dropped first, deleted (`reap`) once no
+        snapshot taken before the swap is alive. `mark=False`: the caller has its own
+        record of the drop until it calls `mark_dropped` (the erasure's intent)."""
+        on_disk = [s for s in old if s.path]
+        if mark:
+            self.mark_dropped(on_disk)
+        for seg in new:
+            self.watch(seg)
+        gone = {id(s) for s in old}
+        with self._head_lock:
+            self.segments = sorted([*(s for s in self.segments if id(s) not in gone), *new],
+                                   key=lambda s: s.seq)
+            for seg in old:
+                if seg.block.n:
+                    self._log.record(seg.block.min_ts, seg.block.max_ts)
+            with self._pin_lock:
+                self._doomed += [(self._epoch, seg) for seg in on_disk]
+                self._epoch += 1
+
+    def mark_dropped(self, segments: list[Segment]) -> None:
+        """Mark segment files dropped on disk (`seg-N.arrow.dropped`): the next start
+        deletes them instead of loading them (any thread)."""
+        marked = False
+        for seg in segments:
+            if seg.path and os.path.exists(seg.path):
+                with open(seg.path + DROPPED, "wb"):
+                    pass
+                marked = True
+        if marked and self.config.fsync:
+            fsync_dir(self._segments_dir())
+
+    def reap(self) -> None:
+        """Delete the files `replace_segments` dropped that no live snapshot can read (any
+        thread: the erasure calls it from its worker, so the unlinks and folder fsyncs do not
+        hold the event loop; a snapshot released later deletes the rest, as retention's)."""
+        self._reap()
+
+    def sealing_jobs(self) -> int:
+        """Seals begun and not yet finished."""
+        return len(self._sealing)
+
+    def rotate_wal(self) -> int:
+        """Send appends to a new WAL file; returns the last file written before it."""
+        return self.wal.open_new() if self.wal is not None else 0
+
     def stats(self) -> dict[str, Any]:
         head_bytes = sum(b.nbytes() for b in self._head) + sum(
             j.block.nbytes() for j in self._sealing)
