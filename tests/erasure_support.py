@@ -34,7 +34,8 @@ def victim_events(tag: str, n_other: int = 240) -> tuple[list[dict[str, Any]], l
                                     "shared": "common-value",
                                     **({"rare": f"rare-{tag}-victim"} if i == 3 else {})}})
     mine.append({"type": "$identify", "userId": login, "timestamp": T0 + 10 * 480_000 + 9,
-                 "properties": {"$anon_distinct_id": anon}})
+                 "properties": {"$anon_distinct_id": anon,
+                                "$set": {"city": f"profile-{tag}-victim"}}})
     out = []
     for i, e in enumerate(events):  # interleaved, so every segment holds some of them
         out.append(e)
@@ -42,7 +43,7 @@ def victim_events(tag: str, n_other: int = 240) -> tuple[list[dict[str, Any]], l
             out.append(mine.pop(0))
     out.extend(mine)
     needles = [anon, login, f"sess-{tag}-victim", f"{tag}-victim@mail.example",
-               f"rare-{tag}-victim", f"evt-{tag}-victim"]
+               f"rare-{tag}-victim", f"evt-{tag}-victim", f"profile-{tag}-victim"]
     return out, needles
 
 

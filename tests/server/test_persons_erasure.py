@@ -49,6 +49,14 @@ def test_erasure_over_http(tmp_path: Path) -> None:
             assert r.status_code == 202, r.text
             assert http.get("/persons/anon-http-victim").json()["personId"] == \
                 "login-http-victim"
+            # person properties: one only the victim has (sent through the API, in no
+            # event), one another person has too (it must stay theirs)
+            for who, props in (("login-http-victim", {"note": "posted-http-victim",
+                                                      "team": "shared-team"}),
+                               ("other-http-0", {"team": "shared-team"})):
+                r = http.post(f"/persons/{who}/properties", json={"$set": props})
+                assert r.status_code == 200, r.text
+            needles = [*needles, "posted-http-victim"]
             healthy: list[int] = []
             stop = threading.Event()
 
@@ -86,6 +94,15 @@ def test_erasure_over_http(tmp_path: Path) -> None:
             assert set(r.json()["error"]) == {"code", "message", "details"}
             r = http.delete("/persons/" + "x" * 300)
             assert r.status_code == 400 and r.json()["error"]["details"][0]["field"] == "id"
+            other = http.get("/persons/other-http-0").json()
+            assert other["properties"].get("team") == "shared-team"
+            r = http.get("/analytics/count", params={
+                **RANGE, "where": '[{"property": "person.team", "operator": "eq", '
+                                  '"value": "shared-team"}]'})
+            assert r.status_code == 200, r.text
+            assert r.json()["count"] == sum(e["userId"] == "other-http-0" for e in kept)
+            listed = http.get("/persons", params={"limit": "1000"}).json()
+            assert not any(n in str(listed) for n in needles)
             page = http.get("/events", params={"limit": "1000", **RANGE}).json()["events"]
             assert len(page) == len(kept)
             assert not any(n in str(page) for n in needles)
