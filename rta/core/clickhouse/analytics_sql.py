@@ -244,13 +244,22 @@ def series(view: View, flt: EventFilter, buckets: Buckets, aggregation: str,
     values = _empty_values(aggregation, nb)
     counts = np.zeros(nb, dtype=np.int64)
     total_value, total_count = float(_empty_values(aggregation, 1)[0]), 0
-    for b, value, count in view.rows(
-            f"SELECT b, {_value(aggregation, params)}, count() FROM ({base}) "
-            f"GROUP BY GROUPING SETS ((b), ()){_USE_NULLS}", params):
-        if b is None:
-            total_value, total_count = float(value), int(count)
-        else:
-            values[int(b)], counts[int(b)] = float(value), int(count)
+    if aggregation in _MERGEABLE:  # (the range's value from the buckets', as embedded does:
+        sums = np.zeros(nb, dtype=np.float64)  # a third faster than GROUPING SETS)
+        sum_sql = "sum(v)" if aggregation == "avg" else "0."
+        for b, value, count, total in view.rows(
+                f"SELECT b, {_value(aggregation, params)}, count(), {sum_sql} FROM ({base}) "
+                f"GROUP BY b", params):
+            values[int(b)], counts[int(b)], sums[int(b)] = float(value), int(count), total
+        total_value, total_count = _combine(aggregation, values, counts, sums)
+    else:
+        for b, value, count in view.rows(
+                f"SELECT b, {_value(aggregation, params)}, count() FROM ({base}) "
+                f"GROUP BY GROUPING SETS ((b), ()){_USE_NULLS}", params):
+            if b is None:
+                total_value, total_count = float(value), int(count)
+            else:
+                values[int(b)], counts[int(b)] = float(value), int(count)
     if not total_count:
         total_value = float(_empty_values(aggregation, 1)[0])
     rows = _rows(stamps, values, counts, integral)
@@ -259,6 +268,26 @@ def series(view: View, flt: EventFilter, buckets: Buckets, aggregation: str,
         return SeriesData(rows, total)
     groups, chosen = _grouped(view, flt, buckets, aggregation, metric, group_by, limit)
     return SeriesData(rows, total, chosen, groups)
+
+
+_MERGEABLE = ("count", "sum", "avg", "min", "max")
+
+
+def _combine(aggregation: str, values: np.ndarray, counts: np.ndarray, sums: np.ndarray
+             ) -> tuple[float, int]:
+    """The whole range's value and events from per-bucket partials (the embedded
+    `timeseries._combine` arithmetic: numpy sums of the buckets')."""
+    total = int(counts.sum())
+    if aggregation == "count":
+        return float(total), total
+    if aggregation == "sum":
+        return float(values.sum()), total
+    if aggregation == "avg":
+        return (float(sums.sum() / total) if total else float("nan")), total
+    present = values[counts > 0]
+    if not len(present):
+        return float("nan"), total
+    return float(present.min() if aggregation == "min" else present.max()), total
 
 
 def _grouped(view: View, flt: EventFilter, buckets: Buckets, aggregation: str,
