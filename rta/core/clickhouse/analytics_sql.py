@@ -188,12 +188,16 @@ def _value(aggregation: str, params: Params) -> str:
 
 def _base(view: View, flt: EventFilter, params: Params, buckets: Buckets, aggregation: str,
           metric: str | None, group_by: str | None) -> str:
-    """The rows an aggregation reads: bucket `b`, metric `v`, `user`, group key columns."""
+    """The rows an aggregation reads: bucket `b`, metric `v`, `user` (unique users), group
+    key columns."""
     start = params.add(int(buckets.start), "Int64")
     interval = params.add(int(buckets.interval), "Int64")
     conds = [view.where(flt, params), f"ts >= {start}",
              f"ts < {params.add(int(buckets.end), 'Int64')}"]
-    cols = [f"intDiv(ts - {start}, {interval}) AS b", "user"]
+    # (`user` only where counted: a statement that never reads it skips the person join)
+    cols = [f"intDiv(ts - {start}, {interval}) AS b"]
+    if aggregation == "unique_users":
+        cols.append("user")
     if aggregation in METRIC_AGGREGATIONS or (aggregation == "count" and metric):
         assert metric is not None
         kinds = view.kinds_of(metric)
@@ -371,7 +375,8 @@ def top(view: View, flt: EventFilter, prop: str, n: int, by_users: bool) -> TopD
     params = Params()
     users = "uniqExact(user)" if by_users else "toUInt64(0)"
     order = "u DESC, c DESC" if by_users else "c DESC"
-    columns = f"SELECT {group_columns(prop, params, _group_kinds(view, prop))}, user "
+    columns = (f"SELECT {group_columns(prop, params, _group_kinds(view, prop))}"
+               f"{', user' if by_users else ''} ")
     where = view.where(flt, params)
     source = f"{columns} FROM {view.events} WHERE {where}"
     rows = view.rows(
