@@ -68,10 +68,12 @@ class View:
     def where(self, flt: EventFilter, params: Params, times: bool = True) -> str:
         return where_sql(flt, params, times=times)
 
-    def rows(self, sql: str, params: Params | None = None) -> list[tuple[Any, ...]]:
+    def rows(self, sql: str, params: Params | None = None,
+             settings: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         if self.ready is not None:
             self.ready()
-        return self.ch.rows(self._unjoined(sql), None if params is None else params.values)
+        return self.ch.rows(self._unjoined(sql), None if params is None else params.values,
+                            settings)
 
     def arrow(self, sql: str, params: Params | None = None) -> pa.Table:
         if self.ready is not None:
