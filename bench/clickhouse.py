@@ -145,6 +145,11 @@ def main(argv: list[str] | None = None) -> None:
                 duck = best_of(partial(fetch_all, con, sql), args.repeat)
                 rows.append([name + same, fmt_seconds(ours), fmt_seconds(theirs),
                              fmt_seconds(duck), ratio(theirs, ours), ratio(theirs, duck)])
+            # the floor under every ClickHouse answer: one statement's round trip through
+            # clickhouse-connect and chdb (parse, plan, Arrow/Native result), no data read
+            floor = best_of(partial(ch.rows, "SELECT 1"), 20)
+            rows.append(["per-statement floor (SELECT 1)", "-", fmt_seconds(floor), "-", "-",
+                         "-"])
             rows.append(["migrate (block copy) events/s", "-",
                          fmt_count(report.events / load_s) + "/s", "-", "-", "-"])
             rate = _shipping_rate(engine, ch, min(args.events, 1_000_000), end)

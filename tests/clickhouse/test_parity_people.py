@@ -47,6 +47,9 @@ LINK_KINDS = (("$identify", "$anon_distinct_id"), ("$create_alias", "alias"),
               ("$merge_dangerously", "alias"), ("$alias", "previousId"),
               ("$identify", "anonymousId"))
 IDS = (*DENSE_USERS, *USERS[7:10])
+AGGREGATES = ({"interval": "1d"}, {"interval": "1d", "aggregation": "unique_users"},
+              {"interval": "1d", "groupBy": "userId"},
+              {"interval": "1d", "aggregation": "unique_users", "groupBy": "type"})
 
 
 @st.composite
@@ -124,6 +127,11 @@ def test_people_analytics_funnels_and_events_match(
                 _analytics(pair, "unique-users", params)
             for params in tops:
                 _analytics(pair, "top", params)
+            # statements that never read the person skip the person join; those that do
+            # keep it (unique users, a userId breakdown): both with links present
+            for params in AGGREGATES:
+                _analytics(pair, "aggregate", params)
+            _analytics(pair, "count", {"groupBy": "type"})
             for body in funnels:
                 _behaviour(pair, "funnel", body)
             _events(pair, [("limit", "500")])

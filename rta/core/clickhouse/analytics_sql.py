@@ -188,12 +188,16 @@ def _value(aggregation: str, params: Params) -> str:
 
 def _base(view: View, flt: EventFilter, params: Params, buckets: Buckets, aggregation: str,
           metric: str | None, group_by: str | None) -> str:
-    """The rows an aggregation reads: bucket `b`, metric `v`, `user`, group key columns."""
+    """The rows an aggregation reads: bucket `b`, metric `v`, `user` (unique users), group
+    key columns."""
     start = params.add(int(buckets.start), "Int64")
     interval = params.add(int(buckets.interval), "Int64")
     conds = [view.where(flt, params), f"ts >= {start}",
              f"ts < {params.add(int(buckets.end), 'Int64')}"]
-    cols = [f"intDiv(ts - {start}, {interval}) AS b", "user"]
+    # (`user` only where counted: a statement that never reads it skips the person join)
+    cols = [f"intDiv(ts - {start}, {interval}) AS b"]
+    if aggregation == "unique_users":
+        cols.append("user")
     if aggregation in METRIC_AGGREGATIONS or (aggregation == "count" and metric):
         assert metric is not None
         kinds = view.kinds_of(metric)
@@ -244,13 +248,22 @@ def series(view: View, flt: EventFilter, buckets: Buckets, aggregation: str,
     values = _empty_values(aggregation, nb)
     counts = np.zeros(nb, dtype=np.int64)
     total_value, total_count = float(_empty_values(aggregation, 1)[0]), 0
-    for b, value, count in view.rows(
-            f"SELECT b, {_value(aggregation, params)}, count() FROM ({base}) "
-            f"GROUP BY GROUPING SETS ((b), ()){_USE_NULLS}", params):
-        if b is None:
-            total_value, total_count = float(value), int(count)
-        else:
-            values[int(b)], counts[int(b)] = float(value), int(count)
+    if aggregation in _MERGEABLE:  # (the range's value from the buckets', as embedded does:
+        sums = np.zeros(nb, dtype=np.float64)  # a third faster than GROUPING SETS)
+        sum_sql = "sum(v)" if aggregation == "avg" else "0."
+        for b, value, count, total in view.rows(
+                f"SELECT b, {_value(aggregation, params)}, count(), {sum_sql} FROM ({base}) "
+                f"GROUP BY b", params):
+            values[int(b)], counts[int(b)], sums[int(b)] = float(value), int(count), total
+        total_value, total_count = _combine(aggregation, values, counts, sums)
+    else:
+        for b, value, count in view.rows(
+                f"SELECT b, {_value(aggregation, params)}, count() FROM ({base}) "
+                f"GROUP BY GROUPING SETS ((b), ()){_USE_NULLS}", params):
+            if b is None:
+                total_value, total_count = float(value), int(count)
+            else:
+                values[int(b)], counts[int(b)] = float(value), int(count)
     if not total_count:
         total_value = float(_empty_values(aggregation, 1)[0])
     rows = _rows(stamps, values, counts, integral)
@@ -259,6 +272,26 @@ def series(view: View, flt: EventFilter, buckets: Buckets, aggregation: str,
         return SeriesData(rows, total)
     groups, chosen = _grouped(view, flt, buckets, aggregation, metric, group_by, limit)
     return SeriesData(rows, total, chosen, groups)
+
+
+_MERGEABLE = ("count", "sum", "avg", "min", "max")
+
+
+def _combine(aggregation: str, values: np.ndarray, counts: np.ndarray, sums: np.ndarray
+             ) -> tuple[float, int]:
+    """The whole range's value and events from per-bucket partials (the embedded
+    `timeseries._combine` arithmetic: numpy sums of the buckets')."""
+    total = int(counts.sum())
+    if aggregation == "count":
+        return float(total), total
+    if aggregation == "sum":
+        return float(values.sum()), total
+    if aggregation == "avg":
+        return (float(sums.sum() / total) if total else float("nan")), total
+    present = values[counts > 0]
+    if not len(present):
+        return float("nan"), total
+    return float(present.min() if aggregation == "min" else present.max()), total
 
 
 def _grouped(view: View, flt: EventFilter, buckets: Buckets, aggregation: str,
@@ -319,7 +352,10 @@ def count_groups(view: View, flt: EventFilter, group_by: str, limit: int) -> Gro
         f"SELECT gk, gn, gs, c, sum(c) OVER () AS total, "
         f"sum(if(gk = {MISSING}, c, 0)) OVER () AS missing, "
         f"sum(gk != {MISSING}) OVER () AS present FROM ({grouped}) "
-        f"ORDER BY gk = {MISSING} DESC, c DESC, gk, gn, gs LIMIT {int(limit) + 1}", params)
+        f"ORDER BY gk = {MISSING} DESC, c DESC, gk, gn, gs LIMIT {int(limit) + 1}", params,
+        # (events are ordered by type first: grouping by it in that order needs no hash
+        # table, half the time)
+        {"optimize_aggregation_in_order": 1} if top_column == "type" else None)
     if not rows:
         return GroupedCount(0, (), 0, 0, 0)
     total, missing, distinct = int(rows[0][4]), int(rows[0][5]), int(rows[0][6])
@@ -342,7 +378,8 @@ def top(view: View, flt: EventFilter, prop: str, n: int, by_users: bool) -> TopD
     params = Params()
     users = "uniqExact(user)" if by_users else "toUInt64(0)"
     order = "u DESC, c DESC" if by_users else "c DESC"
-    columns = f"SELECT {group_columns(prop, params, _group_kinds(view, prop))}, user "
+    columns = (f"SELECT {group_columns(prop, params, _group_kinds(view, prop))}"
+               f"{', user' if by_users else ''} ")
     where = view.where(flt, params)
     source = f"{columns} FROM {view.events} WHERE {where}"
     rows = view.rows(

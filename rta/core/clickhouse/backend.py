@@ -20,7 +20,7 @@ import numpy as np
 
 from rta.core.clickhouse.connection import ClickHouse
 from rta.core.clickhouse.filter_sql import Params
-from rta.core.clickhouse.schema import EVENTS
+from rta.core.clickhouse.schema import EVENTS, PERSON_LINKS
 from rta.core.clickhouse.view import Barrier, View, has_person_props, person_kinds
 from rta.core.events import BOOL, FLOAT, INT, STR
 from rta.core.identity import RAW, identity_mode
@@ -84,7 +84,7 @@ class ClickHouseBackend:
         # identity mode (`?identity=raw` counts the ids as sent)
         self.raw = identity_mode.get() == RAW if persons is None else not persons
         self.view = View(ch, table, ready, self._key_kinds, persons=not self.raw,
-                         person_props=self._person_props)
+                         person_props=self._person_props, linked=self._linked)
         self._has_person_props: bool | None = None
         self._version = version
         self._changes = changes
@@ -151,6 +151,20 @@ class ClickHouseBackend:
             return None
         kinds = self._kinds()[1].get(key)
         return None if kinds is None else frozenset(kinds)
+
+    def _linked(self) -> bool:
+        """Whether `person_links` has a row, for `View.linked`: remembered with a data clock
+        (links shipped by this daemon bump it; another daemon's first link is seen within
+        VOCABULARY_TTL_S); without one, assumed (the join is always right, only slower)."""
+        if self._clock is None:
+            return True
+
+        def probe() -> bool:
+            (found,), = self.view.rows(f"SELECT count() FROM (SELECT 1 FROM "
+                                       f"`{self.view.ch.database}`.`{PERSON_LINKS}` LIMIT 1)")
+            return bool(found)
+        linked: bool = self._remember("linked", probe)
+        return linked
 
     def check_numeric(self, prop: str, field: str) -> None:
         kinds = set(self._kinds()[1].get(prop, set()))

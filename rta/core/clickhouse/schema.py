@@ -16,6 +16,10 @@
     leases          one row per (lease, daemon) claim, renewed by rewriting it; expired rows
                     leave by TTL a day later
 
+`ts` is stored with T64 + LZ4: as small as Delta + ZSTD on rta's data and 2.5x faster to
+read, and every query reads it (a database made before keeps its codec; `ALTER TABLE events
+MODIFY COLUMN ts Int64 CODEC(T64, LZ4)` and `OPTIMIZE TABLE events FINAL` switch it).
+
 `seq` is the arrival order (a daemon's WAL position and row), the tie-break among events
 with the same timestamp that the API's paging and funnels use.
 
@@ -64,7 +68,7 @@ def _events_ddl(db: str, table: str, cluster: str | None, retention_days: float)
         seconds = int(retention_days * 86400)
         ttl = f"\nTTL toDateTime(intDiv(ts, 1000)) + INTERVAL {seconds} SECOND"
     return f"""CREATE TABLE IF NOT EXISTS `{db}`.`{table}`{_on_cluster(cluster)} (
-    ts Int64 CODEC(Delta, ZSTD(1)),
+    ts Int64 CODEC(T64, LZ4),
     recv Int64 CODEC(Delta, ZSTD(1)),
     seq UInt64,
     id String,
