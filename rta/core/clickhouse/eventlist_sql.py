@@ -35,10 +35,10 @@ def list_events(view: View, flt: EventFilter, limit: int = 100,
     conds = [view.where(flt, params)]
     if cursor is not None:
         conds.append(_older_than(view, cursor, params))
+    source, maps = view.events_own_maps()  # (properties as sent, not the person's merged)
     rows = view.rows(
-        f"SELECT id, type, raw_user, session, ts, recv, seq, props_s, props_i, props_f, props_b, "
-        f"user "
-        f"FROM {view.events} WHERE {' AND '.join(f'({c})' for c in conds)} "
+        f"SELECT id, type, raw_user, session, ts, recv, seq, {maps}, user "
+        f"FROM {source} WHERE {' AND '.join(f'({c})' for c in conds)} "
         f"ORDER BY ts DESC, seq DESC LIMIT {int(limit)}", params)
     events = [_render(row) for row in rows]
     next_cursor = None

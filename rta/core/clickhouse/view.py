@@ -73,6 +73,21 @@ class View:
         source = events_source(self.ch.database, self.table, persons, props)
         return source if self.group is None else group_source(source, self.group)
 
+    def events_own_maps(self) -> tuple[str, str]:
+        """(`events` as a source, the columns holding each event's own property maps): with
+        person properties merged (`person.<key>` filters read the merged maps), the own
+        maps are kept beside them, so listings show the properties as sent."""
+        if self.ready is not None:
+            self.ready()
+        own = "props_s, props_i, props_f, props_b"
+        if self.person_props is None or not self.person_props():
+            return self.events, own
+        persons = self.persons and (self.linked is None or self.linked())
+        source = events_source(self.ch.database, self.table, persons, True, keep_maps=True)
+        if self.group is not None:
+            source = group_source(source, self.group)
+        return source, "raw_" + own.replace(", ", ", raw_")
+
     def where(self, flt: EventFilter, params: Params, times: bool = True) -> str:
         return where_sql(flt, params, times=times)
 
