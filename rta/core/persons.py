@@ -133,6 +133,11 @@ class Persons:
             if illegal_id(x):
                 raise field_error(f"distinctIds[{i}]",
                                   f"'{x}' is a placeholder id and cannot be merged")
+            try:
+                x.encode("utf-8")
+            except UnicodeEncodeError:
+                raise field_error(f"distinctIds[{i}]", "must be valid Unicode text (it holds "
+                                  "an unpaired surrogate escape)") from None
         seen: set[str] = set()
         for i, x in enumerate(ids):
             if x in seen:

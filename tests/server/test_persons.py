@@ -271,3 +271,17 @@ def test_merge_accepts_an_id_known_only_from_a_link(http: httpx.Client) -> None:
     r = http.post("/persons/merge", json={"distinctIds": [a, anon], "force": True})
     assert r.status_code == 200, r.text
     assert sorted(r.json()["distinctIds"]) == sorted([a, b, anon])
+
+
+def test_merge_refuses_an_unpaired_surrogate(http: httpx.Client) -> None:
+    """A lone surrogate escape in distinctIds is a 400 naming the id, not a 500."""
+    t = tag()
+    x = f"x-{t}"
+    assert http.post("/events", json={"type": f"u{t}", "userId": x}).status_code == 202
+    for ids in ([x, "\\ud800"], ["\\udfff", x]):
+        raw = "{\"distinctIds\": [\"" + ids[0] + "\", \"" + ids[1] + "\"]}"
+        r = http.post("/persons/merge", content=raw.encode(),
+                      headers={"content-type": "application/json"})
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["details"][0]["field"] == \
+            f"distinctIds[{ids.index(x) ^ 1}]"
