@@ -276,9 +276,19 @@ def block_updates(block: Any, dicts: Any) -> list[Update]:
 # -- from the API ----------------------------------------------------------------------------
 
 
+def _check_text(text: str, path: str) -> None:
+    """JSON lets an unpaired surrogate escape through; it is not text the logs can hold."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise field_error(path, "must be valid Unicode text (it holds an unpaired "
+                          "surrogate escape)") from None
+
+
 def _check_key(key: Any, path: str) -> None:
     if not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH:
         raise field_error(path, f"property names must be 1 to {MAX_KEY_LENGTH} characters")
+    _check_text(key, path)
 
 
 def _values(spec: Any, path: str) -> dict[str, Any]:
@@ -303,6 +313,8 @@ def _values(spec: Any, path: str) -> dict[str, Any]:
                               "(remove a property with $unset)")
         if isinstance(value, str) and len(value) > MAX_VALUE_LENGTH:
             raise field_error(f"{path}.{key}", f"is longer than {MAX_VALUE_LENGTH} characters")
+        if isinstance(value, str):
+            _check_text(value, f"{path}.{key}")
         out[key] = value
     return out
 

@@ -133,6 +133,11 @@ class Persons:
             if illegal_id(x):
                 raise field_error(f"distinctIds[{i}]",
                                   f"'{x}' is a placeholder id and cannot be merged")
+            try:
+                x.encode("utf-8")
+            except UnicodeEncodeError:
+                raise field_error(f"distinctIds[{i}]", "must be valid Unicode text (it holds "
+                                  "an unpaired surrogate escape)") from None
         seen: set[str] = set()
         for i, x in enumerate(ids):
             if x in seen:
@@ -145,6 +150,9 @@ class Persons:
     def _merge(self, ids: list[str], force: bool) -> dict[str, Any]:
         codes = self.store.dicts.users.lookup_many(ids)
         unknown = [i for i, c in enumerate(codes.tolist()) if c < 0]
+        if unknown:  # an id only ever named by a link (an $anon_distinct_id) is known too
+            linked = self.graph.merged_ids()
+            unknown = [i for i in unknown if ids[i] not in linked]
         if unknown:
             raise NotFoundError(f"distinctIds[{unknown[0]}]: no event was ever sent with "
                                 f"distinct id '{ids[unknown[0]]}'",

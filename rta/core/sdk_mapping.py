@@ -247,6 +247,8 @@ def posthog_event(item: Any, sent_at: Any, now: int, future_ms: int) -> dict[str
     user = _id_text(distinct, "distinct_id", required=True)
     props.pop("token", None)  # the project key is a credential, not data
     for top in ("$set", "$set_once"):
+        if item.get(top) is not None and not isinstance(item[top], dict):
+            raise _Bad(top, "must be an object of person properties")
         if isinstance(item.get(top), dict) and top not in props:
             props[top] = item[top]
     if name in POSTHOG_PERSON_EVENTS and isinstance(props.get("$set"), dict):

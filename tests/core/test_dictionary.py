@@ -153,3 +153,17 @@ def test_encode_array_gives_the_codes_encode_gives(batches: list[list[str | None
         assert codes.dtype == np.int32
         assert codes.tolist() == by_list.encode(as_list).tolist()
     assert list(by_array.strings) == list(by_list.strings)
+
+
+def test_cold_lookup_of_an_unencodable_string_finds_nothing(tmp_path: Path) -> None:
+    """A lookup text with an unpaired surrogate (a filter value or merge id in valid JSON)
+    was never stored: -1, not a UnicodeEncodeError (a 500) once strings are cold."""
+    path = str(tmp_path / "users.dict")
+    d = Dictionary(path, hot_max=1)
+    d.encode([f"u{i}" for i in range(20)])
+    d.sync()
+    d.close()
+    again = Dictionary(path, hot_max=1)
+    assert again.lookup_many(["\ud800", "u3", "x\udfff"]).tolist() == [-1, 3, -1]
+    assert again.lookup("\ud800") == -1
+    again.close()

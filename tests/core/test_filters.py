@@ -149,6 +149,8 @@ def test_shorthand_and_top_level_fields() -> None:
     ({"where": [{"property": "x", "operator": "like", "value": 1}]}, "filter.where[0].operator"),
     ({"where": [{"property": "x", "operator": "in", "value": 1}]}, "filter.where[0].value"),
     ({"where": [{"property": "", "operator": "eq", "value": 1}]}, "filter.where[0].property"),
+    ({"where": [{"property": "person.", "operator": "eq", "value": 1}]},
+     "filter.where[0].property"),  # a person property needs its key
     ({"where": [{"property": "x", "operator": "contains", "value": 3}]},
      "filter.where[0].value"),
     ({"startTime": NOW, "endTime": NOW - 10}, "filter.startTime"),

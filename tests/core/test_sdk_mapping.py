@@ -319,3 +319,17 @@ def test_segment_single_call_uses_the_route_and_auth_key() -> None:
     (row,) = rows(mapped)
     assert (row["type"], row["properties"]) == ("pageview", {"name": "Home",
                                                              "context.page.path": "/"})
+
+
+def test_posthog_top_level_set_that_is_not_an_object_is_refused() -> None:
+    """A top-level `$set` / `$set_once` (older SDKs) that is not an object is malformed
+    person data: refused naming the field, not silently dropped."""
+    for top in ("$set", "$set_once"):
+        body = {"batch": [{"event": "e", "distinct_id": "d"},
+                          {"event": "e", "distinct_id": "d", top: "pro"}]}
+        with pytest.raises(ValidationError) as info:
+            rows(posthog_batch(body, NOW, FUTURE))
+        assert [(d["index"], d["field"]) for d in info.value.details] == [
+            (1, f"batch[1].{top}")]
+    rows(posthog_batch({"batch": [{"event": "e", "distinct_id": "d", "$set": None}]},
+                       NOW, FUTURE))

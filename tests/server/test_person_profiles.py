@@ -220,3 +220,19 @@ def test_properties_survive_restart_and_sigkill(tmp_path: Path) -> None:
     finally:
         proc.stop()
     assert os.path.exists(os.path.join(data, "persons", "properties.log"))
+
+
+def test_properties_api_refuses_unpaired_surrogates(http: httpx.Client) -> None:
+    """A lone surrogate escape (valid JSON, not encodable text) in a key, a value or an
+    $unset name is a 400 naming the field, not a 500, and nothing is set."""
+    t = tag()
+    a = f"a-{t}"
+    assert http.post("/events", json={"type": f"s{t}", "userId": a}).status_code == 202
+    for raw, field in [('{"$set": {"plan": "\\ud800"}}', "$set.plan"),
+                       ('{"$set_once": {"k\\udfff": 1}}', "$set_once.k"),
+                       ('{"$set": {"ok": 1}, "$unset": ["\\ud800"]}', "$unset[0]")]:
+        r = http.post(f"/persons/{a}/properties", content=raw.encode(),
+                      headers={"content-type": "application/json"})
+        assert r.status_code == 400, (raw, r.text)
+        assert r.json()["error"]["details"][0]["field"].startswith(field)
+    assert props(http, a) == {}

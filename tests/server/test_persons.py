@@ -256,3 +256,32 @@ def test_saved_segments_and_caches_follow_links_and_identity_mode(http: httpx.Cl
     assert r.json()["count"] == 1, r.text
     assert unique(http, f"seg{t}", identity="raw") == 2
     assert unique(http, f"seg{t}") == 1
+
+
+def test_merge_accepts_an_id_known_only_from_a_link(http: httpx.Client) -> None:
+    """An id seen only as another event's `$anon_distinct_id` is a distinct id of that
+    person (GET /persons shows it), so POST /persons/merge must know it too."""
+    t = tag()
+    a, b, anon = f"a-{t}", f"b-{t}", f"anon-{t}"
+    assert http.post("/events/batch", json=[
+        {"type": f"k{t}", "userId": a},
+        {"type": "$identify", "userId": b, "properties": {"$anon_distinct_id": anon}},
+    ]).status_code == 202
+    assert http.get(f"/persons/{anon}").json()["personId"] == b
+    r = http.post("/persons/merge", json={"distinctIds": [a, anon], "force": True})
+    assert r.status_code == 200, r.text
+    assert sorted(r.json()["distinctIds"]) == sorted([a, b, anon])
+
+
+def test_merge_refuses_an_unpaired_surrogate(http: httpx.Client) -> None:
+    """A lone surrogate escape in distinctIds is a 400 naming the id, not a 500."""
+    t = tag()
+    x = f"x-{t}"
+    assert http.post("/events", json={"type": f"u{t}", "userId": x}).status_code == 202
+    for ids in ([x, "\\ud800"], ["\\udfff", x]):
+        raw = "{\"distinctIds\": [\"" + ids[0] + "\", \"" + ids[1] + "\"]}"
+        r = http.post("/persons/merge", content=raw.encode(),
+                      headers={"content-type": "application/json"})
+        assert r.status_code == 400, r.text
+        assert r.json()["error"]["details"][0]["field"] == \
+            f"distinctIds[{ids.index(x) ^ 1}]"

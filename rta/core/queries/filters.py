@@ -154,6 +154,8 @@ def parse_predicate(spec: Any, path: str) -> Predicate | Group:
         prop = spec["property"]
         if not isinstance(prop, str) or not prop:
             raise field_error(f"{path}.property", "must be a non-empty string")
+        if prop == "person.":
+            raise field_error(f"{path}.property", "names no person property: use person.<key>")
         prop = _property_name(prop)
         op = str(spec.get("operator", spec.get("op", "eq")))
         if op not in OPERATORS:

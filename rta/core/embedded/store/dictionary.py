@@ -268,6 +268,17 @@ def _replaced_chunks(chunks: list[pa.Array], starts: list[int], cold_n: int,
     return out
 
 
+def _utf8(text: str) -> bool:
+    """Whether `text` is encodable (JSON lets unpaired surrogate escapes through)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class Dictionary:
     """Append-only string dictionary; the file is fsynced before any segment refers to it."""
 
@@ -397,7 +408,8 @@ class Dictionary:
 
     def _cold_lookup(self, texts: list[str | None]) -> np.ndarray:
         out = np.full(len(texts), -1, dtype=np.int32)
-        keep = [i for i, t in enumerate(texts) if t is not None]
+        # (a text with an unpaired surrogate was never stored: it cannot be UTF-8)
+        keep = [i for i, t in enumerate(texts) if t is not None and _utf8(t)]
         if not keep:
             return out
         words = pa.array([texts[i] for i in keep], pa.string())
