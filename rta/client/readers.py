@@ -356,12 +356,12 @@ def _parquet_table_batch(record_batch: Any) -> Batch:
 
 def _as_event_columns(table: Any) -> Any:
     """A Parquet table in the Arrow batch schema: columns other than the event's fields
-    and `properties` are properties (as `batches` reads them); `receivedAt` is dropped."""
+    and `properties` are properties (as `batches` reads them); `EXPORT_ONLY` are dropped."""
     names = []
     for name in table.column_names:
         if name in TOP_LEVEL or name == "properties" or name.startswith("properties."):
             names.append(name)
-        elif name != "receivedAt":
+        elif name not in EXPORT_ONLY:
             names.append("properties." + name)
         else:
             names.append("")
@@ -369,6 +369,9 @@ def _as_event_columns(table: Any) -> Any:
     return table.drop_columns([""]) if "" in names else table
 
 
+# Columns an rta export adds that the daemon derives again (arrival time, the person of the
+# distinct id): dropped when an export is ingested, so a round trip is the identity.
+EXPORT_ONLY = frozenset({"receivedAt", "personId"})
 NDJSON_CHUNK_BYTES = 4 << 20  # bytes of NDJSON parsed by pyarrow at once
 
 
@@ -530,7 +533,7 @@ def _parquet_events(rows: list[dict[str, Any]]) -> list[Any]:
                     event[key] = value
             elif key == "properties" and isinstance(value, dict | str):
                 _merge_properties(props, value)
-            elif key == "receivedAt":
+            elif key in EXPORT_ONLY:
                 continue
             elif value is not None:
                 props[key.removeprefix("properties.")] = value

@@ -48,11 +48,11 @@ from rta.core.embedded.store.block import PropColumns, not_null
 from rta.core.embedded.store.dictionary import Dictionaries, Dictionary
 from rta.core.events import BOOL, FLOAT, INT, INT64_MIN, STR
 
-BASE_FIELDS = ("id", "type", "userId", "sessionId", "timestamp", "receivedAt")
-# Fields exported only when `fields` names them: the person of each event's distinct id
-# (its userId where the id was never merged; docs/people.md).
-OPTIONAL_FIELDS = ("personId",)
-FIELDS = (*BASE_FIELDS, *OPTIONAL_FIELDS)
+# The columns of an export without `fields`: the seed's, then `personId` (the person of each
+# event's distinct id, its userId where the id was never merged; docs/people.md), last so
+# the seed's keep their positions.
+BASE_FIELDS = ("id", "type", "userId", "sessionId", "timestamp", "receivedAt", "personId")
+FIELDS = BASE_FIELDS
 XLSX_MAX_ROWS = 1_048_576  # Excel's row limit per sheet (header included)
 XLSX_MAX_TEXT = 32_767
 MEDIA_TYPES = {

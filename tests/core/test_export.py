@@ -139,8 +139,9 @@ def test_csv_round_trips_through_csv_module(snap: Snapshot) -> None:
     header, body = rows[0], rows[1:]
     ref = reference(snap)
     assert header == ex.columns
-    assert header[:6] == ["id", "type", "userId", "sessionId", "timestamp", "receivedAt"]
-    assert sorted(header[6:]) == header[6:] == [
+    assert header[:7] == ["id", "type", "userId", "sessionId", "timestamp", "receivedAt",
+                          "personId"]
+    assert sorted(header[7:]) == header[7:] == [
         "properties.flag", "properties.mixed", "properties.n", "properties.nested.deep",
         "properties.page"]
     assert len(body) == len(ref)

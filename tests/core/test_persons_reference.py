@@ -134,7 +134,7 @@ async def test_event_list_keeps_user_id_and_adds_person_id() -> None:
         ctx = query_services.context(engine)
         page = ctx.backend.events(EventFilter(), 10, None)
         rows = [(e["userId"], e.get("personId")) for e in page.to_json()["events"]]
-        assert rows == [("u1", None), ("u1", None), ("anon", "u1")]
+        assert rows == [("u1", "u1"), ("u1", "u1"), ("anon", "u1")]
         # the userId filter matches ids as sent, not the whole person
         page = ctx.backend.events(EventFilter(users=("anon",)), 10, None)
         assert [e["userId"] for e in page.to_json()["events"]] == ["anon"]

@@ -45,7 +45,8 @@ def all_events(store: ColumnStore) -> list[dict[str, Any]]:
 
 
 def expected(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return sorted(({**e, "properties": e["properties"]} for e in events),
+    return sorted(({**e, "personId": e.get("userId"), "properties": e["properties"]}
+                   for e in events),
                   key=lambda e: e["id"])
 
 

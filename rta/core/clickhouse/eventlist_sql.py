@@ -72,8 +72,8 @@ def _render(row: tuple[Any, ...]) -> dict[str, Any]:
     for kind_values, cast in ((strs, str), (ints, int), (floats, float), (bools, bool)):
         for key, value in kind_values.items():
             props[str(key)] = cast(value)
-    # `personId` only where the id belongs to a merged person (as the embedded engine)
+    # `personId`: the person of the distinct id (the id itself where it was never merged)
     return {"id": str(event_id), "type": str(etype), "userId": user,
-            **({"personId": person} if person != user else {}), "sessionId": session,
+            "personId": person, "sessionId": session,
             "timestamp": int(ts), "receivedAt": int(recv),
             "properties": dict(sorted(props.items()))}  # (key order: as the embedded one)

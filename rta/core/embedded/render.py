@@ -51,9 +51,9 @@ def render_events(block: Block, rows: np.ndarray, dicts: Dictionaries) -> list[d
             props[i][names[key][2:]] = v
     # Keys in sorted order: the store keeps no order of its own (columns are ordered by first
     # appearance per block, which sealing and merging change), and every backend agrees.
-    # `personId` only where the distinct id belongs to a merged person (else it is userId)
+    # `personId`: the person of the distinct id (the id itself where it was never merged)
     return [{"id": ids[i], "type": types[i], "userId": users[i],
-             **({"personId": person_ids[i]} if i in person_ids else {}),
+             "personId": person_ids.get(i, users[i]),
              "sessionId": sessions[i], "timestamp": ts[i], "receivedAt": recv[i],
              "properties": dict(sorted(props[i].items()))}
             for i in range(len(rows))]
