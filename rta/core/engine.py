@@ -463,7 +463,7 @@ class Engine:
                 "eventsInMemory": store["headEvents"],
                 "eventsStored": store["events"],
                 "uniqueEventTypes": len(self.store.dicts.types),
-                "totalUsers": len(self.store.dicts.users),
+                "totalUsers": self.persons.count_users(),  # (persons; raw ids: ?identity=raw)
                 "eventsRejected": self.events_rejected,
             },
             "store": store,

@@ -52,58 +52,109 @@ class Enricher:
         self.agents = UserAgents()
         self.geo = GeoIp(geoip_database)
 
-    def apply(self, events: list[dict[str, Any]], client: Client) -> None:
-        """Enrich `events` in place: their `properties` dicts are changed, so pass events
-        of your own (the routes' freshly decoded ones); a `context` object is replaced,
-        never changed.
+    def derived(self, ua: Any, ip: Any) -> dict[str, Any]:
+        """The device and geo properties of one (User-Agent, IP) pair, as one new dict
+        (None for either: nothing of that kind)."""
+        agents, geo = self.agents, self.geo
+        device = agents._cache.get(ua) if ua.__class__ is str else None
+        if device is None:
+            device = agents.derive(ua)
+        place = geo._cache.get(ip) if ip.__class__ is str else None
+        if place is None:
+            place = geo.derive(ip)
+        return {**device, **place}
 
-        Written for speed (it runs for every event of the browser-side routes): the common
-        case is two cache hits and two C-level dict updates, nothing allocated."""
+    def apply(self, events: list[dict[str, Any]], client: Client) -> None:
+        """Enrich `events`: each event's `properties` is replaced by a new dict (the sent
+        ones, then the derived ones), so pass events of your own (the routes' freshly
+        decoded ones); the sent dicts and a `context` object are never changed.
+
+        Written for speed (it runs for every event of the browser-side routes). A batch is
+        mostly one visitor's events, so the derived properties of the last User-Agent and
+        IP are kept for the next event. The common cases (posthog-js from a browser, a
+        server-side SDK's `$ip`; none of the rarer keys) cost per event two lookups, three
+        membership tests, one or two comparisons and one C-level merge that adds every
+        derived property at once; the lengths say whether the client had sent any of them
+        (then theirs are put back).
+        """
         default_ua = client.user_agent if client.browser else None
         default_ip = client.ip if client.browser else None
-        agents, geo = self.agents, self.geo
-        ua_cache, ip_cache = agents._cache, geo._cache
+        last_ua: Any = _UNSET  # the last event's User-Agent and IP, as sent
+        last_ip: Any = _UNSET
+        derived: dict[str, Any] = _EMPTY
+        count = 0
         for event in events:
-            if event.__class__ is not dict:
+            try:
+                props = event["properties"]
+                ua: Any = props.get("$raw_user_agent")
+            except (KeyError, TypeError, AttributeError):  # (not an event; no properties,
+                self._unusual(event, default_ua, default_ip)  # or not an object)
                 continue
-            props = event.get("properties")
-            if props is None:
-                props = _EMPTY
-            elif props.__class__ is not dict:
-                continue  # the validator reports it
-            ua: Any = props.get("$raw_user_agent")
-            ip: Any = None
-            if not props.keys().isdisjoint(_RARE):  # (one C-level test for the rare keys)
-                ua, ip = _carried(props, ua)
-            if ua.__class__ is not str or not ua:
-                ua = default_ua  # (and a number or object sent as a User-Agent is ignored)
-            if ip is _NO_IP:
-                ip = None
-            elif ip.__class__ is not str or not ip:
-                ip = default_ip
-            device = ua_cache.get(ua) if ua is not None else None
-            if device is None:
-                device = agents.derive(ua)
-            place = ip_cache.get(ip) if ip is not None else None
-            if place is None:
-                place = geo.derive(ip)
-            if props is _EMPTY:
-                if device or place:
-                    event["properties"] = {**device, **place}
+            if "context" in props or "$geoip_disable" in props or (
+                    not ua and ("$user_agent" in props or "$useragent" in props)):
+                self._rare(event, props, ua, default_ua, default_ip)
+                last_ua = _UNSET
                 continue
-            for derived in (device, place):
-                if not derived:
-                    continue
-                if props.keys().isdisjoint(derived):
-                    props.update(derived)
-                else:  # the client sent some of them: those stay
-                    for k in derived.keys() - props.keys():
-                        props[k] = derived[k]
+            if "$ip" not in props:  # (posthog-js from a browser)
+                if ua != last_ua or last_ip is not _UNSET:
+                    derived = self.derived(ua if ua.__class__ is str and ua else default_ua,
+                                           default_ip)  # (a number or object: not a UA)
+                    count = len(derived)
+                    last_ua, last_ip = ua, _UNSET
+                if count:
+                    merged = {**props, **derived}
+                    if len(merged) != len(props) + count:  # the client sent some: theirs
+                        _put_back(merged, props, derived)  # stay
+                    event["properties"] = merged
+                continue
+            ip = props["$ip"]  # (a server-side SDK's: the user's address, then dropped)
+            if ua != last_ua or ip != last_ip:
+                derived = self.derived(ua if ua.__class__ is str and ua else default_ua,
+                                       ip if ip.__class__ is str and ip else default_ip)
+                count = len(derived)
+                last_ua, last_ip = ua, ip
+            merged = {**props, **derived}
+            del merged["$ip"]
+            if len(merged) != len(props) - 1 + count:
+                _put_back(merged, props, derived)
+            event["properties"] = merged
+
+    def _rare(self, event: dict[str, Any], props: dict[str, Any], ua: Any,
+              default_ua: str | None, default_ip: str | None) -> None:
+        """An event with one of the rare keys (Segment's `context`, `$geoip_disable`, or
+        `$user_agent`/`$useragent` instead of `$raw_user_agent`): the User-Agent and IP may
+        come from elsewhere."""
+        props = dict(props)
+        ua, ip = _carried(props, ua)
+        if ip is _NO_IP:
+            ip = None
+        elif ip.__class__ is not str or not ip:
+            ip = default_ip
+        derived = self.derived(ua if ua.__class__ is str and ua else default_ua, ip)
+        for key in derived.keys() - props.keys():
+            props[key] = derived[key]
+        event["properties"] = props
+
+    def _unusual(self, event: Any, default_ua: str | None, default_ip: str | None) -> None:
+        """An event without properties gets the request's derived ones; anything else
+        (not an object, properties not an object) is left to the validator."""
+        if event.__class__ is dict and event.get("properties") is None:
+            bare = self.derived(default_ua, default_ip)
+            if bare:
+                event["properties"] = bare
 
 
 _EMPTY: dict[str, Any] = {}
-_RARE = frozenset(("$user_agent", "$useragent", "$ip", "context", "$geoip_disable"))
 _NO_IP = object()  # `$geoip_disable: true`: no lookup, not even of the request's address
+_UNSET = object()
+
+
+def _put_back(merged: dict[str, Any], sent: dict[str, Any], derived: dict[str, Any]
+              ) -> None:
+    """The values the client sent for derived keys win over the derived ones."""
+    for key in derived:
+        if key in sent:
+            merged[key] = sent[key]
 
 
 def _carried(props: dict[str, Any], ua: Any) -> tuple[Any, Any]:

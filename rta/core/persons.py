@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -305,6 +305,28 @@ class Persons:
         values = PersonValues(profiles, snap.dicts)
         self._values = values
         return values
+
+    def count_users(self) -> int:
+        """Distinct users stored (`/stats` totalUsers, the live totals): persons, or raw
+        distinct ids when the request asked for them (`?identity=raw`). A person is one
+        code of `remap()` that stands for itself (its root, or its smallest member's code
+        when the root never sent an event)."""
+        users = len(self.store.dicts.users)
+        if identity_mode.get() == RAW:
+            return users
+        remap = self.remap()
+        if remap is None:
+            return users
+        codes = remap.codes[:users]
+        return int(np.count_nonzero(codes == np.arange(len(codes), dtype=codes.dtype)))
+
+    def count_persons_of(self, distinct_ids: Iterable[str]) -> int:
+        """How many persons `distinct_ids` (as sent) belong to (raw: how many ids)."""
+        if identity_mode.get() == RAW or not len(self.graph):
+            return sum(1 for _ in distinct_ids)
+        with self._lock:
+            person_of = self.graph.person_of
+            return len({person_of(x) for x in distinct_ids})
 
     def stats(self) -> dict[str, Any]:
         return {"links": self.links, "refused": self.refused, "mergedIds": len(self.graph),

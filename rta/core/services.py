@@ -135,9 +135,9 @@ class Serving:
     def metrics_data(self, engine: Engine) -> dict[str, Any]:
         """The `metrics` channel's message: this second's counters and the store totals."""
         store = engine.store
-        return self.live_metrics.snapshot(totals={
+        return self.live_metrics.snapshot(persons=engine.persons.count_persons_of, totals={
             "events": store.stats()["events"], "eventsProcessed": store.events_ingested,
-            "users": len(store.dicts.users), "eventTypes": len(store.dicts.types),
+            "users": engine.persons.count_users(), "eventTypes": len(store.dicts.types),
             "eventsPerSecond5s": round(engine.rate.rate(), 2),
             "eventsRejected": engine.events_rejected})
 

@@ -42,6 +42,13 @@ BOT_PATTERN = re.compile(
     r"uptime|monitor|preview|facebookexternalhit|embedly|curl/|wget/|python-requests|"
     r"python-urllib|aiohttp|httpx|go-http-client|java/|okhttp|apache-httpclient|libwww|"
     r"node-fetch|axios/|scrapy|feedfetcher|validator|archiver|^mozilla/5\.0$", re.I)
+# BOT_PATTERN's plain parts, for `is_bot`'s substring tests (a first sight of a string cost
+# ~30 us in the regex's alternation, ~1 us this way).
+BOT_WORDS = ("crawl", "spider", "slurp", "headless", "phantomjs", "lighthouse", "pagespeed",
+             "pingdom", "uptime", "monitor", "preview", "facebookexternalhit", "embedly",
+             "curl/", "wget/", "python-requests", "python-urllib", "aiohttp", "httpx",
+             "go-http-client", "java/", "okhttp", "apache-httpclient", "libwww", "node-fetch",
+             "axios/", "scrapy", "feedfetcher", "validator", "archiver")
 
 
 def _parser() -> Callable[[str], Any]:
@@ -100,13 +107,34 @@ def describe(ua: str, parsed: Any) -> Derived:
         parts = [p for p in (os_.major, os_.minor, os_.patch) if p]
         if parts:
             out["$os_version"] = ".".join(parts)
-    bot = device_family == "Spider" or BOT_PATTERN.search(ua) is not None
+    bot = device_family == "Spider" or is_bot(ua)
     if bot:
         out["$bot"] = True
     if browser or os_name:
         out["$device_type"] = device_type(ua, browser or "", os_name or "", device_family,
                                           os_.major if os_ is not None else None)
     return out
+
+
+def is_bot(ua: str) -> bool:
+    """`BOT_PATTERN.search(ua)`, answered by substring tests on the lower-cased text for
+    ASCII strings (where lower-casing is exactly the regex's case folding); other text
+    goes through the regex."""
+    if not ua.isascii():
+        return BOT_PATTERN.search(ua) is not None
+    low = ua.lower()
+    if low == "mozilla/5.0" or low == "mozilla/5.0\n":  # (`$` also matches before a final \n)
+        return True
+    for word in BOT_WORDS:
+        if word in low:
+            return True
+    at = low.find("bot")
+    while at >= 0:  # `bot\b|bot/`: "bot" then the end or a character that is not a word's
+        after = at + 3
+        if after == len(low) or not (low[after].isalnum() or low[after] == "_"):
+            return True
+        at = low.find("bot", after)
+    return False
 
 
 def _browser_version(major: str | None, minor: str | None) -> int | float | None:

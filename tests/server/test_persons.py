@@ -285,3 +285,44 @@ def test_merge_refuses_an_unpaired_surrogate(http: httpx.Client) -> None:
         assert r.status_code == 400, r.text
         assert r.json()["error"]["details"][0]["field"] == \
             f"distinctIds[{ids.index(x) ^ 1}]"
+
+
+async def test_live_user_totals_count_persons(url: str) -> None:
+    """/stats totalUsers, the metrics channel's active users and its users total count
+    persons: merging two ids drops each by one; `?identity=raw` still counts ids."""
+    import time as time_mod
+
+    import trio
+
+    from rta.client.ws import connect
+
+    def totals() -> tuple[int, int]:
+        with httpx.Client(base_url=url, timeout=30) as client:
+            persons = client.get("/stats").json()["aggregator"]["totalUsers"]
+            raw = client.get("/stats", params={"identity": "raw"}).json()[
+                "aggregator"]["totalUsers"]
+        return persons, raw
+
+    async def metrics(conn: Any) -> dict[str, Any]:
+        done = time_mod.time() * 1000
+        with trio.fail_after(10):
+            while True:
+                msg = await conn.receive()
+                if msg["channel"] == "metrics" and msg["timestamp"] > done + 5:
+                    return dict(msg["data"])
+
+    t = tag()
+    a, b = f"live-a-{t}", f"live-b-{t}"
+    async with connect(url) as conn, httpx.AsyncClient(base_url=url, timeout=30) as http:
+        await conn.subscribe("metrics")
+        assert (await http.post("/events/batch", json=[
+            {"type": "visit", "userId": a}, {"type": "visit", "userId": b}])).status_code == 202
+        before, raw_before = totals()
+        first = await metrics(conn)
+        r = await http.post("/persons/merge", json={"distinctIds": [a, b]})
+        assert r.status_code == 200, r.text
+        after, raw_after = totals()
+        assert (after, raw_after) == (before - 1, raw_before)
+        second = await metrics(conn)
+    assert second["activeUsers5m"] == first["activeUsers5m"] - 1
+    assert second["totals"]["users"] == first["totals"]["users"] - 1 == after
