@@ -638,6 +638,62 @@ class EventValidator:
     def _fast_props(values: list[Any]) -> dict[str, tuple[list[int], list[Any]]] | None:
         """Property columns in the per-event path's order; None when a row needs a closer look.
 
+        Values are grouped by key alone (one dict lookup per value), then each key's types
+        are read at once (`set(map(type, ...))`, in C): a key of one kind is a column as it
+        is, a key of several kinds (an integer here, a float there) is split by kind (nulls
+        left out), and then the columns are put in the order the per-event path gives, by
+        where each (kind, key) first appears. A nested object or an array anywhere:
+        `_fast_props_nested` decides.
+        """
+        by_key: dict[str, tuple[list[int], list[Any]]] = {}
+        for row, obj in enumerate(values):
+            if obj is None:
+                continue
+            if type(obj) is not dict:
+                return None
+            for key, value in obj.items():
+                col = by_key.get(key)
+                if col is None:
+                    by_key[key] = ([row], [value])
+                else:
+                    col[0].append(row)
+                    col[1].append(value)
+        columns: dict[str, tuple[list[int], list[Any]]] = {}
+        reorder = False
+        for key, (rows, vals) in by_key.items():
+            if not key or len(key) > MAX_KEY_LENGTH:
+                return None
+            kinds = set(map(type, vals))
+            if not kinds <= _SCALAR_TYPES:
+                return EventValidator._fast_props_nested(values)
+            split = len(kinds) > 1 or _NONE_TYPE in kinds  # (a null places no column)
+            if split:
+                reorder = True
+                kinds.discard(_NONE_TYPE)
+            for t in kinds:
+                if split:
+                    at = [i for i, v in enumerate(vals) if type(v) is t]
+                    col = ([rows[i] for i in at], [vals[i] for i in at])
+                else:
+                    col = (rows, vals)
+                if t is int:
+                    if min(col[1]) < INT64_MIN or max(col[1]) > INT64_MAX:
+                        return None  # (stored as floats: the per-event path does that)
+                elif t is float and not float(np.abs(np.array(col[1])).max()) < _TWO63:
+                    return None  # NaN or infinite (dropped), or maybe a huge integer
+                columns[_KIND_OF[t] + key] = col
+        if reorder:  # (kind, key) columns in order of first appearance, as per event
+            def first(item: tuple[str, tuple[list[int], list[Any]]]) -> tuple[int, int]:
+                name, (rows, _vals) = item
+                return rows[0], list(values[rows[0]]).index(name[2:])
+
+            columns = dict(sorted(columns.items(), key=first))
+        return columns
+
+    @staticmethod
+    def _fast_props_nested(values: list[Any]) -> dict[str, tuple[list[int], list[Any]]] | None:
+        """`_fast_props` for batches with nested objects or arrays among the values.
+
         Values are grouped by their Python type and the key object itself (orjson and
         `json` share key strings, so lookups hit cached hashes); numbers are range-checked
         per column afterwards. A nested object is flattened by `_flatten`, after taking back
@@ -1024,6 +1080,8 @@ _INF = float("inf")
 _NINF = float("-inf")
 _TWO63 = 2.0**63
 _DICT_ONLY = {dict}
+_NONE_TYPE = type(None)
+_SCALAR_TYPES = {str, int, float, bool, _NONE_TYPE}
 _STR_ONLY = {str}
 _NONE_ONLY = {type(None)}
 _INT_ONLY = {int}
