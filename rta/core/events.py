@@ -150,6 +150,9 @@ class EventBatch:
         self._payload_rows = -1
         # New type and property names this batch holds in the store's KeyBudget until applied.
         self.budget_claims: tuple[list[str], list[str]] | None = None
+        # `type_names` of a list batch, with the list and length it was read from (several
+        # checks and listeners ask per batch; a list replaced or grown is read again).
+        self._type_set: tuple[list[str], int, frozenset[str]] | None = None
 
     # -- the lists (made from the columns on first read) --------------------------------
 
@@ -240,7 +243,11 @@ class EventBatch:
         """The distinct event types of the batch."""
         if self.columns is not None and self._types is None:
             return set(pc.unique(self.columns.types).to_pylist())
-        return set(self.types)
+        types = self.types
+        held = self._type_set
+        if held is None or held[0] is not types or held[1] != len(types):
+            held = self._type_set = (types, len(types), frozenset(types))
+        return set(held[2])
 
     def type_counts(self) -> dict[str, int]:
         """Events per type."""
@@ -521,7 +528,8 @@ class EventValidator:
         if not n:
             return batch
         try:
-            for t in set(types):
+            distinct = frozenset(types)
+            for t in distinct:
                 if type(t) is not str or not t or len(t) > MAX_TYPE_LENGTH or (
                         (t[0] == " " or t[-1] == " ") and not t.strip()):
                     return None
@@ -553,11 +561,12 @@ class EventValidator:
         batch.sessions = checked_sessions
         batch.props = props
         batch.id_words = words
+        batch._type_set = (types, n, distinct)
         try:
             batch.to_json()
         except ValueError:
             return None
-        if self.budget is not None and not self.budget.claim_batch(batch, types, props):
+        if self.budget is not None and not self.budget.claim_batch(batch, distinct, props):
             return None
         return batch
 
