@@ -263,7 +263,9 @@ class EventBatch:
         if self.columns is not None and self._users is None:
             users = self.columns.users
             return set(pc.unique(users.drop_null() if users.null_count else users).to_pylist())
-        return {u for u in self.users if u is not None}
+        names: set[Any] = set(self.users)
+        names.discard(None)
+        return names
 
     def timestamp_array(self) -> np.ndarray:
         """Timestamps as int64 ms."""
