@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from itertools import repeat
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -150,6 +151,9 @@ class EventBatch:
         self._payload_rows = -1
         # New type and property names this batch holds in the store's KeyBudget until applied.
         self.budget_claims: tuple[list[str], list[str]] | None = None
+        # `type_names` of a list batch, with the list and length it was read from (several
+        # checks and listeners ask per batch; a list replaced or grown is read again).
+        self._type_set: tuple[list[str], int, frozenset[str]] | None = None
 
     # -- the lists (made from the columns on first read) --------------------------------
 
@@ -240,7 +244,11 @@ class EventBatch:
         """The distinct event types of the batch."""
         if self.columns is not None and self._types is None:
             return set(pc.unique(self.columns.types).to_pylist())
-        return set(self.types)
+        types = self.types
+        held = self._type_set
+        if held is None or held[0] is not types or held[1] != len(types):
+            held = self._type_set = (types, len(types), frozenset(types))
+        return set(held[2])
 
     def type_counts(self) -> dict[str, int]:
         """Events per type."""
@@ -255,7 +263,9 @@ class EventBatch:
         if self.columns is not None and self._users is None:
             users = self.columns.users
             return set(pc.unique(users.drop_null() if users.null_count else users).to_pylist())
-        return {u for u in self.users if u is not None}
+        names: set[Any] = set(self.users)
+        names.discard(None)
+        return names
 
     def timestamp_array(self) -> np.ndarray:
         """Timestamps as int64 ms."""
@@ -508,6 +518,21 @@ class EventValidator:
             list(map(get, items, repeat("sessionId"))), list(map(get, items, repeat("id"))),
             list(map(get, items, repeat("timestamp"))), props, now, size_bound)
 
+    def fast_records(self, records: list[Any], now: int,
+                     size_bound: int | None = None) -> EventBatch | None:
+        """`fast_batch` over decoded event records (`json_batch.EventRecord`: the members as
+        attributes, None when absent) instead of dicts; None when an event needs the
+        per-event path (the caller then parses the body again into dicts)."""
+        if not records:
+            return EventBatch(received_at=now)
+        props = self._fast_props(list(map(_RECORD_PROPS, records)))
+        if props is None:
+            return None
+        return self.fast_columns(
+            list(map(_RECORD_TYPE, records)), list(map(_RECORD_USER, records)),
+            list(map(_RECORD_SESSION, records)), list(map(_RECORD_ID, records)),
+            list(map(_RECORD_TS, records)), props, now, size_bound)
+
     def fast_columns(self, types: list[Any], users: list[Any], sessions: list[Any],
                      ids: list[Any], stamps: list[Any],
                      props: dict[str, tuple[list[int], list[Any]]], now: int,
@@ -521,7 +546,8 @@ class EventValidator:
         if not n:
             return batch
         try:
-            for t in set(types):
+            distinct = frozenset(types)
+            for t in distinct:
                 if type(t) is not str or not t or len(t) > MAX_TYPE_LENGTH or (
                         (t[0] == " " or t[-1] == " ") and not t.strip()):
                     return None
@@ -553,11 +579,12 @@ class EventValidator:
         batch.sessions = checked_sessions
         batch.props = props
         batch.id_words = words
+        batch._type_set = (types, n, distinct)
         try:
             batch.to_json()
         except ValueError:
             return None
-        if self.budget is not None and not self.budget.claim_batch(batch, types, props):
+        if self.budget is not None and not self.budget.claim_batch(batch, distinct, props):
             return None
         return batch
 
@@ -637,6 +664,62 @@ class EventValidator:
     @staticmethod
     def _fast_props(values: list[Any]) -> dict[str, tuple[list[int], list[Any]]] | None:
         """Property columns in the per-event path's order; None when a row needs a closer look.
+
+        Values are grouped by key alone (one dict lookup per value), then each key's types
+        are read at once (`set(map(type, ...))`, in C): a key of one kind is a column as it
+        is, a key of several kinds (an integer here, a float there) is split by kind (nulls
+        left out), and then the columns are put in the order the per-event path gives, by
+        where each (kind, key) first appears. A nested object or an array anywhere:
+        `_fast_props_nested` decides.
+        """
+        by_key: dict[str, tuple[list[int], list[Any]]] = {}
+        for row, obj in enumerate(values):
+            if obj is None:
+                continue
+            if type(obj) is not dict:
+                return None
+            for key, value in obj.items():
+                col = by_key.get(key)
+                if col is None:
+                    by_key[key] = ([row], [value])
+                else:
+                    col[0].append(row)
+                    col[1].append(value)
+        columns: dict[str, tuple[list[int], list[Any]]] = {}
+        reorder = False
+        for key, (rows, vals) in by_key.items():
+            if not key or len(key) > MAX_KEY_LENGTH:
+                return None
+            kinds = set(map(type, vals))
+            if not kinds <= _SCALAR_TYPES:
+                return EventValidator._fast_props_nested(values)
+            split = len(kinds) > 1 or _NONE_TYPE in kinds  # (a null places no column)
+            if split:
+                reorder = True
+                kinds.discard(_NONE_TYPE)
+            for t in kinds:
+                if split:
+                    at = [i for i, v in enumerate(vals) if type(v) is t]
+                    col = ([rows[i] for i in at], [vals[i] for i in at])
+                else:
+                    col = (rows, vals)
+                if t is int:
+                    if min(col[1]) < INT64_MIN or max(col[1]) > INT64_MAX:
+                        return None  # (stored as floats: the per-event path does that)
+                elif t is float and not float(np.abs(np.array(col[1])).max()) < _TWO63:
+                    return None  # NaN or infinite (dropped), or maybe a huge integer
+                columns[_KIND_OF[t] + key] = col
+        if reorder:  # (kind, key) columns in order of first appearance, as per event
+            def first(item: tuple[str, tuple[list[int], list[Any]]]) -> tuple[int, int]:
+                name, (rows, _vals) = item
+                return rows[0], list(values[rows[0]]).index(name[2:])
+
+            columns = dict(sorted(columns.items(), key=first))
+        return columns
+
+    @staticmethod
+    def _fast_props_nested(values: list[Any]) -> dict[str, tuple[list[int], list[Any]]] | None:
+        """`_fast_props` for batches with nested objects or arrays among the values.
 
         Values are grouped by their Python type and the key object itself (orjson and
         `json` share key strings, so lookups hit cached hashes); numbers are range-checked
@@ -1024,6 +1107,14 @@ _INF = float("inf")
 _NINF = float("-inf")
 _TWO63 = 2.0**63
 _DICT_ONLY = {dict}
+_RECORD_TYPE = attrgetter("type")
+_RECORD_USER = attrgetter("userId")
+_RECORD_SESSION = attrgetter("sessionId")
+_RECORD_TS = attrgetter("timestamp")
+_RECORD_ID = attrgetter("id")
+_RECORD_PROPS = attrgetter("properties")
+_NONE_TYPE = type(None)
+_SCALAR_TYPES = {str, int, float, bool, _NONE_TYPE}
 _STR_ONLY = {str}
 _NONE_ONLY = {type(None)}
 _INT_ONLY = {int}

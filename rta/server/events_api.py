@@ -19,6 +19,7 @@ from rta.core.engine import Engine
 from rta.core.errors import PayloadTooLarge, RtaError, ValidationError
 from rta.core.events import EventBatch
 from rta.core.ingest import Admitted
+from rta.core.json_batch import fast_json_batch
 from rta.core.queries import event_list, query_warnings
 from rta.core.queries.event_list import parse_event_list
 from rta.core.queries.timeparse import int_text, now_ms
@@ -296,6 +297,11 @@ class FastIngest:
             if not isinstance(body, list):
                 return None
             del body  # (parsed again below, as the route does)
+        elif path == "/events/batch" and kind not in NDJSON_TYPES and is_json_type(kind):
+            fast = fast_json_batch(eng.validator, raw, now_ms(),
+                                      eng.validator.limits.max_batch_events)
+            if fast is not None:
+                return fast, False
         parsed = parse_events_body(raw, kind, fast=True)
         if parsed is None or len(parsed[0]) > eng.validator.limits.max_batch_events:
             return None
@@ -424,13 +430,19 @@ async def _ingest_many(raw: bytes, kind: str) -> Response:
     """Validate and ingest a batch body: parsed by orjson and validated column-wise when
     that is exact (the usual case), else parsed by `json` and validated event by event."""
     eng = engine()
+    limit = eng.validator.limits.max_batch_events
+    if kind not in NDJSON_TYPES and is_json_type(kind):
+        fast = fast_json_batch(eng.validator, raw, now_ms(), limit)
+        if fast is not None:
+            result = await eng.ingest(fast)
+            return json_response(accepted_many(Admitted(fast), result, ids=bool_arg("ids")),
+                                 202)
     exact = False
     parsed = parse_events_body(raw, kind, fast=True)
     if parsed is None:
         parsed, exact = parse_events_body(raw, kind), True
     assert parsed is not None
     items, size_bound = parsed
-    limit = eng.validator.limits.max_batch_events
     if len(items) > limit:
         raise PayloadTooLarge(f"batch has {len(items)} events; the limit is {limit}",
                               [{"field": "", "count": len(items), "limit": limit}],

@@ -76,8 +76,12 @@ def batch_paths(props: Mapping[str, tuple[list[int], list[Any]]]) -> list[str]:
     """The page of each row of an ingested batch that names one (`EventBatch.props`): `page`
     as sent, else the other path aliases or the URL's path, so the live view's top pages
     count every SDK's pageviews."""
+    keys = ("page", *(k for k in PATH_KEYS if k != "page"), *URL_KEYS)
+    present = [key for key in keys if "s:" + key in props]
+    if present == ["page"]:  # (the usual batch: each row's page as sent, in row order)
+        return list(props["s:page"][1])
     found: dict[int, str] = {}
-    for i, key in enumerate(("page", *(k for k in PATH_KEYS if k != "page"), *URL_KEYS)):
+    for i, key in enumerate(keys):
         column = props.get("s:" + key)
         if column is None:
             continue
