@@ -431,7 +431,8 @@ async def _ingest_many(raw: bytes, kind: str) -> Response:
     that is exact (the usual case), else parsed by `json` and validated event by event."""
     eng = engine()
     limit = eng.validator.limits.max_batch_events
-    if kind not in NDJSON_TYPES and is_json_type(kind):
+    # (a bad flag is answered below, after the body's own errors, as it always was)
+    if kind not in NDJSON_TYPES and is_json_type(kind) and _flags_valid("partial", "ids"):
         fast = fast_json_batch(eng.validator, raw, now_ms(), limit)
         if fast is not None:
             result = await eng.ingest(fast)
@@ -456,6 +457,16 @@ async def _ingest_many(raw: bytes, kind: str) -> Response:
     del items, parsed
     result = await eng.ingest(admitted.batch)
     return json_response(accepted_many(admitted, result, ids=bool_arg("ids")), 202)
+
+
+def _flags_valid(*names: str) -> bool:
+    """Whether the query flags `names` are absent or true/false (`bool_arg` would not raise)."""
+    try:
+        for name in names:
+            bool_arg(name)
+    except ValidationError:
+        return False
+    return True
 
 
 def read_arrow_body(eng: Engine, raw: bytes) -> ArrowEvents:
