@@ -90,7 +90,7 @@ def expected(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for e in events:
         props = dict(e["properties"])
         props.update({f"nested.{k}": v for k, v in props.pop("nested").items()})
-        out.append({**e, "properties": props})
+        out.append({**e, "personId": e.get("userId"), "properties": props})
     return sorted(out, key=lambda e: e["id"])
 
 

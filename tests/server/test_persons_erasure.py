@@ -58,15 +58,17 @@ def test_erasure_over_http(tmp_path: Path) -> None:
                 assert r.status_code == 200, r.text
             needles = [*needles, "posted-http-victim"]
             healthy: list[int] = []
-            stop = threading.Event()
+            stop, polling = threading.Event(), threading.Event()
 
             def poll() -> None:
                 with httpx.Client(base_url=url, timeout=30) as h:
                     while not stop.is_set():
                         healthy.append(h.get("/health").status_code)
+                        polling.set()
 
             poller = threading.Thread(target=poll)
             poller.start()
+            assert polling.wait(30)  # (one answer before the erasure: a quick one may win)
             try:
                 r = http.delete("/persons/login-http-victim")
             finally:
