@@ -129,7 +129,8 @@ def test_blank_dashboard_from_the_page(page: Any, site: Site) -> None:
     assert not page.is_visible("#template-dialog")
     created = {d["name"]: d for d in site.get("/dashboards")["dashboards"]}["From scratch"]
     assert site.get(f"/dashboards/{created['id']}")["widgets"] == []
-    assert page.is_visible("#add-widget")  # straight into edit mode: the next step is a widget
+    # straight into edit mode: the next step is a widget (shown once the new page rendered)
+    page.wait_for_selector("#add-widget", state="visible", timeout=10_000)
     page.click("#add-widget")
     page.fill("#widget-form [name=title]", "Signups")
     page.select_option("#widget-form [name=type]", "counter")
