@@ -15,7 +15,7 @@ import json
 from typing import Any
 
 import trio
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from rta.core.config import EngineConfig
@@ -167,9 +167,15 @@ async def answers(events: list[dict[str, Any]], prefix: str) -> list[Any]:
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(event, min_size=1, max_size=30), st.lists(link, max_size=6))
+@example(events=[("d1", "land", 0, {"$set": {}, "$set_once": {"plan": "pro"}}),
+                 ("d2", "land", 0, {"$set": {}, "$set_once": {"plan": "pro"}})],
+         links=[("$alias", "d0", "d1")])  # (a person whose own id arrives last: sample order)
 def test_person_filters_match_a_reference(events: list[tuple[str, str, int, Any]],
                                           links: list[tuple[str, str, str]]) -> None:
     got = trio.run(answers, build(events, links, False), "person.")
     want = trio.run(answers, build(events, links, True), "pp_")
     for (kind, body), g, w in zip(queries("person."), got, want, strict=True):
+        if kind == "segment":  # (the sample is ordered by when each person's own id first
+            # arrived; the reference relabels events by person, which moves that)
+            g, w = ({**x, "sampleUsers": sorted(x["sampleUsers"])} for x in (g, w))
         assert g == w, (kind, body)
