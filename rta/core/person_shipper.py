@@ -8,25 +8,21 @@ crash between folding a link and shipping its rows loses nothing; re-sent rows a
 harmless (queries read the newest row per id). Queries wait (`wait_shipped`) until rows
 queued before them are in, as they wait for events (read-your-writes).
 
-Thread rule: `queue` on the event loop (a `Persons.on_change` listener); `run` is a task
-of the engine's nursery, inserting from a worker thread; `wait_shipped` from query threads.
+Thread rule: `queue` on the event loop (a `Persons.on_change` listener); the rest as
+`side_shipper.SideShipper`.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
 from collections.abc import Callable
 
 import pyarrow as pa
-import trio
 
 from rta.core.clickhouse.connection import ClickHouse
 from rta.core.clickhouse.schema import PERSON_LINKS
-from rta.core.errors import RtaError
 from rta.core.persons import Persons
+from rta.core.side_shipper import SideShipper
 
-log = logging.getLogger("rta.person_shipper")
 Row = tuple[str, str]
 
 
@@ -47,36 +43,26 @@ def ship_all(ch: ClickHouse, persons: Persons) -> int:
     return len(rows)
 
 
-class PersonShipper:
+class PersonShipper(SideShipper):
+    what = "person links"
+
     def __init__(self, ch: ClickHouse, persons: Persons,
                  on_shipped: Callable[[], None]) -> None:
+        super().__init__(on_shipped)
         self.ch = ch
         self.persons = persons
-        self.on_shipped = on_shipped
         self._pending: list[tuple[int, list[Row]]] = []
-        self._queued = 0
-        self._shipped = 0
-        self._cond = threading.Condition()
-        self._wake = trio.Event()
-        self._started = False
         persons.on_change.append(self.queue)
 
     def queue(self, version: int, rows: list[Row]) -> None:
         with self._cond:
             self._pending.append((self.persons.links, rows))
-            self._queued += 1
-        self._wake.set()
+            self._queued_one()
 
-    def mark(self) -> int:
-        """What a query must wait for: every row group queued so far."""
-        return self._queued
+    def _has_pending(self) -> bool:
+        return bool(self._pending)
 
-    def wait_shipped(self, mark: int, timeout: float = 10.0) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: self._shipped >= mark and self._started,
-                                       timeout)
-
-    def _ship(self, first: bool) -> None:
+    def _send(self, first: bool) -> tuple[bool, int]:
         with self._cond:
             batch, self._pending = self._pending, []
             upto = self._queued
@@ -89,25 +75,4 @@ class PersonShipper:
             with self._cond:  # (sent again on the retry: rows are idempotent)
                 self._pending = batch + self._pending
             raise
-        with self._cond:
-            self._shipped = max(self._shipped, upto)
-            self._started = True
-            self._cond.notify_all()
-        if batch or first:
-            self.on_shipped()
-
-    async def run(self) -> None:
-        first = True
-        delay = 1.0
-        while True:
-            self._wake = trio.Event()
-            try:
-                await trio.to_thread.run_sync(self._ship, first)
-            except (RtaError, OSError) as exc:
-                log.error("could not ship person links to ClickHouse (%s); retrying", exc)
-                await trio.sleep(delay)
-                delay = min(delay * 2, 30.0)
-                continue
-            first, delay = False, 1.0
-            if not self._pending:
-                await self._wake.wait()
+        return bool(batch), upto

@@ -9,28 +9,24 @@ At start every person with properties is sent again, so a crash between an updat
 row loses nothing. A forgotten person (erasure) gets an empty row. Queries wait
 (`wait_shipped`) until rows queued before them are in, as for the identity links.
 
-Thread rule: `queue` on the event loop (a `ProfileStore.on_change` listener); `run` is a task
-of the engine's nursery, inserting from a worker thread; `wait_shipped` from query threads.
+Thread rule: `queue` on the event loop (a `ProfileStore.on_change` listener); the rest as
+`side_shipper.SideShipper`.
 """
 
 from __future__ import annotations
 
-import logging
-import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import pyarrow as pa
-import trio
 
 from rta.core.clickhouse.connection import ClickHouse
 from rta.core.clickhouse.schema import PERSON_PROPS
-from rta.core.errors import RtaError
 from rta.core.person_props import PREFIX, value_kind
 from rta.core.profiles import ProfileStore
+from rta.core.side_shipper import SideShipper
 
-log = logging.getLogger("rta.profile_shipper")
 _TYPES = {"s": pa.string(), "i": pa.int64(), "f": pa.float64(), "b": pa.bool_()}
 
 
@@ -64,36 +60,26 @@ def ship_all(ch: ClickHouse, profiles: ProfileStore) -> int:
     return len(rows)
 
 
-class ProfileShipper:
+class ProfileShipper(SideShipper):
+    what = "person properties"
+
     def __init__(self, ch: ClickHouse, profiles: ProfileStore,
                  on_shipped: Callable[[], None]) -> None:
+        super().__init__(on_shipped)
         self.ch = ch
         self.profiles = profiles
-        self.on_shipped = on_shipped
         self._pending: set[str] = set()
-        self._queued = 0
-        self._shipped = 0
-        self._cond = threading.Condition()
-        self._wake = trio.Event()
-        self._started = False
         profiles.on_change.append(self.queue)
 
     def queue(self, persons: list[str]) -> None:
         with self._cond:
             self._pending.update(persons)
-            self._queued += 1
-        self._wake.set()
+            self._queued_one()
 
-    def mark(self) -> int:
-        """What a query must wait for: every change queued so far."""
-        return self._queued
+    def _has_pending(self) -> bool:
+        return bool(self._pending)
 
-    def wait_shipped(self, mark: int, timeout: float = 10.0) -> bool:
-        with self._cond:
-            return self._cond.wait_for(lambda: self._shipped >= mark and self._started,
-                                       timeout)
-
-    def _ship(self, first: bool) -> None:
+    def _send(self, first: bool) -> tuple[bool, int]:
         with self._cond:
             batch, self._pending = self._pending, set()
             upto = self._queued
@@ -112,26 +98,4 @@ class ProfileShipper:
             with self._cond:  # (sent again on the retry: rows are idempotent)
                 self._pending |= batch
             raise
-        with self._cond:
-            self._shipped = max(self._shipped, upto)
-            self._started = True
-            self._cond.notify_all()
-        if batch or first:
-            self.on_shipped()
-
-    async def run(self) -> None:
-        first = True
-        delay = 1.0
-        while True:
-            self._wake = trio.Event()
-            try:
-                await trio.to_thread.run_sync(self._ship, first)
-            except (RtaError, OSError) as exc:
-                log.error("could not ship person properties to ClickHouse (%s); retrying",
-                          exc)
-                await trio.sleep(delay)
-                delay = min(delay * 2, 30.0)
-                continue
-            first, delay = False, 1.0
-            if not self._pending:
-                await self._wake.wait()
+        return bool(batch), upto
