@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 import pytest
@@ -369,7 +370,10 @@ def _change_text(c: dict[str, Any]) -> str:
         return "new" if c["value"] == 0 and (c["absoluteChange"] or 0) > 0 else "\u2013"
     pct = abs(rel * 100)
     sign = "+" if rel > 0 else "\u2212" if rel < 0 else "\u00b1"
-    return f"{sign}{pct:.{0 if pct >= 100 else 1}f}%"
+    # JS toFixed rounds an exact half up (16.25 -> "16.3"); Python's format rounds it to
+    # even ("16.2"): round the float's exact value half up, as toFixed does
+    places = Decimal(1) if pct >= 100 else Decimal("0.1")
+    return f"{sign}{Decimal(pct).quantize(places, ROUND_HALF_UP)}%"
 
 
 def test_formula_widgets_and_compared_counters_from_the_editor(page: Any, site: Site) -> None:
